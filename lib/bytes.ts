@@ -1,0 +1,70 @@
+/**
+ * Byte helpers shared by every wire codec: concatenation and big-endian
+ * integers. Pure functions, no I/O; safe in a browser.
+ * @module
+ */
+
+/** Concatenates byte arrays into one new array. */
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Encodes a string as UTF-8 bytes. */
+export function utf8(s: string): Uint8Array {
+  return new TextEncoder().encode(s);
+}
+
+/** Big-endian 16-bit encoding of `n` (0 ≤ n < 2^16). */
+export function u16(n: number): Uint8Array {
+  const b = new Uint8Array(2);
+  new DataView(b.buffer).setUint16(0, n);
+  return b;
+}
+
+/** Big-endian 32-bit encoding of `n` (0 ≤ n < 2^32). */
+export function u32(n: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n);
+  return b;
+}
+
+/** Big-endian 64-bit encoding of `n` (0 ≤ n < 2^64). */
+export function u64(n: bigint): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, n);
+  return b;
+}
+
+/** A DataView over exactly the bytes of `b` (respects byteOffset). */
+export function view(b: Uint8Array): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/**
+ * Equality of two public byte strings. Not constant-time: never use it on
+ * secrets (MACs are checked with `crypto.subtle.verify`).
+ */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Lower-case hex of `b`. */
+export function hex(b: Uint8Array): string {
+  return b.toHex();
+}
+
+/** SHA-256 of the concatenation of `parts`. */
+export async function sha256(...parts: Uint8Array[]): Promise<Uint8Array> {
+  const data = parts.length === 1 ? parts[0] : concat(...parts);
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+}
