@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { Bytes } from "./bytes.ts";
+
 const ALPHABET = "abcdefghijklmnopqrstuvwxyz234567";
 
 /** Encodes bytes as lower-case unpadded base32. */
@@ -24,7 +26,7 @@ export function encodeBase32(data: Uint8Array): string {
 }
 
 /** Decodes unpadded base32 (either case); throws `SyntaxError` on bad input. */
-export function decodeBase32(text: string): Uint8Array {
+export function decodeBase32(text: string): Bytes {
   const s = text.toLowerCase();
   const out = new Uint8Array(Math.floor((s.length * 5) / 8));
   let bits = 0;

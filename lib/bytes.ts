@@ -4,8 +4,11 @@
  * @module
  */
 
+/** Bytes backed by a plain ArrayBuffer: what WebCrypto accepts (TS 6 typing). */
+export type Bytes = Uint8Array<ArrayBuffer>;
+
 /** Concatenates byte arrays into one new array. */
-export function concat(...parts: Uint8Array[]): Uint8Array {
+export function concat(...parts: Uint8Array[]): Bytes {
   let total = 0;
   for (const p of parts) total += p.length;
   const out = new Uint8Array(total);
@@ -18,26 +21,26 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
 }
 
 /** Encodes a string as UTF-8 bytes. */
-export function utf8(s: string): Uint8Array {
+export function utf8(s: string): Bytes {
   return new TextEncoder().encode(s);
 }
 
 /** Big-endian 16-bit encoding of `n` (0 ≤ n < 2^16). */
-export function u16(n: number): Uint8Array {
+export function u16(n: number): Bytes {
   const b = new Uint8Array(2);
   new DataView(b.buffer).setUint16(0, n);
   return b;
 }
 
 /** Big-endian 32-bit encoding of `n` (0 ≤ n < 2^32). */
-export function u32(n: number): Uint8Array {
+export function u32(n: number): Bytes {
   const b = new Uint8Array(4);
   new DataView(b.buffer).setUint32(0, n);
   return b;
 }
 
 /** Big-endian 64-bit encoding of `n` (0 ≤ n < 2^64). */
-export function u64(n: bigint): Uint8Array {
+export function u64(n: bigint): Bytes {
   const b = new Uint8Array(8);
   new DataView(b.buffer).setBigUint64(0, n);
   return b;
@@ -64,7 +67,7 @@ export function hex(b: Uint8Array): string {
 }
 
 /** SHA-256 of the concatenation of `parts`. */
-export async function sha256(...parts: Uint8Array[]): Promise<Uint8Array> {
-  const data = parts.length === 1 ? parts[0] : concat(...parts);
+export async function sha256(...parts: Uint8Array[]): Promise<Bytes> {
+  const data = concat(...parts);
   return new Uint8Array(await crypto.subtle.digest("SHA-256", data));
 }
