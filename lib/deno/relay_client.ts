@@ -1,0 +1,245 @@
+/**
+ * A client's connection to the relay (Deno driver over the built-in
+ * WebSocket): connects over TLS trusting the given CA, answers the
+ * registration challenge with the mailbox key, then sends and receives
+ * DATA frames. PROTOCOL.md §1.
+ * @module
+ */
+
+import type { Bytes } from "../bytes.ts";
+import { RELAY_SUBPROTOCOL } from "../constants.ts";
+import {
+  decodeFrame,
+  encodeData,
+  encodeRegister,
+  type Frame,
+  FrameError,
+} from "../relay_frame.ts";
+import { type MailboxKey, signRegistration } from "../registration.ts";
+
+/** Options for {@link RelayConnection.connect}. */
+export interface RelayConnectOptions {
+  /** Relay WebSocket URL, e.g. `wss://localhost:8765/ws`. */
+  url: string;
+  /** The mailbox key whose ID this connection registers. */
+  mailbox: MailboxKey;
+  /** PEM CA certificates to trust (added to the default roots unless `httpClient` is given). */
+  caCerts?: string[];
+  /** A ready HTTP client (e.g. one that pins a CA); takes precedence over `caCerts`. */
+  httpClient?: Deno.HttpClient;
+  /** Give up connecting and registering after this many ms (default 10000). */
+  timeoutMs?: number;
+  /** Subprotocols to offer (tests only; default `relay.v1`). */
+  protocols?: string[];
+}
+
+/** Why the connection ended. */
+export interface CloseInfo {
+  /** WebSocket close code (1006 when the transport failed). */
+  code: number;
+  /** Close reason text. */
+  reason: string;
+}
+
+/** Failure to connect or register, with a specific cause. */
+export class RelayConnectError extends Error {
+  /** `unreachable`, `tls`, `refused`, `timeout` or `registration`. */
+  readonly kind: "unreachable" | "tls" | "refused" | "timeout" | "registration";
+  /** Creates the error. */
+  constructor(kind: RelayConnectError["kind"], message: string) {
+    super(message);
+    this.name = "RelayConnectError";
+    this.kind = kind;
+  }
+}
+
+/** A registered relay connection. */
+export class RelayConnection {
+  /** The session ID the relay bound to this connection. */
+  readonly id: Bytes;
+  /** Receives every frame after registration (DATA and ERROR). */
+  onFrame: (frame: Frame) => void = () => {};
+  /** Resolves when the socket closes. */
+  readonly closed: Promise<CloseInfo>;
+  /** Largest frame the relay accepts. */
+  readonly maxFrame: number;
+  readonly #ws: WebSocket;
+  readonly #ownedClient?: Deno.HttpClient;
+  #frameNo = 0;
+
+  private constructor(
+    ws: WebSocket,
+    id: Bytes,
+    maxFrame: number,
+    closed: Promise<CloseInfo>,
+    ownedClient?: Deno.HttpClient,
+  ) {
+    this.#ws = ws;
+    this.id = id;
+    this.maxFrame = maxFrame;
+    this.closed = closed;
+    this.#ownedClient = ownedClient;
+  }
+
+  /** Connects, registers, and resolves once the relay confirmed the session ID. */
+  static connect(opts: RelayConnectOptions): Promise<RelayConnection> {
+    const url = new URL(opts.url);
+    if (url.protocol !== "wss:") {
+      return Promise.reject(
+        new RelayConnectError(
+          "refused",
+          `relay URL must use wss:// (got ${url.protocol}//)`,
+        ),
+      );
+    }
+    const ownedClient =
+      opts.httpClient === undefined && opts.caCerts !== undefined
+        ? Deno.createHttpClient({ caCerts: opts.caCerts })
+        : undefined;
+    const client = opts.httpClient ?? ownedClient;
+    const ws = new WebSocket(url, {
+      protocols: opts.protocols ?? [RELAY_SUBPROTOCOL],
+      ...(client ? { client } : {}),
+    });
+    ws.binaryType = "arraybuffer";
+    const origin = `wss://${url.host}`;
+    const { promise: closed, resolve: resolveClosed } = Promise.withResolvers<
+      CloseInfo
+    >();
+    return new Promise<RelayConnection>((resolve, reject) => {
+      let conn: RelayConnection | undefined;
+      let lastError = "";
+      let settled = false;
+      const fail = (e: RelayConnectError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        try {
+          ws.close();
+        } catch { /* not open */ }
+        reject(e);
+      };
+      const timer = setTimeout(
+        () =>
+          fail(
+            new RelayConnectError(
+              "timeout",
+              `no registration from ${url.origin} in time`,
+            ),
+          ),
+        opts.timeoutMs ?? 10000,
+      );
+      ws.onerror = (ev) => {
+        lastError = (ev as ErrorEvent).message ?? "connection error";
+      };
+      ws.onclose = (ev) => {
+        ownedClient?.close();
+        resolveClosed({ code: ev.code, reason: ev.reason });
+        if (!settled) {
+          const kind = /certificate|UnknownIssuer|tls|TLS/.test(lastError)
+            ? "tls"
+            : ev.code === 1006 || ev.code === 0
+            ? "unreachable"
+            : "refused";
+          const detail = ev.reason
+            ? `closed ${ev.code}: ${ev.reason}`
+            : lastError || `closed ${ev.code}`;
+          fail(
+            new RelayConnectError(
+              kind,
+              `cannot use relay ${url.origin}: ${detail}`,
+            ),
+          );
+        }
+      };
+      ws.onmessage = async (ev) => {
+        if (typeof ev.data === "string") return;
+        let frame: Frame;
+        try {
+          frame = decodeFrame(new Uint8Array(ev.data as ArrayBuffer));
+        } catch (e) {
+          if (!settled) {
+            fail(
+              new RelayConnectError(
+                "registration",
+                `bad frame from relay: ${(e as FrameError).message}`,
+              ),
+            );
+          }
+          return;
+        }
+        if (conn !== undefined) return conn.onFrame(frame);
+        if (frame.type === "challenge") {
+          const sig = await signRegistration(
+            opts.mailbox,
+            origin,
+            frame.challenge,
+          );
+          ws.send(encodeRegister(opts.mailbox.publicRaw, sig));
+          maxFrame = frame.maxFrame;
+        } else if (frame.type === "registered") {
+          if (frame.id.toHex() !== opts.mailbox.id.toHex()) {
+            return fail(
+              new RelayConnectError(
+                "registration",
+                "relay bound a different session ID",
+              ),
+            );
+          }
+          settled = true;
+          clearTimeout(timer);
+          conn = new RelayConnection(
+            ws,
+            frame.id,
+            maxFrame,
+            closed,
+            ownedClient,
+          );
+          resolve(conn);
+        } else if (frame.type === "error") {
+          fail(
+            new RelayConnectError(
+              "registration",
+              `relay refused registration: ${frame.name} (${frame.reason})`,
+            ),
+          );
+        }
+      };
+      let maxFrame = 0;
+    });
+  }
+
+  /** Sends `payload` to `peer`; returns the frame number, or -1 when the socket is not open. */
+  send(peer: Uint8Array, payload: Uint8Array): number {
+    if (this.#ws.readyState !== WebSocket.OPEN) return -1;
+    const no = this.#frameNo = (this.#frameNo + 1) >>> 0;
+    this.#ws.send(encodeData(peer, no, payload));
+    return no;
+  }
+
+  /** Sends pre-encoded bytes as-is (tests of malformed input). */
+  sendRaw(bytes: Uint8Array | string): void {
+    this.#ws.send(bytes as Bytes);
+  }
+
+  /** Bytes queued in the socket but not yet sent. */
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  /** True while the socket is open. */
+  get open(): boolean {
+    return this.#ws.readyState === WebSocket.OPEN;
+  }
+
+  /** Closes the connection. */
+  close(code = 1000, reason = ""): Promise<CloseInfo> {
+    if (
+      this.#ws.readyState === WebSocket.OPEN ||
+      this.#ws.readyState === WebSocket.CONNECTING
+    ) {
+      this.#ws.close(code, reason);
+    }
+    return this.closed;
+  }
+}

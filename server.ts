@@ -1,0 +1,198 @@
+/**
+ * The relay entry point: `deno task relay [flags]`. Parses flags, makes sure
+ * a certificate exists (generating a local CA and relay certificate into
+ * `certs/` on first start), starts the relay and shuts it down gracefully on
+ * SIGINT/SIGTERM. All relay logic lives in lib/deno/relay_server.ts.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  DEFAULT_BURST,
+  DEFAULT_HIGH_WATER,
+  DEFAULT_IDLE_TIMEOUT_S,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_FRAME,
+  DEFAULT_PORT,
+  DEFAULT_RATE,
+  DEFAULT_REGISTER_TIMEOUT_MS,
+} from "./lib/constants.ts";
+import { startRelay } from "./lib/deno/relay_server.ts";
+import { certPaths, DEFAULT_CERTS_DIR, ensureCerts } from "./tools/certs.ts";
+
+const HELP = `deno task relay [flags]   — TLS WebSocket relay (PROTOCOL.md §1)
+
+  --host ADDR            address to bind (default 127.0.0.1)
+  --port N               port (default ${DEFAULT_PORT}; 0 = any free port)
+  --cert FILE            certificate chain PEM (default certs/relay.pem; generated when missing)
+  --key FILE             private key PEM (default certs/relay-key.pem)
+  --name HOST            extra host name clients use to reach the relay (repeatable;
+                         also added to a generated certificate)
+  --max-frame BYTES      largest frame, header included (default ${DEFAULT_MAX_FRAME})
+  --max-connections N    simultaneous connections (default ${DEFAULT_MAX_CONNECTIONS})
+  --rate N               frames/s per connection (default ${DEFAULT_RATE})
+  --burst N              token-bucket burst per connection (default ${DEFAULT_BURST})
+  --high-water BYTES     per-recipient send buffer cap → peer-busy (default ${DEFAULT_HIGH_WATER})
+  --idle-timeout S       ping/idle timeout in seconds, 0 disables (default ${DEFAULT_IDLE_TIMEOUT_S})
+  --register-timeout MS  time allowed to register (default ${DEFAULT_REGISTER_TIMEOUT_MS})
+  --quiet                no per-connection log lines
+  -h, --help             this help`;
+
+function intFlag(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  min: number,
+): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    throw new RangeError(
+      `--${name} must be an integer ≥ ${min} (got '${value}')`,
+    );
+  }
+  return n;
+}
+
+async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        host: { type: "string" },
+        port: { type: "string" },
+        cert: { type: "string" },
+        key: { type: "string" },
+        name: { type: "string", multiple: true },
+        "max-frame": { type: "string" },
+        "max-connections": { type: "string" },
+        rate: { type: "string" },
+        burst: { type: "string" },
+        "high-water": { type: "string" },
+        "idle-timeout": { type: "string" },
+        "register-timeout": { type: "string" },
+        quiet: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    console.error(`relay: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const v = parsed.values;
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
+  let options;
+  try {
+    options = {
+      hostname: v.host ?? "127.0.0.1",
+      port: intFlag("port", v.port, DEFAULT_PORT, 0),
+      maxFrame: intFlag("max-frame", v["max-frame"], DEFAULT_MAX_FRAME, 64),
+      maxConnections: intFlag(
+        "max-connections",
+        v["max-connections"],
+        DEFAULT_MAX_CONNECTIONS,
+        1,
+      ),
+      rate: intFlag("rate", v.rate, DEFAULT_RATE, 1),
+      burst: intFlag("burst", v.burst, DEFAULT_BURST, 1),
+      highWater: intFlag(
+        "high-water",
+        v["high-water"],
+        DEFAULT_HIGH_WATER,
+        1024,
+      ),
+      idleTimeoutS: intFlag(
+        "idle-timeout",
+        v["idle-timeout"],
+        DEFAULT_IDLE_TIMEOUT_S,
+        0,
+      ),
+      registerTimeoutMs: intFlag(
+        "register-timeout",
+        v["register-timeout"],
+        DEFAULT_REGISTER_TIMEOUT_MS,
+        100,
+      ),
+      names: v.name ?? [],
+      quiet: v.quiet ?? false,
+    };
+  } catch (e) {
+    console.error(`relay: ${(e as Error).message}`);
+    return 2;
+  }
+
+  const defaults = certPaths(DEFAULT_CERTS_DIR);
+  const certFile = v.cert ?? defaults.certPath;
+  const keyFile = v.key ?? defaults.keyPath;
+  let cert: string, key: string;
+  try {
+    if (v.cert === undefined && v.key === undefined) {
+      const extra = [...options.names];
+      if (
+        !["127.0.0.1", "::1", "localhost", "0.0.0.0", "::"].includes(
+          options.hostname,
+        )
+      ) {
+        extra.push(options.hostname);
+      }
+      const r = await ensureCerts({ dir: DEFAULT_CERTS_DIR, hosts: extra });
+      if (r.generated) {
+        console.error(
+          `relay: no certificate found: generated a local CA and relay certificate in ${DEFAULT_CERTS_DIR}/ (clients trust ${r.caPath})`,
+        );
+      }
+    }
+    cert = await Deno.readTextFile(certFile);
+    key = await Deno.readTextFile(keyFile);
+  } catch (e) {
+    console.error(
+      `relay: cannot load certificate/key (${certFile}, ${keyFile}): ${
+        (e as Error).message
+      }`,
+    );
+    return 1;
+  }
+
+  let relay;
+  try {
+    relay = await startRelay({ ...options, cert, key });
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (
+      e instanceof Deno.errors.NotCapable ||
+      e instanceof Deno.errors.PermissionDenied
+    ) {
+      console.error(
+        `relay: not permitted to listen on ${options.hostname}:${options.port} (${msg}).\n` +
+          `The relay task only grants loopback; for other addresses run\n` +
+          `  deno run --allow-net=${options.hostname}:${options.port} --allow-read=certs --allow-write=certs server.ts ...`,
+      );
+    } else {
+      console.error(`relay: cannot start: ${msg}`);
+    }
+    return 1;
+  }
+  const shown = relay.hostname.includes(":")
+    ? `[${relay.hostname}]`
+    : relay.hostname;
+  console.error(
+    `relay: listening on wss://${shown}:${relay.port}/ws (health /healthz, metrics /metrics)`,
+  );
+
+  const stop = () => {
+    console.error("relay: shutting down");
+    relay.shutdown().then(() => Deno.exit(0));
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  await relay.finished;
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
