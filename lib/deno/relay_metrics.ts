@@ -65,6 +65,11 @@ export class RelayMetrics {
     return this.#dropped.get(reason) ?? 0;
   }
 
+  /** Count of connections the relay closed with `code`. */
+  closeCount(code: number): number {
+    return this.#closes.get(code) ?? 0;
+  }
+
   /** Prometheus text format 0.0.4. */
   render(connections: number, registered: number): string {
     const lines: string[] = [];

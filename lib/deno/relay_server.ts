@@ -378,12 +378,13 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
       metrics.dropped("no-subprotocol");
       return response;
     }
+    // Read everything needed from the request first: it is closed once upgraded.
+    const host = req.headers.get("host") ?? "";
     const { socket, response } = Deno.upgradeWebSocket(req, {
       protocol: RELAY_SUBPROTOCOL,
       idleTimeout,
     });
     socket.binaryType = "arraybuffer";
-    const host = req.headers.get("host") ?? "";
     const conn: Conn = {
       ws: socket,
       challenge: crypto.getRandomValues(new Uint8Array(CHALLENGE_LENGTH)),
