@@ -26,7 +26,8 @@ export type E2EErrorCode =
   | "too-large"
   | "closed"
   | "bad-passphrase"
-  | "bad-key-file";
+  | "bad-key-file"
+  | "bad-known-peers";
 
 /** An error of the end-to-end protocol with a stable `code`. */
 export class ProtocolError extends Error {

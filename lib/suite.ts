@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Bytes, concat, utf8 } from "./bytes.ts";
+import { type Bytes, bytesEqual, concat, utf8 } from "./bytes.ts";
 import { ProtocolError } from "./errors.ts";
 
 /** Wire identifier of the suite (u16 in handshake message 1). */
@@ -45,10 +45,32 @@ export async function generateEphemeral(): Promise<EphemeralKeyPair> {
   return { privateKey: pair.privateKey, publicRaw: new Uint8Array(raw) };
 }
 
+// P-256 domain parameters (SEC 2 §2.4.2 / FIPS 186-4 D.1.2.3): y² = x³ − 3x + b mod p.
+const P256_P =
+  0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn;
+const P256_B =
+  0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn;
+
+/**
+ * True when `raw` (0x04 ‖ X ‖ Y) is a point on P-256 with coordinates < p.
+ * Checked explicitly because Deno's WebCrypto (2.9.6) imports any 65-byte
+ * point and fails only later, in `deriveBits`/`verify`, with a TypeError
+ * (found by the Wycheproof InvalidCurveAttack vectors). The cofactor is 1, so
+ * every curve point other than infinity (not encodable here) is in the group.
+ */
+function isOnP256(raw: Uint8Array): boolean {
+  if (raw.length !== P256_POINT_LENGTH || raw[0] !== 0x04) return false;
+  const x = BigInt("0x" + raw.subarray(1, 33).toHex());
+  const y = BigInt("0x" + raw.subarray(33, 65).toHex());
+  if (x >= P256_P || y >= P256_P) return false;
+  const rhs = (((x * x) % P256_P) * x - 3n * x + P256_B) % P256_P;
+  return (y * y - rhs) % P256_P === 0n;
+}
+
 /**
  * Imports a peer's ephemeral public key, validating it: exactly 65 bytes,
- * uncompressed form, and a point on P-256 (WebCrypto rejects invalid-curve
- * points and the point at infinity). Throws `invalid-public-key`.
+ * uncompressed form, and a point on P-256 (checked explicitly, see
+ * `isOnP256`). Throws `invalid-public-key`.
  */
 export async function importEphemeralPublic(
   raw: Bytes,
@@ -57,6 +79,12 @@ export async function importEphemeralPublic(
     throw new ProtocolError(
       "invalid-public-key",
       "ephemeral key must be a 65-byte uncompressed P-256 point",
+    );
+  }
+  if (!isOnP256(raw)) {
+    throw new ProtocolError(
+      "invalid-public-key",
+      "ephemeral key is not a point on P-256",
     );
   }
   try {
@@ -86,14 +114,34 @@ export async function ecdh(
 export async function importIdentityPublic(
   spki: Bytes,
 ): Promise<CryptoKey> {
+  let key: CryptoKey;
+  let raw: Uint8Array;
+  let canonical: Uint8Array;
   try {
-    return await crypto.subtle.importKey("spki", spki, ECDSA, true, ["verify"]);
+    key = await crypto.subtle.importKey("spki", spki, ECDSA, true, ["verify"]);
+    raw = new Uint8Array(await crypto.subtle.exportKey("raw", key));
+    canonical = new Uint8Array(await crypto.subtle.exportKey("spki", key));
   } catch {
     throw new ProtocolError(
       "invalid-public-key",
       "identity key is not a valid P-256 SPKI",
     );
   }
+  if (!isOnP256(raw)) {
+    throw new ProtocolError(
+      "invalid-public-key",
+      "identity key is not a point on P-256",
+    );
+  }
+  // One key, one encoding: a compressed-point SPKI would give the same key a
+  // second fingerprint and slip past known-peer checks.
+  if (!bytesEqual(canonical, spki)) {
+    throw new ProtocolError(
+      "invalid-public-key",
+      "identity key must be the canonical uncompressed P-256 SPKI",
+    );
+  }
+  return key;
 }
 
 /** ECDSA P-256 / SHA-256 signature over `data`, P1363 form (64 bytes). */

@@ -1,0 +1,180 @@
+/**
+ * Identity key files and the known-peers file on disk (Deno driver for
+ * `lib/identity.ts` and `lib/known_peers.ts`). Files are written atomically
+ * with mode 0600; an identity file that group or others can access is refused
+ * (`chmod 600 <file>`), as is a known-peers file that group or others can
+ * write (anyone who can edit it can make us trust their key).
+ * @module
+ */
+
+import {
+  MAX_IDENTITY_FILE_SIZE,
+  MAX_KNOWN_PEERS_FILE_SIZE,
+} from "../constants.ts";
+import { ProtocolError } from "../errors.ts";
+import {
+  createIdentity,
+  type Identity,
+  parseIdentityFile,
+} from "../identity.ts";
+import { KnownPeers } from "../known_peers.ts";
+import { PRIVATE_FILE_MODE, writeFileAtomic } from "./atomic_file.ts";
+
+/** Permission bits that must be clear on an identity file: any group/other access. */
+const IDENTITY_FORBIDDEN_BITS = 0o077;
+/** Permission bits that must be clear on a known-peers file: group/other write. */
+const PEERS_FORBIDDEN_BITS = 0o022;
+
+/** Options for {@link loadOrCreateIdentity}. */
+export interface LoadIdentityOptions {
+  /** Passphrase to decrypt an existing file, or to protect a new one. */
+  passphrase?: string;
+  /** Create the file when it does not exist (default true). */
+  create?: boolean;
+  /** PBKDF2 iterations for a new protected file (tests only; default from constants). */
+  iterations?: number;
+  /** Fewest PBKDF2 iterations accepted on load (tests only; default from constants). */
+  minIterations?: number;
+}
+
+/** An identity and whether this call created its file. */
+export interface LoadedIdentity {
+  /** The identity (private key non-extractable). */
+  identity: Identity;
+  /** True when the file did not exist and was created now. */
+  created: boolean;
+}
+
+/**
+ * Loads the identity in `path`, or creates it there (mode 0600, atomically,
+ * never replacing a file that appeared meanwhile) when it does not exist.
+ * Errors (`bad-key-file`, `bad-passphrase`) name the file.
+ */
+export async function loadOrCreateIdentity(
+  path: string,
+  options: LoadIdentityOptions = {},
+): Promise<LoadedIdentity> {
+  const text = await readChecked(
+    path,
+    IDENTITY_FORBIDDEN_BITS,
+    MAX_IDENTITY_FILE_SIZE,
+    "bad-key-file",
+    "group or others can access it; the private key must be readable by its owner only",
+  );
+  if (text !== undefined) {
+    const identity = await parseIdentityFile(
+      text,
+      path,
+      options.passphrase,
+      { minIterations: options.minIterations },
+    );
+    return { identity, created: false };
+  }
+  if (options.create === false) {
+    throw new ProtocolError("bad-key-file", `${path}: no such identity file`);
+  }
+  const { identity, json } = await createIdentity({
+    passphrase: options.passphrase,
+    iterations: options.iterations,
+  });
+  try {
+    await writeFileAtomic(path, json, PRIVATE_FILE_MODE, { overwrite: false });
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists) {
+      // Another process created it between our check and our write: use theirs.
+      return loadOrCreateIdentity(path, { ...options, create: false });
+    }
+    throw e;
+  }
+  return { identity, created: true };
+}
+
+/** Loads the known-peers file at `path`; an absent file is an empty set. */
+export async function loadKnownPeers(path: string): Promise<KnownPeers> {
+  const text = await readChecked(
+    path,
+    PEERS_FORBIDDEN_BITS,
+    MAX_KNOWN_PEERS_FILE_SIZE,
+    "bad-known-peers",
+    "group or others can write it, so they could make us trust their key",
+  );
+  return text === undefined ? new KnownPeers() : KnownPeers.parse(text, path);
+}
+
+/** Saves `peers` to `path` atomically with mode 0600. */
+export function saveKnownPeers(path: string, peers: KnownPeers): Promise<void> {
+  return writeFileAtomic(path, peers.serialize(), PRIVATE_FILE_MODE);
+}
+
+/**
+ * Reads `path` as UTF-8 after checking (on the open handle, so the checked
+ * file is the read one) that it is a regular file, not larger than `maxSize`,
+ * and has none of `forbidden` permission bits. Undefined when it does not exist.
+ */
+async function readChecked(
+  path: string,
+  forbidden: number,
+  maxSize: number,
+  code: "bad-key-file" | "bad-known-peers",
+  why: string,
+): Promise<string | undefined> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  try {
+    const info = await file.stat();
+    if (!info.isFile) {
+      throw new ProtocolError(code, `${path}: not a regular file`);
+    }
+    // `mode` is null on Windows, where POSIX permission bits do not apply.
+    if (info.mode !== null && (info.mode & forbidden) !== 0) {
+      const mode = (info.mode & 0o777).toString(8).padStart(4, "0");
+      throw new ProtocolError(
+        code,
+        `${path}: permissions ${mode} are too open (${why}); run: chmod 600 ${path}`,
+      );
+    }
+    if (info.size > maxSize) {
+      throw new ProtocolError(
+        code,
+        `${path}: file is ${info.size} bytes, larger than the ${maxSize} allowed`,
+      );
+    }
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    const buf = new Uint8Array(16 * 1024);
+    for (;;) {
+      const n = await file.read(buf);
+      if (n === null) break;
+      total += n;
+      if (total > maxSize) {
+        throw new ProtocolError(
+          code,
+          `${path}: file is larger than the ${maxSize} bytes allowed`,
+        );
+      }
+      chunks.push(buf.slice(0, n));
+    }
+    const bytes = new Uint8Array(total);
+    let off = 0;
+    for (const c of chunks) {
+      bytes.set(c, off);
+      off += c.length;
+    }
+    try {
+      return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      throw new ProtocolError(code, `${path}: not valid UTF-8 text`);
+    } finally {
+      bytes.fill(0);
+      for (const c of chunks) c.fill(0);
+      buf.fill(0);
+    }
+  } finally {
+    file.close();
+  }
+}
