@@ -1,0 +1,106 @@
+/**
+ * `deno task relay` as a real process with the task's own permission flags:
+ * it generates certificates when missing, serves clients, and exits 0 on
+ * SIGTERM. A missing permission in deno.json fails this test.
+ */
+
+import assert from "node:assert/strict";
+import { RelayConnection } from "../lib/deno/relay_client.ts";
+import { generateMailboxKey } from "../lib/registration.ts";
+import type { Frame } from "../lib/relay_frame.ts";
+import { waitFor } from "./helpers/relay_fixture.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+/** Reads lines from a stream into `lines`, forever. */
+async function collect(
+  stream: ReadableStream<Uint8Array>,
+  lines: string[],
+): Promise<void> {
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buf += chunk;
+    const parts = buf.split("\n");
+    buf = parts.pop()!;
+    lines.push(...parts);
+  }
+  if (buf) lines.push(buf);
+}
+
+Deno.test("deno task relay: real permissions, serves clients, exits 0 on SIGTERM", async () => {
+  const child = new Deno.Command("deno", {
+    args: ["task", "-q", "relay", "--port", "0", "--quiet"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const err: string[] = [];
+  const out: string[] = [];
+  const readers = Promise.all([
+    collect(child.stderr, err),
+    collect(child.stdout, out),
+  ]);
+  try {
+    await waitFor(
+      () => err.some((l) => l.includes("listening on")),
+      "relay start",
+      30000,
+    );
+    const port = Number(
+      err.find((l) => l.includes("listening on"))!.match(/:(\d+)\/ws/)![1],
+    );
+    const ca = await Deno.readTextFile(`${ROOT}/certs/ca.pem`);
+    const url = `wss://localhost:${port}/ws`;
+    const a = await RelayConnection.connect({
+      url,
+      mailbox: (await generateMailboxKey()).key,
+      caCerts: [ca],
+    });
+    const b = await RelayConnection.connect({
+      url,
+      mailbox: (await generateMailboxKey()).key,
+      caCerts: [ca],
+    });
+    const got: Frame[] = [];
+    b.onFrame = (f) => got.push(f);
+    a.send(b.id, new Uint8Array([1, 2, 3]));
+    await waitFor(() => got.length === 1, "forwarded frame");
+    assert.equal(got[0].type, "data");
+    const health = await fetch(`https://localhost:${port}/healthz`, {
+      client: Deno.createHttpClient({ caCerts: [ca] }),
+    });
+    assert.equal((await health.json()).status, "ok");
+    const started = performance.now();
+    child.kill("SIGTERM");
+    const status = await child.status;
+    assert.equal(status.code, 0, err.join("\n"));
+    assert.ok(performance.now() - started < 3000, "exits within a few seconds");
+    assert.equal((await a.closed).code, 1001);
+    await b.closed;
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await child.status;
+    await readers;
+  }
+});
+
+Deno.test("deno task relay: bad flags exit 2 with a message", async () => {
+  const r = await new Deno.Command("deno", {
+    args: ["task", "-q", "relay", "--port", "nope"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(r.code, 2);
+  assert.match(new TextDecoder().decode(r.stderr), /--port must be an integer/);
+  const r2 = await new Deno.Command("deno", {
+    args: ["task", "-q", "relay", "--bogus"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(r2.code, 2);
+  assert.match(new TextDecoder().decode(r2.stderr), /bogus/);
+});
