@@ -60,7 +60,7 @@ export const PBKDF2_MIN_ITERATIONS = 100_000;
 export const PBKDF2_MAX_ITERATIONS = 10_000_000;
 /** PBKDF2 salt length in bytes (128 bits, NIST SP 800-132 minimum). */
 export const PBKDF2_SALT_LENGTH = 16;
-/** Largest identity or known-peers file read (bytes): real ones are < 1 KiB / a few KiB per 10 peers. */
+/** Largest identity key file read (bytes): real ones are under 1 KiB. */
 export const MAX_IDENTITY_FILE_SIZE = 64 * 1024;
 /** Largest known-peers file read (bytes): ~200 bytes per peer, so room for thousands. */
 export const MAX_KNOWN_PEERS_FILE_SIZE = 4 * 1024 * 1024;
@@ -81,3 +81,57 @@ export const E2E_VERSION = 1;
 export const HANDSHAKE_TIMEOUT_MS = 10000;
 /** Longest identity SPKI accepted in HS2/HS3 (bytes): a P-256 SPKI is 91 bytes; 200 leaves room for a second suite while bounding parsing. */
 export const MAX_SPKI_LENGTH = 200;
+
+// ── Session / record layer (lib/session.ts, lib/record.ts, lib/replay_window.ts, lib/padding.ts) ──
+
+/** Packet type byte of a transport RECORD (HS1..HS3 are 0x01..0x03). */
+export const RECORD_TYPE = 0x04;
+/** RECORD header: version(1) type(1) epoch u32 counter u64. */
+export const RECORD_HEADER_LENGTH = 14;
+/** Relay DATA header (22 bytes) counted into the padding bucket so whole relay frames are powers of two. */
+export const RELAY_DATA_HEADER_LENGTH = 22;
+/** Smallest padding bucket (whole relay frame, bytes): every ACK, DUMMY and short DATA looks alike. */
+export const MIN_BUCKET = 256;
+/** Largest padding bucket (whole relay frame, bytes) = the relay's frame cap. */
+export const MAX_BUCKET = 65536;
+/** Largest e2e packet (RECORD) that fits a relay frame: 65536 − 22. */
+export const MAX_E2E_PACKET = MAX_BUCKET - RELAY_DATA_HEADER_LENGTH;
+/** Inner plaintext header: innerType u8 | flags u8 | seq u64 | bodyLen u32. */
+export const INNER_HEADER_LENGTH = 14;
+/** Bytes of a bucket that are not plaintext: relay header 22 + record header 14 + GCM tag 16. */
+export const BUCKET_OVERHEAD = RELAY_DATA_HEADER_LENGTH + RECORD_HEADER_LENGTH +
+  16;
+/** Largest application body: room is always left for the 64-byte chain signature. */
+export const MAX_BODY = MAX_BUCKET - BUCKET_OVERHEAD - INNER_HEADER_LENGTH - 64;
+/** Replay bitmap block size in bits (RFC 6479 uses machine words; 32 fits Uint32Array). */
+export const REPLAY_BLOCK_BITS = 32;
+/** Replay bitmap ring length in blocks: 64 × 32 = 2048 bits. */
+export const REPLAY_RING_BLOCKS = 64;
+/** Guaranteed replay window: (ring blocks − 1) × block bits = 2016 counters (RFC 6479 §2); ≥ 1024 as required. */
+export const REPLAY_WINDOW = (REPLAY_RING_BLOCKS - 1) * REPLAY_BLOCK_BITS;
+/** Counters covered by an ACK bitmap (128 bytes). */
+export const ACK_BITMAP_BITS = 1024;
+/** Reliable flow window: a reliable or DUMMY packet is sent only while nextCounter − oldest unacked counter < this. Equal to the ACK bitmap span so an ACK can name every packet in flight. */
+export const FLOW_WINDOW = ACK_BITMAP_BITS;
+/** ACKs may go on while nextCounter − oldest unacked < this, so a retransmission always lands inside the peer's replay window and ACKs never deadlock behind data. */
+export const ACK_SEND_LIMIT = REPLAY_WINDOW - 64;
+/** Maximum delay (ms) before received reliable messages are acknowledged (coalescing). */
+export const ACK_DELAY_MS = 20;
+/** Acknowledge at once when this many reliable messages are unacknowledged (1/32 of the flow window). */
+export const ACK_EVERY = 32;
+/** Default: a chain signature every this many reliable messages (1 = per-message signing). */
+export const DEFAULT_SIGN_EVERY = 64;
+/** Default: sign (CHECKPOINT) at most this long (ms) after the first unsigned reliable message. */
+export const DEFAULT_SIGN_INTERVAL_MS = 1000;
+/** The receiver refuses more than this many unsigned reliable messages in a row (`unsigned-chain`); bounds what is not yet non-repudiable. */
+export const MAX_UNSIGNED = 256;
+/** Default rekey after this many packets sent under one epoch (far below AES-GCM's ~2^24.5 record guidance). */
+export const DEFAULT_REKEY_AFTER_MESSAGES = 100_000;
+/** Default rekey after this long (ms) in one epoch: bounds the exposure of a leaked traffic key. */
+export const DEFAULT_REKEY_AFTER_MS = 10 * 60 * 1000;
+/** Hard limit of packets under one send key: reliable sends are refused (`window-full`) past it until the rekey completes (TLS 1.3 §5.5: 2^24.5 full records for AES-GCM). */
+export const REKEY_HARD_LIMIT_MESSAGES = 2 ** 24;
+/** Default last usable counter: 2^64 − 1 − 2^16 (a margin so no arithmetic near the end wraps; the session refuses before). */
+export const DEFAULT_MAX_COUNTER = (1n << 64n) - 1n - (1n << 16n);
+/** Packets of a not-yet-installed next epoch held while a rekey response is pending (reordering across the switch). */
+export const MAX_EPOCH_STASH = 256;

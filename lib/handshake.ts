@@ -1,0 +1,902 @@
+/**
+ * The end-to-end handshake: three messages, SIGMA-I style (PROTOCOL.md
+ * §Handshake). Sans-I/O: the caller moves bytes and passes the time; this
+ * module only computes. Typestate: a handshake object hands its result to a
+ * session factory only after every check passed; it never exposes keys, and
+ * once finished (or failed) every further call throws `unexpected-message`.
+ *
+ * ```
+ * I → R  HS1  ver type suite eI randomI
+ * R → I  HS2  ver type suite eR randomR ‖ AEAD(k_hs_r; spki_R, sig_R, mac_R)
+ * I → R  HS3  ver type ‖ AEAD(k_hs_i; spki_I, sig_I, mac_I)
+ * ```
+ *
+ * Calls on one handshake object must be serialized (await each `receive`).
+ * Without a `complete` factory both sides yield a `Session`
+ * (`Session.fromHandshake(result, sessionOptions)`).
+ *
+ * @example
+ * ```ts
+ * import { Initiator, Responder } from "./handshake.ts";
+ * import { generateIdentity } from "./identity.ts";
+ *
+ * const [alice, bob] = [await generateIdentity(), await generateIdentity()];
+ * const idA = new Uint8Array(16).fill(1), idB = new Uint8Array(16).fill(2);
+ * const trust = () => "ok" as const; // a real driver checks known peers (TOFU)
+ * const { handshake, message: hs1 } = await Initiator.start({
+ *   identity: alice, localId: idA, peerId: idB, now: Date.now(), trust,
+ * });
+ * const responder = Responder.create({ identity: bob, localId: idB, trust });
+ * const { send: hs2 } = await responder.receive(hs1, { now: Date.now(), from: idA });
+ * const { send: hs3, session: aliceSession } = await handshake.receive(hs2!, Date.now());
+ * const { session: bobSession } = await responder.receive(hs3, { now: Date.now() });
+ * ```
+ * @module
+ */
+
+import { type Bytes, concat, sha256, u16, utf8, view } from "./bytes.ts";
+import {
+  E2E_VERSION,
+  HANDSHAKE_TIMEOUT_MS,
+  MAX_SPKI_LENGTH,
+  SESSION_ID_LENGTH,
+} from "./constants.ts";
+import { ProtocolError } from "./errors.ts";
+import type { HandshakeResult } from "./handshake_result.ts";
+import type { Identity } from "./identity.ts";
+import { Session, type SessionOptions } from "./session.ts";
+import {
+  AEAD_NONCE_LENGTH,
+  AEAD_TAG_LENGTH,
+  deriveLabel,
+  ecdh,
+  type EphemeralKeyPair,
+  generateEphemeral,
+  HASH_LENGTH,
+  importAeadKey,
+  importEphemeralPublic,
+  importIdentityPublic,
+  importMacKey,
+  importSecret,
+  mac,
+  macVerify,
+  open,
+  P256_POINT_LENGTH,
+  P256_SIGNATURE_LENGTH,
+  seal,
+  sign,
+  SUITE_P256,
+  SUITE_P256_NAME,
+  verify,
+} from "./suite.ts";
+
+/** Packet type of handshake message 1 (initiator → responder). */
+export const PACKET_HS1 = 0x01;
+/** Packet type of handshake message 2 (responder → initiator). */
+export const PACKET_HS2 = 0x02;
+/** Packet type of handshake message 3 (initiator → responder). */
+export const PACKET_HS3 = 0x03;
+/** Packet type of a transport record (handled by lib/session.ts, never here). */
+export const PACKET_RECORD = 0x04;
+/** Length of the handshake randoms (randomI, randomR). */
+export const HANDSHAKE_RANDOM_LENGTH = 32;
+/** HS1 length for P-256: ver(1) type(1) suite(2) eI(65) randomI(32). */
+export const HS1_LENGTH: number = 4 + P256_POINT_LENGTH +
+  HANDSHAKE_RANDOM_LENGTH;
+/** Length of HS2's cleartext prefix (same layout as HS1); it is also HS2's AEAD AAD. */
+export const HS2_PREFIX_LENGTH: number = HS1_LENGTH;
+
+/** Suites this implementation speaks: wire id → name bound into the transcript. */
+export const HANDSHAKE_SUITES: ReadonlyMap<number, string> = new Map([
+  [SUITE_P256, SUITE_P256_NAME],
+]);
+
+/** Transcript prologue label; the NUL ends it unambiguously. */
+export const PROLOGUE_LABEL = "e2e.v1 handshake\0";
+/** Context prefixed to the transcript hash the responder signs. */
+export const RESPONDER_SIGNATURE_CONTEXT = "e2e.v1 responder signature\0";
+/** Context prefixed to the transcript hash the initiator signs. */
+export const INITIATOR_SIGNATURE_CONTEXT = "e2e.v1 initiator signature\0";
+/** HKDF labels of the key schedule (deriveLabel adds the "e2e.v1 " prefix). */
+export const HANDSHAKE_LABELS = {
+  responderKey: "hs r key",
+  initiatorKey: "hs i key",
+  responderFinished: "hs r finished",
+  initiatorFinished: "hs i finished",
+  master: "master",
+} as const;
+
+/** Bytes of the encrypted part besides the SPKI: spki_len(2) sig(64) mac(32) tag(16). */
+const SEALED_OVERHEAD = 2 + P256_SIGNATURE_LENGTH + HASH_LENGTH +
+  AEAD_TAG_LENGTH;
+/** Each handshake AEAD key encrypts exactly one message, so a zero nonce is safe. */
+const ZERO_NONCE = new Uint8Array(AEAD_NONCE_LENGTH);
+const EMPTY = new Uint8Array(0);
+
+/** Verdict of a {@link TrustCallback}: accept, or refuse with a specific code. */
+export type TrustDecision = "ok" | {
+  code: "identity-changed" | "identity-rejected";
+  message: string;
+};
+
+/**
+ * Decides whether the peer's identity is acceptable (TOFU, known peers, an
+ * expected fingerprint). Called after the peer's signature and key
+ * confirmation verified and before the handshake completes; a refusal ends
+ * the handshake with the returned code. `peerFingerprintHex` is the
+ * lower-case hex SHA-256 of `peerSpki`.
+ */
+export type TrustCallback = (
+  peerSpki: Bytes,
+  peerFingerprintHex: string,
+) => TrustDecision;
+
+/** Turns a completed handshake into the caller's session object (e.g. `Session.fromHandshake`). */
+export type SessionFactory<S> = (result: HandshakeResult) => S | Promise<S>;
+
+/** Options shared by both roles. */
+export interface HandshakeOptions<S> {
+  /** Our long-term identity. */
+  identity: Identity;
+  /** Our 16-byte relay session ID. */
+  localId: Bytes;
+  /** Accepts or refuses the peer's identity (see {@link TrustCallback}). */
+  trust: TrustCallback;
+  /**
+   * Receives the result on success; its return value is the session.
+   * Default: `Session.fromHandshake(result, sessionOptions)`.
+   */
+  complete?: SessionFactory<S>;
+  /** Options for the default factory `Session.fromHandshake`. */
+  sessionOptions?: SessionOptions;
+  /** Time allowed for the handshake (ms); default `HANDSHAKE_TIMEOUT_MS`. */
+  deadlineMs?: number;
+  /** Fixed ephemeral key pair (test vectors only; see {@link importEphemeralPkcs8}). */
+  ephemeral?: EphemeralKeyPair;
+  /** Fixed 32-byte random (test vectors only). */
+  random?: Bytes;
+}
+
+/** Options of {@link Initiator.start}. */
+export interface InitiatorOptions<S> extends HandshakeOptions<S> {
+  /** The responder's 16-byte relay session ID. */
+  peerId: Bytes;
+  /** Current time (ms); the deadline runs from here. */
+  now: number;
+  /** Suite offered in HS1 (default `SUITE_P256`). */
+  suite?: number;
+}
+
+/** Options of {@link Responder.create}. */
+export type ResponderOptions<S> = HandshakeOptions<S>;
+
+/** What {@link Initiator.start} returns: the handshake object and HS1 to send. */
+export interface InitiatorStart<S> {
+  /** The initiator, waiting for HS2. */
+  handshake: Initiator<S>;
+  /** HS1, to be sent to the responder. */
+  message: Bytes;
+}
+
+/** Without `complete`, the handshake yields a `Session`. */
+type DefaultFactory = { complete?: undefined };
+/** With `complete`, the handshake yields what it returns. */
+type CustomFactory<S> = { complete: SessionFactory<S> };
+
+/** What the initiator's `receive` yields: HS3 to send and the session. */
+export interface InitiatorOutput<S> {
+  /** HS3, to be sent to the responder. */
+  send: Bytes;
+  /** The session (our side is complete once HS3 is sent). */
+  session: S;
+}
+
+/** What the responder's `receive` yields: HS2 to send after HS1, the session after HS3. */
+export type ResponderOutput<S> =
+  | { send: Bytes; session?: undefined }
+  | { send?: undefined; session: S };
+
+type Phase = "wait-hs2" | "wait-hs1" | "wait-hs3" | "busy" | "done" | "failed";
+
+/** Handshake-phase keys; never leave this module. */
+interface HandshakeSecrets {
+  /** HKDF base key from the ECDH secret; master is derived from it at the end. */
+  hs: CryptoKey;
+  responderKey: CryptoKey;
+  initiatorKey: CryptoKey;
+  responderFinished: CryptoKey;
+  initiatorFinished: CryptoKey;
+}
+
+/**
+ * Imports a fixed ECDH P-256 private key (PKCS#8) as a non-extractable
+ * ephemeral key pair. For deterministic test vectors only: a real handshake
+ * generates its ephemeral.
+ */
+export async function importEphemeralPkcs8(
+  pkcs8: Bytes,
+): Promise<EphemeralKeyPair> {
+  const ecdhParams = { name: "ECDH", namedCurve: "P-256" } as const;
+  // Extractable only long enough to read the public point, then re-imported
+  // non-extractable from JWK (which carries d, x, y).
+  const tmp = await crypto.subtle.importKey("pkcs8", pkcs8, ecdhParams, true, [
+    "deriveBits",
+  ]);
+  const jwk = await crypto.subtle.exportKey("jwk", tmp);
+  const privateKey = await crypto.subtle.importKey(
+    "jwk",
+    jwk,
+    ecdhParams,
+    false,
+    ["deriveBits"],
+  );
+  const publicRaw = concat(
+    new Uint8Array([0x04]),
+    Uint8Array.fromBase64(jwk.x!, { alphabet: "base64url" }),
+    Uint8Array.fromBase64(jwk.y!, { alphabet: "base64url" }),
+  );
+  return { privateKey, publicRaw };
+}
+
+/** Lower-case hex SHA-256 of an SPKI: the fingerprint passed to the trust callback. */
+export async function spkiFingerprintHex(spki: Bytes): Promise<string> {
+  return (await sha256(spki)).toHex();
+}
+
+/** The transcript prologue: label, suite name, both relay IDs (initiator first). */
+export function transcriptPrologue(
+  suiteName: string,
+  initiatorId: Bytes,
+  responderId: Bytes,
+): Bytes {
+  return concat(
+    utf8(PROLOGUE_LABEL),
+    utf8(suiteName),
+    new Uint8Array([0]),
+    initiatorId,
+    responderId,
+  );
+}
+
+/** Initiator side of the handshake; see the module doc. */
+export class Initiator<S> {
+  #phase: Phase = "wait-hs2";
+  #deadline: number;
+  #identity: Identity;
+  #trust: TrustCallback;
+  #complete: SessionFactory<S>;
+  #localId: Bytes;
+  #peerId: Bytes;
+  #suite: number;
+  #prologue: Bytes;
+  #hs1: Bytes;
+  #ephemeral: EphemeralKeyPair | null;
+
+  private constructor(
+    o: InitiatorOptions<S>,
+    suite: number,
+    suiteName: string,
+    hs1: Bytes,
+    ephemeral: EphemeralKeyPair,
+  ) {
+    this.#deadline = o.now + (o.deadlineMs ?? HANDSHAKE_TIMEOUT_MS);
+    this.#identity = o.identity;
+    this.#trust = o.trust;
+    this.#complete = factory(o);
+    this.#localId = o.localId.slice();
+    this.#peerId = o.peerId.slice();
+    this.#suite = suite;
+    this.#prologue = transcriptPrologue(suiteName, this.#localId, this.#peerId);
+    this.#hs1 = hs1;
+    this.#ephemeral = ephemeral;
+  }
+
+  /** Starts a handshake yielding a `Session`: returns the handshake object and HS1 to send. */
+  static start(
+    options: InitiatorOptions<Session> & DefaultFactory,
+  ): Promise<InitiatorStart<Session>>;
+  /** Starts a handshake yielding what `complete` returns. */
+  static start<S>(
+    options: InitiatorOptions<S> & CustomFactory<S>,
+  ): Promise<InitiatorStart<S>>;
+  static async start<S>(
+    options: InitiatorOptions<S>,
+  ): Promise<InitiatorStart<S>> {
+    checkOptions(options);
+    checkId(options.peerId, "peerId");
+    if (!Number.isFinite(options.now)) {
+      throw new RangeError("now must be finite");
+    }
+    const suite = options.suite ?? SUITE_P256;
+    const suiteName = HANDSHAKE_SUITES.get(suite);
+    if (suiteName === undefined) {
+      throw new ProtocolError(
+        "unsupported-suite",
+        `suite 0x${suite.toString(16).padStart(4, "0")} is not implemented`,
+      );
+    }
+    const ephemeral = options.ephemeral ?? await generateEphemeral();
+    const random = options.random?.slice() ?? randomBytes();
+    const message = helloMessage(
+      PACKET_HS1,
+      suite,
+      ephemeral.publicRaw,
+      random,
+    );
+    const handshake = new Initiator(
+      options,
+      suite,
+      suiteName,
+      message,
+      ephemeral,
+    );
+    return { handshake, message: message.slice() };
+  }
+
+  /** Current phase: "wait-hs2", "busy", "done" or "failed". */
+  get phase(): string {
+    return this.#phase;
+  }
+
+  /** Throws `timeout` (and ends the handshake) if `now` is at or past the deadline. */
+  checkTimeout(now: number): void {
+    if (!live(this.#phase) || now < this.#deadline) return;
+    this.#fail();
+    throw new ProtocolError("timeout", "handshake did not complete in time");
+  }
+
+  /** Ends the handshake and drops its secrets (e.g. when the connection closes). */
+  abort(): void {
+    this.#fail();
+  }
+
+  /** Processes HS2; returns HS3 to send and the session. */
+  async receive(bytes: Uint8Array, now: number): Promise<InitiatorOutput<S>> {
+    if (!Number.isFinite(now)) throw new RangeError("now must be finite");
+    this.#enter("wait-hs2");
+    try {
+      this.checkTimeout(now);
+      const out = await this.#onHs2(bytes.slice());
+      this.#leave();
+      return out;
+    } catch (e) {
+      this.#fail();
+      throw e;
+    }
+  }
+
+  async #onHs2(hs2: Bytes): Promise<InitiatorOutput<S>> {
+    checkHeader(hs2, PACKET_HS2);
+    checkSuite(hs2, this.#suite, "HS2");
+    checkSealedLength(hs2, HS2_PREFIX_LENGTH, "HS2");
+    const prefix = hs2.slice(0, HS2_PREFIX_LENGTH);
+    const peerEphemeral = await importEphemeralPublic(
+      prefix.slice(4, 4 + P256_POINT_LENGTH),
+    );
+    const t = (...parts: Bytes[]) => sha256(this.#prologue, ...parts);
+    const hs1 = this.#hs1;
+    const secrets = await handshakeSecrets(
+      await ecdh(this.#ephemeral!.privateKey, peerEphemeral),
+      await t(hs1, prefix),
+    );
+    this.#ephemeral = null;
+    const plain = await open(
+      secrets.responderKey,
+      ZERO_NONCE,
+      hs2.slice(HS2_PREFIX_LENGTH),
+      prefix,
+    );
+    const peer = await checkProof(
+      parseProof(plain),
+      RESPONDER_SIGNATURE_CONTEXT,
+      secrets.responderFinished,
+      (...parts) => t(hs1, prefix, ...parts),
+      this.#trust,
+    );
+    const hs3Header = new Uint8Array([E2E_VERSION, PACKET_HS3]);
+    const proof = await makeProof(
+      this.#identity,
+      INITIATOR_SIGNATURE_CONTEXT,
+      secrets.initiatorFinished,
+      (...parts) => t(hs1, hs2, ...parts),
+    );
+    const hs3 = concat(
+      hs3Header,
+      await seal(secrets.initiatorKey, ZERO_NONCE, proof, hs3Header),
+    );
+    const sessionHash = await t(hs1, hs2, hs3);
+    const master = await deriveMaster(secrets.hs, sessionHash);
+    const session = await this.#complete({
+      role: "initiator",
+      suite: this.#suite,
+      localId: this.#localId.slice(),
+      peerId: this.#peerId.slice(),
+      localIdentity: this.#identity,
+      peerIdentity: peer,
+      sessionHash,
+      master,
+    });
+    return { send: hs3, session };
+  }
+
+  #enter(expected: Phase): void {
+    if (this.#phase !== expected) {
+      const was = this.#phase;
+      this.#fail();
+      throw new ProtocolError(
+        "unexpected-message",
+        `initiator received a message while ${was}`,
+      );
+    }
+    this.#phase = "busy";
+  }
+
+  #leave(): void {
+    if (this.#phase !== "busy") {
+      throw new ProtocolError(
+        "unexpected-message",
+        "handshake aborted by a concurrent call",
+      );
+    }
+    this.#phase = "done";
+    this.#ephemeral = null;
+  }
+
+  #fail(): void {
+    if (this.#phase !== "done") this.#phase = "failed";
+    this.#ephemeral = null;
+  }
+}
+
+/** Responder side of the handshake; see the module doc. */
+export class Responder<S> {
+  #phase: Phase = "wait-hs1";
+  #deadline = Infinity;
+  #deadlineMs: number;
+  #identity: Identity;
+  #trust: TrustCallback;
+  #complete: SessionFactory<S>;
+  #localId: Bytes;
+  #fixedEphemeral: EphemeralKeyPair | undefined;
+  #fixedRandom: Bytes | undefined;
+  // Set by HS1:
+  #peerId: Bytes = EMPTY;
+  #suite = 0;
+  #prologue: Bytes = EMPTY;
+  #hs1: Bytes = EMPTY;
+  #hs2: Bytes = EMPTY;
+  #secrets: HandshakeSecrets | null = null;
+
+  private constructor(o: ResponderOptions<S>) {
+    this.#deadlineMs = o.deadlineMs ?? HANDSHAKE_TIMEOUT_MS;
+    this.#identity = o.identity;
+    this.#trust = o.trust;
+    this.#complete = factory(o);
+    this.#localId = o.localId.slice();
+    this.#fixedEphemeral = o.ephemeral;
+    this.#fixedRandom = o.random?.slice();
+  }
+
+  /**
+   * Creates a responder waiting for HS1. The deadline starts when HS1
+   * arrives (a responder may wait for an initiator indefinitely).
+   */
+  static create(
+    options: ResponderOptions<Session> & DefaultFactory,
+  ): Responder<Session>;
+  /** Creates a responder yielding what `complete` returns. */
+  static create<S>(
+    options: ResponderOptions<S> & CustomFactory<S>,
+  ): Responder<S>;
+  static create<S>(options: ResponderOptions<S>): Responder<S> {
+    checkOptions(options);
+    return new Responder(options);
+  }
+
+  /** Current phase: "wait-hs1", "wait-hs3", "busy", "done" or "failed". */
+  get phase(): string {
+    return this.#phase;
+  }
+
+  /** Throws `timeout` (and ends the handshake) if `now` is at or past the deadline. */
+  checkTimeout(now: number): void {
+    if (!live(this.#phase) || now < this.#deadline) return;
+    this.#fail();
+    throw new ProtocolError("timeout", "handshake did not complete in time");
+  }
+
+  /** Ends the handshake and drops its secrets. */
+  abort(): void {
+    this.#fail();
+  }
+
+  /**
+   * Processes HS1 (`from` = the sender's relay session ID as stamped by the
+   * relay; required) → `{ send: HS2 }`, then HS3 → `{ session }`. When `from`
+   * is given with HS3 it must be HS1's sender.
+   */
+  async receive(
+    bytes: Uint8Array,
+    context: { now: number; from?: Uint8Array },
+  ): Promise<ResponderOutput<S>> {
+    const { now, from } = context;
+    if (!Number.isFinite(now)) throw new RangeError("now must be finite");
+    const expected = this.#phase === "wait-hs1" ? "wait-hs1" : "wait-hs3";
+    if (expected === "wait-hs1") {
+      if (from === undefined) throw new TypeError("HS1 needs `from`");
+      checkId(from, "from");
+    }
+    this.#enter(expected);
+    try {
+      this.checkTimeout(now);
+      let out: ResponderOutput<S>;
+      if (expected === "wait-hs1") {
+        out = { send: await this.#onHs1(bytes.slice(), from!.slice(), now) };
+        this.#leave("wait-hs3");
+      } else {
+        if (from !== undefined && !sameBytes(from, this.#peerId)) {
+          throw new ProtocolError(
+            "unexpected-message",
+            "HS3 came from a different relay session than HS1",
+          );
+        }
+        out = { session: await this.#onHs3(bytes.slice()) };
+        this.#leave("done");
+      }
+      return out;
+    } catch (e) {
+      this.#fail();
+      throw e;
+    }
+  }
+
+  async #onHs1(hs1: Bytes, from: Bytes, now: number): Promise<Bytes> {
+    checkHeader(hs1, PACKET_HS1);
+    if (hs1.length < 4) throw malformed("HS1 shorter than its header");
+    const suite = view(hs1).getUint16(2);
+    const suiteName = HANDSHAKE_SUITES.get(suite);
+    if (suiteName === undefined) {
+      throw new ProtocolError(
+        "unsupported-suite",
+        `HS1 offers unknown suite 0x${suite.toString(16).padStart(4, "0")}`,
+      );
+    }
+    if (hs1.length !== HS1_LENGTH) {
+      throw malformed(`HS1 must be ${HS1_LENGTH} bytes, got ${hs1.length}`);
+    }
+    const peerEphemeral = await importEphemeralPublic(
+      hs1.slice(4, 4 + P256_POINT_LENGTH),
+    );
+    this.#deadline = now + this.#deadlineMs;
+    this.#peerId = from;
+    this.#suite = suite;
+    this.#prologue = transcriptPrologue(suiteName, from, this.#localId);
+    this.#hs1 = hs1;
+    const ephemeral = this.#fixedEphemeral ?? await generateEphemeral();
+    this.#fixedEphemeral = undefined;
+    const random = this.#fixedRandom ?? randomBytes();
+    const prefix = helloMessage(PACKET_HS2, suite, ephemeral.publicRaw, random);
+    const t = (...parts: Bytes[]) => sha256(this.#prologue, ...parts);
+    const secrets = await handshakeSecrets(
+      await ecdh(ephemeral.privateKey, peerEphemeral),
+      await t(hs1, prefix),
+    );
+    const proof = await makeProof(
+      this.#identity,
+      RESPONDER_SIGNATURE_CONTEXT,
+      secrets.responderFinished,
+      (...parts) => t(hs1, prefix, ...parts),
+    );
+    const hs2 = concat(
+      prefix,
+      await seal(secrets.responderKey, ZERO_NONCE, proof, prefix),
+    );
+    this.#hs2 = hs2;
+    this.#secrets = secrets;
+    return hs2.slice();
+  }
+
+  async #onHs3(hs3: Bytes): Promise<S> {
+    checkHeader(hs3, PACKET_HS3);
+    checkSealedLength(hs3, 2, "HS3");
+    const secrets = this.#secrets!;
+    const plain = await open(
+      secrets.initiatorKey,
+      ZERO_NONCE,
+      hs3.slice(2),
+      hs3.slice(0, 2),
+    );
+    const t = (...parts: Bytes[]) => sha256(this.#prologue, ...parts);
+    const hs1 = this.#hs1, hs2 = this.#hs2;
+    const peer = await checkProof(
+      parseProof(plain),
+      INITIATOR_SIGNATURE_CONTEXT,
+      secrets.initiatorFinished,
+      (...parts) => t(hs1, hs2, ...parts),
+      this.#trust,
+    );
+    const sessionHash = await t(hs1, hs2, hs3);
+    const master = await deriveMaster(secrets.hs, sessionHash);
+    this.#secrets = null;
+    return await this.#complete({
+      role: "responder",
+      suite: this.#suite,
+      localId: this.#localId.slice(),
+      peerId: this.#peerId.slice(),
+      localIdentity: this.#identity,
+      peerIdentity: peer,
+      sessionHash,
+      master,
+    });
+  }
+
+  #enter(expected: Phase): void {
+    if (this.#phase !== expected) {
+      const was = this.#phase;
+      this.#fail();
+      throw new ProtocolError(
+        "unexpected-message",
+        `responder received a message while ${was}`,
+      );
+    }
+    this.#phase = "busy";
+  }
+
+  #leave(next: Phase): void {
+    if (this.#phase !== "busy") {
+      throw new ProtocolError(
+        "unexpected-message",
+        "handshake aborted by a concurrent call",
+      );
+    }
+    this.#phase = next;
+  }
+
+  #fail(): void {
+    if (this.#phase !== "done") this.#phase = "failed";
+    this.#secrets = null;
+    this.#fixedEphemeral = undefined;
+  }
+}
+
+// ── Wire helpers ────────────────────────────────────────────────────────────
+
+function malformed(message: string): ProtocolError {
+  return new ProtocolError("malformed", message);
+}
+
+function live(phase: Phase): boolean {
+  return phase !== "done" && phase !== "failed";
+}
+
+function randomBytes(): Bytes {
+  return crypto.getRandomValues(new Uint8Array(HANDSHAKE_RANDOM_LENGTH));
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** The caller's session factory, or `Session.fromHandshake` with `sessionOptions`. */
+function factory<S>(o: HandshakeOptions<S>): SessionFactory<S> {
+  if (o.complete) return o.complete;
+  // The overloads of start/create guarantee S = Session here.
+  return (r) => Session.fromHandshake(r, o.sessionOptions) as Promise<S>;
+}
+
+function checkId(id: Uint8Array, name: string): void {
+  if (!(id instanceof Uint8Array) || id.length !== SESSION_ID_LENGTH) {
+    throw new RangeError(`${name} must be ${SESSION_ID_LENGTH} bytes`);
+  }
+}
+
+function checkOptions<S>(o: HandshakeOptions<S>): void {
+  checkId(o.localId, "localId");
+  if (typeof o.trust !== "function") throw new TypeError("trust is required");
+  if (o.complete !== undefined && typeof o.complete !== "function") {
+    throw new TypeError("complete must be a function");
+  }
+  if (
+    o.deadlineMs !== undefined &&
+    !(Number.isFinite(o.deadlineMs) && o.deadlineMs > 0)
+  ) {
+    throw new RangeError("deadlineMs must be a positive number");
+  }
+  if (
+    o.random !== undefined && o.random.length !== HANDSHAKE_RANDOM_LENGTH
+  ) {
+    throw new RangeError(`random must be ${HANDSHAKE_RANDOM_LENGTH} bytes`);
+  }
+}
+
+/** ver ‖ type ‖ suite ‖ ephemeral ‖ random: HS1, and HS2's cleartext prefix. */
+function helloMessage(
+  type: number,
+  suite: number,
+  ephemeral: Bytes,
+  random: Bytes,
+): Bytes {
+  return concat(
+    new Uint8Array([E2E_VERSION, type]),
+    u16(suite),
+    ephemeral,
+    random,
+  );
+}
+
+/** Version, then type: known handshake type but not the one expected → unexpected-message. */
+function checkHeader(msg: Bytes, type: number): void {
+  if (msg.length < 2) throw malformed("message shorter than its 2-byte header");
+  if (msg[0] !== E2E_VERSION) {
+    throw new ProtocolError(
+      "unsupported-version",
+      `version ${msg[0]} (expected ${E2E_VERSION})`,
+    );
+  }
+  const got = msg[1];
+  if (got < PACKET_HS1 || got > PACKET_RECORD) {
+    throw malformed(`unknown packet type 0x${got.toString(16)}`);
+  }
+  if (got !== type) {
+    throw new ProtocolError(
+      "unexpected-message",
+      `packet type 0x${got.toString(16)} where 0x${
+        type.toString(16)
+      } was expected`,
+    );
+  }
+}
+
+function checkSuite(msg: Bytes, suite: number, name: string): void {
+  if (msg.length < 4) throw malformed(`${name} shorter than its header`);
+  const got = view(msg).getUint16(2);
+  if (got !== suite) {
+    throw new ProtocolError(
+      "unsupported-suite",
+      `${name} names suite 0x${
+        got.toString(16).padStart(4, "0")
+      }, not the one offered`,
+    );
+  }
+}
+
+/** A sealed proof (spki 1..MAX_SPKI_LENGTH bytes) after `header` bytes. */
+function checkSealedLength(msg: Bytes, header: number, name: string): void {
+  const min = header + SEALED_OVERHEAD + 1;
+  const max = header + SEALED_OVERHEAD + MAX_SPKI_LENGTH;
+  if (msg.length < min || msg.length > max) {
+    throw malformed(`${name} length ${msg.length} outside ${min}..${max}`);
+  }
+}
+
+// ── Proofs: spki ‖ signature ‖ key-confirmation MAC ─────────────────────────
+
+interface Proof {
+  spki: Bytes;
+  signature: Bytes;
+  mac: Bytes;
+}
+
+/** u16 spki_len ‖ spki ‖ sig(64) ‖ mac(32), exact length. */
+function parseProof(plain: Bytes): Proof {
+  if (plain.length < 2) throw malformed("proof shorter than its length field");
+  const spkiLength = view(plain).getUint16(0);
+  if (spkiLength === 0 || spkiLength > MAX_SPKI_LENGTH) {
+    throw malformed(`spki length ${spkiLength} outside 1..${MAX_SPKI_LENGTH}`);
+  }
+  const sigAt = 2 + spkiLength;
+  const macAt = sigAt + P256_SIGNATURE_LENGTH;
+  if (plain.length !== macAt + HASH_LENGTH) {
+    throw malformed("proof length does not match its spki length");
+  }
+  return {
+    spki: plain.slice(2, sigAt),
+    signature: plain.slice(sigAt, macAt),
+    mac: plain.slice(macAt),
+  };
+}
+
+type TranscriptHash = (...tail: Bytes[]) => Promise<Bytes>;
+
+/** sig = Sign(context ‖ T(… ‖ spki)); mac = HMAC(fin, T(… ‖ spki ‖ sig)). */
+async function makeProof(
+  identity: Identity,
+  context: string,
+  finished: CryptoKey,
+  th: TranscriptHash,
+): Promise<Bytes> {
+  const spki = identity.spki;
+  const signature = await sign(
+    identity.privateKey,
+    concat(utf8(context), await th(spki)),
+  );
+  const tag = await mac(finished, await th(spki, signature));
+  return concat(u16(spki.length), spki, signature, tag);
+}
+
+/** Verifies signature, then MAC, then asks `trust`; returns the peer identity. */
+async function checkProof(
+  proof: Proof,
+  context: string,
+  finished: CryptoKey,
+  th: TranscriptHash,
+  trust: TrustCallback,
+): Promise<{ publicKey: CryptoKey; spki: Bytes }> {
+  const publicKey = await importIdentityPublic(proof.spki);
+  const signed = concat(utf8(context), await th(proof.spki));
+  if (!await verify(publicKey, proof.signature, signed)) {
+    throw new ProtocolError(
+      "bad-signature",
+      "peer's handshake signature does not verify",
+    );
+  }
+  if (
+    !await macVerify(finished, proof.mac, await th(proof.spki, proof.signature))
+  ) {
+    throw new ProtocolError(
+      "mac-mismatch",
+      "peer's key-confirmation MAC does not verify",
+    );
+  }
+  const decision = trust(
+    proof.spki.slice(),
+    await spkiFingerprintHex(proof.spki),
+  );
+  if (decision !== "ok") {
+    const code = decision?.code === "identity-changed"
+      ? "identity-changed"
+      : "identity-rejected";
+    throw new ProtocolError(
+      code,
+      decision?.message ?? "peer identity refused",
+    );
+  }
+  return { publicKey, spki: proof.spki };
+}
+
+// ── Key schedule ────────────────────────────────────────────────────────────
+
+/** hs = HKDF key of the ECDH secret; per-role AEAD and finished keys salted with th_hello. */
+async function handshakeSecrets(
+  shared: Bytes,
+  thHello: Bytes,
+): Promise<HandshakeSecrets> {
+  const hs = await importSecret(shared);
+  shared.fill(0);
+  const derive = (label: string) => deriveLabel(hs, thHello, label, EMPTY, 32);
+  const L = HANDSHAKE_LABELS;
+  const [kR, kI, fR, fI] = await Promise.all([
+    derive(L.responderKey),
+    derive(L.initiatorKey),
+    derive(L.responderFinished),
+    derive(L.initiatorFinished),
+  ]);
+  const secrets: HandshakeSecrets = {
+    hs,
+    responderKey: await importAeadKey(kR),
+    initiatorKey: await importAeadKey(kI),
+    responderFinished: await importMacKey(fR),
+    initiatorFinished: await importMacKey(fI),
+  };
+  for (const raw of [kR, kI, fR, fI]) raw.fill(0);
+  return secrets;
+}
+
+/** master = HKDF key of deriveLabel(hs, th_final, "master", ∅, 32). */
+async function deriveMaster(
+  hs: CryptoKey,
+  sessionHash: Bytes,
+): Promise<CryptoKey> {
+  const raw = await deriveLabel(
+    hs,
+    sessionHash,
+    HANDSHAKE_LABELS.master,
+    EMPTY,
+    32,
+  );
+  try {
+    return await importSecret(raw);
+  } finally {
+    raw.fill(0);
+  }
+}

@@ -1,0 +1,1195 @@
+/**
+ * The transport session after the handshake, sans-I/O: it turns application
+ * bodies into RECORD packets and received packets into events, and keeps
+ * every protocol timer as a deadline the caller polls. No sockets, no timers,
+ * no clock: every method takes `now` (ms) from the caller.
+ *
+ * Guarantees: AES-256-GCM per direction and epoch with counter nonces (never
+ * reused; the session refuses to send past `maxCounter`); a replay window
+ * per direction; in-order, exactly-once delivery of reliable messages;
+ * acknowledgements and byte-identical retransmission (`unacked()`); a hash
+ * chain per direction signed every `signEvery` messages, after
+ * `signIntervalMs`, and on CLOSE; in-channel signed rekeying; cover traffic.
+ *
+ * Shape of results: `send`/`sendMany`/`poll`/`close` return the packets to
+ * put into relay frames, in counter order. `receive`/`receiveMany` return
+ * `{ events, packets }`: events for the application and packets the session
+ * wants sent at once (ACKs, REKEY_RESP, the answering CLOSE).
+ *
+ * Errors: a ProtocolError thrown by `receive` ends the session (`failed`;
+ * every later call rethrows it). Per-packet rejections that a relay could
+ * cause (malformed header, unknown epoch, replay, too old, failed AEAD tag)
+ * only drop the packet and count it in `stats`: a relay can drop traffic
+ * anyway, so letting it kill sessions with one forged packet would add
+ * nothing. `send` throws without ending the session: `window-full` (retry
+ * after ACKs), `too-large`, `counter-exhausted`, `closed`.
+ * @module
+ */
+
+import { type Bytes, concat, u32, view } from "./bytes.ts";
+import {
+  ACK_BITMAP_BITS,
+  ACK_DELAY_MS,
+  ACK_EVERY,
+  ACK_SEND_LIMIT,
+  DEFAULT_MAX_COUNTER,
+  DEFAULT_REKEY_AFTER_MESSAGES,
+  DEFAULT_REKEY_AFTER_MS,
+  DEFAULT_SIGN_EVERY,
+  DEFAULT_SIGN_INTERVAL_MS,
+  FLOW_WINDOW,
+  MAX_BODY,
+  MAX_EPOCH_STASH,
+  MAX_UNSIGNED,
+  REKEY_HARD_LIMIT_MESSAGES,
+} from "./constants.ts";
+import { ProtocolError } from "./errors.ts";
+import { fingerprint } from "./fingerprint.ts";
+import type { HandshakeResult, HandshakeRole } from "./handshake_result.ts";
+import { chainSignatureInput, chainStart, chainStep } from "./hash_chain.ts";
+import {
+  decodeInner,
+  decodeRecordHeader,
+  deriveTrafficKeys,
+  type Direction,
+  directionOf,
+  encodeInner,
+  type InnerMessage,
+  InnerType,
+  openRecord,
+  sealRecord,
+  type TrafficKeys,
+} from "./record.ts";
+import { bitmapCovers, ReplayWindow } from "./replay_window.ts";
+import {
+  deriveLabel,
+  ecdh,
+  type EphemeralKeyPair,
+  generateEphemeral,
+  importEphemeralPublic,
+  importSecret,
+  P256_POINT_LENGTH,
+  P256_SIGNATURE_LENGTH,
+  sign,
+  verify,
+} from "./suite.ts";
+import { Transcript } from "./transcript.ts";
+
+/** Options of a session; every field has a default. */
+export interface SessionOptions {
+  /** Sign the chain on every Nth reliable message (default 64; 1 = per-message signing; at most 256). */
+  signEvery?: number;
+  /** Sign (CHECKPOINT) at most this many ms after the first unsigned reliable message (default 1000). */
+  signIntervalMs?: number;
+  /** Cover traffic: mean DUMMY packets per second, exponential intervals (default 0 = off). */
+  coverRate?: number;
+  /** Start a rekey after this many packets sent in one epoch (default 100 000). */
+  rekeyAfterMessages?: number;
+  /** Start a rekey after this many ms in one epoch (default 10 minutes). */
+  rekeyAfterMs?: number;
+  /** Last counter the session may use (test hook for exhaustion; default 2^64 − 1 − 2^16). */
+  maxCounter?: bigint;
+  /** Uniform random numbers in [0, 1) for cover timing (default: crypto.getRandomValues). */
+  random?: () => number;
+  /** Record the transcript (default true; benchmarks turn it off to save memory). */
+  keepTranscript?: boolean;
+}
+
+/** Something the application must know about. */
+export type SessionEvent =
+  /** A DATA message, delivered exactly once in seq order. */
+  | { type: "message"; seq: bigint; counter: bigint; body: Bytes }
+  /** The peer acknowledged our reliable messages with these seqs. */
+  | { type: "acked"; seqs: bigint[] }
+  /** The peer's chain signature over its messages 1..seq verified. */
+  | { type: "signature-verified"; seq: bigint }
+  /** Both directions now use keys of `epoch` (old send key dropped). */
+  | { type: "rekeyed"; epoch: number }
+  /** The peer's CLOSE was delivered (its messages all arrived). */
+  | { type: "peer-closed" }
+  /** The conversation is over: both CLOSEs delivered and acknowledged. */
+  | { type: "closed" };
+
+/** Result of `receive`: events for the app and packets to send now. */
+export interface ReceiveResult {
+  /** Events in order. */
+  events: SessionEvent[];
+  /** Packets to put into relay frames at once, in order. */
+  packets: Bytes[];
+}
+
+/** Counters of the session, for diagnostics and tests. */
+export interface SessionStats {
+  /** Packets sealed (all inner types). */
+  packetsSent: number;
+  /** Packets that authenticated. */
+  packetsReceived: number;
+  /** DATA messages delivered. */
+  delivered: number;
+  /** Packets dropped as duplicates (replay window). */
+  replays: number;
+  /** Packets dropped as older than the replay window. */
+  tooOld: number;
+  /** Packets whose AEAD tag did not verify (forged or corrupted). */
+  forgeries: number;
+  /** Packets with a malformed cleartext header. */
+  malformed: number;
+  /** Packets for an epoch we hold no key for. */
+  unknownEpoch: number;
+  /** DUMMY packets sent / received. */
+  dummiesSent: number;
+  /** DUMMY packets received and dropped after authentication. */
+  dummiesReceived: number;
+  /** ACK packets sent. */
+  acksSent: number;
+  /** Chain signatures made / verified. */
+  signaturesMade: number;
+  /** Chain signatures of the peer verified. */
+  signaturesVerified: number;
+  /** Completed rekeys. */
+  rekeys: number;
+}
+
+interface Outgoing {
+  seq: bigint;
+  counter: bigint;
+  epoch: number;
+  type: number;
+  packet?: Bytes;
+}
+
+interface Received {
+  msg: InnerMessage;
+  counter: bigint;
+}
+
+interface PendingRekey {
+  epoch: number;
+  eph?: EphemeralKeyPair;
+  sent: boolean;
+}
+
+const ACK_BODY_LENGTH = 8 + ACK_BITMAP_BITS / 8 + 8;
+const REKEY_BODY_LENGTH = P256_POINT_LENGTH + P256_SIGNATURE_LENGTH;
+const REKEY_LABEL = new TextEncoder().encode("e2e.v1 rekey\0");
+const noop = () => {};
+
+/** Bytes signed in REKEY_INIT / REKEY_RESP: "e2e.v1 rekey\0" ‖ sessionHash ‖ u32(newEpoch) ‖ role ‖ eph. */
+export function rekeySignatureInput(
+  sessionHash: Bytes,
+  newEpoch: number,
+  senderRole: HandshakeRole,
+  ephemeral: Uint8Array,
+): Bytes {
+  return concat(
+    REKEY_LABEL,
+    sessionHash,
+    u32(newEpoch),
+    new TextEncoder().encode(senderRole),
+    ephemeral,
+  );
+}
+
+/** master_{e+1} = importSecret(deriveLabel(master_e, ecdh_new, "rekey", u32(e+1), 32)). */
+export async function nextMaster(
+  master: CryptoKey,
+  sharedSecret: Bytes,
+  newEpoch: number,
+): Promise<CryptoKey> {
+  const raw = await deriveLabel(
+    master,
+    sharedSecret,
+    "rekey",
+    u32(newEpoch),
+    32,
+  );
+  const key = await importSecret(raw);
+  raw.fill(0);
+  return key;
+}
+
+function defaultRandom(): number {
+  const b = new Uint32Array(2);
+  crypto.getRandomValues(b);
+  return (b[0] * 2 ** 21 + (b[1] >>> 11)) / 2 ** 53;
+}
+
+/** One end of an established end-to-end session (see module doc). */
+export class Session {
+  readonly #role: HandshakeRole;
+  readonly #peerRole: HandshakeRole;
+  readonly #localId: Bytes;
+  readonly #peerId: Bytes;
+  readonly #privateKey: CryptoKey;
+  readonly #peerKey: CryptoKey;
+  readonly #localFp: Bytes;
+  readonly #peerFp: Bytes;
+  readonly #sessionHash: Bytes;
+  readonly #sendDir: Direction;
+  readonly #recvDir: Direction;
+  readonly #signEvery: number;
+  readonly #signIntervalMs: number;
+  readonly #coverRate: number;
+  readonly #rekeyAfterMessages: number;
+  readonly #rekeyAfterMs: number;
+  readonly #maxCounter: bigint;
+  readonly #random: () => number;
+  readonly #transcript?: Transcript;
+
+  #failed?: ProtocolError;
+  #master: CryptoKey;
+  #epoch = 0;
+  #epochStartedAt?: number;
+  #sentInEpoch = 0;
+
+  // send side
+  #sendKeys: TrafficKeys;
+  #nextCounter = 0n;
+  #nextSeq = 1n;
+  #sendChain: Promise<Bytes>;
+  #unsignedCount = 0;
+  #firstUnsignedAt?: number;
+  #inflight = new Map<bigint, Outgoing>();
+  #closeSeq?: bigint;
+  #closeAcked = false;
+  #nextCoverAt?: number;
+
+  // receive side
+  #recvKeys = new Map<number, TrafficKeys>();
+  #replay = new ReplayWindow();
+  #nextDeliverSeq = 1n;
+  #pending = new Map<bigint, Received>();
+  #recvChain: Promise<Bytes>;
+  #unsignedRecv = 0;
+  #ackCount = 0;
+  #ackWanted = false;
+  #ackDueAt?: number;
+  #peerClosed = false;
+  #closedEmitted = false;
+  #stash: Bytes[] = [];
+
+  // rekey
+  #rekey?: PendingRekey;
+  #respondTo?: { epoch: number; peerEph: CryptoKey };
+  #responding = false;
+
+  #lock: Promise<unknown> = Promise.resolve();
+  #ackNow = false;
+  #deferredEvents: SessionEvent[] = [];
+
+  /** Counters for diagnostics and tests. */
+  readonly stats: SessionStats = {
+    packetsSent: 0,
+    packetsReceived: 0,
+    delivered: 0,
+    replays: 0,
+    tooOld: 0,
+    forgeries: 0,
+    malformed: 0,
+    unknownEpoch: 0,
+    dummiesSent: 0,
+    dummiesReceived: 0,
+    acksSent: 0,
+    signaturesMade: 0,
+    signaturesVerified: 0,
+    rekeys: 0,
+  };
+
+  private constructor(
+    result: HandshakeResult,
+    fps: [Bytes, Bytes],
+    keys: [TrafficKeys, TrafficKeys],
+    chains: [Bytes, Bytes],
+    options: SessionOptions,
+  ) {
+    this.#role = result.role;
+    this.#peerRole = result.role === "initiator" ? "responder" : "initiator";
+    this.#localId = result.localId;
+    this.#peerId = result.peerId;
+    this.#privateKey = result.localIdentity.privateKey;
+    this.#peerKey = result.peerIdentity.publicKey;
+    this.#sessionHash = result.sessionHash;
+    this.#master = result.master;
+    [this.#localFp, this.#peerFp] = fps;
+    this.#sendDir = directionOf(this.#role);
+    this.#recvDir = directionOf(this.#peerRole);
+    this.#sendKeys = keys[0];
+    this.#recvKeys.set(0, keys[1]);
+    this.#sendChain = Promise.resolve(chains[0]);
+    this.#recvChain = Promise.resolve(chains[1]);
+    const signEvery = options.signEvery ?? DEFAULT_SIGN_EVERY;
+    if (
+      !Number.isInteger(signEvery) || signEvery < 1 || signEvery > MAX_UNSIGNED
+    ) {
+      throw new RangeError(
+        `signEvery must be an integer in 1..${MAX_UNSIGNED}`,
+      );
+    }
+    this.#signEvery = signEvery;
+    this.#signIntervalMs = options.signIntervalMs ?? DEFAULT_SIGN_INTERVAL_MS;
+    this.#coverRate = options.coverRate ?? 0;
+    if (!(this.#coverRate >= 0)) throw new RangeError("coverRate must be ≥ 0");
+    this.#rekeyAfterMessages = options.rekeyAfterMessages ??
+      DEFAULT_REKEY_AFTER_MESSAGES;
+    this.#rekeyAfterMs = options.rekeyAfterMs ?? DEFAULT_REKEY_AFTER_MS;
+    this.#maxCounter = options.maxCounter ?? DEFAULT_MAX_COUNTER;
+    if (this.#maxCounter > DEFAULT_MAX_COUNTER || this.#maxCounter < 0n) {
+      throw new RangeError("maxCounter out of range");
+    }
+    this.#random = options.random ?? defaultRandom;
+    if (options.keepTranscript ?? true) {
+      const [initiatorSpki, responderSpki] = result.role === "initiator"
+        ? [result.localIdentity.spki, result.peerIdentity.spki]
+        : [result.peerIdentity.spki, result.localIdentity.spki];
+      this.#transcript = new Transcript({
+        suite: result.suite,
+        localRole: result.role,
+        sessionHash: result.sessionHash,
+        initiatorSpki,
+        responderSpki,
+      });
+    }
+  }
+
+  /** Starts the session from a completed handshake: derives epoch-0 keys and chain starts. */
+  static async fromHandshake(
+    result: HandshakeResult,
+    options: SessionOptions = {},
+  ): Promise<Session> {
+    const peerRole = result.role === "initiator" ? "responder" : "initiator";
+    const [lfp, pfp, sk, rk, sc, rc] = await Promise.all([
+      fingerprint(result.localIdentity.spki),
+      fingerprint(result.peerIdentity.spki),
+      deriveTrafficKeys(
+        result.master,
+        result.sessionHash,
+        directionOf(result.role),
+        0,
+      ),
+      deriveTrafficKeys(
+        result.master,
+        result.sessionHash,
+        directionOf(peerRole),
+        0,
+      ),
+      chainStart(result.sessionHash, result.role),
+      chainStart(result.sessionHash, peerRole),
+    ]);
+    return new Session(result, [lfp, pfp], [sk, rk], [sc, rc], options);
+  }
+
+  /** Our handshake role. */
+  get role(): HandshakeRole {
+    return this.#role;
+  }
+
+  /** Current key epoch (0 until the first rekey). */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  /** True once both CLOSEs were delivered and acknowledged. */
+  get closed(): boolean {
+    return this.#closedEmitted;
+  }
+
+  /** The error that ended the session, if any. */
+  get failed(): ProtocolError | undefined {
+    return this.#failed;
+  }
+
+  /** The transcript so far (undefined when `keepTranscript` is false). */
+  get transcript(): Transcript | undefined {
+    return this.#transcript;
+  }
+
+  /** How many DATA messages `sendMany` accepts right now (flow window, counter, key limits). */
+  sendCapacity(): number {
+    if (this.#failed || this.#closeSeq !== undefined) return 0;
+    const byWindow = FLOW_WINDOW -
+      Number(this.#nextCounter - this.#oldestInflight());
+    const left = this.#maxCounter - this.#nextCounter + 1n;
+    const byCounter = left > BigInt(FLOW_WINDOW) ? FLOW_WINDOW : Number(left);
+    const byKey = REKEY_HARD_LIMIT_MESSAGES - this.#sentInEpoch;
+    return Math.max(0, Math.min(byWindow, byCounter, byKey));
+  }
+
+  /** Seals one DATA message; see {@link sendMany}. */
+  send(body: Bytes, now: number): Promise<Bytes[]> {
+    return this.sendMany([body], now);
+  }
+
+  /**
+   * Seals DATA messages, assigning counters and seqs synchronously in call
+   * order and running the crypto pipelined; resolves to the packets in
+   * counter order. All or nothing: throws `window-full`, `too-large`,
+   * `counter-exhausted` or `closed` before assigning anything.
+   */
+  sendMany(bodies: Bytes[], now: number): Promise<Bytes[]> {
+    try {
+      this.#throwIfFailed();
+      if (this.#closeSeq !== undefined) {
+        throw new ProtocolError("closed", "session is closing or closed");
+      }
+      for (const b of bodies) {
+        if (b.length > MAX_BODY) {
+          throw new ProtocolError(
+            "too-large",
+            `body of ${b.length} bytes exceeds ${MAX_BODY}`,
+          );
+        }
+      }
+      this.#checkCanSend(bodies.length, FLOW_WINDOW);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    this.#touch(now);
+    // Copy: the caller may reuse its buffers before the pipelined crypto runs.
+    return Promise.all(
+      bodies.map((b) =>
+        this.#sealReliable(InnerType.DATA, b.slice(), now, false)
+      ),
+    );
+  }
+
+  /** Starts closing: seals a signed CLOSE. `closed` follows when both sides' CLOSEs are acked. */
+  close(now: number): Promise<Bytes[]> {
+    try {
+      this.#throwIfFailed();
+      if (this.#closeSeq !== undefined) return Promise.resolve([]);
+      this.#checkCanSend(1, FLOW_WINDOW);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    this.#touch(now);
+    this.#closeSeq = this.#nextSeq;
+    return Promise.all([
+      this.#sealReliable(InnerType.CLOSE, new Uint8Array(0), now, true),
+    ]);
+  }
+
+  /** Unacknowledged reliable packets, byte-identical, in counter order: resend them after a reconnect, before new ones. */
+  unacked(): Bytes[] {
+    const out: Bytes[] = [];
+    for (const o of this.#inflight.values()) if (o.packet) out.push(o.packet);
+    return out;
+  }
+
+  /** The next time (ms) `poll` has work, or undefined when nothing is scheduled. */
+  nextDeadline(): number | undefined {
+    if (this.#failed) return undefined;
+    let d: number | undefined;
+    const at = (t: number | undefined) => {
+      if (t !== undefined && (d === undefined || t < d)) d = t;
+    };
+    if (this.#ackCount > 0 || this.#ackWanted) at(this.#ackDueAt);
+    if (this.#unsignedCount > 0 && this.#firstUnsignedAt !== undefined) {
+      at(this.#firstUnsignedAt + this.#signIntervalMs);
+    }
+    if (this.#coverRate > 0 && this.#closeSeq === undefined) {
+      at(this.#nextCoverAt);
+    }
+    if (this.#epochStartedAt !== undefined && this.#closeSeq === undefined) {
+      at(this.#epochStartedAt + this.#rekeyAfterMs);
+    }
+    return d;
+  }
+
+  /**
+   * Runs due timers: coalesced ACK, CHECKPOINT signature, cover DUMMY,
+   * rekey initiation, a deferred REKEY_RESP. Returns packets to send in order;
+   * events it causes (a `rekeyed`) are reported by the next `receive`.
+   */
+  poll(now: number): Promise<Bytes[]> {
+    return this.#serialized(() => this.#poll(now));
+  }
+
+  /** Processes one received packet; see {@link receiveMany}. */
+  receive(packet: Uint8Array, now: number): Promise<ReceiveResult> {
+    return this.receiveMany([packet], now);
+  }
+
+  /**
+   * Processes received packets (decrypting them in parallel, handling them in
+   * order). Calls are serialized. Throws ProtocolError when the peer broke
+   * the protocol inside an authenticated record; the session is then failed.
+   */
+  receiveMany(packets: Uint8Array[], now: number): Promise<ReceiveResult> {
+    return this.#serialized(async () => {
+      const events: SessionEvent[] = this.#deferredEvents;
+      this.#deferredEvents = [];
+      const out: Promise<Bytes>[] = [];
+      await this.#receiveBatch(packets, now, events, out);
+      await this.#maybeRespond(now, events, out);
+      const ackPending = this.#ackCount > 0 || this.#ackWanted;
+      if (this.#ackCount >= ACK_EVERY || (this.#ackNow && ackPending)) {
+        const ack = this.#sealAck();
+        if (ack) out.push(ack);
+      }
+      this.#checkClosed(now, events, out);
+      return { events, packets: await Promise.all(out) };
+    });
+  }
+
+  // ── internals ────────────────────────────────────────────────────────────
+
+  #serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(() => {
+      this.#throwIfFailed();
+      return fn();
+    });
+    this.#lock = run.then(noop, noop);
+    return run.catch((e) => {
+      if (e instanceof ProtocolError && !this.#failed && this.#isFatal(e)) {
+        this.#fail(e);
+      }
+      throw e;
+    });
+  }
+
+  #isFatal(e: ProtocolError): boolean {
+    return !["window-full", "too-large", "counter-exhausted", "closed"]
+      .includes(e.code);
+  }
+
+  #fail(e: ProtocolError): void {
+    this.#failed = e;
+    this.#pending.clear();
+    this.#stash = [];
+    this.#recvKeys.clear();
+    this.#rekey = undefined;
+    this.#respondTo = undefined;
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failed) throw this.#failed;
+  }
+
+  #touch(now: number): void {
+    this.#epochStartedAt ??= now;
+  }
+
+  #oldestInflight(): bigint {
+    const first = this.#inflight.values().next();
+    return first.done ? this.#nextCounter : first.value.counter;
+  }
+
+  /** Throws unless `n` more packets fit under `limit` counters past the oldest unacked one. */
+  #checkCanSend(n: number, limit: number): void {
+    if (this.#nextCounter + BigInt(n) - 1n > this.#maxCounter) {
+      throw new ProtocolError(
+        "counter-exhausted",
+        "the message counter would pass its limit; a new session is needed",
+      );
+    }
+    const span = this.#nextCounter + BigInt(n) - 1n - this.#oldestInflight();
+    if (span >= BigInt(limit)) {
+      throw new ProtocolError(
+        "window-full",
+        "too many unacknowledged packets; retry after ACKs",
+      );
+    }
+    if (this.#sentInEpoch + n > REKEY_HARD_LIMIT_MESSAGES) {
+      throw new ProtocolError(
+        "window-full",
+        "key usage limit reached; waiting for the rekey",
+      );
+    }
+  }
+
+  #canSend(limit: number): boolean {
+    try {
+      this.#checkCanSend(1, limit);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  #sealReliable(
+    type: number,
+    body: Bytes,
+    now: number,
+    forceSign: boolean,
+  ): Promise<Bytes> {
+    const counter = this.#nextCounter++;
+    const seq = this.#nextSeq++;
+    const keys = this.#sendKeys;
+    this.#sentInEpoch++;
+    this.stats.packetsSent++;
+    const signed = forceSign || this.#unsignedCount + 1 >= this.#signEvery;
+    if (signed) {
+      this.#unsignedCount = 0;
+      this.#firstUnsignedAt = undefined;
+    } else {
+      this.#unsignedCount++;
+      this.#firstUnsignedAt ??= now;
+    }
+    const head = this.#sendChain.then((prev) =>
+      chainStep(prev, seq, type, body)
+    );
+    head.catch(noop);
+    this.#sendChain = head;
+    const entry: Outgoing = { seq, counter, epoch: keys.epoch, type };
+    this.#inflight.set(seq, entry);
+    const record = this.#transcript?.add({
+      direction: this.#sendDir,
+      seq,
+      type,
+      body,
+    });
+    return (async () => {
+      let signature: Bytes | undefined;
+      if (signed) {
+        const h = await head;
+        signature = await sign(
+          this.#privateKey,
+          chainSignatureInput(
+            this.#role,
+            this.#localFp,
+            this.#peerFp,
+            this.#sessionHash,
+            seq,
+            h,
+          ),
+        );
+        this.stats.signaturesMade++;
+        if (record) {
+          record.head = h;
+          record.signature = signature;
+        }
+      }
+      const packet = await sealRecord(
+        keys,
+        counter,
+        encodeInner({ type, seq, body, signature }),
+        this.#localId,
+        this.#peerId,
+      );
+      entry.packet = packet;
+      return packet;
+    })();
+  }
+
+  #sealUnreliable(type: number, body: Bytes): Promise<Bytes> {
+    const counter = this.#nextCounter++;
+    const keys = this.#sendKeys;
+    this.#sentInEpoch++;
+    this.stats.packetsSent++;
+    return sealRecord(
+      keys,
+      counter,
+      encodeInner({ type, seq: 0n, body }),
+      this.#localId,
+      this.#peerId,
+    );
+  }
+
+  /** Seals an ACK if the ACK send limit allows; resets the ACK schedule. */
+  #sealAck(): Promise<Bytes> | undefined {
+    if (!this.#canSend(ACK_SEND_LIMIT)) return undefined;
+    const body = new Uint8Array(ACK_BODY_LENGTH);
+    const v = view(body);
+    const highest = this.#replay.highest;
+    v.setBigUint64(0, highest < 0n ? 0n : highest);
+    body.set(this.#replay.bitmap(), 8);
+    v.setBigUint64(8 + ACK_BITMAP_BITS / 8, this.#nextDeliverSeq - 1n);
+    this.#ackCount = 0;
+    this.#ackWanted = false;
+    this.#ackNow = false;
+    this.#ackDueAt = undefined;
+    this.stats.acksSent++;
+    return this.#sealUnreliable(InnerType.ACK, body);
+  }
+
+  #wantAck(now: number, count: boolean): void {
+    if (count) this.#ackCount++;
+    else this.#ackWanted = true;
+    this.#ackDueAt ??= now + ACK_DELAY_MS;
+  }
+
+  async #poll(now: number): Promise<Bytes[]> {
+    this.#touch(now);
+    const out: Promise<Bytes>[] = [];
+    const events: SessionEvent[] = [];
+    if (
+      (this.#ackCount > 0 || this.#ackWanted) && this.#ackDueAt !== undefined &&
+      now >= this.#ackDueAt
+    ) {
+      const ack = this.#sealAck();
+      if (ack) out.push(ack);
+    }
+    if (
+      this.#unsignedCount > 0 && this.#firstUnsignedAt !== undefined &&
+      now >= this.#firstUnsignedAt + this.#signIntervalMs &&
+      this.#closeSeq === undefined && this.#canSend(FLOW_WINDOW)
+    ) {
+      out.push(
+        this.#sealReliable(InnerType.CHECKPOINT, new Uint8Array(0), now, true),
+      );
+    }
+    if (this.#coverRate > 0 && this.#closeSeq === undefined) {
+      if (this.#nextCoverAt === undefined) {
+        this.#nextCoverAt = now + this.#coverInterval();
+      } else if (now >= this.#nextCoverAt) {
+        if (this.#canSend(FLOW_WINDOW)) {
+          this.stats.dummiesSent++;
+          out.push(this.#sealUnreliable(InnerType.DUMMY, new Uint8Array(0)));
+        }
+        this.#nextCoverAt = now + this.#coverInterval();
+      }
+    }
+    await this.#maybeStartRekey(now, out);
+    await this.#maybeRespond(now, events, out);
+    this.#checkClosed(now, events, out);
+    this.#deferredEvents.push(...events); // reported by the next receive
+    return Promise.all(out);
+  }
+
+  #coverInterval(): number {
+    const u = this.#random();
+    return (-Math.log(1 - Math.min(Math.max(u, 0), 1 - 2 ** -53)) /
+      this.#coverRate) * 1000;
+  }
+
+  /** Starts a rekey (REKEY_INIT) when due and allowed. */
+  async #maybeStartRekey(now: number, out: Promise<Bytes>[]): Promise<void> {
+    if (
+      this.#rekey || this.#respondTo || this.#closeSeq !== undefined ||
+      this.#epochStartedAt === undefined
+    ) return;
+    const due = this.#sentInEpoch >= this.#rekeyAfterMessages ||
+      now - this.#epochStartedAt >= this.#rekeyAfterMs;
+    if (!due || !this.#oldEpochAcked() || !this.#canSend(FLOW_WINDOW)) return;
+    const pending: PendingRekey = { epoch: this.#epoch + 1, sent: false };
+    this.#rekey = pending;
+    const eph = await generateEphemeral();
+    const sig = await sign(
+      this.#privateKey,
+      rekeySignatureInput(
+        this.#sessionHash,
+        pending.epoch,
+        this.#role,
+        eph.publicRaw,
+      ),
+    );
+    // A colliding INIT from the handshake initiator may have cancelled ours.
+    if (
+      this.#rekey !== pending || this.#failed || !this.#canSend(FLOW_WINDOW)
+    ) {
+      if (this.#rekey === pending) this.#rekey = undefined;
+      return;
+    }
+    pending.eph = eph;
+    pending.sent = true;
+    out.push(
+      this.#sealReliable(
+        InnerType.REKEY_INIT,
+        concat(eph.publicRaw, sig),
+        now,
+        false,
+      ),
+    );
+  }
+
+  /** Whether every unacknowledged packet we sent is of the current epoch. */
+  #oldEpochAcked(): boolean {
+    const first = this.#inflight.values().next();
+    return first.done || first.value.epoch === this.#epoch;
+  }
+
+  /** Answers a received REKEY_INIT once our older-epoch packets are all acked. */
+  async #maybeRespond(
+    now: number,
+    events: SessionEvent[],
+    out: Promise<Bytes>[],
+  ): Promise<void> {
+    const req = this.#respondTo;
+    if (
+      !req || this.#responding || !this.#oldEpochAcked() ||
+      !this.#canSend(FLOW_WINDOW)
+    ) {
+      return;
+    }
+    this.#responding = true;
+    try {
+      const eph = await generateEphemeral();
+      const [sig, shared] = await Promise.all([
+        sign(
+          this.#privateKey,
+          rekeySignatureInput(
+            this.#sessionHash,
+            req.epoch,
+            this.#role,
+            eph.publicRaw,
+          ),
+        ),
+        ecdh(eph.privateKey, req.peerEph),
+      ]);
+      const next = await this.#deriveEpoch(shared, req.epoch);
+      shared.fill(0);
+      this.#respondTo = undefined;
+      // Send RESP under the old key, then switch (PROTOCOL: responder switches after sending RESP).
+      out.push(
+        this.#sealReliable(
+          InnerType.REKEY_RESP,
+          concat(eph.publicRaw, sig),
+          now,
+          false,
+        ),
+      );
+      this.#switchEpoch(next, now);
+      events.push({ type: "rekeyed", epoch: req.epoch });
+    } finally {
+      this.#responding = false;
+    }
+  }
+
+  async #deriveEpoch(shared: Bytes, epoch: number) {
+    const master = await nextMaster(this.#master, shared, epoch);
+    const [send, recv] = await Promise.all([
+      deriveTrafficKeys(master, this.#sessionHash, this.#sendDir, epoch),
+      deriveTrafficKeys(master, this.#sessionHash, this.#recvDir, epoch),
+    ]);
+    return { master, send, recv, epoch };
+  }
+
+  #switchEpoch(
+    next: {
+      master: CryptoKey;
+      send: TrafficKeys;
+      recv: TrafficKeys;
+      epoch: number;
+    },
+    now: number,
+  ): void {
+    this.#master = next.master;
+    this.#epoch = next.epoch;
+    this.#sendKeys = next.send;
+    this.#recvKeys.set(next.epoch, next.recv);
+    for (const e of [...this.#recvKeys.keys()]) {
+      if (e < next.epoch - 1) this.#recvKeys.delete(e);
+    }
+    this.#sentInEpoch = 0;
+    this.#epochStartedAt = now;
+    this.stats.rekeys++;
+  }
+
+  async #receiveBatch(
+    packets: Uint8Array[],
+    now: number,
+    events: SessionEvent[],
+    out: Promise<Bytes>[],
+  ): Promise<void> {
+    this.#touch(now);
+    type Job = {
+      packet: Uint8Array;
+      counter: bigint;
+      pt: Promise<Bytes | null>;
+    };
+    const jobs: Job[] = [];
+    for (const packet of packets) {
+      let epoch: number, counter: bigint;
+      try {
+        ({ epoch, counter } = decodeRecordHeader(packet));
+      } catch {
+        this.stats.malformed++;
+        continue;
+      }
+      const keys = this.#recvKeys.get(epoch);
+      if (!keys) {
+        if (
+          this.#rekey?.sent && epoch === this.#epoch + 1 &&
+          this.#stash.length < MAX_EPOCH_STASH
+        ) {
+          this.#stash.push(packet.slice() as Bytes);
+        } else {
+          this.stats.unknownEpoch++;
+        }
+        continue;
+      }
+      const verdict = this.#replay.check(counter);
+      if (verdict !== "ok") {
+        if (verdict === "duplicate") this.stats.replays++;
+        else this.stats.tooOld++;
+        this.#wantAck(now, false);
+        continue;
+      }
+      const pt = openRecord(keys, packet, counter, this.#peerId, this.#localId)
+        .then((p) => p, () => null);
+      jobs.push({ packet, counter, pt });
+    }
+    const verifications: Promise<void>[] = [];
+    for (const job of jobs) {
+      const pt = await job.pt;
+      if (pt === null) {
+        this.stats.forgeries++;
+        continue;
+      }
+      if (this.#replay.check(job.counter) !== "ok") {
+        this.stats.replays++; // same packet twice in one batch
+        this.#wantAck(now, false);
+        continue;
+      }
+      this.#replay.accept(job.counter);
+      this.stats.packetsReceived++;
+      const msg = decodeInner(pt);
+      if (msg.type === InnerType.DUMMY) {
+        this.stats.dummiesReceived++;
+      } else if (msg.type === InnerType.ACK) {
+        this.#handleAck(msg.body, events);
+      } else {
+        if (msg.type === InnerType.REKEY_INIT) {
+          await this.#handleRekeyInit(msg.body);
+        } else if (msg.type === InnerType.REKEY_RESP) {
+          await this.#handleRekeyResp(msg.body, now, events);
+        }
+        this.#handleReliable(msg, job.counter, now, events, verifications);
+      }
+    }
+    if (verifications.length > 0) await Promise.all(verifications);
+    if (this.#failed) throw this.#failed;
+    if (
+      this.#stash.length > 0 && this.#recvKeys.has(this.#epoch) &&
+      !this.#rekey?.sent
+    ) {
+      const stash = this.#stash;
+      this.#stash = [];
+      await this.#receiveBatch(stash, now, events, out);
+    }
+  }
+
+  #handleAck(body: Bytes, events: SessionEvent[]): void {
+    if (body.length !== ACK_BODY_LENGTH) {
+      throw new ProtocolError("malformed", `ACK body of ${body.length} bytes`);
+    }
+    const v = view(body);
+    const highest = v.getBigUint64(0);
+    const bitmap = body.subarray(8, 8 + ACK_BITMAP_BITS / 8);
+    const cumulative = v.getBigUint64(8 + ACK_BITMAP_BITS / 8);
+    if (
+      highest >= this.#nextCounter &&
+      !(highest === 0n && this.#nextCounter === 0n)
+    ) {
+      throw new ProtocolError("malformed", "ACK names a counter never sent");
+    }
+    if (cumulative >= this.#nextSeq) {
+      throw new ProtocolError("malformed", "ACK names a seq never sent");
+    }
+    const seqs: bigint[] = [];
+    for (const o of this.#inflight.values()) {
+      if (o.seq <= cumulative || bitmapCovers(highest, bitmap, o.counter)) {
+        seqs.push(o.seq);
+      }
+    }
+    for (const s of seqs) {
+      this.#inflight.delete(s);
+      if (s === this.#closeSeq) this.#closeAcked = true;
+    }
+    if (seqs.length > 0) events.push({ type: "acked", seqs });
+  }
+
+  #handleReliable(
+    msg: InnerMessage,
+    counter: bigint,
+    now: number,
+    events: SessionEvent[],
+    verifications: Promise<void>[],
+  ): void {
+    const seq = msg.seq;
+    if (seq < this.#nextDeliverSeq || this.#pending.has(seq)) {
+      throw new ProtocolError(
+        "unexpected-message",
+        `seq ${seq} received twice under different counters`,
+      );
+    }
+    if (seq >= this.#nextDeliverSeq + BigInt(FLOW_WINDOW)) {
+      throw new ProtocolError(
+        "unexpected-message",
+        `seq ${seq} is beyond the flow window`,
+      );
+    }
+    this.#pending.set(seq, { msg, counter });
+    const urgent = msg.type !== InnerType.DATA &&
+      msg.type !== InnerType.CHECKPOINT;
+    this.#wantAck(now, true);
+    if (urgent) this.#ackNow = true;
+    for (;;) {
+      const next = this.#pending.get(this.#nextDeliverSeq);
+      if (!next) break;
+      this.#pending.delete(this.#nextDeliverSeq);
+      this.#nextDeliverSeq++;
+      this.#deliver(next, events, verifications);
+    }
+  }
+
+  #deliver(
+    { msg, counter }: Received,
+    events: SessionEvent[],
+    verifications: Promise<void>[],
+  ): void {
+    const { seq, type, body, signature } = msg;
+    const head = this.#recvChain.then((prev) =>
+      chainStep(prev, seq, type, body)
+    );
+    head.catch(noop);
+    this.#recvChain = head;
+    const record = this.#transcript?.add({
+      direction: this.#recvDir,
+      seq,
+      type,
+      body,
+    });
+    if (signature) {
+      this.#unsignedRecv = 0;
+      const event: SessionEvent = { type: "signature-verified", seq };
+      events.push(event);
+      const verification = head.then(async (h) => {
+        const ok = await verify(
+          this.#peerKey,
+          signature,
+          chainSignatureInput(
+            this.#peerRole,
+            this.#peerFp,
+            this.#localFp,
+            this.#sessionHash,
+            seq,
+            h,
+          ),
+        );
+        if (!ok) {
+          const e = new ProtocolError(
+            "chain-mismatch",
+            `the peer's signature at seq ${seq} does not verify over the chain of messages received (a message was altered, skipped or forged)`,
+          );
+          if (!this.#failed) this.#fail(e);
+          throw e;
+        }
+        this.stats.signaturesVerified++;
+        if (record) {
+          record.signature = signature;
+          record.head = h;
+        }
+      });
+      verification.catch(noop); // surfaced by the batch's Promise.all
+      verifications.push(verification);
+    } else if (++this.#unsignedRecv > MAX_UNSIGNED) {
+      throw new ProtocolError(
+        "unsigned-chain",
+        `more than ${MAX_UNSIGNED} unsigned messages in a row`,
+      );
+    } else if (type === InnerType.CLOSE) {
+      throw new ProtocolError("unsigned-chain", "CLOSE without a signature");
+    }
+    if (type === InnerType.DATA) {
+      this.stats.delivered++;
+      events.push({ type: "message", seq, counter, body });
+    } else if (type === InnerType.CLOSE) {
+      this.#peerClosed = true;
+      events.push({ type: "peer-closed" });
+    }
+  }
+
+  #parseRekeyBody(body: Bytes, epoch: number, role: HandshakeRole) {
+    if (body.length !== REKEY_BODY_LENGTH) {
+      throw new ProtocolError(
+        "malformed",
+        `rekey body of ${body.length} bytes`,
+      );
+    }
+    const eph = body.subarray(0, P256_POINT_LENGTH) as Bytes;
+    const sig = body.subarray(P256_POINT_LENGTH) as Bytes;
+    return {
+      eph,
+      check: async () => {
+        const ok = await verify(
+          this.#peerKey,
+          sig,
+          rekeySignatureInput(this.#sessionHash, epoch, role, eph),
+        );
+        if (!ok) {
+          throw new ProtocolError(
+            "bad-signature",
+            `rekey signature for epoch ${epoch} does not verify`,
+          );
+        }
+        return importEphemeralPublic(eph.slice());
+      },
+    };
+  }
+
+  async #handleRekeyInit(body: Bytes): Promise<void> {
+    const epoch = this.#epoch + 1;
+    if (this.#rekey && this.#role === "initiator") return; // collision: our INIT wins
+    const parsed = this.#parseRekeyBody(body, epoch, this.#peerRole);
+    if (this.#respondTo) {
+      throw new ProtocolError(
+        "unexpected-message",
+        "second REKEY_INIT before our response",
+      );
+    }
+    let peerEph: CryptoKey;
+    try {
+      peerEph = await parsed.check();
+    } catch (e) {
+      // A responder's INIT that lost a collision arrives after the switch: stale, ignore.
+      if (
+        this.#peerRole === "responder" && this.#epoch > 0 &&
+        e instanceof ProtocolError && e.code === "bad-signature"
+      ) {
+        const stale = this.#parseRekeyBody(body, this.#epoch, this.#peerRole);
+        await stale.check();
+        return;
+      }
+      throw e;
+    }
+    if (this.#rekey) this.#rekey = undefined; // we are the responder: abandon our INIT
+    this.#respondTo = { epoch, peerEph };
+  }
+
+  async #handleRekeyResp(
+    body: Bytes,
+    now: number,
+    events: SessionEvent[],
+  ): Promise<void> {
+    const pending = this.#rekey;
+    if (!pending?.sent || !pending.eph) {
+      throw new ProtocolError(
+        "unexpected-message",
+        "REKEY_RESP without a pending REKEY_INIT",
+      );
+    }
+    const peerEph = await this.#parseRekeyBody(
+      body,
+      pending.epoch,
+      this.#peerRole,
+    ).check();
+    const shared = await ecdh(pending.eph.privateKey, peerEph);
+    const next = await this.#deriveEpoch(shared, pending.epoch);
+    shared.fill(0);
+    this.#rekey = undefined;
+    this.#switchEpoch(next, now);
+    events.push({ type: "rekeyed", epoch: pending.epoch });
+  }
+
+  #checkClosed(
+    now: number,
+    events: SessionEvent[],
+    out: Promise<Bytes>[],
+  ): void {
+    if (
+      this.#peerClosed && this.#closeSeq === undefined &&
+      this.#canSend(FLOW_WINDOW)
+    ) {
+      // Answer the peer's CLOSE with ours (no half-open sessions).
+      this.#closeSeq = this.#nextSeq;
+      out.push(
+        this.#sealReliable(InnerType.CLOSE, new Uint8Array(0), now, true),
+      );
+    }
+    if (!this.#closedEmitted && this.#peerClosed && this.#closeAcked) {
+      this.#closedEmitted = true;
+      events.push({ type: "closed" });
+    }
+  }
+}

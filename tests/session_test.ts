@@ -1,0 +1,531 @@
+import assert from "node:assert/strict";
+import type { Bytes } from "../lib/bytes.ts";
+import {
+  ACK_DELAY_MS,
+  FLOW_WINDOW,
+  MAX_BODY,
+  MAX_UNSIGNED,
+  RELAY_DATA_HEADER_LENGTH,
+} from "../lib/constants.ts";
+import { ProtocolError } from "../lib/errors.ts";
+import {
+  decodeRecordHeader,
+  deriveTrafficKeys,
+  encodeInner,
+  InnerType,
+  sealRecord,
+} from "../lib/record.ts";
+import type { SessionEvent } from "../lib/session.ts";
+import { importSecret } from "../lib/suite.ts";
+import {
+  exchange,
+  FakeInitiator,
+  INITIATOR_ID,
+  MASTER_RAW,
+  messages,
+  pair,
+  prng,
+  RESPONDER_ID,
+  SESSION_HASH,
+} from "./session_helpers.ts";
+import { Session } from "../lib/session.ts";
+import { fixture } from "./session_helpers.ts";
+
+const enc = new TextEncoder();
+const rejectsWith = (p: Promise<unknown>, code: string) =>
+  assert.rejects(
+    p,
+    (e: unknown) => e instanceof ProtocolError && e.code === code,
+  );
+
+Deno.test("round trip of random messages both ways, in order, bucket-sized packets", async () => {
+  const { a, b } = await pair();
+  const rand = prng(1);
+  const sizes = [0, 1, 189, 190, 191, 500, 4096, 20000, MAX_BODY];
+  for (let round = 0; round < 3; round++) {
+    for (const [from, to] of [[a, b], [b, a]] as const) {
+      const bodies = sizes.map((n) => rand(n));
+      const packets = await from.sendMany(bodies, 0);
+      for (const p of packets) {
+        const frame = p.length + RELAY_DATA_HEADER_LENGTH;
+        assert.equal(
+          frame & (frame - 1),
+          0,
+          `frame ${frame} is a power of two`,
+        );
+        assert.ok(frame >= 256 && frame <= 65536);
+      }
+      const ev = await exchange(from, to, packets, 0);
+      assert.deepEqual(messages(ev.get(to)!), bodies);
+    }
+  }
+  assert.equal(a.stats.delivered, 27);
+  assert.equal(b.stats.delivered, 27);
+});
+
+Deno.test("too-large body is refused before anything is assigned", async () => {
+  const { a } = await pair();
+  await rejectsWith(a.send(new Uint8Array(MAX_BODY + 1), 0), "too-large");
+  const [p] = await a.send(new Uint8Array(1), 0);
+  assert.equal(decodeRecordHeader(p).counter, 0n);
+});
+
+Deno.test("reordered packets are delivered once, in seq order", async () => {
+  const { a, b } = await pair();
+  const bodies = Array.from({ length: 200 }, (_, i) => enc.encode(`m${i}`));
+  const packets = await a.sendMany(bodies, 0);
+  const rand = prng(7);
+  const order = packets.map((p, i) => ({ p, k: rand(4)[0] * 1000 + i }));
+  order.sort((x, y) => x.k - y.k);
+  const got: Bytes[] = [];
+  for (const { p } of order) {
+    const r = await b.receive(p, 0);
+    got.push(...messages(r.events));
+  }
+  assert.deepEqual(got, bodies);
+});
+
+Deno.test("drop + retransmission after reconnect: delivered exactly once, duplicates re-acked", async () => {
+  const { a, b } = await pair();
+  const bodies = Array.from({ length: 10 }, (_, i) => enc.encode(`x${i}`));
+  const packets = await a.sendMany(bodies, 0);
+  // The connection dies after 6 packets: 6..9 are lost.
+  const r1 = await b.receiveMany(packets.slice(0, 6), 0);
+  assert.deepEqual(messages(r1.events), bodies.slice(0, 6));
+  assert.deepEqual(r1.packets, [], "ACK is coalesced, not immediate");
+  // Reconnect: a resends everything unacked, byte-identical.
+  const again = a.unacked();
+  assert.equal(again.length, 10);
+  assert.deepEqual(again, packets);
+  const r2 = await b.receiveMany(again, 1);
+  assert.deepEqual(messages(r2.events), bodies.slice(6));
+  assert.equal(b.stats.replays, 6);
+  assert.equal(b.nextDeadline(), 0 + ACK_DELAY_MS);
+  const acks = await b.poll(ACK_DELAY_MS);
+  assert.equal(acks.length, 1);
+  const r3 = await a.receiveMany(acks, ACK_DELAY_MS);
+  assert.deepEqual(r3.events, [{
+    type: "acked",
+    seqs: Array.from({ length: 10 }, (_, i) => BigInt(i + 1)),
+  }]);
+  assert.deepEqual(a.unacked(), []);
+  // A late duplicate is re-acked but not re-delivered.
+  const r4 = await b.receive(packets[3], 50);
+  assert.deepEqual(r4.events, []);
+  assert.equal(b.stats.replays, 7);
+  assert.equal((await b.poll(50 + ACK_DELAY_MS)).length, 1);
+  assert.equal(b.stats.delivered, 10);
+});
+
+Deno.test("every byte of a record flipped, and every truncation, is rejected and counted", async () => {
+  const { a, b } = await pair();
+  for (const size of [10, 3000]) {
+    const [p] = await a.send(prng(size)(size), 0);
+    const before = { ...b.stats };
+    for (let i = 0; i < p.length; i++) {
+      const bad = p.slice();
+      bad[i] ^= 0x5a;
+      const r = await b.receive(bad, 0);
+      assert.deepEqual(r.events, [], `flip at byte ${i}`);
+    }
+    for (let n = 0; n < p.length; n++) {
+      const r = await b.receive(p.subarray(0, n), 0);
+      assert.deepEqual(r.events, [], `truncated to ${n}`);
+    }
+    const s = b.stats;
+    const rejected = s.malformed + s.unknownEpoch + s.forgeries + s.tooOld -
+      (before.malformed + before.unknownEpoch + before.forgeries +
+        before.tooOld);
+    assert.equal(rejected, 2 * p.length);
+    assert.ok(
+      s.forgeries - before.forgeries >= p.length - 6,
+      "body/tag/counter flips fail the AEAD",
+    );
+    assert.equal(s.packetsReceived, before.packetsReceived);
+    const ok = await b.receive(p, 0);
+    assert.equal(
+      messages(ok.events).length,
+      1,
+      "the genuine packet still opens",
+    );
+  }
+  assert.equal(b.failed, undefined);
+});
+
+Deno.test("counter exhaustion: refused before any counter is reused", async () => {
+  const { a, b } = await pair({ maxCounter: 5n });
+  const packets = await a.sendMany(
+    Array.from({ length: 6 }, () => new Uint8Array(1)),
+    0,
+  );
+  assert.deepEqual(packets.map((p) => decodeRecordHeader(p).counter), [
+    0n,
+    1n,
+    2n,
+    3n,
+    4n,
+    5n,
+  ]);
+  await rejectsWith(a.send(new Uint8Array(1), 0), "counter-exhausted");
+  await rejectsWith(
+    a.sendMany([new Uint8Array(1), new Uint8Array(1)], 0),
+    "counter-exhausted",
+  );
+  assert.equal(a.failed, undefined);
+  const ev = await exchange(a, b, packets, 0);
+  assert.equal(messages(ev.get(b)!).length, 6);
+  // Nothing left: even ACKs and cover are suppressed rather than reusing a counter.
+  assert.deepEqual(await a.poll(10_000), []);
+});
+
+Deno.test("flow control: window-full until the peer acknowledges", async () => {
+  const { a, b } = await pair();
+  assert.equal(a.sendCapacity(), FLOW_WINDOW);
+  await rejectsWith(
+    a.sendMany(
+      Array.from({ length: FLOW_WINDOW + 1 }, () => new Uint8Array(0)),
+      0,
+    ),
+    "window-full",
+  );
+  const packets = await a.sendMany(
+    Array.from({ length: FLOW_WINDOW }, () => new Uint8Array(0)),
+    0,
+  );
+  assert.equal(a.sendCapacity(), 0);
+  await rejectsWith(a.send(new Uint8Array(0), 0), "window-full");
+  const ev = await exchange(a, b, packets, 0); // b acks every 32 at once
+  assert.ok(ev.get(a)!.some((e) => e.type === "acked"));
+  assert.equal(a.sendCapacity(), FLOW_WINDOW);
+  assert.equal((await a.send(new Uint8Array(0), 0)).length, 1);
+});
+
+Deno.test("cover traffic: DUMMY packets look like small DATA and ACK packets, dropped after authentication", async () => {
+  let u = 0.5;
+  const { a, b } = await pair({ coverRate: 10, random: () => u });
+  assert.deepEqual(await a.poll(0), [], "first poll schedules");
+  const due = a.nextDeadline()!;
+  assert.ok(
+    Math.abs(due - (-Math.log(0.5) / 10) * 1000) < 1e-6,
+    "exponential interval",
+  );
+  u = 0.9;
+  const [dummy] = await a.poll(due);
+  const [data] = await a.send(enc.encode("hello"), due);
+  const evB = await b.receive(dummy, due);
+  assert.deepEqual(evB.events, []);
+  assert.equal(b.stats.dummiesReceived, 1);
+  await b.receive(data, due);
+  const [ack] = await b.poll(due + ACK_DELAY_MS);
+  assert.equal(dummy.length, data.length);
+  assert.equal(ack.length, data.length);
+  assert.deepEqual(
+    dummy.subarray(0, 6),
+    data.subarray(0, 6),
+    "version, type, epoch identical",
+  );
+  assert.deepEqual(ack.subarray(0, 6), data.subarray(0, 6));
+  assert.equal(
+    decodeRecordHeader(dummy).counter + 1n,
+    decodeRecordHeader(data).counter,
+  );
+});
+
+Deno.test("signatures: every N messages, after the interval (CHECKPOINT), and on close; then closed", async () => {
+  const { a, b } = await pair({ signEvery: 4, signIntervalMs: 100 });
+  const packets = await a.sendMany(
+    Array.from({ length: 10 }, (_, i) => enc.encode(`s${i}`)),
+    0,
+  );
+  let ev = await exchange(a, b, packets, 0);
+  const verified = (e: SessionEvent[]) =>
+    e.flatMap((x) => x.type === "signature-verified" ? [x.seq] : []);
+  assert.deepEqual(verified(ev.get(b)!), [4n, 8n]);
+  assert.equal(a.nextDeadline(), 100);
+  const cp = await a.poll(100);
+  assert.equal(cp.length, 1);
+  ev = await exchange(a, b, cp, 100);
+  assert.deepEqual(verified(ev.get(b)!), [11n]);
+  assert.equal(b.stats.signaturesVerified, 3);
+  const close = await a.close(200);
+  await rejectsWith(a.send(new Uint8Array(0), 200), "closed");
+  ev = await exchange(a, b, close, 200);
+  const evB = ev.get(b)!;
+  assert.deepEqual(verified(evB), [12n]);
+  assert.ok(evB.some((e) => e.type === "peer-closed"));
+  assert.ok(ev.get(a)!.some((e) => e.type === "peer-closed"));
+  assert.ok(ev.get(a)!.some((e) => e.type === "closed"));
+  // b's closing needs the ACK of its CLOSE: a acks on delivery of CLOSE.
+  assert.ok(a.closed && b.closed, "both sides closed");
+});
+
+Deno.test("per-message signing mode: every message carries a verified signature", async () => {
+  const { a, b } = await pair({ signEvery: 1 });
+  const packets = await a.sendMany(
+    Array.from({ length: 5 }, () => new Uint8Array(300)),
+    0,
+  );
+  const ev = await exchange(a, b, packets, 0);
+  assert.equal(
+    ev.get(b)!.filter((e) => e.type === "signature-verified").length,
+    5,
+  );
+});
+
+Deno.test("forged chain: a peer whose signed chain skips a message ends the session", async () => {
+  const fx = await fixture();
+  const b = await Session.fromHandshake(fx.resultR);
+  const peer = await FakeInitiator.create(fx);
+  const m1 = { seq: 1n, type: InnerType.DATA, body: enc.encode("pay 10") };
+  const m2 = { seq: 2n, type: InnerType.DATA, body: enc.encode("to alice") };
+  // Signature over a chain that omits message 1.
+  const sig = await peer.signHead(2n, await peer.head([m2]));
+  const r = await b.receive(await peer.seal(m1), 0);
+  assert.equal(messages(r.events).length, 1);
+  await rejectsWith(
+    b.receive(await peer.seal({ ...m2, signature: sig }), 0),
+    "chain-mismatch",
+  );
+  assert.equal(b.failed?.code, "chain-mismatch");
+  await rejectsWith(b.poll(0), "chain-mismatch");
+  // The honest signature over both would have verified.
+  const b2 = await Session.fromHandshake(fx.resultR);
+  const peer2 = await FakeInitiator.create(fx);
+  const good = await peer2.signHead(2n, await peer2.head([m1, m2]));
+  await b2.receive(await peer2.seal(m1), 0);
+  const ok = await b2.receive(await peer2.seal({ ...m2, signature: good }), 0);
+  assert.ok(
+    ok.events.some((e) => e.type === "signature-verified" && e.seq === 2n),
+  );
+});
+
+Deno.test("unsigned-chain: more than MAX_UNSIGNED unsigned messages end the session", async () => {
+  const fx = await fixture();
+  const b = await Session.fromHandshake(fx.resultR);
+  const peer = await FakeInitiator.create(fx);
+  const packets: Bytes[] = [];
+  for (let s = 1n; s <= BigInt(MAX_UNSIGNED); s++) {
+    packets.push(
+      await peer.seal({
+        seq: s,
+        type: InnerType.DATA,
+        body: new Uint8Array(0),
+      }),
+    );
+  }
+  const r = await b.receiveMany(packets, 0);
+  assert.equal(messages(r.events).length, MAX_UNSIGNED);
+  const extra = await peer.seal({
+    seq: BigInt(MAX_UNSIGNED + 1),
+    type: InnerType.DATA,
+    body: new Uint8Array(0),
+  });
+  await rejectsWith(b.receive(extra, 0), "unsigned-chain");
+});
+
+Deno.test("authenticated garbage ends the session: non-zero padding, unsigned CLOSE, ACK of unsent counters", async () => {
+  const fx = await fixture();
+  {
+    const b = await Session.fromHandshake(fx.resultR);
+    const peer = await FakeInitiator.create(fx);
+    const pt = encodeInner({
+      seq: 1n,
+      type: InnerType.DATA,
+      body: new Uint8Array(3),
+    });
+    pt[pt.length - 1] = 1;
+    await rejectsWith(b.receive(await peer.sealPlaintext(pt), 0), "malformed");
+  }
+  {
+    const b = await Session.fromHandshake(fx.resultR);
+    const peer = await FakeInitiator.create(fx);
+    await rejectsWith(
+      b.receive(
+        await peer.seal({
+          seq: 1n,
+          type: InnerType.CLOSE,
+          body: new Uint8Array(0),
+        }),
+        0,
+      ),
+      "unsigned-chain",
+    );
+  }
+  {
+    const b = await Session.fromHandshake(fx.resultR);
+    const peer = await FakeInitiator.create(fx);
+    const body = new Uint8Array(144);
+    body[7] = 5; // highest = 5 but b sent nothing
+    await rejectsWith(
+      b.receive(await peer.seal({ seq: 0n, type: InnerType.ACK, body }), 0),
+      "malformed",
+    );
+  }
+  {
+    const b = await Session.fromHandshake(fx.resultR);
+    const peer = await FakeInitiator.create(fx);
+    await b.receive(
+      await peer.seal({
+        seq: 1n,
+        type: InnerType.DATA,
+        body: new Uint8Array(0),
+      }),
+      0,
+    );
+    // Same seq under a new counter is not a retransmission.
+    await rejectsWith(
+      b.receive(
+        await peer.seal({
+          seq: 1n,
+          type: InnerType.DATA,
+          body: new Uint8Array(0),
+        }),
+        0,
+      ),
+      "unexpected-message",
+    );
+  }
+});
+
+Deno.test("rekey under load: many messages in flight across epoch switches; old keys dropped", async () => {
+  const opts = { rekeyAfterMessages: 40, signEvery: 16 };
+  const { a, b } = await pair(opts);
+  const got: Bytes[] = [];
+  const sent: Bytes[] = [];
+  let inflightAB: Bytes[] = [];
+  let inflightBA: Bytes[] = [];
+  const rekeyed = { a: 0, b: 0 };
+  const rand = prng(3);
+  for (let step = 0; step < 30; step++) {
+    const now = step * 5;
+    const bodies = Array.from(
+      { length: 20 },
+      () => rand(1 + (rand(1)[0] % 100)),
+    );
+    sent.push(...bodies);
+    inflightAB.push(...await a.sendMany(bodies, now));
+    inflightAB.push(...await a.poll(now));
+    inflightBA.push(...await b.poll(now));
+    // Deliver only half of what is in flight each step (the rest stays queued, in order).
+    const half = inflightAB.splice(0, Math.ceil(inflightAB.length / 2));
+    const rb = await b.receiveMany(half, now);
+    got.push(...messages(rb.events));
+    rekeyed.b += rb.events.filter((e) => e.type === "rekeyed").length;
+    inflightBA.push(...rb.packets);
+    const ra = await a.receiveMany(inflightBA, now);
+    rekeyed.a += ra.events.filter((e) => e.type === "rekeyed").length;
+    inflightBA = [];
+    inflightAB.push(...ra.packets);
+  }
+  // Drain.
+  for (let i = 0; i < 10 && (inflightAB.length || inflightBA.length); i++) {
+    const rb = await b.receiveMany(inflightAB, 1000 + i);
+    got.push(...messages(rb.events));
+    rekeyed.b += rb.events.filter((e) => e.type === "rekeyed").length;
+    inflightAB = [];
+    const ra = await a.receiveMany([...inflightBA, ...rb.packets], 1000 + i);
+    rekeyed.a += ra.events.filter((e) => e.type === "rekeyed").length;
+    inflightBA = [];
+    inflightAB.push(...ra.packets);
+  }
+  // Events of rekeys answered from poll() come with the next receive.
+  for (const [s, k] of [[a, "a"], [b, "b"]] as const) {
+    const r = await s.receiveMany([], 1100);
+    rekeyed[k] += r.events.filter((e) => e.type === "rekeyed").length;
+  }
+  assert.deepEqual(got, sent);
+  assert.ok(a.epoch >= 5, `several rekeys (epoch ${a.epoch})`);
+  assert.equal(a.epoch, b.epoch);
+  assert.equal(rekeyed.a, a.epoch);
+  assert.equal(rekeyed.b, b.epoch);
+  // Epoch-0 keys are gone: a fresh, validly sealed epoch-0 record is not accepted.
+  const master = await importSecret(MASTER_RAW.slice());
+  const k0 = await deriveTrafficKeys(master, SESSION_HASH, "i2r", 0);
+  const old = await sealRecord(
+    k0,
+    1_000_000n,
+    encodeInner({ seq: 0n, type: InnerType.DUMMY, body: new Uint8Array(0) }),
+    INITIATOR_ID,
+    RESPONDER_ID,
+  );
+  const before = b.stats.unknownEpoch;
+  await b.receive(old, 2000);
+  assert.equal(b.stats.unknownEpoch, before + 1);
+  // Still talking afterwards.
+  const ev = await exchange(
+    b,
+    a,
+    await b.send(enc.encode("after"), 2000),
+    2000,
+  );
+  assert.deepEqual(messages(ev.get(a)!), [enc.encode("after")]);
+});
+
+Deno.test("rekey collision: both sides start at once, both converge on the same epoch", async () => {
+  const { a, b } = await pair({ rekeyAfterMs: 100 });
+  await exchange(a, b, await a.send(enc.encode("x"), 0), 0);
+  await exchange(b, a, await b.send(enc.encode("y"), 0), 0);
+  const pa = await a.poll(100); // INIT (and a pending ACK)
+  const pb = await b.poll(100);
+  assert.equal(a.stats.packetsSent, 3);
+  assert.equal(b.stats.packetsSent, 3);
+  const ra = await a.receiveMany(pb, 101); // a (initiator) ignores b's INIT
+  const rb = await b.receiveMany(pa, 101); // b abandons its INIT and answers
+  assert.ok(rb.events.some((e) => e.type === "rekeyed"));
+  await exchange(b, a, rb.packets, 102);
+  await exchange(a, b, ra.packets, 102);
+  assert.equal(a.epoch, 1);
+  assert.equal(b.epoch, 1);
+  const ev = await exchange(a, b, await a.send(enc.encode("z"), 103), 103);
+  assert.deepEqual(messages(ev.get(b)!), [enc.encode("z")]);
+  const ev2 = await exchange(b, a, await b.send(enc.encode("w"), 103), 103);
+  assert.deepEqual(messages(ev2.get(a)!), [enc.encode("w")]);
+});
+
+Deno.test("reordering across the epoch switch: next-epoch packets wait for REKEY_RESP", async () => {
+  const { a, b } = await pair({ rekeyAfterMs: 100 });
+  await exchange(a, b, await a.send(enc.encode("e0"), 0), 0);
+  const init = await a.poll(100);
+  const r = await b.receiveMany(init, 100);
+  assert.equal(b.epoch, 1, "responder switched after sending RESP");
+  const after = await b.sendMany([
+    enc.encode("e1 first"),
+    enc.encode("e1 second"),
+  ], 101);
+  assert.ok(after.every((p) => decodeRecordHeader(p).epoch === 1));
+  // Deliver the epoch-1 data before the RESP that carries the new key share.
+  const early = await a.receiveMany(after, 102);
+  assert.deepEqual(early.events, []);
+  assert.equal(a.stats.unknownEpoch, 0, "stashed, not dropped");
+  const late = await a.receiveMany(r.packets, 103);
+  assert.equal(a.epoch, 1);
+  assert.deepEqual(messages(late.events), [
+    enc.encode("e1 first"),
+    enc.encode("e1 second"),
+  ]);
+  assert.ok(late.events.some((e) => e.type === "rekeyed"));
+});
+
+Deno.test("a rekey answer waits until the responder's older-epoch packets are acknowledged", async () => {
+  const { a, b } = await pair({ rekeyAfterMs: 100 });
+  // b sends an epoch-0 packet that is lost; a first rekey (0 → 1) completes.
+  assert.deepEqual(await a.poll(0), []); // a's epoch clock starts
+  const lost = await b.send(enc.encode("lost in epoch 0"), 50);
+  const init1 = await a.poll(100);
+  const r1 = await b.receiveMany(init1, 100);
+  await a.receiveMany(r1.packets, 100);
+  assert.equal(a.epoch, 1);
+  const acks = await a.poll(200); // ACK of RESP, and a second INIT
+  const r2 = await b.receiveMany(acks, 200);
+  assert.equal(b.epoch, 1, "RESP deferred: b's epoch-0 packet is unacked");
+  assert.deepEqual(r2.packets.length, 1, "only the ACK of the INIT goes out");
+  // Retransmit after "reconnect"; a acks; b may now answer.
+  const rr = await a.receiveMany(b.unacked(), 201);
+  assert.deepEqual(messages(rr.events), [enc.encode("lost in epoch 0")]);
+  const ack = rr.packets.length ? rr.packets : await a.poll(300);
+  const r3 = await b.receiveMany(ack, 300);
+  assert.equal(b.epoch, 2);
+  await exchange(b, a, r3.packets, 300);
+  assert.equal(a.epoch, 2);
+  assert.equal(lost.length, 1);
+});
