@@ -27,10 +27,14 @@ export const ERROR_HEADER_LENGTH = 2 + 2 + SESSION_ID_LENGTH + 4;
 export const MAX_ERROR_REASON = 120;
 /** Default largest relay frame (bytes, header included): 64 KiB, far below Deno's 64 MiB buffer. */
 export const DEFAULT_MAX_FRAME = 65536;
-/** Default per-connection sustained rate (frames/s); above it frames are refused with `rate-limited`. */
-export const DEFAULT_RATE = 20000;
+/**
+ * Default per-connection sustained rate (frames/s); above it frames are refused with
+ * `rate-limited`. High enough for one pipelined end-to-end session (target 25k msgs/s plus ACKs),
+ * low enough that one connection cannot take the whole relay (~130k frames/s on 2 cores).
+ */
+export const DEFAULT_RATE = 50000;
 /** Default token-bucket burst (frames) so short bursts of pipelined messages pass. */
-export const DEFAULT_BURST = 4000;
+export const DEFAULT_BURST = 10000;
 /** Default per-recipient send-buffer high-water mark (bytes); above it senders get `peer-busy`. */
 export const DEFAULT_HIGH_WATER = 4 * 1024 * 1024;
 /** Default maximum simultaneous WebSocket connections. */
