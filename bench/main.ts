@@ -1,0 +1,566 @@
+/**
+ * `deno task bench [--quick] [--full] [--json FILE] [--only SECTIONS]`:
+ * the relay's performance in one run, loopback only, every loop bounded in
+ * count and time.
+ *
+ * 1. relay: forwarding over TLS, P sender/receiver pairs × frame sizes, 32
+ *    frames in flight per pair, against the relay and against a minimal
+ *    forwarder (bench/baseline_forwarder.ts) started in the same run; both
+ *    are `deno run` subprocesses whose CPU comes from /proc/<pid>/stat.
+ * 2. unloaded: one frame in flight, one pair: latency.
+ * 3. memory: relay RSS with 1,000 and 5,000 idle registered connections
+ *    (10,000 with --full).
+ * 4. channel: handshakes/s and sealed+opened messages/s (bench/channel.ts).
+ * 5. e2e: bank and customer through the relay (when clients/client.ts exists).
+ *
+ * The load generator and the servers share the machine's cores: compare the
+ * ratio of relay to baseline within one run, not absolute figures across runs.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { ensureCerts } from "../tools/certs.ts";
+import {
+  type BenchClient,
+  closeAll,
+  connectMany,
+  type LoadResult,
+  runPairs,
+} from "./load.ts";
+import { type ServerProcess, startServer } from "./server_process.ts";
+import type { ChannelFigures } from "./channel.ts";
+
+/** Relay flags for benchmarking: limits high enough never to trigger, so the data path is measured. */
+const RELAY_BENCH_FLAGS = [
+  "--quiet",
+  "--rate",
+  "100000000",
+  "--burst",
+  "100000000",
+  "--max-connections",
+  "30000",
+];
+/** Frames in flight per pair in the loaded cells. */
+const IN_FLIGHT = 32;
+
+interface Plan {
+  pairs: number[];
+  sizes: number[];
+  warmupMs: number;
+  measureMs: number;
+  unloadedMs: number;
+  memoryLevels: number[];
+  channelMs: number;
+}
+
+const FULL_PLAN: Plan = {
+  pairs: [1, 10, 50],
+  sizes: [256, 4096],
+  warmupMs: 500,
+  measureMs: 2500,
+  unloadedMs: 2000,
+  memoryLevels: [1000, 5000],
+  channelMs: 1500,
+};
+
+const QUICK_PLAN: Plan = {
+  pairs: [1, 10],
+  sizes: [256, 4096],
+  warmupMs: 150,
+  measureMs: 500,
+  unloadedMs: 500,
+  memoryLevels: [200],
+  channelMs: 300,
+};
+
+/** One relay cell of the JSON output. */
+interface RelayCell {
+  pairs: number;
+  size: number;
+  msgsPerSec: number;
+  mbPerSec: number;
+  baselineMsgsPerSec: number;
+  ratio: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  cpuUsPerMsg: number;
+  baselineP50Ms: number;
+  baselineP99Ms: number;
+  baselineMaxMs: number;
+  baselineCpuUsPerMsg: number;
+  errors: number;
+}
+
+interface MemoryLevel {
+  connections: number;
+  rssKb: number;
+  kbPerConnection: number;
+  baselineRssKb?: number;
+  baselineKbPerConnection?: number;
+}
+
+const SECTIONS = ["relay", "unloaded", "memory", "channel", "e2e"] as const;
+type Section = typeof SECTIONS[number];
+
+const started = performance.now();
+
+function log(line: string): void {
+  const t = ((performance.now() - started) / 1000).toFixed(1);
+  console.error(`bench: [${t} s] ${line}`);
+}
+
+async function machine(): Promise<Record<string, unknown>> {
+  let cpuModel = "unknown";
+  try {
+    const info = await Deno.readTextFile("/proc/cpuinfo");
+    cpuModel = info.match(/^model name\s*:\s*(.+)$/m)?.[1] ?? cpuModel;
+  } catch { /* not Linux */ }
+  let memTotalMb: number | undefined;
+  try {
+    memTotalMb = Math.round(Deno.systemMemoryInfo().total / 2 ** 20);
+  } catch { /* no --allow-sys */ }
+  return {
+    cores: navigator.hardwareConcurrency,
+    cpuModel,
+    memTotalMb,
+    os: `${Deno.build.os} ${Deno.osRelease()}`,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    concurrency:
+      "load generator, relay and baseline run on this machine at once over loopback and share its cores",
+  };
+}
+
+/** Runs one closed-loop measurement against `server`, with its CPU per message. */
+async function measure(
+  server: ServerProcess,
+  clients: BenchClient[],
+  size: number,
+  inFlight: number,
+  warmupMs: number,
+  measureMs: number,
+): Promise<LoadResult & { cpuUsPerMsg: number }> {
+  let cpu0 = 0;
+  let cpu1 = 0;
+  const r = await runPairs({
+    clients,
+    size,
+    inFlight,
+    warmupMs,
+    measureMs,
+    onWindow: async (edge) => {
+      if (edge === "start") cpu0 = await server.cpuUs();
+      else cpu1 = await server.cpuUs();
+    },
+  });
+  return {
+    ...r,
+    cpuUsPerMsg: r.delivered > 0 ? (cpu1 - cpu0) / r.delivered : 0,
+  };
+}
+
+async function relaySection(
+  plan: Plan,
+  relay: ServerProcess,
+  baseline: ServerProcess,
+  http: Deno.HttpClient,
+): Promise<RelayCell[]> {
+  const cells: RelayCell[] = [];
+  for (const pairs of plan.pairs) {
+    const rc = await connectMany(relay.url, http, 2 * pairs);
+    const bc = await connectMany(baseline.url, http, 2 * pairs);
+    try {
+      for (const size of plan.sizes) {
+        const r = await measure(
+          relay,
+          rc,
+          size,
+          IN_FLIGHT,
+          plan.warmupMs,
+          plan.measureMs,
+        );
+        const b = await measure(
+          baseline,
+          bc,
+          size,
+          IN_FLIGHT,
+          plan.warmupMs,
+          plan.measureMs,
+        );
+        const cell: RelayCell = {
+          pairs,
+          size,
+          msgsPerSec: r.msgsPerSec,
+          mbPerSec: r.mbPerSec,
+          baselineMsgsPerSec: b.msgsPerSec,
+          ratio: b.msgsPerSec > 0 ? r.msgsPerSec / b.msgsPerSec : 0,
+          p50Ms: r.p50Ms,
+          p99Ms: r.p99Ms,
+          maxMs: r.maxMs,
+          cpuUsPerMsg: r.cpuUsPerMsg,
+          baselineP50Ms: b.p50Ms,
+          baselineP99Ms: b.p99Ms,
+          baselineMaxMs: b.maxMs,
+          baselineCpuUsPerMsg: b.cpuUsPerMsg,
+          errors: r.errors + b.errors,
+        };
+        cells.push(cell);
+        log(
+          `relay P=${pairs} ${size} B: ${fmt(cell.msgsPerSec)} msgs/s ` +
+            `(baseline ${fmt(cell.baselineMsgsPerSec)}, ratio ${
+              cell.ratio.toFixed(2)
+            })`,
+        );
+      }
+    } finally {
+      await closeAll(rc);
+      await closeAll(bc);
+    }
+  }
+  return cells;
+}
+
+async function unloadedSection(
+  plan: Plan,
+  relay: ServerProcess,
+  baseline: ServerProcess,
+  http: Deno.HttpClient,
+) {
+  const out: Record<string, number> = {};
+  for (const server of [relay, baseline]) {
+    const clients = await connectMany(server.url, http, 2);
+    try {
+      const r = await measure(server, clients, 256, 1, 100, plan.unloadedMs);
+      const prefix = server === relay ? "" : "baseline";
+      const key = (k: string) =>
+        prefix ? `${prefix}${k[0].toUpperCase()}${k.slice(1)}` : k;
+      out[key("p50Ms")] = r.p50Ms;
+      out[key("p99Ms")] = r.p99Ms;
+      out[key("maxMs")] = r.maxMs;
+      out[key("msgsPerSec")] = r.msgsPerSec;
+      out[key("cpuUsPerMsg")] = r.cpuUsPerMsg;
+    } finally {
+      await closeAll(clients);
+    }
+  }
+  return out;
+}
+
+/** RSS of a fresh server process as idle registered connections are added. */
+async function memoryOf(
+  kind: "relay" | "baseline",
+  levels: number[],
+  certs: { dir: string; certPath: string; keyPath: string },
+  http: Deno.HttpClient,
+): Promise<{ rss0: number; levels: [number, number][] }> {
+  const server = await startServer({
+    kind,
+    certDir: certs.dir,
+    certPath: certs.certPath,
+    keyPath: certs.keyPath,
+    args: kind === "relay" ? RELAY_BENCH_FLAGS : [],
+  });
+  const clients: BenchClient[] = [];
+  try {
+    // One connection first so lazily initialised TLS/WebSocket state is not
+    // counted against the idle connections.
+    clients.push(...await connectMany(server.url, http, 1));
+    await new Promise((r) => setTimeout(r, 500));
+    const rss0 = await server.rssKb();
+    const out: [number, number][] = [];
+    for (const n of levels) {
+      const t0 = performance.now();
+      clients.push(
+        ...await connectMany(server.url, http, n + 1 - clients.length),
+      );
+      log(
+        `memory ${kind}: ${n} connections open in ${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        } s`,
+      );
+      await new Promise((r) => setTimeout(r, 1000));
+      out.push([n, await server.rssKb()]);
+    }
+    return { rss0, levels: out };
+  } finally {
+    await closeAll(clients);
+    await server.stop();
+  }
+}
+
+async function memorySection(
+  plan: Plan,
+  certs: { dir: string; certPath: string; keyPath: string },
+  http: Deno.HttpClient,
+  withBaseline: boolean,
+) {
+  const relay = await memoryOf("relay", plan.memoryLevels, certs, http);
+  const base = withBaseline
+    ? await memoryOf("baseline", plan.memoryLevels, certs, http)
+    : undefined;
+  const levels: MemoryLevel[] = relay.levels.map(([n, rss], i) => {
+    const level: MemoryLevel = {
+      connections: n,
+      rssKb: rss,
+      kbPerConnection: (rss - relay.rss0) / n,
+    };
+    if (base) {
+      level.baselineRssKb = base.levels[i][1];
+      level.baselineKbPerConnection = (base.levels[i][1] - base.rss0) / n;
+    }
+    return level;
+  });
+  const top = levels[levels.length - 1];
+  return {
+    kbPerConnection: top.kbPerConnection,
+    connections: top.connections,
+    idleRssKb: relay.rss0,
+    baselineKbPerConnection: top.baselineKbPerConnection,
+    levels,
+  };
+}
+
+async function channelSection(plan: Plan): Promise<ChannelFigures> {
+  try {
+    const { measureChannel } = await import("./channel.ts");
+    return await measureChannel(plan.channelMs);
+  } catch (e) {
+    return {
+      available: false,
+      reason: `session/handshake not usable: ${(e as Error).message}`,
+    };
+  }
+}
+
+async function e2eSection(): Promise<Record<string, unknown>> {
+  const client = new URL("../clients/client.ts", import.meta.url);
+  try {
+    await Deno.stat(client);
+  } catch {
+    return {
+      available: false,
+      reason:
+        "TODO: clients/client.ts does not exist yet; the bank/customer end-to-end figure comes with it",
+    };
+  }
+  return {
+    available: false,
+    reason:
+      "TODO: clients/client.ts exists but the bench does not drive it yet",
+  };
+}
+
+function fmt(n: number): string {
+  if (n >= 100) return Math.round(n).toLocaleString("en-US");
+  return n.toFixed(n >= 10 ? 1 : 2);
+}
+
+function table(rows: (string | number)[][]): string {
+  const cells = rows.map((r) => r.map((c) => typeof c === "number" ? fmt(c) : c));
+  const widths = cells[0].map((_, i) => Math.max(...cells.map((r) => r[i].length)));
+  return cells.map((r) =>
+    r.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ")
+  ).join("\n");
+}
+
+/** Renders the figures as text tables for stdout. */
+function render(out: Record<string, unknown>): string {
+  const lines: string[] = [];
+  const m = out.machine as Record<string, unknown>;
+  lines.push(
+    `Machine: ${m.cores} cores, ${m.cpuModel}, ${m.memTotalMb} MB, ${m.os}; Deno ${m.deno} (V8 ${m.v8})`,
+    `Concurrently: ${m.concurrency}.`,
+    "",
+  );
+  const relay = out.relay as RelayCell[] | undefined;
+  if (relay) {
+    lines.push(
+      `Relay forwarding over TLS (${IN_FLIGHT} frames in flight per pair; size = whole frame):`,
+      table([
+        [
+          "pairs",
+          "size B",
+          "msgs/s",
+          "MB/s",
+          "baseline",
+          "ratio",
+          "p50 ms",
+          "p99 ms",
+          "max ms",
+          "CPU µs/msg",
+          "base p99",
+          "base µs/msg",
+        ],
+        ...relay.map((c) => [
+          String(c.pairs),
+          String(c.size),
+          c.msgsPerSec,
+          c.mbPerSec,
+          c.baselineMsgsPerSec,
+          c.ratio.toFixed(2),
+          c.p50Ms,
+          c.p99Ms,
+          c.maxMs,
+          c.cpuUsPerMsg,
+          c.baselineP99Ms,
+          c.baselineCpuUsPerMsg,
+        ]),
+      ]),
+      "",
+    );
+  }
+  const u = out.unloaded as Record<string, number> | undefined;
+  if (u) {
+    lines.push(
+      `Unloaded latency (1 pair, 1 frame in flight, 256 B): p50 ${fmt(u.p50Ms)} ms, p99 ${
+        fmt(u.p99Ms)
+      } ms, max ${fmt(u.maxMs)} ms (baseline p50 ${fmt(u.baselineP50Ms)}, p99 ${
+        fmt(u.baselineP99Ms)
+      }, max ${fmt(u.baselineMaxMs)})`,
+      "",
+    );
+  }
+  const mem = out.memory as
+    | { levels: MemoryLevel[]; idleRssKb: number }
+    | undefined;
+  if (mem) {
+    lines.push(
+      `Memory (idle registered TLS connections; relay RSS with one connection: ${mem.idleRssKb} KB):`,
+      table([
+        ["connections", "relay RSS KB", "KB/conn", "baseline KB/conn"],
+        ...mem.levels.map((l) => [
+          String(l.connections),
+          String(l.rssKb),
+          l.kbPerConnection,
+          l.baselineKbPerConnection === undefined
+            ? "-"
+            : l.baselineKbPerConnection,
+        ]),
+      ]),
+      "",
+    );
+  }
+  const ch = out.channel as ChannelFigures | undefined;
+  if (ch) {
+    if (!ch.available) lines.push(`Channel: not available (${ch.reason})`, "");
+    else {
+      lines.push(
+        `Channel (one process, no network): ${fmt(ch.handshakesPerSec!)} handshakes/s`,
+        table([
+          ["body B", "signing", "msgs/s", "MB/s"],
+          ...ch.records!.map((r) => [
+            String(r.bodySize),
+            r.signEvery === 1 ? "every message" : `chain, every ${r.signEvery}`,
+            r.msgsPerSec,
+            r.mbPerSec,
+          ]),
+        ]),
+        "",
+      );
+    }
+  }
+  const e2e = out.e2e as Record<string, unknown> | undefined;
+  if (e2e) {
+    lines.push(
+      e2e.available
+        ? `End to end: ${fmt(e2e.msgsPerSec as number)} msgs/s, p50 ${
+          fmt(e2e.p50Ms as number)
+        } ms, p99 ${fmt(e2e.p99Ms as number)} ms`
+        : `End to end: ${e2e.reason}`,
+    );
+  }
+  return lines.join("\n");
+}
+
+async function main(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      quick: { type: "boolean", default: false },
+      full: { type: "boolean", default: false },
+      json: { type: "string" },
+      only: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(
+      "deno task bench [--quick] [--full] [--json FILE] [--only relay,unloaded,memory,channel,e2e]\n" +
+        "  --quick  smoke run (< 30 s, fewer cells, 200 idle connections)\n" +
+        "  --full   also 10,000 idle connections and the baseline's memory",
+    );
+    return 0;
+  }
+  const only = new Set(
+    (values.only ?? SECTIONS.join(",")).split(",").map((s) => s.trim()),
+  );
+  for (const s of only) {
+    if (!SECTIONS.includes(s as Section)) {
+      console.error(`bench: unknown section '${s}' (${SECTIONS.join(", ")})`);
+      return 2;
+    }
+  }
+  const plan = { ...(values.quick ? QUICK_PLAN : FULL_PLAN) };
+  if (values.full && !values.quick) {
+    plan.memoryLevels = [...plan.memoryLevels, 10000];
+  }
+
+  const t0 = performance.now();
+  const certDir = await Deno.makeTempDir({ prefix: "relay-bench-certs-" });
+  const out: Record<string, unknown> = { machine: await machine() };
+  let relay: ServerProcess | undefined;
+  let baseline: ServerProcess | undefined;
+  let http: Deno.HttpClient | undefined;
+  try {
+    const c = await ensureCerts({ dir: certDir });
+    log("certificates ready");
+    const certs = { dir: certDir, certPath: c.certPath, keyPath: c.keyPath };
+    http = Deno.createHttpClient({
+      caCerts: [await Deno.readTextFile(c.caPath)],
+    });
+    if (only.has("relay") || only.has("unloaded")) {
+      relay = await startServer({
+        kind: "relay",
+        ...certs,
+        certDir,
+        args: RELAY_BENCH_FLAGS,
+      });
+      baseline = await startServer({ kind: "baseline", ...certs, certDir });
+      if (only.has("relay")) {
+        out.relay = await relaySection(plan, relay, baseline, http);
+      }
+      if (only.has("unloaded")) {
+        log("unloaded latency");
+        out.unloaded = await unloadedSection(plan, relay, baseline, http);
+      }
+      await relay.stop();
+      await baseline.stop();
+      relay = baseline = undefined;
+    }
+    if (only.has("memory")) {
+      log("memory");
+      out.memory = await memorySection(plan, certs, http, !values.quick);
+    }
+    if (only.has("channel")) {
+      log("channel");
+      const ch = await channelSection(plan);
+      out.channel = ch;
+      out.handshakesPerSec = ch.handshakesPerSec ?? null;
+    }
+    if (only.has("e2e")) out.e2e = await e2eSection();
+  } finally {
+    await relay?.stop();
+    await baseline?.stop();
+    http?.close();
+    await Deno.remove(certDir, { recursive: true });
+  }
+  out.elapsedSeconds = (performance.now() - t0) / 1000;
+  console.log(render(out));
+  if (values.json) {
+    await Deno.writeTextFile(values.json, JSON.stringify(out, null, 2) + "\n");
+  }
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

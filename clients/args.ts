@@ -1,0 +1,329 @@
+/**
+ * Command-line flags of the bank and customer clients, their defaults per
+ * role, the usage text, and the up-front permission check that turns a path
+ * outside the granted folders into a clear message naming the flag to add.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  parseCaPin,
+  parsePeerAddress,
+  type PeerAddress,
+} from "../lib/address.ts";
+
+/** The two roles of the demo application. */
+export type Role = "bank" | "customer";
+
+/** Exit codes (documented in the README). */
+export const EXIT = {
+  /** Clean close. */
+  ok: 0,
+  /** Anything else (I/O error, replaced registration, close timeout). */
+  other: 1,
+  /** Bad flags or a path the permissions do not cover. */
+  usage: 2,
+  /** Relay unreachable, TLS failure, or CA pin mismatch. */
+  relay: 3,
+  /** The handshake failed (bad signature, malformed, …). */
+  handshake: 4,
+  /** The peer's identity key changed: refused. */
+  trust: 5,
+  /** The peer never arrived within `--wait` seconds. */
+  noPeer: 6,
+} as const;
+
+/** Default relay URL. */
+export const DEFAULT_RELAY = "wss://localhost:8765/ws";
+/** Default CA certificate file. */
+export const DEFAULT_CA = "certs/ca.pem";
+/** Default cover traffic rate (DUMMY packets/s): low, constant background noise. */
+export const DEFAULT_COVER_RATE = 0.5;
+/** Default time to wait for the peer (s); 0 = forever. */
+export const DEFAULT_WAIT_S = 300;
+/** Default bound of the outbox (messages waiting while the peer is away). */
+export const DEFAULT_OUTBOX = 1000;
+/** Default time allowed for a clean close (s). */
+export const DEFAULT_CLOSE_TIMEOUT_S = 30;
+/** Default time to keep trying to reach a relay that went away (s). */
+export const DEFAULT_RECONNECT_S = 300;
+
+/** Everything a client run needs, after parsing and validation. */
+export interface ClientOptions {
+  /** Our role (file names, default peer name). */
+  role: Role;
+  /** Folder of identity, mailbox key and known peers files. */
+  keysDir: string;
+  /** Relay WebSocket URL. */
+  relay: string;
+  /** CA certificate file (PEM); undefined = system roots only. */
+  caFile?: string;
+  /** Pinned CA fingerprint (64 hex): trust only that CA. */
+  pin?: string;
+  /** Peer to contact (we initiate); undefined = wait for the peer. */
+  peer?: PeerAddress;
+  /** Name under which the peer is remembered in known_peers.json. */
+  peerName: string;
+  /** One JSON object per line instead of the terminal interface. */
+  json: boolean;
+  /** Cover traffic in DUMMY packets per second (0 = off). */
+  coverRate: number;
+  /** Seconds to wait for the peer (0 = forever). */
+  waitS: number;
+  /** Outbox bound. */
+  outbox: number;
+  /** Seconds allowed for a clean close. */
+  closeTimeoutS: number;
+  /** Seconds to keep reconnecting to a lost relay. */
+  reconnectS: number;
+  /** Sign the message chain every N messages (1 = every message). */
+  signEvery?: number;
+  /** Scenario to run. */
+  scenario?: "payment";
+  /** Scripted answer to a payment request. */
+  decision?: "approve" | "decline";
+  /** Payment request fields (bank side of the scenario). */
+  payment: {
+    amount: string;
+    currency: string;
+    payee: string;
+    reference: string;
+  };
+  /** Write the signed transcript here on close. */
+  transcript?: string;
+}
+
+// deno-lint-ignore no-control-regex
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+
+/** The usage text for `role`. */
+export function usage(role: Role): string {
+  const other = role === "bank" ? "customer" : "bank";
+  return `deno task ${role} [flags]   — end-to-end encrypted ${role} client
+
+  --peer ID|ADDRESS      contact this peer (an address printed by the ${other}, or a bare ID)
+                         and start the handshake; without it, wait for the peer
+  --peer-name NAME       name of the peer in known_peers.json (default ${other})
+  --keys DIR             folder of ${role}_identity_keys.json, ${role}_mailbox_key.json and
+                         known_peers.json (default .)
+  --relay URL            relay (default ${DEFAULT_RELAY}; taken from --peer ADDRESS if given)
+  --ca FILE              CA certificate of the relay (default ${DEFAULT_CA})
+  --pin SHA256           trust ONLY the CA with this certificate fingerprint (an address's
+                         ca=… part pins too); the --ca file must be that CA
+  --json                 scriptable mode: JSON lines on stdout, stdin lines are messages
+                         (also when stdin is not a terminal)
+  --cover-rate N         cover traffic, dummy packets per second (default ${DEFAULT_COVER_RATE}; 0 = off)
+  --wait S               give up when the peer has not arrived after S seconds
+                         (default ${DEFAULT_WAIT_S}; 0 = forever)
+  --outbox N             messages kept while the peer is away (default ${DEFAULT_OUTBOX})
+  --sign-every N         sign the message chain every N messages (default 64)
+  --close-timeout S      time allowed to flush and close (default ${DEFAULT_CLOSE_TIMEOUT_S})
+  --reconnect-timeout S  time to keep reconnecting to a lost relay (default ${DEFAULT_RECONNECT_S})
+  --scenario payment     bank: send a signed payment request; customer: answer it
+  --approve | --decline  customer's scripted answer to the payment request
+  --amount A --currency C --payee P --reference R   the bank's request
+                         (default 125.00 EUR "ACME Supplies Ltd" INV-2026-1125)
+  --transcript FILE      write the signed transcript on close (check it with
+                         deno task verify-transcript FILE)
+  -h, --help             this help
+
+Interactive commands: /verify  /trust  /status  /quit   (Ctrl-C closes cleanly)
+Exit codes: 0 clean close, 1 other error, 2 usage, 3 relay unreachable / TLS / pin failure,
+            4 handshake failure, 5 peer identity changed (refused), 6 peer never arrived`;
+}
+
+/** A usage problem: the message is printed with a pointer to --help, exit 2. */
+export class UsageError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+function num(
+  name: string,
+  v: string | undefined,
+  fallback: number,
+  min: number,
+  integer = false,
+): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
+    throw new UsageError(
+      `--${name} must be ${
+        integer ? "an integer" : "a number"
+      } ≥ ${min} (got '${v}')`,
+    );
+  }
+  return n;
+}
+
+/** Parses the flags of `role`; returns undefined for --help. Throws {@link UsageError}. */
+export function parseClientArgs(
+  role: Role,
+  args: string[],
+): ClientOptions | undefined {
+  let v;
+  try {
+    v = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        peer: { type: "string" },
+        "peer-name": { type: "string" },
+        keys: { type: "string" },
+        relay: { type: "string" },
+        ca: { type: "string" },
+        pin: { type: "string" },
+        json: { type: "boolean" },
+        "cover-rate": { type: "string" },
+        wait: { type: "string" },
+        outbox: { type: "string" },
+        "sign-every": { type: "string" },
+        "close-timeout": { type: "string" },
+        "reconnect-timeout": { type: "string" },
+        scenario: { type: "string" },
+        approve: { type: "boolean" },
+        decline: { type: "boolean" },
+        amount: { type: "string" },
+        currency: { type: "string" },
+        payee: { type: "string" },
+        reference: { type: "string" },
+        transcript: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (v.help) return undefined;
+  let peer: PeerAddress | undefined;
+  if (v.peer !== undefined) {
+    try {
+      peer = parsePeerAddress(v.peer);
+    } catch (e) {
+      throw new UsageError(`--peer: ${(e as Error).message}`);
+    }
+  }
+  let pin: string | undefined;
+  if (v.pin !== undefined) {
+    try {
+      pin = parseCaPin(v.pin);
+    } catch (e) {
+      throw new UsageError(`--pin: ${(e as Error).message}`);
+    }
+  }
+  if (peer?.ca !== undefined) {
+    if (pin !== undefined && pin !== peer.ca) {
+      throw new UsageError(
+        "--pin differs from the ca=… pin in the --peer address",
+      );
+    }
+    pin = peer.ca;
+  }
+  let relay = v.relay ?? peer?.relay ?? DEFAULT_RELAY;
+  if (v.relay !== undefined && peer?.relay !== undefined) {
+    if (new URL(v.relay).href !== new URL(peer.relay).href) {
+      throw new UsageError(
+        `--relay ${v.relay} differs from the relay in the --peer address (${peer.relay})`,
+      );
+    }
+  }
+  try {
+    const u = new URL(relay);
+    if (u.protocol !== "wss:") throw new Error();
+    relay = u.href;
+  } catch {
+    throw new UsageError(`--relay must be a wss:// URL (got '${relay}')`);
+  }
+  if (v.scenario !== undefined && v.scenario !== "payment") {
+    throw new UsageError(
+      `--scenario: unknown scenario '${v.scenario}' (known: payment)`,
+    );
+  }
+  if (v.approve && v.decline) {
+    throw new UsageError("give --approve or --decline, not both");
+  }
+  const peerName = v["peer-name"] ?? (role === "bank" ? "customer" : "bank");
+  if (
+    peerName.length === 0 || peerName.length > 256 ||
+    CONTROL_RE.test(peerName)
+  ) {
+    throw new UsageError("--peer-name must be 1..256 printable characters");
+  }
+  return {
+    role,
+    keysDir: (v.keys ?? ".").replace(/(.)\/+$/, "$1"),
+    relay,
+    caFile: v.ca ?? DEFAULT_CA,
+    pin,
+    peer,
+    peerName,
+    json: v.json ?? false,
+    coverRate: num("cover-rate", v["cover-rate"], DEFAULT_COVER_RATE, 0),
+    waitS: num("wait", v.wait, DEFAULT_WAIT_S, 0),
+    outbox: num("outbox", v.outbox, DEFAULT_OUTBOX, 1, true),
+    closeTimeoutS: num(
+      "close-timeout",
+      v["close-timeout"],
+      DEFAULT_CLOSE_TIMEOUT_S,
+      1,
+    ),
+    reconnectS: num(
+      "reconnect-timeout",
+      v["reconnect-timeout"],
+      DEFAULT_RECONNECT_S,
+      1,
+    ),
+    signEvery: v["sign-every"] === undefined
+      ? undefined
+      : num("sign-every", v["sign-every"], 64, 1, true),
+    scenario: v.scenario as "payment" | undefined,
+    decision: v.approve ? "approve" : v.decline ? "decline" : undefined,
+    payment: {
+      amount: v.amount ?? "125.00",
+      currency: v.currency ?? "EUR",
+      payee: v.payee ?? "ACME Supplies Ltd",
+      reference: v.reference ?? "INV-2026-1125",
+    },
+    transcript: v.transcript,
+  };
+}
+
+/**
+ * Checks, without prompting, that the permissions cover the files this run
+ * touches; returns a message naming the missing flag, or undefined.
+ */
+export function checkPathPermissions(o: ClientOptions): string | undefined {
+  const needs: [("read" | "write"), string, string][] = [
+    ["read", o.keysDir, "--keys"],
+    ["write", o.keysDir, "--keys"],
+  ];
+  if (o.caFile !== undefined) needs.push(["read", o.caFile, "--ca"]);
+  if (o.transcript !== undefined) {
+    needs.push(["write", o.transcript, "--transcript"]);
+    needs.push(["write", parentDir(o.transcript), "--transcript"]);
+  }
+  for (const [name, path, flag] of needs) {
+    if (Deno.permissions.querySync({ name, path }).state !== "granted") {
+      const dir = name === "write" && flag === "--transcript"
+        ? parentDir(path)
+        : path;
+      const read = name === "read" ? `.,${dir}` : ".";
+      const write = name === "write" ? `.,${dir}` : ".";
+      return `${flag} ${path}: this client may not ${name} there. The task only grants the ` +
+        `current folder; run it with deno run and add --allow-${name}=${dir}, e.g.\n  ` +
+        `deno run --no-prompt --allow-net=localhost,127.0.0.1 --allow-read=${read} ` +
+        `--allow-write=${write} clients/${o.role}.ts …`;
+    }
+  }
+  return undefined;
+}
+
+function parentDir(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
+}

@@ -1,0 +1,224 @@
+/**
+ * The client driver shared by `clients/bank.ts` and `clients/customer.ts`:
+ * parses flags, checks permissions, loads (or creates) the identity, the
+ * relay mailbox key and the known peers, sets up the relay connection (pinned
+ * to one CA when asked), and runs the {@link ChatClient} engine with the
+ * terminal or JSON interface over stdin/stdout. See `usage()` in args.ts.
+ *
+ * Files in the keys folder (default `.`), all mode 0600, written atomically:
+ * `<role>_identity_keys.json` (identity), `<role>_mailbox_key.json` (relay
+ * session ID key, so the ID is stable across restarts), `known_peers.json`.
+ * @module
+ */
+
+import {
+  checkPathPermissions,
+  type ClientOptions,
+  DEFAULT_CA,
+  EXIT,
+  parseClientArgs,
+  type Role,
+  usage,
+} from "./args.ts";
+import { ChatClient, type ClientEvent, type Connector } from "./engine.ts";
+import { jsonRenderer, terminalRenderer, writeStdout } from "./ui.ts";
+import { formatAddress } from "../lib/address.ts";
+import { certificateFingerprint } from "../lib/x509.ts";
+import { loadKnownPeers, loadOrCreateIdentity } from "../lib/deno/key_file.ts";
+import { loadOrCreateMailboxKey } from "../lib/deno/mailbox_file.ts";
+import { RelayConnection } from "../lib/deno/relay_client.ts";
+import { PinnedRelayConnection } from "../lib/deno/pinned_relay.ts";
+import type { MailboxKey } from "../lib/registration.ts";
+
+/** Relay connect timeout (ms). */
+const CONNECT_TIMEOUT_MS = 10000;
+
+/** File names of `role` in the keys folder. */
+export function keyFiles(role: Role, dir: string): {
+  identity: string;
+  mailbox: string;
+  knownPeers: string;
+} {
+  return {
+    identity: `${dir}/${role}_identity_keys.json`,
+    mailbox: `${dir}/${role}_mailbox_key.json`,
+    knownPeers: `${dir}/known_peers.json`,
+  };
+}
+
+/** How the relay's certificate is checked, after reading the CA file and checking the pin. */
+export interface TrustSetup {
+  /** Opens a registered connection. */
+  connect: Connector;
+  /** Fingerprint of the CA to put in our address (undefined = system roots). */
+  caFingerprint?: string;
+  /** Human description. */
+  mode: string;
+}
+
+/** Reads the CA file, checks the pin, and returns the connector. Throws Error with exit code in `cause`. */
+export async function setupTrust(
+  o: ClientOptions,
+  mailbox: MailboxKey,
+): Promise<TrustSetup> {
+  let caPem: string | undefined;
+  if (o.caFile !== undefined) {
+    try {
+      caPem = await Deno.readTextFile(o.caFile);
+    } catch (e) {
+      const missingDefault = e instanceof Deno.errors.NotFound &&
+        o.caFile === DEFAULT_CA;
+      if (!missingDefault || o.pin) {
+        throw new Error(
+          `cannot read the CA certificate ${o.caFile}: ${
+            (e as Error).message
+          }` +
+            (o.pin
+              ? " (a pinned address needs the relay's CA certificate: --ca FILE)"
+              : ""),
+          {
+            cause: e instanceof Deno.errors.NotFound && !o.pin
+              ? EXIT.usage
+              : EXIT.relay,
+          },
+        );
+      }
+    }
+  }
+  let caFingerprint: string | undefined;
+  if (caPem !== undefined) {
+    try {
+      caFingerprint = await certificateFingerprint(caPem);
+    } catch {
+      throw new Error(`${o.caFile} holds no PEM certificate`, {
+        cause: EXIT.usage,
+      });
+    }
+  }
+  if (o.pin) {
+    if (caFingerprint !== o.pin) {
+      throw new Error(
+        `CA pin mismatch: the address pins CA ${o.pin} but ${o.caFile} is CA ${caFingerprint}; ` +
+          "refusing to connect (get the right CA certificate from the relay operator)",
+        { cause: EXIT.relay },
+      );
+    }
+    const pem = caPem!;
+    return {
+      connect: () =>
+        PinnedRelayConnection.connect({
+          url: o.relay,
+          mailbox,
+          caPem: pem,
+          timeoutMs: CONNECT_TIMEOUT_MS,
+        }),
+      caFingerprint,
+      mode: `pinned to CA ${o.pin.slice(0, 16)}… only`,
+    };
+  }
+  return {
+    connect: () =>
+      RelayConnection.connect({
+        url: o.relay,
+        mailbox,
+        caCerts: caPem !== undefined ? [caPem] : undefined,
+        timeoutMs: CONNECT_TIMEOUT_MS,
+      }),
+    caFingerprint,
+    mode: caPem !== undefined
+      ? `CA ${o.caFile} (added to the system roots)`
+      : "system roots",
+  };
+}
+
+/** Everything the engine needs, loaded from disk. */
+export async function prepareClient(
+  o: ClientOptions,
+  emit: (ev: ClientEvent) => void,
+): Promise<ChatClient> {
+  const files = keyFiles(o.role, o.keysDir);
+  await Deno.mkdir(o.keysDir, { recursive: true, mode: 0o700 });
+  const { identity } = await loadOrCreateIdentity(files.identity);
+  const { key: mailbox } = await loadOrCreateMailboxKey(files.mailbox);
+  const knownPeers = await loadKnownPeers(files.knownPeers);
+  const trust = await setupTrust(o, mailbox);
+  return new ChatClient(o, {
+    identity,
+    knownPeers,
+    knownPeersPath: files.knownPeers,
+    connect: trust.connect,
+    emit,
+    address: (id) => formatAddress(o.relay, id, trust.caFingerprint),
+  });
+}
+
+/** Reads stdin line by line into the client; calls `eof` at the end. */
+async function pumpStdin(client: ChatClient): Promise<void> {
+  let rest = "";
+  const decoder = new TextDecoder();
+  try {
+    for await (const chunk of Deno.stdin.readable) {
+      rest += decoder.decode(chunk, { stream: true });
+      let i;
+      while ((i = rest.indexOf("\n")) >= 0) {
+        client.input(rest.slice(0, i));
+        rest = rest.slice(i + 1);
+      }
+    }
+  } catch {
+    // stdin closed under us: treat as EOF
+  }
+  if (rest.length > 0) client.input(rest);
+  client.eof();
+}
+
+/** Runs a client for `role` with command-line `args`; resolves to the exit code. */
+export async function runClient(role: Role, args: string[]): Promise<number> {
+  let o: ClientOptions | undefined;
+  try {
+    o = parseClientArgs(role, args);
+  } catch (e) {
+    console.error(
+      `${role}: ${(e as Error).message}\nRun with --help for the flags.`,
+    );
+    return EXIT.usage;
+  }
+  if (o === undefined) {
+    console.log(usage(role));
+    return EXIT.ok;
+  }
+  if (!Deno.stdin.isTerminal()) o.json = true;
+  const problem = checkPathPermissions(o);
+  if (problem) {
+    console.error(`${role}: ${problem}`);
+    return EXIT.usage;
+  }
+  const peerLabel = o.peerName;
+  const emit = o.json
+    ? jsonRenderer(writeStdout)
+    : terminalRenderer(writeStdout, () => peerLabel);
+  let client: ChatClient;
+  try {
+    client = await prepareClient(o, emit);
+  } catch (e) {
+    const code = typeof (e as Error).cause === "number"
+      ? (e as Error).cause as number
+      : EXIT.other;
+    emit({
+      type: "error",
+      code: code === EXIT.relay ? "pin-mismatch" : "setup",
+      message: (e as Error).message,
+    });
+    if (!o.json) writeStdout("\n");
+    return code;
+  }
+  let interrupts = 0;
+  const onSigint = () =>
+    client.quit(++interrupts > 1 ? "interrupted twice" : "interrupted");
+  Deno.addSignalListener("SIGINT", onSigint);
+  const running = client.run();
+  pumpStdin(client);
+  const code = await running;
+  Deno.removeSignalListener("SIGINT", onSigint);
+  return code;
+}

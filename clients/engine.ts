@@ -1,0 +1,1271 @@
+/**
+ * The client engine shared by the bank and the customer: relay connection
+ * with reconnects, the handshake over the relay (with retransmission, restarts
+ * and simultaneous-open tie-break), the secure session (outbox, retransmission
+ * of unacknowledged packets, cover traffic, clean close), trust on first use,
+ * and the payment scenario. It owns timers and the relay socket but no
+ * terminal: it reports {@link ClientEvent}s to a callback and takes input
+ * through {@link ChatClient.input}, {@link ChatClient.eof} and
+ * {@link ChatClient.quit}, so the terminal UI, the JSON mode and the demo
+ * drive the same code.
+ * @module
+ */
+
+import { type Bytes, bytesEqual, utf8 } from "../lib/bytes.ts";
+import { ProtocolError } from "../lib/errors.ts";
+import {
+  fingerprint,
+  formatFingerprint,
+  safetyNumber,
+} from "../lib/fingerprint.ts";
+import {
+  Initiator,
+  PACKET_HS1,
+  PACKET_HS2,
+  PACKET_HS3,
+  PACKET_RECORD,
+  Responder,
+  type TrustDecision,
+} from "../lib/handshake.ts";
+import type { Identity } from "../lib/identity.ts";
+import type { KnownPeers, PeerStatus } from "../lib/known_peers.ts";
+import type { Frame } from "../lib/relay_frame.ts";
+import { formatSessionId } from "../lib/registration.ts";
+import type { Session, SessionEvent } from "../lib/session.ts";
+import { Backoff } from "../lib/backoff.ts";
+import {
+  describePaymentRequest,
+  encodePaymentMessage,
+  parsePaymentMessage,
+  type PaymentRequest,
+  paymentRequest,
+  paymentResponse,
+} from "../lib/payment.ts";
+import { E2E_VERSION, MAX_BODY } from "../lib/constants.ts";
+import { PRIVATE_FILE_MODE, writeFileAtomic } from "../lib/deno/atomic_file.ts";
+import { saveKnownPeers } from "../lib/deno/key_file.ts";
+import { type ClientOptions, EXIT } from "./args.ts";
+
+/** What the engine needs from a relay connection (RelayConnection or the pinned one). */
+export interface RelayLink {
+  /** Our registered session ID. */
+  readonly id: Uint8Array;
+  /** Frames after registration. */
+  onFrame: (frame: Frame) => void;
+  /** Resolves when the connection ends. */
+  readonly closed: Promise<{ code: number; reason: string }>;
+  /** Sends a DATA frame; -1 when not open. */
+  send(peer: Uint8Array, payload: Uint8Array): number;
+  /** Closes the connection. */
+  close(
+    code?: number,
+    reason?: string,
+  ): Promise<{ code: number; reason: string }>;
+  /** True while open. */
+  readonly open: boolean;
+}
+
+/** Opens and registers a new relay connection. */
+export type Connector = () => Promise<RelayLink>;
+
+/** Trust status shown after the handshake. */
+export type TrustStatus = Exclude<PeerStatus, "changed">;
+
+/** Everything the engine reports. */
+export type ClientEvent =
+  | {
+    type: "ready";
+    role: string;
+    id: string;
+    fingerprint: string;
+    address: string;
+  }
+  | {
+    type: "secure";
+    peer: string;
+    peerName: string;
+    peerFingerprint: string;
+    safetyNumber: string;
+    trust: TrustStatus;
+    role: "initiator" | "responder";
+  }
+  | { type: "sent"; id: number; text: string; at: string }
+  | { type: "delivered"; id: number; at: string }
+  | { type: "message"; text: string; counter: number; seq: number; at: string }
+  | {
+    type: "payment";
+    event: "request" | "response";
+    direction: "sent" | "received";
+    amount?: string;
+    currency?: string;
+    payee?: string;
+    reference: string;
+    decision?: "approved" | "declined";
+    matches?: boolean;
+  }
+  | { type: "prompt"; kind: "payment" | "verify" | "trust"; text: string }
+  | { type: "notice"; text: string }
+  | {
+    type: "status";
+    phase: string;
+    relay: "connected" | "reconnecting";
+    peerOnline: boolean;
+    outbox: number;
+    unacked: number;
+    epoch?: number;
+    trust?: string;
+  }
+  | { type: "verified"; peerName: string }
+  | {
+    type: "error";
+    code: string;
+    message: string;
+    ids?: number[];
+    [k: string]: unknown;
+  }
+  | { type: "closed"; reason: string };
+
+/** Dependencies of a {@link ChatClient}: loaded files and I/O. */
+export interface ClientDeps {
+  /** Our identity. */
+  identity: Identity;
+  /** Known peers (mutated and saved to `knownPeersPath`). */
+  knownPeers: KnownPeers;
+  /** Path of known_peers.json. */
+  knownPeersPath: string;
+  /** Opens a relay connection. */
+  connect: Connector;
+  /** Receives every event. */
+  emit: (event: ClientEvent) => void;
+  /** The address printed for the peer (computed by the caller). */
+  address: (id: Uint8Array) => string;
+  /** Clock (ms); default Date.now. */
+  now?: () => number;
+}
+
+/** Handshake retransmission: first retry after ~0.5 s, at most every 4 s. */
+const HS_RETRY = { baseMs: 500, maxMs: 4000 };
+/** Retransmission of unacknowledged packets when no ACK comes (ms). */
+const RTO = { baseMs: 1500, maxMs: 15000 };
+/** Probes towards a peer the relay reported offline/busy (ms). */
+const PEER_RETRY = { baseMs: 250, maxMs: 2000 };
+/** Probe interval once the relay stopped reporting the peer offline but it stays silent (ms). */
+const SILENT_PROBE_MS = 1000;
+/**
+ * Retransmissions the peer may leave unanswered while the relay delivers
+ * them (no peer-offline) before we conclude it lost the session (it
+ * restarted) and start a new handshake, re-sending unconfirmed messages.
+ */
+const SILENT_LIMIT = 3;
+/** Relay reconnect schedule (ms). */
+const RECONNECT = { baseMs: 200, maxMs: 5000 };
+/** Records kept while the responder waits for a lost HS3. */
+const MAX_EARLY_RECORDS = 256;
+/** Messages sealed per batch by the pump. */
+const PUMP_BATCH = 64;
+/** Relay error names that mean "the peer cannot take it right now". */
+const TRANSIENT_ERRORS = new Set(["peer-offline", "peer-busy", "rate-limited"]);
+/** Close code of a registration replaced by a newer connection with the same ID. */
+const CLOSE_REPLACED = 4000;
+
+interface OutMessage {
+  id: number;
+  text: string;
+}
+
+type Phase =
+  | "connecting"
+  | "handshake"
+  | "refused"
+  | "secure"
+  | "closing"
+  | "done";
+
+/** One run of a bank or customer client; see the module doc. */
+export class ChatClient {
+  readonly #o: ClientOptions;
+  readonly #d: ClientDeps;
+  readonly #now: () => number;
+  readonly #done = Promise.withResolvers<number>();
+  #finished = false;
+  #queue: Promise<void> = Promise.resolve();
+  #timer?: ReturnType<typeof setTimeout>;
+  #phase: Phase = "connecting";
+
+  // relay
+  #link?: RelayLink;
+  #localId: Uint8Array = new Uint8Array(16);
+  #reconnecting = false;
+  #reconnectDeadline?: number;
+  #reconnectBackoff = new Backoff(RECONNECT);
+
+  // peer & handshake
+  #peerId?: Uint8Array;
+  #initiator?: Initiator<Session>;
+  #responder?: Responder<Session>;
+  #hs1?: Bytes; // initiator: our HS1; responder: the HS1 answered
+  #hs2?: Bytes; // responder: our HS2; initiator: the HS2 processed
+  #hs3Pending?: Bytes; // initiator: resend until the responder is heard
+  #hsRetryAt?: number;
+  #hsBackoff = new Backoff(HS_RETRY);
+  #waitDeadline?: number;
+  #peerSeen = false;
+  #lastTrust?: {
+    status: PeerStatus;
+    spki: Bytes;
+    fp: string;
+    previous?: string;
+  };
+  #early: Bytes[] = [];
+
+  // session
+  #session?: Session;
+  #trust?: TrustStatus;
+  #peerFp?: string;
+  #safety?: string;
+  #nextMsgId = 1;
+  #outbox: OutMessage[] = [];
+  #inflight = new Map<bigint, OutMessage>();
+  #peerOnline = true;
+  #retryAt?: number;
+  #peerBackoff = new Backoff(PEER_RETRY);
+  #rtoAt?: number;
+  #rtoBackoff = new Backoff(RTO);
+  #silent = 0;
+  #hs3Tries = 0;
+
+  // closing & UI state
+  #eof = false;
+  #closeRequested = false;
+  #closeSent = false;
+  #closeDeadline?: number;
+  #prompt?: {
+    kind: "payment" | "verify" | "trust";
+    answer: (yes: boolean) => Promise<void>;
+  };
+  #scenarioDone = false;
+  #paymentSent?: { body: string; request: PaymentRequest };
+
+  /** Creates the client; call {@link run}. */
+  constructor(options: ClientOptions, deps: ClientDeps) {
+    this.#o = options;
+    this.#d = deps;
+    this.#now = deps.now ?? Date.now;
+  }
+
+  /** Connects and runs until the conversation ends; resolves to the exit code. */
+  async run(): Promise<number> {
+    try {
+      this.#attach(await this.#d.connect());
+    } catch (e) {
+      const kind = (e as { kind?: string }).kind;
+      this.#error(
+        kind === "tls" ? "tls" : "relay-unreachable",
+        (e as Error).message,
+      );
+      return EXIT.relay;
+    }
+    this.#localId = this.#link!.id.slice();
+    this.#d.emit({
+      type: "ready",
+      role: this.#o.role,
+      id: formatSessionId(this.#localId),
+      fingerprint: (await fingerprint(this.#d.identity.spki)).toHex(),
+      address: this.#d.address(this.#localId),
+    });
+    const now = this.#now();
+    if (this.#o.waitS > 0) this.#waitDeadline = now + this.#o.waitS * 1000;
+    this.#phase = "handshake";
+    if (this.#o.peer) {
+      this.#peerId = this.#o.peer.id.slice();
+      this.#do(() => this.#startInitiator());
+    } else {
+      this.#newResponder();
+    }
+    this.#reschedule();
+    return this.#done.promise;
+  }
+
+  /** A line typed by the user (interactive) or read from stdin (scripted). */
+  input(line: string): void {
+    this.#do(() => this.#onInput(line));
+  }
+
+  /** End of input: close once everything sent is acknowledged. */
+  eof(): void {
+    this.#do(() => {
+      this.#eof = true;
+      this.#maybeRequestClose();
+      return this.#maybeClose();
+    });
+  }
+
+  /** /quit or Ctrl-C: close cleanly now (give up at once if no session). */
+  quit(reason = "quit"): void {
+    this.#do(() => this.#quit(reason));
+  }
+
+  // ── serialization, timers ────────────────────────────────────────────────
+
+  /** Runs `fn` after everything queued before; an exception ends the run. */
+  #do(fn: () => void | Promise<void>): void {
+    this.#queue = this.#queue.then(async () => {
+      if (this.#finished) return;
+      try {
+        await fn();
+      } catch (e) {
+        await this.#crash(e);
+      }
+      if (!this.#finished) this.#reschedule();
+    });
+  }
+
+  async #crash(e: unknown): Promise<void> {
+    if (e instanceof ProtocolError) {
+      if (e.code === "identity-changed") return await this.#refused(e);
+      const inHandshake = this.#phase === "handshake";
+      this.#error(e.code, e.message);
+      return this.#finish(inHandshake ? EXIT.handshake : EXIT.other, "failed");
+    }
+    this.#error("internal", (e as Error)?.message ?? String(e));
+    this.#finish(EXIT.other, "failed");
+  }
+
+  #reschedule(): void {
+    clearTimeout(this.#timer);
+    if (this.#finished) return;
+    const candidates = [
+      this.#session?.nextDeadline(),
+      this.#rtoAt,
+      this.#retryAt,
+      this.#hsRetryAt,
+      this.#phase === "secure" || this.#phase === "closing"
+        ? undefined
+        : this.#waitDeadline,
+      this.#closeDeadline,
+    ].filter((t): t is number => t !== undefined);
+    if (candidates.length === 0) return;
+    const delay = Math.max(0, Math.min(...candidates) - this.#now());
+    this.#timer = setTimeout(
+      () => this.#do(() => this.#tick()),
+      Math.min(delay, 2 ** 31 - 1),
+    );
+  }
+
+  async #tick(): Promise<void> {
+    const now = this.#now();
+    if (
+      this.#waitDeadline !== undefined && now >= this.#waitDeadline &&
+      (this.#phase === "handshake" || this.#phase === "connecting")
+    ) {
+      const who = this.#peerId
+        ? `peer ${formatSessionId(this.#peerId)}`
+        : "no peer";
+      this.#error(
+        "peer-timeout",
+        `${who} ${
+          this.#peerSeen ? "did not complete the handshake" : "never arrived"
+        } within ${this.#o.waitS} s (is the ID right and is the peer connected to the same relay?)`,
+      );
+      return this.#finish(EXIT.noPeer, "peer never arrived");
+    }
+    if (this.#closeDeadline !== undefined && now >= this.#closeDeadline) {
+      const ids = [...this.#inflight.values(), ...this.#outbox].map((m) =>
+        m.id
+      );
+      this.#error(
+        "close-timeout",
+        `could not close cleanly within ${this.#o.closeTimeoutS} s` +
+          (ids.length
+            ? `; messages not confirmed as delivered: #${ids.join(", #")}`
+            : ""),
+        { ids },
+      );
+      return this.#finish(EXIT.other, "close timed out");
+    }
+    // Handshake timers.
+    if (this.#initiator?.phase === "wait-hs2") {
+      try {
+        this.#initiator.checkTimeout(now);
+      } catch {
+        this.#notice("handshake timed out; starting a new one");
+        await this.#startInitiator();
+      }
+      if (
+        this.#hsRetryAt !== undefined && now >= this.#hsRetryAt && this.#hs1
+      ) {
+        this.#sendToPeer(this.#hs1);
+        this.#hsRetryAt = now + this.#hsBackoff.next();
+      }
+    } else {
+      this.#hsRetryAt = undefined;
+    }
+    if (this.#responder?.phase === "wait-hs3") {
+      try {
+        this.#responder.checkTimeout(now);
+      } catch {
+        this.#notice(
+          "the peer did not finish the handshake in time; waiting again",
+        );
+        if (this.#o.peer) await this.#startInitiator();
+        else this.#newResponder();
+      }
+    }
+    const s = this.#session;
+    if (!s) return;
+    const due = s.nextDeadline();
+    if (due !== undefined && now >= due && !s.failed) {
+      this.#sendPackets(await s.poll(now));
+      await this.#afterSession();
+    }
+    if (this.#retryAt !== undefined && now >= this.#retryAt) {
+      // Peer reported away: probe with what is unacknowledged (or one queued message).
+      const wasSilent = this.#silent > 0;
+      if (await this.#probe()) return;
+      this.#retryAt = now +
+        (wasSilent ? SILENT_PROBE_MS : this.#peerBackoff.next());
+    }
+    if (this.#rtoAt !== undefined && now >= this.#rtoAt && this.#peerOnline) {
+      if (await this.#probe()) return;
+      this.#rtoAt = s.unacked().length > 0 || this.#hs3Pending
+        ? now + this.#rtoBackoff.next()
+        : undefined;
+    }
+  }
+
+  /**
+   * Retransmits; after SILENT_LIMIT unanswered rounds that the relay did
+   * deliver, starts a new session instead. Returns true in that case.
+   */
+  async #probe(): Promise<boolean> {
+    const s = this.#session!;
+    if (s.unacked().length === 0 && this.#outbox.length > 0) {
+      await this.#pump(1);
+    }
+    if (s.unacked().length > 0) {
+      if (++this.#silent > SILENT_LIMIT && this.#peerId) {
+        await this.#rehandshake(
+          "the peer stopped answering although the relay delivers to it (it restarted?)",
+        );
+        return true;
+      }
+      this.#retransmit();
+    } else if (this.#hs3Pending) {
+      // Nothing to acknowledge yet: resend HS3 a few times in case it was lost.
+      if (++this.#hs3Tries > SILENT_LIMIT) this.#hs3Pending = undefined;
+      else this.#sendToPeer(this.#hs3Pending);
+    }
+    return false;
+  }
+
+  /** Drops the session, re-queues unconfirmed messages and handshakes again as initiator. */
+  async #rehandshake(why: string): Promise<void> {
+    this.#notice(`${why}; starting a new secure session`);
+    this.#dropSession();
+    await this.#startInitiator();
+    if (this.#o.waitS > 0) {
+      this.#waitDeadline = this.#now() + this.#o.waitS * 1000;
+    }
+  }
+
+  #finish(code: number, reason: string): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#phase = "done";
+    clearTimeout(this.#timer);
+    this.#initiator?.abort();
+    this.#responder?.abort();
+    const link = this.#link;
+    this.#link = undefined;
+    this.#d.emit({ type: "closed", reason });
+    const closing = link
+      ? link.close(1000, "bye").catch(() => {})
+      : Promise.resolve();
+    closing.then(() => this.#done.resolve(code));
+  }
+
+  // ── relay link ───────────────────────────────────────────────────────────
+
+  #attach(link: RelayLink): void {
+    this.#link = link;
+    link.onFrame = (f) => this.#do(() => this.#onFrame(f));
+    link.closed.then((info) => this.#do(() => this.#onLinkClosed(link, info)));
+  }
+
+  #onLinkClosed(link: RelayLink, info: { code: number; reason: string }): void {
+    if (link !== this.#link) return;
+    this.#link = undefined;
+    if (info.code === CLOSE_REPLACED) {
+      this.#error(
+        "replaced",
+        "another client registered the same session ID (same keys folder?); stopping",
+      );
+      return this.#finish(EXIT.other, "replaced");
+    }
+    this.#notice(
+      `relay connection lost (${info.code}${
+        info.reason ? " " + info.reason : ""
+      }); reconnecting`,
+    );
+    this.#reconnectDeadline ??= this.#now() + this.#o.reconnectS * 1000;
+    this.#scheduleReconnect();
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#reconnecting || this.#finished) return;
+    this.#reconnecting = true;
+    setTimeout(async () => {
+      if (this.#finished) return;
+      try {
+        const link = await this.#d.connect();
+        this.#reconnecting = false;
+        if (this.#finished) {
+          link.close();
+          return;
+        }
+        this.#do(() => this.#reattached(link));
+      } catch (e) {
+        this.#reconnecting = false;
+        if (this.#finished) return;
+        if (this.#now() >= (this.#reconnectDeadline ?? 0)) {
+          this.#do(() => {
+            this.#error(
+              "relay-unreachable",
+              `the relay stayed unreachable for ${this.#o.reconnectS} s: ${
+                (e as Error).message
+              }`,
+            );
+            this.#finish(EXIT.relay, "relay lost");
+          });
+        } else {
+          this.#scheduleReconnect();
+        }
+      }
+    }, this.#reconnectBackoff.next());
+  }
+
+  async #reattached(link: RelayLink): Promise<void> {
+    this.#attach(link);
+    this.#reconnectBackoff.reset();
+    this.#reconnectDeadline = undefined;
+    this.#notice("reconnected to the relay");
+    if (this.#initiator?.phase === "wait-hs2" && this.#hs1) {
+      this.#sendToPeer(this.#hs1);
+    }
+    this.#peerOnline = true;
+    this.#retransmit();
+    await this.#pump();
+    await this.#maybeClose();
+  }
+
+  #sendToPeer(packet: Uint8Array): void {
+    if (this.#peerId && this.#link?.open) this.#link.send(this.#peerId, packet);
+  }
+
+  #sendPackets(packets: Uint8Array[]): void {
+    for (const p of packets) this.#sendToPeer(p);
+  }
+
+  /** Resends HS3 (if not yet confirmed) and every unacknowledged packet, byte-identical. */
+  #retransmit(): void {
+    if (this.#hs3Pending) this.#sendToPeer(this.#hs3Pending);
+    if (this.#session && !this.#session.failed) {
+      this.#sendPackets(this.#session.unacked());
+    }
+  }
+
+  async #onFrame(frame: Frame): Promise<void> {
+    if (frame.type === "error") {
+      if (!TRANSIENT_ERRORS.has(frame.name)) {
+        this.#notice(`relay error ${frame.name}: ${frame.reason}`);
+        return;
+      }
+      if (this.#peerId && !bytesEqual(frame.peer, this.#peerId)) return;
+      this.#silent = 0;
+      if (this.#session && this.#peerOnline) {
+        this.#peerOnline = false;
+        this.#rtoAt = undefined;
+        this.#notice(
+          `peer unavailable (${frame.name}); messages wait in the outbox`,
+        );
+      }
+      if (this.#session && this.#retryAt === undefined) {
+        this.#retryAt = this.#now() + this.#peerBackoff.next();
+      }
+      return;
+    }
+    if (frame.type !== "data") return;
+    const p = frame.payload;
+    if (p.length < 2 || p[0] !== E2E_VERSION) return;
+    const from = frame.peer;
+    const fromPeer = this.#peerId !== undefined &&
+      bytesEqual(from, this.#peerId);
+    if (fromPeer) {
+      this.#peerSeen = true;
+      const wasAway = !this.#peerOnline;
+      this.#peerOnline = true;
+      this.#silent = 0;
+      this.#retryAt = undefined;
+      this.#peerBackoff.reset();
+      if (wasAway) {
+        this.#notice("peer is back");
+        this.#rtoBackoff.reset();
+        this.#rtoAt = undefined;
+        this.#retransmit();
+      }
+    }
+    switch (p[1]) {
+      case PACKET_HS1:
+        return await this.#onHs1(from, p);
+      case PACKET_HS2:
+        if (fromPeer) await this.#onHs2(p);
+        return;
+      case PACKET_HS3:
+        if (fromPeer) await this.#onHs3(p);
+        return;
+      case PACKET_RECORD:
+        if (fromPeer) await this.#onRecord(p);
+        return;
+    }
+  }
+
+  // ── handshake ────────────────────────────────────────────────────────────
+
+  #trustCallback = (spki: Bytes, fp: string): TrustDecision => {
+    const check = this.#d.knownPeers.check(this.#o.peerName, fp);
+    this.#lastTrust = {
+      status: check.status,
+      spki: spki.slice(),
+      fp,
+      previous: check.previous,
+    };
+    if (check.status === "changed") {
+      return {
+        code: "identity-changed",
+        message:
+          `the identity key of ${
+            JSON.stringify(this.#o.peerName)
+          } has CHANGED ` +
+          `(recorded ${check.previous}, presented ${fp}); refusing`,
+      };
+    }
+    return "ok";
+  };
+
+  #sessionOptions() {
+    return {
+      coverRate: this.#o.coverRate,
+      signEvery: this.#o.scenario ? 1 : this.#o.signEvery,
+    };
+  }
+
+  async #startInitiator(): Promise<void> {
+    this.#responder = undefined;
+    this.#initiator?.abort();
+    const { handshake, message } = await Initiator.start({
+      identity: this.#d.identity,
+      localId: this.#localId as Bytes,
+      peerId: this.#peerId! as Bytes,
+      now: this.#now(),
+      trust: this.#trustCallback,
+      sessionOptions: this.#sessionOptions(),
+    });
+    this.#initiator = handshake;
+    this.#hs1 = message;
+    this.#hs2 = undefined;
+    this.#hsBackoff.reset();
+    this.#hsRetryAt = this.#now() + this.#hsBackoff.next();
+    this.#phase = "handshake";
+    this.#sendToPeer(message);
+  }
+
+  #newResponder(): void {
+    this.#initiator = undefined;
+    this.#responder = Responder.create({
+      identity: this.#d.identity,
+      localId: this.#localId as Bytes,
+      trust: this.#trustCallback,
+      sessionOptions: this.#sessionOptions(),
+    });
+    if (!this.#o.peer) this.#peerId = undefined;
+    this.#hs1 = this.#hs2 = undefined;
+    this.#early = [];
+  }
+
+  async #onHs1(from: Uint8Array, p: Bytes): Promise<void> {
+    const fromPeer = this.#peerId !== undefined &&
+      bytesEqual(from, this.#peerId);
+    if (this.#o.peer && !fromPeer) return; // we only talk to the peer we were given
+    if (this.#phase === "refused") return;
+    if (this.#initiator?.phase === "wait-hs2") {
+      // Simultaneous open: the side with the smaller ID becomes the responder.
+      if (formatSessionId(this.#localId) > formatSessionId(from)) return;
+      this.#notice("both sides started a handshake; answering the peer's");
+      this.#newResponder();
+      this.#peerId = from.slice();
+    } else if (this.#session) {
+      if (!fromPeer || (this.#hs1 && bytesEqual(p, this.#hs1))) return;
+      this.#notice(
+        "the peer started a new secure session (it restarted?); answering",
+      );
+      this.#dropSession();
+      this.#newResponder();
+      this.#peerId = from.slice();
+    } else if (this.#responder?.phase === "wait-hs3") {
+      if (!fromPeer) return;
+      if (this.#hs1 && bytesEqual(p, this.#hs1)) {
+        if (this.#hs2) this.#sendToPeer(this.#hs2);
+        return;
+      }
+      this.#newResponder();
+      this.#peerId = from.slice();
+    } else if (this.#responder?.phase === "wait-hs1") {
+      this.#peerId = from.slice();
+    } else {
+      return;
+    }
+    this.#peerSeen = true;
+    const out = await this.#responder!.receive(p, { now: this.#now(), from });
+    this.#hs1 = p.slice();
+    this.#hs2 = out.send!;
+    this.#sendToPeer(out.send!);
+  }
+
+  async #onHs2(p: Bytes): Promise<void> {
+    if (this.#initiator?.phase !== "wait-hs2") {
+      if (this.#hs2 && bytesEqual(p, this.#hs2) && this.#hs3Pending) {
+        this.#sendToPeer(this.#hs3Pending);
+      }
+      return;
+    }
+    const out = await this.#initiator.receive(p, this.#now());
+    this.#hs2 = p.slice();
+    this.#hsRetryAt = undefined;
+    this.#sendToPeer(out.send);
+    this.#hs3Pending = out.send;
+    this.#hs3Tries = 0;
+    await this.#secure(out.session, "initiator");
+  }
+
+  async #onHs3(p: Bytes): Promise<void> {
+    if (this.#responder?.phase !== "wait-hs3") return;
+    const out = await this.#responder.receive(p, {
+      now: this.#now(),
+      from: this.#peerId,
+    });
+    await this.#secure(out.session!, "responder");
+    const early = this.#early;
+    this.#early = [];
+    for (const r of early) await this.#onRecord(r);
+  }
+
+  async #refused(e: ProtocolError): Promise<void> {
+    const t = this.#lastTrust;
+    this.#phase = "refused";
+    this.#initiator = this.#responder = undefined;
+    this.#hsRetryAt = undefined;
+    const sn = t
+      ? await safetyNumber(this.#d.identity.spki, t.spki)
+      : undefined;
+    this.#error("identity-changed", e.message, {
+      peerName: this.#o.peerName,
+      previousFingerprint: t?.previous,
+      presentedFingerprint: t?.fp,
+      safetyNumber: sn,
+    });
+    if (this.#o.json) return this.#finish(EXIT.trust, "peer identity changed");
+    this.#prompt = {
+      kind: "trust",
+      answer: async (yes) => {
+        if (!yes || !t) return this.#notice("key not trusted; /quit to leave");
+        this.#d.knownPeers.retrust(this.#o.peerName, t.fp, this.#now());
+        await saveKnownPeers(this.#d.knownPeersPath, this.#d.knownPeers);
+        this.#notice(
+          `new key of ${this.#o.peerName} trusted; starting a new handshake`,
+        );
+        if (this.#peerId) await this.#startInitiator();
+        else this.#newResponder();
+        this.#phase = "handshake";
+      },
+    };
+    this.#notice(
+      "Compare the safety number above with your peer over another channel. " +
+        "Type /trust to accept the new key, or /quit.",
+    );
+  }
+
+  // ── session ──────────────────────────────────────────────────────────────
+
+  async #secure(
+    session: Session,
+    role: "initiator" | "responder",
+  ): Promise<void> {
+    const t = this.#lastTrust!;
+    this.#session = session;
+    this.#phase = this.#closeRequested ? "closing" : "secure";
+    this.#peerFp = t.fp;
+    this.#safety = await safetyNumber(this.#d.identity.spki, t.spki);
+    this.#d.knownPeers.record(this.#o.peerName, t.fp, this.#now());
+    await saveKnownPeers(this.#d.knownPeersPath, this.#d.knownPeers);
+    this.#trust = t.status === "verified"
+      ? "verified"
+      : t.status === "known"
+      ? "known"
+      : "new";
+    this.#waitDeadline = undefined;
+    this.#hsRetryAt = undefined;
+    this.#initiator = undefined;
+    const now = this.#now();
+    if (role === "initiator") this.#rtoAt = now + this.#rtoBackoff.next(); // until HS3 is confirmed
+    this.#sendPackets(await session.poll(now)); // starts the session's timers (cover traffic)
+    this.#d.emit({
+      type: "secure",
+      peer: formatSessionId(this.#peerId!),
+      peerName: this.#o.peerName,
+      peerFingerprint: t.fp,
+      safetyNumber: this.#safety,
+      trust: this.#trust,
+      role,
+    });
+    if (
+      this.#o.scenario === "payment" && this.#o.role === "bank" &&
+      !this.#paymentSent
+    ) {
+      const request = paymentRequest(this.#o.payment);
+      const body = encodePaymentMessage(request);
+      this.#paymentSent = { body, request };
+      this.#outbox.unshift({ id: this.#nextMsgId++, text: body });
+      this.#d.emit({
+        type: "payment",
+        event: "request",
+        direction: "sent",
+        ...request,
+      });
+    }
+    await this.#pump();
+  }
+
+  /**
+   * Forgets a session the peer abandoned. Its unconfirmed messages go back to
+   * the front of the outbox for the next session (the peer may have received
+   * some of them before it lost its session: at-least-once across restarts).
+   */
+  #dropSession(): void {
+    const unconfirmed = [...this.#inflight.entries()].sort((a, b) =>
+      a[0] < b[0] ? -1 : 1
+    )
+      .map(([, m]) => m);
+    if (unconfirmed.length) {
+      this.#notice(
+        `${unconfirmed.length} unconfirmed message(s) will be re-sent in the new session: #${
+          unconfirmed.map((m) => m.id).join(", #")
+        }`,
+      );
+      this.#outbox.unshift(...unconfirmed);
+    }
+    this.#inflight.clear();
+    this.#silent = 0;
+    this.#retryAt = undefined;
+    this.#peerOnline = true;
+    this.#closeSent = false;
+    this.#session = undefined;
+    this.#hs3Pending = undefined;
+    this.#rtoAt = undefined;
+    this.#phase = "handshake";
+  }
+
+  async #onRecord(p: Bytes): Promise<void> {
+    const s = this.#session;
+    if (!s) {
+      if (
+        this.#responder?.phase === "wait-hs3" &&
+        this.#early.length < MAX_EARLY_RECORDS
+      ) {
+        this.#early.push(p.slice());
+      }
+      return;
+    }
+    if (s.failed) return;
+    const before = s.stats.packetsReceived;
+    const { events, packets } = await s.receive(p, this.#now());
+    if (s.stats.packetsReceived > before) this.#hs3Pending = undefined;
+    this.#sendPackets(packets);
+    for (const ev of events) await this.#onSessionEvent(ev);
+    await this.#afterSession();
+  }
+
+  async #onSessionEvent(ev: SessionEvent): Promise<void> {
+    const at = new Date(this.#now()).toISOString();
+    switch (ev.type) {
+      case "message": {
+        const text = new TextDecoder().decode(ev.body);
+        this.#d.emit({
+          type: "message",
+          text,
+          counter: Number(ev.counter),
+          seq: Number(ev.seq),
+          at,
+        });
+        await this.#onPaymentMessage(text);
+        break;
+      }
+      case "acked": {
+        let progress = false;
+        for (const seq of ev.seqs) {
+          progress = true;
+          const m = this.#inflight.get(seq);
+          if (!m) continue;
+          this.#inflight.delete(seq);
+          this.#d.emit({ type: "delivered", id: m.id, at });
+        }
+        if (progress) {
+          this.#rtoBackoff.reset();
+          this.#rtoAt = undefined;
+          this.#silent = 0;
+        }
+        break;
+      }
+      case "peer-closed":
+        if (!this.#closeSent) this.#notice("the peer closed the conversation");
+        if (this.#outbox.length) {
+          const ids = this.#outbox.map((m) => m.id);
+          this.#error(
+            "not-sent",
+            `the peer closed first; messages not sent: #${ids.join(", #")}`,
+            {
+              ids,
+            },
+          );
+          this.#outbox = [];
+        }
+        this.#phase = "closing";
+        break;
+      case "closed":
+        await this.#writeTranscript();
+        return this.#finish(EXIT.ok, "conversation closed");
+    }
+  }
+
+  /** After any session activity: arm the RTO, pump the outbox, maybe close. */
+  async #afterSession(): Promise<void> {
+    const s = this.#session;
+    if (!s || this.#finished) return;
+    if (
+      s.unacked().length > 0 && this.#rtoAt === undefined && this.#peerOnline
+    ) {
+      this.#rtoAt = this.#now() + this.#rtoBackoff.next();
+    }
+    await this.#pump();
+    await this.#maybeClose();
+  }
+
+  /** Seals and sends queued messages while the peer is reachable (or `limit` of them as a probe). */
+  async #pump(limit?: number): Promise<void> {
+    const s = this.#session;
+    if (!s || !this.#link?.open || this.#phase === "done") return;
+    if (!this.#peerOnline && limit === undefined) return;
+    if (this.#phase !== "secure" && this.#phase !== "closing") return;
+    let budget = limit ?? Infinity;
+    while (this.#outbox.length > 0 && !s.failed && budget > 0) {
+      const n = Math.min(
+        s.sendCapacity(),
+        PUMP_BATCH,
+        this.#outbox.length,
+        budget,
+      );
+      budget -= n;
+      if (n <= 0) break;
+      const batch = this.#outbox.slice(0, n);
+      const transcript = s.transcript;
+      const mark = transcript?.messages.length ?? 0;
+      const sealing = s.sendMany(batch.map((m) => utf8(m.text)), this.#now());
+      // Seqs are assigned synchronously, in call order: read them from the transcript.
+      const added = transcript?.messages.slice(mark) ?? [];
+      let packets: Bytes[];
+      try {
+        packets = await sealing;
+      } catch (e) {
+        if (e instanceof ProtocolError && e.code === "window-full") break;
+        if (e instanceof ProtocolError && e.code === "closed") {
+          const ids = this.#outbox.map((m) => m.id);
+          this.#outbox = [];
+          this.#error(
+            "not-sent",
+            `the session is closing; messages not sent: #${ids.join(", #")}`,
+            {
+              ids,
+            },
+          );
+          break;
+        }
+        throw e;
+      }
+      this.#outbox.splice(0, n);
+      added.forEach((rec, i) => this.#inflight.set(rec.seq, batch[i]));
+      this.#sendPackets(packets);
+      const at = new Date(this.#now()).toISOString();
+      for (const m of batch) {
+        this.#d.emit({ type: "sent", id: m.id, text: m.text, at });
+      }
+    }
+    if (
+      s.unacked().length > 0 && this.#rtoAt === undefined && this.#peerOnline
+    ) {
+      this.#rtoAt = this.#now() + this.#rtoBackoff.next();
+    }
+  }
+
+  // ── input, close ─────────────────────────────────────────────────────────
+
+  async #onInput(line: string): Promise<void> {
+    const text = line.replace(/\r$/, "");
+    if (this.#prompt && !text.startsWith("/")) {
+      const p = this.#prompt;
+      const yes = /^\s*(y|yes)\s*$/i.test(text);
+      this.#prompt = undefined;
+      return await p.answer(yes);
+    }
+    if (!this.#o.json && text.startsWith("/")) {
+      return await this.#command(text.trim());
+    }
+    if (text.length === 0) return;
+    this.#queueText(text);
+    await this.#pump();
+  }
+
+  #queueText(text: string): number | undefined {
+    const id = this.#nextMsgId++;
+    if (utf8(text).length > MAX_BODY) {
+      this.#error(
+        "too-large",
+        `message #${id} not sent: longer than ${MAX_BODY} bytes`,
+        { ids: [id] },
+      );
+      return undefined;
+    }
+    if (this.#closeRequested || this.#phase === "closing") {
+      this.#error(
+        "not-sent",
+        `message #${id} not sent: the conversation is closing`,
+        { ids: [id] },
+      );
+      return undefined;
+    }
+    if (this.#outbox.length >= this.#o.outbox) {
+      this.#error(
+        "outbox-full",
+        `message #${id} not sent: the outbox is full (${this.#o.outbox} messages waiting for the peer)`,
+        { ids: [id], text },
+      );
+      return undefined;
+    }
+    this.#outbox.push({ id, text });
+    return id;
+  }
+
+  async #command(cmd: string): Promise<void> {
+    const [name] = cmd.split(/\s+/);
+    switch (name) {
+      case "/quit":
+        return await this.#quit("quit");
+      case "/status":
+        this.#d.emit({
+          type: "status",
+          phase: this.#phase,
+          relay: this.#link?.open ? "connected" : "reconnecting",
+          peerOnline: this.#peerOnline,
+          outbox: this.#outbox.length,
+          unacked: this.#inflight.size,
+          epoch: this.#session?.epoch,
+          trust: this.#trust,
+        });
+        return;
+      case "/verify": {
+        if (!this.#session || !this.#safety || !this.#peerFp) {
+          return this.#notice("no secure session yet: nothing to verify");
+        }
+        const fp = this.#peerFp;
+        this.#d.emit({
+          type: "prompt",
+          kind: "verify",
+          text:
+            `Safety number: ${this.#safety}\nPeer fingerprint: ${
+              formatFingerprint(Uint8Array.fromHex(fp))
+            }\n` +
+            `Does your peer see exactly the same safety number? Type yes to mark ${this.#o.peerName} verified.`,
+        });
+        this.#prompt = {
+          kind: "verify",
+          answer: async (yes) => {
+            if (!yes) return this.#notice("not verified");
+            this.#d.knownPeers.markVerified(this.#o.peerName, fp);
+            await saveKnownPeers(this.#d.knownPeersPath, this.#d.knownPeers);
+            this.#trust = "verified";
+            this.#d.emit({ type: "verified", peerName: this.#o.peerName });
+          },
+        };
+        return;
+      }
+      case "/trust":
+        if (this.#phase !== "refused" || !this.#lastTrust) {
+          return this.#notice(
+            "/trust is only needed after a peer's key CHANGED; nothing to do",
+          );
+        }
+        this.#d.emit({
+          type: "prompt",
+          kind: "trust",
+          text:
+            `Trust the NEW key of ${this.#o.peerName} (fingerprint ${this.#lastTrust.fp})? ` +
+            "Only if you compared the safety number out of band. Type yes to trust it.",
+        });
+        return;
+      default:
+        return this.#notice(
+          `unknown command ${name} (commands: /verify /trust /status /quit)`,
+        );
+    }
+  }
+
+  async #quit(reason: string): Promise<void> {
+    if (
+      !this.#session || this.#phase === "refused" || this.#phase === "handshake"
+    ) {
+      if (this.#outbox.length) {
+        const ids = this.#outbox.map((m) => m.id);
+        this.#error("not-sent", `messages not sent: #${ids.join(", #")}`, {
+          ids,
+        });
+      }
+      return this.#finish(EXIT.ok, reason);
+    }
+    if (this.#closeRequested) {
+      // Second request (e.g. Ctrl-C twice): stop now.
+      return this.#finish(EXIT.other, "forced quit");
+    }
+    this.#closeRequested = true;
+    this.#closeDeadline = this.#now() + this.#o.closeTimeoutS * 1000;
+    this.#notice(
+      "closing: flushing messages and waiting for acknowledgements (again to force)",
+    );
+    await this.#maybeClose();
+  }
+
+  #maybeRequestClose(): void {
+    if (!this.#eof || this.#closeRequested) return;
+    if (this.#o.scenario === "payment" && !this.#scenarioDone) return;
+    this.#closeRequested = true;
+    this.#closeDeadline = this.#now() + this.#o.closeTimeoutS * 1000;
+  }
+
+  async #maybeClose(): Promise<void> {
+    const s = this.#session;
+    if (!this.#closeRequested || this.#closeSent || !s || s.failed) return;
+    if (this.#phase !== "secure" && this.#phase !== "closing") return;
+    if (
+      this.#outbox.length > 0 || s.unacked().length > 0 || !this.#link?.open
+    ) return;
+    this.#closeSent = true;
+    this.#phase = "closing";
+    this.#sendPackets(await s.close(this.#now()));
+    this.#rtoAt ??= this.#now() + this.#rtoBackoff.next();
+  }
+
+  // ── payment scenario ─────────────────────────────────────────────────────
+
+  async #onPaymentMessage(text: string): Promise<void> {
+    const m = parsePaymentMessage(text);
+    if (!m) return;
+    if (m.kind === "payment-request") {
+      this.#d.emit({
+        type: "payment",
+        event: "request",
+        direction: "received",
+        ...m,
+      });
+      if (this.#o.scenario !== "payment" || this.#o.role !== "customer") return;
+      const answer = async (approve: boolean) => {
+        const body = encodePaymentMessage(
+          await paymentResponse(text, m, approve),
+        );
+        this.#queueText(body);
+        this.#d.emit({
+          type: "payment",
+          event: "response",
+          direction: "sent",
+          reference: m.reference,
+          decision: approve ? "approved" : "declined",
+        });
+        this.#scenarioDone = true;
+        this.#maybeRequestClose();
+        await this.#pump();
+      };
+      if (this.#o.decision) return await answer(this.#o.decision === "approve");
+      this.#prompt = { kind: "payment", answer };
+      this.#d.emit({
+        type: "prompt",
+        kind: "payment",
+        text: `The bank asks you to approve: ${
+          describePaymentRequest(m)
+        }. Approve? [y/N]`,
+      });
+      return;
+    }
+    const sent = this.#paymentSent;
+    const matches = sent !== undefined &&
+      m.request ===
+        (await paymentResponse(sent.body, sent.request, true)).request;
+    this.#d.emit({
+      type: "payment",
+      event: "response",
+      direction: "received",
+      reference: m.reference,
+      decision: m.decision,
+      matches,
+    });
+    if (this.#o.scenario === "payment" && this.#o.role === "bank") {
+      if (!matches) {
+        this.#error(
+          "payment-mismatch",
+          "the response does not answer the request we sent",
+        );
+      }
+      this.#scenarioDone = true;
+      this.#eof = true;
+      this.#maybeRequestClose();
+    }
+  }
+
+  async #writeTranscript(): Promise<void> {
+    const path = this.#o.transcript;
+    const t = this.#session?.transcript;
+    if (!path || !t) return;
+    const role = this.#session!.role;
+    const peerRole = role === "initiator" ? "responder" : "initiator";
+    const json = {
+      ...t.toJSON(),
+      // Display labels only (not authenticated): who played which role.
+      labels: { [role]: this.#o.role, [peerRole]: this.#o.peerName },
+    };
+    await writeFileAtomic(
+      path,
+      JSON.stringify(json, null, 1) + "\n",
+      PRIVATE_FILE_MODE,
+    );
+    this.#notice(`transcript written to ${path}`);
+  }
+
+  // ── reporting ────────────────────────────────────────────────────────────
+
+  #notice(text: string): void {
+    this.#d.emit({ type: "notice", text });
+  }
+
+  #error(
+    code: string,
+    message: string,
+    extra: Record<string, unknown> = {},
+  ): void {
+    this.#d.emit({ type: "error", code, message, ...extra });
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * How client events are shown: one JSON object per line (scriptable mode) or
+ * readable lines for a person at a terminal (interactive mode).
+ * @module
+ */
+
+import type { ClientEvent } from "./engine.ts";
+import { formatFingerprint } from "../lib/fingerprint.ts";
+import { parsePaymentMessage } from "../lib/payment.ts";
+
+/** Writes text to stdout synchronously (so lines never interleave). */
+export function writeStdout(text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  for (let off = 0; off < bytes.length;) {
+    off += Deno.stdout.writeSync(bytes.subarray(off));
+  }
+}
+
+/** Scriptable mode: every event as one JSON line. */
+export function jsonRenderer(
+  write: (s: string) => void,
+): (ev: ClientEvent) => void {
+  return (ev) => write(JSON.stringify(ev) + "\n");
+}
+
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+/** Peer text with control characters made visible (no terminal escape injection). */
+function safe(text: string): string {
+  return text.replace(
+    CONTROL,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+}
+
+function clock(iso: string): string {
+  return new Date(iso).toTimeString().slice(0, 8);
+}
+
+const TRUST_TEXT = {
+  new:
+    "NEW — first contact: compare the safety number with your peer out of band, then /verify",
+  known: "known — same key as before (not verified yet: /verify)",
+  verified: "VERIFIED — same key as the one you verified",
+} as const;
+
+/** Interactive mode: readable lines, a "> " prompt after each. */
+export function terminalRenderer(
+  write: (s: string) => void,
+  peerLabel: () => string,
+): (ev: ClientEvent) => void {
+  const texts = new Map<number, string>();
+  const out = (s: string) => write(`\r\x1b[K${s}\n> `);
+  return (ev) => {
+    switch (ev.type) {
+      case "ready":
+        return out(
+          `You are the ${ev.role}.\n  Session ID:  ${ev.id}\n  Fingerprint: ${
+            formatFingerprint(Uint8Array.fromHex(ev.fingerprint))
+          }\n  Share this address with your peer:\n    ${ev.address}\nWaiting for the secure session…`,
+        );
+      case "secure":
+        return out(
+          `Secure session with ${ev.peerName} (ID ${ev.peer}).\n  Peer fingerprint: ${
+            formatFingerprint(Uint8Array.fromHex(ev.peerFingerprint))
+          }\n  Safety number:    ${ev.safetyNumber}\n  Trust: ${
+            TRUST_TEXT[ev.trust]
+          }\nType a message and press Enter. Commands: /verify /status /quit`,
+        );
+      case "sent": {
+        const p = parsePaymentMessage(ev.text);
+        const shown = p
+          ? `[signed payment ${
+            p.kind === "payment-request" ? "request" : p.decision
+          }]`
+          : ev.text;
+        texts.set(ev.id, shown);
+        return out(
+          `[${clock(ev.at)}] you: ${safe(shown)}   (#${ev.id} sent)`,
+        );
+      }
+      case "delivered": {
+        const t = texts.get(ev.id) ?? "";
+        texts.delete(ev.id);
+        return out(
+          `[${clock(ev.at)}] ✓ #${ev.id} delivered: ${safe(t.slice(0, 40))}${
+            t.length > 40 ? "…" : ""
+          }`,
+        );
+      }
+      case "message":
+        if (parsePaymentMessage(ev.text)) return; // shown by the "payment" event
+        return out(`[${clock(ev.at)}] ${peerLabel()}: ${safe(ev.text)}`);
+      case "payment":
+        if (ev.event === "request") {
+          return out(
+            `💳 payment request ${ev.direction}: ${ev.amount} ${ev.currency} to ${
+              safe(ev.payee ?? "")
+            } (ref ${safe(ev.reference)})`,
+          );
+        }
+        return out(
+          `💳 payment ${ev.decision} (${ev.direction}, ref ${
+            safe(ev.reference)
+          })${
+            ev.matches === false ? " — DOES NOT MATCH the request sent!" : ""
+          }`,
+        );
+      case "prompt":
+        return out(ev.text);
+      case "notice":
+        return out(`* ${ev.text}`);
+      case "status":
+        return out(
+          `status: ${ev.phase}, relay ${ev.relay}, peer ${
+            ev.peerOnline ? "online" : "away"
+          }, ` +
+            `outbox ${ev.outbox}, awaiting ack ${ev.unacked}` +
+            (ev.epoch !== undefined ? `, key epoch ${ev.epoch}` : "") +
+            (ev.trust ? `, trust ${ev.trust}` : ""),
+        );
+      case "verified":
+        return out(`✓ ${ev.peerName} marked as verified in known_peers.json`);
+      case "error":
+        if (ev.code === "identity-changed") {
+          return out(
+            `\n!!! WARNING: THE IDENTITY KEY OF ${ev.peerName} HAS CHANGED !!!\n` +
+              `Someone may be impersonating your peer, or your peer created a new key.\n` +
+              `  recorded:  ${ev.previousFingerprint}\n  presented: ${ev.presentedFingerprint}\n` +
+              `  safety number with the new key: ${ev.safetyNumber}\nThe session was refused.`,
+          );
+        }
+        return out(`! ${ev.code}: ${ev.message}`);
+      case "closed":
+        return write(`\r\x1b[K* closed: ${ev.reason}\n`);
+    }
+  };
+}

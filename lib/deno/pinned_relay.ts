@@ -1,0 +1,375 @@
+/**
+ * A relay connection that trusts exactly one CA (certificate pinning).
+ *
+ * Deno's `WebSocket` verifies the server with the default roots plus
+ * `Deno.createHttpClient({ caCerts })`, `--cert` and `DENO_CERT`: certificates
+ * can only be added, never excluded, and the peer certificate is not exposed.
+ * `node:tls` in Deno, given `ca`, verifies against those certificates ONLY
+ * (Node semantics: `ca` replaces the root store; `DENO_CERT`/`--cert` and the
+ * system store are not consulted — checked in tests/client_pin_test.ts). So
+ * this module speaks WebSocket (RFC 6455, client side: handshake, masking,
+ * fragmentation, ping/pong, close) itself over a `node:tls` socket created
+ * with `ca: [pinnedCaPem]`, and registers exactly like `RelayConnection`.
+ * The host name is verified against the certificate as usual.
+ * @module
+ */
+
+import tls from "node:tls";
+import type { Bytes } from "../bytes.ts";
+import { concat, utf8 } from "../bytes.ts";
+import { RELAY_SUBPROTOCOL } from "../constants.ts";
+import {
+  decodeFrame,
+  encodeData,
+  encodeRegister,
+  type Frame,
+} from "../relay_frame.ts";
+import { type MailboxKey, signRegistration } from "../registration.ts";
+import { type CloseInfo, RelayConnectError } from "./relay_client.ts";
+
+/** Options of {@link PinnedRelayConnection.connect}. */
+export interface PinnedConnectOptions {
+  /** Relay URL (`wss://host:port/path`). */
+  url: string;
+  /** Mailbox key to register. */
+  mailbox: MailboxKey;
+  /** The only CA certificate (PEM) trusted for this connection. */
+  caPem: string;
+  /** Give up after this many ms (default 10000). */
+  timeoutMs?: number;
+}
+
+/** RFC 6455 §1.3 GUID for Sec-WebSocket-Accept. */
+const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/** Largest WebSocket message accepted (the relay's frames are ≤ 64 KiB). */
+const MAX_MESSAGE = 1 << 20;
+/** Largest HTTP upgrade response accepted. */
+const MAX_HTTP_HEADER = 16 * 1024;
+/** Time to wait for the relay's close frame before dropping the socket (ms). */
+const CLOSE_GRACE_MS = 1000;
+
+const OP_CONT = 0x0,
+  OP_TEXT = 0x1,
+  OP_BINARY = 0x2,
+  OP_CLOSE = 0x8,
+  OP_PING = 0x9,
+  OP_PONG = 0xa;
+
+/** A registered relay connection over a pinned TLS socket (same surface as `RelayConnection`). */
+export class PinnedRelayConnection {
+  /** Our registered session ID. */
+  id: Bytes = new Uint8Array(16);
+  /** Receives every frame after registration. */
+  onFrame: (frame: Frame) => void = () => {};
+  /** Resolves when the connection ends. */
+  readonly closed: Promise<CloseInfo>;
+  readonly #socket: tls.TLSSocket;
+  readonly #resolveClosed: (info: CloseInfo) => void;
+  #open = false;
+  #ended = false;
+  #frameNo = 0;
+  #buf: Uint8Array = new Uint8Array(0);
+  #fragments: Uint8Array[] = [];
+  #fragmentOp = 0;
+  #closeTimer?: ReturnType<typeof setTimeout>;
+  #closeInfo: CloseInfo = { code: 1006, reason: "" };
+  #onMessage: (data: Bytes) => void = () => {};
+
+  private constructor(socket: tls.TLSSocket) {
+    this.#socket = socket;
+    const { promise, resolve } = Promise.withResolvers<CloseInfo>();
+    this.closed = promise;
+    this.#resolveClosed = resolve;
+  }
+
+  /** Connects with only `caPem` trusted, upgrades to WebSocket and registers. */
+  static connect(opts: PinnedConnectOptions): Promise<PinnedRelayConnection> {
+    const url = new URL(opts.url);
+    if (url.protocol !== "wss:") {
+      return Promise.reject(
+        new RelayConnectError("refused", "relay URL must use wss://"),
+      );
+    }
+    const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+    const port = Number(url.port || 443);
+    const isIp = /^[0-9.]+$/.test(host) || host.includes(":");
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const socket = tls.connect({
+        host,
+        port,
+        ca: [opts.caPem],
+        ...(isIp ? {} : { servername: host }),
+        ALPNProtocols: ["http/1.1"],
+      });
+      const conn = new PinnedRelayConnection(socket);
+      const fail = (kind: RelayConnectError["kind"], message: string) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.destroy();
+        reject(
+          new RelayConnectError(
+            kind,
+            `cannot use relay ${url.origin}: ${message}`,
+          ),
+        );
+      };
+      const timer = setTimeout(
+        () => fail("timeout", "no registration in time"),
+        opts.timeoutMs ?? 10000,
+      );
+      socket.on("error", (e: Error & { code?: string }) => {
+        const msg = e.message ?? String(e);
+        const tlsError =
+          /certificate|verify|self.signed|issuer|TLS|SSL|altname|Hostname/i
+            .test(msg);
+        fail(
+          tlsError ? "tls" : "unreachable",
+          !tlsError
+            ? msg
+            : /altname|Hostname/i.test(msg)
+            ? `${msg} (the certificate is not valid for this host name)`
+            : `${msg} (the relay's certificate does not chain to the pinned CA)`,
+        );
+        conn.#ended = true;
+        conn.#resolveClosed(conn.#closeInfo);
+      });
+      socket.on("close", () => {
+        clearTimeout(conn.#closeTimer);
+        conn.#open = false;
+        conn.#ended = true;
+        conn.#resolveClosed(conn.#closeInfo);
+        fail("unreachable", "connection closed during setup");
+      });
+      socket.on("secureConnect", () => {
+        if (!socket.authorized) {
+          return fail(
+            "tls",
+            `certificate not trusted: ${socket.authorizationError}`,
+          );
+        }
+        const key = crypto.getRandomValues(new Uint8Array(16)).toBase64();
+        const path = url.pathname + url.search;
+        socket.write(
+          `GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\n` +
+            `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\n` +
+            `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ${RELAY_SUBPROTOCOL}\r\n\r\n`,
+        );
+        let upgraded = false;
+        const origin = `wss://${url.host}`;
+        conn.#onMessage = async (data) => {
+          let frame: Frame;
+          try {
+            frame = decodeFrame(data);
+          } catch (e) {
+            if (!settled) {
+              fail(
+                "registration",
+                `bad frame from relay: ${(e as Error).message}`,
+              );
+            }
+            return;
+          }
+          if (settled) return conn.onFrame(frame);
+          if (frame.type === "challenge") {
+            const sig = await signRegistration(
+              opts.mailbox,
+              origin,
+              frame.challenge,
+            );
+            conn.#sendFrame(
+              OP_BINARY,
+              encodeRegister(opts.mailbox.publicRaw, sig),
+            );
+          } else if (frame.type === "registered") {
+            if (frame.id.toHex() !== opts.mailbox.id.toHex()) {
+              return fail("registration", "relay bound a different session ID");
+            }
+            settled = true;
+            clearTimeout(timer);
+            conn.id = frame.id;
+            resolve(conn);
+          } else if (frame.type === "error") {
+            fail(
+              "registration",
+              `relay refused registration: ${frame.name} (${frame.reason})`,
+            );
+          }
+        };
+        socket.on("data", async (chunk: Uint8Array) => {
+          conn.#buf = conn.#buf.length
+            ? concat(conn.#buf, chunk)
+            : new Uint8Array(chunk);
+          if (!upgraded) {
+            const text = new TextDecoder().decode(conn.#buf);
+            const end = text.indexOf("\r\n\r\n");
+            if (end < 0) {
+              if (conn.#buf.length > MAX_HTTP_HEADER) {
+                fail("refused", "oversized HTTP response");
+              }
+              return;
+            }
+            const head = text.slice(0, end);
+            const status = head.split("\r\n")[0];
+            if (!/^HTTP\/1\.1 101 /.test(status)) {
+              return fail(
+                "refused",
+                `upgrade refused: ${status.slice(0, 100)}`,
+              );
+            }
+            const headers = new Map(
+              head.split("\r\n").slice(1).map((l) => {
+                const i = l.indexOf(":");
+                return [
+                  l.slice(0, i).trim().toLowerCase(),
+                  l.slice(i + 1).trim(),
+                ] as const;
+              }),
+            );
+            const expected = new Uint8Array(
+              await crypto.subtle.digest("SHA-1", utf8(key + WS_GUID)),
+            ).toBase64();
+            if (headers.get("sec-websocket-accept") !== expected) {
+              return fail("refused", "bad Sec-WebSocket-Accept");
+            }
+            if (headers.get("sec-websocket-protocol") !== RELAY_SUBPROTOCOL) {
+              return fail(
+                "refused",
+                `relay did not accept subprotocol ${RELAY_SUBPROTOCOL}`,
+              );
+            }
+            upgraded = true;
+            conn.#open = true;
+            conn.#buf = conn.#buf.slice(utf8(head).length + 4);
+          }
+          conn.#parse();
+        });
+      });
+    });
+  }
+
+  /** True while the WebSocket is open. */
+  get open(): boolean {
+    return this.#open;
+  }
+
+  /** Sends `payload` to `peer`; returns the frame number, or -1 when not open. */
+  send(peer: Uint8Array, payload: Uint8Array): number {
+    if (!this.#open) return -1;
+    const no = this.#frameNo = (this.#frameNo + 1) >>> 0;
+    this.#sendFrame(OP_BINARY, encodeData(peer, no, payload));
+    return no;
+  }
+
+  /** Closes the connection (close handshake, then the socket). */
+  close(code = 1000, reason = ""): Promise<CloseInfo> {
+    if (this.#open) {
+      this.#open = false;
+      const r = utf8(reason).slice(0, 123);
+      const body = new Uint8Array(2 + r.length);
+      new DataView(body.buffer).setUint16(0, code);
+      body.set(r, 2);
+      this.#sendFrame(OP_CLOSE, body);
+      this.#closeInfo = { code, reason };
+      this.#closeTimer = setTimeout(
+        () => this.#socket.destroy(),
+        CLOSE_GRACE_MS,
+      );
+    } else if (!this.#ended) {
+      this.#socket.destroy();
+    }
+    return this.closed;
+  }
+
+  #sendFrame(op: number, payload: Uint8Array): void {
+    const len = payload.length;
+    const head = len < 126 ? 2 : len < 65536 ? 4 : 10;
+    const out = new Uint8Array(head + 4 + len);
+    out[0] = 0x80 | op;
+    if (len < 126) out[1] = 0x80 | len;
+    else if (len < 65536) {
+      out[1] = 0x80 | 126;
+      new DataView(out.buffer).setUint16(2, len);
+    } else {
+      out[1] = 0x80 | 127;
+      new DataView(out.buffer).setBigUint64(2, BigInt(len));
+    }
+    const mask = crypto.getRandomValues(new Uint8Array(4));
+    out.set(mask, head);
+    for (let i = 0; i < len; i++) out[head + 4 + i] = payload[i] ^ mask[i & 3];
+    this.#socket.write(out);
+  }
+
+  /** Parses complete frames out of the buffer. */
+  #parse(): void {
+    for (;;) {
+      const b = this.#buf;
+      if (b.length < 2) return;
+      const fin = (b[0] & 0x80) !== 0;
+      const op = b[0] & 0x0f;
+      if ((b[1] & 0x80) !== 0) {
+        return this.#protocolError("masked frame from server");
+      }
+      let len = b[1] & 0x7f;
+      let off = 2;
+      const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+      if (len === 126) {
+        if (b.length < 4) return;
+        len = dv.getUint16(2);
+        off = 4;
+      } else if (len === 127) {
+        if (b.length < 10) return;
+        const big = dv.getBigUint64(2);
+        if (big > BigInt(MAX_MESSAGE)) {
+          return this.#protocolError("frame too large", 1009);
+        }
+        len = Number(big);
+        off = 10;
+      }
+      if (len > MAX_MESSAGE) {
+        return this.#protocolError("frame too large", 1009);
+      }
+      if (b.length < off + len) return;
+      const payload = b.slice(off, off + len);
+      this.#buf = b.subarray(off + len);
+      if (op === OP_PING) this.#sendFrame(OP_PONG, payload);
+      else if (op === OP_PONG) continue;
+      else if (op === OP_CLOSE) {
+        const code = payload.length >= 2
+          ? new DataView(payload.buffer).getUint16(0)
+          : 1005;
+        const reason = new TextDecoder().decode(payload.subarray(2));
+        if (this.#open) {
+          this.#open = false;
+          this.#sendFrame(OP_CLOSE, payload.subarray(0, 2));
+        }
+        this.#closeInfo = { code, reason };
+        this.#socket.end();
+        return;
+      } else if (op === OP_BINARY || op === OP_TEXT || op === OP_CONT) {
+        if (op !== OP_CONT) {
+          this.#fragments = [];
+          this.#fragmentOp = op;
+        }
+        this.#fragments.push(payload);
+        const total = this.#fragments.reduce((n, f) => n + f.length, 0);
+        if (total > MAX_MESSAGE) {
+          return this.#protocolError("message too large", 1009);
+        }
+        if (fin) {
+          const msg = concat(...this.#fragments);
+          this.#fragments = [];
+          if (this.#fragmentOp === OP_BINARY) this.#onMessage(msg);
+        }
+      } else {
+        return this.#protocolError(`unknown opcode ${op}`);
+      }
+    }
+  }
+
+  #protocolError(reason: string, code = 1002): void {
+    this.#buf = new Uint8Array(0);
+    this.close(code, reason);
+  }
+}

@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { formatAddress, parseCaPin, parsePeerAddress } from "../lib/address.ts";
+import { formatSessionId } from "../lib/registration.ts";
+
+const id = new Uint8Array(16).map((_, i) => i * 7);
+const pin = "ab".repeat(32);
+
+Deno.test("address: format → parse round trip; bare IDs in base32 and hex", () => {
+  const a = formatAddress("wss://localhost:8765/ws", id, pin);
+  assert.equal(
+    a,
+    `wss://localhost:8765/ws#ca=${pin}&id=${formatSessionId(id)}`,
+  );
+  const p = parsePeerAddress(a);
+  assert.deepEqual(p.id, id);
+  assert.equal(p.relay, "wss://localhost:8765/ws");
+  assert.equal(p.ca, pin);
+  assert.deepEqual(parsePeerAddress(formatSessionId(id)), { id });
+  assert.deepEqual(parsePeerAddress(id.toHex()).id, id);
+  assert.equal(parsePeerAddress(formatAddress("wss://h/ws", id)).ca, undefined);
+});
+
+Deno.test("address: clear errors for bad input", () => {
+  assert.throws(
+    () => parsePeerAddress("ws://localhost/ws#id=" + formatSessionId(id)),
+    /wss:\/\//,
+  );
+  assert.throws(
+    () => parsePeerAddress("wss://localhost/ws#ca=" + pin),
+    /no '#…id=/,
+  );
+  assert.throws(
+    () => parsePeerAddress(`wss://h/ws#ca=zz&id=${formatSessionId(id)}`),
+    /invalid CA pin/,
+  );
+  assert.throws(
+    () => parsePeerAddress(`wss://h/ws#id=${formatSessionId(id)}&x=1`),
+    /unknown parameter 'x'/,
+  );
+  assert.throws(() => parsePeerAddress("hello"), /invalid session ID/);
+  assert.equal(parseCaPin(pin.toUpperCase().match(/../g)!.join(":")), pin);
+});

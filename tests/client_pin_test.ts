@@ -1,0 +1,153 @@
+/**
+ * CA pinning: a client given a pin (`--pin` or an address's `ca=`) trusts
+ * only that CA. A relay whose certificate comes from another CA is refused
+ * even when Deno would otherwise trust that CA (DENO_CERT); a --ca file that
+ * does not match the pin is refused before connecting.
+ */
+
+import assert from "node:assert/strict";
+import { ensureCerts } from "../tools/certs.ts";
+import { startRelay } from "../lib/deno/relay_server.ts";
+import {
+  certificateFingerprint,
+  generateCertificateAuthority,
+  issueServerCertificate,
+} from "../lib/x509.ts";
+import { PinnedRelayConnection } from "../lib/deno/pinned_relay.ts";
+import { generateMailboxKey } from "../lib/registration.ts";
+import { ClientProc } from "./helpers/client_proc.ts";
+
+Deno.test("pinned client refuses a relay certified by another CA that DENO_CERT makes trusted", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "client-pin-" });
+  try {
+    const pinned = await ensureCerts({ dir: `${dir}/pinned` });
+    const other = await ensureCerts({ dir: `${dir}/other` });
+    const relay = await startRelay({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: await Deno.readTextFile(other.certPath),
+      key: await Deno.readTextFile(other.keyPath),
+      quiet: true,
+      log: () => {},
+    });
+    const url = `wss://localhost:${relay.port}/ws`;
+    const pin = await certificateFingerprint(
+      await Deno.readTextFile(pinned.caPath),
+    );
+    const otherPin = await certificateFingerprint(
+      await Deno.readTextFile(other.caPath),
+    );
+    const env = { DENO_CERT: other.caPath };
+    try {
+      const base = [
+        "--json",
+        "--relay",
+        url,
+        "--keys",
+        `${dir}/k`,
+        "--wait",
+        "1",
+      ];
+      // Control: without a pin, DENO_CERT makes Deno trust the other CA.
+      const unpinned = new ClientProc(
+        "customer",
+        [...base, "--ca", pinned.caPath],
+        dir,
+        env,
+      );
+      const ready = await unpinned.waitFor(
+        (e) => e.type === "ready",
+        "unpinned connects",
+      );
+      assert.match(ready.address, new RegExp(`#ca=${pin}&id=`));
+      assert.equal(await unpinned.exit(), 6);
+
+      // Pinned via --pin: refused at TLS, exit 3.
+      const viaPin = new ClientProc(
+        "customer",
+        [...base, "--ca", pinned.caPath, "--pin", pin],
+        dir,
+        env,
+      );
+      assert.equal(await viaPin.exit(), 3);
+      const err = viaPin.events.find((e) => e.type === "error")!;
+      assert.equal(err.code, "tls");
+      assert.match(err.message, /does not chain to the pinned CA/);
+      assert.ok(!viaPin.events.some((e) => e.type === "ready"));
+
+      // Pinned via the address's ca=… part (the bank given a customer's address).
+      const address = `${url}#ca=${pin}&id=${"a".repeat(26)}`;
+      const viaAddress = new ClientProc(
+        "bank",
+        [
+          "--json",
+          "--keys",
+          `${dir}/kb`,
+          "--ca",
+          pinned.caPath,
+          "--peer",
+          address,
+        ],
+        dir,
+        env,
+      );
+      assert.equal(await viaAddress.exit(), 3);
+
+      // A --ca file that is not the pinned CA: refused before connecting.
+      const mismatch = new ClientProc(
+        "customer",
+        [...base, "--ca", other.caPath, "--pin", pin],
+        dir,
+        env,
+      );
+      assert.equal(await mismatch.exit(), 3);
+      assert.match(
+        mismatch.events.find((e) => e.type === "error")!.message,
+        /CA pin mismatch/,
+      );
+
+      // Pinned to the relay's real CA: works (the pinned transport itself is sound).
+      const good = new ClientProc(
+        "customer",
+        [...base, "--ca", other.caPath, "--pin", otherPin],
+        dir,
+        env,
+      );
+      await good.waitFor((e) => e.type === "ready", "pinned to the right CA");
+      assert.equal(await good.exit(), 6);
+    } finally {
+      await relay.shutdown();
+      await relay.finished;
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("pinned transport verifies the host name against the certificate", async () => {
+  const ca = await generateCertificateAuthority({});
+  const leaf = await issueServerCertificate(ca, { hosts: ["example.test"] });
+  const { key: mailbox } = await generateMailboxKey();
+  const relay = await startRelay({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: leaf.certPem,
+    key: leaf.keyPem,
+    quiet: true,
+    log: () => {},
+  });
+  try {
+    await assert.rejects(
+      () =>
+        PinnedRelayConnection.connect({
+          url: `wss://localhost:${relay.port}/ws`,
+          mailbox,
+          caPem: ca.certPem,
+        }),
+      /not valid for this host name/,
+    );
+  } finally {
+    await relay.shutdown();
+    await relay.finished;
+  }
+});

@@ -1,0 +1,529 @@
+/**
+ * The bank and customer clients as real processes (same permission flags as
+ * their tasks) over a real TLS relay: conversation both ways, the payment
+ * scenario with transcript verification, wrong peer, peer timeout, changed
+ * identity, relay restart mid-conversation, permission messages, the demo.
+ */
+
+import assert from "node:assert/strict";
+import { startTestRelay, testCerts } from "./helpers/relay_fixture.ts";
+import {
+  ClientProc,
+  type Ev,
+  flagsWithDir,
+  freePort,
+  RelayProc,
+  ROOT,
+  taskFlags,
+} from "./helpers/client_proc.ts";
+
+const isType = (t: string) => (e: Ev) => e.type === t;
+
+async function tempDir(): Promise<string> {
+  return await Deno.makeTempDir({ prefix: "client-test-" });
+}
+
+/** Starts a customer (waiting) and a bank (initiating, given the customer's full address). */
+async function pair(
+  url: string,
+  ca: string,
+  dir: string,
+  extra: { customer?: string[]; bank?: string[] } = {},
+): Promise<{ customer: ClientProc; bank: ClientProc; address: string }> {
+  const grants = `${dir},${ca.slice(0, ca.lastIndexOf("/"))}`;
+  const common = [
+    "--json",
+    "--relay",
+    url,
+    "--ca",
+    ca,
+    "--cover-rate",
+    "2",
+    "--wait",
+    "20",
+  ];
+  const customer = new ClientProc("customer", [
+    ...common,
+    "--keys",
+    `${dir}/c`,
+    ...(extra.customer ?? []),
+  ], grants);
+  const ready = await customer.waitFor(isType("ready"), "customer ready");
+  const bank = new ClientProc(
+    "bank",
+    [
+      ...common,
+      "--keys",
+      `${dir}/b`,
+      "--peer",
+      ready.address,
+      ...(extra.bank ?? []),
+    ],
+    grants,
+  );
+  return { customer, bank, address: ready.address };
+}
+
+Deno.test("conversation both ways: secure, same safety number, messages in order, delivered, clean close", async () => {
+  const relay = await startTestRelay();
+  const dir = await tempDir();
+  const ca = `${relay.certsDir}/ca.pem`;
+  const { customer, bank, address } = await pair(relay.url, ca, dir);
+  try {
+    assert.match(
+      address,
+      /^wss:\/\/localhost:\d+\/ws#ca=[0-9a-f]{64}&id=[a-z2-7]{26}$/,
+    );
+    const [sb, sc] = await Promise.all([
+      bank.waitFor(isType("secure"), "bank secure"),
+      customer.waitFor(isType("secure"), "customer secure"),
+    ]);
+    assert.equal(sb.safetyNumber, sc.safetyNumber);
+    assert.match(sb.safetyNumber, /^(\d{5} ){11}\d{5}$/);
+    assert.equal(sb.trust, "new");
+    assert.equal(
+      sb.peerFingerprint,
+      customer.events.find(isType("ready"))!.fingerprint,
+    );
+    assert.equal(
+      sc.peerFingerprint,
+      bank.events.find(isType("ready"))!.fingerprint,
+    );
+    for (let i = 1; i <= 5; i++) {
+      await bank.line(`bank says ${i}`);
+      await customer.line(`customer says ${i} ✓ ünïcode`);
+    }
+    const atCustomer = await customer.waitCount(
+      isType("message"),
+      5,
+      "messages at customer",
+    );
+    const atBank = await bank.waitCount(
+      isType("message"),
+      5,
+      "messages at bank",
+    );
+    assert.deepEqual(
+      atCustomer.map((e) => e.text),
+      [1, 2, 3, 4, 5].map((i) => `bank says ${i}`),
+    );
+    assert.deepEqual(
+      atBank.map((e) => e.text),
+      [1, 2, 3, 4, 5].map((i) => `customer says ${i} ✓ ünïcode`),
+    );
+    for (const e of atBank) {
+      assert.ok(Number.isInteger(e.counter) && !Number.isNaN(Date.parse(e.at)));
+    }
+    await bank.waitCount(isType("delivered"), 5, "bank delivered");
+    await customer.waitCount(isType("delivered"), 5, "customer delivered");
+    await bank.end();
+    await customer.end();
+    assert.equal(await bank.exit(), 0);
+    assert.equal(await customer.exit(), 0);
+    assert.ok(bank.events.some(isType("closed")));
+    // Second run: same IDs (mailbox key kept), peer now "known".
+    const again = await pair(relay.url, ca, dir);
+    try {
+      const ready = again.customer.events.find(isType("ready"))!;
+      assert.equal(again.address, address);
+      assert.equal(ready.address, address);
+      const s2 = await again.bank.waitFor(
+        isType("secure"),
+        "bank secure again",
+      );
+      assert.equal(s2.trust, "known");
+      assert.equal(s2.safetyNumber, sb.safetyNumber);
+      const mode =
+        (await Deno.stat(`${dir}/c/customer_mailbox_key.json`)).mode! & 0o777;
+      assert.equal(mode, 0o600);
+    } finally {
+      await again.bank.dispose();
+      await again.customer.dispose();
+    }
+  } finally {
+    await bank.dispose();
+    await customer.dispose();
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("payment scenario: approved, transcripts verify offline, a tampered transcript is rejected", async () => {
+  const relay = await startTestRelay();
+  const dir = await tempDir();
+  const ca = `${relay.certsDir}/ca.pem`;
+  const { customer, bank } = await pair(relay.url, ca, dir, {
+    customer: [
+      "--scenario",
+      "payment",
+      "--approve",
+      "--transcript",
+      `${dir}/customer.json`,
+    ],
+    bank: [
+      "--scenario",
+      "payment",
+      "--amount",
+      "99.50",
+      "--transcript",
+      `${dir}/bank.json`,
+    ],
+  });
+  try {
+    await customer.end(); // scripted: EOF must not close before the scenario is done
+    await bank.end();
+    assert.equal(await bank.exit(), 0);
+    assert.equal(await customer.exit(), 0);
+    const resp = bank.events.find((e) =>
+      e.type === "payment" && e.direction === "received"
+    )!;
+    assert.equal(resp.decision, "approved");
+    assert.equal(resp.matches, true);
+    const req = customer.events.find((e) =>
+      e.type === "payment" && e.direction === "received"
+    )!;
+    assert.equal(req.amount, "99.50");
+
+    const { flags, entry } = flagsWithDir("verify-transcript", dir);
+    const verify = async (file: string) => {
+      const out = await new Deno.Command("deno", {
+        args: ["run", ...flags, entry, file],
+        cwd: ROOT,
+        env: { NO_COLOR: "1" },
+      }).output();
+      return {
+        code: out.code,
+        stdout: new TextDecoder().decode(out.stdout),
+        stderr: new TextDecoder().decode(out.stderr),
+      };
+    };
+    for (const file of [`${dir}/bank.json`, `${dir}/customer.json`]) {
+      const r = await verify(file);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /VALID/);
+      assert.match(
+        r.stdout,
+        /initiator \(bank\) #1: PAYMENT REQUEST 99\.50 EUR/,
+      );
+      assert.match(r.stdout, /responder \(customer\) #1: PAYMENT APPROVED/);
+    }
+    // Tamper: change the amount in the bank's request body.
+    const t = JSON.parse(await Deno.readTextFile(`${dir}/bank.json`));
+    const m = t.messages.find((x: Ev) => x.dir === "i2r" && x.type === "data");
+    const body = new TextDecoder().decode(
+      Uint8Array.fromBase64(m.body, { alphabet: "base64url" }),
+    );
+    m.body = new TextEncoder().encode(body.replace("99.50", "9950.00"))
+      .toBase64({
+        alphabet: "base64url",
+        omitPadding: true,
+      });
+    await Deno.writeTextFile(`${dir}/tampered.json`, JSON.stringify(t));
+    const bad = await verify(`${dir}/tampered.json`);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /INVALID.*(chain-mismatch|bad-signature)/);
+  } finally {
+    await bank.dispose();
+    await customer.dispose();
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("unknown peer ID → exit 6 after --wait; malformed peer ID → exit 2", async () => {
+  const relay = await startTestRelay();
+  const dir = await tempDir();
+  const ca = `${relay.certsDir}/ca.pem`;
+  const grants = `${dir},${relay.certsDir}`;
+  try {
+    const base = ["--json", "--relay", relay.url, "--ca", ca, "--keys", dir];
+    const bank = new ClientProc("bank", [
+      ...base,
+      "--peer",
+      "a".repeat(26),
+      "--wait",
+      "1.5",
+    ], grants);
+    const started = Date.now();
+    assert.equal(await bank.exit(), 6);
+    assert.ok(Date.now() - started < 10000);
+    const err = bank.events.find(isType("error"))!;
+    assert.equal(err.code, "peer-timeout");
+    assert.match(err.message, /never arrived/);
+    const bad = new ClientProc(
+      "bank",
+      [...base, "--peer", "not-an-id"],
+      grants,
+    );
+    assert.equal(await bad.exit(), 2);
+    assert.match(bad.stderr.join(""), /invalid session ID/);
+    // A waiting customer whose peer never comes.
+    const lonely = new ClientProc("customer", [...base, "--wait", "1"], grants);
+    assert.equal(await lonely.exit(), 6);
+  } finally {
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("changed peer identity is refused with exit 5 (initiator and responder side)", async () => {
+  const relay = await startTestRelay();
+  const dir = await tempDir();
+  const ca = `${relay.certsDir}/ca.pem`;
+  const fake = "ab".repeat(32);
+  const peersFile = (name: string) =>
+    JSON.stringify({
+      version: 1,
+      peers: {
+        [name]: {
+          fingerprint: fake,
+          firstSeen: "2026-01-01T00:00:00.000Z",
+          lastSeen: "2026-01-01T00:00:00.000Z",
+          verified: true,
+        },
+      },
+    });
+  await Deno.mkdir(`${dir}/b`);
+  await Deno.mkdir(`${dir}/c`);
+  await Deno.writeTextFile(`${dir}/b/known_peers.json`, peersFile("customer"), {
+    mode: 0o600,
+  });
+  const { customer, bank } = await pair(relay.url, ca, dir);
+  try {
+    assert.equal(await bank.exit(), 5);
+    const err = bank.events.find(isType("error"))!;
+    assert.equal(err.code, "identity-changed");
+    assert.equal(err.previousFingerprint, fake);
+    assert.match(err.message, /CHANGED/);
+    assert.ok(!bank.events.some(isType("secure")));
+    // The file still holds the old key: nothing was silently re-trusted.
+    assert.match(
+      await Deno.readTextFile(`${dir}/b/known_peers.json`),
+      new RegExp(fake),
+    );
+  } finally {
+    await bank.dispose();
+    await customer.dispose();
+  }
+  // Responder side: the customer refuses the bank.
+  await Deno.writeTextFile(`${dir}/c/known_peers.json`, peersFile("bank"), {
+    mode: 0o600,
+  });
+  await Deno.remove(`${dir}/b/known_peers.json`);
+  const second = await pair(relay.url, ca, dir);
+  try {
+    assert.equal(await second.customer.exit(), 5);
+    assert.equal(
+      second.customer.events.find(isType("error"))!.code,
+      "identity-changed",
+    );
+  } finally {
+    await second.bank.dispose();
+    await second.customer.dispose();
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("relay killed and restarted mid-conversation: every message delivered exactly once, in order", async () => {
+  const certs = await testCerts();
+  const port = freePort();
+  const url = `wss://localhost:${port}/ws`;
+  let relay = new RelayProc(
+    port,
+    `${certs.dir}/relay.pem`,
+    `${certs.dir}/relay-key.pem`,
+    certs.dir,
+  );
+  await relay.ready;
+  const dir = await tempDir();
+  const { customer, bank } = await pair(url, `${certs.dir}/ca.pem`, dir);
+  const N = 30;
+  try {
+    await bank.waitFor(isType("secure"), "bank secure");
+    await customer.waitFor(isType("secure"), "customer secure");
+    let sent = 0;
+    const sendSome = async (n: number) => {
+      for (let i = 0; i < n; i++, sent++) {
+        await bank.line(`b${sent}`);
+        await customer.line(`c${sent}`);
+        await new Promise((r) => setTimeout(r, 15));
+      }
+    };
+    await sendSome(10);
+    await relay.kill(); // mid-conversation, no goodbye
+    await sendSome(10); // while the relay is down: kept and retransmitted
+    await new Promise((r) => setTimeout(r, 300));
+    relay = new RelayProc(
+      port,
+      `${certs.dir}/relay.pem`,
+      `${certs.dir}/relay-key.pem`,
+      certs.dir,
+    );
+    await relay.ready;
+    await sendSome(N - 20);
+    const atCustomer = await customer.waitCount(
+      isType("message"),
+      N,
+      "all bank messages",
+      30000,
+    );
+    const atBank = await bank.waitCount(
+      isType("message"),
+      N,
+      "all customer messages",
+      30000,
+    );
+    await bank.waitCount(isType("delivered"), N, "bank delivered", 20000);
+    await customer.waitCount(
+      isType("delivered"),
+      N,
+      "customer delivered",
+      20000,
+    );
+    await new Promise((r) => setTimeout(r, 300)); // would-be duplicates have time to show up
+    const expect = (p: string) =>
+      Array.from({ length: N }, (_, i) => `${p}${i}`);
+    assert.deepEqual(
+      customer.events.filter(isType("message")).map((e) => e.text),
+      expect("b"),
+    );
+    assert.deepEqual(
+      bank.events.filter(isType("message")).map((e) => e.text),
+      expect("c"),
+    );
+    assert.equal(atCustomer.length, N);
+    assert.equal(atBank.length, N);
+    assert.ok(
+      bank.events.some((e) =>
+        e.type === "notice" && /reconnected/.test(e.text)
+      ),
+    );
+    await bank.end();
+    await customer.end();
+    assert.equal(await bank.exit(), 0);
+    assert.equal(await customer.exit(), 0);
+  } finally {
+    await bank.dispose();
+    await customer.dispose();
+    await relay.kill();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("peer offline: messages wait in the bounded outbox; overflow is reported by message number", async () => {
+  const relay = await startTestRelay();
+  const dir = await tempDir();
+  const ca = `${relay.certsDir}/ca.pem`;
+  const grants = `${dir},${relay.certsDir}`;
+  const { customer, bank } = await pair(relay.url, ca, dir, {
+    bank: ["--outbox", "3"],
+  });
+  let customer2: ClientProc | undefined;
+  try {
+    await bank.waitFor(isType("secure"), "secure");
+    customer.kill(); // the customer goes away without closing
+    await customer.exit();
+    await bank.line("m1");
+    await bank.waitFor(
+      (e) => e.type === "notice" && /peer unavailable/.test(e.text),
+      "peer-offline noticed",
+    );
+    for (const t of ["m2", "m3", "m4", "m5"]) await bank.line(t);
+    const full = await bank.waitFor(
+      (e) => e.type === "error" && e.code === "outbox-full",
+      "outbox full",
+    );
+    assert.deepEqual(full.ids, [5]);
+    assert.match(full.message, /message #5 not sent/);
+    // The customer comes back (same keys → same ID) without its old session: the bank notices
+    // the silence, starts a new session and sends everything unconfirmed, in order.
+    customer2 = new ClientProc(
+      "customer",
+      [
+        "--json",
+        "--relay",
+        relay.url,
+        "--ca",
+        ca,
+        "--keys",
+        `${dir}/c`,
+        "--wait",
+        "20",
+      ],
+      grants,
+    );
+    await customer2.waitFor(isType("ready"), "customer back");
+    const got = await customer2.waitCount(
+      isType("message"),
+      4,
+      "queued messages",
+      20000,
+    );
+    assert.deepEqual(got.map((e) => e.text), ["m1", "m2", "m3", "m4"]);
+    await bank.waitCount(isType("delivered"), 4, "delivered after return");
+    assert.ok(
+      bank.events.some((e) =>
+        e.type === "notice" && /re-sent in the new session: #1/.test(e.text)
+      ),
+    );
+    await bank.end();
+    assert.equal(await bank.exit(), 0);
+    assert.equal(await customer2.exit(), 0);
+  } finally {
+    await bank.dispose();
+    await customer.dispose();
+    await customer2?.dispose();
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a path outside the task's grants gets a clear message naming the flag (exit 2)", async () => {
+  const dir = await tempDir();
+  try {
+    const out = await new Deno.Command("deno", {
+      args: [
+        "task",
+        "--quiet",
+        "bank",
+        "--keys",
+        dir,
+        "--json",
+        "--peer",
+        "a".repeat(26),
+      ],
+      cwd: ROOT,
+      stdin: "null",
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(out.code, 2);
+    const err = new TextDecoder().decode(out.stderr);
+    assert.match(
+      err,
+      new RegExp(`--keys ${dir}: this client may not read there`),
+    );
+    assert.match(err, new RegExp(`--allow-read=${dir}`));
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task demo: handshake, payment and relay view, exit 0", async () => {
+  assert.ok(taskFlags("demo").flags.length > 0);
+  const out = await new Deno.Command("deno", {
+    args: ["task", "--quiet", "demo"],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+  assert.match(text, /bank +SECURE with customer/);
+  assert.match(text, /customer SECURE with bank/);
+  assert.match(text, /safety numbers match: true/);
+  assert.match(text, /customer receives: Good afternoon/);
+  assert.match(text, /payment APPROVED/);
+  assert.match(text, /What the relay saw \(\d+ frames forwarded/);
+  assert.match(text, /demo finished OK/);
+});

@@ -1,0 +1,174 @@
+/**
+ * Interactive mode under a real pseudo-terminal (tmux): the customer runs in
+ * a tmux pane with the task's permission flags; the bank is a JSON-mode
+ * process. Covers the banner, the secure-session summary, typing a message,
+ * delivery marks, /verify with confirmation, /status and /quit.
+ * Skipped (with a message) when tmux is not installed.
+ */
+
+import assert from "node:assert/strict";
+import { startTestRelay } from "./helpers/relay_fixture.ts";
+import { ClientProc, flagsWithDir, ROOT } from "./helpers/client_proc.ts";
+
+const hasTmux = await new Deno.Command("tmux", {
+  args: ["-V"],
+  stdout: "null",
+  stderr: "null",
+})
+  .output().then((o) => o.success, () => false);
+if (!hasTmux) {
+  console.warn(
+    "client_tty_test: tmux not installed (apt-get install -y tmux): skipped",
+  );
+}
+
+/** Our own tmux server socket, so nothing else is touched. */
+const SOCKET = `e2e-client-test-${Deno.pid}`;
+
+async function tmux(...args: string[]): Promise<string> {
+  const out = await new Deno.Command("tmux", { args: ["-L", SOCKET, ...args] })
+    .output();
+  if (!out.success) {
+    throw new Error(`tmux ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+async function screenUntil(
+  re: RegExp,
+  what: string,
+  ms = 15000,
+): Promise<string> {
+  const deadline = Date.now() + ms;
+  let screen = "";
+  while (Date.now() < deadline) {
+    screen = await tmux(
+      "capture-pane",
+      "-p",
+      "-J",
+      "-S",
+      "-200",
+      "-t",
+      "customer",
+    );
+    if (re.test(screen)) return screen;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}; screen:\n${screen}`);
+}
+
+Deno.test({
+  name:
+    "interactive customer in a terminal: secure session, chat, /verify, /status, /quit",
+  ignore: !hasTmux,
+  async fn() {
+    const relay = await startTestRelay();
+    const dir = await Deno.makeTempDir({ prefix: "client-tty-" });
+    const ca = `${relay.certsDir}/ca.pem`;
+    const grants = `${dir},${relay.certsDir}`;
+    const { flags, entry } = flagsWithDir("customer", grants);
+    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const cmd = [
+      "deno",
+      "run",
+      ...flags,
+      entry,
+      "--keys",
+      `${dir}/c`,
+      "--relay",
+      relay.url,
+      "--ca",
+      ca,
+      "--cover-rate",
+      "0",
+    ]
+      .map(quote).join(" ");
+    let bank: ClientProc | undefined;
+    try {
+      await tmux(
+        "new-session",
+        "-d",
+        "-s",
+        "customer",
+        "-x",
+        "200",
+        "-y",
+        "60",
+        "-c",
+        ROOT,
+        `NO_COLOR=1 ${cmd}; echo "EXIT=$?"; sleep 30`,
+      );
+      const banner = await screenUntil(
+        /Share this address[\s\S]*id=[a-z2-7]{26}/,
+        "banner",
+      );
+      assert.match(banner, /You are the customer\./);
+      const address = banner.match(/wss:\/\/\S+id=[a-z2-7]{26}/)![0];
+      bank = new ClientProc("bank", [
+        "--json",
+        "--relay",
+        relay.url,
+        "--ca",
+        ca,
+        "--keys",
+        `${dir}/b`,
+        "--peer",
+        address,
+      ], grants);
+      const secure = await bank.waitFor(
+        (e) => e.type === "secure",
+        "bank secure",
+      );
+      const screen = await screenUntil(
+        /Secure session with bank/,
+        "secure summary",
+      );
+      assert.ok(screen.includes(`Safety number:    ${secure.safetyNumber}`));
+      assert.match(screen, /Trust: NEW/);
+
+      await bank.line("hello from the bank");
+      await screenUntil(/\] bank: hello from the bank/, "incoming message");
+      await tmux(
+        "send-keys",
+        "-t",
+        "customer",
+        "hi bank, customer here",
+        "Enter",
+      );
+      const msg = await bank.waitFor(
+        (e) => e.type === "message",
+        "message at bank",
+      );
+      assert.equal(msg.text, "hi bank, customer here");
+      await screenUntil(/✓ #1 delivered: hi bank/, "delivered mark");
+
+      await tmux("send-keys", "-t", "customer", "/verify", "Enter");
+      await screenUntil(/Type yes to mark bank verified/, "verify prompt");
+      await tmux("send-keys", "-t", "customer", "yes", "Enter");
+      await screenUntil(/bank marked as verified/, "verified");
+      const peers = JSON.parse(
+        await Deno.readTextFile(`${dir}/c/known_peers.json`),
+      );
+      assert.equal(peers.peers.bank.verified, true);
+      assert.equal(
+        peers.peers.bank.fingerprint,
+        bank.events.find((e) => e.type === "ready")!.fingerprint,
+      );
+
+      await tmux("send-keys", "-t", "customer", "/status", "Enter");
+      await screenUntil(
+        /status: secure, relay connected, peer online.*trust verified/,
+        "status",
+      );
+
+      await tmux("send-keys", "-t", "customer", "/quit", "Enter");
+      await screenUntil(/closed: conversation closed\s+EXIT=0/, "clean exit");
+      assert.equal(await bank.exit(), 0);
+    } finally {
+      await bank?.dispose();
+      await tmux("kill-server").catch(() => {});
+      await relay.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

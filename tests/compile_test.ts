@@ -1,0 +1,64 @@
+/**
+ * `deno task compile`: offline, the runtime download fails and the tool must
+ * stop quickly with a clear message (exit 3); online it builds the binaries.
+ */
+
+import assert from "node:assert/strict";
+import { offlineMessage, taskFlags } from "../tools/compile.ts";
+import { ROOT } from "./helpers/client_proc.ts";
+
+Deno.test("compile: fails fast and clearly without the denort download, or builds all three", async () => {
+  const out = await Deno.makeTempDir({ prefix: "compile-test-" });
+  try {
+    const started = Date.now();
+    const r = await new Deno.Command("deno", {
+      args: [
+        "run",
+        "--no-prompt",
+        "--allow-run=deno",
+        "--allow-read",
+        `--allow-write=${out}`,
+        "--allow-env",
+        "tools/compile.ts",
+        "--out",
+        out,
+        "--timeout",
+        "60",
+      ],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+    }).output();
+    const stderr = new TextDecoder().decode(r.stderr);
+    if (r.code === 0) {
+      for (const name of ["relay", "bank", "customer"]) {
+        assert.ok((await Deno.stat(`${out}/${name}`)).isFile);
+      }
+      return;
+    }
+    assert.equal(r.code, 3, stderr);
+    assert.ok(Date.now() - started < 60000);
+    assert.match(
+      stderr,
+      /could not download the Deno runtime it embeds \(denort\)/,
+    );
+    assert.match(stderr, /dl\.deno\.land|dns|lookup/i);
+    assert.match(stderr, /on a machine with internet access/);
+    assert.match(stderr, /DENORT_BIN=/);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("compile: permission flags come from the deno.json tasks", () => {
+  const json = Deno.readTextFileSync(`${ROOT}/deno.json`);
+  const bank = taskFlags(json, "bank", "clients/bank.ts");
+  assert.ok(bank.some((f) => f.startsWith("--allow-net=")));
+  assert.ok(!bank.includes("-A") && !bank.includes("--allow-all"));
+  assert.throws(() => taskFlags(json, "nope", "x.ts"), /no task "nope"/);
+  assert.match(
+    offlineMessage(
+      "x\nerror sending request for url (https://dl.deno.land/…): dns error\n",
+    ),
+    /dns error/,
+  );
+});

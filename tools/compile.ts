@@ -1,0 +1,181 @@
+/**
+ * `deno task compile [--out DIR] [--target TRIPLE] [--timeout S]`: builds
+ * standalone executables of the relay, the bank and the customer into `dist/`
+ * with `deno compile`, baking in the same permission flags as their tasks in
+ * deno.json (read from there, so they never drift).
+ *
+ * `deno compile` downloads the `denort` runtime for the target from
+ * dl.deno.land on first use. Offline, that download fails: this tool watches
+ * `deno compile`'s output, stops at the first download/DNS error (or after
+ * `--timeout`, default 180 s) and says how to build on a connected machine.
+ * Exit codes: 0 built, 1 a compile failed, 2 usage, 3 runtime download unavailable.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** What to build: output name, task whose permission flags are baked in, entry file. */
+const TARGETS = [
+  { name: "relay", task: "relay", entry: "server.ts" },
+  { name: "bank", task: "bank", entry: "clients/bank.ts" },
+  { name: "customer", task: "customer", entry: "clients/customer.ts" },
+] as const;
+
+/** Default overall time allowed per `deno compile` (s): a large download on a slow link. */
+const DEFAULT_TIMEOUT_S = 180;
+/** Output that means the runtime could not be downloaded. */
+const DOWNLOAD_ERROR_RE =
+  /dns error|failed to lookup address|error sending request|Connection refused|timed out|tcp connect error|Failed downloading|certificate/i;
+
+/** The permission flags of `task` in deno.json (everything between `deno run` and the entry file). */
+export function taskFlags(
+  denoJson: string,
+  task: string,
+  entry: string,
+): string[] {
+  const tasks = JSON.parse(denoJson).tasks ?? {};
+  const t = tasks[task];
+  const command: string | undefined = typeof t === "string" ? t : t?.command;
+  if (!command) throw new Error(`deno.json has no task "${task}"`);
+  const words = command.trim().split(/\s+/);
+  const end = words.indexOf(entry);
+  if (words[0] !== "deno" || words[1] !== "run" || end < 0) {
+    throw new Error(
+      `task "${task}" is not "deno run [flags] ${entry}": ${command}`,
+    );
+  }
+  return words.slice(2, end);
+}
+
+/** The message printed when the runtime cannot be downloaded. */
+export function offlineMessage(output: string): string {
+  // deno-lint-ignore no-control-regex
+  const lines = output.replace(/\x1b\[[0-9;]*m/g, "").split("\n").map((l) =>
+    l.trim()
+  );
+  const cause = lines.find((l) => DOWNLOAD_ERROR_RE.test(l)) ??
+    lines.filter(Boolean).at(-1) ?? "";
+  return [
+    "deno compile could not download the Deno runtime it embeds (denort) from dl.deno.land:",
+    `  ${cause.slice(0, 300)}`,
+    "This machine looks offline. To build the binaries:",
+    "  • run `deno task compile` on a machine with internet access (same Deno version), or",
+    "  • copy a denort binary of the same Deno version and target to this machine and run",
+    "    `DENORT_BIN=/path/to/denort deno task compile` (it must be denort, not the deno binary).",
+    "Without binaries, everything works from source: deno task relay / bank / customer.",
+  ].join("\n");
+}
+
+async function compileOne(
+  args: string[],
+  timeoutMs: number,
+): Promise<{ code: number; output: string; offline: boolean }> {
+  const child = new Deno.Command("deno", {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let output = "";
+  let offline = false;
+  const timer = setTimeout(() => {
+    offline = true;
+    output += `\nno result after ${timeoutMs / 1000} s`;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, timeoutMs);
+  const read = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      output += decoder.decode(chunk, { stream: true });
+      if (
+        !offline && DOWNLOAD_ERROR_RE.test(output) &&
+        /denort|dl\.deno\.land|download/i.test(output)
+      ) {
+        offline = true;
+        try {
+          child.kill("SIGKILL");
+        } catch { /* exited */ }
+      }
+    }
+  };
+  const [status] = await Promise.all([
+    child.status,
+    read(child.stdout),
+    read(child.stderr),
+  ]);
+  clearTimeout(timer);
+  return { code: status.code, output, offline };
+}
+
+/** Runs the tool; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let v;
+  try {
+    v = parseArgs({
+      args: argv,
+      options: {
+        out: { type: "string" },
+        target: { type: "string" },
+        timeout: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (e) {
+    console.error((e as Error).message);
+    return 2;
+  }
+  if (v.help) {
+    console.log(
+      "deno task compile [--out DIR (default dist)] [--target TRIPLE] [--timeout S]",
+    );
+    return 0;
+  }
+  const out = (v.out ?? "dist").replace(/\/+$/, "");
+  const timeoutS = Number(v.timeout ?? DEFAULT_TIMEOUT_S);
+  if (!(timeoutS > 0)) {
+    console.error("--timeout must be a positive number of seconds");
+    return 2;
+  }
+  if (
+    Deno.permissions.querySync({ name: "write", path: out }).state !== "granted"
+  ) {
+    console.error(
+      `--out ${out}: no write permission; the task grants dist/ only (add --allow-write=${out})`,
+    );
+    return 2;
+  }
+  const root = new URL("../", import.meta.url).pathname;
+  const denoJson = await Deno.readTextFile(`${root}deno.json`);
+  const existed = await Deno.stat(out).then(() => true, () => false);
+  await Deno.mkdir(out, { recursive: true });
+  for (const t of TARGETS) {
+    const flags = taskFlags(denoJson, t.task, t.entry);
+    const suffix = v.target?.includes("windows") ? ".exe" : "";
+    const args = [
+      "compile",
+      ...flags,
+      ...(v.target ? ["--target", v.target] : []),
+      "--output",
+      `${out}/${t.name}${suffix}`,
+      `${root}${t.entry}`,
+    ];
+    console.log(
+      `compiling ${t.name}: deno ${args.slice(0, -1).join(" ")} ${t.entry}`,
+    );
+    const r = await compileOne(args, timeoutS * 1000);
+    if (r.offline) {
+      console.error(offlineMessage(r.output));
+      if (!existed) await Deno.remove(out).catch(() => {}); // only if still empty
+      return 3;
+    }
+    if (r.code !== 0) {
+      console.error(`deno compile failed for ${t.name}:\n${r.output.trim()}`);
+      return 1;
+    }
+  }
+  console.log(`built ${TARGETS.map((t) => `${out}/${t.name}`).join(", ")}`);
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
