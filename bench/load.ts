@@ -251,7 +251,10 @@ export async function runPairs(opts: RunPairsOptions): Promise<LoadResult> {
   if (outstanding > 0) {
     const drained = new Promise<void>((r) => drainedResolve = r);
     let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([drained, new Promise((r) => timer = setTimeout(r, DRAIN_TIMEOUT_MS))]);
+    await Promise.race([
+      drained,
+      new Promise((r) => timer = setTimeout(r, DRAIN_TIMEOUT_MS)),
+    ]);
     clearTimeout(timer);
   }
   for (const c of clients) c.ws.onmessage = null;

@@ -357,10 +357,16 @@ function fmt(n: number): string {
 }
 
 function table(rows: (string | number)[][]): string {
-  const cells = rows.map((r) => r.map((c) => typeof c === "number" ? fmt(c) : c));
-  const widths = cells[0].map((_, i) => Math.max(...cells.map((r) => r[i].length)));
+  const cells = rows.map((r) =>
+    r.map((c) => typeof c === "number" ? fmt(c) : c)
+  );
+  const widths = cells[0].map((_, i) =>
+    Math.max(...cells.map((r) => r[i].length))
+  );
   return cells.map((r) =>
-    r.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ")
+    r.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join(
+      "  ",
+    )
   ).join("\n");
 }
 
@@ -413,11 +419,11 @@ function render(out: Record<string, unknown>): string {
   const u = out.unloaded as Record<string, number> | undefined;
   if (u) {
     lines.push(
-      `Unloaded latency (1 pair, 1 frame in flight, 256 B): p50 ${fmt(u.p50Ms)} ms, p99 ${
-        fmt(u.p99Ms)
-      } ms, max ${fmt(u.maxMs)} ms (baseline p50 ${fmt(u.baselineP50Ms)}, p99 ${
-        fmt(u.baselineP99Ms)
-      }, max ${fmt(u.baselineMaxMs)})`,
+      `Unloaded latency (1 pair, 1 frame in flight, 256 B): p50 ${
+        fmt(u.p50Ms)
+      } ms, p99 ${fmt(u.p99Ms)} ms, max ${fmt(u.maxMs)} ms (baseline p50 ${
+        fmt(u.baselineP50Ms)
+      }, p99 ${fmt(u.baselineP99Ms)}, max ${fmt(u.baselineMaxMs)})`,
       "",
     );
   }
@@ -446,7 +452,9 @@ function render(out: Record<string, unknown>): string {
     if (!ch.available) lines.push(`Channel: not available (${ch.reason})`, "");
     else {
       lines.push(
-        `Channel (one process, no network): ${fmt(ch.handshakesPerSec!)} handshakes/s`,
+        `Channel (one process, no network): ${
+          fmt(ch.handshakesPerSec!)
+        } handshakes/s`,
         table([
           ["body B", "signing", "msgs/s", "MB/s"],
           ...ch.records!.map((r) => [

@@ -144,7 +144,9 @@ async function readProc(pid: number, file: "stat" | "status"): Promise<string> {
   }).output();
   if (!out.success) {
     throw new Error(
-      `cannot read /proc/${pid}/${file}: ${new TextDecoder().decode(out.stderr).trim()}`,
+      `cannot read /proc/${pid}/${file}: ${
+        new TextDecoder().decode(out.stderr).trim()
+      }`,
     );
   }
   return new TextDecoder().decode(out.stdout);
