@@ -2,8 +2,10 @@
  * Wycheproof conformance of the primitives exactly as `lib/suite.ts` wraps
  * them: ECDSA P-256/SHA-256 (P1363) verify, ECDH P-256 (uncompressed points
  * only, invalid points refused), AES-256-GCM (96-bit nonce, 128-bit tag) and
- * HKDF-SHA256. Reads ../shared/vectors/wycheproof/; skipped when absent.
+ * HKDF-SHA256. Reads ../shared/vectors/wycheproof/ (or $WYCHEPROOF_DIR);
+ * skipped when absent.
  */
+import { WYCHEPROOF_DIR } from "./helpers/wycheproof_dir.ts";
 import assert from "node:assert/strict";
 import { type Bytes, bytesEqual } from "../lib/bytes.ts";
 import { ProtocolError } from "../lib/errors.ts";
@@ -19,7 +21,7 @@ import {
   verify,
 } from "../lib/suite.ts";
 
-const DIR = new URL("../../shared/vectors/wycheproof/", import.meta.url);
+const DIR = WYCHEPROOF_DIR;
 const present = (() => {
   try {
     return Deno.statSync(DIR).isDirectory;
