@@ -1,10 +1,15 @@
 /**
  * Session micro-benchmarks: messages sealed by one session and opened by the
- * other (ACKs flowing back), in batches of 64 with `sendMany`/`receiveMany`.
+ * other (ACKs flowing back), in batches of 64 with `sendMany`/`receiveMany`,
+ * both sides in this one process, lock-step (each step awaits the previous).
  * Divide the time per iteration by 64 for the time per message.
+ * Two primitive providers: the WebCrypto default (browser-safe) and the
+ * synchronous `node:crypto` one of lib/deno/node_primitives.ts.
  *   deno bench bench/session_bench.ts
  */
 
+import { nodePrimitives } from "../lib/deno/node_primitives.ts";
+import type { SessionPrimitives } from "../lib/primitives.ts";
 import { Session, type SessionOptions } from "../lib/session.ts";
 import { fixture } from "../tests/session_helpers.ts";
 
@@ -33,20 +38,27 @@ async function setup(bodySize: number, options: SessionOptions) {
   };
 }
 
+const providers: [string, SessionPrimitives | undefined][] = [
+  ["webcrypto", undefined],
+  ["node", nodePrimitives],
+];
+
 for (const size of [256, 4096]) {
   for (
-    const [mode, options] of [
-      ["chain signing (every 64)", { signEvery: 64 }],
-      ["per-message signing", { signEvery: 1 }],
+    const [mode, signEvery] of [
+      ["chain signing (every 64)", 64],
+      ["per-message signing", 1],
     ] as const
   ) {
-    const step = await setup(size, options);
-    Deno.bench({
-      name: `${size} B, ${mode}: ${BATCH} messages sealed+opened`,
-      group: `${size} B`,
-      baseline: options.signEvery === 64,
-      n: options.signEvery === 1 ? 20 : 300,
-      fn: step,
-    });
+    for (const [name, primitives] of providers) {
+      const step = await setup(size, { signEvery, primitives });
+      Deno.bench({
+        name: `${size} B, ${mode}, ${name}: ${BATCH} messages sealed+opened`,
+        group: `${size} B`,
+        baseline: signEvery === 64 && primitives === undefined,
+        n: signEvery === 1 ? 20 : 300,
+        fn: step,
+      });
+    }
   }
 }

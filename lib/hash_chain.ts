@@ -13,34 +13,71 @@
  * @module
  */
 
-import { type Bytes, concat, sha256, u32, u64, utf8 } from "./bytes.ts";
+import { type Bytes, concat, u64, utf8 } from "./bytes.ts";
 import type { HandshakeRole } from "./handshake_result.ts";
+import { writeU32, writeU64 } from "./int_codec.ts";
+import {
+  type MaybePromise,
+  type SessionPrimitives,
+  webCryptoPrimitives,
+} from "./primitives.ts";
 
 const CHAIN_LABEL = utf8("e2e.v1 chain\0");
 const SIGNATURE_LABEL = utf8("e2e.v1 chain signature\0");
 
+/** Bytes of H_{s−1} ‖ u64(s) ‖ u8(innerType) ‖ u32(bodyLen) in front of the body. */
+const STEP_PREFIX_LENGTH = 32 + 8 + 1 + 4;
+
 /** H_0 of the chain of messages sent by `senderRole` in the session `sessionHash`. */
-export function chainStart(
+export async function chainStart(
   sessionHash: Bytes,
   senderRole: HandshakeRole,
+  primitives: SessionPrimitives = webCryptoPrimitives,
 ): Promise<Bytes> {
-  return sha256(CHAIN_LABEL, sessionHash, utf8(senderRole));
+  return await primitives.sha256(
+    concat(CHAIN_LABEL, sessionHash, utf8(senderRole)),
+  );
+}
+
+/** The bytes hashed into H_s: H_{s−1} ‖ u64(s) ‖ u8(innerType) ‖ u32(bodyLen) ‖ body. */
+export function chainStepInput(
+  previous: Uint8Array,
+  seq: bigint,
+  innerType: number,
+  body: Uint8Array,
+): Bytes {
+  if (previous.length !== 32) {
+    throw new RangeError("chain head must be 32 bytes");
+  }
+  const input = new Uint8Array(STEP_PREFIX_LENGTH + body.length);
+  input.set(previous);
+  writeU64(input, 32, seq);
+  input[40] = innerType;
+  writeU32(input, 41, body.length);
+  input.set(body, STEP_PREFIX_LENGTH);
+  return input;
+}
+
+/** H_s from H_{s−1}, synchronously when `primitives` hashes synchronously. */
+export function chainStepEager(
+  primitives: SessionPrimitives,
+  previous: Uint8Array,
+  seq: bigint,
+  innerType: number,
+  body: Uint8Array,
+): MaybePromise<Bytes> {
+  return primitives.sha256(chainStepInput(previous, seq, innerType, body));
 }
 
 /** H_s from H_{s−1} and the reliable message (seq, innerType, body). */
-export function chainStep(
+export async function chainStep(
   previous: Bytes,
   seq: bigint,
   innerType: number,
   body: Uint8Array,
+  primitives: SessionPrimitives = webCryptoPrimitives,
 ): Promise<Bytes> {
-  return sha256(
-    previous,
-    u64(seq),
-    new Uint8Array([innerType]),
-    u32(body.length),
-    body,
-  );
+  return await chainStepEager(primitives, previous, seq, innerType, body);
 }
 
 /** The exact bytes a chain signature over head H_s signs. */

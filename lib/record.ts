@@ -10,7 +10,7 @@
  * @module
  */
 
-import { type Bytes, concat, u32, u64, view } from "./bytes.ts";
+import { type Bytes, u32 } from "./bytes.ts";
 import {
   E2E_VERSION,
   INNER_HEADER_LENGTH,
@@ -22,16 +22,21 @@ import {
 } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 import type { HandshakeRole } from "./handshake_result.ts";
+import { readU32, readU64, writeU32, writeU64, xorU64 } from "./int_codec.ts";
 import { isPaddedLength, paddedPlaintextLength } from "./padding.ts";
+import {
+  type AeadKey,
+  andThen,
+  type MaybePromise,
+  type SessionPrimitives,
+  webCryptoPrimitives,
+} from "./primitives.ts";
 import {
   AEAD_KEY_LENGTH,
   AEAD_NONCE_LENGTH,
   AEAD_TAG_LENGTH,
   deriveLabel,
-  importAeadKey,
-  open,
   P256_SIGNATURE_LENGTH,
-  seal,
 } from "./suite.ts";
 
 /** Inner message types (first plaintext byte). */
@@ -86,8 +91,8 @@ export function directionOf(sender: HandshakeRole): Direction {
 export interface TrafficKeys {
   /** Epoch number (0 from the handshake master). */
   epoch: number;
-  /** Non-extractable AES-256-GCM key. */
-  key: CryptoKey;
+  /** AES-256-GCM key held by the session's primitive provider (non-extractable with WebCrypto). */
+  aead: AeadKey;
   /** 12-byte IV XORed with the counter to form nonces. */
   iv: Bytes;
 }
@@ -96,21 +101,25 @@ export interface TrafficKeys {
  * Derives the traffic keys of `direction` in `epoch` from that epoch's master:
  * key = deriveLabel(master, sessionHash, "<d> key", u32(epoch), 32),
  * iv = deriveLabel(master, sessionHash, "<d> iv", u32(epoch), 12).
+ * The key is imported by `primitives` (default: WebCrypto, non-extractable).
  */
 export async function deriveTrafficKeys(
   master: CryptoKey,
   sessionHash: Bytes,
   direction: Direction,
   epoch: number,
+  primitives: SessionPrimitives = webCryptoPrimitives,
 ): Promise<TrafficKeys> {
   const ctx = u32(epoch);
   const [raw, iv] = await Promise.all([
     deriveLabel(master, sessionHash, `${direction} key`, ctx, AEAD_KEY_LENGTH),
     deriveLabel(master, sessionHash, `${direction} iv`, ctx, AEAD_NONCE_LENGTH),
   ]);
-  const key = await importAeadKey(raw);
-  raw.fill(0);
-  return { epoch, key, iv };
+  try {
+    return { epoch, aead: await primitives.importAeadKey(raw), iv };
+  } finally {
+    raw.fill(0);
+  }
 }
 
 /** Cleartext RECORD header fields. */
@@ -124,12 +133,20 @@ export interface RecordHeader {
 /** Encodes the 14-byte RECORD header. */
 export function encodeRecordHeader(epoch: number, counter: bigint): Bytes {
   const h = new Uint8Array(RECORD_HEADER_LENGTH);
-  const v = view(h);
-  h[0] = E2E_VERSION;
-  h[1] = RECORD_TYPE;
-  v.setUint32(2, epoch);
-  v.setBigUint64(6, counter);
+  writeRecordHeader(h, epoch, counter);
   return h;
+}
+
+/** Writes the RECORD header into the first 14 bytes of `out`. */
+function writeRecordHeader(
+  out: Uint8Array,
+  epoch: number,
+  counter: bigint,
+): void {
+  out[0] = E2E_VERSION;
+  out[1] = RECORD_TYPE;
+  writeU32(out, 2, epoch);
+  writeU64(out, 6, counter);
 }
 
 /**
@@ -152,8 +169,7 @@ export function decodeRecordHeader(packet: Uint8Array): RecordHeader {
       `packet type ${packet[1]} is not RECORD`,
     );
   }
-  const v = view(packet);
-  return { epoch: v.getUint32(2), counter: v.getBigUint64(6) };
+  return { epoch: readU32(packet, 2), counter: readU64(packet, 6) };
 }
 
 /** AAD of a record: header ‖ senderId ‖ recipientId. */
@@ -168,19 +184,21 @@ export function recordAad(
   ) {
     throw new RangeError("relay session IDs must be 16 bytes");
   }
-  return concat(
-    header.subarray(0, RECORD_HEADER_LENGTH),
-    senderId,
-    recipientId,
-  );
+  const aad = new Uint8Array(RECORD_HEADER_LENGTH + 2 * SESSION_ID_LENGTH);
+  aad.set(header.subarray(0, RECORD_HEADER_LENGTH));
+  aad.set(senderId, RECORD_HEADER_LENGTH);
+  aad.set(recipientId, RECORD_HEADER_LENGTH + SESSION_ID_LENGTH);
+  return aad;
 }
+
+/** Placeholder header for building an AAD before the header is written into it. */
+const EMPTY_HEADER = new Uint8Array(RECORD_HEADER_LENGTH);
 
 /** Nonce = iv XOR (0^4 ‖ u64(counter)). */
 export function recordNonce(iv: Uint8Array, counter: bigint): Bytes {
   const n = new Uint8Array(AEAD_NONCE_LENGTH);
   n.set(iv);
-  const c = u64(counter);
-  for (let i = 0; i < 8; i++) n[4 + i] ^= c[i];
+  xorU64(n, AEAD_NONCE_LENGTH - 8, counter);
   return n;
 }
 
@@ -215,11 +233,10 @@ export function encodeInner(msg: InnerMessage): Bytes {
   }
   const len = innerLength(msg.body.length, signed);
   const out = new Uint8Array(paddedPlaintextLength(len));
-  const v = view(out);
   out[0] = msg.type;
   out[1] = signed ? FLAG_SIGNATURE : 0;
-  v.setBigUint64(2, msg.seq);
-  v.setUint32(10, msg.body.length);
+  writeU64(out, 2, msg.seq);
+  writeU32(out, 10, msg.body.length);
   out.set(msg.body, INNER_HEADER_LENGTH);
   if (signed) out.set(msg.signature!, INNER_HEADER_LENGTH + msg.body.length);
   return out;
@@ -236,7 +253,6 @@ export function decodeInner(pt: Bytes): InnerMessage {
     throw new ProtocolError("malformed", `inner plaintext: ${why}`);
   };
   if (!isPaddedLength(pt.length)) bad("length is not a padding bucket");
-  const v = view(pt);
   const type = pt[0];
   if (type < InnerType.DATA || type > InnerType.CHECKPOINT) {
     bad(`unknown type ${type}`);
@@ -244,12 +260,12 @@ export function decodeInner(pt: Bytes): InnerMessage {
   const flags = pt[1];
   if ((flags & ~FLAG_SIGNATURE) !== 0) bad(`unknown flags ${flags}`);
   const signed = (flags & FLAG_SIGNATURE) !== 0;
-  const seq = v.getBigUint64(2);
+  const seq = readU64(pt, 2);
   const reliable = isReliable(type);
   if (reliable && seq === 0n) bad("reliable message without seq");
   if (!reliable && seq !== 0n) bad("unreliable message with seq");
   if (!reliable && signed) bad("signature on an unreliable message");
-  const bodyLen = v.getUint32(10);
+  const bodyLen = readU32(pt, 10);
   if (bodyLen > MAX_BODY) bad("body length too large");
   const end = innerLength(bodyLen, signed);
   if (end > pt.length) bad("body runs past the plaintext");
@@ -265,6 +281,48 @@ export function decodeInner(pt: Bytes): InnerMessage {
   return msg;
 }
 
+/**
+ * Seals `plaintext` as a RECORD with `keys` and `counter`; returns the
+ * packet, synchronously when the key's provider is synchronous.
+ */
+export function sealRecordEager(
+  keys: TrafficKeys,
+  counter: bigint,
+  plaintext: Bytes,
+  senderId: Uint8Array,
+  recipientId: Uint8Array,
+): MaybePromise<Bytes> {
+  const aad = recordAad(EMPTY_HEADER, senderId, recipientId);
+  writeRecordHeader(aad, keys.epoch, counter);
+  const sealed = keys.aead.seal(recordNonce(keys.iv, counter), plaintext, aad);
+  return andThen(sealed, (ct) => {
+    const packet = new Uint8Array(RECORD_HEADER_LENGTH + ct.length);
+    packet.set(aad.subarray(0, RECORD_HEADER_LENGTH));
+    packet.set(ct, RECORD_HEADER_LENGTH);
+    return packet;
+  });
+}
+
+/**
+ * Opens a RECORD whose header was decoded to `counter`: the padded inner
+ * plaintext, or `null` when the tag does not verify; synchronously when the
+ * key's provider is synchronous.
+ */
+export function openRecordEager(
+  keys: TrafficKeys,
+  packet: Uint8Array,
+  counter: bigint,
+  senderId: Uint8Array,
+  recipientId: Uint8Array,
+): MaybePromise<Bytes | null> {
+  if (packet.length < RECORD_HEADER_LENGTH + AEAD_TAG_LENGTH) return null;
+  return keys.aead.open(
+    recordNonce(keys.iv, counter),
+    packet.subarray(RECORD_HEADER_LENGTH),
+    recordAad(packet, senderId, recipientId),
+  );
+}
+
 /** Seals `plaintext` as a RECORD with `keys` and `counter`; returns the packet. */
 export async function sealRecord(
   keys: TrafficKeys,
@@ -273,31 +331,26 @@ export async function sealRecord(
   senderId: Uint8Array,
   recipientId: Uint8Array,
 ): Promise<Bytes> {
-  const header = encodeRecordHeader(keys.epoch, counter);
-  const ct = await seal(
-    keys.key,
-    recordNonce(keys.iv, counter),
-    plaintext,
-    recordAad(header, senderId, recipientId),
-  );
-  const packet = new Uint8Array(RECORD_HEADER_LENGTH + ct.length);
-  packet.set(header);
-  packet.set(ct, RECORD_HEADER_LENGTH);
-  return packet;
+  return await sealRecordEager(keys, counter, plaintext, senderId, recipientId);
 }
 
 /** Opens a RECORD whose header was decoded to `counter`; throws `decrypt-failed`. */
-export function openRecord(
+export async function openRecord(
   keys: TrafficKeys,
   packet: Uint8Array,
   counter: bigint,
   senderId: Uint8Array,
   recipientId: Uint8Array,
 ): Promise<Bytes> {
-  return open(
-    keys.key,
-    recordNonce(keys.iv, counter),
-    packet.slice(RECORD_HEADER_LENGTH),
-    recordAad(packet, senderId, recipientId),
+  const pt = await openRecordEager(
+    keys,
+    packet,
+    counter,
+    senderId,
+    recipientId,
   );
+  if (pt === null) {
+    throw new ProtocolError("decrypt-failed", "authentication tag mismatch");
+  }
+  return pt;
 }

@@ -27,6 +27,11 @@ const BLOCK_SHIFT = BigInt(Math.log2(REPLAY_BLOCK_BITS));
 const BLOCK_MASK = BigInt(REPLAY_BLOCK_BITS - 1);
 const RING_MASK = BigInt(REPLAY_RING_BLOCKS - 1);
 const WINDOW = BigInt(REPLAY_WINDOW);
+const BLOCK_SHIFT_N = Math.log2(REPLAY_BLOCK_BITS);
+const BLOCK_MASK_N = REPLAY_BLOCK_BITS - 1;
+/** Bit positions in the ring (2048) minus one, as number and bigint. */
+const RING_BITS_MASK_N = REPLAY_RING_BLOCKS * REPLAY_BLOCK_BITS - 1;
+const RING_BITS_MASK = BigInt(RING_BITS_MASK_N);
 
 /** RFC 6479 sliding-window replay filter over 64-bit counters. */
 export class ReplayWindow {
@@ -83,10 +88,18 @@ export class ReplayWindow {
   bitmap(): Bytes {
     const out = new Uint8Array(ACK_BITMAP_BITS / 8);
     if (this.#highest < 0n) return out;
-    for (let i = 0; i < ACK_BITMAP_BITS; i++) {
-      const c = this.#highest - BigInt(i);
-      if (c < 0n) break;
-      if (this.#bit(c)) out[i >> 3] |= 1 << (i & 7);
+    // Read the ring directly with small integers: position of `highest` in
+    // the ring, then walk down (counter highest − i sits at top − i, mod).
+    const top = Number(this.#highest & RING_BITS_MASK);
+    const n = this.#highest < BigInt(ACK_BITMAP_BITS)
+      ? Number(this.#highest) + 1
+      : ACK_BITMAP_BITS;
+    const ring = this.#ring;
+    for (let i = 0; i < n; i++) {
+      const pos = (top - i) & RING_BITS_MASK_N;
+      if ((ring[pos >>> BLOCK_SHIFT_N] >>> (pos & BLOCK_MASK_N)) & 1) {
+        out[i >> 3] |= 1 << (i & 7);
+      }
     }
     return out;
   }

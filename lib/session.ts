@@ -46,7 +46,19 @@ import {
 import { ProtocolError } from "./errors.ts";
 import { fingerprint } from "./fingerprint.ts";
 import type { HandshakeResult, HandshakeRole } from "./handshake_result.ts";
-import { chainSignatureInput, chainStart, chainStep } from "./hash_chain.ts";
+import {
+  chainSignatureInput,
+  chainStart,
+  chainStepEager,
+} from "./hash_chain.ts";
+import {
+  all,
+  andThen,
+  isPromise,
+  type MaybePromise,
+  type SessionPrimitives,
+  webCryptoPrimitives,
+} from "./primitives.ts";
 import {
   decodeInner,
   decodeRecordHeader,
@@ -56,11 +68,11 @@ import {
   encodeInner,
   type InnerMessage,
   InnerType,
-  openRecord,
-  sealRecord,
+  openRecordEager,
+  sealRecordEager,
   type TrafficKeys,
 } from "./record.ts";
-import { bitmapCovers, ReplayWindow } from "./replay_window.ts";
+import { ReplayWindow } from "./replay_window.ts";
 import {
   deriveLabel,
   ecdh,
@@ -93,6 +105,13 @@ export interface SessionOptions {
   random?: () => number;
   /** Record the transcript (default true; benchmarks turn it off to save memory). */
   keepTranscript?: boolean;
+  /**
+   * SHA-256 and AES-256-GCM for the per-message path (default: WebCrypto,
+   * browser-safe, non-extractable keys). Deno drivers may pass the faster
+   * synchronous `nodePrimitives` of `lib/deno/node_primitives.ts` (keys then
+   * live in JS memory; see there). The wire bytes do not depend on it.
+   */
+  primitives?: SessionPrimitives;
 }
 
 /** Something the application must know about. */
@@ -170,6 +189,8 @@ interface PendingRekey {
 }
 
 const ACK_BODY_LENGTH = 8 + ACK_BITMAP_BITS / 8 + 8;
+/** Counters an ACK bitmap can name, as a bigint. */
+const ACK_SPAN = BigInt(ACK_BITMAP_BITS);
 const REKEY_BODY_LENGTH = P256_POINT_LENGTH + P256_SIGNATURE_LENGTH;
 const REKEY_LABEL = new TextEncoder().encode("e2e.v1 rekey\0");
 const noop = () => {};
@@ -235,6 +256,7 @@ export class Session {
   readonly #maxCounter: bigint;
   readonly #random: () => number;
   readonly #transcript?: Transcript;
+  readonly #primitives: SessionPrimitives;
 
   #failed?: ProtocolError;
   #master: CryptoKey;
@@ -246,7 +268,8 @@ export class Session {
   #sendKeys: TrafficKeys;
   #nextCounter = 0n;
   #nextSeq = 1n;
-  #sendChain: Promise<Bytes>;
+  /** Head of our chain: a value with a synchronous provider, else a promise chain. */
+  #sendChain: MaybePromise<Bytes>;
   #unsignedCount = 0;
   #firstUnsignedAt?: number;
   #inflight = new Map<bigint, Outgoing>();
@@ -259,7 +282,7 @@ export class Session {
   #replay = new ReplayWindow();
   #nextDeliverSeq = 1n;
   #pending = new Map<bigint, Received>();
-  #recvChain: Promise<Bytes>;
+  #recvChain: MaybePromise<Bytes>;
   #unsignedRecv = 0;
   #ackCount = 0;
   #ackWanted = false;
@@ -315,8 +338,9 @@ export class Session {
     this.#recvDir = directionOf(this.#peerRole);
     this.#sendKeys = keys[0];
     this.#recvKeys.set(0, keys[1]);
-    this.#sendChain = Promise.resolve(chains[0]);
-    this.#recvChain = Promise.resolve(chains[1]);
+    this.#sendChain = chains[0];
+    this.#recvChain = chains[1];
+    this.#primitives = options.primitives ?? webCryptoPrimitives;
     const signEvery = options.signEvery ?? DEFAULT_SIGN_EVERY;
     if (
       !Number.isInteger(signEvery) || signEvery < 1 || signEvery > MAX_UNSIGNED
@@ -357,6 +381,7 @@ export class Session {
     options: SessionOptions = {},
   ): Promise<Session> {
     const peerRole = result.role === "initiator" ? "responder" : "initiator";
+    const primitives = options.primitives ?? webCryptoPrimitives;
     const [lfp, pfp, sk, rk, sc, rc] = await Promise.all([
       fingerprint(result.localIdentity.spki),
       fingerprint(result.peerIdentity.spki),
@@ -365,15 +390,17 @@ export class Session {
         result.sessionHash,
         directionOf(result.role),
         0,
+        primitives,
       ),
       deriveTrafficKeys(
         result.master,
         result.sessionHash,
         directionOf(peerRole),
         0,
+        primitives,
       ),
-      chainStart(result.sessionHash, result.role),
-      chainStart(result.sessionHash, peerRole),
+      chainStart(result.sessionHash, result.role, primitives),
+      chainStart(result.sessionHash, peerRole, primitives),
     ]);
     return new Session(result, [lfp, pfp], [sk, rk], [sc, rc], options);
   }
@@ -445,7 +472,7 @@ export class Session {
     }
     this.#touch(now);
     // Copy: the caller may reuse its buffers before the pipelined crypto runs.
-    return Promise.all(
+    return all(
       bodies.map((b) =>
         this.#sealReliable(InnerType.DATA, b.slice(), now, false)
       ),
@@ -463,7 +490,7 @@ export class Session {
     }
     this.#touch(now);
     this.#closeSeq = this.#nextSeq;
-    return Promise.all([
+    return all([
       this.#sealReliable(InnerType.CLOSE, new Uint8Array(0), now, true),
     ]);
   }
@@ -518,7 +545,7 @@ export class Session {
     return this.#serialized(async () => {
       const events: SessionEvent[] = this.#deferredEvents;
       this.#deferredEvents = [];
-      const out: Promise<Bytes>[] = [];
+      const out: MaybePromise<Bytes>[] = [];
       await this.#receiveBatch(packets, now, events, out);
       await this.#maybeRespond(now, events, out);
       const ackPending = this.#ackCount > 0 || this.#ackWanted;
@@ -527,7 +554,7 @@ export class Session {
         if (ack) out.push(ack);
       }
       this.#checkClosed(now, events, out);
-      return { events, packets: await Promise.all(out) };
+      return { events, packets: await all(out) };
     });
   }
 
@@ -611,7 +638,7 @@ export class Session {
     body: Bytes,
     now: number,
     forceSign: boolean,
-  ): Promise<Bytes> {
+  ): MaybePromise<Bytes> {
     const counter = this.#nextCounter++;
     const seq = this.#nextSeq++;
     const keys = this.#sendKeys;
@@ -625,10 +652,12 @@ export class Session {
       this.#unsignedCount++;
       this.#firstUnsignedAt ??= now;
     }
-    const head = this.#sendChain.then((prev) =>
-      chainStep(prev, seq, type, body)
+    const primitives = this.#primitives;
+    const head = andThen(
+      this.#sendChain,
+      (prev) => chainStepEager(primitives, prev, seq, type, body),
     );
-    head.catch(noop);
+    if (isPromise(head)) head.catch(noop);
     this.#sendChain = head;
     const entry: Outgoing = { seq, counter, epoch: keys.epoch, type };
     this.#inflight.set(seq, entry);
@@ -638,45 +667,49 @@ export class Session {
       type,
       body,
     });
-    return (async () => {
-      let signature: Bytes | undefined;
-      if (signed) {
-        const h = await head;
-        signature = await sign(
-          this.#privateKey,
-          chainSignatureInput(
-            this.#role,
-            this.#localFp,
-            this.#peerFp,
-            this.#sessionHash,
-            seq,
-            h,
-          ),
-        );
-        this.stats.signaturesMade++;
-        if (record) {
-          record.head = h;
-          record.signature = signature;
-        }
-      }
-      const packet = await sealRecord(
-        keys,
-        counter,
-        encodeInner({ type, seq, body, signature }),
-        this.#localId,
-        this.#peerId,
+    const seal = (signature?: Bytes): MaybePromise<Bytes> =>
+      andThen(
+        sealRecordEager(
+          keys,
+          counter,
+          encodeInner({ type, seq, body, signature }),
+          this.#localId,
+          this.#peerId,
+        ),
+        (packet) => {
+          entry.packet = packet;
+          return packet;
+        },
       );
-      entry.packet = packet;
-      return packet;
+    if (!signed) return seal();
+    return (async () => {
+      const h = await head;
+      const signature = await sign(
+        this.#privateKey,
+        chainSignatureInput(
+          this.#role,
+          this.#localFp,
+          this.#peerFp,
+          this.#sessionHash,
+          seq,
+          h,
+        ),
+      );
+      this.stats.signaturesMade++;
+      if (record) {
+        record.head = h;
+        record.signature = signature;
+      }
+      return await seal(signature);
     })();
   }
 
-  #sealUnreliable(type: number, body: Bytes): Promise<Bytes> {
+  #sealUnreliable(type: number, body: Bytes): MaybePromise<Bytes> {
     const counter = this.#nextCounter++;
     const keys = this.#sendKeys;
     this.#sentInEpoch++;
     this.stats.packetsSent++;
-    return sealRecord(
+    return sealRecordEager(
       keys,
       counter,
       encodeInner({ type, seq: 0n, body }),
@@ -686,7 +719,7 @@ export class Session {
   }
 
   /** Seals an ACK if the ACK send limit allows; resets the ACK schedule. */
-  #sealAck(): Promise<Bytes> | undefined {
+  #sealAck(): MaybePromise<Bytes> | undefined {
     if (!this.#canSend(ACK_SEND_LIMIT)) return undefined;
     const body = new Uint8Array(ACK_BODY_LENGTH);
     const v = view(body);
@@ -710,7 +743,7 @@ export class Session {
 
   async #poll(now: number): Promise<Bytes[]> {
     this.#touch(now);
-    const out: Promise<Bytes>[] = [];
+    const out: MaybePromise<Bytes>[] = [];
     const events: SessionEvent[] = [];
     if (
       (this.#ackCount > 0 || this.#ackWanted) && this.#ackDueAt !== undefined &&
@@ -743,7 +776,7 @@ export class Session {
     await this.#maybeRespond(now, events, out);
     this.#checkClosed(now, events, out);
     this.#deferredEvents.push(...events); // reported by the next receive
-    return Promise.all(out);
+    return all(out);
   }
 
   #coverInterval(): number {
@@ -753,7 +786,10 @@ export class Session {
   }
 
   /** Starts a rekey (REKEY_INIT) when due and allowed. */
-  async #maybeStartRekey(now: number, out: Promise<Bytes>[]): Promise<void> {
+  async #maybeStartRekey(
+    now: number,
+    out: MaybePromise<Bytes>[],
+  ): Promise<void> {
     if (
       this.#rekey || this.#respondTo || this.#closeSeq !== undefined ||
       this.#epochStartedAt === undefined
@@ -802,7 +838,7 @@ export class Session {
   async #maybeRespond(
     now: number,
     events: SessionEvent[],
-    out: Promise<Bytes>[],
+    out: MaybePromise<Bytes>[],
   ): Promise<void> {
     const req = this.#respondTo;
     if (
@@ -848,8 +884,20 @@ export class Session {
   async #deriveEpoch(shared: Bytes, epoch: number) {
     const master = await nextMaster(this.#master, shared, epoch);
     const [send, recv] = await Promise.all([
-      deriveTrafficKeys(master, this.#sessionHash, this.#sendDir, epoch),
-      deriveTrafficKeys(master, this.#sessionHash, this.#recvDir, epoch),
+      deriveTrafficKeys(
+        master,
+        this.#sessionHash,
+        this.#sendDir,
+        epoch,
+        this.#primitives,
+      ),
+      deriveTrafficKeys(
+        master,
+        this.#sessionHash,
+        this.#recvDir,
+        epoch,
+        this.#primitives,
+      ),
     ]);
     return { master, send, recv, epoch };
   }
@@ -879,13 +927,13 @@ export class Session {
     packets: Uint8Array[],
     now: number,
     events: SessionEvent[],
-    out: Promise<Bytes>[],
+    out: MaybePromise<Bytes>[],
   ): Promise<void> {
     this.#touch(now);
     type Job = {
       packet: Uint8Array;
       counter: bigint;
-      pt: Promise<Bytes | null>;
+      pt: MaybePromise<Bytes | null>;
     };
     const jobs: Job[] = [];
     for (const packet of packets) {
@@ -915,13 +963,18 @@ export class Session {
         this.#wantAck(now, false);
         continue;
       }
-      const pt = openRecord(keys, packet, counter, this.#peerId, this.#localId)
-        .then((p) => p, () => null);
+      const pt = openRecordEager(
+        keys,
+        packet,
+        counter,
+        this.#peerId,
+        this.#localId,
+      );
       jobs.push({ packet, counter, pt });
     }
     const verifications: Promise<void>[] = [];
     for (const job of jobs) {
-      const pt = await job.pt;
+      const pt = isPromise(job.pt) ? await job.pt : job.pt;
       if (pt === null) {
         this.stats.forgeries++;
         continue;
@@ -977,9 +1030,14 @@ export class Session {
       throw new ProtocolError("malformed", "ACK names a seq never sent");
     }
     const seqs: bigint[] = [];
+    // Same test as `bitmapCovers`, inlined: this loop runs over every packet
+    // in flight (up to the flow window) for every ACK.
     for (const o of this.#inflight.values()) {
-      if (o.seq <= cumulative || bitmapCovers(highest, bitmap, o.counter)) {
+      if (o.seq <= cumulative) {
         seqs.push(o.seq);
+      } else if (o.counter <= highest && highest - o.counter < ACK_SPAN) {
+        const i = Number(highest - o.counter);
+        if ((bitmap[i >> 3] >> (i & 7)) & 1) seqs.push(o.seq);
       }
     }
     for (const s of seqs) {
@@ -1029,10 +1087,12 @@ export class Session {
     verifications: Promise<void>[],
   ): void {
     const { seq, type, body, signature } = msg;
-    const head = this.#recvChain.then((prev) =>
-      chainStep(prev, seq, type, body)
+    const primitives = this.#primitives;
+    const head = andThen(
+      this.#recvChain,
+      (prev) => chainStepEager(primitives, prev, seq, type, body),
     );
-    head.catch(noop);
+    if (isPromise(head)) head.catch(noop);
     this.#recvChain = head;
     const record = this.#transcript?.add({
       direction: this.#recvDir,
@@ -1044,7 +1104,8 @@ export class Session {
       this.#unsignedRecv = 0;
       const event: SessionEvent = { type: "signature-verified", seq };
       events.push(event);
-      const verification = head.then(async (h) => {
+      const verification = (async () => {
+        const h = await head;
         const ok = await verify(
           this.#peerKey,
           signature,
@@ -1070,7 +1131,7 @@ export class Session {
           record.signature = signature;
           record.head = h;
         }
-      });
+      })();
       verification.catch(noop); // surfaced by the batch's Promise.all
       verifications.push(verification);
     } else if (++this.#unsignedRecv > MAX_UNSIGNED) {
@@ -1175,7 +1236,7 @@ export class Session {
   #checkClosed(
     now: number,
     events: SessionEvent[],
-    out: Promise<Bytes>[],
+    out: MaybePromise<Bytes>[],
   ): void {
     if (
       this.#peerClosed && this.#closeSeq === undefined &&

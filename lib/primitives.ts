@@ -1,0 +1,119 @@
+/**
+ * The symmetric primitives of the session's hot path — SHA-256 (hash chain)
+ * and AES-256-GCM (records) — behind a small provider interface, so a runtime
+ * with faster, synchronous implementations can supply them without touching
+ * the protocol code. Every provider computes the same functions: bytes on
+ * the wire never depend on the provider (cross-tested).
+ *
+ * The default, {@link webCryptoPrimitives}, uses `crypto.subtle` with
+ * non-extractable keys and runs everywhere (browsers included). WebCrypto is
+ * asynchronous only: each call is a thread-pool round trip (~35 µs in Deno),
+ * which caps a sequential hash chain near 28k steps/s. Deno drivers may pass
+ * `lib/deno/node_primitives.ts` (synchronous `node:crypto`) instead; see its
+ * module doc for the key-handling trade-off.
+ *
+ * Results may be synchronous (`Bytes`) or asynchronous (`Promise<Bytes>`);
+ * callers must handle both (see {@link isPromise}). ECDSA and HKDF are not
+ * here: they stay on `lib/suite.ts` (WebCrypto), off the per-message path.
+ * @module
+ */
+
+import type { Bytes } from "./bytes.ts";
+import { AEAD_KEY_LENGTH, AEAD_TAG_LENGTH } from "./suite.ts";
+
+/** A value now or later: synchronous providers return the value itself. */
+export type MaybePromise<T> = T | Promise<T>;
+
+/** One AES-256-GCM key, held by the provider that imported it. */
+export interface AeadKey {
+  /** AES-256-GCM encryption with a 12-byte nonce; returns ciphertext ‖ 16-byte tag. */
+  seal(nonce: Bytes, plaintext: Uint8Array, aad: Bytes): MaybePromise<Bytes>;
+  /** AES-256-GCM decryption of ciphertext ‖ tag; `null` when authentication fails. */
+  open(
+    nonce: Bytes,
+    sealed: Uint8Array,
+    aad: Bytes,
+  ): MaybePromise<Bytes | null>;
+}
+
+/** Provider of the session's symmetric primitives (see module doc). */
+export interface SessionPrimitives {
+  /** Short name for diagnostics and benchmarks ("webcrypto", "node"). */
+  readonly name: string;
+  /** SHA-256 of `data` (32 bytes). */
+  sha256(data: Uint8Array): MaybePromise<Bytes>;
+  /** Imports a 32-byte AES-256-GCM key; the caller zeroes `raw` afterwards. */
+  importAeadKey(raw: Bytes): Promise<AeadKey>;
+}
+
+/** Whether `v` is a promise (the asynchronous branch of a {@link MaybePromise}). */
+export function isPromise<T>(v: MaybePromise<T>): v is Promise<T> {
+  return v instanceof Promise;
+}
+
+/**
+ * Applies `f` to `v` now when `v` is a value, after it resolves when it is a
+ * promise. (Not named `then`: a module exporting `then` is a thenable, and
+ * `await import()` of it would call it.)
+ */
+export function andThen<T, U>(
+  v: MaybePromise<T>,
+  f: (value: T) => MaybePromise<U>,
+): MaybePromise<U> {
+  return isPromise(v) ? v.then(f) : f(v);
+}
+
+/** Resolves a list of values and promises in order, without a promise per element when all are values. */
+export function all<T>(values: MaybePromise<T>[]): Promise<T[]> {
+  for (const v of values) {
+    if (isPromise(v)) return Promise.all(values);
+  }
+  return Promise.resolve(values as T[]);
+}
+
+/** Checks the key length shared by every provider. */
+export function checkAeadKeyLength(raw: Uint8Array): void {
+  if (raw.length !== AEAD_KEY_LENGTH) {
+    throw new RangeError("AES-256 key must be 32 bytes");
+  }
+}
+
+const GCM = (iv: Bytes, additionalData: Bytes) =>
+  ({ name: "AES-GCM", iv, additionalData, tagLength: 128 }) as const;
+
+/** AES-256-GCM over `crypto.subtle` with a non-extractable key. */
+export async function webCryptoAeadKey(raw: Bytes): Promise<AeadKey> {
+  checkAeadKeyLength(raw);
+  const key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, [
+    "encrypt",
+    "decrypt",
+  ]);
+  return {
+    async seal(nonce, plaintext, aad) {
+      return new Uint8Array(
+        await crypto.subtle.encrypt(GCM(nonce, aad), key, plaintext as Bytes),
+      );
+    },
+    async open(nonce, sealed, aad) {
+      if (sealed.length < AEAD_TAG_LENGTH) return null;
+      try {
+        return new Uint8Array(
+          await crypto.subtle.decrypt(GCM(nonce, aad), key, sealed as Bytes),
+        );
+      } catch {
+        return null;
+      }
+    },
+  };
+}
+
+/** The default provider: WebCrypto only, asynchronous, non-extractable keys; runs in browsers. */
+export const webCryptoPrimitives: SessionPrimitives = {
+  name: "webcrypto",
+  async sha256(data) {
+    return new Uint8Array(
+      await crypto.subtle.digest("SHA-256", data as Bytes),
+    );
+  },
+  importAeadKey: webCryptoAeadKey,
+};

@@ -1,0 +1,189 @@
+import assert from "node:assert/strict";
+import type { Bytes } from "../lib/bytes.ts";
+import { MAX_BODY } from "../lib/constants.ts";
+import {
+  NODE_AEAD_MAX_PLAINTEXT,
+  nodeHashPrimitives,
+  nodePrimitives,
+} from "../lib/deno/node_primitives.ts";
+import { isPromise, webCryptoPrimitives } from "../lib/primitives.ts";
+import { Session, type SessionOptions } from "../lib/session.ts";
+import { verifyTranscript } from "../lib/transcript.ts";
+import { exchange, fixture, messages, prng } from "./session_helpers.ts";
+
+const rand = prng(7);
+
+Deno.test("the primitives modules can be imported dynamically (no `then` export)", async () => {
+  const m = await import("../lib/primitives.ts");
+  assert.equal(m.webCryptoPrimitives.name, "webcrypto");
+  const n = await import("../lib/deno/node_primitives.ts");
+  assert.equal(n.nodePrimitives.name, "node");
+});
+
+Deno.test("node SHA-256 equals WebCrypto's, synchronously", async () => {
+  for (const n of [0, 1, 55, 56, 64, 245, 4096, 70000]) {
+    const data = rand(n);
+    const fast = nodePrimitives.sha256(data);
+    assert.ok(!isPromise(fast), "node hash is synchronous");
+    assert.deepEqual(fast, await webCryptoPrimitives.sha256(data), `n=${n}`);
+  }
+});
+
+Deno.test("node AES-256-GCM: byte-identical to WebCrypto both ways, tamper detected", async () => {
+  const raw = rand(32);
+  const node = await nodePrimitives.importAeadKey(raw.slice());
+  const web = await webCryptoPrimitives.importAeadKey(raw.slice());
+  const wrong = await nodePrimitives.importAeadKey(rand(32));
+  const sizes = [
+    0,
+    1,
+    204,
+    1996,
+    NODE_AEAD_MAX_PLAINTEXT,
+    NODE_AEAD_MAX_PLAINTEXT + 1,
+    4044,
+    65484,
+  ];
+  for (const n of sizes) {
+    const nonce = rand(12), aad = rand(46), pt = rand(n);
+    const small = n <= NODE_AEAD_MAX_PLAINTEXT;
+    const sealedNode = node.seal(nonce, pt, aad);
+    assert.equal(isPromise(sealedNode), !small, `n=${n}: sync iff small`);
+    const a = await sealedNode;
+    const b = await web.seal(nonce, pt, aad);
+    assert.deepEqual(a, b, `n=${n}: same ciphertext and tag`);
+    assert.equal(a.length, n + 16);
+    assert.deepEqual(await node.open(nonce, b, aad), pt);
+    assert.deepEqual(await web.open(nonce, a, aad), pt);
+    // Any flipped bit (first, middle, last = tag) or other AAD/nonce/key fails.
+    for (const i of new Set([0, a.length >> 1, a.length - 1])) {
+      const bad = a.slice();
+      bad[i] ^= 0x01;
+      assert.equal(await node.open(nonce, bad, aad), null, `n=${n} flip ${i}`);
+    }
+    const otherAad = aad.slice();
+    otherAad[45] ^= 0x80;
+    assert.equal(await node.open(nonce, a, otherAad), null);
+    const otherNonce = nonce.slice();
+    otherNonce[11] ^= 0x01;
+    assert.equal(await node.open(otherNonce, a, aad), null);
+    assert.equal(await wrong.open(nonce, a, aad), null);
+    // Truncated: a shortened tag must never be accepted.
+    assert.equal(
+      await node.open(nonce, a.subarray(0, a.length - 1), aad),
+      null,
+    );
+  }
+  assert.equal(await node.open(rand(12), rand(15), rand(46)), null);
+  await assert.rejects(nodePrimitives.importAeadKey(rand(16)), RangeError);
+});
+
+/** A node initiator and a WebCrypto responder (or the reverse), from one fixture. */
+async function mixedPair(options: SessionOptions, nodeSide: "I" | "R") {
+  const fx = await fixture();
+  const node = { ...options, primitives: nodePrimitives };
+  return {
+    a: await Session.fromHandshake(
+      fx.resultI,
+      nodeSide === "I" ? node : options,
+    ),
+    b: await Session.fromHandshake(
+      fx.resultR,
+      nodeSide === "R" ? node : options,
+    ),
+  };
+}
+
+Deno.test("a node session and a WebCrypto session send byte-identical unsigned packets", async () => {
+  const fx = await fixture();
+  const opts = { signEvery: 256, keepTranscript: false };
+  const web = await Session.fromHandshake(fx.resultI, opts);
+  const node = await Session.fromHandshake(fx.resultI, {
+    ...opts,
+    primitives: nodePrimitives,
+  });
+  const bodies = [0, 1, 189, 1900, 1983, 1984, 4096, MAX_BODY].map(rand);
+  assert.deepEqual(
+    await node.sendMany(bodies, 0),
+    await web.sendMany(bodies, 0),
+  );
+});
+
+for (const nodeSide of ["I", "R"] as const) {
+  Deno.test(`node ↔ WebCrypto sessions interoperate (node = ${nodeSide}): sizes across the threshold, rekeys, signatures, close, transcripts`, async () => {
+    const { a, b } = await mixedPair(
+      { signEvery: 8, rekeyAfterMessages: 50 },
+      nodeSide,
+    );
+    const sent: Bytes[] = [];
+    const got: Bytes[] = [];
+    const gotBack: Bytes[] = [];
+    let now = 0;
+    for (let round = 0; round < 12; round++) {
+      now += 5;
+      const bodies = Array.from(
+        { length: 16 },
+        (_, i) =>
+          rand(i % 5 === 0 ? 3000 + round : (round * 37 + i * 11) % 600),
+      );
+      sent.push(...bodies);
+      const packets = [...await a.sendMany(bodies, now), ...await a.poll(now)];
+      const ev = await exchange(a, b, packets, now);
+      got.push(...messages(ev.get(b)!));
+      const reply = await b.send(rand(100 + round), now);
+      const back = await exchange(b, a, [...reply, ...await b.poll(now)], now);
+      gotBack.push(...messages(back.get(a)!));
+    }
+    assert.deepEqual(got, sent);
+    assert.equal(gotBack.length, 12);
+    assert.ok(a.epoch >= 2, `rekeyed (epoch ${a.epoch})`);
+    assert.equal(a.epoch, b.epoch);
+    assert.ok(b.stats.signaturesVerified >= 20);
+    assert.equal(b.stats.forgeries + a.stats.forgeries, 0);
+    await exchange(a, b, await a.close(now + 1), now + 1);
+    assert.ok(a.closed && b.closed, "both closed");
+    for (const s of [a, b]) {
+      const v = await verifyTranscript(JSON.stringify(s.transcript!.toJSON()));
+      assert.equal(v.uncovered.initiator + v.uncovered.responder, 0);
+      assert.equal(
+        v.messages.filter((m) => m.role === "initiator" && m.type === "data")
+          .length,
+        sent.length,
+      );
+    }
+  });
+}
+
+Deno.test("nodeHashPrimitives (sync hash, WebCrypto AEAD) talks to nodePrimitives", async () => {
+  const fx = await fixture();
+  const a = await Session.fromHandshake(fx.resultI, {
+    signEvery: 4,
+    primitives: nodeHashPrimitives,
+  });
+  const b = await Session.fromHandshake(fx.resultR, {
+    signEvery: 4,
+    primitives: nodePrimitives,
+  });
+  const bodies = Array.from({ length: 10 }, (_, i) => rand(i * 500));
+  const ev = await exchange(a, b, await a.sendMany(bodies, 0), 0);
+  assert.deepEqual(messages(ev.get(b)!), bodies);
+  assert.equal(b.stats.signaturesVerified, 2);
+});
+
+Deno.test("node session: forged and replayed records are dropped and counted, not delivered", async () => {
+  const { a, b } = await mixedPair({}, "R");
+  const [p] = await a.send(rand(300), 0);
+  for (const i of [0, 13, 14, 100, p.length - 1]) {
+    const bad = p.slice();
+    bad[i] ^= 0x04;
+    const r = await b.receive(bad, 0);
+    assert.equal(messages(r.events).length, 0, `flip at ${i}`);
+  }
+  assert.equal(b.stats.forgeries + b.stats.malformed + b.stats.unknownEpoch, 5);
+  const ok = await b.receive(p, 0);
+  assert.equal(messages(ok.events).length, 1);
+  const again = await b.receive(p, 0);
+  assert.equal(messages(again.events).length, 0);
+  assert.equal(b.stats.replays, 1);
+  assert.equal(b.failed, undefined);
+});
