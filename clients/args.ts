@@ -78,6 +78,8 @@ export interface ClientOptions {
   reconnectS: number;
   /** Sign the message chain every N messages (1 = every message). */
   signEvery?: number;
+  /** Where the session's hash and AEAD run (see `--crypto`). */
+  crypto: "keys" | "fast" | "webcrypto";
   /** Scenario to run. */
   scenario?: "payment";
   /** Scripted answer to a payment request. */
@@ -95,6 +97,13 @@ export interface ClientOptions {
 
 // deno-lint-ignore no-control-regex
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+
+/** Validates `--crypto`. */
+function cryptoMode(v: string | undefined): ClientOptions["crypto"] {
+  if (v === undefined) return "keys";
+  if (v === "keys" || v === "fast" || v === "webcrypto") return v;
+  throw new UsageError(`--crypto must be keys, fast or webcrypto (got '${v}')`);
+}
 
 /** The usage text for `role`. */
 export function usage(role: Role): string {
@@ -117,6 +126,9 @@ export function usage(role: Role): string {
                          (default ${DEFAULT_WAIT_S}; 0 = forever)
   --outbox N             messages kept while the peer is away (default ${DEFAULT_OUTBOX})
   --sign-every N         sign the message chain every N messages (default 64)
+  --crypto MODE          keys (default): SHA-256 via node:crypto, AES-GCM in WebCrypto with
+                         non-extractable keys; fast: AES-GCM via node:crypto too (≈30% less CPU,
+                         traffic key bytes live in JS memory); webcrypto: WebCrypto only
   --close-timeout S      time allowed to flush and close (default ${DEFAULT_CLOSE_TIMEOUT_S})
   --reconnect-timeout S  time to keep reconnecting to a lost relay (default ${DEFAULT_RECONNECT_S})
   --scenario payment     bank: send a signed payment request; customer: answer it
@@ -183,6 +195,7 @@ export function parseClientArgs(
         wait: { type: "string" },
         outbox: { type: "string" },
         "sign-every": { type: "string" },
+        crypto: { type: "string" },
         "close-timeout": { type: "string" },
         "reconnect-timeout": { type: "string" },
         scenario: { type: "string" },
@@ -281,6 +294,7 @@ export function parseClientArgs(
     signEvery: v["sign-every"] === undefined
       ? undefined
       : num("sign-every", v["sign-every"], 64, 1, true),
+    crypto: cryptoMode(v.crypto),
     scenario: v.scenario as "payment" | undefined,
     decision: v.approve ? "approve" : v.decline ? "decline" : undefined,
     payment: {

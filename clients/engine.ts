@@ -45,6 +45,21 @@ import { E2E_VERSION, MAX_BODY } from "../lib/constants.ts";
 import { PRIVATE_FILE_MODE, writeFileAtomic } from "../lib/deno/atomic_file.ts";
 import { saveKnownPeers } from "../lib/deno/key_file.ts";
 import { type ClientOptions, EXIT } from "./args.ts";
+import {
+  nodeHashPrimitives,
+  nodePrimitives,
+} from "../lib/deno/node_primitives.ts";
+import type { SessionPrimitives } from "../lib/primitives.ts";
+
+/** `--crypto` modes → session primitives (undefined = WebCrypto only, the lib default). */
+const PRIMITIVES: Record<
+  ClientOptions["crypto"],
+  SessionPrimitives | undefined
+> = {
+  keys: nodeHashPrimitives,
+  fast: nodePrimitives,
+  webcrypto: undefined,
+};
 
 /** What the engine needs from a relay connection (RelayConnection or the pinned one). */
 export interface RelayLink {
@@ -656,6 +671,7 @@ export class ChatClient {
     return {
       coverRate: this.#o.coverRate,
       signEvery: this.#o.scenario ? 1 : this.#o.signEvery,
+      primitives: PRIMITIVES[this.#o.crypto],
     };
   }
 
