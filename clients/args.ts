@@ -78,6 +78,8 @@ export interface ClientOptions {
   reconnectS: number;
   /** Sign the message chain every N messages (1 = every message). */
   signEvery?: number;
+  /** File whose first line is the identity key's passphrase (encrypts a new key, decrypts an existing one). */
+  passphraseFile?: string;
   /** Where the session's hash and AEAD run (see `--crypto`). */
   crypto: "keys" | "fast" | "webcrypto";
   /** Scenario to run. */
@@ -126,6 +128,8 @@ export function usage(role: Role): string {
                          (default ${DEFAULT_WAIT_S}; 0 = forever)
   --outbox N             messages kept while the peer is away (default ${DEFAULT_OUTBOX})
   --sign-every N         sign the message chain every N messages (default 64)
+  --passphrase-file F    protect the identity key with the passphrase on F's first line
+                         (PBKDF2-SHA256 600k + AES-256-GCM); needed to load a protected key
   --crypto MODE          keys (default): SHA-256 via node:crypto, AES-GCM in WebCrypto with
                          non-extractable keys; fast: AES-GCM via node:crypto too (≈30% less CPU,
                          traffic key bytes live in JS memory); webcrypto: WebCrypto only
@@ -196,6 +200,7 @@ export function parseClientArgs(
         outbox: { type: "string" },
         "sign-every": { type: "string" },
         crypto: { type: "string" },
+        "passphrase-file": { type: "string" },
         "close-timeout": { type: "string" },
         "reconnect-timeout": { type: "string" },
         scenario: { type: "string" },
@@ -295,6 +300,7 @@ export function parseClientArgs(
       ? undefined
       : num("sign-every", v["sign-every"], 64, 1, true),
     crypto: cryptoMode(v.crypto),
+    passphraseFile: v["passphrase-file"],
     scenario: v.scenario as "payment" | undefined,
     decision: v.approve ? "approve" : v.decline ? "decline" : undefined,
     payment: {
@@ -317,6 +323,9 @@ export function checkPathPermissions(o: ClientOptions): string | undefined {
     ["write", o.keysDir, "--keys"],
   ];
   if (o.caFile !== undefined) needs.push(["read", o.caFile, "--ca"]);
+  if (o.passphraseFile !== undefined) {
+    needs.push(["read", o.passphraseFile, "--passphrase-file"]);
+  }
   if (o.transcript !== undefined) {
     needs.push(["write", o.transcript, "--transcript"]);
     needs.push(["write", parentDir(o.transcript), "--transcript"]);

@@ -23,12 +23,23 @@ import {
 import { ChatClient, type ClientEvent, type Connector } from "./engine.ts";
 import { jsonRenderer, terminalRenderer, writeStdout } from "./ui.ts";
 import { formatAddress } from "../lib/address.ts";
+import { ProtocolError } from "../lib/errors.ts";
 import { certificateFingerprint } from "../lib/x509.ts";
 import { loadKnownPeers, loadOrCreateIdentity } from "../lib/deno/key_file.ts";
 import { loadOrCreateMailboxKey } from "../lib/deno/mailbox_file.ts";
 import { RelayConnection } from "../lib/deno/relay_client.ts";
 import { PinnedRelayConnection } from "../lib/deno/pinned_relay.ts";
 import type { MailboxKey } from "../lib/registration.ts";
+
+/** Reads a passphrase: the first line of `path`, without its line ending; refuses an empty one. */
+async function readPassphrase(path: string): Promise<string> {
+  const text = await Deno.readTextFile(path);
+  const line = text.split(/\r?\n/, 1)[0];
+  if (line === "") {
+    throw new Error(`--passphrase-file ${path}: the first line is empty`);
+  }
+  return line;
+}
 
 /** Relay connect timeout (ms). */
 const CONNECT_TIMEOUT_MS = 10000;
@@ -138,7 +149,11 @@ export async function prepareClient(
 ): Promise<ChatClient> {
   const files = keyFiles(o.role, o.keysDir);
   await Deno.mkdir(o.keysDir, { recursive: true, mode: 0o700 });
-  const { identity } = await loadOrCreateIdentity(files.identity);
+  const { identity } = await loadOrCreateIdentity(files.identity, {
+    passphrase: o.passphraseFile === undefined
+      ? undefined
+      : await readPassphrase(o.passphraseFile),
+  });
   const { key: mailbox } = await loadOrCreateMailboxKey(files.mailbox);
   const knownPeers = await loadKnownPeers(files.knownPeers);
   const trust = await setupTrust(o, mailbox);
@@ -206,7 +221,11 @@ export async function runClient(role: Role, args: string[]): Promise<number> {
       : EXIT.other;
     emit({
       type: "error",
-      code: code === EXIT.relay ? "pin-mismatch" : "setup",
+      code: code === EXIT.relay
+        ? "pin-mismatch"
+        : e instanceof ProtocolError
+        ? e.code
+        : "setup",
       message: (e as Error).message,
     });
     if (!o.json) writeStdout("\n");

@@ -527,3 +527,69 @@ Deno.test("deno task demo: handshake, payment and relay view, exit 0", async () 
   assert.match(text, /What the relay saw \(\d+ frames forwarded/);
   assert.match(text, /demo finished OK/);
 });
+
+Deno.test("--passphrase-file: a protected identity key is created, reloaded, and refused with a wrong passphrase", async () => {
+  const relay = await startTestRelay();
+  const dir = await tempDir();
+  const ca = `${relay.certsDir}/ca.pem`;
+  const grants = `${dir},${relay.certsDir}`;
+  try {
+    await Deno.writeTextFile(`${dir}/pw`, "correct horse battery staple\n");
+    await Deno.writeTextFile(`${dir}/bad`, "wrong\n");
+    const base = [
+      "--json",
+      "--relay",
+      relay.url,
+      "--ca",
+      ca,
+      "--keys",
+      dir,
+      "--wait",
+      "0.5",
+    ];
+    const first = new ClientProc("customer", [
+      ...base,
+      "--passphrase-file",
+      `${dir}/pw`,
+    ], grants);
+    const ready = await first.waitFor(
+      isType("ready"),
+      "ready with a new protected key",
+      30000,
+    );
+    assert.equal(await first.exit(), 6); // nobody came: peer-timeout
+    const file = JSON.parse(
+      await Deno.readTextFile(`${dir}/customer_identity_keys.json`),
+    );
+    assert.equal(file.privateKey, undefined, "no cleartext private key");
+    assert.equal(file.encryptedPrivateKey.kdf, "PBKDF2-SHA256");
+    assert.ok(file.encryptedPrivateKey.iterations >= 100000);
+    const again = new ClientProc("customer", [
+      ...base,
+      "--passphrase-file",
+      `${dir}/pw`,
+    ], grants);
+    const ready2 = await again.waitFor(
+      isType("ready"),
+      "ready with the same key",
+      30000,
+    );
+    assert.equal(ready2.fingerprint, ready.fingerprint);
+    assert.equal(await again.exit(), 6);
+    const wrong = new ClientProc("customer", [
+      ...base,
+      "--passphrase-file",
+      `${dir}/bad`,
+    ], grants);
+    assert.equal(await wrong.exit(), 1);
+    const err = wrong.events.find(isType("error"))!;
+    assert.equal(err.code, "bad-passphrase");
+    assert.match(err.message, /customer_identity_keys\.json/);
+    const none = new ClientProc("customer", base, grants);
+    assert.equal(await none.exit(), 1);
+    assert.match(none.events.find(isType("error"))!.message, /passphrase/);
+  } finally {
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
