@@ -47,6 +47,13 @@ export const DEFAULT_OUTBOX = 1000;
 export const DEFAULT_CLOSE_TIMEOUT_S = 30;
 /** Default time to keep trying to reach a relay that went away (s). */
 export const DEFAULT_RECONNECT_S = 300;
+/**
+ * Default time after which a sent message still not acknowledged is reported
+ * as `undelivered` (s): far above the retransmission schedule's first rounds
+ * (1.5 s, 3 s, 6 s, 12 s), so only a relay or network that keeps losing it
+ * (or drops it on purpose) triggers it.
+ */
+export const DEFAULT_DELIVER_TIMEOUT_S = 30;
 
 /** Everything a client run needs, after parsing and validation. */
 export interface ClientOptions {
@@ -76,6 +83,8 @@ export interface ClientOptions {
   closeTimeoutS: number;
   /** Seconds to keep reconnecting to a lost relay. */
   reconnectS: number;
+  /** Seconds after which an unacknowledged sent message is reported `undelivered`. */
+  deliverTimeoutS: number;
   /** Sign the message chain every N messages (1 = every message). */
   signEvery?: number;
   /** File whose first line is the identity key's passphrase (encrypts a new key, decrypts an existing one). */
@@ -135,6 +144,8 @@ export function usage(role: Role): string {
                          traffic key bytes live in JS memory); webcrypto: WebCrypto only
   --close-timeout S      time allowed to flush and close (default ${DEFAULT_CLOSE_TIMEOUT_S})
   --reconnect-timeout S  time to keep reconnecting to a lost relay (default ${DEFAULT_RECONNECT_S})
+  --deliver-timeout S    report a sent message still unacknowledged after S seconds as
+                         undelivered (error event; retries go on) (default ${DEFAULT_DELIVER_TIMEOUT_S})
   --scenario payment     bank: send a signed payment request; customer: answer it
   --approve | --decline  customer's scripted answer to the payment request
   --amount A --currency C --payee P --reference R   the bank's request
@@ -203,6 +214,7 @@ export function parseClientArgs(
         "passphrase-file": { type: "string" },
         "close-timeout": { type: "string" },
         "reconnect-timeout": { type: "string" },
+        "deliver-timeout": { type: "string" },
         scenario: { type: "string" },
         approve: { type: "boolean" },
         decline: { type: "boolean" },
@@ -295,6 +307,12 @@ export function parseClientArgs(
       v["reconnect-timeout"],
       DEFAULT_RECONNECT_S,
       1,
+    ),
+    deliverTimeoutS: num(
+      "deliver-timeout",
+      v["deliver-timeout"],
+      DEFAULT_DELIVER_TIMEOUT_S,
+      0.1,
     ),
     signEvery: v["sign-every"] === undefined
       ? undefined

@@ -248,6 +248,10 @@ export class ChatClient {
   #rtoBackoff = new Backoff(RTO);
   #silent = 0;
   #hs3Tries = 0;
+  /** Sent, not yet acknowledged, not yet reported: message id → first `sent` time (insertion = time order). */
+  #unconfirmedSince = new Map<number, number>();
+  /** Reported `undelivered`, not acknowledged since. */
+  #reportedUndelivered = new Set<number>();
 
   // closing & UI state
   #eof = false;
@@ -358,6 +362,7 @@ export class ChatClient {
         ? undefined
         : this.#waitDeadline,
       this.#closeDeadline,
+      this.#undeliveredDue(),
     ].filter((t): t is number => t !== undefined);
     if (candidates.length === 0) return;
     const delay = Math.max(0, Math.min(...candidates) - this.#now());
@@ -398,6 +403,7 @@ export class ChatClient {
       );
       return this.#finish(EXIT.other, "close timed out");
     }
+    this.#reportUndelivered(now);
     // Handshake timers.
     if (this.#initiator?.phase === "wait-hs2") {
       try {
@@ -419,11 +425,17 @@ export class ChatClient {
       try {
         this.#responder.checkTimeout(now);
       } catch {
-        this.#notice(
-          "the peer did not finish the handshake in time; waiting again",
-        );
-        if (this.#o.peer) await this.#startInitiator();
-        else this.#newResponder();
+        if (this.#session) {
+          this.#handshakeBesideSessionFailed(
+            new ProtocolError("timeout", "the new handshake was not finished"),
+          );
+        } else {
+          this.#notice(
+            "the peer did not finish the handshake in time; waiting again",
+          );
+          if (this.#o.peer) await this.#startInitiator();
+          else this.#newResponder();
+        }
       }
     }
     const s = this.#session;
@@ -483,8 +495,57 @@ export class ChatClient {
     }
   }
 
+  /** When the oldest sent-but-unacknowledged message becomes `undelivered`. */
+  #undeliveredDue(): number | undefined {
+    for (const at of this.#unconfirmedSince.values()) {
+      return at + this.#o.deliverTimeoutS * 1000;
+    }
+    return undefined;
+  }
+
+  /**
+   * Tells the user about sent messages the peer has not acknowledged within
+   * --deliver-timeout (a relay that drops them silently, or a dead path):
+   * error `undelivered` naming them; retransmission goes on, and a late
+   * acknowledgement still produces `delivered`.
+   */
+  #reportUndelivered(now: number): void {
+    const limit = this.#o.deliverTimeoutS * 1000;
+    const ids: number[] = [];
+    for (const [id, at] of this.#unconfirmedSince) {
+      if (now < at + limit) break;
+      ids.push(id);
+    }
+    if (ids.length === 0) return;
+    for (const id of ids) {
+      this.#unconfirmedSince.delete(id);
+      this.#reportedUndelivered.add(id);
+    }
+    this.#error(
+      "undelivered",
+      `no delivery confirmation from the peer within ${this.#o.deliverTimeoutS} s for message(s) #${
+        ids.join(", #")
+      } — the relay or the network may be dropping them; still retrying`,
+      { ids },
+    );
+  }
+
   #finish(code: number, reason: string): void {
     if (this.#finished) return;
+    const lost = [
+      ...this.#unconfirmedSince.keys(),
+      ...this.#reportedUndelivered,
+    ]
+      .sort((a, b) => a - b);
+    if (code !== EXIT.ok && lost.length > 0 && reason !== "close timed out") {
+      this.#error(
+        "undelivered",
+        `stopping; message(s) never confirmed as delivered: #${
+          lost.join(", #")
+        }`,
+        { ids: lost },
+      );
+    }
     this.#finished = true;
     this.#phase = "done";
     clearTimeout(this.#timer);
@@ -720,13 +781,34 @@ export class ChatClient {
       this.#newResponder();
       this.#peerId = from.slice();
     } else if (this.#session) {
-      if (!fromPeer || (this.#hs1 && bytesEqual(p, this.#hs1))) return;
+      if (!fromPeer) return;
+      if (this.#hs1 && bytesEqual(p, this.#hs1)) {
+        if (this.#responder?.phase === "wait-hs3" && this.#hs2) {
+          this.#sendToPeer(this.#hs2);
+        }
+        return;
+      }
+      // HS1 is unauthenticated (a relay can replay an old one): the live
+      // session stays until the new handshake has authenticated the peer
+      // (#onHs3 switches); a failed or abandoned attempt leaves it intact.
       this.#notice(
-        "the peer started a new secure session (it restarted?); answering",
+        "the peer started a new secure session (it restarted?); answering — the current session stays until the new one is authenticated",
       );
-      this.#dropSession();
+      const peerId = this.#peerId;
       this.#newResponder();
-      this.#peerId = from.slice();
+      this.#peerId = peerId;
+      try {
+        const out = await this.#responder!.receive(p, {
+          now: this.#now(),
+          from,
+        });
+        this.#hs1 = p.slice();
+        this.#hs2 = out.send!;
+        this.#sendToPeer(out.send!);
+      } catch (e) {
+        this.#handshakeBesideSessionFailed(e);
+      }
+      return;
     } else if (this.#responder?.phase === "wait-hs3") {
       if (!fromPeer) return;
       if (this.#hs1 && bytesEqual(p, this.#hs1)) {
@@ -765,14 +847,37 @@ export class ChatClient {
 
   async #onHs3(p: Bytes): Promise<void> {
     if (this.#responder?.phase !== "wait-hs3") return;
-    const out = await this.#responder.receive(p, {
-      now: this.#now(),
-      from: this.#peerId,
-    });
+    let out;
+    try {
+      out = await this.#responder.receive(p, {
+        now: this.#now(),
+        from: this.#peerId,
+      });
+    } catch (e) {
+      if (this.#session) return this.#handshakeBesideSessionFailed(e);
+      throw e;
+    }
+    if (this.#session) this.#dropSession(); // the new session is authenticated: it replaces the old one
     await this.#secure(out.session!, "responder");
     const early = this.#early;
     this.#early = [];
     for (const r of early) await this.#onRecord(r);
+  }
+
+  /**
+   * A handshake started by an (unauthenticated) HS1 while a session is live
+   * failed: forged, spliced or replayed. Drop the attempt, keep the session.
+   */
+  #handshakeBesideSessionFailed(e: unknown): void {
+    if (
+      !(e instanceof ProtocolError) || e.code === "identity-changed"
+    ) throw e;
+    this.#responder = undefined;
+    this.#hs1 = this.#hs2 = undefined;
+    this.#early = [];
+    this.#notice(
+      `a new handshake attempt failed (${e.code}): ignored; the current secure session continues`,
+    );
   }
 
   async #refused(e: ProtocolError): Promise<void> {
@@ -902,6 +1007,12 @@ export class ChatClient {
       return;
     }
     if (s.failed) return;
+    if (
+      this.#responder?.phase === "wait-hs3" &&
+      this.#early.length < MAX_EARLY_RECORDS
+    ) {
+      this.#early.push(p.slice()); // may belong to the session being negotiated
+    }
     const before = s.stats.packetsReceived;
     const { events, packets } = await s.receive(p, this.#now());
     if (s.stats.packetsReceived > before) this.#hs3Pending = undefined;
@@ -932,6 +1043,8 @@ export class ChatClient {
           const m = this.#inflight.get(seq);
           if (!m) continue;
           this.#inflight.delete(seq);
+          this.#unconfirmedSince.delete(m.id);
+          this.#reportedUndelivered.delete(m.id);
           this.#d.emit({ type: "delivered", id: m.id, at });
         }
         if (progress) {
@@ -1021,6 +1134,11 @@ export class ChatClient {
       this.#sendPackets(packets);
       const at = new Date(this.#now()).toISOString();
       for (const m of batch) {
+        if (!this.#reportedUndelivered.has(m.id)) {
+          if (!this.#unconfirmedSince.has(m.id)) {
+            this.#unconfirmedSince.set(m.id, this.#now());
+          }
+        }
         this.#d.emit({ type: "sent", id: m.id, text: m.text, at });
       }
     }

@@ -1,0 +1,463 @@
+/**
+ * The malicious relay (tests/helpers/mitm_relay.ts) against the REAL bank and
+ * customer processes: it drops, duplicates, replays, reorders, delays,
+ * alters, truncates, re-stamps and injects frames, and splices or replays
+ * handshakes. What the users see must match the promise: every message
+ * delivered exactly once and in order, tampered frames never delivered,
+ * silent dropping reported (`undelivered`), handshake attacks fail cleanly,
+ * and a live session is never killed by an unauthenticated packet.
+ */
+
+import assert from "node:assert/strict";
+import { ClientProc, type Ev } from "./helpers/client_proc.ts";
+import { type Captured, MitmRelay } from "./helpers/mitm_relay.ts";
+import { parseSessionId } from "../lib/registration.ts";
+
+const isType = (t: string) => (e: Ev) => e.type === t;
+/** 300 characters: every DATA record lands in the 512-byte bucket, apart from the 256-byte ACK/DUMMY/CHECKPOINT/CLOSE records. */
+const text = (i: number) =>
+  `m${i} `.padEnd(300, String.fromCharCode(97 + (i % 26)));
+/** e2e payload of a 512-byte relay frame: a DATA record as chosen above. */
+const isDataRecord = (c: Captured) => c.kind === 4 && c.payload.length >= 490;
+const idHex = (s: string) => parseSessionId(s).toHex();
+const hex = (b: Uint8Array) => b.toHex();
+
+interface Pair {
+  customer: ClientProc;
+  bank: ClientProc;
+  dir: string;
+  bankId: string;
+  customerId: string;
+}
+
+/** Customer waits, bank contacts it; both through `relay`, no cover traffic unless asked. */
+async function clients(
+  relay: MitmRelay,
+  extra: { customer?: string[]; bank?: string[]; dir?: string } = {},
+): Promise<Pair> {
+  const dir = extra.dir ??
+    await Deno.makeTempDir({ prefix: "mitm-test-" });
+  const caDir = relay.caFile.slice(0, relay.caFile.lastIndexOf("/"));
+  const grants = `${dir},${caDir}`;
+  const common = ["--json", "--relay", relay.url, "--ca", relay.caFile];
+  const customer = new ClientProc("customer", [
+    ...common,
+    "--keys",
+    `${dir}/c`,
+    "--cover-rate",
+    "0",
+    "--wait",
+    "20",
+    ...(extra.customer ?? []),
+  ], grants);
+  const ready = await customer.waitFor(isType("ready"), "customer ready");
+  const bank = new ClientProc("bank", [
+    ...common,
+    "--keys",
+    `${dir}/b`,
+    "--peer",
+    ready.address,
+    "--cover-rate",
+    "0",
+    "--wait",
+    "20",
+    ...(extra.bank ?? []),
+  ], grants);
+  const b = await bank.waitFor(isType("ready"), "bank ready");
+  return {
+    customer,
+    bank,
+    dir,
+    bankId: idHex(b.id),
+    customerId: idHex(ready.id),
+  };
+}
+
+async function secure(p: Pair): Promise<void> {
+  await Promise.all([
+    p.bank.waitFor(isType("secure"), "bank secure"),
+    p.customer.waitFor(isType("secure"), "customer secure"),
+  ]);
+}
+
+/** Texts of the message events, in the order shown. */
+const received = (c: ClientProc) =>
+  c.events.filter(isType("message")).map((e) => e.text);
+const errors = (c: ClientProc) => c.events.filter(isType("error"));
+
+/** Ends input on both and expects a clean close (exit 0 both). */
+async function closeCleanly(p: Pair): Promise<void> {
+  await p.bank.end();
+  await p.customer.end();
+  const [b, c] = await Promise.all([p.bank.exit(), p.customer.exit()]);
+  assert.deepEqual(
+    [b, c],
+    [0, 0],
+    `exit codes; bank stderr: ${p.bank.stderr.join("")}`,
+  );
+}
+
+async function dispose(p: Pair | undefined, relay: MitmRelay): Promise<void> {
+  await p?.bank.dispose();
+  await p?.customer.dispose();
+  await relay.close();
+}
+
+/** Sends `n` messages from `from` and waits until `to` shows them all. */
+async function sendAll(
+  from: ClientProc,
+  to: ClientProc,
+  first: number,
+  n: number,
+  ms = 15000,
+): Promise<string[]> {
+  const texts: string[] = [];
+  for (let i = first; i < first + n; i++) {
+    texts.push(text(i));
+    await from.line(text(i));
+  }
+  await to.waitFor(
+    () => texts.every((t) => received(to).includes(t)),
+    `${n} messages`,
+    ms,
+  );
+  return texts;
+}
+
+Deno.test("malicious relay: duplicated, replayed, delayed and reordered records — each message delivered exactly once, in order", async () => {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    p = await clients(relay);
+    await secure(p);
+    const q = p;
+    // Every DATA record, both ways: delivered twice, delayed by a scrambled
+    // amount (reordering), and replayed once more later.
+    relay.tamper = (c, r) => {
+      if (!isDataRecord(c)) return;
+      const delay = ((c.index * 7) % 5) * 40;
+      r.deliverLater(c.from, c.to, c.payload, delay);
+      r.deliverLater(c.from, c.to, c.payload, delay + 90);
+      r.deliverLater(c.from, c.to, c.payload, 600);
+      return "drop";
+    };
+    const toCustomer = await sendAll(q.bank, q.customer, 1, 10);
+    const toBank = await sendAll(q.customer, q.bank, 11, 6);
+    await q.bank.waitCount(isType("delivered"), 10, "bank delivered");
+    await q.customer.waitCount(isType("delivered"), 6, "customer delivered");
+    // Replay every earlier frame of the session (handshake included) once more.
+    relay.tamper = () => {};
+    for (const c of [...relay.log]) relay.deliver(c.from, c.to, c.payload);
+    await new Promise((r) => setTimeout(r, 800));
+    assert.deepEqual(received(q.customer), toCustomer);
+    assert.deepEqual(received(q.bank), toBank);
+    const ids = (c: ClientProc) =>
+      c.events.filter(isType("delivered")).map((e) => e.id);
+    assert.deepEqual(ids(q.bank).toSorted((a, b) => a - b), [
+      1,
+      2,
+      3,
+      4,
+      5,
+      6,
+      7,
+      8,
+      9,
+      10,
+    ]);
+    assert.deepEqual(ids(q.customer).toSorted((a, b) => a - b), [
+      1,
+      2,
+      3,
+      4,
+      5,
+      6,
+    ]);
+    assert.deepEqual(errors(q.bank), []);
+    assert.deepEqual(errors(q.customer), []);
+    assert.equal(q.customer.events.filter(isType("secure")).length, 1);
+    await closeCleanly(q);
+  } finally {
+    await dispose(p, relay);
+  }
+});
+
+/** Ways to damage a record; each must be rejected by the receiver without ending the session. */
+const damage: ((b: Uint8Array) => Uint8Array)[] = [
+  (b) => flip(b, b.length - 1, 0x01), // tag
+  (b) => flip(b, 100, 0x80), // ciphertext
+  (b) => flip(b, 13, 0x01), // counter (header, in the AAD and nonce)
+  (b) => flip(b, 5, 0x01), // epoch
+  (b) => b.slice(0, b.length >> 1), // truncated
+  (b) => b.slice(0, 20), // truncated into the header region
+  (b) => new Uint8Array([...b, 0, 0, 0, 0]), // extended
+  (b) => flip(b, 0, 0x02), // e2e version
+];
+function flip(b: Uint8Array, i: number, mask: number): Uint8Array {
+  const c = b.slice();
+  c[i] ^= mask;
+  return c;
+}
+
+Deno.test("malicious relay: bit flips, truncation, extension — never delivered, the session survives, retransmissions get through", async () => {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    p = await clients(relay);
+    await secure(p);
+    const q = p;
+    const seen = new Set<string>();
+    let damaged = 0;
+    // First sight of every DATA record (both ways) is replaced by a damaged
+    // copy; the byte-identical retransmission passes. ACKs are never resent
+    // byte-identical, so only every third one is damaged.
+    relay.tamper = (c, r) => {
+      if (c.kind !== 4) return;
+      if (!isDataRecord(c) && c.index % 3 !== 0) return;
+      const key = hex(c.payload);
+      if (seen.has(key)) return;
+      seen.add(key);
+      r.deliver(c.from, c.to, damage[damaged++ % damage.length](c.payload));
+      return "drop";
+    };
+    const toCustomer = await sendAll(q.bank, q.customer, 1, 8);
+    const toBank = await sendAll(q.customer, q.bank, 20, 3);
+    await q.bank.waitCount(isType("delivered"), 8, "bank delivered");
+    await q.customer.waitCount(isType("delivered"), 3, "customer delivered");
+    assert.ok(damaged >= 11, `damaged ${damaged} records`);
+    assert.deepEqual(received(q.customer), toCustomer);
+    assert.deepEqual(received(q.bank), toBank);
+    assert.deepEqual(errors(q.bank), []);
+    assert.deepEqual(errors(q.customer), []);
+    relay.tamper = () => {};
+    await closeCleanly(q);
+  } finally {
+    await dispose(p, relay);
+  }
+});
+
+Deno.test("malicious relay: frames re-stamped with forged sender IDs and injected garbage never become messages", async () => {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    p = await clients(relay);
+    await secure(p);
+    const q = p;
+    const stranger = crypto.getRandomValues(new Uint8Array(16)).toHex();
+    let injected = 0;
+    relay.tamper = (c, r) => {
+      if (!isDataRecord(c) || c.index % 2 === 1) return;
+      // The real record, claimed to come from a stranger …
+      r.deliver(stranger, c.to, c.payload);
+      // … and random records, a random HS1/HS3 claimed to come from the peer.
+      const junk = crypto.getRandomValues(new Uint8Array(c.payload.length));
+      junk[0] = 1;
+      junk[1] = 4;
+      r.deliver(c.from, c.to, junk);
+      r.deliver(c.from, c.to, new Uint8Array([1, 3, ...junk.slice(0, 205)]));
+      injected += 3;
+      return "drop"; // the original comes through on retransmission
+    };
+    const toCustomer = await sendAll(q.bank, q.customer, 1, 6);
+    await q.bank.waitCount(isType("delivered"), 6, "bank delivered");
+    assert.ok(injected >= 9);
+    assert.deepEqual(received(q.customer), toCustomer);
+    assert.deepEqual(errors(q.customer), []);
+    assert.equal(q.customer.events.filter(isType("secure")).length, 1);
+    relay.tamper = () => {};
+    await closeCleanly(q);
+  } finally {
+    await dispose(p, relay);
+  }
+});
+
+Deno.test("malicious relay: DATA silently dropped forever (peer still sends cover traffic) → `undelivered` naming the messages", async () => {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    // The customer keeps sending cover traffic, so the bank keeps hearing
+    // from it: the case where the peer-silence heuristic never fires.
+    p = await clients(relay, {
+      customer: ["--cover-rate", "4"],
+      bank: ["--deliver-timeout", "2.5"],
+    });
+    await secure(p);
+    const q = p;
+    relay.tamper = (c) => isDataRecord(c) ? "drop" : undefined;
+    const t0 = Date.now();
+    for (let i = 1; i <= 3; i++) await q.bank.line(text(i));
+    const e = await q.bank.waitFor(
+      (e) => e.type === "error" && e.code === "undelivered",
+      "undelivered",
+      8000,
+    );
+    const took = Date.now() - t0;
+    assert.deepEqual(e.ids, [1, 2, 3]);
+    assert.match(e.message, /#1, #2, #3/);
+    assert.ok(took >= 2000 && took < 6000, `reported after ${took} ms`);
+    assert.equal(q.bank.events.filter(isType("delivered")).length, 0);
+    assert.deepEqual(received(q.customer), []);
+    assert.ok(
+      relay.frames(q.bankId, q.customerId).filter(isDataRecord).length > 3,
+      "retransmitted meanwhile",
+    );
+  } finally {
+    await dispose(p, relay);
+  }
+});
+
+Deno.test("malicious relay: every frame from one side dropped after N (ACKs included) → sender gets `undelivered`, a late ACK still gives `delivered`", async () => {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    p = await clients(relay, { bank: ["--deliver-timeout", "1.5"] });
+    await secure(p);
+    const q = p;
+    let cut = true;
+    relay.tamper = (c) =>
+      cut && c.from === q.customerId && c.kind === 4 ? "drop" : undefined;
+    await sendAll(q.bank, q.customer, 1, 2); // delivered to the customer, its ACKs dropped
+    const e = await q.bank.waitFor(
+      (e) => e.type === "error" && e.code === "undelivered",
+      "undelivered",
+      6000,
+    );
+    assert.deepEqual(e.ids, [1, 2]);
+    assert.equal(q.bank.events.filter(isType("delivered")).length, 0);
+    cut = false; // the relay relents: the next retransmission is re-acknowledged
+    await q.bank.waitCount(isType("delivered"), 2, "late delivered", 15000);
+    assert.deepEqual(received(q.customer), [text(1), text(2)]);
+    await closeCleanly(q);
+  } finally {
+    await dispose(p, relay);
+  }
+});
+
+Deno.test("malicious relay: tampered HS2 → the bank stops with exit 4 (decrypt-failed); the customer does not crash", async () => {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    relay.tamper = (c, r) => {
+      if (c.kind !== 2) return;
+      r.deliver(c.from, c.to, flip(c.payload, 200, 0x01));
+      return "drop";
+    };
+    p = await clients(relay);
+    assert.equal(await p.bank.exit(), 4);
+    assert.equal(errors(p.bank)[0]?.code, "decrypt-failed");
+    assert.equal(p.bank.events.filter(isType("secure")).length, 0);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(errors(p.customer), []);
+    assert.equal(p.customer.events.filter(isType("closed")).length, 0);
+  } finally {
+    await dispose(p, relay);
+  }
+});
+
+Deno.test("malicious relay: HS1 spliced under another sender ID → handshake fails with exit 4, nobody gets a session", async () => {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    const fake = crypto.getRandomValues(new Uint8Array(16)).toHex();
+    let bank = "";
+    relay.tamper = (c, r) => {
+      if (c.kind === 1) { // HS1 bank → customer, re-stamped as from `fake`
+        bank = c.from;
+        r.deliver(fake, c.to, c.payload);
+        return "drop";
+      }
+      if (c.kind === 2 && c.to === fake) { // HS2 for `fake` handed to the bank
+        r.deliver(c.from, bank, c.payload);
+        return "drop";
+      }
+      return undefined;
+    };
+    p = await clients(relay);
+    assert.equal(await p.bank.exit(), 4);
+    assert.equal(errors(p.bank)[0]?.code, "decrypt-failed");
+    assert.equal(p.customer.events.filter(isType("secure")).length, 0);
+    assert.equal(p.customer.events.filter(isType("closed")).length, 0);
+  } finally {
+    await dispose(p, relay);
+  }
+});
+
+Deno.test("malicious relay: an old session's HS1/HS3 replayed into a live session does not end it", async () => {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    // Session 1: record the handshake, close.
+    p = await clients(relay);
+    await secure(p);
+    await sendAll(p.bank, p.customer, 1, 1);
+    await closeCleanly(p);
+    const old = [...relay.log];
+    const oldHs1 = old.find((c) => c.kind === 1)!;
+    const oldHs3 = old.find((c) => c.kind === 3)!;
+    // Session 2, same keys (same session IDs and identities).
+    p = await clients(relay, { dir: p.dir });
+    await secure(p);
+    const q = p;
+    await q.bank.line(text(2)); // in flight while the replay happens
+    relay.deliver(oldHs1.from, oldHs1.to, oldHs1.payload);
+    await q.customer.waitFor(
+      (e) => e.type === "notice" && /new secure session/.test(e.text),
+      "customer answers the replayed HS1",
+    );
+    relay.deliver(oldHs3.from, oldHs3.to, oldHs3.payload);
+    await q.customer.waitFor(
+      (e) =>
+        e.type === "notice" && /attempt failed \(decrypt-failed\)/.test(e.text),
+      "replayed HS3 refused",
+    );
+    const more = await sendAll(q.bank, q.customer, 3, 2);
+    await sendAll(q.customer, q.bank, 10, 1);
+    await q.bank.waitCount(isType("delivered"), 3, "bank delivered");
+    assert.deepEqual(received(q.customer), [text(2), ...more]);
+    assert.equal(q.customer.events.filter(isType("secure")).length, 1);
+    assert.deepEqual(errors(q.customer), []);
+    assert.deepEqual(errors(q.bank), []);
+    await closeCleanly(q);
+  } finally {
+    await dispose(p, relay);
+  }
+});
+
+Deno.test("honest restart still works: the bank restarts with the same keys, the customer switches to the new session", async () => {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    p = await clients(relay);
+    await secure(p);
+    await sendAll(p.bank, p.customer, 1, 1);
+    p.bank.kill();
+    await p.bank.exit();
+    const caDir = relay.caFile.slice(0, relay.caFile.lastIndexOf("/"));
+    const address =
+      (await p.customer.waitFor(isType("ready"), "ready")).address;
+    const bank = new ClientProc("bank", [
+      "--json",
+      "--relay",
+      relay.url,
+      "--ca",
+      relay.caFile,
+      "--keys",
+      `${p.dir}/b`,
+      "--peer",
+      address,
+      "--cover-rate",
+      "0",
+      "--wait",
+      "20",
+    ], `${p.dir},${caDir}`);
+    p = { ...p, bank };
+    await bank.waitFor(isType("secure"), "restarted bank secure");
+    await p.customer.waitCount(isType("secure"), 2, "customer second session");
+    await sendAll(bank, p.customer, 2, 1);
+    await sendAll(p.customer, bank, 3, 1);
+    assert.deepEqual(received(p.customer), [text(1), text(2)]);
+    await closeCleanly(p);
+  } finally {
+    await dispose(p, relay);
+  }
+});
