@@ -823,7 +823,12 @@ export class ChatClient {
       return;
     }
     this.#peerSeen = true;
-    const out = await this.#responder!.receive(p, { now: this.#now(), from });
+    let out;
+    try {
+      out = await this.#responder!.receive(p, { now: this.#now(), from });
+    } catch (e) {
+      return this.#waitingHandshakeFailed(e);
+    }
     this.#hs1 = p.slice();
     this.#hs2 = out.send!;
     this.#sendToPeer(out.send!);
@@ -855,13 +860,31 @@ export class ChatClient {
       });
     } catch (e) {
       if (this.#session) return this.#handshakeBesideSessionFailed(e);
-      throw e;
+      return this.#waitingHandshakeFailed(e);
     }
     if (this.#session) this.#dropSession(); // the new session is authenticated: it replaces the old one
     await this.#secure(out.session!, "responder");
     const early = this.#early;
     this.#early = [];
     for (const r of early) await this.#onRecord(r);
+  }
+
+  /**
+   * A responder handshake failed before any session existed. A client that
+   * waits for whoever arrives (no --peer) must not be stopped by one bad HS1
+   * from any registered stranger: it says so and keeps waiting. A client given
+   * --peer, or a changed identity (a completed, signed handshake), still ends.
+   */
+  #waitingHandshakeFailed(e: unknown): void {
+    if (
+      this.#o.peer || !(e instanceof ProtocolError) ||
+      e.code === "identity-changed"
+    ) throw e;
+    this.#notice(
+      `a handshake attempt failed (${e.code}): ignored; still waiting for the peer`,
+    );
+    this.#newResponder();
+    this.#peerSeen = false;
   }
 
   /**

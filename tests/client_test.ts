@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { startTestRelay, testCerts } from "./helpers/relay_fixture.ts";
+import { parseSessionId } from "../lib/registration.ts";
 import {
   ClientProc,
   type Ev,
@@ -589,6 +590,58 @@ Deno.test("--passphrase-file: a protected identity key is created, reloaded, and
     assert.equal(await none.exit(), 1);
     assert.match(none.events.find(isType("error"))!.message, /passphrase/);
   } finally {
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a waiting customer ignores a stranger's bad handshake and still serves the real bank", async () => {
+  const relay = await startTestRelay();
+  const dir = await tempDir();
+  const ca = `${relay.certsDir}/ca.pem`;
+  const grants = `${dir},${relay.certsDir}`;
+  const common = ["--json", "--relay", relay.url, "--ca", ca, "--wait", "20"];
+  const customer = new ClientProc(
+    "customer",
+    [...common, "--keys", `${dir}/c`],
+    grants,
+  );
+  let bank: ClientProc | undefined;
+  try {
+    const ready = await customer.waitFor(isType("ready"), "customer ready");
+    const customerId = parseSessionId(ready.id);
+    // Any registered client can send the customer junk: a garbage HS1, then a
+    // well-formed HS1 that will never be followed by a valid HS3.
+    const stranger = await relay.connect();
+    const junk = new Uint8Array(101);
+    junk.set([1, 1, 0, 1]);
+    stranger.send(customerId, junk);
+    await customer.waitFor(
+      (e) => e.type === "notice" && /handshake attempt failed/.test(e.text),
+      "notice about the bad handshake",
+    );
+    assert.deepEqual(customer.events.filter(isType("closed")), []);
+    bank = new ClientProc("bank", [
+      ...common,
+      "--keys",
+      `${dir}/b`,
+      "--peer",
+      ready.address,
+    ], grants);
+    await Promise.all([
+      bank.waitFor(isType("secure"), "bank secure"),
+      customer.waitFor(isType("secure"), "customer secure"),
+    ]);
+    await bank.line("still here");
+    const [m] = await customer.waitCount(isType("message"), 1, "message");
+    assert.equal(m.text, "still here");
+    await bank.end();
+    await customer.end();
+    assert.equal(await bank.exit(), 0);
+    assert.equal(await customer.exit(), 0);
+  } finally {
+    await bank?.dispose();
+    await customer.dispose();
     await relay.close();
     await Deno.remove(dir, { recursive: true });
   }
