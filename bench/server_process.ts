@@ -43,15 +43,20 @@ export interface StartServerOptions {
   args?: string[];
   /** Extra flags for `deno run` (e.g. `--cpu-prof`). */
   denoArgs?: string[];
+  /** Another script with the same flags and "listening on" line (experiments). */
+  script?: URL;
+  /** Extra environment variables for the server (e.g. diagnostics). */
+  env?: Record<string, string>;
 }
 
 /** Starts a server subprocess and resolves once it listens. */
 export async function startServer(
   opts: StartServerOptions,
 ): Promise<ServerProcess> {
-  const script = opts.kind === "relay"
-    ? new URL("../server.ts", import.meta.url)
-    : new URL("./baseline_forwarder.ts", import.meta.url);
+  const script = opts.script ??
+    (opts.kind === "relay"
+      ? new URL("../server.ts", import.meta.url)
+      : new URL("./baseline_forwarder.ts", import.meta.url));
   const cmd = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -68,6 +73,7 @@ export async function startServer(
       opts.keyPath,
       ...(opts.args ?? []),
     ],
+    env: opts.env,
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -132,19 +138,19 @@ export async function startServer(
 }
 
 /**
- * Reads /proc/<pid>/<file> through `cat`: Deno 2 grants another process's
+ * Reads /proc/<path> through `cat`: Deno 2 grants another process's
  * /proc entries only with --allow-all, and the bench keeps explicit flags.
  */
-async function readProc(pid: number, file: "stat" | "status"): Promise<string> {
+export async function readProc(path: string): Promise<string> {
   const out = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/${file}`],
+    args: [`/proc/${path}`],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).output();
   if (!out.success) {
     throw new Error(
-      `cannot read /proc/${pid}/${file}: ${
+      `cannot read /proc/${path}: ${
         new TextDecoder().decode(out.stderr).trim()
       }`,
     );
@@ -154,7 +160,7 @@ async function readProc(pid: number, file: "stat" | "status"): Promise<string> {
 
 /** utime + stime of a process in µs, from /proc/<pid>/stat. */
 export async function cpuUsOf(pid: number): Promise<number> {
-  const stat = await readProc(pid, "stat");
+  const stat = await readProc(`${pid}/stat`);
   // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
   const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticks = Number(rest[11]) + Number(rest[12]);
@@ -163,7 +169,7 @@ export async function cpuUsOf(pid: number): Promise<number> {
 
 /** VmRSS of a process in KiB, from /proc/<pid>/status. */
 export async function rssKbOf(pid: number): Promise<number> {
-  const status = await readProc(pid, "status");
+  const status = await readProc(`${pid}/status`);
   const m = status.match(/^VmRSS:\s+(\d+) kB/m);
   if (!m) throw new Error(`no VmRSS for process ${pid}`);
   return Number(m[1]);
