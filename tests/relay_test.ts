@@ -327,10 +327,13 @@ Deno.test("relay: a second registration of the same ID replaces the first (close
   try {
     const { key } = await generateMailboxKey();
     const first = await t.connect(key);
+    const b = await t.connect();
+    const inF = inbox(first);
+    b.send(key.id, new Uint8Array([4])); // b's relay connection now caches `first` as its target
+    await waitFor(() => inF.length === 1, "delivery to the first connection");
     const second = await t.connect(key);
     const info = await first.closed;
     assert.equal(info.code, CloseCode.REPLACED);
-    const b = await t.connect();
     const inS = inbox(second);
     b.send(key.id, new Uint8Array([5]));
     await waitFor(() => inS.length === 1, "delivery to the newer connection");

@@ -93,6 +93,8 @@ interface Conn {
   registerTimer?: ReturnType<typeof setTimeout>;
   abuseCount: number;
   abuseWindowStart: number;
+  /** The last recipient this connection sent to: skips the table lookup for a steady peer. */
+  lastTarget?: Conn;
 }
 
 function defaultLog(line: string): void {
@@ -167,8 +169,22 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     metrics.closed(code);
   }
 
+  /** Frame number of a DATA frame (read only when refusing it). */
+  function frameNoOf(bytes: Bytes): number {
+    return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      .getUint32(2 + SESSION_ID_LENGTH);
+  }
+
+  /** True when `target` holds the ID in bytes 2..18 of `bytes` (the cached recipient). */
+  function isRecipient(target: Conn, bytes: Bytes): boolean {
+    const id = target.id!;
+    for (let i = 0; i < SESSION_ID_LENGTH; i++) {
+      if (id[i] !== bytes[2 + i]) return false;
+    }
+    return true;
+  }
+
   function onData(conn: Conn, bytes: Bytes, now: number): void {
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (conn.id === undefined) {
       return refuse(
         conn,
@@ -191,26 +207,36 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
         now,
       );
     }
-    const frameNo = dv.getUint32(2 + SESSION_ID_LENGTH);
-    const peer = bytes.subarray(2, 2 + SESSION_ID_LENGTH);
-    const target = byId.get(peer.toHex());
-    if (target === undefined || target.ws.readyState !== WebSocket.OPEN) {
-      return refuse(
-        conn,
-        "peer-offline",
-        peer,
-        frameNo,
-        "recipient not connected",
-        false,
-        now,
-      );
+    // Hot path: most frames go to the same peer as the previous one. A cached
+    // target that closed or was replaced is never OPEN in the table's place,
+    // so it falls back to the lookup.
+    let target = conn.lastTarget;
+    if (
+      target === undefined || target.ws.readyState !== WebSocket.OPEN ||
+      target.idKey === undefined || !isRecipient(target, bytes)
+    ) {
+      const peer = bytes.subarray(2, 2 + SESSION_ID_LENGTH);
+      target = byId.get(peer.toHex());
+      if (target === undefined || target.ws.readyState !== WebSocket.OPEN) {
+        conn.lastTarget = undefined;
+        return refuse(
+          conn,
+          "peer-offline",
+          peer,
+          frameNoOf(bytes),
+          "recipient not connected",
+          false,
+          now,
+        );
+      }
+      conn.lastTarget = target;
     }
     if (target.ws.bufferedAmount > highWater) {
       return refuse(
         conn,
         "peer-busy",
-        peer,
-        frameNo,
+        bytes.subarray(2, 2 + SESSION_ID_LENGTH),
+        frameNoOf(bytes),
         "recipient send buffer full",
         false,
         now,
