@@ -4,7 +4,10 @@
 
 import assert from "node:assert/strict";
 import { concat, u32 } from "../lib/bytes.ts";
-import { RelayConnection } from "../lib/deno/relay_client.ts";
+import {
+  RelayConnectError,
+  RelayConnection,
+} from "../lib/deno/relay_client.ts";
 import {
   CloseCode,
   encodeData,
@@ -457,4 +460,24 @@ Deno.test("relay: logs carry no full IDs", async () => {
 Deno.test("relay: u32 frame numbers wrap without error", () => {
   const f = encodeData(new Uint8Array(16), 0xffffffff + 2, new Uint8Array(0));
   assert.deepEqual(f.subarray(18, 22), u32(1));
+});
+
+Deno.test("relay: connections above --max-connections are refused with 503; a freed slot is reusable", async () => {
+  const t = await startTestRelay({ maxConnections: 2 });
+  try {
+    const a = await t.connect();
+    await t.connect();
+    const { key } = await generateMailboxKey();
+    await assert.rejects(
+      RelayConnection.connect({ url: t.url, mailbox: key, caCerts: [t.caPem] }),
+      RelayConnectError, // Deno reports the 503 as a generic stream error
+    );
+    assert.ok(t.relay.metrics.droppedCount("capacity") >= 1);
+    await a.close();
+    await waitFor(() => t.relay.metrics.render(0, 0).length > 0, "metrics");
+    const c = await t.connect(key);
+    assert.equal(c.id.toHex(), key.id.toHex());
+  } finally {
+    await t.close();
+  }
 });
