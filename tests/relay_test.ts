@@ -18,6 +18,7 @@ import {
 import {
   formatSessionId,
   generateMailboxKey,
+  type MailboxKey,
   parseSessionId,
   sessionIdOf,
   signRegistration,
@@ -252,46 +253,8 @@ Deno.test("relay: a reader that never reads gets peer-busy for its senders; memo
   const t = await startTestRelay({ highWater, rate: 1e6, burst: 1e6 });
   // A TCP-level slow reader: raw TLS socket doing the WebSocket upgrade by hand, then never reading.
   const { key } = await generateMailboxKey();
-  const conn = await Deno.connectTls({
-    hostname: "localhost",
-    port: t.relay.port,
-    caCerts: [t.caPem],
-  });
+  const conn = await rawRegisteredSocket(t.relay.port, t.caPem, key);
   try {
-    const wsKey = crypto.getRandomValues(new Uint8Array(16)).toBase64();
-    const req =
-      `GET /ws HTTP/1.1\r\nHost: localhost:${t.relay.port}\r\nUpgrade: websocket\r\n` +
-      `Connection: Upgrade\r\nSec-WebSocket-Key: ${wsKey}\r\nSec-WebSocket-Version: 13\r\n` +
-      `Sec-WebSocket-Protocol: relay.v1\r\n\r\n`;
-    await conn.write(new TextEncoder().encode(req));
-    // Read the 101 response and the CHALLENGE frame (40 bytes: 2-byte header + 38).
-    let buf = new Uint8Array(0);
-    const chunk = new Uint8Array(4096);
-    while (true) {
-      const n = await conn.read(chunk);
-      if (n === null) throw new Error("closed during upgrade");
-      buf = concat(buf, chunk.subarray(0, n));
-      const text = new TextDecoder().decode(buf);
-      const end = text.indexOf("\r\n\r\n");
-      if (end >= 0 && buf.length >= end + 4 + 40) {
-        assert.match(text, /^HTTP\/1.1 101/);
-        buf = buf.subarray(end + 4);
-        break;
-      }
-    }
-    assert.equal(buf[0], 0x82); // FIN + binary
-    const challenge = buf.slice(2 + 2, 2 + 2 + 32);
-    const sig = await signRegistration(
-      key,
-      `wss://localhost:${t.relay.port}`,
-      challenge,
-    );
-    const reg = encodeRegister(key.publicRaw, sig);
-    const mask = crypto.getRandomValues(new Uint8Array(4));
-    const masked = reg.map((v, i) => v ^ mask[i % 4]);
-    await conn.write(
-      concat(new Uint8Array([0x82, 0x80 | reg.length]), mask, masked),
-    );
     await waitFor(
       () => t.logs.some((l) => l.includes("registered")),
       "slow reader registered",
@@ -478,6 +441,81 @@ Deno.test("relay: connections above --max-connections are refused with 503; a fr
     const c = await t.connect(key);
     assert.equal(c.id.toHex(), key.id.toHex());
   } finally {
+    await t.close();
+  }
+});
+
+/**
+ * A registered connection on a raw TLS socket: the WebSocket upgrade and the
+ * REGISTER frame written by hand, after which the socket is never read (so it
+ * answers no ping and drains nothing).
+ */
+async function rawRegisteredSocket(
+  port: number,
+  caPem: string,
+  key: MailboxKey,
+): Promise<Deno.TlsConn> {
+  const conn = await Deno.connectTls({
+    hostname: "localhost",
+    port,
+    caCerts: [caPem],
+  });
+  const wsKey = crypto.getRandomValues(new Uint8Array(16)).toBase64();
+  const req =
+    `GET /ws HTTP/1.1\r\nHost: localhost:${port}\r\nUpgrade: websocket\r\n` +
+    `Connection: Upgrade\r\nSec-WebSocket-Key: ${wsKey}\r\nSec-WebSocket-Version: 13\r\n` +
+    `Sec-WebSocket-Protocol: relay.v1\r\n\r\n`;
+  await conn.write(new TextEncoder().encode(req));
+  // Read the 101 response and the CHALLENGE frame (40 bytes: 2-byte header + 38).
+  let buf = new Uint8Array(0);
+  const chunk = new Uint8Array(4096);
+  while (true) {
+    const n = await conn.read(chunk);
+    if (n === null) throw new Error("closed during upgrade");
+    buf = concat(buf, chunk.subarray(0, n));
+    const text = new TextDecoder().decode(buf);
+    const end = text.indexOf("\r\n\r\n");
+    if (end >= 0 && buf.length >= end + 4 + 40) {
+      assert.match(text, /^HTTP\/1.1 101/);
+      buf = buf.subarray(end + 4);
+      break;
+    }
+  }
+  assert.equal(buf[0], 0x82); // FIN + binary
+  const challenge = buf.slice(2 + 2, 2 + 2 + 32);
+  const sig = await signRegistration(key, `wss://localhost:${port}`, challenge);
+  const reg = encodeRegister(key.publicRaw, sig);
+  const mask = crypto.getRandomValues(new Uint8Array(4));
+  const masked = reg.map((v, i) => v ^ mask[i % 4]);
+  await conn.write(
+    concat(new Uint8Array([0x82, 0x80 | reg.length]), mask, masked),
+  );
+  return conn;
+}
+
+Deno.test("relay: an idle peer that answers no ping is closed after the idle timeout", async () => {
+  const t = await startTestRelay({ idleTimeoutS: 1 });
+  const { key } = await generateMailboxKey();
+  const conn = await rawRegisteredSocket(t.relay.port, t.caPem, key);
+  try {
+    await waitFor(
+      () => t.logs.some((l) => l.startsWith("registered")),
+      "registered",
+    );
+    const started = performance.now();
+    await waitFor(
+      () => t.logs.some((l) => l.startsWith("closed")),
+      "idle close",
+      5000,
+    );
+    const took = performance.now() - started;
+    assert.ok(took < 4000, `closed after ${took} ms`);
+    const h = await fetch(`https://localhost:${t.relay.port}/healthz`, {
+      client: Deno.createHttpClient({ caCerts: [t.caPem] }),
+    });
+    assert.equal((await h.json()).registered, 0);
+  } finally {
+    conn.close();
     await t.close();
   }
 });
