@@ -51,6 +51,9 @@ import {
 } from "../lib/deno/node_primitives.ts";
 import type { SessionPrimitives } from "../lib/primitives.ts";
 
+/** Messages that fall due within this many ms of the oldest one are reported in the same `undelivered` event. */
+const UNDELIVERED_COALESCE_MS = 1000;
+
 /** `--crypto` modes → session primitives (undefined = WebCrypto only, the lib default). */
 const PRIMITIVES: Record<
   ClientOptions["crypto"],
@@ -204,6 +207,8 @@ export class ChatClient {
   readonly #done = Promise.withResolvers<number>();
   #finished = false;
   #queue: Promise<void> = Promise.resolve();
+  /** Operations queued by #do and not started yet. */
+  #waiting = 0;
   #timer?: ReturnType<typeof setTimeout>;
   #phase: Phase = "connecting";
 
@@ -232,6 +237,10 @@ export class ChatClient {
     previous?: string;
   };
   #early: Bytes[] = [];
+  /** A pump for typed lines is queued (see #onInput). */
+  #pumpQueued = false;
+  /** Records from the peer not opened yet (see #queueRecord). */
+  #rx: Bytes[] = [];
 
   // session
   #session?: Session;
@@ -326,11 +335,18 @@ export class ChatClient {
 
   // ── serialization, timers ────────────────────────────────────────────────
 
-  /** Runs `fn` after everything queued before; an exception ends the run. */
-  #do(fn: () => void | Promise<void>): void {
+  /**
+   * Runs `fn` after everything queued before; an exception ends the run.
+   * Records from the peer queued before `fn` are opened first (in one
+   * `receiveMany`), unless `fn` only queues another record (`batchable`).
+   */
+  #do(fn: () => void | Promise<void>, batchable = false): void {
+    this.#waiting++;
     this.#queue = this.#queue.then(async () => {
+      this.#waiting--;
       if (this.#finished) return;
       try {
+        if (!batchable) await this.#flushRecords();
         await fn();
       } catch (e) {
         await this.#crash(e);
@@ -513,8 +529,13 @@ export class ChatClient {
     const limit = this.#o.deliverTimeoutS * 1000;
     const ids: number[] = [];
     for (const [id, at] of this.#unconfirmedSince) {
-      if (now < at + limit) break;
+      // Messages sent in one burst are reported together, not one event each.
+      if (now < at + limit - UNDELIVERED_COALESCE_MS) break;
       ids.push(id);
+    }
+    if (ids.length > 0) {
+      const first = this.#unconfirmedSince.get(ids[0])!;
+      if (now < first + limit) return; // the oldest is not due yet
     }
     if (ids.length === 0) return;
     for (const id of ids) {
@@ -564,7 +585,11 @@ export class ChatClient {
 
   #attach(link: RelayLink): void {
     this.#link = link;
-    link.onFrame = (f) => this.#do(() => this.#onFrame(f));
+    link.onFrame = (f) =>
+      this.#do(
+        () => this.#onFrame(f),
+        f.type === "data" && f.payload[1] === PACKET_RECORD,
+      );
     link.closed.then((info) => this.#do(() => this.#onLinkClosed(link, info)));
   }
 
@@ -700,7 +725,7 @@ export class ChatClient {
         if (fromPeer) await this.#onHs3(p);
         return;
       case PACKET_RECORD:
-        if (fromPeer) await this.#onRecord(p);
+        if (fromPeer) this.#queueRecord(p);
         return;
     }
   }
@@ -866,7 +891,7 @@ export class ChatClient {
     await this.#secure(out.session!, "responder");
     const early = this.#early;
     this.#early = [];
-    for (const r of early) await this.#onRecord(r);
+    if (early.length > 0) await this.#onRecords(early);
   }
 
   /**
@@ -1018,26 +1043,48 @@ export class ChatClient {
     this.#phase = "handshake";
   }
 
-  async #onRecord(p: Bytes): Promise<void> {
+  /**
+   * Queues a record from the peer: consecutive records are opened together
+   * by the next non-record operation (a no-op one is queued behind them), so
+   * a burst costs one pipelined `receiveMany` instead of one crypto round
+   * trip per record, in the same order as before.
+   */
+  #queueRecord(p: Bytes): void {
+    this.#rx.push(p);
+    if (this.#rx.length === 1) this.#do(() => {});
+  }
+
+  async #flushRecords(): Promise<void> {
+    if (this.#rx.length === 0) return;
+    const batch = this.#rx;
+    this.#rx = [];
+    await this.#onRecords(batch);
+  }
+
+  async #onRecords(ps: Bytes[]): Promise<void> {
     const s = this.#session;
     if (!s) {
-      if (
-        this.#responder?.phase === "wait-hs3" &&
-        this.#early.length < MAX_EARLY_RECORDS
-      ) {
-        this.#early.push(p.slice());
+      for (const p of ps) {
+        if (
+          this.#responder?.phase === "wait-hs3" &&
+          this.#early.length < MAX_EARLY_RECORDS
+        ) {
+          this.#early.push(p.slice());
+        }
       }
       return;
     }
     if (s.failed) return;
-    if (
-      this.#responder?.phase === "wait-hs3" &&
-      this.#early.length < MAX_EARLY_RECORDS
-    ) {
-      this.#early.push(p.slice()); // may belong to the session being negotiated
+    for (const p of ps) {
+      if (
+        this.#responder?.phase === "wait-hs3" &&
+        this.#early.length < MAX_EARLY_RECORDS
+      ) {
+        this.#early.push(p.slice()); // may belong to the session being negotiated
+      }
     }
     const before = s.stats.packetsReceived;
-    const { events, packets } = await s.receive(p, this.#now());
+    const { events, packets } = await s.receiveMany(ps, this.#now());
     if (s.stats.packetsReceived > before) this.#hs3Pending = undefined;
     this.#sendPackets(packets);
     for (const ev of events) await this.#onSessionEvent(ev);
@@ -1187,7 +1234,21 @@ export class ChatClient {
     }
     if (text.length === 0) return;
     this.#queueText(text);
-    await this.#pump();
+    // When more is queued behind this line (the rest of a stdin chunk), seal
+    // the lines in one batch (one pump queued behind them) instead of one
+    // by one; a lone line, or a full batch, is sealed now.
+    if (
+      this.#waiting === 0 ||
+      this.#outbox.length >= Math.min(PUMP_BATCH, this.#o.outbox)
+    ) {
+      await this.#pump();
+    } else if (!this.#pumpQueued) {
+      this.#pumpQueued = true;
+      this.#do(() => {
+        this.#pumpQueued = false;
+        return this.#pump();
+      });
+    }
   }
 
   #queueText(text: string): number | undefined {
