@@ -10,8 +10,11 @@
  * 2. unloaded: one frame in flight, one pair: latency.
  * 3. memory: relay RSS with 1,000 and 5,000 idle registered connections
  *    (10,000 with --full).
- * 4. channel: handshakes/s and sealed+opened messages/s (bench/channel.ts).
- * 5. e2e: bank and customer through the relay (when clients/client.ts exists).
+ * 4. channel: handshakes/s and sealed+opened messages/s per primitive
+ *    provider (bench/channel.ts).
+ * 5. e2e: the real bank and customer clients through a relay, as
+ *    subprocesses fed on stdin (bench/e2e.ts): messages/s one way and both
+ *    ways, send → delivery latency, against the 25,000 msgs/s target.
  *
  * The load generator and the servers share the machine's cores: compare the
  * ratio of relay to baseline within one run, not absolute figures across runs.
@@ -34,6 +37,7 @@ import {
   type StartServerOptions,
 } from "./server_process.ts";
 import type { ChannelFigures } from "./channel.ts";
+import type { E2eFigures } from "./e2e.ts";
 
 /** Relay flags for benchmarking: limits high enough never to trigger, so the data path is measured. */
 const RELAY_BENCH_FLAGS = [
@@ -56,6 +60,10 @@ interface Plan {
   unloadedMs: number;
   memoryLevels: number[];
   channelMs: number;
+  /** e2e: messages per direction per row. */
+  e2eMessages: number;
+  /** e2e: wall-clock cap of one row (ms). */
+  e2eCapMs: number;
 }
 
 const FULL_PLAN: Plan = {
@@ -66,6 +74,8 @@ const FULL_PLAN: Plan = {
   unloadedMs: 2000,
   memoryLevels: [1000, 5000],
   channelMs: 1500,
+  e2eMessages: 20_000,
+  e2eCapMs: 30_000,
 };
 
 const QUICK_PLAN: Plan = {
@@ -76,6 +86,8 @@ const QUICK_PLAN: Plan = {
   unloadedMs: 500,
   memoryLevels: [200],
   channelMs: 300,
+  e2eMessages: 2_000,
+  e2eCapMs: 15_000,
 };
 
 /** One relay cell of the JSON output. */
@@ -165,7 +177,12 @@ async function measure(
   };
 }
 
-type Certs = { certDir: string; certPath: string; keyPath: string };
+type Certs = {
+  certDir: string;
+  certPath: string;
+  keyPath: string;
+  caPath: string;
+};
 
 /** Starts the relay and the baseline (fresh processes, so earlier runs leave nothing behind). */
 async function startBoth(
@@ -369,22 +386,21 @@ async function channelSection(plan: Plan): Promise<ChannelFigures> {
   }
 }
 
-async function e2eSection(): Promise<Record<string, unknown>> {
-  const client = new URL("../clients/client.ts", import.meta.url);
+async function e2eSection(plan: Plan, certs: Certs): Promise<E2eFigures> {
   try {
-    await Deno.stat(client);
-  } catch {
+    const { measureE2e } = await import("./e2e.ts");
+    return await measureE2e({
+      certs,
+      messages: plan.e2eMessages,
+      capMs: plan.e2eCapMs,
+      log,
+    });
+  } catch (e) {
     return {
       available: false,
-      reason:
-        "TODO: clients/client.ts does not exist yet; the bank/customer end-to-end figure comes with it",
+      reason: `end-to-end run not available: ${(e as Error).message}`,
     };
   }
-  return {
-    available: false,
-    reason:
-      "TODO: clients/client.ts exists but the bench does not drive it yet",
-  };
 }
 
 function fmt(n: number): string {
@@ -491,11 +507,17 @@ function render(out: Record<string, unknown>): string {
         `Channel (one process, no network): ${
           fmt(ch.handshakesPerSec!)
         } handshakes/s`,
+        `Sealed by one Session, opened by the other (ACKs back), ${
+          ch.pipeline?.depth ?? 1
+        } sendMany batches of ${
+          ch.pipeline?.batch ?? 64
+        } in flight; node-hash = the clients' default (--crypto keys), node = --crypto fast, webcrypto = browser path:`,
         table([
-          ["body B", "signing", "msgs/s", "MB/s"],
-          ...ch.records!.map((r) => [
-            String(r.bodySize),
+          ["body B", "signing", "primitives", "msgs/s", "MB/s"],
+          ...(ch.rows ?? []).map((r) => [
+            String(r.size),
             r.signEvery === 1 ? "every message" : `chain, every ${r.signEvery}`,
+            r.primitives,
             r.msgsPerSec,
             r.mbPerSec,
           ]),
@@ -504,15 +526,52 @@ function render(out: Record<string, unknown>): string {
       );
     }
   }
-  const e2e = out.e2e as Record<string, unknown> | undefined;
+  const e2e = out.e2e as E2eFigures | undefined;
   if (e2e) {
-    lines.push(
-      e2e.available
-        ? `End to end: ${fmt(e2e.msgsPerSec as number)} msgs/s, p50 ${
-          fmt(e2e.p50Ms as number)
-        } ms, p99 ${fmt(e2e.p99Ms as number)} ms`
-        : `End to end: ${e2e.reason}`,
-    );
+    if (!e2e.available) lines.push(`End to end: ${e2e.reason}`);
+    else {
+      const gap = e2e.msgsPerSec! / e2e.targetMsgsPerSec!;
+      lines.push(
+        `End to end (${e2e.setup}):`,
+        table([
+          [
+            "run",
+            "cover/s",
+            "crypto",
+            "in flight",
+            "delivered",
+            "msgs/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+          ],
+          ...e2e.rows!.map((r) => [
+            r.name + (r.complete ? "" : " (capped)"),
+            String(r.coverRate),
+            r.crypto,
+            String(r.window),
+            String(r.delivered),
+            r.msgsPerSec,
+            r.p50Ms,
+            r.p99Ms,
+            r.maxMs,
+          ]),
+        ]),
+        `Target ${fmt(e2e.targetMsgsPerSec!)} msgs/s (256 B, chain signing): ${
+          gap >= 1 ? "MET" : "MISSED"
+        } — one direction ${fmt(e2e.msgsPerSec!)} msgs/s = ${
+          (gap * 100).toFixed(0)
+        } % of it${
+          gap >= 1
+            ? ""
+            : ` (${fmt(e2e.targetMsgsPerSec! - e2e.msgsPerSec!)} short)`
+        }; client exits ${e2e.exitCodes!.join(",")}${
+          Object.keys(e2e.clientErrors ?? {}).length
+            ? `; client errors ${JSON.stringify(e2e.clientErrors)}`
+            : ""
+        }`,
+      );
+    }
   }
   return lines.join("\n");
 }
@@ -557,7 +616,12 @@ async function main(args: string[]): Promise<number> {
   try {
     const c = await ensureCerts({ dir: certDir });
     log("certificates ready");
-    const certs: Certs = { certDir, certPath: c.certPath, keyPath: c.keyPath };
+    const certs: Certs = {
+      certDir,
+      certPath: c.certPath,
+      keyPath: c.keyPath,
+      caPath: c.caPath,
+    };
     http = Deno.createHttpClient({
       caCerts: [await Deno.readTextFile(c.caPath)],
     });
@@ -576,7 +640,10 @@ async function main(args: string[]): Promise<number> {
       out.channel = ch;
       out.handshakesPerSec = ch.handshakesPerSec ?? null;
     }
-    if (only.has("e2e")) out.e2e = await e2eSection();
+    if (only.has("e2e")) {
+      log("e2e");
+      out.e2e = await e2eSection(plan, certs);
+    }
   } finally {
     http?.close();
     await Deno.remove(certDir, { recursive: true });

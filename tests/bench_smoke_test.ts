@@ -7,8 +7,8 @@
 
 import assert from "node:assert/strict";
 
-/** The quick run takes ~11 s on 2 cores; this bounds a hang. */
-const TIMEOUT_MS = 90_000;
+/** The quick run takes ~25 s on 2 cores (e2e included); this bounds a hang. */
+const TIMEOUT_MS = 120_000;
 
 function positive(value: unknown, what: string): void {
   assert.equal(typeof value, "number", `${what} is not a number`);
@@ -72,16 +72,55 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
       for (const rec of r.channel.records) {
         positive(rec.msgsPerSec, `channel ${rec.bodySize} B msgsPerSec`);
       }
+      assert.equal(r.channel.recordsPrimitives, "node-hash");
+      assert.equal(r.channel.rows.length, 12, "2 sizes × 2 signings × 3");
+      const seen = new Set<string>();
+      for (const row of r.channel.rows) {
+        const at = `channel ${row.size} B ${row.signing} ${row.primitives}`;
+        positive(row.msgsPerSec, `${at} msgsPerSec`);
+        assert.ok([256, 4096].includes(row.size), at);
+        assert.ok(["chain", "per-message"].includes(row.signing), at);
+        seen.add(`${row.size}/${row.signing}/${row.primitives}`);
+      }
+      assert.equal(seen.size, 12, "every size × signing × provider once");
+      for (const p of ["webcrypto", "node-hash", "node"]) {
+        assert.ok(seen.has(`256/chain/${p}`), `256 B chain ${p}`);
+      }
     } else {
       assert.equal(typeof r.channel.reason, "string");
     }
-    if (r.e2e.available) {
-      for (const k of ["msgsPerSec", "p50Ms", "p99Ms"]) {
-        positive(r.e2e[k], `e2e.${k}`);
-      }
-    } else {
-      assert.match(r.e2e.reason, /TODO|not available/);
+    // The end-to-end run must work: the real clients through the relay.
+    assert.equal(r.e2e.available, true, `e2e: ${r.e2e.reason}`);
+    for (const k of ["msgsPerSec", "bothMsgsPerSec", "p50Ms", "p99Ms"]) {
+      positive(r.e2e[k], `e2e.${k}`);
     }
+    assert.equal(r.e2e.targetMsgsPerSec, 25_000);
+    positive(r.e2e.ofTarget, "e2e.ofTarget");
+    assert.deepEqual(
+      r.e2e.exitCodes,
+      [0, 0, 0, 0, 0, 0],
+      "every client closed cleanly",
+    );
+    assert.deepEqual(r.e2e.clientErrors, {}, "no client errors");
+    assert.ok(r.e2e.rows.length >= 5, "e2e rows");
+    for (const row of r.e2e.rows) {
+      const at = `e2e ${row.name}`;
+      assert.equal(row.complete, true, `${at} finished within its cap`);
+      assert.equal(
+        row.delivered,
+        row.messages * (row.direction === "both" ? 2 : 1),
+        `${at} delivered every message`,
+      );
+      for (const k of ["msgsPerSec", "p50Ms", "p99Ms", "maxMs"]) {
+        positive(row[k], `${at}.${k}`);
+      }
+      assert.ok(row.p50Ms <= row.p99Ms && row.p99Ms <= row.maxMs, at);
+    }
+    assert.ok(
+      r.e2e.rows.some((row: { coverRate: number }) => row.coverRate > 0),
+      "a row at the default cover rate",
+    );
+    assert.match(stdout, /Target 25,000 msgs\/s/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
