@@ -1,0 +1,800 @@
+/**
+ * Generates the session-layer test vectors in this folder —
+ * `good_record_keys.json`, `good_record_data.json`, `good_record_ack.json`
+ * and `fail_record_*.json` — and exports the reference computation that
+ * tests/vectors_session_test.ts checks them with. The reference is written
+ * from PROTOCOL.md §2.2 with `crypto.subtle` only (labels typed out, no
+ * import from lib/), so a change in lib/ shows up as a vector mismatch.
+ *
+ * Run by hand from the repository root:
+ *
+ *   deno run --allow-read=tests/vectors --allow-write=tests/vectors tests/vectors/generate_session.ts [--fresh]
+ *
+ * Inputs are fixed: master, sessionHash and relay IDs are constants below;
+ * the identities are those of good_handshake.json; the rekey ephemerals are
+ * read back from the existing good_record_keys.json (`--fresh` draws new
+ * ones). Only the chain signature depends on ECDSA: Deno signs
+ * deterministically (RFC 6979) as observed, but checkers must verify it,
+ * not expect to reproduce it.
+ * @module
+ */
+
+// ── Vector file shapes ──────────────────────────────────────────────────────
+
+/** Key and IV of one direction in one epoch, with the HKDF info strings (all hex). */
+export interface DirectionKeys {
+  key: string;
+  keyInfo: string;
+  iv: string;
+  ivInfo: string;
+}
+
+/** good_record_keys.json */
+export interface KeysVector {
+  description: string;
+  /** Epoch-0 master secret (raw bytes given to importSecret). */
+  master: string;
+  sessionHash: string;
+  epoch0: { i2r: DirectionKeys; r2i: DirectionKeys };
+  rekey: {
+    newEpoch: number;
+    initiatorEphemeralPkcs8: string;
+    initiatorEphemeralPublic: string;
+    responderEphemeralPkcs8: string;
+    responderEphemeralPublic: string;
+    /** ECDH(own new eph, peer eph): equal on both sides. */
+    sharedSecret: string;
+    /** HKDF info of the "rekey" derivation. */
+    info: string;
+    /** master_1 raw bytes (importSecret them). */
+    master1: string;
+  };
+  epoch1: { i2r: DirectionKeys; r2i: DirectionKeys };
+}
+
+/** One party's identity (hex). */
+export interface IdentityVector {
+  identityPkcs8: string;
+  identitySpki: string;
+  /** SHA-256 of the SPKI DER. */
+  fingerprint: string;
+}
+
+/** Chain values of a signed record. */
+export interface ChainVector {
+  senderRole: "initiator" | "responder";
+  h0: string;
+  h1: string;
+  h2: string;
+  /** Bytes hashed into H_2 (H_1 ‖ u64(2) ‖ u8(type) ‖ u32(bodyLen) ‖ body). */
+  step2Input: string;
+  /** Exact bytes the chain signature over H_2 signs. */
+  signatureInput: string;
+  /** Recorded ECDSA P-256/SHA-256 P1363 signature: verify it, do not expect to reproduce it. */
+  signature: string;
+}
+
+/** One sealed RECORD with every intermediate value. */
+export interface RecordVector {
+  name: string;
+  direction: "i2r" | "r2i";
+  epoch: number;
+  /** u64 as a decimal string. */
+  counter: string;
+  innerType: number;
+  flags: number;
+  /** u64 as a decimal string. */
+  seq: string;
+  /** UTF-8 body when it is text. */
+  bodyText?: string;
+  body: string;
+  /** Whole relay frame length the record fills (22 + packet length). */
+  bucket: number;
+  header: string;
+  nonce: string;
+  aad: string;
+  /** Padded inner plaintext. */
+  innerPlaintext: string;
+  packet: string;
+  chain?: ChainVector;
+}
+
+/** good_record_data.json */
+export interface DataVector {
+  description: string;
+  base: "good_record_keys.json";
+  initiatorId: string;
+  responderId: string;
+  initiator: IdentityVector;
+  responder: IdentityVector;
+  records: RecordVector[];
+}
+
+/** good_record_ack.json */
+export interface AckVector {
+  description: string;
+  base: "good_record_data.json";
+  /** Highest counter accepted from the peer (decimal). */
+  highest: string;
+  /** 128-byte bitmap: bit i (byte i>>3, bit i&7, LSB first) = counter highest − i accepted. */
+  bitmap: string;
+  /** Counters the bitmap names (decimal). */
+  acknowledgedCounters: string[];
+  cumulativeSeq: string;
+  record: RecordVector;
+}
+
+/** Expected outcome of a fail vector. */
+export interface FailExpectation {
+  /**
+   * ProtocolError code of the first failing step of a strict record-level
+   * open: header decode, AEAD open (`decrypt-failed`), inner decode.
+   */
+  record: string;
+  /** What a receiving session does: drop and count, or fail. */
+  session: "dropped" | "failed";
+  /** "dropped": the SessionStats counter incremented by one. */
+  stat?: string;
+  /** "failed": the ProtocolError code the session throws. */
+  error?: string;
+}
+
+/** fail_record_*.json */
+export interface FailVector {
+  description: string;
+  base: "good_record_data.json";
+  /** The packet travels i2r; the responder receives it with the epoch-0 keys. */
+  direction: "i2r";
+  packet: string;
+  /** For records that authenticate: the (bad) inner plaintext sealed in them. */
+  innerPlaintext?: string;
+  expected: FailExpectation;
+}
+
+// ── Reference computation (PROTOCOL.md §2.2) ────────────────────────────────
+
+type B = Uint8Array<ArrayBuffer>;
+const enc = new TextEncoder();
+const LABEL_PREFIX = "e2e.v1 ";
+const CHAIN_LABEL = "e2e.v1 chain\0";
+const CHAIN_SIGNATURE_LABEL = "e2e.v1 chain signature\0";
+/** Relay DATA header 22 + RECORD header 14 + GCM tag 16. */
+const FRAME_OVERHEAD = 52;
+const RELAY_DATA_HEADER = 22;
+
+/** Concatenates byte strings. */
+export function cat(...parts: Uint8Array[]): B {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Big-endian unsigned integer of `bytes` bytes. */
+export function be(value: number | bigint, bytes: number): B {
+  const out = new Uint8Array(bytes);
+  let v = BigInt(value);
+  for (let i = bytes - 1; i >= 0; i--) {
+    out[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return out;
+}
+
+/** HKDF info of deriveLabel: u16(length) ‖ u8(len) ‖ "e2e.v1 " ‖ label ‖ u8(len(ctx)) ‖ ctx. */
+export function labelInfo(label: string, context: B, length: number): B {
+  const full = enc.encode(LABEL_PREFIX + label);
+  return cat(
+    be(length, 2),
+    be(full.length, 1),
+    full,
+    be(context.length, 1),
+    context,
+  );
+}
+
+/** HKDF-SHA256(ikm = secret, salt, info) to `length` bytes. */
+export async function hkdf(
+  secret: B,
+  salt: B,
+  info: B,
+  length: number,
+): Promise<B> {
+  const k = await crypto.subtle.importKey("raw", secret, "HKDF", false, [
+    "deriveBits",
+  ]);
+  return new Uint8Array(
+    await crypto.subtle.deriveBits(
+      { name: "HKDF", hash: "SHA-256", salt, info },
+      k,
+      length * 8,
+    ),
+  );
+}
+
+/** SHA-256. */
+export async function sha(data: B): Promise<B> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+}
+
+/** key_d,e and iv_d,e from master_e (raw). */
+export async function refTrafficKeys(
+  master: B,
+  sessionHash: B,
+  direction: "i2r" | "r2i",
+  epoch: number,
+): Promise<{ key: B; iv: B; keyInfo: B; ivInfo: B }> {
+  const keyInfo = labelInfo(`${direction} key`, be(epoch, 4), 32);
+  const ivInfo = labelInfo(`${direction} iv`, be(epoch, 4), 12);
+  return {
+    key: await hkdf(master, sessionHash, keyInfo, 32),
+    iv: await hkdf(master, sessionHash, ivInfo, 12),
+    keyInfo,
+    ivInfo,
+  };
+}
+
+/** master_{e+1} raw = deriveLabel(master_e, salt = shared, "rekey", u32(e+1), 32). */
+export async function refRekeyMaster(
+  master: B,
+  shared: B,
+  newEpoch: number,
+): Promise<{ master: B; info: B }> {
+  const info = labelInfo("rekey", be(newEpoch, 4), 32);
+  return { master: await hkdf(master, shared, info, 32), info };
+}
+
+/** ver 1 ‖ type 0x04 ‖ u32(epoch) ‖ u64(counter). */
+export function refHeader(epoch: number, counter: bigint): B {
+  return cat(new Uint8Array([1, 4]), be(epoch, 4), be(counter, 8));
+}
+
+/** iv XOR (0^4 ‖ u64(counter)). */
+export function refNonce(iv: B, counter: bigint): B {
+  const c = cat(new Uint8Array(4), be(counter, 8));
+  return iv.map((x, i) => x ^ c[i]);
+}
+
+/** header ‖ senderId ‖ recipientId. */
+export function refAad(header: B, senderId: B, recipientId: B): B {
+  return cat(header, senderId, recipientId);
+}
+
+/** max(256, 2^⌈log2(n + 52)⌉) for n inner bytes. */
+export function refBucket(n: number): number {
+  let b = 256;
+  while (b < n + FRAME_OVERHEAD) b *= 2;
+  return b;
+}
+
+/** innerType ‖ flags ‖ u64(seq) ‖ u32(bodyLen) ‖ body ‖ [sig] ‖ zeros to `padTo` (default: the minimal bucket − 52). */
+export function refInner(
+  type: number,
+  flags: number,
+  seq: bigint,
+  body: B,
+  signature?: B,
+  padTo?: number,
+): B {
+  const content = cat(
+    new Uint8Array([type, flags]),
+    be(seq, 8),
+    be(body.length, 4),
+    body,
+    signature ?? new Uint8Array(0),
+  );
+  const out = new Uint8Array(
+    padTo ?? refBucket(content.length) - FRAME_OVERHEAD,
+  );
+  out.set(content);
+  return out;
+}
+
+/** AES-256-GCM encryption: ciphertext ‖ tag. */
+export async function refSeal(
+  key: B,
+  nonce: B,
+  plaintext: B,
+  aad: B,
+): Promise<B> {
+  const k = await crypto.subtle.importKey("raw", key, "AES-GCM", false, [
+    "encrypt",
+  ]);
+  return new Uint8Array(
+    await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv: nonce, additionalData: aad },
+      k,
+      plaintext,
+    ),
+  );
+}
+
+/** AES-256-GCM decryption; null when the tag does not verify. */
+export async function refOpen(
+  key: B,
+  nonce: B,
+  sealed: B,
+  aad: B,
+): Promise<B | null> {
+  const k = await crypto.subtle.importKey("raw", key, "AES-GCM", false, [
+    "decrypt",
+  ]);
+  try {
+    return new Uint8Array(
+      await crypto.subtle.decrypt(
+        { name: "AES-GCM", iv: nonce, additionalData: aad },
+        k,
+        sealed,
+      ),
+    );
+  } catch {
+    return null;
+  }
+}
+
+/** H_0 = SHA-256("e2e.v1 chain\0" ‖ sessionHash ‖ senderRole). */
+export function refChainStart(sessionHash: B, role: string): Promise<B> {
+  return sha(cat(enc.encode(CHAIN_LABEL), sessionHash, enc.encode(role)));
+}
+
+/** H_{s−1} ‖ u64(s) ‖ u8(innerType) ‖ u32(bodyLen) ‖ body. */
+export function refChainStepInput(
+  prev: B,
+  seq: bigint,
+  type: number,
+  body: B,
+): B {
+  return cat(prev, be(seq, 8), be(type, 1), be(body.length, 4), body);
+}
+
+/** "e2e.v1 chain signature\0" ‖ senderRole ‖ fp(sender) ‖ fp(recipient) ‖ sessionHash ‖ u64(s) ‖ H_s. */
+export function refChainSignatureInput(
+  role: string,
+  senderFp: B,
+  recipientFp: B,
+  sessionHash: B,
+  seq: bigint,
+  head: B,
+): B {
+  return cat(
+    enc.encode(CHAIN_SIGNATURE_LABEL),
+    enc.encode(role),
+    senderFp,
+    recipientFp,
+    sessionHash,
+    be(seq, 8),
+    head,
+  );
+}
+
+/** ACK body: u64(highest) ‖ bitmap(128) ‖ u64(cumulativeSeq). */
+export function refAckBody(
+  highest: bigint,
+  counters: bigint[],
+  cumulativeSeq: bigint,
+): B {
+  const bitmap = new Uint8Array(128);
+  for (const c of counters) {
+    const i = Number(highest - c);
+    bitmap[i >> 3] |= 1 << (i & 7);
+  }
+  return cat(be(highest, 8), bitmap, be(cumulativeSeq, 8));
+}
+
+/** Builds every value of one record and seals it. */
+export async function refRecord(
+  keys: { key: B; iv: B },
+  r: {
+    name: string;
+    direction: "i2r" | "r2i";
+    epoch: number;
+    counter: bigint;
+    innerType: number;
+    seq: bigint;
+    body: B;
+    bodyText?: string;
+    signature?: B;
+  },
+  senderId: B,
+  recipientId: B,
+): Promise<RecordVector> {
+  const flags = r.signature ? 1 : 0;
+  const header = refHeader(r.epoch, r.counter);
+  const nonce = refNonce(keys.iv, r.counter);
+  const aad = refAad(header, senderId, recipientId);
+  const inner = refInner(r.innerType, flags, r.seq, r.body, r.signature);
+  const packet = cat(header, await refSeal(keys.key, nonce, inner, aad));
+  return {
+    name: r.name,
+    direction: r.direction,
+    epoch: r.epoch,
+    counter: r.counter.toString(),
+    innerType: r.innerType,
+    flags,
+    seq: r.seq.toString(),
+    ...(r.bodyText !== undefined ? { bodyText: r.bodyText } : {}),
+    body: r.body.toHex(),
+    bucket: packet.length + RELAY_DATA_HEADER,
+    header: header.toHex(),
+    nonce: nonce.toHex(),
+    aad: aad.toHex(),
+    innerPlaintext: inner.toHex(),
+    packet: packet.toHex(),
+  };
+}
+
+// ── Fixed inputs ────────────────────────────────────────────────────────────
+
+/** Epoch-0 master: bytes 0x00..0x1f. */
+export const MASTER = Uint8Array.from({ length: 32 }, (_, i) => i);
+/** sessionHash: bytes 0x20..0x3f. */
+export const SESSION_HASH = Uint8Array.from({ length: 32 }, (_, i) => 0x20 + i);
+/** Initiator relay session ID. */
+export const INITIATOR_ID = Uint8Array.fromHex(
+  "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf",
+);
+/** Responder relay session ID. */
+export const RESPONDER_ID = Uint8Array.fromHex(
+  "b0b1b2b3b4b5b6b7b8b9babbbcbdbebf",
+);
+/** Body of the first DATA record. */
+export const BODY_1 = "pay 125.00 EUR to ACME";
+/** Body of the second (signed) DATA record. */
+export const BODY_2 = "confirm order 4711";
+
+// ── Generation ──────────────────────────────────────────────────────────────
+
+const ECDH = { name: "ECDH", namedCurve: "P-256" } as const;
+const ECDSA = { name: "ECDSA", namedCurve: "P-256" } as const;
+
+async function freshEphemeral(): Promise<{ pkcs8: string; pub: string }> {
+  const pair = await crypto.subtle.generateKey(ECDH, true, ["deriveBits"]);
+  return {
+    pkcs8: new Uint8Array(
+      await crypto.subtle.exportKey("pkcs8", pair.privateKey),
+    ).toHex(),
+    pub: new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey))
+      .toHex(),
+  };
+}
+
+/** ECDH P-256 between a PKCS#8 private key and a raw public point. */
+export async function refEcdh(pkcs8: B, peerPublic: B): Promise<B> {
+  const priv = await crypto.subtle.importKey("pkcs8", pkcs8, ECDH, false, [
+    "deriveBits",
+  ]);
+  const pub = await crypto.subtle.importKey("raw", peerPublic, ECDH, false, []);
+  return new Uint8Array(
+    await crypto.subtle.deriveBits({ name: "ECDH", public: pub }, priv, 256),
+  );
+}
+
+function hexKeys(k: { key: B; iv: B; keyInfo: B; ivInfo: B }): DirectionKeys {
+  return {
+    key: k.key.toHex(),
+    keyInfo: k.keyInfo.toHex(),
+    iv: k.iv.toHex(),
+    ivInfo: k.ivInfo.toHex(),
+  };
+}
+
+async function write(dir: URL, name: string, value: unknown): Promise<void> {
+  await Deno.writeTextFile(
+    new URL(name, dir),
+    JSON.stringify(value, null, 2) + "\n",
+  );
+}
+
+async function generate(dir: URL, fresh: boolean): Promise<void> {
+  const h = (s: string) => Uint8Array.fromHex(s);
+  // Rekey ephemerals: read back unless --fresh.
+  let old: KeysVector | undefined;
+  if (!fresh) {
+    try {
+      old = JSON.parse(
+        await Deno.readTextFile(new URL("good_record_keys.json", dir)),
+      );
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  const ephI = old
+    ? {
+      pkcs8: old.rekey.initiatorEphemeralPkcs8,
+      pub: old.rekey.initiatorEphemeralPublic,
+    }
+    : await freshEphemeral();
+  const ephR = old
+    ? {
+      pkcs8: old.rekey.responderEphemeralPkcs8,
+      pub: old.rekey.responderEphemeralPublic,
+    }
+    : await freshEphemeral();
+
+  // ── keys
+  const k0i = await refTrafficKeys(MASTER, SESSION_HASH, "i2r", 0);
+  const k0r = await refTrafficKeys(MASTER, SESSION_HASH, "r2i", 0);
+  const shared = await refEcdh(h(ephI.pkcs8), h(ephR.pub));
+  const shared2 = await refEcdh(h(ephR.pkcs8), h(ephI.pub));
+  if (shared.toHex() !== shared2.toHex()) throw new Error("ECDH sides differ");
+  const m1 = await refRekeyMaster(MASTER, shared, 1);
+  const keys: KeysVector = {
+    description:
+      "Traffic keys (PROTOCOL.md §2.2.1) from a fixed epoch-0 master, and the signed-rekey master derivation (§2.2.7) from fixed ephemerals. key_d,e = deriveLabel(master_e, sessionHash, '<d> key', u32(e), 32), iv_d,e = deriveLabel(master_e, sessionHash, '<d> iv', u32(e), 12); master_1 = deriveLabel(master_0, ECDH shared, 'rekey', u32(1), 32). Every value is deterministic.",
+    master: MASTER.toHex(),
+    sessionHash: SESSION_HASH.toHex(),
+    epoch0: { i2r: hexKeys(k0i), r2i: hexKeys(k0r) },
+    rekey: {
+      newEpoch: 1,
+      initiatorEphemeralPkcs8: ephI.pkcs8,
+      initiatorEphemeralPublic: ephI.pub,
+      responderEphemeralPkcs8: ephR.pkcs8,
+      responderEphemeralPublic: ephR.pub,
+      sharedSecret: shared.toHex(),
+      info: m1.info.toHex(),
+      master1: m1.master.toHex(),
+    },
+    epoch1: {
+      i2r: hexKeys(await refTrafficKeys(m1.master, SESSION_HASH, "i2r", 1)),
+      r2i: hexKeys(await refTrafficKeys(m1.master, SESSION_HASH, "r2i", 1)),
+    },
+  };
+
+  // ── data records (identities from good_handshake.json)
+  const hsv = JSON.parse(
+    await Deno.readTextFile(new URL("good_handshake.json", dir)),
+  );
+  const identity = async (
+    p: { identityPkcs8: string; identitySpki: string },
+  ) => ({
+    identityPkcs8: p.identityPkcs8,
+    identitySpki: p.identitySpki,
+    fingerprint: (await sha(h(p.identitySpki))).toHex(),
+  });
+  const idI = await identity(hsv.initiator);
+  const idR = await identity(hsv.responder);
+  const body1 = enc.encode(BODY_1), body2 = enc.encode(BODY_2);
+  const h0 = await refChainStart(SESSION_HASH, "initiator");
+  const h1 = await sha(refChainStepInput(h0, 1n, 1, body1));
+  const step2Input = refChainStepInput(h1, 2n, 1, body2);
+  const h2 = await sha(step2Input);
+  const sigInput = refChainSignatureInput(
+    "initiator",
+    h(idI.fingerprint),
+    h(idR.fingerprint),
+    SESSION_HASH,
+    2n,
+    h2,
+  );
+  const signKey = await crypto.subtle.importKey(
+    "pkcs8",
+    h(idI.identityPkcs8),
+    ECDSA,
+    false,
+    ["sign"],
+  );
+  const signature = new Uint8Array(
+    await crypto.subtle.sign(
+      { name: "ECDSA", hash: "SHA-256" },
+      signKey,
+      sigInput,
+    ),
+  );
+  const rec1 = await refRecord(
+    k0i,
+    {
+      name: "data_seq1",
+      direction: "i2r",
+      epoch: 0,
+      counter: 0n,
+      innerType: 1,
+      seq: 1n,
+      body: body1,
+      bodyText: BODY_1,
+    },
+    INITIATOR_ID,
+    RESPONDER_ID,
+  );
+  const rec2 = await refRecord(
+    k0i,
+    {
+      name: "data_seq2_signed",
+      direction: "i2r",
+      epoch: 0,
+      counter: 1n,
+      innerType: 1,
+      seq: 2n,
+      body: body2,
+      bodyText: BODY_2,
+      signature,
+    },
+    INITIATOR_ID,
+    RESPONDER_ID,
+  );
+  rec2.chain = {
+    senderRole: "initiator",
+    h0: h0.toHex(),
+    h1: h1.toHex(),
+    h2: h2.toHex(),
+    step2Input: step2Input.toHex(),
+    signatureInput: sigInput.toHex(),
+    signature: signature.toHex(),
+  };
+  const data: DataVector = {
+    description:
+      "Two DATA records the initiator sends (i2r, epoch 0) under the keys of good_record_keys.json: seq 1 at counter 0, then seq 2 at counter 1 carrying a chain signature over H_2 (flags bit 0). Everything but the signature is deterministic; the signature is one recorded run (verify it with the initiator's SPKI; Deno's ECDSA happens to be deterministic, others may randomize). A record sealed with another signature differs only from the signature bytes on.",
+    base: "good_record_keys.json",
+    initiatorId: INITIATOR_ID.toHex(),
+    responderId: RESPONDER_ID.toHex(),
+    initiator: idI,
+    responder: idR,
+    records: [rec1, rec2],
+  };
+
+  // ── ACK: the responder acknowledges both records (counters 0 and 1, seqs 1..2).
+  const ackBody = refAckBody(1n, [0n, 1n], 2n);
+  const ackRec = await refRecord(
+    k0r,
+    {
+      name: "ack",
+      direction: "r2i",
+      epoch: 0,
+      counter: 0n,
+      innerType: 3,
+      seq: 0n,
+      body: ackBody,
+    },
+    RESPONDER_ID,
+    INITIATOR_ID,
+  );
+  const ack: AckVector = {
+    description:
+      "The responder's first packet (r2i, epoch 0, counter 0): an ACK (inner type 3, seq 0, unsigned) of the two records of good_record_data.json. Body (144 bytes) = u64(highest) ‖ bitmap(128) ‖ u64(cumulativeSeq). Deterministic.",
+    base: "good_record_data.json",
+    highest: "1",
+    bitmap: ackBody.subarray(8, 136).toHex(),
+    acknowledgedCounters: ["0", "1"],
+    cumulativeSeq: "2",
+    record: ackRec,
+  };
+
+  // ── fail vectors, all i2r at epoch 0, received by the responder
+  const p1 = h(rec1.packet);
+  const header1 = h(rec1.header);
+  const nonce1 = h(rec1.nonce);
+  const aad1 = h(rec1.aad);
+  const sealInner = async (inner: B) =>
+    cat(header1, await refSeal(k0i.key, nonce1, inner, aad1));
+  const fails: Record<string, Omit<FailVector, "base" | "direction">> = {};
+  {
+    const p = p1.slice();
+    p[p.length - 1] ^= 0x01;
+    fails.bad_tag = {
+      description:
+        "data_seq1 with the last tag bit flipped: the AEAD tag does not verify; a relay could do this, so the packet is dropped and counted, the session goes on.",
+      packet: p.toHex(),
+      expected: {
+        record: "decrypt-failed",
+        session: "dropped",
+        stat: "forgeries",
+      },
+    };
+  }
+  {
+    const inner = h(rec1.innerPlaintext);
+    const swapped = refAad(header1, RESPONDER_ID, INITIATOR_ID);
+    const p = cat(header1, await refSeal(k0i.key, nonce1, inner, swapped));
+    fails.swapped_ids = {
+      description:
+        "data_seq1 sealed with the relay IDs swapped in the AAD (senderId = responder, recipientId = initiator): the receiver's AAD differs, the tag does not verify; dropped and counted.",
+      packet: p.toHex(),
+      expected: {
+        record: "decrypt-failed",
+        session: "dropped",
+        stat: "forgeries",
+      },
+    };
+  }
+  {
+    const inner = h(rec1.innerPlaintext);
+    inner[inner.length - 1] = 0x01;
+    fails.nonzero_padding = {
+      description:
+        "data_seq1 whose last padding byte is 0x01, correctly sealed: authenticates, then strict inner decoding fails; an authenticated violation ends the session.",
+      packet: (await sealInner(inner)).toHex(),
+      innerPlaintext: inner.toHex(),
+      expected: { record: "malformed", session: "failed", error: "malformed" },
+    };
+  }
+  {
+    const inner = refInner(1, 0, 1n, body1, undefined, 512 - FRAME_OVERHEAD);
+    fails.non_minimal_bucket = {
+      description:
+        "data_seq1 padded to the 512-byte bucket (460-byte plaintext) although it fits the 256-byte one: authenticates, then fails strict decoding; ends the session.",
+      packet: (await sealInner(inner)).toHex(),
+      innerPlaintext: inner.toHex(),
+      expected: { record: "malformed", session: "failed", error: "malformed" },
+    };
+  }
+  {
+    const inner = refInner(1, 0x02, 1n, body1);
+    fails.bad_flags = {
+      description:
+        "data_seq1 with flags = 0x02 (an undefined bit): authenticates, then fails strict decoding; ends the session.",
+      packet: (await sealInner(inner)).toHex(),
+      innerPlaintext: inner.toHex(),
+      expected: { record: "malformed", session: "failed", error: "malformed" },
+    };
+  }
+  fails.truncated_header = {
+    description:
+      "data_seq1 cut to 20 bytes, shorter than header (14) + tag (16): malformed cleartext header; dropped and counted.",
+    packet: p1.slice(0, 20).toHex(),
+    expected: { record: "malformed", session: "dropped", stat: "malformed" },
+  };
+  fails.truncated_tag = {
+    description:
+      "data_seq1 without its last 16 bytes (ciphertext cut): the tag does not verify; dropped and counted.",
+    packet: p1.slice(0, p1.length - 16).toHex(),
+    expected: {
+      record: "decrypt-failed",
+      session: "dropped",
+      stat: "forgeries",
+    },
+  };
+  {
+    const p = p1.slice();
+    p[0] = 2;
+    fails.wrong_version = {
+      description:
+        "data_seq1 with version byte 2: refused before decryption (unsupported-version at record level); the session drops and counts it as malformed.",
+      packet: p.toHex(),
+      expected: {
+        record: "unsupported-version",
+        session: "dropped",
+        stat: "malformed",
+      },
+    };
+  }
+  {
+    const p = p1.slice();
+    p[5] = 7; // epoch 7
+    fails.unknown_epoch = {
+      description:
+        "data_seq1 with epoch 7 in its header: the receiver holds no key for it; dropped and counted (a strict opener with the epoch-0 key fails the tag, the header being in the AAD).",
+      packet: p.toHex(),
+      expected: {
+        record: "decrypt-failed",
+        session: "dropped",
+        stat: "unknownEpoch",
+      },
+    };
+  }
+
+  await write(dir, "good_record_keys.json", keys);
+  await write(dir, "good_record_data.json", data);
+  await write(dir, "good_record_ack.json", ack);
+  for (const [name, v] of Object.entries(fails)) {
+    const full: FailVector = {
+      description: v.description,
+      base: "good_record_data.json",
+      direction: "i2r",
+      packet: v.packet,
+      ...(v.innerPlaintext ? { innerPlaintext: v.innerPlaintext } : {}),
+      expected: v.expected,
+    };
+    await write(dir, `fail_record_${name}.json`, full);
+  }
+  console.log(
+    `wrote good_record_{keys,data,ack}.json and ${
+      Object.keys(fails).length
+    } fail_record_*.json`,
+  );
+}
+
+if (import.meta.main) {
+  await generate(new URL("./", import.meta.url), Deno.args.includes("--fresh"));
+}
