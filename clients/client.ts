@@ -21,7 +21,12 @@ import {
   usage,
 } from "./args.ts";
 import { ChatClient, type ClientEvent, type Connector } from "./engine.ts";
-import { jsonRenderer, terminalRenderer, writeStdout } from "./ui.ts";
+import {
+  bufferedWriter,
+  jsonRenderer,
+  terminalRenderer,
+  writeStdout,
+} from "./ui.ts";
 import { formatAddress } from "../lib/address.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import { certificateFingerprint } from "../lib/x509.ts";
@@ -174,11 +179,11 @@ async function pumpStdin(client: ChatClient): Promise<void> {
   try {
     for await (const chunk of Deno.stdin.readable) {
       rest += decoder.decode(chunk, { stream: true });
-      let i;
-      while ((i = rest.indexOf("\n")) >= 0) {
-        client.input(rest.slice(0, i));
-        rest = rest.slice(i + 1);
-      }
+      const end = rest.lastIndexOf("\n");
+      if (end < 0) continue;
+      const lines = rest.slice(0, end).split("\n");
+      rest = rest.slice(end + 1);
+      client.inputLines(lines);
     }
   } catch {
     // stdin closed under us: treat as EOF
@@ -209,9 +214,31 @@ export async function runClient(role: Role, args: string[]): Promise<number> {
     return EXIT.usage;
   }
   const peerLabel = o.peerName;
-  const emit = o.json
-    ? jsonRenderer(writeStdout)
+  // JSON mode: events of one burst go out in one write (flushed below, and
+  // by the listeners if the process dies of an uncaught error).
+  const out = o.json ? bufferedWriter(writeStdout) : undefined;
+  const emit = out
+    ? jsonRenderer(out.write)
     : terminalRenderer(writeStdout, () => peerLabel);
+  const flushOnExit = () => out?.flush();
+  for (const type of ["unload", "error", "unhandledrejection"]) {
+    globalThis.addEventListener(type, flushOnExit);
+  }
+  try {
+    return await runPrepared(o, emit);
+  } finally {
+    flushOnExit();
+    for (const type of ["unload", "error", "unhandledrejection"]) {
+      globalThis.removeEventListener(type, flushOnExit);
+    }
+  }
+}
+
+/** Loads the client's files and runs it until it ends; resolves to the exit code. */
+async function runPrepared(
+  o: ClientOptions,
+  emit: (ev: ClientEvent) => void,
+): Promise<number> {
   let client: ChatClient;
   try {
     client = await prepareClient(o, emit);

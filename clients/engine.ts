@@ -199,6 +199,14 @@ type Phase =
   | "closing"
   | "done";
 
+/** The earlier of two optional times. */
+function earliest(
+  a: number | undefined,
+  b: number | undefined,
+): number | undefined {
+  return a === undefined || (b !== undefined && b < a) ? b : a;
+}
+
 /** One run of a bank or customer client; see the module doc. */
 export class ChatClient {
   readonly #o: ClientOptions;
@@ -210,6 +218,8 @@ export class ChatClient {
   /** Operations queued by #do and not started yet. */
   #waiting = 0;
   #timer?: ReturnType<typeof setTimeout>;
+  /** The deadline #timer is armed for (undefined = none). */
+  #timerAt?: number;
   #phase: Phase = "connecting";
 
   // relay
@@ -272,6 +282,9 @@ export class ChatClient {
     answer: (yes: boolean) => Promise<void>;
   };
   #scenarioDone = false;
+  /** Cache of {@link #isoNow}. */
+  #isoMs = NaN;
+  #iso = "";
   #paymentSent?: { body: string; request: PaymentRequest };
 
   /** Creates the client; call {@link run}. */
@@ -317,6 +330,22 @@ export class ChatClient {
   /** A line typed by the user (interactive) or read from stdin (scripted). */
   input(line: string): void {
     this.#do(() => this.#onInput(line));
+  }
+
+  /**
+   * Lines read together (a stdin chunk): handled in order as by
+   * {@link input}, in one queued operation, their messages sealed in batches.
+   */
+  inputLines(lines: string[]): void {
+    if (lines.length === 0) return;
+    this.#do(async () => {
+      for (let i = 0; i < lines.length; i++) {
+        if (this.#finished) return;
+        await this.#flushRecords();
+        await this.#onInput(lines[i], true);
+      }
+      await this.#pump();
+    });
   }
 
   /** End of input: close once everything sent is acknowledged. */
@@ -366,26 +395,29 @@ export class ChatClient {
     this.#finish(EXIT.other, "failed");
   }
 
+  /** Arms the timer for the earliest deadline; left alone when that deadline is already armed. */
   #reschedule(): void {
+    if (this.#finished) {
+      clearTimeout(this.#timer);
+      this.#timerAt = undefined;
+      return;
+    }
+    const secure = this.#phase === "secure" || this.#phase === "closing";
+    let at = earliest(this.#session?.nextDeadline(), this.#rtoAt);
+    at = earliest(at, this.#retryAt);
+    at = earliest(at, this.#hsRetryAt);
+    at = earliest(at, secure ? undefined : this.#waitDeadline);
+    at = earliest(at, this.#closeDeadline);
+    at = earliest(at, this.#undeliveredDue());
+    if (at === this.#timerAt) return;
     clearTimeout(this.#timer);
-    if (this.#finished) return;
-    const candidates = [
-      this.#session?.nextDeadline(),
-      this.#rtoAt,
-      this.#retryAt,
-      this.#hsRetryAt,
-      this.#phase === "secure" || this.#phase === "closing"
-        ? undefined
-        : this.#waitDeadline,
-      this.#closeDeadline,
-      this.#undeliveredDue(),
-    ].filter((t): t is number => t !== undefined);
-    if (candidates.length === 0) return;
-    const delay = Math.max(0, Math.min(...candidates) - this.#now());
-    this.#timer = setTimeout(
-      () => this.#do(() => this.#tick()),
-      Math.min(delay, 2 ** 31 - 1),
-    );
+    this.#timerAt = at;
+    if (at === undefined) return;
+    const delay = Math.max(0, at - this.#now());
+    this.#timer = setTimeout(() => {
+      this.#timerAt = undefined;
+      this.#do(() => this.#tick());
+    }, Math.min(delay, 2 ** 31 - 1));
   }
 
   async #tick(): Promise<void> {
@@ -570,6 +602,7 @@ export class ChatClient {
     this.#finished = true;
     this.#phase = "done";
     clearTimeout(this.#timer);
+    this.#timerAt = undefined;
     this.#initiator?.abort();
     this.#responder?.abort();
     const link = this.#link;
@@ -1092,7 +1125,7 @@ export class ChatClient {
   }
 
   async #onSessionEvent(ev: SessionEvent): Promise<void> {
-    const at = new Date(this.#now()).toISOString();
+    const at = this.#isoNow();
     switch (ev.type) {
       case "message": {
         const text = new TextDecoder().decode(ev.body);
@@ -1149,11 +1182,7 @@ export class ChatClient {
   async #afterSession(): Promise<void> {
     const s = this.#session;
     if (!s || this.#finished) return;
-    if (
-      s.unacked().length > 0 && this.#rtoAt === undefined && this.#peerOnline
-    ) {
-      this.#rtoAt = this.#now() + this.#rtoBackoff.next();
-    }
+    this.#armRto(s);
     await this.#pump();
     await this.#maybeClose();
   }
@@ -1202,7 +1231,7 @@ export class ChatClient {
       this.#outbox.splice(0, n);
       added.forEach((rec, i) => this.#inflight.set(rec.seq, batch[i]));
       this.#sendPackets(packets);
-      const at = new Date(this.#now()).toISOString();
+      const at = this.#isoNow();
       for (const m of batch) {
         if (!this.#reportedUndelivered.has(m.id)) {
           if (!this.#unconfirmedSince.has(m.id)) {
@@ -1212,16 +1241,30 @@ export class ChatClient {
         this.#d.emit({ type: "sent", id: m.id, text: m.text, at });
       }
     }
+    this.#armRto(s);
+  }
+
+  /** Arms the retransmission timer when something waits for an ACK and none is armed. */
+  #armRto(s: Session): void {
     if (
-      s.unacked().length > 0 && this.#rtoAt === undefined && this.#peerOnline
+      this.#rtoAt === undefined && this.#peerOnline && this.#awaitingAck(s)
     ) {
       this.#rtoAt = this.#now() + this.#rtoBackoff.next();
     }
   }
 
+  /**
+   * True when the session has unacknowledged packets. Cheap in the busy
+   * case: a message of ours in flight is one (without building the array).
+   */
+  #awaitingAck(s: Session): boolean {
+    return this.#inflight.size > 0 || s.unacked().length > 0;
+  }
+
   // ── input, close ─────────────────────────────────────────────────────────
 
-  async #onInput(line: string): Promise<void> {
+  /** `more`: the caller pumps after this line (see {@link inputLines}), unless a batch is full. */
+  async #onInput(line: string, more = false): Promise<void> {
     const text = line.replace(/\r$/, "");
     if (this.#prompt && !text.startsWith("/")) {
       const p = this.#prompt;
@@ -1237,10 +1280,9 @@ export class ChatClient {
     // When more is queued behind this line (the rest of a stdin chunk), seal
     // the lines in one batch (one pump queued behind them) instead of one
     // by one; a lone line, or a full batch, is sealed now.
-    if (
-      this.#waiting === 0 ||
-      this.#outbox.length >= Math.min(PUMP_BATCH, this.#o.outbox)
-    ) {
+    const full = this.#outbox.length >= Math.min(PUMP_BATCH, this.#o.outbox);
+    if (more && !full) return;
+    if (this.#waiting === 0 || full) {
       await this.#pump();
     } else if (!this.#pumpQueued) {
       this.#pumpQueued = true;
@@ -1381,7 +1423,7 @@ export class ChatClient {
     if (!this.#closeRequested || this.#closeSent || !s || s.failed) return;
     if (this.#phase !== "secure" && this.#phase !== "closing") return;
     if (
-      this.#outbox.length > 0 || s.unacked().length > 0 || !this.#link?.open
+      this.#outbox.length > 0 || this.#awaitingAck(s) || !this.#link?.open
     ) return;
     this.#closeSent = true;
     this.#phase = "closing";
@@ -1474,6 +1516,16 @@ export class ChatClient {
   }
 
   // ── reporting ────────────────────────────────────────────────────────────
+
+  /** The clock as an ISO 8601 string, formatted once per millisecond. */
+  #isoNow(): string {
+    const now = this.#now();
+    if (now !== this.#isoMs) {
+      this.#isoMs = now;
+      this.#iso = new Date(now).toISOString();
+    }
+    return this.#iso;
+  }
 
   #notice(text: string): void {
     this.#d.emit({ type: "notice", text });

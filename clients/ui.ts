@@ -8,12 +8,61 @@ import type { ClientEvent } from "./engine.ts";
 import { formatFingerprint } from "../lib/fingerprint.ts";
 import { parsePaymentMessage } from "../lib/payment.ts";
 
+const encoder = new TextEncoder();
+
 /** Writes text to stdout synchronously (so lines never interleave). */
 export function writeStdout(text: string): void {
-  const bytes = new TextEncoder().encode(text);
+  const bytes = encoder.encode(text);
   for (let off = 0; off < bytes.length;) {
     off += Deno.stdout.writeSync(bytes.subarray(off));
   }
+}
+
+/**
+ * Buffered output waiting beyond this many UTF-16 units is written at once,
+ * without waiting for the end of the task (bounds memory and latency under a
+ * long burst).
+ */
+const BUFFER_FLUSH_UNITS = 64 * 1024;
+
+/** A writer that collects text and writes it in one call; see {@link bufferedWriter}. */
+export interface BufferedWriter {
+  /** Queues text; it is written, in order, by the next flush. */
+  write(text: string): void;
+  /** Writes everything queued now. */
+  flush(): void;
+}
+
+/**
+ * Collects text for `sink` and writes it in one call at the end of the
+ * current task (a zero-delay timer), or at once past
+ * {@link BUFFER_FLUSH_UNITS}: one write per burst of JSON events instead of
+ * one per event. Call `flush` before exiting.
+ */
+export function bufferedWriter(sink: (text: string) => void): BufferedWriter {
+  let parts: string[] = [];
+  let units = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    if (parts.length === 0) return;
+    const text = parts.length === 1 ? parts[0] : parts.join("");
+    parts = [];
+    units = 0;
+    sink(text);
+  };
+  return {
+    write(text) {
+      parts.push(text);
+      units += text.length;
+      if (units >= BUFFER_FLUSH_UNITS) flush();
+      else timer ??= setTimeout(flush, 0);
+    },
+    flush,
+  };
 }
 
 /** Scriptable mode: every event as one JSON line. */
