@@ -42,7 +42,7 @@ import {
   SESSION_ID_LENGTH,
 } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
-import type { HandshakeResult } from "./handshake_result.ts";
+import type { HandshakeResult, HandshakeRole } from "./handshake_result.ts";
 import type { Identity } from "./identity.ts";
 import { Session, type SessionOptions } from "./session.ts";
 import {
@@ -258,10 +258,70 @@ export function transcriptPrologue(
   );
 }
 
+/**
+ * The phase of one handshake and its deadline: the guard both roles use so a
+ * message is accepted only in the phase that expects it, a concurrent call or
+ * a late message ends the handshake, and failure drops the role's secrets.
+ */
+class PhaseGuard {
+  phase: Phase;
+  deadline: number;
+  readonly #role: HandshakeRole;
+  readonly #dropSecrets: () => void;
+
+  constructor(
+    role: HandshakeRole,
+    initial: Phase,
+    deadline: number,
+    dropSecrets: () => void,
+  ) {
+    this.#role = role;
+    this.phase = initial;
+    this.deadline = deadline;
+    this.#dropSecrets = dropSecrets;
+  }
+
+  /** Throws `timeout` (and fails) if `now` is at or past the deadline of a live handshake. */
+  checkTimeout(now: number): void {
+    if (!live(this.phase) || now < this.deadline) return;
+    this.fail();
+    throw new ProtocolError("timeout", "handshake did not complete in time");
+  }
+
+  /** Moves from `expected` to busy; any other phase fails with `unexpected-message`. */
+  enter(expected: Phase): void {
+    if (this.phase !== expected) {
+      const was = this.phase;
+      this.fail();
+      throw new ProtocolError(
+        "unexpected-message",
+        `${this.#role} received a message while ${was}`,
+      );
+    }
+    this.phase = "busy";
+  }
+
+  /** Moves from busy to `next`; a concurrent call that already failed it throws. */
+  leave(next: Phase): void {
+    if (this.phase !== "busy") {
+      throw new ProtocolError(
+        "unexpected-message",
+        "handshake aborted by a concurrent call",
+      );
+    }
+    this.phase = next;
+  }
+
+  /** Ends the handshake (unless done) and drops its secrets. */
+  fail(): void {
+    if (this.phase !== "done") this.phase = "failed";
+    this.#dropSecrets();
+  }
+}
+
 /** Initiator side of the handshake; see the module doc. */
 export class Initiator<S> {
-  #phase: Phase = "wait-hs2";
-  #deadline: number;
+  readonly #guard: PhaseGuard;
   #identity: Identity;
   #trust: TrustCallback;
   #complete: SessionFactory<S>;
@@ -279,7 +339,12 @@ export class Initiator<S> {
     hs1: Bytes,
     ephemeral: EphemeralKeyPair,
   ) {
-    this.#deadline = o.now + (o.deadlineMs ?? HANDSHAKE_TIMEOUT_MS);
+    this.#guard = new PhaseGuard(
+      "initiator",
+      "wait-hs2",
+      o.now + (o.deadlineMs ?? HANDSHAKE_TIMEOUT_MS),
+      () => this.#ephemeral = null,
+    );
     this.#identity = o.identity;
     this.#trust = o.trust;
     this.#complete = factory(o);
@@ -335,32 +400,31 @@ export class Initiator<S> {
 
   /** Current phase: "wait-hs2", "busy", "done" or "failed". */
   get phase(): string {
-    return this.#phase;
+    return this.#guard.phase;
   }
 
   /** Throws `timeout` (and ends the handshake) if `now` is at or past the deadline. */
   checkTimeout(now: number): void {
-    if (!live(this.#phase) || now < this.#deadline) return;
-    this.#fail();
-    throw new ProtocolError("timeout", "handshake did not complete in time");
+    this.#guard.checkTimeout(now);
   }
 
   /** Ends the handshake and drops its secrets (e.g. when the connection closes). */
   abort(): void {
-    this.#fail();
+    this.#guard.fail();
   }
 
   /** Processes HS2; returns HS3 to send and the session. */
   async receive(bytes: Uint8Array, now: number): Promise<InitiatorOutput<S>> {
     if (!Number.isFinite(now)) throw new RangeError("now must be finite");
-    this.#enter("wait-hs2");
+    this.#guard.enter("wait-hs2");
     try {
-      this.checkTimeout(now);
+      this.#guard.checkTimeout(now);
       const out = await this.#onHs2(bytes.slice());
-      this.#leave();
+      this.#guard.leave("done");
+      this.#ephemeral = null;
       return out;
     } catch (e) {
-      this.#fail();
+      this.#guard.fail();
       throw e;
     }
   }
@@ -418,40 +482,19 @@ export class Initiator<S> {
     });
     return { send: hs3, session };
   }
-
-  #enter(expected: Phase): void {
-    if (this.#phase !== expected) {
-      const was = this.#phase;
-      this.#fail();
-      throw new ProtocolError(
-        "unexpected-message",
-        `initiator received a message while ${was}`,
-      );
-    }
-    this.#phase = "busy";
-  }
-
-  #leave(): void {
-    if (this.#phase !== "busy") {
-      throw new ProtocolError(
-        "unexpected-message",
-        "handshake aborted by a concurrent call",
-      );
-    }
-    this.#phase = "done";
-    this.#ephemeral = null;
-  }
-
-  #fail(): void {
-    if (this.#phase !== "done") this.#phase = "failed";
-    this.#ephemeral = null;
-  }
 }
 
 /** Responder side of the handshake; see the module doc. */
 export class Responder<S> {
-  #phase: Phase = "wait-hs1";
-  #deadline = Infinity;
+  readonly #guard: PhaseGuard = new PhaseGuard(
+    "responder",
+    "wait-hs1",
+    Infinity,
+    () => {
+      this.#secrets = null;
+      this.#fixedEphemeral = undefined;
+    },
+  );
   #deadlineMs: number;
   #identity: Identity;
   #trust: TrustCallback;
@@ -495,19 +538,17 @@ export class Responder<S> {
 
   /** Current phase: "wait-hs1", "wait-hs3", "busy", "done" or "failed". */
   get phase(): string {
-    return this.#phase;
+    return this.#guard.phase;
   }
 
   /** Throws `timeout` (and ends the handshake) if `now` is at or past the deadline. */
   checkTimeout(now: number): void {
-    if (!live(this.#phase) || now < this.#deadline) return;
-    this.#fail();
-    throw new ProtocolError("timeout", "handshake did not complete in time");
+    this.#guard.checkTimeout(now);
   }
 
   /** Ends the handshake and drops its secrets. */
   abort(): void {
-    this.#fail();
+    this.#guard.fail();
   }
 
   /**
@@ -521,18 +562,18 @@ export class Responder<S> {
   ): Promise<ResponderOutput<S>> {
     const { now, from } = context;
     if (!Number.isFinite(now)) throw new RangeError("now must be finite");
-    const expected = this.#phase === "wait-hs1" ? "wait-hs1" : "wait-hs3";
+    const expected = this.#guard.phase === "wait-hs1" ? "wait-hs1" : "wait-hs3";
     if (expected === "wait-hs1") {
       if (from === undefined) throw new TypeError("HS1 needs `from`");
       checkId(from, "from");
     }
-    this.#enter(expected);
+    this.#guard.enter(expected);
     try {
-      this.checkTimeout(now);
+      this.#guard.checkTimeout(now);
       let out: ResponderOutput<S>;
       if (expected === "wait-hs1") {
         out = { send: await this.#onHs1(bytes.slice(), from!.slice(), now) };
-        this.#leave("wait-hs3");
+        this.#guard.leave("wait-hs3");
       } else {
         if (from !== undefined && !sameBytes(from, this.#peerId)) {
           throw new ProtocolError(
@@ -541,11 +582,11 @@ export class Responder<S> {
           );
         }
         out = { session: await this.#onHs3(bytes.slice()) };
-        this.#leave("done");
+        this.#guard.leave("done");
       }
       return out;
     } catch (e) {
-      this.#fail();
+      this.#guard.fail();
       throw e;
     }
   }
@@ -567,7 +608,7 @@ export class Responder<S> {
     const peerEphemeral = await importEphemeralPublic(
       hs1.slice(4, 4 + P256_POINT_LENGTH),
     );
-    this.#deadline = now + this.#deadlineMs;
+    this.#guard.deadline = now + this.#deadlineMs;
     this.#peerId = from;
     this.#suite = suite;
     this.#prologue = transcriptPrologue(suiteName, from, this.#localId);
@@ -628,34 +669,6 @@ export class Responder<S> {
       sessionHash,
       master,
     });
-  }
-
-  #enter(expected: Phase): void {
-    if (this.#phase !== expected) {
-      const was = this.#phase;
-      this.#fail();
-      throw new ProtocolError(
-        "unexpected-message",
-        `responder received a message while ${was}`,
-      );
-    }
-    this.#phase = "busy";
-  }
-
-  #leave(next: Phase): void {
-    if (this.#phase !== "busy") {
-      throw new ProtocolError(
-        "unexpected-message",
-        "handshake aborted by a concurrent call",
-      );
-    }
-    this.#phase = next;
-  }
-
-  #fail(): void {
-    if (this.#phase !== "done") this.#phase = "failed";
-    this.#secrets = null;
-    this.#fixedEphemeral = undefined;
   }
 }
 
