@@ -90,12 +90,12 @@ export const CloseCode = {
 } as const;
 
 /** Total CHALLENGE length: version, type, challenge, max frame u32. */
-export const CHALLENGE_FRAME_LENGTH = 2 + CHALLENGE_LENGTH + 4;
+export const CHALLENGE_FRAME_LENGTH: number = 2 + CHALLENGE_LENGTH + 4;
 /** Total REGISTER length: version, type, public key, signature. */
-export const REGISTER_FRAME_LENGTH = 2 + MAILBOX_KEY_LENGTH +
+export const REGISTER_FRAME_LENGTH: number = 2 + MAILBOX_KEY_LENGTH +
   MAILBOX_SIGNATURE_LENGTH;
 /** Total REGISTERED length: version, type, session ID. */
-export const REGISTERED_FRAME_LENGTH = 2 + SESSION_ID_LENGTH;
+export const REGISTERED_FRAME_LENGTH: number = 2 + SESSION_ID_LENGTH;
 
 /** A decoded frame as a client sees it. */
 export type Frame =

@@ -36,7 +36,7 @@ const RING_BITS_MASK = BigInt(RING_BITS_MASK_N);
 /** RFC 6479 sliding-window replay filter over 64-bit counters. */
 export class ReplayWindow {
   /** Guaranteed window size in counters (2016). */
-  static readonly size = REPLAY_WINDOW;
+  static readonly size: number = REPLAY_WINDOW;
   #ring = new Uint32Array(REPLAY_RING_BLOCKS);
   #highest = -1n;
 
