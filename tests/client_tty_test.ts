@@ -2,7 +2,7 @@
  * Interactive mode under a real pseudo-terminal (tmux): the customer runs in
  * a tmux pane with the task's permission flags; the bank is a JSON-mode
  * process. Covers the banner, the secure-session summary, typing a message,
- * delivery marks, /verify with confirmation, /status and /quit.
+ * delivery marks, /verify with confirmation, /status, /quit, and Ctrl-C.
  * Skipped (with a message) when tmux is not installed.
  */
 
@@ -166,6 +166,79 @@ Deno.test({
       assert.equal(await bank.exit(), 0);
     } finally {
       await bank?.dispose();
+      await tmux("kill-server").catch(() => {});
+      await relay.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "interactive bank in a terminal: Ctrl-C closes the session cleanly on both sides",
+  ignore: !hasTmux,
+  async fn() {
+    const relay = await startTestRelay();
+    const dir = await Deno.makeTempDir({ prefix: "client-tty-" });
+    const ca = `${relay.certsDir}/ca.pem`;
+    const grants = `${dir},${relay.certsDir}`;
+    const customer = new ClientProc("customer", [
+      "--json",
+      "--relay",
+      relay.url,
+      "--ca",
+      ca,
+      "--keys",
+      `${dir}/c`,
+    ], grants);
+    try {
+      const ready = await customer.waitFor(
+        (e) => e.type === "ready",
+        "customer ready",
+      );
+      const { flags, entry } = flagsWithDir("bank", grants);
+      const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+      const cmd = [
+        "deno",
+        "run",
+        ...flags,
+        entry,
+        "--keys",
+        `${dir}/b`,
+        "--relay",
+        relay.url,
+        "--ca",
+        ca,
+        "--peer",
+        ready.address,
+      ].map(quote).join(" ");
+      // The pane is named "customer" so screenUntil reads it; the bank runs in it.
+      await tmux(
+        "new-session",
+        "-d",
+        "-s",
+        "customer",
+        "-x",
+        "200",
+        "-y",
+        "60",
+        "-c",
+        ROOT,
+        `NO_COLOR=1 ${cmd}; echo "EXIT=$?"; sleep 30`,
+      );
+      await screenUntil(/Secure session with customer/, "secure summary");
+      await tmux("send-keys", "-t", "customer", "before ctrl-c", "Enter");
+      await customer.waitFor(
+        (e) => e.type === "message" && e.text === "before ctrl-c",
+        "message at the customer",
+      );
+      await screenUntil(/✓ #1 delivered/, "delivered mark");
+      await tmux("send-keys", "-t", "customer", "C-c");
+      await screenUntil(/closed: [^\n]*\s+EXIT=0/, "clean exit after Ctrl-C");
+      await customer.end();
+      assert.equal(await customer.exit(), 0);
+    } finally {
+      await customer.dispose();
       await tmux("kill-server").catch(() => {});
       await relay.close();
       await Deno.remove(dir, { recursive: true });
