@@ -2,7 +2,8 @@
  * Interactive mode under a real pseudo-terminal (tmux): the customer runs in
  * a tmux pane with the task's permission flags; the bank is a JSON-mode
  * process. Covers the banner, the secure-session summary, typing a message,
- * delivery marks, /verify with confirmation, /status, /quit, and Ctrl-C.
+ * delivery marks, /verify with confirmation, /status, /quit, Ctrl-C, and /trust
+ * after a CHANGED key.
  * Skipped (with a message) when tmux is not installed.
  */
 
@@ -235,6 +236,116 @@ Deno.test({
       await screenUntil(/✓ #1 delivered/, "delivered mark");
       await tmux("send-keys", "-t", "customer", "C-c");
       await screenUntil(/closed: [^\n]*\s+EXIT=0/, "clean exit after Ctrl-C");
+      await customer.end();
+      assert.equal(await customer.exit(), 0);
+    } finally {
+      await customer.dispose();
+      await tmux("kill-server").catch(() => {});
+      await relay.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "interactive bank in a terminal: a CHANGED key is refused until /trust + yes, then the session starts",
+  ignore: !hasTmux,
+  async fn() {
+    const relay = await startTestRelay();
+    const dir = await Deno.makeTempDir({ prefix: "client-tty-" });
+    const ca = `${relay.certsDir}/ca.pem`;
+    const grants = `${dir},${relay.certsDir}`;
+    const fake = "ab".repeat(32);
+    await Deno.mkdir(`${dir}/b`, { mode: 0o700 });
+    await Deno.writeTextFile(
+      `${dir}/b/known_peers.json`,
+      JSON.stringify({
+        version: 1,
+        peers: {
+          customer: {
+            fingerprint: fake,
+            firstSeen: "2026-01-01T00:00:00.000Z",
+            lastSeen: "2026-01-01T00:00:00.000Z",
+            verified: true,
+          },
+        },
+      }),
+      { mode: 0o600 },
+    );
+    const customer = new ClientProc("customer", [
+      "--json",
+      "--relay",
+      relay.url,
+      "--ca",
+      ca,
+      "--keys",
+      `${dir}/c`,
+    ], grants);
+    try {
+      const ready = await customer.waitFor(
+        (e) => e.type === "ready",
+        "customer ready",
+      );
+      const { flags, entry } = flagsWithDir("bank", grants);
+      const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+      const cmd = [
+        "deno",
+        "run",
+        ...flags,
+        entry,
+        "--keys",
+        `${dir}/b`,
+        "--relay",
+        relay.url,
+        "--ca",
+        ca,
+        "--peer",
+        ready.address,
+      ].map(quote).join(" ");
+      await tmux(
+        "new-session",
+        "-d",
+        "-s",
+        "customer",
+        "-x",
+        "200",
+        "-y",
+        "60",
+        "-c",
+        ROOT,
+        `NO_COLOR=1 ${cmd}; echo "EXIT=$?"; sleep 30`,
+      );
+      await screenUntil(/CHANGED/, "changed-key warning");
+      await screenUntil(/Type \/trust to accept the new key/, "trust hint");
+      const before = JSON.parse(
+        await Deno.readTextFile(`${dir}/b/known_peers.json`),
+      );
+      assert.equal(
+        before.peers.customer.fingerprint,
+        fake,
+        "not re-trusted silently",
+      );
+      await tmux("send-keys", "-t", "customer", "/trust", "Enter");
+      await screenUntil(/Type yes to trust it/, "trust confirmation");
+      await tmux("send-keys", "-t", "customer", "yes", "Enter");
+      await screenUntil(/Secure session with customer/, "secure after /trust");
+      const after = JSON.parse(
+        await Deno.readTextFile(`${dir}/b/known_peers.json`),
+      );
+      assert.equal(after.peers.customer.fingerprint, ready.fingerprint);
+      assert.equal(
+        after.peers.customer.verified,
+        false,
+        "re-trusting clears verified",
+      );
+      await tmux("send-keys", "-t", "customer", "after trust", "Enter");
+      await customer.waitFor(
+        (e) => e.type === "message" && e.text === "after trust",
+        "message after /trust",
+      );
+      await tmux("send-keys", "-t", "customer", "/quit", "Enter");
+      await screenUntil(/EXIT=0/, "clean exit");
       await customer.end();
       assert.equal(await customer.exit(), 0);
     } finally {
