@@ -58,6 +58,34 @@ async function screenUntil(
   throw new Error(`timed out waiting for ${what}; screen:\n${screen}`);
 }
 
+/**
+ * Starts `role` interactively in the tmux pane (named "customer", which
+ * `screenUntil` reads) with the task's permission flags plus `grants`; the
+ * pane prints EXIT=<code> when the client ends.
+ */
+async function startInPane(
+  role: "bank" | "customer",
+  args: string[],
+  grants: string,
+): Promise<void> {
+  const { flags, entry } = flagsWithDir(role, grants);
+  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const cmd = ["deno", "run", ...flags, entry, ...args].map(quote).join(" ");
+  await tmux(
+    "new-session",
+    "-d",
+    "-s",
+    "customer",
+    "-x",
+    "200",
+    "-y",
+    "60",
+    "-c",
+    ROOT,
+    `NO_COLOR=1 ${cmd}; echo "EXIT=$?"; sleep 30`,
+  );
+}
+
 Deno.test({
   name:
     "interactive customer in a terminal: secure session, chat, /verify, /status, /quit",
@@ -67,38 +95,18 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "client-tty-" });
     const ca = `${relay.certsDir}/ca.pem`;
     const grants = `${dir},${relay.certsDir}`;
-    const { flags, entry } = flagsWithDir("customer", grants);
-    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-    const cmd = [
-      "deno",
-      "run",
-      ...flags,
-      entry,
-      "--keys",
-      `${dir}/c`,
-      "--relay",
-      relay.url,
-      "--ca",
-      ca,
-      "--cover-rate",
-      "0",
-    ]
-      .map(quote).join(" ");
     let bank: ClientProc | undefined;
     try {
-      await tmux(
-        "new-session",
-        "-d",
-        "-s",
-        "customer",
-        "-x",
-        "200",
-        "-y",
-        "60",
-        "-c",
-        ROOT,
-        `NO_COLOR=1 ${cmd}; echo "EXIT=$?"; sleep 30`,
-      );
+      await startInPane("customer", [
+        "--keys",
+        `${dir}/c`,
+        "--relay",
+        relay.url,
+        "--ca",
+        ca,
+        "--cover-rate",
+        "0",
+      ], grants);
       const banner = await screenUntil(
         /Share this address[\s\S]*id=[a-z2-7]{26}/,
         "banner",
@@ -197,13 +205,7 @@ Deno.test({
         (e) => e.type === "ready",
         "customer ready",
       );
-      const { flags, entry } = flagsWithDir("bank", grants);
-      const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-      const cmd = [
-        "deno",
-        "run",
-        ...flags,
-        entry,
+      await startInPane("bank", [
         "--keys",
         `${dir}/b`,
         "--relay",
@@ -212,21 +214,7 @@ Deno.test({
         ca,
         "--peer",
         ready.address,
-      ].map(quote).join(" ");
-      // The pane is named "customer" so screenUntil reads it; the bank runs in it.
-      await tmux(
-        "new-session",
-        "-d",
-        "-s",
-        "customer",
-        "-x",
-        "200",
-        "-y",
-        "60",
-        "-c",
-        ROOT,
-        `NO_COLOR=1 ${cmd}; echo "EXIT=$?"; sleep 30`,
-      );
+      ], grants);
       await screenUntil(/Secure session with customer/, "secure summary");
       await tmux("send-keys", "-t", "customer", "before ctrl-c", "Enter");
       await customer.waitFor(
@@ -287,13 +275,7 @@ Deno.test({
         (e) => e.type === "ready",
         "customer ready",
       );
-      const { flags, entry } = flagsWithDir("bank", grants);
-      const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-      const cmd = [
-        "deno",
-        "run",
-        ...flags,
-        entry,
+      await startInPane("bank", [
         "--keys",
         `${dir}/b`,
         "--relay",
@@ -302,20 +284,7 @@ Deno.test({
         ca,
         "--peer",
         ready.address,
-      ].map(quote).join(" ");
-      await tmux(
-        "new-session",
-        "-d",
-        "-s",
-        "customer",
-        "-x",
-        "200",
-        "-y",
-        "60",
-        "-c",
-        ROOT,
-        `NO_COLOR=1 ${cmd}; echo "EXIT=$?"; sleep 30`,
-      );
+      ], grants);
       await screenUntil(/CHANGED/, "changed-key warning");
       await screenUntil(/Type \/trust to accept the new key/, "trust hint");
       const before = JSON.parse(
