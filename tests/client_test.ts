@@ -204,9 +204,18 @@ Deno.test("payment scenario: approved, transcripts verify offline, a tampered tr
       assert.match(r.stdout, /VALID/);
       assert.match(
         r.stdout,
-        /initiator \(bank\) #1: PAYMENT REQUEST 99\.50 EUR/,
+        /initiator \(bank\) #2: PAYMENT REQUEST 99\.50 EUR/,
       );
-      assert.match(r.stdout, /responder \(customer\) #1: PAYMENT APPROVED/);
+      assert.match(r.stdout, /responder \(customer\) #2: PAYMENT APPROVED/);
+      // Seq 1 of each side: the resume control message, shown as such.
+      assert.match(
+        r.stdout,
+        /initiator \(bank\) #1: \[resume prev=none delivered=0\]/,
+      );
+      assert.match(
+        r.stdout,
+        /responder \(customer\) #1: \[resume prev=none delivered=0\]/,
+      );
     }
     // Tamper: change the amount in the bank's request body.
     const t = JSON.parse(await Deno.readTextFile(`${dir}/bank.json`));
