@@ -219,10 +219,15 @@ Deno.test("payment scenario: approved, transcripts verify offline, a tampered tr
     }
     // Tamper: change the amount in the bank's request body.
     const t = JSON.parse(await Deno.readTextFile(`${dir}/bank.json`));
-    const m = t.messages.find((x: Ev) => x.dir === "i2r" && x.type === "data");
-    const body = new TextDecoder().decode(
-      Uint8Array.fromBase64(m.body, { alphabet: "base64url" }),
+    const decode = (x: Ev) =>
+      new TextDecoder().decode(
+        Uint8Array.fromBase64(x.body, { alphabet: "base64url" }),
+      );
+    // The payment request (seq 1 is the resume control message).
+    const m = t.messages.find((x: Ev) =>
+      x.dir === "i2r" && x.type === "data" && decode(x).includes("99.50")
     );
+    const body = decode(m);
     m.body = new TextEncoder().encode(body.replace("99.50", "9950.00"))
       .toBase64({
         alphabet: "base64url",
