@@ -50,6 +50,7 @@ import {
   nodePrimitives,
 } from "../lib/deno/node_primitives.ts";
 import type { SessionPrimitives } from "../lib/primitives.ts";
+import { encodeControl, isControl, parseControl } from "./control.ts";
 
 /** Messages that fall due within this many ms of the oldest one are reported in the same `undelivered` event. */
 const UNDELIVERED_COALESCE_MS = 1000;
@@ -175,6 +176,12 @@ const SILENT_PROBE_MS = 1000;
  * restarted) and start a new handshake, re-sending unconfirmed messages.
  */
 const SILENT_LIMIT = 3;
+/**
+ * How long messages re-queued from a lost session are held in a new session
+ * waiting for the peer's `resume` (which says what it already delivered);
+ * after that they are re-sent anyway (at-least-once fallback).
+ */
+const RESUME_WAIT_MS = 5000;
 /** Relay reconnect schedule (ms). */
 const RECONNECT = { baseMs: 200, maxMs: 5000 };
 /** Records kept while the responder waits for a lost HS3. */
@@ -189,6 +196,8 @@ const CLOSE_REPLACED = 4000;
 interface OutMessage {
   id: number;
   text: string;
+  /** Where it was last sent without confirmation: session hash (hex) and seq (re-queued messages). */
+  was?: { session: string; seq: bigint };
 }
 
 type Phase =
@@ -271,6 +280,12 @@ export class ChatClient {
   #unconfirmedSince = new Map<number, number>();
   /** Reported `undelivered`, not acknowledged since. */
   #reportedUndelivered = new Set<number>();
+  /** Highest seq delivered in order from the peer in the current session. */
+  #rxSeq = 0n;
+  /** Our previous session with the peer (told to it in our `resume`). */
+  #prev?: { hash: string; delivered: bigint };
+  /** Set while re-queued messages wait for the peer's `resume`: when we stop waiting. */
+  #holdUntil?: number;
 
   // closing & UI state
   #eof = false;
@@ -409,6 +424,7 @@ export class ChatClient {
     at = earliest(at, secure ? undefined : this.#waitDeadline);
     at = earliest(at, this.#closeDeadline);
     at = earliest(at, this.#undeliveredDue());
+    at = earliest(at, this.#holdUntil);
     if (at === this.#timerAt) return;
     clearTimeout(this.#timer);
     this.#timerAt = at;
@@ -488,6 +504,12 @@ export class ChatClient {
     }
     const s = this.#session;
     if (!s) return;
+    if (this.#holdUntil !== undefined && now >= this.#holdUntil) {
+      this.#releaseHeld(
+        `no resume from the peer within ${RESUME_WAIT_MS / 1000} s; re-sending`,
+      );
+      await this.#afterSession();
+    }
     const due = s.nextDeadline();
     if (due !== undefined && now >= due && !s.failed) {
       this.#sendPackets(await s.poll(now));
@@ -1020,6 +1042,7 @@ export class ChatClient {
     const now = this.#now();
     if (role === "initiator") this.#rtoAt = now + this.#rtoBackoff.next(); // until HS3 is confirmed
     this.#sendPackets(await session.poll(now)); // starts the session's timers (cover traffic)
+    await this.#sendResume(session, now);
     this.#d.emit({
       type: "secure",
       peer: formatSessionId(this.#peerId!),
@@ -1048,23 +1071,105 @@ export class ChatClient {
   }
 
   /**
+   * Sends our `resume` as the first DATA message of a new session, and holds
+   * messages re-queued from a lost session until the peer's `resume` says
+   * which of them it already delivered (PROTOCOL.md §2.4).
+   */
+  async #sendResume(session: Session, now: number): Promise<void> {
+    this.#rxSeq = 0n;
+    const body = encodeControl({
+      kind: "resume",
+      prev: this.#prev?.hash ?? null,
+      delivered: Number(this.#prev?.delivered ?? 0n),
+    });
+    this.#sendPackets(await session.send(body, now));
+    this.#holdUntil = this.#outbox.some((m) => m.was)
+      ? now + RESUME_WAIT_MS
+      : undefined;
+  }
+
+  /** A control message from the peer (never shown as a chat message). */
+  #onControl(body: Uint8Array): void {
+    let m;
+    try {
+      m = parseControl(body);
+    } catch (e) {
+      return this.#notice(
+        `ignored a malformed control message from the peer: ${
+          (e as Error).message
+        }`,
+      );
+    }
+    if (m?.kind !== "resume" || this.#holdUntil === undefined) return;
+    const delivered = BigInt(m.delivered);
+    const confirmed = this.#outbox.filter((x) =>
+      x.was !== undefined && m.prev !== null && x.was.session === m.prev &&
+      x.was.seq <= delivered
+    );
+    if (confirmed.length > 0) {
+      const gone = new Set(confirmed);
+      this.#outbox = this.#outbox.filter((x) => !gone.has(x));
+      const at = this.#isoNow();
+      for (const x of confirmed) {
+        this.#unconfirmedSince.delete(x.id);
+        this.#reportedUndelivered.delete(x.id);
+        this.#d.emit({ type: "delivered", id: x.id, at });
+      }
+      this.#notice(
+        `the peer had already received message(s) #${
+          confirmed.map((x) => x.id).join(", #")
+        } in the previous session: not re-sent`,
+      );
+    }
+    this.#releaseHeld(
+      m.prev === null
+        ? "the peer has no previous session (it restarted); re-sending"
+        : "re-sending",
+    );
+  }
+
+  /** Ends the hold of re-queued messages: what is left in the outbox goes out in this session. */
+  #releaseHeld(why: string): void {
+    this.#holdUntil = undefined;
+    const left = this.#outbox.filter((m) => m.was);
+    for (const m of this.#outbox) m.was = undefined;
+    if (left.length > 0) {
+      this.#notice(
+        `${why} ${left.length} unconfirmed message(s): #${
+          left.map((m) => m.id).join(", #")
+        }`,
+      );
+    }
+  }
+
+  /**
    * Forgets a session the peer abandoned. Its unconfirmed messages go back to
-   * the front of the outbox for the next session (the peer may have received
-   * some of them before it lost its session: at-least-once across restarts).
+   * the front of the outbox for the next session, tagged with the seq they
+   * had: the new session holds them until the peer's `resume` tells which
+   * ones it already delivered (exactly-once across a re-handshake; a peer
+   * that really lost its session gets them all again).
    */
   #dropSession(): void {
+    const hash = this.#session?.transcript?.context.sessionHash.toHex();
+    if (hash !== undefined) {
+      this.#prev = { hash, delivered: this.#rxSeq };
+    }
     const unconfirmed = [...this.#inflight.entries()].sort((a, b) =>
       a[0] < b[0] ? -1 : 1
     )
-      .map(([, m]) => m);
+      .map(([seq, m]) => ({
+        ...m,
+        was: hash === undefined ? undefined : { session: hash, seq },
+      }));
     if (unconfirmed.length) {
       this.#notice(
         `${unconfirmed.length} unconfirmed message(s) will be re-sent in the new session: #${
           unconfirmed.map((m) => m.id).join(", #")
-        }`,
+        } (unless the peer confirms it already has them)`,
       );
       this.#outbox.unshift(...unconfirmed);
     }
+    this.#holdUntil = undefined;
     this.#inflight.clear();
     this.#silent = 0;
     this.#retryAt = undefined;
@@ -1128,6 +1233,11 @@ export class ChatClient {
     const at = this.#isoNow();
     switch (ev.type) {
       case "message": {
+        this.#rxSeq = ev.seq;
+        if (isControl(ev.body)) {
+          this.#onControl(ev.body);
+          break;
+        }
         const text = new TextDecoder().decode(ev.body);
         this.#d.emit({
           type: "message",
@@ -1191,6 +1301,7 @@ export class ChatClient {
   async #pump(limit?: number): Promise<void> {
     const s = this.#session;
     if (!s || !this.#link?.open || this.#phase === "done") return;
+    if (this.#holdUntil !== undefined) return; // waiting for the peer's resume
     if (!this.#peerOnline && limit === undefined) return;
     if (this.#phase !== "secure" && this.#phase !== "closing") return;
     let budget = limit ?? Infinity;
@@ -1295,6 +1406,15 @@ export class ChatClient {
 
   #queueText(text: string): number | undefined {
     const id = this.#nextMsgId++;
+    if (text.startsWith("\u0000")) {
+      // A leading NUL marks client control messages (PROTOCOL.md §2.4).
+      this.#error(
+        "invalid-text",
+        `message #${id} not sent: it starts with a NUL character (reserved for client control messages)`,
+        { ids: [id] },
+      );
+      return undefined;
+    }
     if (utf8(text).length > MAX_BODY) {
       this.#error(
         "too-large",

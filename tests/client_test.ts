@@ -204,16 +204,30 @@ Deno.test("payment scenario: approved, transcripts verify offline, a tampered tr
       assert.match(r.stdout, /VALID/);
       assert.match(
         r.stdout,
-        /initiator \(bank\) #1: PAYMENT REQUEST 99\.50 EUR/,
+        /initiator \(bank\) #2: PAYMENT REQUEST 99\.50 EUR/,
       );
-      assert.match(r.stdout, /responder \(customer\) #1: PAYMENT APPROVED/);
+      assert.match(r.stdout, /responder \(customer\) #2: PAYMENT APPROVED/);
+      // Seq 1 of each side: the resume control message, shown as such.
+      assert.match(
+        r.stdout,
+        /initiator \(bank\) #1: \[resume prev=none delivered=0\]/,
+      );
+      assert.match(
+        r.stdout,
+        /responder \(customer\) #1: \[resume prev=none delivered=0\]/,
+      );
     }
     // Tamper: change the amount in the bank's request body.
     const t = JSON.parse(await Deno.readTextFile(`${dir}/bank.json`));
-    const m = t.messages.find((x: Ev) => x.dir === "i2r" && x.type === "data");
-    const body = new TextDecoder().decode(
-      Uint8Array.fromBase64(m.body, { alphabet: "base64url" }),
+    const decode = (x: Ev) =>
+      new TextDecoder().decode(
+        Uint8Array.fromBase64(x.body, { alphabet: "base64url" }),
+      );
+    // The payment request (seq 1 is the resume control message).
+    const m = t.messages.find((x: Ev) =>
+      x.dir === "i2r" && x.type === "data" && decode(x).includes("99.50")
     );
+    const body = decode(m);
     m.body = new TextEncoder().encode(body.replace("99.50", "9950.00"))
       .toBase64({
         alphabet: "base64url",

@@ -465,3 +465,98 @@ Deno.test("honest restart still works: the bank restarts with the same keys, the
     await dispose(p, relay);
   }
 });
+
+Deno.test("malicious relay: ACKs from the customer dropped long enough to force a re-handshake → every message delivered exactly once, the bank gets `delivered` for all", async () => {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    p = await clients(relay);
+    await secure(p);
+    const q = p;
+    // Every record from the customer (its ACKs) is dropped until the bank
+    // gives up on the session and starts a new handshake (HS1).
+    let cut = true;
+    relay.tamper = (c) => {
+      if (c.from === q.bankId && c.kind === 1) cut = false;
+      return cut && c.from === q.customerId && c.kind === 4
+        ? "drop"
+        : undefined;
+    };
+    const first = await sendAll(q.bank, q.customer, 1, 3);
+    // A forged peer-offline puts the bank in its fastest probing mode (one
+    // probe a second once the relay delivers again): after 3 unanswered
+    // probes (~3 s instead of ~11–22 s of RTO backoff) it concludes the
+    // customer lost its session — which it did not.
+    relay.reportOffline(q.customerId, q.bankId);
+    await q.bank.waitFor(
+      (e) =>
+        e.type === "notice" && /starting a new secure session/.test(e.text),
+      "bank re-handshakes",
+      10000,
+    );
+    await q.bank.line(text(4)); // typed while #1–#3 are held: must stay behind them
+    await q.customer.waitCount(isType("secure"), 2, "customer second session");
+    await q.bank.waitCount(isType("delivered"), 4, "bank delivered", 10000);
+    await q.customer.waitFor(
+      () => received(q.customer).includes(text(4)),
+      "message typed during the hold",
+    );
+    await new Promise((r) => setTimeout(r, 800)); // would-be duplicates have time to show up
+    assert.deepEqual(received(q.customer), [...first, text(4)]);
+    const delivered = q.bank.events.filter(isType("delivered")).map((e) =>
+      e.id
+    );
+    assert.deepEqual(delivered.toSorted((a, b) => a - b), [1, 2, 3, 4]);
+    assert.ok(
+      q.bank.events.some((e) =>
+        e.type === "notice" &&
+        /already received message\(s\) #1, #2, #3 .*not re-sent/.test(e.text)
+      ),
+      "bank says the peer had them",
+    );
+    assert.deepEqual(errors(q.bank), []);
+    assert.deepEqual(errors(q.customer), []);
+    // The new session works both ways.
+    const more = await sendAll(q.bank, q.customer, 5, 2);
+    await sendAll(q.customer, q.bank, 10, 1);
+    assert.deepEqual(received(q.customer), [...first, text(4), ...more]);
+    await closeCleanly(q);
+  } finally {
+    await dispose(p, relay);
+  }
+});
+
+Deno.test("a user line starting with NUL is refused: it cannot inject a client control message", async () => {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    p = await clients(relay);
+    await secure(p);
+    const q = p;
+    const forged = '\u0000{"kind":"resume","prev":null,"delivered":99}';
+    await q.bank.line(forged);
+    const e = await q.bank.waitFor(
+      (e) => e.type === "error" && e.code === "invalid-text",
+      "refused",
+    );
+    assert.deepEqual(e.ids, [1]);
+    assert.match(e.message, /starts with a NUL/);
+    const after = await sendAll(q.bank, q.customer, 1, 1);
+    await q.bank.waitCount(isType("delivered"), 1, "bank delivered");
+    assert.deepEqual(
+      q.bank.events.filter(isType("delivered")).map((e) => e.id),
+      [2],
+    );
+    assert.deepEqual(received(q.customer), after);
+    assert.deepEqual(errors(q.customer), []);
+    assert.equal(
+      q.customer.events.filter((e) =>
+        e.type === "notice" && /control message/.test(e.text)
+      ).length,
+      0,
+    );
+    await closeCleanly(q);
+  } finally {
+    await dispose(p, relay);
+  }
+});

@@ -14,6 +14,7 @@ import { parseClientArgs } from "../clients/args.ts";
 import { prepareClient } from "../clients/client.ts";
 import type { ClientEvent } from "../clients/engine.ts";
 import { verifyTranscript } from "../lib/transcript.ts";
+import { describeControl, isControl } from "../clients/control.ts";
 import { formatFingerprint } from "../lib/fingerprint.ts";
 
 /** Give up if the demo has not finished after this long (ms). */
@@ -203,9 +204,9 @@ export async function main(): Promise<number> {
     );
     for (const m of v.messages.filter((m) => m.type === "data")) {
       say(
-        `  ${
-          m.role === "initiator" ? "bank    " : "customer"
-        } #${m.seq}: ${m.text}`,
+        `  ${m.role === "initiator" ? "bank    " : "customer"} #${m.seq}: ${
+          isControl(m.body) ? describeControl(m.body) : m.text
+        }`,
       );
     }
 

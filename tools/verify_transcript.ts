@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { verifyTranscript } from "../lib/transcript.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import { parsePaymentMessage } from "../lib/payment.ts";
+import { describeControl, isControl } from "../clients/control.ts";
 
 /** Largest transcript file read (bytes). */
 const MAX_TRANSCRIPT_FILE = 64 * 1024 * 1024;
@@ -79,6 +80,7 @@ export async function main(args: string[]): Promise<number> {
           seq: Number(m.seq),
           type: m.type,
           text: m.text,
+          control: m.type === "data" && isControl(m.body),
           signedAt: m.coveredBy === undefined ? null : Number(m.coveredBy),
         })),
       }));
@@ -100,8 +102,10 @@ export async function main(args: string[]): Promise<number> {
     );
     for (const m of v.messages) {
       if (m.type !== "data") continue;
-      const p = parsePaymentMessage(m.text);
-      const shown = p?.kind === "payment-request"
+      const p = isControl(m.body) ? undefined : parsePaymentMessage(m.text);
+      const shown = isControl(m.body)
+        ? describeControl(m.body)
+        : p?.kind === "payment-request"
         ? `PAYMENT REQUEST ${p.amount} ${p.currency} to ${
           JSON.stringify(p.payee)
         } ref ${p.reference}`

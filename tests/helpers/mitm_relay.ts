@@ -147,6 +147,16 @@ export class MitmRelay {
     }
   }
 
+  /** Tells `to` that `peer` is offline (a forged ERROR frame: the peer may be there). */
+  reportOffline(peer: string, to: string): void {
+    const dst = this.#sockets.get(to);
+    if (dst && dst.readyState === WebSocket.OPEN) {
+      dst.send(
+        encodeError("peer-offline", Uint8Array.fromHex(peer), 0, "not here"),
+      );
+    }
+  }
+
   /** Delivers later (ms); cancelled by close(). */
   deliverLater(
     from: string,
