@@ -8,7 +8,8 @@
  */
 
 import { decodeBase32, encodeBase32 } from "./base32.ts";
-import { type Bytes, concat, sha256, utf8 } from "./bytes.ts";
+import { type Bytes, bytesEqual, concat, sha256, utf8 } from "./bytes.ts";
+import { encodeRegister, type Frame } from "./relay_frame.ts";
 import {
   MAILBOX_KEY_LENGTH,
   MAILBOX_SIGNATURE_LENGTH,
@@ -152,4 +153,44 @@ export function parseSessionId(text: string): Bytes {
 /** A short form of an ID for logs (first 6 characters), so logs never hold full IDs. */
 export function shortSessionId(id: Uint8Array): string {
   return encodeBase32(id).slice(0, 6);
+}
+
+/** What a client does with a frame that arrives before it is registered. */
+export type RegistrationStep =
+  | { kind: "send"; frame: Bytes; maxFrame: number }
+  | { kind: "registered"; id: Bytes }
+  | { kind: "refused"; reason: string }
+  | { kind: "ignore" };
+
+/**
+ * The client side of registration, shared by every driver: CHALLENGE →
+ * REGISTER to send (signed for `origin`); REGISTERED → done, if the relay
+ * bound the ID of this key; ERROR → refused with the relay's reason.
+ */
+export async function registrationStep(
+  frame: Frame,
+  key: MailboxKey,
+  origin: string,
+): Promise<RegistrationStep> {
+  switch (frame.type) {
+    case "challenge": {
+      const sig = await signRegistration(key, origin, frame.challenge);
+      return {
+        kind: "send",
+        frame: encodeRegister(key.publicRaw, sig),
+        maxFrame: frame.maxFrame,
+      };
+    }
+    case "registered":
+      return bytesEqual(frame.id, key.id)
+        ? { kind: "registered", id: frame.id }
+        : { kind: "refused", reason: "relay bound a different session ID" };
+    case "error":
+      return {
+        kind: "refused",
+        reason: `relay refused registration: ${frame.name} (${frame.reason})`,
+      };
+    default:
+      return { kind: "ignore" };
+  }
 }

@@ -18,13 +18,8 @@ import tls from "node:tls";
 import type { Bytes } from "../bytes.ts";
 import { concat, utf8 } from "../bytes.ts";
 import { RELAY_SUBPROTOCOL } from "../constants.ts";
-import {
-  decodeFrame,
-  encodeData,
-  encodeRegister,
-  type Frame,
-} from "../relay_frame.ts";
-import { type MailboxKey, signRegistration } from "../registration.ts";
+import { decodeFrame, encodeData, type Frame } from "../relay_frame.ts";
+import { type MailboxKey, registrationStep } from "../registration.ts";
 import { type CloseInfo, RelayConnectError } from "./relay_client.ts";
 
 /** Options of {@link PinnedRelayConnection.connect}. */
@@ -172,29 +167,16 @@ export class PinnedRelayConnection {
             return;
           }
           if (settled) return conn.onFrame(frame);
-          if (frame.type === "challenge") {
-            const sig = await signRegistration(
-              opts.mailbox,
-              origin,
-              frame.challenge,
-            );
-            conn.#sendFrame(
-              OP_BINARY,
-              encodeRegister(opts.mailbox.publicRaw, sig),
-            );
-          } else if (frame.type === "registered") {
-            if (frame.id.toHex() !== opts.mailbox.id.toHex()) {
-              return fail("registration", "relay bound a different session ID");
-            }
+          const step = await registrationStep(frame, opts.mailbox, origin);
+          if (step.kind === "send") {
+            conn.#sendFrame(OP_BINARY, step.frame);
+          } else if (step.kind === "registered") {
             settled = true;
             clearTimeout(timer);
-            conn.id = frame.id;
+            conn.id = step.id;
             resolve(conn);
-          } else if (frame.type === "error") {
-            fail(
-              "registration",
-              `relay refused registration: ${frame.name} (${frame.reason})`,
-            );
+          } else if (step.kind === "refused") {
+            fail("registration", step.reason);
           }
         };
         socket.on("data", async (chunk: Uint8Array) => {

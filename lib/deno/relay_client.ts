@@ -11,11 +11,10 @@ import { RELAY_SUBPROTOCOL } from "../constants.ts";
 import {
   decodeFrame,
   encodeData,
-  encodeRegister,
   type Frame,
   FrameError,
 } from "../relay_frame.ts";
-import { type MailboxKey, signRegistration } from "../registration.ts";
+import { type MailboxKey, registrationStep } from "../registration.ts";
 
 /** Options for {@link RelayConnection.connect}. */
 export interface RelayConnectOptions {
@@ -169,40 +168,23 @@ export class RelayConnection {
           return;
         }
         if (conn !== undefined) return conn.onFrame(frame);
-        if (frame.type === "challenge") {
-          const sig = await signRegistration(
-            opts.mailbox,
-            origin,
-            frame.challenge,
-          );
-          ws.send(encodeRegister(opts.mailbox.publicRaw, sig));
-          maxFrame = frame.maxFrame;
-        } else if (frame.type === "registered") {
-          if (frame.id.toHex() !== opts.mailbox.id.toHex()) {
-            return fail(
-              new RelayConnectError(
-                "registration",
-                "relay bound a different session ID",
-              ),
-            );
-          }
+        const step = await registrationStep(frame, opts.mailbox, origin);
+        if (step.kind === "send") {
+          ws.send(step.frame);
+          maxFrame = step.maxFrame;
+        } else if (step.kind === "registered") {
           settled = true;
           clearTimeout(timer);
           conn = new RelayConnection(
             ws,
-            frame.id,
+            step.id,
             maxFrame,
             closed,
             ownedClient,
           );
           resolve(conn);
-        } else if (frame.type === "error") {
-          fail(
-            new RelayConnectError(
-              "registration",
-              `relay refused registration: ${frame.name} (${frame.reason})`,
-            ),
-          );
+        } else if (step.kind === "refused") {
+          fail(new RelayConnectError("registration", step.reason));
         }
       };
       let maxFrame = 0;
