@@ -344,7 +344,7 @@ export class ChatClient {
 
   /** A line typed by the user (interactive) or read from stdin (scripted). */
   input(line: string): void {
-    this.#do(() => this.#onInput(line));
+    this.#do(() => this.#onInput(line), false, () => this.#notSentAfterEnd(1));
   }
 
   /**
@@ -353,14 +353,27 @@ export class ChatClient {
    */
   inputLines(lines: string[]): void {
     if (lines.length === 0) return;
-    this.#do(async () => {
-      for (let i = 0; i < lines.length; i++) {
-        if (this.#finished) return;
-        await this.#flushRecords();
-        await this.#onInput(lines[i], true);
-      }
-      await this.#pump();
-    });
+    this.#do(
+      async () => {
+        for (let i = 0; i < lines.length; i++) {
+          if (this.#finished) return this.#notSentAfterEnd(lines.length - i);
+          await this.#flushRecords();
+          await this.#onInput(lines[i], true);
+        }
+        await this.#pump();
+      },
+      false,
+      () => this.#notSentAfterEnd(lines.length),
+    );
+  }
+
+  /** Input that arrived after the conversation ended is refused loudly, never dropped in silence. */
+  #notSentAfterEnd(count: number): void {
+    this.#error(
+      "not-sent",
+      `${count} input line(s) not sent: the conversation has already ended`,
+      { lines: count },
+    );
   }
 
   /** End of input: close once everything sent is acknowledged. */
@@ -384,11 +397,15 @@ export class ChatClient {
    * Records from the peer queued before `fn` are opened first (in one
    * `receiveMany`), unless `fn` only queues another record (`batchable`).
    */
-  #do(fn: () => void | Promise<void>, batchable = false): void {
+  #do(
+    fn: () => void | Promise<void>,
+    batchable = false,
+    onSkip?: () => void,
+  ): void {
     this.#waiting++;
     this.#queue = this.#queue.then(async () => {
       this.#waiting--;
-      if (this.#finished) return;
+      if (this.#finished) return onSkip?.();
       try {
         if (!batchable) await this.#flushRecords();
         await fn();
