@@ -109,7 +109,7 @@ export interface SessionOptions {
    * SHA-256 and AES-256-GCM for the per-message path (default: WebCrypto,
    * browser-safe, non-extractable keys). Deno drivers may pass the faster
    * synchronous `nodePrimitives` of `lib/deno/node_primitives.ts` (keys then
-   * live in JS memory; see there). The wire bytes do not depend on it.
+   * live in exportable `node:crypto` KeyObjects; see there). The wire bytes do not depend on it.
    */
   primitives?: SessionPrimitives;
 }

@@ -15,18 +15,23 @@
  * plaintexts above {@link NODE_AEAD_MAX_PLAINTEXT} still go to WebCrypto
  * (asynchronously, pipelined). Results are the same either way.
  *
- * Trade-off (key handling): `node:crypto` takes raw key bytes, so the 32-byte
- * traffic keys of each epoch live in JS memory (a closure, never on an object
- * the session exposes) for the life of the epoch, where the WebCrypto default
- * keeps them in non-extractable CryptoKeys. An attacker who can read this
- * process's heap reads the plaintexts anyway, so for a server-side driver
- * this costs little; a browser keeps the default. The key bytes are not
- * zeroed when an epoch ends (JS cannot guarantee it: the GC may have copied
- * them); a rekey still bounds what one leaked key opens.
+ * Key handling: each traffic key goes into a `node:crypto` secret KeyObject
+ * (`createSecretKey`), which holds its bytes outside the JS heap, and the
+ * caller zeroes the raw bytes it derived — the same exposure as a CryptoKey
+ * except that a KeyObject can be exported by code running in this process
+ * (`keyObject.export()`), where a non-extractable CryptoKey cannot. The
+ * session never hands the KeyObject out. An attacker who runs code in the
+ * process can use either kind of key anyway, so this matters little for a
+ * server-side driver; a browser keeps the WebCrypto default.
  * @module
  */
 
-import { createCipheriv, createDecipheriv, createHash } from "node:crypto";
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createSecretKey,
+} from "node:crypto";
 import type { Bytes } from "../bytes.ts";
 import {
   type AeadKey,
@@ -53,7 +58,7 @@ function asBytes(b: Uint8Array): Bytes {
 /** AES-256-GCM key over `node:crypto` (small records) and WebCrypto (large ones). */
 async function nodeAeadKey(raw: Bytes): Promise<AeadKey> {
   checkAeadKeyLength(raw);
-  const key = raw.slice(); // the caller zeroes `raw`
+  const key = createSecretKey(raw); // copied out of the JS heap; the caller zeroes `raw`
   const large = await webCryptoAeadKey(raw);
   return {
     seal(nonce, plaintext, aad) {
@@ -100,8 +105,7 @@ export const nodePrimitives: SessionPrimitives = {
 
 /**
  * Middle ground: synchronous `node:crypto` SHA-256 for the hash chain, but
- * AES-256-GCM stays on WebCrypto with non-extractable keys (no key bytes in
- * JS memory). Costs ~30 % more CPU per message than {@link nodePrimitives}
+ * AES-256-GCM stays on WebCrypto with non-extractable keys. Costs ~30 % more CPU per message than {@link nodePrimitives}
  * at 256 B; the chain is no longer the bottleneck either way.
  */
 export const nodeHashPrimitives: SessionPrimitives = {
