@@ -1147,6 +1147,9 @@ export class Session {
       events.push({ type: "message", seq, counter, body });
     } else if (type === InnerType.CLOSE) {
       this.#peerClosed = true;
+      // Acknowledge at once, also when the CLOSE waited in the reorder buffer
+      // for an earlier message: the peer may stop as soon as it is covered.
+      this.#ackNow = true;
       events.push({ type: "peer-closed" });
     }
   }
@@ -1248,7 +1251,13 @@ export class Session {
         this.#sealReliable(InnerType.CLOSE, new Uint8Array(0), now, true),
       );
     }
-    if (!this.#closedEmitted && this.#peerClosed && this.#closeAcked) {
+    // Closed only when everything we sent is acknowledged, not just our
+    // CLOSE: the peer delivers in seq order, so an unacknowledged earlier
+    // message would hold our CLOSE back on its side forever.
+    if (
+      !this.#closedEmitted && this.#peerClosed && this.#closeAcked &&
+      this.#inflight.size === 0
+    ) {
       this.#closedEmitted = true;
       events.push({ type: "closed" });
     }

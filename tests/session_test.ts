@@ -32,6 +32,7 @@ import { Session } from "../lib/session.ts";
 import { fixture } from "./session_helpers.ts";
 
 const enc = new TextEncoder();
+const dec = new TextDecoder();
 const rejectsWith = (p: Promise<unknown>, code: string) =>
   assert.rejects(
     p,
@@ -527,5 +528,37 @@ Deno.test("a rekey answer waits until the responder's older-epoch packets are ac
   assert.equal(b.epoch, 2);
   await exchange(b, a, r3.packets, 300);
   assert.equal(a.epoch, 2);
+  assert.equal(lost.length, 1);
+});
+
+Deno.test("close: the answering side is closed only when everything it sent is acknowledged, not just its CLOSE", async () => {
+  const { a, b } = await pair();
+  // b sends a message that is lost on the way; then a closes.
+  const lost = await b.send(enc.encode("lost on the way"), 0);
+  const close = await a.close(10);
+  // b delivers a's CLOSE and answers with its own (sealed after the lost one).
+  const rb = await b.receiveMany(close, 10);
+  assert.ok(rb.events.some((e) => e.type === "peer-closed"));
+  // a acknowledges b's CLOSE by counter, but cannot deliver it before seq 1.
+  const ra = await a.receiveMany(rb.packets, 10);
+  assert.ok(!ra.events.some((e) => e.type === "peer-closed"), "held in order");
+  const rb2 = await b.receiveMany(ra.packets, 10);
+  assert.ok(
+    !rb2.events.some((e) => e.type === "closed"),
+    "b must not be closed while its first message is unacknowledged",
+  );
+  assert.equal(b.closed, false);
+  assert.ok(
+    b.unacked().length > 0,
+    "the lost message is kept for retransmission",
+  );
+  // Retransmission: now a delivers both, and b becomes closed.
+  const ev = await exchange(b, a, b.unacked(), 20);
+  assert.deepEqual(messages(ev.get(a)!).map((m) => dec.decode(m)), [
+    "lost on the way",
+  ]);
+  assert.ok(ev.get(a)!.some((e) => e.type === "peer-closed"));
+  assert.ok(a.closed, "a closed");
+  assert.ok(b.closed, `b closed (unacked: ${b.unacked().length})`);
   assert.equal(lost.length, 1);
 });
