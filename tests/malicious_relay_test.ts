@@ -560,3 +560,43 @@ Deno.test("a user line starting with NUL is refused: it cannot inject a client c
     await dispose(p, relay);
   }
 });
+
+Deno.test("malicious relay: the peer's resume withheld too → after 5 s the held messages go out anyway (at-least-once fallback, with a notice), and both still close cleanly", async () => {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    p = await clients(relay);
+    await secure(p);
+    const q = p;
+    // Drop every record from the customer: first its ACKs (forcing the bank
+    // to re-handshake), then, in the new session, its `resume` too — until
+    // the bank gives up waiting for it.
+    let relent = false;
+    relay.tamper = (c) =>
+      !relent && c.from === q.customerId && c.kind === 4 ? "drop" : undefined;
+    const first = await sendAll(q.bank, q.customer, 1, 3);
+    relay.reportOffline(q.customerId, q.bankId);
+    await q.bank.waitFor(
+      (e) =>
+        e.type === "notice" && /starting a new secure session/.test(e.text),
+      "bank re-handshakes",
+      10000,
+    );
+    const started = Date.now();
+    await q.bank.waitFor(
+      (e) => e.type === "notice" && /no resume from the peer/.test(e.text),
+      "fallback after the resume wait",
+      12000,
+    );
+    const waited = Date.now() - started;
+    assert.ok(waited >= 4000, `fell back after ${waited} ms`);
+    relent = true;
+    await q.bank.waitCount(isType("delivered"), 3, "bank delivered", 15000);
+    // Every message arrived at least once, in order of first arrival; copies
+    // are possible here by design (the documented at-least-once case).
+    assert.deepEqual([...new Set(received(q.customer))], first);
+    await closeCleanly(q);
+  } finally {
+    await dispose(p, relay);
+  }
+});
