@@ -98,6 +98,25 @@ async function closeCleanly(p: Pair): Promise<void> {
   );
 }
 
+/**
+ * With the customer's records already being dropped by `relay.tamper`, sends
+ * messages 1–3 from the bank and drives it to a re-handshake: a forged
+ * peer-offline puts the bank in its fastest probing mode (one probe a second
+ * once the relay delivers again), so after 3 unanswered probes (~3 s instead
+ * of ~11–22 s of RTO backoff) it concludes the customer lost its session —
+ * which it did not. Returns the three texts, as the customer received them.
+ */
+async function forceRehandshake(q: Pair, relay: MitmRelay): Promise<string[]> {
+  const first = await sendAll(q.bank, q.customer, 1, 3);
+  relay.reportOffline(q.customerId, q.bankId);
+  await q.bank.waitFor(
+    (e) => e.type === "notice" && /starting a new secure session/.test(e.text),
+    "bank re-handshakes",
+    10000,
+  );
+  return first;
+}
+
 async function dispose(p: Pair | undefined, relay: MitmRelay): Promise<void> {
   await p?.bank.dispose();
   await p?.customer.dispose();
@@ -482,18 +501,7 @@ Deno.test("malicious relay: ACKs from the customer dropped long enough to force 
         ? "drop"
         : undefined;
     };
-    const first = await sendAll(q.bank, q.customer, 1, 3);
-    // A forged peer-offline puts the bank in its fastest probing mode (one
-    // probe a second once the relay delivers again): after 3 unanswered
-    // probes (~3 s instead of ~11–22 s of RTO backoff) it concludes the
-    // customer lost its session — which it did not.
-    relay.reportOffline(q.customerId, q.bankId);
-    await q.bank.waitFor(
-      (e) =>
-        e.type === "notice" && /starting a new secure session/.test(e.text),
-      "bank re-handshakes",
-      10000,
-    );
+    const first = await forceRehandshake(q, relay);
     await q.bank.line(text(4)); // typed while #1–#3 are held: must stay behind them
     await q.customer.waitCount(isType("secure"), 2, "customer second session");
     await q.bank.waitCount(isType("delivered"), 4, "bank delivered", 10000);
@@ -574,14 +582,7 @@ Deno.test("malicious relay: the peer's resume withheld too → after 5 s the hel
     let relent = false;
     relay.tamper = (c) =>
       !relent && c.from === q.customerId && c.kind === 4 ? "drop" : undefined;
-    const first = await sendAll(q.bank, q.customer, 1, 3);
-    relay.reportOffline(q.customerId, q.bankId);
-    await q.bank.waitFor(
-      (e) =>
-        e.type === "notice" && /starting a new secure session/.test(e.text),
-      "bank re-handshakes",
-      10000,
-    );
+    const first = await forceRehandshake(q, relay);
     const started = Date.now();
     await q.bank.waitFor(
       (e) => e.type === "notice" && /no resume from the peer/.test(e.text),
