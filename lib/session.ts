@@ -33,6 +33,7 @@ import {
   ACK_EVERY,
   ACK_SEND_LIMIT,
   DEFAULT_MAX_COUNTER,
+  DEFAULT_MIN_SIGN_GAP_MS,
   DEFAULT_REKEY_AFTER_MESSAGES,
   DEFAULT_REKEY_AFTER_MS,
   DEFAULT_SIGN_EVERY,
@@ -93,6 +94,8 @@ export interface SessionOptions {
   signEvery?: number;
   /** Sign (CHECKPOINT) at most this many ms after the first unsigned reliable message (default 1000). */
   signIntervalMs?: number;
+  /** Batch signatures under load: a due chain signature waits until this many ms after the previous one, short of MAX_UNSIGNED (default 10; 0 = never wait; per-message signing never waits). */
+  minSignGapMs?: number;
   /** Cover traffic: mean DUMMY packets per second, exponential intervals (default 0 = off). */
   coverRate?: number;
   /** Start a rekey after this many packets sent in one epoch (default 100 000). */
@@ -250,6 +253,8 @@ export class Session {
   readonly #recvDir: Direction;
   readonly #signEvery: number;
   readonly #signIntervalMs: number;
+  readonly #minSignGapMs: number;
+  #lastSignAt?: number;
   readonly #coverRate: number;
   readonly #rekeyAfterMessages: number;
   readonly #rekeyAfterMs: number;
@@ -351,6 +356,9 @@ export class Session {
     }
     this.#signEvery = signEvery;
     this.#signIntervalMs = options.signIntervalMs ?? DEFAULT_SIGN_INTERVAL_MS;
+    this.#minSignGapMs = signEvery === 1
+      ? 0
+      : options.minSignGapMs ?? DEFAULT_MIN_SIGN_GAP_MS;
     this.#coverRate = options.coverRate ?? 0;
     if (!(this.#coverRate >= 0)) throw new RangeError("coverRate must be ≥ 0");
     this.#rekeyAfterMessages = options.rekeyAfterMessages ??
@@ -512,6 +520,7 @@ export class Session {
     if (this.#ackCount > 0 || this.#ackWanted) at(this.#ackDueAt);
     if (this.#unsignedCount > 0 && this.#firstUnsignedAt !== undefined) {
       at(this.#firstUnsignedAt + this.#signIntervalMs);
+      if (this.#signDeferred()) at(this.#lastSignAt! + this.#minSignGapMs);
     }
     if (this.#coverRate > 0 && this.#closeSeq === undefined) {
       at(this.#nextCoverAt);
@@ -624,6 +633,12 @@ export class Session {
     }
   }
 
+  /** A signature is due (signEvery reached) but waits for the minimum gap since the last one. */
+  #signDeferred(): boolean {
+    return this.#unsignedCount >= this.#signEvery &&
+      this.#lastSignAt !== undefined;
+  }
+
   #canSend(limit: number): boolean {
     try {
       this.#checkCanSend(1, limit);
@@ -644,10 +659,15 @@ export class Session {
     const keys = this.#sendKeys;
     this.#sentInEpoch++;
     this.stats.packetsSent++;
-    const signed = forceSign || this.#unsignedCount + 1 >= this.#signEvery;
+    const signed = forceSign ||
+      (this.#unsignedCount + 1 >= this.#signEvery &&
+        (this.#lastSignAt === undefined ||
+          now >= this.#lastSignAt + this.#minSignGapMs ||
+          this.#unsignedCount + 1 >= MAX_UNSIGNED));
     if (signed) {
       this.#unsignedCount = 0;
       this.#firstUnsignedAt = undefined;
+      this.#lastSignAt = now;
     } else {
       this.#unsignedCount++;
       this.#firstUnsignedAt ??= now;
@@ -754,7 +774,9 @@ export class Session {
     }
     if (
       this.#unsignedCount > 0 && this.#firstUnsignedAt !== undefined &&
-      now >= this.#firstUnsignedAt + this.#signIntervalMs &&
+      (now >= this.#firstUnsignedAt + this.#signIntervalMs ||
+        (this.#signDeferred() &&
+          now >= this.#lastSignAt! + this.#minSignGapMs)) &&
       this.#closeSeq === undefined && this.#canSend(FLOW_WINDOW)
     ) {
       out.push(

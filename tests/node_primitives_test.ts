@@ -112,7 +112,7 @@ Deno.test("a node session and a WebCrypto session send byte-identical unsigned p
 for (const nodeSide of ["I", "R"] as const) {
   Deno.test(`node ↔ WebCrypto sessions interoperate (node = ${nodeSide}): sizes across the threshold, rekeys, signatures, close, transcripts`, async () => {
     const { a, b } = await mixedPair(
-      { signEvery: 8, rekeyAfterMessages: 50 },
+      { signEvery: 8, minSignGapMs: 0, rekeyAfterMessages: 50 },
       nodeSide,
     );
     const sent: Bytes[] = [];
@@ -158,10 +158,12 @@ Deno.test("nodeHashPrimitives (sync hash, WebCrypto AEAD) talks to nodePrimitive
   const fx = await fixture();
   const a = await Session.fromHandshake(fx.resultI, {
     signEvery: 4,
+    minSignGapMs: 0,
     primitives: nodeHashPrimitives,
   });
   const b = await Session.fromHandshake(fx.resultR, {
     signEvery: 4,
+    minSignGapMs: 0,
     primitives: nodePrimitives,
   });
   const bodies = Array.from({ length: 10 }, (_, i) => rand(i * 500));

@@ -89,9 +89,16 @@ export async function pair(
   optionsR: SessionOptions = optionsI,
 ): Promise<{ a: Session; b: Session; fx: Fixture }> {
   const fx = await fixture();
+  // Tests place signatures by count: no minimum gap unless a test asks for one.
   return {
-    a: await Session.fromHandshake(fx.resultI, optionsI),
-    b: await Session.fromHandshake(fx.resultR, optionsR),
+    a: await Session.fromHandshake(fx.resultI, {
+      minSignGapMs: 0,
+      ...optionsI,
+    }),
+    b: await Session.fromHandshake(fx.resultR, {
+      minSignGapMs: 0,
+      ...optionsR,
+    }),
     fx,
   };
 }

@@ -260,6 +260,54 @@ Deno.test("signatures: every N messages, after the interval (CHECKPOINT), and on
   assert.ok(a.closed && b.closed, "both sides closed");
 });
 
+Deno.test("signatures under load: a due signature waits for the minimum gap, never past MAX_UNSIGNED − 1 unsigned, then a CHECKPOINT", async () => {
+  const { a, b } = await pair({ signEvery: 64, minSignGapMs: 10 });
+  const verified = (e: SessionEvent[]) =>
+    e.flatMap((x) => x.type === "signature-verified" ? [x.seq] : []);
+  // 600 messages at one instant: seq 64 signs (the first signature), then
+  // only the 256th unsigned message after it may not wait: 64 + 256 = 320, 576.
+  const burst = await a.sendMany(
+    Array.from({ length: 600 }, (_, i) => enc.encode(`m${i}`)),
+    0,
+  );
+  let ev = await exchange(a, b, burst, 0);
+  assert.equal(messages(ev.get(b)!).length, 600);
+  assert.deepEqual(verified(ev.get(b)!), [64n, 320n, 576n]);
+  assert.equal(b.failed, undefined);
+  // 24 unsigned: below signEvery, so only the interval bounds them.
+  assert.equal(a.nextDeadline(), 1000);
+  // 50 more at 5 ms: 74 due, waiting for the gap after the signature at 0.
+  ev = await exchange(
+    a,
+    b,
+    await a.sendMany(Array.from({ length: 50 }, () => enc.encode("y")), 5),
+    5,
+  );
+  assert.deepEqual(verified(ev.get(b)!), []);
+  assert.equal(a.nextDeadline(), 10);
+  const cp = await a.poll(10);
+  assert.equal(cp.length, 1);
+  ev = await exchange(a, b, cp, 10);
+  assert.deepEqual(verified(ev.get(b)!), [651n]);
+  // At a low rate (gap passed) the signature comes every 64 messages again.
+  let at = 100;
+  const seqs: bigint[] = [];
+  for (let i = 0; i < 128; i++, at += 1) {
+    ev = await exchange(a, b, await a.send(enc.encode("x"), at), at);
+    seqs.push(...verified(ev.get(b)!));
+  }
+  assert.deepEqual(seqs, [715n, 779n]);
+  // signEvery 1 ignores the gap: every message is signed.
+  const p2 = await pair({ signEvery: 1, minSignGapMs: 10 });
+  const ev2 = await exchange(
+    p2.a,
+    p2.b,
+    await p2.a.sendMany([enc.encode("1"), enc.encode("2")], 0),
+    0,
+  );
+  assert.deepEqual(verified(ev2.get(p2.b)!), [1n, 2n]);
+});
+
 Deno.test("per-message signing mode: every message carries a verified signature", async () => {
   const { a, b } = await pair({ signEvery: 1 });
   const packets = await a.sendMany(
