@@ -20,6 +20,7 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_COVER_RATE, DEFAULT_OUTBOX } from "../clients/args.ts";
 import { ensureCerts } from "../tools/certs.ts";
+import { certificateFingerprint } from "../lib/x509.ts";
 import { startServer } from "./server_process.ts";
 
 /** Lines written but not yet delivered: the driver's default outbox bound, so it never refuses one. */
@@ -387,9 +388,12 @@ async function startPair(
       ? ["--cpu-prof", `--cpu-prof-dir=${opts.profileDir}/${role}`]
       : [];
   const dirs = [dir, certs.certDir];
+  const pin = await certificateFingerprint(
+    await Deno.readTextFile(certs.caPath),
+  );
   const customer = new Peer(
     "customer",
-    common("customer"),
+    [...common("customer"), "--pin", pin],
     dirs,
     prof("customer"),
   );

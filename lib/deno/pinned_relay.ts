@@ -11,6 +11,15 @@
  * fragmentation, ping/pong, close) itself over a `node:tls` socket created
  * with `ca: [pinnedCaPem]`, and registers exactly like `RelayConnection`.
  * The host name is verified against the certificate as usual.
+ *
+ * Latency (README → Performance, "Latency stalls"): the socket has
+ * `TCP_NODELAY`, frames written in one task go out in one `write` (one TLS
+ * record, one segment), and after every read that carried a data frame the
+ * connection answers with an empty unsolicited Pong (RFC 6455 §5.5.3) unless
+ * it is already sending something: that segment carries the TCP ACK at once,
+ * so the relay's Nagle algorithm (`Deno.serve` cannot set `TCP_NODELAY` on
+ * accepted sockets) never waits for Linux's 40 ms delayed ACK. The relay
+ * ignores unsolicited pongs.
  * @module
  */
 
@@ -42,6 +51,10 @@ const MAX_MESSAGE = 1 << 20;
 const MAX_HTTP_HEADER = 16 * 1024;
 /** Time to wait for the relay's close frame before dropping the socket (ms). */
 const CLOSE_GRACE_MS = 1000;
+/** Random bytes drawn at once for frame masks (4 per frame): one `getRandomValues` per 1,024 frames. */
+const MASK_POOL_BYTES = 4096;
+/** An empty frame payload (the ack pong). */
+const EMPTY = new Uint8Array(0);
 
 const OP_CONT = 0x0,
   OP_TEXT = 0x1,
@@ -69,6 +82,13 @@ export class PinnedRelayConnection {
   #closeTimer?: ReturnType<typeof setTimeout>;
   #closeInfo: CloseInfo = { code: 1006, reason: "" };
   #onMessage: (data: Bytes) => void = () => {};
+  /** Encoded frames waiting for the end of the task (one write). */
+  #out: Uint8Array[] = [];
+  /** A data frame arrived since the last write: answer with a pong if nothing else goes out. */
+  #ackDue = false;
+  #flushQueued = false;
+  #masks = new Uint8Array(0);
+  #maskAt = 0;
 
   private constructor(socket: tls.TLSSocket) {
     this.#socket = socket;
@@ -97,6 +117,7 @@ export class PinnedRelayConnection {
         ...(isIp ? {} : { servername: host }),
         ALPNProtocols: ["http/1.1"],
       });
+      socket.setNoDelay(true);
       const conn = new PinnedRelayConnection(socket);
       const fail = (kind: RelayConnectError["kind"], message: string) => {
         if (settled) return;
@@ -226,6 +247,7 @@ export class PinnedRelayConnection {
             conn.#buf = conn.#buf.slice(utf8(head).length + 4);
           }
           conn.#parse();
+          if (conn.#ackDue) conn.#scheduleFlush();
         });
       });
     });
@@ -277,10 +299,52 @@ export class PinnedRelayConnection {
       out[1] = 0x80 | 127;
       new DataView(out.buffer).setBigUint64(2, BigInt(len));
     }
-    const mask = crypto.getRandomValues(new Uint8Array(4));
-    out.set(mask, head);
-    for (let i = 0; i < len; i++) out[head + 4 + i] = payload[i] ^ mask[i & 3];
-    this.#socket.write(out);
+    if (this.#maskAt + 4 > this.#masks.length) {
+      this.#masks = crypto.getRandomValues(new Uint8Array(MASK_POOL_BYTES));
+      this.#maskAt = 0;
+    }
+    const m = this.#masks;
+    const k = this.#maskAt;
+    this.#maskAt += 4;
+    const m0 = m[k], m1 = m[k + 1], m2 = m[k + 2], m3 = m[k + 3];
+    out[head] = m0;
+    out[head + 1] = m1;
+    out[head + 2] = m2;
+    out[head + 3] = m3;
+    const base = head + 4;
+    let i = 0;
+    for (; i + 4 <= len; i += 4) {
+      out[base + i] = payload[i] ^ m0;
+      out[base + i + 1] = payload[i + 1] ^ m1;
+      out[base + i + 2] = payload[i + 2] ^ m2;
+      out[base + i + 3] = payload[i + 3] ^ m3;
+    }
+    for (; i < len; i++) out[base + i] = payload[i] ^ m[k + (i & 3)];
+    this.#out.push(out);
+    this.#scheduleFlush();
+  }
+
+  /** Writes everything queued in this task at its end, or a pong that acknowledges what was read. */
+  #scheduleFlush(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      if (this.#out.length === 0 && this.#ackDue && this.#open) {
+        this.#ackDue = false;
+        return this.#sendFrame(OP_PONG, EMPTY);
+      }
+      this.#flushNow();
+    });
+  }
+
+  /** Writes the queued frames now, in one write. */
+  #flushNow(): void {
+    this.#ackDue = false;
+    if (this.#out.length === 0) return;
+    const chunk = this.#out.length === 1 ? this.#out[0] : concat(...this.#out);
+    this.#out = [];
+    if (!this.#socket.destroyed) this.#socket.write(chunk);
   }
 
   /** Parses complete frames out of the buffer. */
@@ -327,9 +391,11 @@ export class PinnedRelayConnection {
           this.#sendFrame(OP_CLOSE, payload.subarray(0, 2));
         }
         this.#closeInfo = { code, reason };
+        this.#flushNow();
         this.#socket.end();
         return;
       } else if (op === OP_BINARY || op === OP_TEXT || op === OP_CONT) {
+        this.#ackDue = true;
         if (op !== OP_CONT) {
           this.#fragments = [];
           this.#fragmentOp = op;
