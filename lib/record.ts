@@ -6,7 +6,11 @@
  * RECORD = ver(1)=1 | type(1)=0x04 | epoch u32 | counter u64 | ciphertext ‖ tag(16)
  * AAD    = header(14) ‖ senderId(16) ‖ recipientId(16)
  * nonce  = iv XOR (0^4 ‖ u64(counter))
- * inner  = innerType u8 | flags u8 | seq u64 | bodyLen u32 | body | [sig 64] | zeros
+ * inner  = message+ | zeros          (zeros up to the padding bucket)
+ * message = innerType u8 | flags u8 | seq u64 | bodyLen u32 | body | [sig 64]
+ * A record holds one message of any type, or 2..MAX_MESSAGES_PER_RECORD DATA
+ * messages with consecutive seqs (coalescing); a zero type byte starts the
+ * padding.
  * @module
  */
 
@@ -16,6 +20,7 @@ import {
   INNER_HEADER_LENGTH,
   MAX_BODY,
   MAX_E2E_PACKET,
+  MAX_MESSAGES_PER_RECORD,
   RECORD_HEADER_LENGTH,
   RECORD_TYPE,
   SESSION_ID_LENGTH,
@@ -221,64 +226,139 @@ export function innerLength(bodyLen: number, signed: boolean): number {
 
 /** Encodes and pads an inner plaintext to its bucket (zero padding). */
 export function encodeInner(msg: InnerMessage): Bytes {
-  if (msg.body.length > MAX_BODY) {
-    throw new ProtocolError(
-      "too-large",
-      `body of ${msg.body.length} bytes exceeds ${MAX_BODY}`,
+  return encodeInnerMany([msg]);
+}
+
+/** Inner plaintext length of `msgs` before padding. */
+export function innerLengthMany(msgs: readonly InnerMessage[]): number {
+  let len = 0;
+  for (const m of msgs) {
+    len += innerLength(m.body.length, m.signature !== undefined);
+  }
+  return len;
+}
+
+/**
+ * Encodes one message, or several DATA messages with consecutive seqs
+ * (coalescing), and pads to the bucket; throws `too-large` or RangeError.
+ */
+export function encodeInnerMany(msgs: readonly InnerMessage[]): Bytes {
+  if (msgs.length === 0 || msgs.length > MAX_MESSAGES_PER_RECORD) {
+    throw new RangeError(
+      `a record holds 1..${MAX_MESSAGES_PER_RECORD} messages`,
     );
   }
-  const signed = msg.signature !== undefined;
-  if (signed && msg.signature!.length !== P256_SIGNATURE_LENGTH) {
-    throw new RangeError("signature must be 64 bytes");
+  for (let i = 0; i < msgs.length; i++) {
+    const msg = msgs[i];
+    if (msg.body.length > MAX_BODY) {
+      throw new ProtocolError(
+        "too-large",
+        `body of ${msg.body.length} bytes exceeds ${MAX_BODY}`,
+      );
+    }
+    if (
+      msg.signature !== undefined &&
+      msg.signature.length !== P256_SIGNATURE_LENGTH
+    ) {
+      throw new RangeError("signature must be 64 bytes");
+    }
+    if (
+      msgs.length > 1 &&
+      (msg.type !== InnerType.DATA ||
+        (i > 0 && msg.seq !== msgs[i - 1].seq + 1n))
+    ) {
+      throw new RangeError(
+        "only DATA messages with consecutive seqs share a record",
+      );
+    }
   }
-  const len = innerLength(msg.body.length, signed);
-  const out = new Uint8Array(paddedPlaintextLength(len));
-  out[0] = msg.type;
-  out[1] = signed ? FLAG_SIGNATURE : 0;
-  writeU64(out, 2, msg.seq);
-  writeU32(out, 10, msg.body.length);
-  out.set(msg.body, INNER_HEADER_LENGTH);
-  if (signed) out.set(msg.signature!, INNER_HEADER_LENGTH + msg.body.length);
+  const out = new Uint8Array(paddedPlaintextLength(innerLengthMany(msgs)));
+  let at = 0;
+  for (const msg of msgs) {
+    const signed = msg.signature !== undefined;
+    out[at] = msg.type;
+    out[at + 1] = signed ? FLAG_SIGNATURE : 0;
+    writeU64(out, at + 2, msg.seq);
+    writeU32(out, at + 10, msg.body.length);
+    out.set(msg.body, at + INNER_HEADER_LENGTH);
+    if (signed) {
+      out.set(msg.signature!, at + INNER_HEADER_LENGTH + msg.body.length);
+    }
+    at += innerLength(msg.body.length, signed);
+  }
   return out;
 }
 
 /**
- * Strictly decodes a padded inner plaintext: known type, only known flags,
- * seq present exactly for reliable types, no signature on DUMMY/ACK, lengths
- * inside the plaintext, plaintext length equal to a bucket, padding all zero.
- * Throws `malformed`.
+ * Strictly decodes a padded inner plaintext holding exactly one message;
+ * throws `malformed` (see {@link decodeInnerAll}), also when it holds several.
  */
 export function decodeInner(pt: Bytes): InnerMessage {
+  const msgs = decodeInnerAll(pt);
+  if (msgs.length !== 1) {
+    throw new ProtocolError("malformed", "inner plaintext: several messages");
+  }
+  return msgs[0];
+}
+
+/**
+ * Strictly decodes a padded inner plaintext: each message of a known type,
+ * only known flags, seq present exactly for reliable types, no signature on
+ * DUMMY/ACK, lengths inside the plaintext; several messages only when all
+ * are DATA with consecutive seqs (at most MAX_MESSAGES_PER_RECORD); then
+ * padding all zero, and the plaintext length equal to the smallest bucket.
+ * Throws `malformed`.
+ */
+export function decodeInnerAll(pt: Bytes): InnerMessage[] {
   const bad = (why: string): never => {
     throw new ProtocolError("malformed", `inner plaintext: ${why}`);
   };
   if (!isPaddedLength(pt.length)) bad("length is not a padding bucket");
-  const type = pt[0];
-  if (type < InnerType.DATA || type > InnerType.CHECKPOINT) {
-    bad(`unknown type ${type}`);
+  const msgs: InnerMessage[] = [];
+  let at = 0;
+  while (at < pt.length && pt[at] !== 0) {
+    if (msgs.length === MAX_MESSAGES_PER_RECORD) bad("too many messages");
+    if (at + INNER_HEADER_LENGTH > pt.length) {
+      bad("message header runs past the plaintext");
+    }
+    const type = pt[at];
+    if (type > InnerType.CHECKPOINT) bad(`unknown type ${type}`);
+    const flags = pt[at + 1];
+    if ((flags & ~FLAG_SIGNATURE) !== 0) bad(`unknown flags ${flags}`);
+    const signed = (flags & FLAG_SIGNATURE) !== 0;
+    const seq = readU64(pt, at + 2);
+    const reliable = isReliable(type);
+    if (reliable && seq === 0n) bad("reliable message without seq");
+    if (!reliable && seq !== 0n) bad("unreliable message with seq");
+    if (!reliable && signed) bad("signature on an unreliable message");
+    const bodyLen = readU32(pt, at + 10);
+    if (bodyLen > MAX_BODY) bad("body length too large");
+    const end = at + innerLength(bodyLen, signed);
+    if (end > pt.length) bad("body runs past the plaintext");
+    const body = pt.slice(
+      at + INNER_HEADER_LENGTH,
+      at + INNER_HEADER_LENGTH + bodyLen,
+    );
+    const msg: InnerMessage = { type, seq, body };
+    if (signed) {
+      msg.signature = pt.slice(at + INNER_HEADER_LENGTH + bodyLen, end);
+    }
+    if (msgs.length > 0) {
+      const prev = msgs[msgs.length - 1];
+      if (prev.type !== InnerType.DATA || type !== InnerType.DATA) {
+        bad("only DATA messages share a record");
+      }
+      if (seq !== prev.seq + 1n) bad("seqs in a record are not consecutive");
+    }
+    msgs.push(msg);
+    at = end;
   }
-  const flags = pt[1];
-  if ((flags & ~FLAG_SIGNATURE) !== 0) bad(`unknown flags ${flags}`);
-  const signed = (flags & FLAG_SIGNATURE) !== 0;
-  const seq = readU64(pt, 2);
-  const reliable = isReliable(type);
-  if (reliable && seq === 0n) bad("reliable message without seq");
-  if (!reliable && seq !== 0n) bad("unreliable message with seq");
-  if (!reliable && signed) bad("signature on an unreliable message");
-  const bodyLen = readU32(pt, 10);
-  if (bodyLen > MAX_BODY) bad("body length too large");
-  const end = innerLength(bodyLen, signed);
-  if (end > pt.length) bad("body runs past the plaintext");
-  for (let i = end; i < pt.length; i++) {
+  if (msgs.length === 0) bad("unknown type 0");
+  for (let i = at; i < pt.length; i++) {
     if (pt[i] !== 0) bad("non-zero padding");
   }
-  if (paddedPlaintextLength(end) !== pt.length) bad("padded beyond its bucket");
-  const body = pt.slice(INNER_HEADER_LENGTH, INNER_HEADER_LENGTH + bodyLen);
-  const msg: InnerMessage = { type, seq, body };
-  if (signed) {
-    msg.signature = pt.slice(INNER_HEADER_LENGTH + bodyLen, end);
-  }
-  return msg;
+  if (paddedPlaintextLength(at) !== pt.length) bad("padded beyond its bucket");
+  return msgs;
 }
 
 /**

@@ -32,6 +32,7 @@ import {
   ACK_DELAY_MS,
   ACK_EVERY,
   ACK_SEND_LIMIT,
+  COALESCE_PLAINTEXT_MAX,
   DEFAULT_MAX_COUNTER,
   DEFAULT_MIN_SIGN_GAP_MS,
   DEFAULT_REKEY_AFTER_MESSAGES,
@@ -41,6 +42,7 @@ import {
   FLOW_WINDOW,
   MAX_BODY,
   MAX_EPOCH_STASH,
+  MAX_MESSAGES_PER_RECORD,
   MAX_UNSIGNED,
   REKEY_HARD_LIMIT_MESSAGES,
 } from "./constants.ts";
@@ -61,12 +63,14 @@ import {
   webCryptoPrimitives,
 } from "./primitives.ts";
 import {
-  decodeInner,
+  decodeInnerAll,
   decodeRecordHeader,
   deriveTrafficKeys,
   type Direction,
   directionOf,
   encodeInner,
+  encodeInnerMany,
+  innerLength,
   type InnerMessage,
   InnerType,
   openRecordEager,
@@ -86,7 +90,7 @@ import {
   sign,
   verify,
 } from "./suite.ts";
-import { Transcript } from "./transcript.ts";
+import { Transcript, type TranscriptMessage } from "./transcript.ts";
 
 /** Options of a session; every field has a default. */
 export interface SessionOptions {
@@ -94,6 +98,8 @@ export interface SessionOptions {
   signEvery?: number;
   /** Sign (CHECKPOINT) at most this many ms after the first unsigned reliable message (default 1000). */
   signIntervalMs?: number;
+  /** Seal DATA messages given to one `sendMany` call into shared records (default true); false = one record per message. */
+  coalesce?: boolean;
   /** Batch signatures under load: a due chain signature waits until this many ms after the previous one, short of MAX_UNSIGNED (default 10; 0 = never wait; per-message signing never waits). */
   minSignGapMs?: number;
   /** Cover traffic: mean DUMMY packets per second, exponential intervals (default 0 = off). */
@@ -254,6 +260,7 @@ export class Session {
   readonly #signEvery: number;
   readonly #signIntervalMs: number;
   readonly #minSignGapMs: number;
+  readonly #coalesce: boolean;
   #lastSignAt?: number;
   readonly #coverRate: number;
   readonly #rekeyAfterMessages: number;
@@ -356,6 +363,7 @@ export class Session {
     }
     this.#signEvery = signEvery;
     this.#signIntervalMs = options.signIntervalMs ?? DEFAULT_SIGN_INTERVAL_MS;
+    this.#coalesce = options.coalesce ?? true;
     this.#minSignGapMs = signEvery === 1
       ? 0
       : options.minSignGapMs ?? DEFAULT_MIN_SIGN_GAP_MS;
@@ -446,7 +454,9 @@ export class Session {
     const left = this.#maxCounter - this.#nextCounter + 1n;
     const byCounter = left > BigInt(FLOW_WINDOW) ? FLOW_WINDOW : Number(left);
     const byKey = REKEY_HARD_LIMIT_MESSAGES - this.#sentInEpoch;
-    return Math.max(0, Math.min(byWindow, byCounter, byKey));
+    const bySeq = FLOW_WINDOW - 1 -
+      Number(this.#nextSeq - this.#oldestInflightSeq());
+    return Math.max(0, Math.min(byWindow, byCounter, byKey, bySeq + 1));
   }
 
   /** Seals one DATA message; see {@link sendMany}. */
@@ -461,6 +471,7 @@ export class Session {
    * `counter-exhausted` or `closed` before assigning anything.
    */
   sendMany(bodies: Bytes[], now: number): Promise<Bytes[]> {
+    let groups: Bytes[][];
     try {
       this.#throwIfFailed();
       if (this.#closeSeq !== undefined) {
@@ -474,15 +485,23 @@ export class Session {
           );
         }
       }
-      this.#checkCanSend(bodies.length, FLOW_WINDOW);
+      groups = this.#coalesce
+        ? coalesce(bodies, this.#signEvery)
+        : bodies.map((b) => [b]);
+      this.#checkCanSend(groups.length, FLOW_WINDOW, bodies.length);
     } catch (e) {
       return Promise.reject(e);
     }
     this.#touch(now);
     // Copy: the caller may reuse its buffers before the pipelined crypto runs.
     return all(
-      bodies.map((b) =>
-        this.#sealReliable(InnerType.DATA, b.slice(), now, false)
+      groups.map((g) =>
+        this.#sealReliableGroup(
+          InnerType.DATA,
+          g.map((b) => b.slice()),
+          now,
+          false,
+        )
       ),
     );
   }
@@ -506,7 +525,11 @@ export class Session {
   /** Unacknowledged reliable packets, byte-identical, in counter order: resend them after a reconnect, before new ones. */
   unacked(): Bytes[] {
     const out: Bytes[] = [];
-    for (const o of this.#inflight.values()) if (o.packet) out.push(o.packet);
+    let last: Bytes | undefined;
+    for (const o of this.#inflight.values()) {
+      // Coalesced messages share one packet: send it once.
+      if (o.packet && o.packet !== last) out.push(last = o.packet);
+    }
     return out;
   }
 
@@ -610,8 +633,24 @@ export class Session {
     return first.done ? this.#nextCounter : first.value.counter;
   }
 
-  /** Throws unless `n` more packets fit under `limit` counters past the oldest unacked one. */
-  #checkCanSend(n: number, limit: number): void {
+  /** Seq of the oldest unacknowledged reliable message (nextSeq when none). */
+  #oldestInflightSeq(): bigint {
+    const first = this.#inflight.values().next();
+    return first.done ? this.#nextSeq : first.value.seq;
+  }
+
+  /** Throws unless `n` more packets fit under `limit` counters past the oldest unacked one (and `seqs` more messages inside the flow window). */
+  #checkCanSend(n: number, limit: number, seqs = 0): void {
+    if (
+      seqs > 0 &&
+      this.#nextSeq + BigInt(seqs) - 1n - this.#oldestInflightSeq() >=
+        BigInt(FLOW_WINDOW)
+    ) {
+      throw new ProtocolError(
+        "window-full",
+        "too many unacknowledged messages; retry after ACKs",
+      );
+    }
     if (this.#nextCounter + BigInt(n) - 1n > this.#maxCounter) {
       throw new ProtocolError(
         "counter-exhausted",
@@ -654,11 +693,11 @@ export class Session {
     now: number,
     forceSign: boolean,
   ): MaybePromise<Bytes> {
-    const counter = this.#nextCounter++;
-    const seq = this.#nextSeq++;
-    const keys = this.#sendKeys;
-    this.#sentInEpoch++;
-    this.stats.packetsSent++;
+    return this.#sealReliableGroup(type, [body], now, forceSign);
+  }
+
+  /** Decides whether the next reliable message carries a chain signature, and counts it. */
+  #signNext(now: number, forceSign: boolean): boolean {
     const signed = forceSign ||
       (this.#unsignedCount + 1 >= this.#signEvery &&
         (this.#lastSignAt === undefined ||
@@ -672,55 +711,95 @@ export class Session {
       this.#unsignedCount++;
       this.#firstUnsignedAt ??= now;
     }
+    return signed;
+  }
+
+  /**
+   * Seals reliable messages of `type` into ONE record (one counter; several
+   * only for DATA, see {@link coalesce}): seqs, chain steps, signature
+   * decisions and transcript entries are assigned synchronously in order.
+   */
+  #sealReliableGroup(
+    type: number,
+    bodies: Bytes[],
+    now: number,
+    forceSign: boolean,
+  ): MaybePromise<Bytes> {
+    const counter = this.#nextCounter++;
+    const keys = this.#sendKeys;
+    this.#sentInEpoch++;
+    this.stats.packetsSent++;
     const primitives = this.#primitives;
-    const head = andThen(
-      this.#sendChain,
-      (prev) => chainStepEager(primitives, prev, seq, type, body),
-    );
-    if (isPromise(head)) head.catch(noop);
-    this.#sendChain = head;
-    const entry: Outgoing = { seq, counter, epoch: keys.epoch, type };
-    this.#inflight.set(seq, entry);
-    const record = this.#transcript?.add({
-      direction: this.#sendDir,
-      seq,
-      type,
-      body,
-    });
-    const seal = (signature?: Bytes): MaybePromise<Bytes> =>
+    const entries: Outgoing[] = [];
+    const parts: {
+      msg: InnerMessage;
+      head?: MaybePromise<Bytes>;
+      record?: TranscriptMessage;
+    }[] = [];
+    for (const body of bodies) {
+      const seq = this.#nextSeq++;
+      const signed = this.#signNext(now, forceSign);
+      const head = andThen(
+        this.#sendChain,
+        (prev) => chainStepEager(primitives, prev, seq, type, body),
+      );
+      if (isPromise(head)) head.catch(noop);
+      this.#sendChain = head;
+      const entry: Outgoing = { seq, counter, epoch: keys.epoch, type };
+      this.#inflight.set(seq, entry);
+      entries.push(entry);
+      const record = this.#transcript?.add({
+        direction: this.#sendDir,
+        seq,
+        type,
+        body,
+      });
+      parts.push({
+        msg: { type, seq, body },
+        head: signed ? head : undefined,
+        record,
+      });
+    }
+    const seal = (): MaybePromise<Bytes> =>
       andThen(
         sealRecordEager(
           keys,
           counter,
-          encodeInner({ type, seq, body, signature }),
+          parts.length === 1
+            ? encodeInner(parts[0].msg)
+            : encodeInnerMany(parts.map((p) => p.msg)),
           this.#localId,
           this.#peerId,
         ),
         (packet) => {
-          entry.packet = packet;
+          for (const e of entries) e.packet = packet;
           return packet;
         },
       );
-    if (!signed) return seal();
+    if (!parts.some((p) => p.head !== undefined)) return seal();
     return (async () => {
-      const h = await head;
-      const signature = await sign(
-        this.#privateKey,
-        chainSignatureInput(
-          this.#role,
-          this.#localFp,
-          this.#peerFp,
-          this.#sessionHash,
-          seq,
-          h,
-        ),
-      );
-      this.stats.signaturesMade++;
-      if (record) {
-        record.head = h;
-        record.signature = signature;
+      for (const p of parts) {
+        if (p.head === undefined) continue;
+        const h = await p.head;
+        const signature = await sign(
+          this.#privateKey,
+          chainSignatureInput(
+            this.#role,
+            this.#localFp,
+            this.#peerFp,
+            this.#sessionHash,
+            p.msg.seq,
+            h,
+          ),
+        );
+        this.stats.signaturesMade++;
+        p.msg.signature = signature;
+        if (p.record) {
+          p.record.head = h;
+          p.record.signature = signature;
+        }
       }
-      return await seal(signature);
+      return await seal();
     })();
   }
 
@@ -1008,7 +1087,15 @@ export class Session {
       }
       this.#replay.accept(job.counter);
       this.stats.packetsReceived++;
-      const msg = decodeInner(pt);
+      const msgs = decodeInnerAll(pt);
+      if (msgs.length > 1) {
+        // Coalesced DATA (consecutive seqs, checked by the decoder).
+        for (const m of msgs) {
+          this.#handleReliable(m, job.counter, now, events, verifications);
+        }
+        continue;
+      }
+      const msg = msgs[0];
       if (msg.type === InnerType.DUMMY) {
         this.stats.dummiesReceived++;
       } else if (msg.type === InnerType.ACK) {
@@ -1284,4 +1371,36 @@ export class Session {
       events.push({ type: "closed" });
     }
   }
+}
+
+/**
+ * Splits DATA bodies into records: consecutive bodies share one while their
+ * inner plaintext fits COALESCE_PLAINTEXT_MAX — counting the most chain
+ * signatures k messages can carry, ⌈k / signEvery⌉, so the frame never
+ * exceeds 4096 bytes — and at most MAX_MESSAGES_PER_RECORD. A body too large
+ * to share goes alone.
+ */
+export function coalesce(bodies: Bytes[], signEvery: number): Bytes[][] {
+  const groups: Bytes[][] = [];
+  let cur: Bytes[] = [];
+  let unsignedLen = 0;
+  const fits = (k: number, len: number) =>
+    len + P256_SIGNATURE_LENGTH * Math.ceil(k / signEvery) <=
+      COALESCE_PLAINTEXT_MAX;
+  for (const b of bodies) {
+    const len = innerLength(b.length, false);
+    if (
+      cur.length > 0 &&
+      (cur.length === MAX_MESSAGES_PER_RECORD ||
+        !fits(cur.length + 1, unsignedLen + len))
+    ) {
+      groups.push(cur);
+      cur = [];
+      unsignedLen = 0;
+    }
+    cur.push(b);
+    unsignedLen += len;
+  }
+  if (cur.length > 0) groups.push(cur);
+  return groups;
 }

@@ -228,6 +228,7 @@ Deno.test("malicious relay: bit flips, truncation, extension — never delivered
     const q = p;
     const seen = new Set<string>();
     let damaged = 0;
+    let dataRecords = 0;
     // First sight of every DATA record (both ways) is replaced by a damaged
     // copy; the byte-identical retransmission passes. ACKs are never resent
     // byte-identical, so only every third one is damaged.
@@ -237,6 +238,7 @@ Deno.test("malicious relay: bit flips, truncation, extension — never delivered
       const key = hex(c.payload);
       if (seen.has(key)) return;
       seen.add(key);
+      if (isDataRecord(c)) dataRecords++;
       r.deliver(c.from, c.to, damage[damaged++ % damage.length](c.payload));
       return "drop";
     };
@@ -244,7 +246,10 @@ Deno.test("malicious relay: bit flips, truncation, extension — never delivered
     const toBank = await sendAll(q.customer, q.bank, 20, 3);
     await q.bank.waitCount(isType("delivered"), 8, "bank delivered");
     await q.customer.waitCount(isType("delivered"), 3, "customer delivered");
-    assert.ok(damaged >= 11, `damaged ${damaged} records`);
+    // Lines queued together may share a record (coalescing): at least one
+    // record each way, every one of them damaged on first sight.
+    assert.ok(dataRecords >= 2, `${dataRecords} DATA records`);
+    assert.ok(damaged >= dataRecords, `damaged ${damaged} records`);
     assert.deepEqual(received(q.customer), toCustomer);
     assert.deepEqual(received(q.bank), toBank);
     assert.deepEqual(errors(q.bank), []);
@@ -280,7 +285,7 @@ Deno.test("malicious relay: frames re-stamped with forged sender IDs and injecte
     };
     const toCustomer = await sendAll(q.bank, q.customer, 1, 6);
     await q.bank.waitCount(isType("delivered"), 6, "bank delivered");
-    assert.ok(injected >= 9);
+    assert.ok(injected >= 3, `${injected} injected`);
     assert.deepEqual(received(q.customer), toCustomer);
     assert.deepEqual(errors(q.customer), []);
     assert.equal(q.customer.events.filter(isType("secure")).length, 1);

@@ -112,7 +112,12 @@ Deno.test("a node session and a WebCrypto session send byte-identical unsigned p
 for (const nodeSide of ["I", "R"] as const) {
   Deno.test(`node ↔ WebCrypto sessions interoperate (node = ${nodeSide}): sizes across the threshold, rekeys, signatures, close, transcripts`, async () => {
     const { a, b } = await mixedPair(
-      { signEvery: 8, minSignGapMs: 0, rekeyAfterMessages: 50 },
+      {
+        signEvery: 8,
+        minSignGapMs: 0,
+        coalesce: false,
+        rekeyAfterMessages: 50,
+      },
       nodeSide,
     );
     const sent: Bytes[] = [];

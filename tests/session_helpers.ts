@@ -89,16 +89,12 @@ export async function pair(
   optionsR: SessionOptions = optionsI,
 ): Promise<{ a: Session; b: Session; fx: Fixture }> {
   const fx = await fixture();
-  // Tests place signatures by count: no minimum gap unless a test asks for one.
+  // Tests place signatures by count and drop packets by index: no minimum
+  // signature gap and one record per message unless a test asks otherwise.
+  const base = { minSignGapMs: 0, coalesce: false };
   return {
-    a: await Session.fromHandshake(fx.resultI, {
-      minSignGapMs: 0,
-      ...optionsI,
-    }),
-    b: await Session.fromHandshake(fx.resultR, {
-      minSignGapMs: 0,
-      ...optionsR,
-    }),
+    a: await Session.fromHandshake(fx.resultI, { ...base, ...optionsI }),
+    b: await Session.fromHandshake(fx.resultR, { ...base, ...optionsR }),
     fx,
   };
 }

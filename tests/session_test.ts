@@ -610,3 +610,87 @@ Deno.test("close: the answering side is closed only when everything it sent is a
   assert.ok(b.closed, `b closed (unacked: ${b.unacked().length})`);
   assert.equal(lost.length, 1);
 });
+
+Deno.test("coalescing: one sendMany of 100 bodies of 256 B → 8 records of ≤ 4096 B, each message delivered once, in order, signed at 64", async () => {
+  const { a, b } = await pair({ coalesce: true });
+  const rand = prng(7);
+  const bodies = Array.from({ length: 100 }, () => rand(256));
+  const packets = await a.sendMany(bodies, 0);
+  // 14 per record (14 × 270 + 64 ≤ 4044 < 15 × 270 + 64): ⌈100 / 14⌉ = 8.
+  assert.equal(packets.length, 8);
+  for (const p of packets) {
+    const frame = p.length + RELAY_DATA_HEADER_LENGTH;
+    assert.equal(frame & (frame - 1), 0, `frame ${frame} is a power of two`);
+    assert.ok(frame <= 4096, `frame ${frame} ≤ 4096`);
+  }
+  assert.deepEqual(
+    packets.map((p) => decodeRecordHeader(p).counter),
+    [0n, 1n, 2n, 3n, 4n, 5n, 6n, 7n],
+  );
+  const ev = await exchange(a, b, packets, 0);
+  const evB = ev.get(b)!;
+  assert.deepEqual(messages(evB), bodies);
+  assert.deepEqual(
+    evB.flatMap((e) => e.type === "message" ? [e.seq] : []),
+    bodies.map((_, i) => BigInt(i + 1)),
+  );
+  assert.deepEqual(
+    evB.flatMap((e) => e.type === "signature-verified" ? [e.seq] : []),
+    [64n],
+  );
+  const acked = ev.get(a)!.flatMap((e) => e.type === "acked" ? e.seqs : []);
+  assert.equal(acked.length, 100, "every seq acknowledged");
+  assert.deepEqual(a.unacked(), []);
+  // A single send is never held back to be coalesced.
+  assert.equal((await a.send(enc.encode("alone"), 1)).length, 1);
+});
+
+Deno.test("coalescing: a lost record holds back its messages only; retransmission sends it once and delivers exactly once", async () => {
+  const { a, b } = await pair({ coalesce: true });
+  const bodies = Array.from({ length: 42 }, (_, i) => enc.encode(`m${i}`));
+  const packets = await a.sendMany(bodies, 0);
+  assert.ok(packets.length >= 1);
+  // Short bodies: 42 fit one 4096 frame? 42 × (14 + 3) ≤ 4044: a single record.
+  assert.equal(packets.length, 1);
+  const many = await a.sendMany(
+    Array.from({ length: 40 }, () => new Uint8Array(256)),
+    0,
+  );
+  assert.equal(many.length, 3);
+  assert.deepEqual(a.unacked(), [...packets, ...many], "each packet once");
+  // The first of the three is lost.
+  const r = await b.receiveMany([packets[0], many[1], many[2]], 0);
+  assert.equal(messages(r.events).length, 42, "later records wait in order");
+  const acks = await b.poll(ACK_DELAY_MS);
+  await a.receiveMany([...r.packets, ...acks], ACK_DELAY_MS);
+  assert.deepEqual(a.unacked(), [many[0]], "only the lost record is resent");
+  const r2 = await b.receive(many[0], 30);
+  assert.equal(messages(r2.events).length, 40);
+  assert.equal(b.stats.delivered, 82);
+  const r3 = await b.receive(many[0], 31);
+  assert.deepEqual(messages(r3.events), [], "a duplicate is not redelivered");
+  assert.equal(b.stats.replays, 1);
+  assert.equal(b.failed, undefined);
+});
+
+Deno.test("coalescing: flow control counts messages as well as records", async () => {
+  const { a, b } = await pair({ coalesce: true });
+  assert.equal(a.sendCapacity(), FLOW_WINDOW);
+  await rejectsWith(
+    a.sendMany(
+      Array.from({ length: FLOW_WINDOW + 1 }, () => new Uint8Array(0)),
+      0,
+    ),
+    "window-full",
+  );
+  const packets = await a.sendMany(
+    Array.from({ length: FLOW_WINDOW }, () => new Uint8Array(0)),
+    0,
+  );
+  assert.equal(packets.length, FLOW_WINDOW / 64, "64 per record at most");
+  assert.equal(a.sendCapacity(), 0);
+  await rejectsWith(a.send(new Uint8Array(0), 0), "window-full");
+  const ev = await exchange(a, b, packets, 0);
+  assert.equal(messages(ev.get(b)!).length, FLOW_WINDOW);
+  assert.equal(a.sendCapacity(), FLOW_WINDOW);
+});
