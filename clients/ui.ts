@@ -4,6 +4,7 @@
  * @module
  */
 
+import { clearImmediate, setImmediate } from "node:timers";
 import type { ClientEvent } from "./engine.ts";
 import { formatFingerprint } from "../lib/fingerprint.ts";
 import { parsePaymentMessage } from "../lib/payment.ts";
@@ -42,10 +43,10 @@ export interface BufferedWriter {
 export function bufferedWriter(sink: (text: string) => void): BufferedWriter {
   let parts: string[] = [];
   let units = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: ReturnType<typeof setImmediate> | undefined;
   const flush = () => {
     if (timer !== undefined) {
-      clearTimeout(timer);
+      clearImmediate(timer);
       timer = undefined;
     }
     if (parts.length === 0) return;
@@ -59,7 +60,7 @@ export function bufferedWriter(sink: (text: string) => void): BufferedWriter {
       parts.push(text);
       units += text.length;
       if (units >= BUFFER_FLUSH_UNITS) flush();
-      else timer ??= setTimeout(flush, 0);
+      else timer ??= setImmediate(flush);
     },
     flush,
   };
