@@ -1,20 +1,28 @@
 /**
- * The load generator: raw TLS WebSocket clients that register the way the
- * relay requires (CHALLENGE → REGISTER signed with a fresh Ed25519 mailbox
- * key → REGISTERED) and then run closed-loop sender/receiver pairs. Every
- * DATA frame carries its send time; the receiver's arrival sends the next
- * frame, so each pair keeps exactly `inFlight` frames in flight. Every loop
- * is bounded in time. Works unchanged against the relay and the baseline.
+ * The load generator: TLS WebSocket clients that register the way the relay
+ * requires (CHALLENGE → REGISTER signed with a fresh Ed25519 mailbox key →
+ * REGISTERED) and then run closed-loop sender/receiver pairs. Every DATA
+ * frame carries its send time; the receiver's arrival sends the next frame,
+ * so each pair keeps exactly `inFlight` frames in flight. Every loop is
+ * bounded in time. Works unchanged against the relay and the baseline.
+ *
+ * Two transports behind one {@link BenchClient}:
+ * - Deno's built-in `WebSocket` ({@link connectClient}): cannot set
+ *   `TCP_NODELAY`, so small frames meet Nagle/delayed-ACK stalls (~40 ms);
+ * - our own client transport, `PinnedRelayConnection` from
+ *   lib/deno/pinned_relay.ts ({@link connectOwnClient}): `TCP_NODELAY`, one
+ *   write per task and an ack pong after reads.
  * @module
  */
 
 import { RELAY_SUBPROTOCOL } from "../lib/constants.ts";
-import { encodeRegister, FrameType } from "../lib/relay_frame.ts";
+import { encodeRegister, type Frame, FrameType } from "../lib/relay_frame.ts";
 import {
   type MailboxKey,
   sessionIdOf,
   signRegistration,
 } from "../lib/registration.ts";
+import { PinnedRelayConnection } from "../lib/deno/pinned_relay.ts";
 
 /** Relay DATA header length: version, type, peer ID (16), frame number u32. */
 const HEADER = 22;
@@ -29,14 +37,40 @@ const CONNECT_TIMEOUT_MS = 15000;
 /** Time allowed for in-flight frames to drain after a run. */
 const DRAIN_TIMEOUT_MS = 3000;
 
-/** A registered bench client. */
+/**
+ * A registered bench client, whatever its transport.
+ *
+ * `onFrame` is called for every frame received after registration with the
+ * frame's type byte (`FrameType.DATA`, `FrameType.ERROR`, …) and, for a DATA
+ * frame at least {@link MIN_FRAME} bytes long, the float64 send stamp at
+ * offset 22 (the first payload bytes; 0 otherwise).
+ */
 export interface BenchClient {
-  /** The socket. */
-  ws: WebSocket;
   /** Bound session ID. */
   id: Uint8Array;
-  /** Closes the socket and waits for the close event. */
+  /**
+   * Sends a whole relay frame (header included; the buffer may be reused as
+   * soon as this returns). The own transport numbers frames itself: the
+   * frame number at bytes 18..22 is ignored there.
+   */
+  send(frame: Uint8Array): void;
+  /** Receives each frame's type byte and, for DATA, its send stamp. */
+  onFrame: ((type: number, stamp: number) => void) | null;
+  /** Closes the connection and waits until it is closed. */
   close(): Promise<void>;
+}
+
+/** How {@link connectMany} connects: the built-in WebSocket through an HttpClient, or our own transport pinned to a CA. */
+export type BenchTransport = Deno.HttpClient | { caPem: string };
+
+/** Scratch for reading a stamp without allocating (copied byte-wise: the source need not be aligned). */
+const stampBytes = new Uint8Array(8);
+const stampView = new DataView(stampBytes.buffer);
+
+/** The float64 (big-endian, as DataView writes it) at `at` in `bytes`. */
+function readStamp(bytes: Uint8Array, at: number): number {
+  for (let i = 0; i < 8; i++) stampBytes[i] = bytes[at + i];
+  return stampView.getFloat64(0);
 }
 
 /** A fresh Ed25519 mailbox key (lighter than generateMailboxKey: nothing to persist). */
@@ -55,7 +89,7 @@ async function freshMailbox(): Promise<MailboxKey> {
   };
 }
 
-/** Opens one client and registers it. */
+/** Opens one client on Deno's built-in WebSocket and registers it. */
 export async function connectClient(
   url: string,
   httpClient: Deno.HttpClient,
@@ -96,24 +130,91 @@ export async function connectClient(
     };
   });
   ws.onclose = null;
-  ws.onmessage = null;
-  return {
-    ws,
+  const client: BenchClient = {
     id,
+    send(frame) {
+      ws.send(frame); // the runtime copies the bytes: the buffer is reused
+    },
+    onFrame: null,
     async close() {
       if (ws.readyState <= WebSocket.OPEN) ws.close();
       await closed;
     },
   };
+  ws.onmessage = (ev) => {
+    const on = client.onFrame;
+    if (on === null) return;
+    const f = new Uint8Array(ev.data as ArrayBuffer);
+    on(
+      f[1],
+      f[1] === FrameType.DATA && f.length >= MIN_FRAME
+        ? readStamp(f, STAMP_AT)
+        : 0,
+    );
+  };
+  return client;
 }
 
-/** Opens `n` registered clients, `concurrency` at a time; closes them all if one fails. */
+/**
+ * Opens one client on our own transport (`PinnedRelayConnection`: node:tls
+ * pinned to `caPem`, `TCP_NODELAY`, ack pongs) and registers it.
+ */
+export async function connectOwnClient(
+  url: string,
+  caPem: string,
+): Promise<BenchClient> {
+  const conn = await PinnedRelayConnection.connect({
+    url,
+    mailbox: await freshMailbox(),
+    caPem,
+    timeoutMs: CONNECT_TIMEOUT_MS,
+  });
+  // The peer and payload views of the last frame sent: runPairs reuses one
+  // buffer per pair, so they are made once, not per send.
+  let last: Uint8Array | undefined;
+  let peer: Uint8Array = new Uint8Array(0);
+  let payload: Uint8Array = new Uint8Array(0);
+  const client: BenchClient = {
+    id: conn.id,
+    send(frame) {
+      if (frame !== last) {
+        last = frame;
+        peer = frame.subarray(2, 18);
+        payload = frame.subarray(HEADER);
+      }
+      conn.send(peer, payload); // encodes into a new buffer: `frame` may be reused
+    },
+    onFrame: null,
+    async close() {
+      await conn.close();
+    },
+  };
+  conn.onFrame = (f: Frame) => {
+    const on = client.onFrame;
+    if (on === null) return;
+    if (f.type === "data") {
+      on(
+        FrameType.DATA,
+        f.payload.length >= MIN_FRAME - HEADER ? readStamp(f.payload, 0) : 0,
+      );
+    } else if (f.type === "error") on(FrameType.ERROR, 0);
+  };
+  return client;
+}
+
+/**
+ * Opens `n` registered clients, `concurrency` at a time; closes them all if
+ * one fails. `via` picks the transport: an HttpClient for the built-in
+ * WebSocket, `{ caPem }` for our own.
+ */
 export async function connectMany(
   url: string,
-  httpClient: Deno.HttpClient,
+  via: BenchTransport,
   n: number,
   concurrency = 64,
 ): Promise<BenchClient[]> {
+  const connect = () =>
+    "caPem" in via ? connectOwnClient(url, via.caPem) : connectClient(url, via);
   const out: BenchClient[] = [];
   let next = 0;
   let failure: unknown;
@@ -121,7 +222,7 @@ export async function connectMany(
     while (next < n && failure === undefined) {
       next++;
       try {
-        out.push(await connectClient(url, httpClient));
+        out.push(await connect());
       } catch (e) {
         failure ??= e;
       }
@@ -213,20 +314,18 @@ export async function runPairs(opts: RunPairsOptions): Promise<LoadResult> {
       dv.setUint32(18, ++frameNo);
       dv.setFloat64(STAMP_AT, performance.now());
       outstanding++;
-      sender.ws.send(frame); // the runtime copies the bytes: the buffer is reused
+      sender.send(frame); // both transports copy the bytes: the buffer is reused
     };
-    sender.ws.onmessage = (ev) => {
-      const f = new Uint8Array(ev.data as ArrayBuffer);
-      if (f[1] === FrameType.ERROR) {
+    sender.onFrame = (type) => {
+      if (type === FrameType.ERROR) {
         errors++;
         outstanding--;
         if (sending) send();
         else if (outstanding === 0) drainedResolve();
       }
     };
-    receiver.ws.onmessage = (ev) => {
-      const buf = ev.data as ArrayBuffer;
-      const sent = new DataView(buf).getFloat64(STAMP_AT);
+    receiver.onFrame = (type, sent) => {
+      if (type !== FrameType.DATA) return;
       outstanding--;
       if (measuring) {
         delivered++;
@@ -257,7 +356,7 @@ export async function runPairs(opts: RunPairsOptions): Promise<LoadResult> {
     ]);
     clearTimeout(timer);
   }
-  for (const c of clients) c.ws.onmessage = null;
+  for (const c of clients) c.onFrame = null;
   const sorted = samples.subarray(0, kept).sort();
   const pct = (q: number) =>
     kept === 0 ? 0 : sorted[Math.min(kept - 1, Math.floor(q * kept))];

@@ -7,12 +7,20 @@
  *    frames in flight per pair, against the relay and against a minimal
  *    forwarder (bench/baseline_forwarder.ts) started in the same run; both
  *    are `deno run` subprocesses whose CPU comes from /proc/<pid>/stat.
- * 2. unloaded: one frame in flight, one pair: latency.
- * 3. memory: relay RSS with 1,000 and 5,000 idle registered connections
+ *    Clients: Deno's built-in WebSocket.
+ * 2. stall: the latency-stall target cell — P=1, 256 B, 32 frames in
+ *    flight, p99 ≤ 5 ms and max ≤ 10 ms through the relay with our own
+ *    client transport (`PinnedRelayConnection`, lib/deno/pinned_relay.ts:
+ *    `TCP_NODELAY`, one write per task, ack pongs) — against the relay and
+ *    the baseline started in the same run, and the same cell with Deno's
+ *    built-in WebSocket client (no `TCP_NODELAY`: 40 ms Nagle/delayed-ACK
+ *    stalls) for comparison; a MET / MISSED verdict line.
+ * 3. unloaded: one frame in flight, one pair: latency.
+ * 4. memory: relay RSS with 1,000 and 5,000 idle registered connections
  *    (10,000 with --full).
- * 4. channel: handshakes/s and sealed+opened messages/s per primitive
+ * 5. channel: handshakes/s and sealed+opened messages/s per primitive
  *    provider (bench/channel.ts).
- * 5. e2e: the real bank and customer clients through a relay, as
+ * 6. e2e: the real bank and customer clients through a relay, as
  *    subprocesses fed on stdin (bench/e2e.ts): messages/s one way and both
  *    ways, send → delivery latency, against the 25,000 msgs/s target.
  *
@@ -25,6 +33,7 @@ import { parseArgs } from "node:util";
 import { ensureCerts } from "../tools/certs.ts";
 import {
   type BenchClient,
+  type BenchTransport,
   closeAll,
   connectMany,
   type LoadResult,
@@ -51,6 +60,12 @@ const RELAY_BENCH_FLAGS = [
 ];
 /** Frames in flight per pair in the loaded cells. */
 const IN_FLIGHT = 32;
+/** The stall cell's frame size (whole frame). */
+const STALL_SIZE = 256;
+/** Target of the stall cell: p99 at most this (ms), through the relay with our own client. */
+const STALL_TARGET_P99_MS = 5;
+/** Target of the stall cell: max at most this (ms). */
+const STALL_TARGET_MAX_MS = 10;
 
 interface Plan {
   pairs: number[];
@@ -117,7 +132,42 @@ interface MemoryLevel {
   baselineKbPerConnection?: number;
 }
 
-const SECTIONS = ["relay", "unloaded", "memory", "channel", "e2e"] as const;
+/** Figures of one server in the stall cell (the relay's; baseline… for the baseline). */
+interface StallFigures {
+  msgsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  cpuUsPerMsg: number;
+  baselineMsgsPerSec: number;
+  baselineP50Ms: number;
+  baselineP99Ms: number;
+  baselineMaxMs: number;
+  baselineCpuUsPerMsg: number;
+  errors: number;
+}
+
+/** The stall section's JSON: own-client figures at the top, the built-in WebSocket's under `webSocket`. */
+interface StallResult extends StallFigures {
+  pairs: number;
+  size: number;
+  inFlight: number;
+  client: string;
+  targetP99Ms: number;
+  targetMaxMs: number;
+  /** p99 ≤ targetP99Ms and max ≤ targetMaxMs, through the relay with our own client. */
+  met: boolean;
+  webSocket: StallFigures;
+}
+
+const SECTIONS = [
+  "relay",
+  "stall",
+  "unloaded",
+  "memory",
+  "channel",
+  "e2e",
+] as const;
 type Section = typeof SECTIONS[number];
 
 const started = performance.now();
@@ -273,6 +323,80 @@ async function relaySection(plan: Plan, certs: Certs, http: Deno.HttpClient) {
     }
   }
   return cells;
+}
+
+/** The stall cell with one transport: one pair on the relay, one on the baseline. */
+async function stallCell(
+  plan: Plan,
+  relay: ServerProcess,
+  baseline: ServerProcess,
+  via: BenchTransport,
+  all: BenchClient[],
+): Promise<StallFigures> {
+  const rc = await connectMany(relay.url, via, 2);
+  all.push(...rc);
+  const bc = await connectMany(baseline.url, via, 2);
+  all.push(...bc);
+  const run = (server: ServerProcess, clients: BenchClient[]) =>
+    measure(
+      server,
+      clients,
+      STALL_SIZE,
+      IN_FLIGHT,
+      plan.warmupMs,
+      plan.measureMs,
+    );
+  const r = await run(relay, rc);
+  const b = await run(baseline, bc);
+  return {
+    msgsPerSec: r.msgsPerSec,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    maxMs: r.maxMs,
+    cpuUsPerMsg: r.cpuUsPerMsg,
+    baselineMsgsPerSec: b.msgsPerSec,
+    baselineP50Ms: b.p50Ms,
+    baselineP99Ms: b.p99Ms,
+    baselineMaxMs: b.maxMs,
+    baselineCpuUsPerMsg: b.cpuUsPerMsg,
+    errors: r.errors + b.errors,
+  };
+}
+
+/** The latency-stall target cell, own client and built-in WebSocket, relay and baseline. */
+async function stallSection(
+  plan: Plan,
+  certs: Certs,
+  http: Deno.HttpClient,
+): Promise<StallResult> {
+  const caPem = await Deno.readTextFile(certs.caPath);
+  const [relay, baseline] = await startBoth(certs);
+  const all: BenchClient[] = [];
+  try {
+    const own = await stallCell(plan, relay, baseline, { caPem }, all);
+    const line = (what: string, f: StallFigures) =>
+      `stall ${what}: relay ${fmt(f.msgsPerSec)} msgs/s p99 ${
+        fmt(f.p99Ms)
+      } ms max ${fmt(f.maxMs)} ms; baseline ${
+        fmt(f.baselineMsgsPerSec)
+      } msgs/s p99 ${fmt(f.baselineP99Ms)} ms max ${fmt(f.baselineMaxMs)} ms`;
+    log(line("own client", own));
+    const webSocket = await stallCell(plan, relay, baseline, http, all);
+    log(line("WebSocket client", webSocket));
+    return {
+      pairs: 1,
+      size: STALL_SIZE,
+      inFlight: IN_FLIGHT,
+      client: "own (PinnedRelayConnection, lib/deno/pinned_relay.ts)",
+      targetP99Ms: STALL_TARGET_P99_MS,
+      targetMaxMs: STALL_TARGET_MAX_MS,
+      ...own,
+      met: own.p99Ms <= STALL_TARGET_P99_MS && own.maxMs <= STALL_TARGET_MAX_MS,
+      webSocket,
+    };
+  } finally {
+    await teardown(all, [relay, baseline]);
+  }
 }
 
 async function unloadedSection(
@@ -468,6 +592,65 @@ function render(out: Record<string, unknown>): string {
       "",
     );
   }
+  const st = out.stall as StallResult | undefined;
+  if (st) {
+    const row = (client: string, f: StallFigures) => [
+      [
+        client,
+        "relay",
+        f.msgsPerSec,
+        f.p50Ms,
+        f.p99Ms,
+        f.maxMs,
+        f.cpuUsPerMsg,
+      ],
+      [
+        client,
+        "baseline",
+        f.baselineMsgsPerSec,
+        f.baselineP50Ms,
+        f.baselineP99Ms,
+        f.baselineMaxMs,
+        f.baselineCpuUsPerMsg,
+      ],
+    ];
+    const against = (value: number, limit: number) =>
+      `${fmt(value)} ms (${
+        value <= limit
+          ? `${fmt(limit - value)} ms to spare`
+          : `${fmt(value - limit)} ms over`
+      })`;
+    lines.push(
+      `Latency stalls (P=${st.pairs}, ${st.size} B, ${st.inFlight} frames in flight; own = lib/deno/pinned_relay.ts with TCP_NODELAY and ack pongs, WebSocket = Deno's built-in client):`,
+      table([
+        [
+          "client",
+          "server",
+          "msgs/s",
+          "p50 ms",
+          "p99 ms",
+          "max ms",
+          "CPU µs/msg",
+        ],
+        ...row("own", st),
+        ...row("WebSocket", st.webSocket),
+      ]),
+      `Target p99 ≤ ${st.targetP99Ms} ms and max ≤ ${st.targetMaxMs} ms (P=${st.pairs}, ${st.size} B, ${st.inFlight} in flight, own client through the relay): ${
+        st.met ? "MET" : "MISSED"
+      } — p99 ${against(st.p99Ms, st.targetP99Ms)}, max ${
+        against(st.maxMs, st.targetMaxMs)
+      }; baseline p99 ${fmt(st.baselineP99Ms)} ms, max ${
+        fmt(st.baselineMaxMs)
+      } ms; WebSocket client through the relay p99 ${
+        fmt(st.webSocket.p99Ms)
+      } ms, max ${fmt(st.webSocket.maxMs)} ms${
+        st.errors + st.webSocket.errors
+          ? `; ${st.errors + st.webSocket.errors} ERROR frames`
+          : ""
+      }`,
+      "",
+    );
+  }
   const u = out.unloaded as Record<string, number> | undefined;
   if (u) {
     lines.push(
@@ -589,7 +772,12 @@ async function main(args: string[]): Promise<number> {
   });
   if (values.help) {
     console.log(
-      "deno task bench [--quick] [--full] [--json FILE] [--only relay,unloaded,memory,channel,e2e]\n" +
+      `deno task bench [--quick] [--full] [--json FILE] [--only ${
+        SECTIONS.join(",")
+      }]\n` +
+        "  --only   sections to run, comma-separated (default: all): relay = forwarding matrix,\n" +
+        "           stall = P=1/256 B/32 in flight target (p99 ≤ 5 ms, max ≤ 10 ms) with our own client,\n" +
+        "           unloaded = 1 frame in flight, memory = idle connections, channel = crypto, e2e = real clients\n" +
         "  --quick  smoke run (< 30 s, fewer cells, 200 idle connections)\n" +
         "  --full   also 10,000 idle connections (the default run measures 1,000 and 5,000)",
     );
@@ -626,6 +814,10 @@ async function main(args: string[]): Promise<number> {
       caCerts: [await Deno.readTextFile(c.caPath)],
     });
     if (only.has("relay")) out.relay = await relaySection(plan, certs, http);
+    if (only.has("stall")) {
+      log("latency stalls (own client transport)");
+      out.stall = await stallSection(plan, certs, http);
+    }
     if (only.has("unloaded")) {
       log("unloaded latency");
       out.unloaded = await unloadedSection(plan, certs, http);

@@ -60,6 +60,42 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
       ) positive(c[k], `${at}.${k}`);
       assert.ok(c.p50Ms <= c.p99Ms && c.p99Ms <= c.maxMs, `${at} percentiles`);
     }
+    // The latency-stall target cell: own client and built-in WebSocket, each
+    // through the relay and the baseline. Figures must be real (> 0); the
+    // verdict must follow from them (not asserted MET: loopback timing varies).
+    assert.equal(r.stall.pairs, 1);
+    assert.equal(r.stall.size, 256);
+    assert.equal(r.stall.inFlight, 32);
+    assert.equal(r.stall.targetP99Ms, 5);
+    assert.equal(r.stall.targetMaxMs, 10);
+    const stallRuns = { stall: r.stall, "stall.webSocket": r.stall.webSocket };
+    for (const [at, f] of Object.entries(stallRuns)) {
+      for (const server of ["", "baseline"]) {
+        const key = (k: string) =>
+          server ? `${server}${k[0].toUpperCase()}${k.slice(1)}` : k;
+        for (
+          const k of ["msgsPerSec", "p50Ms", "p99Ms", "maxMs", "cpuUsPerMsg"]
+        ) {
+          positive(f[key(k)], `${at}.${key(k)}`);
+        }
+        assert.ok(
+          f[key("p50Ms")] <= f[key("p99Ms")] &&
+            f[key("p99Ms")] <= f[key("maxMs")],
+          `${at} ${server || "relay"} percentiles`,
+        );
+      }
+      assert.equal(f.errors, 0, `${at}: no ERROR frames`);
+    }
+    assert.equal(
+      r.stall.met,
+      r.stall.p99Ms <= 5 && r.stall.maxMs <= 10,
+      "stall verdict follows from the relay's own-client figures",
+    );
+    assert.match(
+      stdout,
+      /Target p99 ≤ 5 ms and max ≤ 10 ms .*: (MET|MISSED) — p99 /,
+    );
+
     for (const k of ["p50Ms", "p99Ms", "maxMs"]) {
       positive(r.unloaded[k], `unloaded.${k}`);
     }
