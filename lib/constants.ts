@@ -105,7 +105,7 @@ export const INNER_HEADER_LENGTH = 14;
 /** Bytes of a bucket that are not plaintext: relay header 22 + record header 14 + GCM tag 16. */
 export const BUCKET_OVERHEAD = RELAY_DATA_HEADER_LENGTH + RECORD_HEADER_LENGTH +
   16;
-/** Coalescing: DATA messages sealed together share one RECORD while their inner plaintext (signatures counted) fits a 4096-byte frame; one AEAD call and one relay frame per ~12 messages of 256 B instead of per message. */
+/** Coalescing: DATA messages sealed together share one RECORD while their inner plaintext (signatures counted) fits a 4096-byte frame; one AEAD call and one relay frame per 14 messages of 256 B (12 with per-message signing) instead of per message. */
 export const COALESCE_PLAINTEXT_MAX = 4096 - BUCKET_OVERHEAD;
 /** Most messages in one RECORD (bounds the receiver's work per authenticated packet). */
 export const MAX_MESSAGES_PER_RECORD = 64;

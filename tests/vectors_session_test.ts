@@ -1,5 +1,5 @@
 /**
- * Checks tests/vectors/good_record_{keys,data,ack}.json and
+ * Checks tests/vectors/good_record_{keys,data,ack,data_coalesced}.json and
  * fail_record_*.json: the reference computation of
  * tests/vectors/generate_session.ts (written from PROTOCOL.md §2.2 with
  * crypto.subtle only) reproduces every deterministic value; lib/record.ts,
@@ -22,10 +22,14 @@ import {
 import { type Identity, importIdentity } from "../lib/identity.ts";
 import {
   decodeInner,
+  decodeInnerAll,
   decodeRecordHeader,
   deriveTrafficKeys,
   encodeInner,
+  encodeInnerMany,
   encodeRecordHeader,
+  innerLengthMany,
+  type InnerMessage,
   openRecord,
   recordAad,
   recordNonce,
@@ -36,9 +40,12 @@ import { nextMaster, Session, type SessionStats } from "../lib/session.ts";
 import { importSecret } from "../lib/suite.ts";
 import {
   type AckVector,
+  be,
   BODY_1,
   BODY_2,
   cat,
+  COALESCED_BODIES,
+  type CoalescedVector,
   type DataVector,
   type DirectionKeys,
   type FailVector,
@@ -53,9 +60,12 @@ import {
   refChainSignatureInput,
   refChainStart,
   refChainStepInput,
+  refDecodeInner,
   refEcdh,
   refHeader,
   refInner,
+  refInnerMany,
+  type RefMessage,
   refNonce,
   refOpen,
   refRekeyMaster,
@@ -72,6 +82,7 @@ const load = async <T>(name: string): Promise<T> =>
 const K = await load<KeysVector>("good_record_keys.json");
 const D = await load<DataVector>("good_record_data.json");
 const A = await load<AckVector>("good_record_ack.json");
+const C = await load<CoalescedVector>("good_record_data_coalesced.json");
 const failNames = [...Deno.readDirSync(dir)]
   .map((e) => e.name)
   .filter((n) => n.startsWith("fail_record_") && n.endsWith(".json"))
@@ -473,10 +484,11 @@ Deno.test("vector fail_record_*: each gives its outcome at record level and in a
       assert.equal(v.direction, "i2r");
       const packet = h(v.packet);
       const e = v.expected;
-      // Record level: header, AEAD open with the right epoch-0 keys, strict inner decode.
+      // Record level: header, AEAD open with the right epoch-0 keys, strict
+      // inner decode (of any number of messages, as the Session decodes).
       const strictOpen = async () => {
         const { counter } = decodeRecordHeader(packet);
-        decodeInner(
+        decodeInnerAll(
           await openRecord(keys, packet, counter, initiatorId, responderId),
         );
       };
@@ -516,6 +528,373 @@ Deno.test("vector fail_record_*: each gives its outcome at record level and in a
         });
         assert.equal(receiver.failed?.code, e.error);
       }
+    });
+  }
+});
+
+// ── Coalesced records (PROTOCOL.md §2.2.3) ─────────────────────────────────
+
+const alg = { name: "ECDSA", hash: "SHA-256" };
+const decoder = new TextDecoder();
+const isMalformed = (err: unknown) =>
+  err instanceof ProtocolError && err.code === "malformed";
+
+/** The vector's messages as lib/record.ts InnerMessages (and reference RefMessages). */
+function coalescedMessages(): InnerMessage[] {
+  return C.record.messages.map((m) => ({
+    type: m.innerType,
+    seq: BigInt(m.seq),
+    body: h(m.body),
+    ...(m.chain.signature ? { signature: h(m.chain.signature) } : {}),
+  }));
+}
+
+Deno.test("vector good_record_data_coalesced: reference reproduces the record, each chain link and the signature", async () => {
+  const r = C.record;
+  assert.equal(C.base, "good_record_data.json");
+  assert.deepEqual([r.direction, r.epoch, r.counter], ["i2r", 0, "2"]);
+  assert.deepEqual(
+    r.messages.map((m) => [m.innerType, m.seq, m.flags, m.bodyText]),
+    [
+      [1, "3", 0, COALESCED_BODIES[0]],
+      [1, "4", 1, COALESCED_BODIES[1]],
+      [1, "5", 0, COALESCED_BODIES[2]],
+    ],
+  );
+  const header = refHeader(0, 2n);
+  assert.equal(header.toHex(), "0104" + "00000000" + "0000000000000002");
+  assert.equal(header.toHex(), r.header);
+  assert.equal(refNonce(h(K.epoch0.i2r.iv), 2n).toHex(), r.nonce);
+  assert.equal(refAad(header, initiatorId, responderId).toHex(), r.aad);
+
+  // Chain: H_3 extends H_2 of good_record_data.json; each step and the
+  // signature input spelled out.
+  const pub = await crypto.subtle.importKey(
+    "spki",
+    h(D.initiator.identitySpki),
+    ECDSA,
+    false,
+    ["verify"],
+  );
+  let prev = h(rec2.chain!.h2);
+  for (const [i, m] of r.messages.entries()) {
+    const body = h(m.body);
+    assert.equal(body.toHex(), text.encode(m.bodyText!).toHex());
+    assert.equal(m.chain.senderRole, "initiator");
+    assert.equal(m.chain.prev, prev.toHex());
+    const step = cat(
+      prev,
+      new Uint8Array([0, 0, 0, 0, 0, 0, 0, 3 + i, 1, 0, 0, 0, body.length]),
+      body,
+    );
+    assert.equal(step.toHex(), m.chain.stepInput);
+    assert.equal(
+      refChainStepInput(prev, BigInt(3 + i), 1, body).toHex(),
+      m.chain.stepInput,
+    );
+    const head = await sha(step);
+    assert.equal(head.toHex(), m.chain.head);
+    if (m.flags === 1) {
+      const sigInput = cat(
+        text.encode("e2e.v1 chain signature\0initiator"),
+        h(D.initiator.fingerprint),
+        h(D.responder.fingerprint),
+        sessionHash,
+        new Uint8Array([0, 0, 0, 0, 0, 0, 0, 3 + i]),
+        head,
+      );
+      assert.equal(sigInput.toHex(), m.chain.signatureInput);
+      assert.ok(
+        await crypto.subtle.verify(alg, pub, h(m.chain.signature!), sigInput),
+      );
+      // Bound to its own seq and head: it fails over the neighbour's.
+      const other = h(r.messages[i + 1].chain.head);
+      assert.ok(
+        !(await crypto.subtle.verify(
+          alg,
+          pub,
+          h(m.chain.signature!),
+          refChainSignatureInput(
+            "initiator",
+            h(D.initiator.fingerprint),
+            h(D.responder.fingerprint),
+            sessionHash,
+            BigInt(4 + i),
+            other,
+          ),
+        )),
+      );
+    } else {
+      assert.equal(m.chain.signatureInput, undefined);
+      assert.equal(m.chain.signature, undefined);
+    }
+    prev = head;
+  }
+
+  // Plaintext: the messages back to back from offset 0, then zeros.
+  const pt = h(r.innerPlaintext);
+  let at = 0;
+  for (const m of r.messages) {
+    const body = h(m.body);
+    const sig = m.chain.signature ? h(m.chain.signature) : new Uint8Array(0);
+    const encoded = cat(
+      new Uint8Array([m.innerType, m.flags]),
+      be(BigInt(m.seq), 8),
+      be(body.length, 4),
+      body,
+      sig,
+    );
+    assert.equal(m.offset, at);
+    assert.equal(m.length, 14 + body.length + 64 * m.flags);
+    assert.equal(m.length, encoded.length);
+    assert.equal(pt.subarray(at, at + m.length).toHex(), encoded.toHex());
+    at += m.length;
+  }
+  assert.equal(r.contentLength, at);
+  assert.ok(pt.subarray(at).every((b) => b === 0), "zero padding");
+  // The smallest bucket of the SUM (512), though each alone fits 256.
+  assert.equal(pt.length, refBucket(at) - 52);
+  assert.equal(refBucket(at), 512);
+  assert.ok(r.messages.every((m) => refBucket(m.length) === 256));
+  const msgs: RefMessage[] = coalescedMessages();
+  assert.equal(refInnerMany(msgs).toHex(), r.innerPlaintext);
+  assert.deepEqual(refDecodeInner(pt), msgs);
+
+  const packet = cat(
+    header,
+    await refSeal(h(K.epoch0.i2r.key), h(r.nonce), pt, h(r.aad)),
+  );
+  assert.equal(packet.toHex(), r.packet);
+  assert.equal(packet.length + 22, r.bucket);
+  assert.equal(r.bucket, 512);
+  const opened = await refOpen(
+    h(K.epoch0.i2r.key),
+    h(r.nonce),
+    packet.subarray(14),
+    h(r.aad),
+  );
+  assert.equal(opened?.toHex(), r.innerPlaintext);
+});
+
+Deno.test("vector good_record_data_coalesced: lib reproduces the record and the chain", async () => {
+  const r = C.record;
+  const keys = await libKeys(await importSecret(h(K.master)), "i2r", 0);
+  const msgs = coalescedMessages();
+  assert.equal(innerLengthMany(msgs), r.contentLength);
+  const inner = encodeInnerMany(msgs);
+  assert.equal(inner.toHex(), r.innerPlaintext);
+  const packet = await sealRecord(keys, 2n, inner, initiatorId, responderId);
+  assert.equal(packet.toHex(), r.packet);
+  assert.deepEqual(decodeRecordHeader(packet), { epoch: 0, counter: 2n });
+  const pt = await openRecord(keys, packet, 2n, initiatorId, responderId);
+  assert.deepEqual(decodeInnerAll(pt), msgs);
+  // The single-message decoder refuses it.
+  assert.throws(() => decodeInner(pt), isMalformed);
+  let prev = h(rec2.chain!.h2);
+  for (const m of r.messages) {
+    const seq = BigInt(m.seq);
+    assert.equal(
+      chainStepInput(prev, seq, m.innerType, h(m.body)).toHex(),
+      m.chain.stepInput,
+    );
+    prev = await chainStep(prev, seq, m.innerType, h(m.body));
+    assert.equal(prev.toHex(), m.chain.head);
+    if (m.chain.signatureInput) {
+      assert.equal(
+        chainSignatureInput(
+          "initiator",
+          h(D.initiator.fingerprint),
+          h(D.responder.fingerprint),
+          sessionHash,
+          seq,
+          prev,
+        ).toHex(),
+        m.chain.signatureInput,
+      );
+    }
+  }
+});
+
+Deno.test("vector good_record_data_coalesced: a Session coalesces the bodies alike; a receiving Session delivers three messages", async () => {
+  const r = C.record;
+  const sender = await session("initiator", 2);
+  const [p1] = await sender.send(text.encode(BODY_1), 0);
+  assert.equal(p1.toHex(), rec1.packet);
+  await sender.send(text.encode(BODY_2), 0);
+  // 1000 ms later (past minSignGapMs): seq 4 is due for a signature.
+  const sent = await sender.sendMany(
+    COALESCED_BODIES.map((b) => text.encode(b)),
+    1000,
+  );
+  assert.equal(sent.length, 1, "one record for the three bodies");
+  const p = sent[0];
+  assert.equal(p.length * 2, r.packet.length);
+  assert.equal(p.subarray(0, 14).toHex(), r.header);
+  const pt = (await refOpen(
+    h(K.epoch0.i2r.key),
+    h(r.nonce),
+    p.subarray(14),
+    h(r.aad),
+  ))!;
+  assert.ok(pt);
+  // Identical but for the (verified, not compared) signature of seq 4.
+  const signed = r.messages[1];
+  const sigAt = signed.offset + 14 + h(signed.body).length;
+  assert.ok(
+    await crypto.subtle.verify(
+      alg,
+      idI.publicKey,
+      pt.subarray(sigAt, sigAt + 64),
+      h(signed.chain.signatureInput!),
+    ),
+  );
+  const patched = pt.slice();
+  patched.set(h(signed.chain.signature!), sigAt);
+  assert.equal(patched.toHex(), r.innerPlaintext);
+
+  // In order: rec1, rec2, then the coalesced record.
+  const receiver = await session("responder");
+  const first = await receiver.receiveMany([h(rec1.packet), h(rec2.packet)], 0);
+  assert.equal(first.events.filter((e) => e.type === "message").length, 2);
+  const verifiedBefore = receiver.stats.signaturesVerified;
+  const got = await receiver.receive(h(r.packet), 0);
+  assert.deepEqual(
+    got.events.flatMap((e) =>
+      e.type === "message" ? [[e.seq, e.counter, decoder.decode(e.body)]] : []
+    ),
+    [
+      [3n, 2n, COALESCED_BODIES[0]],
+      [4n, 2n, COALESCED_BODIES[1]],
+      [5n, 2n, COALESCED_BODIES[2]],
+    ],
+  );
+  assert.deepEqual(
+    got.events.filter((e) => e.type === "signature-verified"),
+    [{ type: "signature-verified", seq: 4n }],
+  );
+  assert.equal(receiver.stats.signaturesVerified, verifiedBefore + 1);
+  assert.equal(receiver.stats.packetsReceived, 3);
+  assert.equal(receiver.failed, undefined);
+  // One ACK: the three counters and cumulativeSeq 5; the sender learns 1..5.
+  const acks = [...first.packets, ...got.packets, ...await receiver.poll(1000)];
+  assert.equal(acks.length, 1);
+  const ackPt = await refOpen(
+    h(K.epoch0.r2i.key),
+    refNonce(h(K.epoch0.r2i.iv), 0n),
+    acks[0].subarray(14),
+    refAad(refHeader(0, 0n), responderId, initiatorId),
+  );
+  assert.deepEqual(refDecodeInner(ackPt!), [{
+    type: 3,
+    seq: 0n,
+    body: refAckBody(2n, [0n, 1n, 2n], 5n),
+  }]);
+  const back = await sender.receive(acks[0], 1000);
+  assert.deepEqual(back.events, [{
+    type: "acked",
+    seqs: [1n, 2n, 3n, 4n, 5n],
+  }]);
+
+  // Out of order: the coalesced record first is held, then delivered in seq order.
+  const late = await session("responder");
+  const early = await late.receive(h(r.packet), 0);
+  assert.deepEqual(early.events.filter((e) => e.type === "message"), []);
+  const rest = await late.receiveMany([h(rec1.packet), h(rec2.packet)], 0);
+  assert.deepEqual(
+    rest.events.flatMap((e) => e.type === "message" ? [e.seq] : []),
+    [1n, 2n, 3n, 4n, 5n],
+  );
+  assert.equal(late.failed, undefined);
+});
+
+Deno.test("vector fail_record_coalesced_*: each breaks one rule of §2.2.3; the same record without the defect is accepted", async (t) => {
+  const off2 = 14 + text.encode(BODY_1).length; // second message of a pair
+  const cases: Record<string, {
+    ref: RegExp;
+    lib: RegExp;
+    fix: (pt: Bytes) => void;
+    delivered: number;
+  }> = {
+    "fail_record_coalesced_checkpoint.json": {
+      ref: /non-DATA/,
+      lib: /only DATA/,
+      fix: (pt) => pt[off2] = 1, // CHECKPOINT → DATA seq 2
+      delivered: 2,
+    },
+    "fail_record_coalesced_dummy_first.json": {
+      ref: /non-DATA/,
+      lib: /only DATA/,
+      fix: (pt) => pt.fill(0, 14), // the DUMMY alone
+      delivered: 0,
+    },
+    "fail_record_coalesced_seq_gap.json": {
+      ref: /not consecutive/,
+      lib: /not consecutive/,
+      fix: (pt) => pt[off2 + 9] = 2, // seq 3 → 2
+      delivered: 2,
+    },
+    "fail_record_coalesced_too_many.json": {
+      ref: /more than 64/,
+      lib: /too many/,
+      fix: (pt) => pt.fill(0, 64 * 14), // drop the 65th
+      delivered: 64,
+    },
+    "fail_record_coalesced_truncated.json": {
+      ref: /header past the end/,
+      lib: /header runs past/,
+      fix: (pt) => pt.fill(0, 200), // drop the 4 stray header bytes
+      delivered: 1,
+    },
+  };
+  assert.deepEqual(
+    failNames.filter((n) => n.startsWith("fail_record_coalesced_")),
+    Object.keys(cases).sort(),
+  );
+  const key = h(K.epoch0.i2r.key);
+  for (const [name, c] of Object.entries(cases)) {
+    await t.step(name, async () => {
+      const v = await load<FailVector>(name);
+      assert.deepEqual(v.expected, {
+        record: "malformed",
+        session: "failed",
+        error: "malformed",
+      });
+      const pt = h(v.innerPlaintext!);
+      // It authenticates: the packet is this plaintext sealed at counter 0.
+      assert.equal(
+        cat(
+          h(rec1.header),
+          await refSeal(key, h(rec1.nonce), pt, h(rec1.aad)),
+        ).toHex(),
+        v.packet,
+      );
+      assert.throws(() => refDecodeInner(pt), c.ref);
+      assert.throws(() => decodeInnerAll(pt), (err: unknown) => {
+        assert.ok(isMalformed(err), String(err));
+        assert.match((err as Error).message, c.lib);
+        return true;
+      });
+      const receiver = await session("responder");
+      await assert.rejects(receiver.receive(h(v.packet), 0), isMalformed);
+      assert.equal(receiver.failed?.code, "malformed");
+      assert.equal(receiver.stats.delivered, 0);
+      // Minimal pair: without the defect the reference, lib and a Session accept it.
+      const fixed = pt.slice();
+      c.fix(fixed);
+      assert.equal(refDecodeInner(fixed).length, decodeInnerAll(fixed).length);
+      const ok = await session("responder");
+      const res = await ok.receive(
+        cat(
+          h(rec1.header),
+          await refSeal(key, h(rec1.nonce), fixed, h(rec1.aad)),
+        ),
+        0,
+      );
+      assert.equal(
+        res.events.filter((e) => e.type === "message").length,
+        c.delivered,
+      );
+      assert.equal(ok.failed, undefined);
     });
   }
 });

@@ -1,7 +1,9 @@
 /**
  * Generates the session-layer test vectors in this folder —
- * `good_record_keys.json`, `good_record_data.json`, `good_record_ack.json`
- * and `fail_record_*.json` — and exports the reference computation that
+ * `good_record_keys.json`, `good_record_data.json`, `good_record_ack.json`,
+ * `good_record_data_coalesced.json` and `fail_record_*.json` (except the
+ * `fail_record_dummy_*` of generate_session_control.ts) — and exports the
+ * reference computation that
  * tests/vectors_session_test.ts checks them with. The reference is written
  * from PROTOCOL.md §2.2 with `crypto.subtle` only (labels typed out, no
  * import from lib/), so a change in lib/ shows up as a vector mismatch.
@@ -151,6 +153,62 @@ export interface FailVector {
   expected: FailExpectation;
 }
 
+/** Where one reliable message sits in its sender's chain (hex). */
+export interface MessageChain {
+  senderRole: "initiator" | "responder";
+  /** H_{s−1}. */
+  prev: string;
+  /** H_{s−1} ‖ u64(s) ‖ u8(innerType) ‖ u32(bodyLen) ‖ body. */
+  stepInput: string;
+  /** H_s = SHA-256(stepInput). */
+  head: string;
+  /** Signed messages: the exact chain-signature input over H_s. */
+  signatureInput?: string;
+  /** Signed messages: one recorded P1363 signature (verify, do not compare). */
+  signature?: string;
+}
+
+/** One message inside a coalesced record. */
+export interface CoalescedMessage {
+  innerType: number;
+  flags: number;
+  /** u64 as a decimal string. */
+  seq: string;
+  /** UTF-8 body when it is text. */
+  bodyText?: string;
+  body: string;
+  /** Where the message starts in the inner plaintext. */
+  offset: number;
+  /** 14 + bodyLen (+ 64 when signed). */
+  length: number;
+  chain: MessageChain;
+}
+
+/** good_record_data_coalesced.json */
+export interface CoalescedVector {
+  description: string;
+  base: "good_record_data.json";
+  record: {
+    name: string;
+    direction: "i2r";
+    epoch: number;
+    /** u64 as a decimal string. */
+    counter: string;
+    /** In plaintext (= seq) order. */
+    messages: CoalescedMessage[];
+    /** Σ of the messages' lengths: the inner plaintext before padding. */
+    contentLength: number;
+    /** Whole relay frame length the record fills (22 + packet length). */
+    bucket: number;
+    header: string;
+    nonce: string;
+    aad: string;
+    /** Padded inner plaintext: the messages back to back, then zeros. */
+    innerPlaintext: string;
+    packet: string;
+  };
+}
+
 // ── Reference computation (PROTOCOL.md §2.2) ────────────────────────────────
 
 type B = Uint8Array<ArrayBuffer>;
@@ -291,6 +349,90 @@ export function refInner(
   );
   out.set(content);
   return out;
+}
+
+/** One message of an inner plaintext (PROTOCOL.md §2.2.3). */
+export interface RefMessage {
+  type: number;
+  seq: bigint;
+  body: B;
+  signature?: B;
+  /** Default: 1 when signed, else 0. */
+  flags?: number;
+}
+
+/** innerType ‖ flags ‖ u64(seq) ‖ u32(bodyLen) ‖ body ‖ [sig]: one message, unpadded. */
+export function refMessage(m: RefMessage): B {
+  return cat(
+    new Uint8Array([m.type, m.flags ?? (m.signature ? 1 : 0)]),
+    be(m.seq, 8),
+    be(m.body.length, 4),
+    m.body,
+    m.signature ?? new Uint8Array(0),
+  );
+}
+
+/** message | message … | zeros to `padTo` (default: the minimal bucket − 52 of the messages' total length). */
+export function refInnerMany(msgs: RefMessage[], padTo?: number): B {
+  const content = cat(...msgs.map(refMessage));
+  const out = new Uint8Array(
+    padTo ?? refBucket(content.length) - FRAME_OVERHEAD,
+  );
+  out.set(content);
+  return out;
+}
+
+/**
+ * Strict decoding of a padded inner plaintext as PROTOCOL.md §2.2.3 states
+ * it: length = bucket − 52 of a power-of-two bucket 256 … 65536; messages
+ * back to back until a zero byte where a message would start; each with a
+ * known type, only flags bit 0, seq ≠ 0 exactly for reliable types, no
+ * signature on DUMMY/ACK, header and body inside the plaintext; several
+ * messages only if all are DATA with consecutive seqs, at most 64; padding
+ * all zero; the smallest bucket for the content. Throws an Error naming the
+ * violation (a receiver's `malformed`).
+ */
+export function refDecodeInner(pt: B): RefMessage[] {
+  const bad = (why: string): never => {
+    throw new Error(`malformed: ${why}`);
+  };
+  const bucket = pt.length + FRAME_OVERHEAD;
+  if (bucket < 256 || bucket > 65536 || (bucket & (bucket - 1)) !== 0) {
+    bad("length is not bucket − 52");
+  }
+  const num = (at: number, n: number) =>
+    pt.subarray(at, at + n).reduce((v, x) => (v << 8n) | BigInt(x), 0n);
+  const msgs: RefMessage[] = [];
+  let at = 0;
+  while (at < pt.length && pt[at] !== 0) {
+    if (msgs.length === 64) bad("more than 64 messages");
+    if (at + 14 > pt.length) bad("message header past the end");
+    const type = pt[at], flags = pt[at + 1];
+    const seq = num(at + 2, 8), bodyLen = Number(num(at + 10, 4));
+    if (type < 1 || type > 7) bad(`type ${type}`);
+    if (flags > 1) bad(`flags ${flags}`);
+    const reliable = type !== 2 && type !== 3;
+    if (reliable !== (seq !== 0n)) bad("seq rule");
+    if (!reliable && flags === 1) bad("signature on DUMMY/ACK");
+    const end = at + 14 + bodyLen + 64 * flags;
+    if (bodyLen > 65406) bad("body longer than MAX_BODY");
+    if (end > pt.length) bad("body past the end");
+    const m: RefMessage = {
+      type,
+      seq,
+      body: pt.slice(at + 14, at + 14 + bodyLen),
+    };
+    if (flags === 1) m.signature = pt.slice(end - 64, end);
+    const prev = msgs.at(-1);
+    if (prev && (prev.type !== 1 || type !== 1)) bad("non-DATA shares");
+    if (prev && seq !== prev.seq + 1n) bad("seqs not consecutive");
+    msgs.push(m);
+    at = end;
+  }
+  if (msgs.length === 0) bad("no message");
+  if (pt.subarray(at).some((x) => x !== 0)) bad("non-zero padding");
+  if (refBucket(at) !== bucket) bad("not the smallest bucket");
+  return msgs;
 }
 
 /** AES-256-GCM encryption: ciphertext ‖ tag. */
@@ -444,6 +586,12 @@ export const RESPONDER_ID = Uint8Array.fromHex(
 export const BODY_1 = "pay 125.00 EUR to ACME";
 /** Body of the second (signed) DATA record. */
 export const BODY_2 = "confirm order 4711";
+/** Bodies of the three DATA messages (seqs 3, 4, 5; 4 signed) coalesced into one record. */
+export const COALESCED_BODIES = [
+  "ship order 4711: 12 pallets to Hamburg",
+  "invoice 4711-A: 1250.00 EUR, due in 30 days",
+  "tracking number HH-4711-0042",
+] as const;
 
 // ── Generation ──────────────────────────────────────────────────────────────
 
@@ -634,6 +782,83 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     records: [rec1, rec2],
   };
 
+  // ── Coalesced: seqs 3, 4, 5 in one record (counter 2), seq 4 signed, as a
+  // Session with signEvery 2 seals a sendMany of three bodies after data_seq2.
+  const messages: CoalescedMessage[] = [];
+  const refMsgs: RefMessage[] = [];
+  let prev = h2, offset = 0;
+  for (const [i, text] of COALESCED_BODIES.entries()) {
+    const seq = BigInt(3 + i), body = enc.encode(text);
+    const stepInput = refChainStepInput(prev, seq, 1, body);
+    const head = await sha(stepInput);
+    const chain: MessageChain = {
+      senderRole: "initiator",
+      prev: prev.toHex(),
+      stepInput: stepInput.toHex(),
+      head: head.toHex(),
+    };
+    const m: RefMessage = { type: 1, seq, body };
+    if (seq === 4n) {
+      const input = refChainSignatureInput(
+        "initiator",
+        h(idI.fingerprint),
+        h(idR.fingerprint),
+        SESSION_HASH,
+        seq,
+        head,
+      );
+      m.signature = new Uint8Array(
+        await crypto.subtle.sign(
+          { name: "ECDSA", hash: "SHA-256" },
+          signKey,
+          input,
+        ),
+      );
+      chain.signatureInput = input.toHex();
+      chain.signature = m.signature.toHex();
+    }
+    const length = refMessage(m).length;
+    messages.push({
+      innerType: 1,
+      flags: m.signature ? 1 : 0,
+      seq: seq.toString(),
+      bodyText: text,
+      body: body.toHex(),
+      offset,
+      length,
+      chain,
+    });
+    refMsgs.push(m);
+    prev = head;
+    offset += length;
+  }
+  const cHeader = refHeader(0, 2n);
+  const cNonce = refNonce(k0i.iv, 2n);
+  const cAad = refAad(cHeader, INITIATOR_ID, RESPONDER_ID);
+  const cInner = refInnerMany(refMsgs);
+  const cPacket = cat(cHeader, await refSeal(k0i.key, cNonce, cInner, cAad));
+  const coalesced: CoalescedVector = {
+    description:
+      `Coalescing (PROTOCOL.md §2.2.3): continuing good_record_data.json, the initiator's next record (i2r, epoch 0, counter 2) holds three DATA messages with consecutive seqs 3, 4, 5, back to back, the middle one (seq 4) carrying a chain signature over H_4 (flags bit 0). Each message keeps its own seq and chain link (H_3 extends H_2 of good_record_data.json). Together they need ${offset} bytes, so the record is padded to the ${
+        cInner.length + FRAME_OVERHEAD
+      }-byte bucket (${cInner.length}-byte plaintext) although each alone would fit 256. A Session with signEvery 2 seals exactly this from sendMany of the three bodies after data_seq1 and data_seq2 (the signature gap elapsed). Everything but the signature is deterministic; the signature is one recorded run (verify it with the initiator's SPKI of good_record_data.json); a record sealed with another signature differs only from the signature bytes on.`,
+    base: "good_record_data.json",
+    record: {
+      name: "data_seq3_5_coalesced",
+      direction: "i2r",
+      epoch: 0,
+      counter: "2",
+      messages,
+      contentLength: offset,
+      bucket: cPacket.length + RELAY_DATA_HEADER,
+      header: cHeader.toHex(),
+      nonce: cNonce.toHex(),
+      aad: cAad.toHex(),
+      innerPlaintext: cInner.toHex(),
+      packet: cPacket.toHex(),
+    },
+  };
+
   // ── ACK: the responder acknowledges both records (counters 0 and 1, seqs 1..2).
   const ackBody = refAckBody(1n, [0n, 1n], 2n);
   const ackRec = await refRecord(
@@ -774,9 +999,63 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     };
   }
 
+  // Coalesced records that authenticate but break §2.2.3 (all at counter 0).
+  const coalescedFail = async (
+    name: string,
+    description: string,
+    inner: B,
+  ) => {
+    fails[`coalesced_${name}`] = {
+      description,
+      packet: (await sealInner(inner)).toHex(),
+      innerPlaintext: inner.toHex(),
+      expected: { record: "malformed", session: "failed", error: "malformed" },
+    };
+  };
+  const data1: RefMessage = { type: 1, seq: 1n, body: body1 };
+  await coalescedFail(
+    "checkpoint",
+    "A record (counter 0) holding DATA seq 1 then an (unsigned, empty) CHECKPOINT seq 2, correctly sealed: only DATA messages may share a record; authenticates, then fails strict decoding; ends the session.",
+    refInnerMany([data1, { type: 7, seq: 2n, body: new Uint8Array(0) }]),
+  );
+  await coalescedFail(
+    "seq_gap",
+    "A record (counter 0) holding DATA seq 1 then DATA seq 3, correctly sealed: coalesced seqs must be consecutive; authenticates, then fails strict decoding; ends the session.",
+    refInnerMany([data1, { type: 1, seq: 3n, body: body2 }]),
+  );
+  await coalescedFail(
+    "too_many",
+    "A record (counter 0) holding 65 empty DATA messages, seqs 1..65 (910 bytes, 1024-byte bucket), correctly sealed: at most MAX_MESSAGES_PER_RECORD = 64 share a record; authenticates, then fails strict decoding; ends the session.",
+    refInnerMany(
+      Array.from({ length: 65 }, (_, i) => ({
+        type: 1,
+        seq: BigInt(i + 1),
+        body: new Uint8Array(0),
+      })),
+    ),
+  );
+  await coalescedFail(
+    "truncated",
+    "A record (counter 0) whose 204-byte plaintext (256-byte bucket) holds DATA seq 1 with a 186-byte body (200 bytes) followed by only the first 4 of the 14 header bytes of a DATA seq 2 (01 00 00 00): the second message's header runs past the plaintext; authenticates, then fails strict decoding; ends the session.",
+    cat(
+      refMessage({
+        type: 1,
+        seq: 1n,
+        body: enc.encode(BODY_1.padEnd(186, ".")),
+      }),
+      new Uint8Array([1, 0, 0, 0]),
+    ),
+  );
+  await coalescedFail(
+    "dummy_first",
+    "A record (counter 0) holding a DUMMY (seq 0, empty) then DATA seq 1, correctly sealed: a DUMMY never shares a record; authenticates, then fails strict decoding; ends the session.",
+    refInnerMany([{ type: 2, seq: 0n, body: new Uint8Array(0) }, data1]),
+  );
+
   await write(dir, "good_record_keys.json", keys);
   await write(dir, "good_record_data.json", data);
   await write(dir, "good_record_ack.json", ack);
+  await write(dir, "good_record_data_coalesced.json", coalesced);
   for (const [name, v] of Object.entries(fails)) {
     const full: FailVector = {
       description: v.description,
@@ -789,7 +1068,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     await write(dir, `fail_record_${name}.json`, full);
   }
   console.log(
-    `wrote good_record_{keys,data,ack}.json and ${
+    `wrote good_record_{keys,data,ack,data_coalesced}.json and ${
       Object.keys(fails).length
     } fail_record_*.json`,
   );
