@@ -1,8 +1,8 @@
 /**
  * The client's own WebSocket transport (lib/deno/pinned_relay.ts) and the
  * Nagle/delayed-ACK stall: frames written in one task leave in one write,
- * a read that carried data is answered with one empty unsolicited Pong
- * unless data goes out anyway, and the real relay ignores those pongs.
+ * every read is answered with one empty unsolicited Pong unless data goes
+ * out anyway, and the real relay ignores those pongs.
  * A scripted TLS server sees the exact bytes the client writes.
  */
 
@@ -208,6 +208,24 @@ Deno.test("transport: a read carrying data is answered by exactly one empty mask
       new Promise<WsFrame[]>((r) => setTimeout(() => r([]), 200)),
     ]);
     assert.deepEqual(more, []);
+  } finally {
+    await close(p);
+  }
+});
+
+Deno.test("transport: a read that ends inside a frame is answered too (the rest may be what Nagle holds back)", async () => {
+  const p = await scriptedPair();
+  try {
+    const frame = encodeData(peer, 1, new Uint8Array(200).fill(5));
+    const ws = concat(new Uint8Array([0x82, 126, 0, frame.length]), frame);
+    await p.server.conn.write(ws.subarray(0, 100));
+    const [pong] = await p.server.nextFrames(1);
+    assert.equal(pong.op, 0xa, "pong after half a frame");
+    assert.equal(p.frames.length, 0, "nothing delivered yet");
+    await p.server.conn.write(ws.subarray(100));
+    const [pong2] = await p.server.nextFrames(1);
+    assert.equal(pong2.op, 0xa);
+    assert.equal(p.frames.length, 1, "the frame, once complete");
   } finally {
     await close(p);
   }

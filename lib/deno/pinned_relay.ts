@@ -14,7 +14,7 @@
  *
  * Latency (README → Performance, "Latency stalls"): the socket has
  * `TCP_NODELAY`, frames written in one task go out in one `write` (one TLS
- * record, one segment), and after every read that carried a data frame the
+ * record, one segment), and after every read (even one that ended inside a frame) the
  * connection answers with an empty unsolicited Pong (RFC 6455 §5.5.3) unless
  * it is already sending something: that segment carries the TCP ACK at once,
  * so the relay's Nagle algorithm (`Deno.serve` cannot set `TCP_NODELAY` on
@@ -246,8 +246,11 @@ export class PinnedRelayConnection {
             conn.#open = true;
             conn.#buf = conn.#buf.slice(utf8(head).length + 4);
           }
+          // Every read is answered, also one that ended inside a frame: the
+          // rest of that frame may be what the relay's Nagle is holding back.
+          conn.#ackDue = true;
           conn.#parse();
-          if (conn.#ackDue) conn.#scheduleFlush();
+          conn.#scheduleFlush();
         });
       });
     });
@@ -395,7 +398,6 @@ export class PinnedRelayConnection {
         this.#socket.end();
         return;
       } else if (op === OP_BINARY || op === OP_TEXT || op === OP_CONT) {
-        this.#ackDue = true;
         if (op !== OP_CONT) {
           this.#fragments = [];
           this.#fragmentOp = op;
