@@ -21,7 +21,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_COVER_RATE, DEFAULT_OUTBOX } from "../clients/args.ts";
 import { ensureCerts } from "../tools/certs.ts";
 import { certificateFingerprint } from "../lib/x509.ts";
-import { startServer } from "./server_process.ts";
+import { cpuUsOf, type ServerProcess, startServer } from "./server_process.ts";
 
 /** Lines written but not yet delivered: the driver's default outbox bound, so it never refuses one. */
 export const WINDOW = DEFAULT_OUTBOX;
@@ -92,6 +92,8 @@ export interface E2eRow {
   maxMs: number;
   /** False when the wall-clock cap ended the stream first. */
   complete: boolean;
+  /** CPU time (µs, from /proc, 10 ms resolution) per delivered message over the whole stream, warm-up included. */
+  cpuUsPerMsg?: { bank: number; customer: number; relay: number };
 }
 
 /** Everything the e2e section measured. */
@@ -242,6 +244,22 @@ class Peer {
   stderr(): Promise<string> {
     return this.#stderr;
   }
+}
+
+/** Runs `make` and adds the CPU the two clients and the relay used, per delivered message. */
+async function metered(
+  pair: [Peer, Peer],
+  relay: ServerProcess,
+  make: () => Promise<E2eRow>,
+): Promise<E2eRow> {
+  const pids = [pair[0].child.pid, pair[1].child.pid, relay.pid];
+  const before = await Promise.all(pids.map(cpuUsOf));
+  const r = await make();
+  const after = await Promise.all(pids.map(cpuUsOf));
+  const per = (i: number) =>
+    r.delivered > 0 ? (after[i] - before[i]) / r.delivered : 0;
+  r.cpuUsPerMsg = { bank: per(0), customer: per(1), relay: per(2) };
+  return r;
 }
 
 function percentile(sorted: Float64Array, q: number): number {
@@ -469,29 +487,46 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
     let [bank, customer] = pair;
     try {
       let cap = performance.now() + opts.capMs;
-      rows.push(row("bank→customer", "one", 0, "keys", n, WINDOW, [
-        await stream(bank, customer, n, WINDOW, cap),
-      ]));
+      rows.push(
+        await metered(
+          pair,
+          relay,
+          async () =>
+            row("bank→customer", "one", 0, "keys", n, WINDOW, [
+              await stream(bank, customer, n, WINDOW, cap),
+            ]),
+        ),
+      );
       log(`e2e one direction: ${Math.round(rows.at(-1)!.msgsPerSec)} msgs/s`);
       cap = performance.now() + opts.capMs;
-      rows.push(row(
-        "both directions",
-        "both",
-        0,
-        "keys",
-        n,
-        WINDOW,
-        await Promise.all([
-          stream(bank, customer, n, WINDOW, cap),
-          stream(customer, bank, n, WINDOW, cap),
-        ]),
-      ));
+      rows.push(
+        await metered(pair, relay, async () =>
+          row(
+            "both directions",
+            "both",
+            0,
+            "keys",
+            n,
+            WINDOW,
+            await Promise.all([
+              stream(bank, customer, n, WINDOW, cap),
+              stream(customer, bank, n, WINDOW, cap),
+            ]),
+          )),
+      );
       log(`e2e both directions: ${Math.round(rows.at(-1)!.msgsPerSec)} msgs/s`);
       cap = performance.now() + opts.capMs;
       const low = Math.min(LOW_LOAD_MESSAGES, n);
-      rows.push(row("low load (1 in flight)", "one", 0, "keys", low, 1, [
-        await stream(bank, customer, low, 1, cap),
-      ]));
+      rows.push(
+        await metered(
+          pair,
+          relay,
+          async () =>
+            row("low load (1 in flight)", "one", 0, "keys", low, 1, [
+              await stream(bank, customer, low, 1, cap),
+            ]),
+        ),
+      );
     } finally {
       exitCodes.push(...await closePair(pair));
       for (const p of pair) mergeErrors(clientErrors, p.errors);
@@ -507,15 +542,18 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
     [bank, customer] = pair;
     try {
       const cap = performance.now() + opts.capMs;
-      rows.push(row(
-        `bank→customer, --cover-rate ${DEFAULT_COVER_RATE}`,
-        "one",
-        DEFAULT_COVER_RATE,
-        "keys",
-        n,
-        WINDOW,
-        [await stream(bank, customer, n, WINDOW, cap)],
-      ));
+      rows.push(
+        await metered(pair, relay, async () =>
+          row(
+            `bank→customer, --cover-rate ${DEFAULT_COVER_RATE}`,
+            "one",
+            DEFAULT_COVER_RATE,
+            "keys",
+            n,
+            WINDOW,
+            [await stream(bank, customer, n, WINDOW, cap)],
+          )),
+      );
     } finally {
       exitCodes.push(...await closePair(pair));
       for (const p of pair) mergeErrors(clientErrors, p.errors);
@@ -529,9 +567,14 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
     try {
       const cap = performance.now() + opts.capMs;
       rows.push(
-        row("bank→customer, --crypto fast", "one", 0, "fast", n, WINDOW, [
-          await stream(bank, customer, n, WINDOW, cap),
-        ]),
+        await metered(
+          pair,
+          relay,
+          async () =>
+            row("bank→customer, --crypto fast", "one", 0, "fast", n, WINDOW, [
+              await stream(bank, customer, n, WINDOW, cap),
+            ]),
+        ),
       );
     } finally {
       exitCodes.push(...await closePair(pair));

@@ -727,6 +727,9 @@ function render(out: Record<string, unknown>): string {
             "p50 ms",
             "p99 ms",
             "max ms",
+            "CPU µs/msg bank",
+            "customer",
+            "relay",
           ],
           ...e2e.rows!.map((r) => [
             r.name + (r.complete ? "" : " (capped)"),
@@ -738,6 +741,9 @@ function render(out: Record<string, unknown>): string {
             r.p50Ms,
             r.p99Ms,
             r.maxMs,
+            r.cpuUsPerMsg?.bank ?? "-",
+            r.cpuUsPerMsg?.customer ?? "-",
+            r.cpuUsPerMsg?.relay ?? "-",
           ]),
         ]),
         `Target ${fmt(e2e.targetMsgsPerSec!)} msgs/s (256 B, chain signing): ${
