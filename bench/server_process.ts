@@ -6,6 +6,8 @@
  * @module
  */
 
+import { taskFlags } from "../tools/compile.ts";
+
 /** Clock ticks per second of /proc/<pid>/stat utime/stime (Linux USER_HZ, 100 on every common build). */
 const USER_HZ = 100;
 /** How long a server may take to print its listening line. */
@@ -49,6 +51,13 @@ export interface StartServerOptions {
   env?: Record<string, string>;
 }
 
+/** `--v8-flags=…` of `deno task relay`, so the bench runs the relay as the task does. */
+const RELAY_V8_FLAGS: string[] = taskFlags(
+  await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+  "relay",
+  "server.ts",
+).filter((f) => f.startsWith("--v8-flags"));
+
 /** Starts a server subprocess and resolves once it listens. */
 export async function startServer(
   opts: StartServerOptions,
@@ -63,6 +72,10 @@ export async function startServer(
       "--quiet",
       "--allow-net=127.0.0.1",
       `--allow-read=${opts.certDir}`,
+      // The relay's V8 flags from its task in deno.json (young generation cap).
+      ...(opts.kind === "relay" && opts.script === undefined
+        ? RELAY_V8_FLAGS
+        : []),
       ...(opts.denoArgs ?? []),
       script.pathname,
       "--port",

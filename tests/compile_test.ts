@@ -55,6 +55,12 @@ Deno.test("compile: permission flags come from the deno.json tasks", () => {
   assert.ok(bank.some((f) => f.startsWith("--allow-net=")));
   assert.ok(!bank.includes("-A") && !bank.includes("--allow-all"));
   assert.throws(() => taskFlags(json, "nope", "x.ts"), /no task "nope"/);
+  // The relay binary keeps the task's young-generation cap (memory per connection).
+  assert.ok(
+    taskFlags(json, "relay", "server.ts").includes(
+      "--v8-flags=--max-semi-space-size=1",
+    ),
+  );
   assert.match(
     offlineMessage(
       "x\nerror sending request for url (https://dl.deno.land/…): dns error\n",

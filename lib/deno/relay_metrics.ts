@@ -166,10 +166,25 @@ export class RelayMetrics {
       "",
       Math.round(this.uptimeSeconds()),
     ]]);
+    const mem = Deno.memoryUsage();
     metric("process_resident_memory_bytes", "gauge", "Resident set size.", [[
       "",
-      Deno.memoryUsage().rss,
+      mem.rss,
     ]]);
+    metric("relay_heap_used_bytes", "gauge", "V8 heap in use.", [[
+      "",
+      mem.heapUsed,
+    ]]);
+    metric("relay_heap_total_bytes", "gauge", "V8 heap reserved.", [[
+      "",
+      mem.heapTotal,
+    ]]);
+    metric(
+      "relay_external_memory_bytes",
+      "gauge",
+      "Memory held outside the V8 heap by JS objects (buffers).",
+      [["", mem.external]],
+    );
     return lines.join("\n") + "\n";
   }
 }
