@@ -454,9 +454,9 @@ export class Session {
     const left = this.#maxCounter - this.#nextCounter + 1n;
     const byCounter = left > BigInt(FLOW_WINDOW) ? FLOW_WINDOW : Number(left);
     const byKey = REKEY_HARD_LIMIT_MESSAGES - this.#sentInEpoch;
-    const bySeq = FLOW_WINDOW - 1 -
+    const bySeq = FLOW_WINDOW -
       Number(this.#nextSeq - this.#oldestInflightSeq());
-    return Math.max(0, Math.min(byWindow, byCounter, byKey, bySeq + 1));
+    return Math.max(0, Math.min(byWindow, byCounter, byKey, bySeq));
   }
 
   /** Seals one DATA message; see {@link sendMany}. */
