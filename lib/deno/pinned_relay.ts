@@ -14,9 +14,10 @@
  *
  * Latency (README → Performance, "Latency stalls"): the socket has
  * `TCP_NODELAY`, frames written in one task go out in one `write` (one TLS
- * record, one segment), and after every read (even one that ended inside a frame) the
- * connection answers with an empty unsolicited Pong (RFC 6455 §5.5.3) unless
- * it is already sending something: that segment carries the TCP ACK at once,
+ * record, one segment), and after every read (even one that ended inside a
+ * frame) the connection answers with an empty unsolicited Pong (RFC 6455
+ * §5.5.3) unless it is already sending something: that segment carries the
+ * TCP ACK at once,
  * so the relay's Nagle algorithm (`Deno.serve` cannot set `TCP_NODELAY` on
  * accepted sockets) never waits for Linux's 40 ms delayed ACK. The relay
  * ignores unsolicited pongs.
@@ -84,7 +85,7 @@ export class PinnedRelayConnection {
   #onMessage: (data: Bytes) => void = () => {};
   /** Encoded frames waiting for the end of the task (one write). */
   #out: Uint8Array[] = [];
-  /** A data frame arrived since the last write: answer with a pong if nothing else goes out. */
+  /** Bytes were read since the last write: answer with a pong if nothing else goes out. */
   #ackDue = false;
   #flushQueued = false;
   #masks = new Uint8Array(0);
