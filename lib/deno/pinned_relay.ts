@@ -17,10 +17,9 @@
  * record, one segment), and after every read (even one that ended inside a
  * frame) the connection answers with an empty unsolicited Pong (RFC 6455
  * §5.5.3) unless it is already sending something: that segment carries the
- * TCP ACK at once,
- * so the relay's Nagle algorithm (`Deno.serve` cannot set `TCP_NODELAY` on
- * accepted sockets) never waits for Linux's 40 ms delayed ACK. The relay
- * ignores unsolicited pongs.
+ * TCP ACK at once, so the relay's Nagle algorithm (`Deno.serve` cannot set
+ * `TCP_NODELAY` on accepted sockets) never waits for Linux's 40 ms delayed
+ * ACK. The relay ignores unsolicited pongs.
  * @module
  */
 
