@@ -141,7 +141,7 @@ export function usage(role: Role): string {
   --passphrase-file F    protect the identity key with the passphrase on F's first line
                          (PBKDF2-SHA256 600k + AES-256-GCM); needed to load a protected key
   --crypto MODE          keys (default): SHA-256 via node:crypto, AES-GCM in WebCrypto with
-                         non-extractable keys; fast: AES-GCM via node:crypto too (≈30% less CPU,
+                         non-extractable keys; fast: AES-GCM via node:crypto too (less CPU per record,
                          keys in node:crypto KeyObjects, exportable in-process); webcrypto: WebCrypto only
   --close-timeout S      time allowed to flush and close (default ${DEFAULT_CLOSE_TIMEOUT_S})
   --reconnect-timeout S  time to keep reconnecting to a lost relay (default ${DEFAULT_RECONNECT_S})
