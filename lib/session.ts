@@ -765,9 +765,7 @@ export class Session {
         sealRecordEager(
           keys,
           counter,
-          parts.length === 1
-            ? encodeInner(parts[0].msg)
-            : encodeInnerMany(parts.map((p) => p.msg)),
+          encodeInnerMany(parts.map((p) => p.msg)),
           this.#localId,
           this.#peerId,
         ),

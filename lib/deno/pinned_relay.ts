@@ -290,6 +290,12 @@ export class PinnedRelayConnection {
   }
 
   #sendFrame(op: number, payload: Uint8Array): void {
+    this.#out.push(this.#encodeFrame(op, payload));
+    this.#scheduleFlush();
+  }
+
+  /** One masked client frame (RFC 6455 §5.2). */
+  #encodeFrame(op: number, payload: Uint8Array): Uint8Array {
     const len = payload.length;
     const head = len < 126 ? 2 : len < 65536 ? 4 : 10;
     const out = new Uint8Array(head + 4 + len);
@@ -323,8 +329,7 @@ export class PinnedRelayConnection {
       out[base + i + 3] = payload[i + 3] ^ m3;
     }
     for (; i < len; i++) out[base + i] = payload[i] ^ m[k + (i & 3)];
-    this.#out.push(out);
-    this.#scheduleFlush();
+    return out;
   }
 
   /** Writes everything queued in this task at its end, or a pong that acknowledges what was read. */
@@ -334,8 +339,7 @@ export class PinnedRelayConnection {
     queueMicrotask(() => {
       this.#flushQueued = false;
       if (this.#out.length === 0 && this.#ackDue && this.#open) {
-        this.#ackDue = false;
-        return this.#sendFrame(OP_PONG, EMPTY);
+        this.#out.push(this.#encodeFrame(OP_PONG, EMPTY));
       }
       this.#flushNow();
     });
