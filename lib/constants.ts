@@ -72,8 +72,10 @@ export const MAX_KNOWN_PEERS_FILE_SIZE = 4 * 1024 * 1024;
 export const KNOWN_PEERS_VERSION = 1;
 /** Longest peer name in the known-peers file (characters). */
 export const MAX_PEER_NAME_LENGTH = 256;
-/** Iterations of the safety-number hash per key, as Signal's NumericFingerprint (slows collision search). */
-export const SAFETY_NUMBER_ITERATIONS = 5200;
+/** PBKDF2-HMAC-SHA512 iterations of the safety-number half per key (PROTOCOL.md §2.3; ~1.5 ms, one native call). */
+export const SAFETY_NUMBER_ITERATIONS = 1024;
+/** PBKDF2 output bytes per key: 6 chunks of 5 bytes. */
+export const SAFETY_NUMBER_BYTES_PER_KEY = 30;
 /** Digits per key in a safety number (Signal: 30, six groups of five). */
 export const SAFETY_NUMBER_DIGITS_PER_KEY = 30;
 

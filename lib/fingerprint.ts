@@ -4,25 +4,29 @@
  * - Fingerprint: SHA-256 of the DER SubjectPublicKeyInfo (32 bytes), shown as
  *   upper-case hex in 16 groups of 4 (`3F2A 9C01 …`); the short form is the
  *   first 4 groups. Stored in machine form as 64 lower-case hex digits.
- * - Safety number (after Signal's `NumericFingerprint`): for each key,
- *   h = SHA-512(u16(0) ‖ "e2e.v1 safety number\0" ‖ spki), then 5200 times
- *   h = SHA-512(h ‖ spki); the first 30 bytes make 6 chunks of 5 bytes, each a
+ * - Safety number (version 1, PROTOCOL.md §2.3): for each key,
+ *   h = PBKDF2-HMAC-SHA512(password = spki, salt = u16(1) ‖ "e2e.v1 safety
+ *   number\0", 1024 iterations, 30 bytes); 6 chunks of 5 bytes, each a
  *   big-endian integer mod 100000 as 5 digits → 30 digits per key. The two
  *   30-digit strings are sorted and concatenated, so both sides compute the
- *   same 60 digits, shown as 12 groups of 5.
+ *   same 60 digits, shown as 12 groups of 5. One native call per key (~1.5 ms
+ *   here), and each key's half is cached: a client computes its own half once.
  * @module
  */
 
 import { type Bytes, concat, sha256, u16, utf8 } from "./bytes.ts";
 import {
+  SAFETY_NUMBER_BYTES_PER_KEY,
   SAFETY_NUMBER_DIGITS_PER_KEY,
   SAFETY_NUMBER_ITERATIONS,
 } from "./constants.ts";
 
-/** Version of the safety-number construction, hashed in first (as Signal does). */
-const SAFETY_NUMBER_VERSION = 0;
+/** Version of the safety-number construction, first in the salt (version 0 was 5200 chained SHA-512 calls). */
+export const SAFETY_NUMBER_VERSION = 1;
 /** Domain separator, in place of Signal's stable identifier. */
-const SAFETY_NUMBER_LABEL = "e2e.v1 safety number\0";
+export const SAFETY_NUMBER_LABEL = "e2e.v1 safety number\0";
+/** Halves kept by the cache (one per key seen; own key included). */
+const SAFETY_CACHE_ENTRIES = 256;
 /** Hex digits per displayed fingerprint group. */
 const FINGERPRINT_GROUP = 4;
 /** Groups shown by {@link shortFingerprint} (64 bits). */
@@ -71,22 +75,54 @@ export async function safetyNumber(
   spkiA: Bytes,
   spkiB: Bytes,
 ): Promise<string> {
-  const [a, b] = await Promise.all([numericCode(spkiA), numericCode(spkiB)]);
+  const [a, b] = await Promise.all([
+    safetyNumberHalf(spkiA),
+    safetyNumberHalf(spkiB),
+  ]);
   const digits = a <= b ? a + b : b + a;
   return groups(digits, SAFETY_GROUP).join(" ");
 }
 
-/** The 30-digit half of a safety number contributed by one key. */
-async function numericCode(spki: Bytes): Promise<string> {
-  let h = await sha512(
-    concat(u16(SAFETY_NUMBER_VERSION), utf8(SAFETY_NUMBER_LABEL), spki),
-  );
-  const buf = new Uint8Array(h.length + spki.length);
-  buf.set(spki, h.length);
-  for (let i = 0; i < SAFETY_NUMBER_ITERATIONS; i++) {
-    buf.set(h, 0);
-    h = await sha512(buf);
+const halves = new Map<string, Promise<string>>();
+
+/**
+ * The 30-digit half of a safety number contributed by one key, cached per
+ * SPKI (bounded: the oldest entry goes first). A failed computation is not
+ * cached.
+ */
+export function safetyNumberHalf(spki: Bytes): Promise<string> {
+  const key = spki.toHex();
+  const hit = halves.get(key);
+  if (hit) return hit;
+  const half = computeHalf(spki.slice());
+  halves.set(key, half);
+  half.catch(() => halves.delete(key));
+  if (halves.size > SAFETY_CACHE_ENTRIES) {
+    halves.delete(halves.keys().next().value!);
   }
+  return half;
+}
+
+async function computeHalf(spki: Bytes): Promise<string> {
+  const password = await crypto.subtle.importKey(
+    "raw",
+    spki,
+    "PBKDF2",
+    false,
+    ["deriveBits"],
+  );
+  const h = new Uint8Array(
+    await crypto.subtle.deriveBits(
+      {
+        name: "PBKDF2",
+        hash: "SHA-512",
+        salt: concat(u16(SAFETY_NUMBER_VERSION), utf8(SAFETY_NUMBER_LABEL)),
+        iterations: SAFETY_NUMBER_ITERATIONS,
+      },
+      password,
+      SAFETY_NUMBER_BYTES_PER_KEY * 8,
+    ),
+  );
   let out = "";
   const chunks = SAFETY_NUMBER_DIGITS_PER_KEY / SAFETY_GROUP;
   for (let c = 0; c < chunks; c++) {
@@ -97,10 +133,6 @@ async function numericCode(spki: Bytes): Promise<string> {
     out += String(n % 10 ** SAFETY_GROUP).padStart(SAFETY_GROUP, "0");
   }
   return out;
-}
-
-async function sha512(data: Bytes): Promise<Bytes> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-512", data));
 }
 
 function groups(s: string, size: number): string[] {
