@@ -10,7 +10,7 @@
  * @module
  */
 
-import { concat, u16, utf8 } from "../../lib/bytes.ts";
+import { type Bytes, concat, u16, utf8 } from "../../lib/bytes.ts";
 import {
   SAFETY_NUMBER_BYTES_PER_KEY,
   SAFETY_NUMBER_ITERATIONS,
@@ -25,7 +25,7 @@ import {
 const dir = new URL(".", import.meta.url);
 
 /** Ed25519 SPKI of a fixed seed (RFC 8032 test 1's secret key). */
-async function ed25519Spki(seedHex: string): Promise<Uint8Array> {
+async function ed25519Spki(seedHex: string): Promise<Bytes> {
   const pkcs8 = concat(
     Uint8Array.fromHex("302e020100300506032b657004220420"),
     Uint8Array.fromHex(seedHex),
@@ -44,7 +44,7 @@ async function ed25519Spki(seedHex: string): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.exportKey("spki", pub));
 }
 
-async function pbkdf2(spki: Uint8Array): Promise<Uint8Array> {
+async function pbkdf2(spki: Bytes): Promise<Bytes> {
   const k = await crypto.subtle.importKey("raw", spki, "PBKDF2", false, [
     "deriveBits",
   ]);
@@ -62,15 +62,15 @@ async function pbkdf2(spki: Uint8Array): Promise<Uint8Array> {
   );
 }
 
-function salt(): Uint8Array {
+function salt(): Bytes {
   return concat(u16(SAFETY_NUMBER_VERSION), utf8(SAFETY_NUMBER_LABEL));
 }
 
 async function vector(
   name: string,
   description: string,
-  spkiA: Uint8Array,
-  spkiB: Uint8Array,
+  spkiA: Bytes,
+  spkiB: Bytes,
 ): Promise<void> {
   const [halfA, halfB] = [
     await safetyNumberHalf(spkiA),
