@@ -129,7 +129,8 @@ export function usage(role: Role): string {
   --relay URL            relay (default ${DEFAULT_RELAY}; taken from --peer ADDRESS if given)
   --ca FILE              CA certificate of the relay (default ${DEFAULT_CA})
   --pin SHA256           trust ONLY the CA with this certificate fingerprint (an address's
-                         ca=… part pins too); the --ca file must be that CA
+                         ca=… part pins too); the --ca file must hold that CA (a bundle
+                         may: only the pinned certificate in it is trusted)
   --json                 scriptable mode: JSON lines on stdout, stdin lines are messages
                          (also when stdin is not a terminal)
   --cover-rate N         cover traffic, dummy packets per second (default ${DEFAULT_COVER_RATE}; 0 = off)

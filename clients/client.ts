@@ -29,7 +29,10 @@ import {
 } from "./ui.ts";
 import { formatAddress } from "../lib/address.ts";
 import { ProtocolError } from "../lib/errors.ts";
-import { certificateFingerprint } from "../lib/x509.ts";
+import {
+  certificateFingerprint,
+  selectPinnedCertificate,
+} from "../lib/x509.ts";
 import { loadKnownPeers, loadOrCreateIdentity } from "../lib/deno/key_file.ts";
 import { loadOrCreateMailboxKey } from "../lib/deno/mailbox_file.ts";
 import { RelayConnection } from "../lib/deno/relay_client.ts";
@@ -112,14 +115,22 @@ export async function setupTrust(
     }
   }
   if (o.pin) {
-    if (caFingerprint !== o.pin) {
+    // Trust exactly the pinned certificate: a bundle's other CAs are dropped.
+    const { pem: pinned, fingerprints } = await selectPinnedCertificate(
+      caPem!,
+      o.pin,
+    );
+    if (pinned === undefined) {
       throw new Error(
-        `CA pin mismatch: the address pins CA ${o.pin} but ${o.caFile} is CA ${caFingerprint}; ` +
+        `CA pin mismatch: the address pins CA ${o.pin} but ${o.caFile} holds ${
+          fingerprints.length === 1 ? "CA" : "CAs"
+        } ${fingerprints.join(", ")}; ` +
           "refusing to connect (get the right CA certificate from the relay operator)",
         { cause: EXIT.relay },
       );
     }
-    const pem = caPem!;
+    caFingerprint = o.pin;
+    const pem = pinned;
     return {
       connect: () =>
         PinnedRelayConnection.connect({

@@ -10,7 +10,7 @@
 
 import { type Bytes, bytesEqual, concat, sha256, utf8 } from "./bytes.ts";
 import * as der from "./der.ts";
-import { decodePem, encodePem } from "./pem.ts";
+import { decodePem, decodePemAll, encodePem } from "./pem.ts";
 
 // ---------------------------------------------------------------- constants
 
@@ -220,6 +220,29 @@ export function certificateDer(pem: string): Bytes {
 /** SHA-256 of the first certificate's DER, lower-case hex (64 chars): used to pin a CA. */
 export async function certificateFingerprint(pem: string): Promise<string> {
   return (await sha256(certificateDer(pem))).toHex();
+}
+
+/**
+ * The one certificate of a PEM bundle whose SHA-256 fingerprint is `pin`
+ * (lower-case hex), re-encoded alone as PEM, or `undefined` when none is.
+ * Pinning must trust exactly this certificate, never the rest of the bundle.
+ * `fingerprints` lists every certificate of the bundle, in order (for messages).
+ */
+export async function selectPinnedCertificate(
+  pem: string,
+  pin: string,
+): Promise<{ pem: string | undefined; fingerprints: string[] }> {
+  const certs = decodePemAll(pem).filter((b) => b.label === "CERTIFICATE");
+  const fingerprints: string[] = [];
+  let found: string | undefined;
+  for (const cert of certs) {
+    const fp = (await sha256(cert.der)).toHex();
+    fingerprints.push(fp);
+    if (fp === pin && found === undefined) {
+      found = encodePem("CERTIFICATE", cert.der);
+    }
+  }
+  return { pem: found, fingerprints };
 }
 
 /**

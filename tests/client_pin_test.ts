@@ -151,3 +151,79 @@ Deno.test("pinned transport verifies the host name against the certificate", asy
     await relay.finished;
   }
 });
+
+Deno.test("a pinned client trusts only the pinned CA of a --ca bundle, never its other CAs", async () => {
+  // Regression: the pin was compared with the bundle's first certificate,
+  // then every certificate of the file was trusted.
+  const dir = await Deno.makeTempDir({ prefix: "client-pin-bundle-" });
+  try {
+    const pinned = await generateCertificateAuthority({});
+    const other = await generateCertificateAuthority({});
+    const leaf = await issueServerCertificate(other, { hosts: ["localhost"] });
+    const relay = await startRelay({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: leaf.certPem,
+      key: leaf.keyPem,
+      quiet: true,
+      log: () => {},
+    });
+    try {
+      const url = `wss://localhost:${relay.port}/ws`;
+      const pin = await certificateFingerprint(pinned.certPem);
+      for (
+        const [name, bundle] of [
+          ["pinned first", pinned.certPem + other.certPem],
+          ["pinned second", other.certPem + pinned.certPem],
+        ]
+      ) {
+        const caFile = `${dir}/bundle.pem`;
+        await Deno.writeTextFile(caFile, bundle);
+        const client = new ClientProc(
+          "customer",
+          [
+            "--json",
+            ...["--relay", url, "--keys", `${dir}/k`, "--wait", "1"],
+            ...["--ca", caFile, "--pin", pin],
+          ],
+          dir,
+        );
+        assert.equal(await client.exit(), 3, name);
+        assert.ok(!client.events.some((e) => e.type === "ready"), name);
+        const err = client.events.find((e) => e.type === "error")!;
+        assert.equal(err.code, "tls", name);
+        assert.match(err.message, /does not chain to the pinned CA/, name);
+      }
+      // The transport itself refuses a PEM of two certificates as "the" pin.
+      const { key: mailbox } = await generateMailboxKey();
+      await assert.rejects(
+        () =>
+          PinnedRelayConnection.connect({
+            url,
+            mailbox,
+            caPem: pinned.certPem + other.certPem,
+          }),
+        /exactly one certificate, got 2/,
+      );
+      // Control: the bundle with the relay's own CA pinned connects.
+      const otherPin = await certificateFingerprint(other.certPem);
+      const good = new ClientProc(
+        "customer",
+        [
+          "--json",
+          ...["--relay", url, "--keys", `${dir}/k`, "--wait", "1"],
+          ...["--ca", `${dir}/bundle.pem`, "--pin", otherPin],
+        ],
+        dir,
+      );
+      const ready = await good.waitFor((e) => e.type === "ready", "bundle ok");
+      assert.match(ready.address, new RegExp(`#ca=${otherPin}&id=`));
+      assert.equal(await good.exit(), 6);
+    } finally {
+      await relay.shutdown();
+      await relay.finished;
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

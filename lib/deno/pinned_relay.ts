@@ -27,6 +27,7 @@ import tls from "node:tls";
 import type { Bytes } from "../bytes.ts";
 import { concat, utf8 } from "../bytes.ts";
 import { RELAY_SUBPROTOCOL } from "../constants.ts";
+import { decodePemAll } from "../pem.ts";
 import { decodeFrame, encodeData, type Frame } from "../relay_frame.ts";
 import { type MailboxKey, registrationStep } from "../registration.ts";
 import { type CloseInfo, RelayConnectError } from "./relay_client.ts";
@@ -103,6 +104,21 @@ export class PinnedRelayConnection {
     if (url.protocol !== "wss:") {
       return Promise.reject(
         new RelayConnectError("refused", "relay URL must use wss://"),
+      );
+    }
+    let certs = 0;
+    try {
+      certs = decodePemAll(opts.caPem).filter((b) =>
+        b.label === "CERTIFICATE"
+      ).length;
+    } catch { /* counted as none */ }
+    if (certs !== 1) {
+      // node:tls would trust every certificate given: a pin is one CA.
+      return Promise.reject(
+        new RelayConnectError(
+          "tls",
+          `the pinned CA must be exactly one certificate, got ${certs}`,
+        ),
       );
     }
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
