@@ -89,6 +89,8 @@ export interface ClientOptions {
   signEvery?: number;
   /** File whose first line is the identity key's passphrase (encrypts a new key, decrypts an existing one). */
   passphraseFile?: string;
+  /** Encrypt the existing unencrypted identity file with the passphrase, then exit. */
+  encryptKey?: boolean;
   /** Where the session's hash and AEAD run (see `--crypto`). */
   crypto: "keys" | "fast" | "webcrypto";
   /** Scenario to run. */
@@ -140,7 +142,10 @@ export function usage(role: Role): string {
   --sign-every N         sign the message chain every N messages (default 64; under load
                          signatures are at least 10 ms apart, at most 255 messages unsigned)
   --passphrase-file F    protect the identity key with the passphrase on F's first line
-                         (PBKDF2-SHA256 600k + AES-256-GCM); needed to load a protected key
+                         (PBKDF2-SHA256 600k + AES-256-GCM); needed to load a protected key;
+                         an existing unencrypted key file is refused (see --encrypt-key)
+  --encrypt-key          encrypt the existing unencrypted identity key file with the
+                         --passphrase-file passphrase (atomic rewrite, 0600), then exit
   --crypto MODE          keys (default): SHA-256 via node:crypto, AES-GCM in WebCrypto with
                          non-extractable keys; fast: AES-GCM via node:crypto too (less CPU per record,
                          keys in node:crypto KeyObjects, exportable in-process); webcrypto: WebCrypto only
@@ -214,6 +219,7 @@ export function parseClientArgs(
         "sign-every": { type: "string" },
         crypto: { type: "string" },
         "passphrase-file": { type: "string" },
+        "encrypt-key": { type: "boolean" },
         "close-timeout": { type: "string" },
         "reconnect-timeout": { type: "string" },
         "deliver-timeout": { type: "string" },
@@ -279,6 +285,9 @@ export function parseClientArgs(
   if (v.approve && v.decline) {
     throw new UsageError("give --approve or --decline, not both");
   }
+  if (v["encrypt-key"] && v["passphrase-file"] === undefined) {
+    throw new UsageError("--encrypt-key needs --passphrase-file");
+  }
   const peerName = v["peer-name"] ?? (role === "bank" ? "customer" : "bank");
   if (
     peerName.length === 0 || peerName.length > 256 ||
@@ -321,6 +330,7 @@ export function parseClientArgs(
       : num("sign-every", v["sign-every"], 64, 1, true),
     crypto: cryptoMode(v.crypto),
     passphraseFile: v["passphrase-file"],
+    encryptKey: v["encrypt-key"] ?? false,
     scenario: v.scenario as "payment" | undefined,
     decision: v.approve ? "approve" : v.decline ? "decline" : undefined,
     payment: {

@@ -245,6 +245,25 @@ export async function runClient(role: Role, args: string[]): Promise<number> {
   }
 }
 
+/** `--encrypt-key`: rewrites the unencrypted identity file encrypted; no relay, no session. */
+async function encryptKey(
+  o: ClientOptions,
+  emit: (ev: ClientEvent) => void,
+): Promise<void> {
+  const path = keyFiles(o.role, o.keysDir).identity;
+  const { encrypted } = await loadOrCreateIdentity(path, {
+    passphrase: await readPassphrase(o.passphraseFile!),
+    create: false,
+    encryptPlaintext: true,
+  });
+  emit({
+    type: "notice",
+    text: encrypted
+      ? `${path}: identity key encrypted with the passphrase of ${o.passphraseFile}`
+      : `${path}: the identity key was already encrypted (the passphrase opens it)`,
+  });
+}
+
 /** Loads the client's files and runs it until it ends; resolves to the exit code. */
 async function runPrepared(
   o: ClientOptions,
@@ -252,6 +271,11 @@ async function runPrepared(
 ): Promise<number> {
   let client: ChatClient;
   try {
+    if (o.encryptKey) {
+      await encryptKey(o, emit);
+      if (!o.json) writeStdout("\n");
+      return EXIT.ok;
+    }
     client = await prepareClient(o, emit);
   } catch (e) {
     const code = typeof (e as Error).cause === "number"

@@ -609,6 +609,58 @@ Deno.test("--passphrase-file: a protected identity key is created, reloaded, and
   }
 });
 
+Deno.test("--passphrase-file refuses an unencrypted identity key file and says how to encrypt it; --encrypt-key does", async () => {
+  // Regression: the passphrase was silently ignored for an unencrypted file.
+  const relay = await startTestRelay();
+  const dir = await tempDir();
+  const grants = `${dir},${relay.certsDir}`;
+  const keyPath = `${dir}/customer_identity_keys.json`;
+  try {
+    await Deno.writeTextFile(`${dir}/pw`, "correct horse battery staple\n");
+    const base = [
+      "--json",
+      ...["--relay", relay.url, "--ca", `${relay.certsDir}/ca.pem`],
+      ...["--keys", dir, "--wait", "0.5"],
+    ];
+    const plain = new ClientProc("customer", base, grants);
+    const ready = await plain.waitFor(isType("ready"), "plain key", 30000);
+    assert.equal(await plain.exit(), 6);
+    const before = await Deno.readTextFile(keyPath);
+    assert.ok(JSON.parse(before).privateKey, "created unencrypted");
+
+    const withPass = [...base, "--passphrase-file", `${dir}/pw`];
+    const refused = new ClientProc("customer", withPass, grants);
+    assert.equal(await refused.exit(), 1);
+    assert.ok(!refused.events.some(isType("ready")), "never connects");
+    const err = refused.events.find(isType("error"))!;
+    assert.equal(err.code, "bad-key-file");
+    assert.match(err.message, /NOT encrypted/);
+    assert.match(err.message, /--encrypt-key/);
+    assert.equal(await Deno.readTextFile(keyPath), before, "file untouched");
+
+    const enc = new ClientProc(
+      "customer",
+      [...withPass, "--encrypt-key"],
+      grants,
+    );
+    assert.equal(await enc.exit(), 0);
+    assert.match(enc.events.find(isType("notice"))!.text, /encrypted/);
+    const file = JSON.parse(await Deno.readTextFile(keyPath));
+    assert.equal(file.privateKey, undefined, "no cleartext private key");
+    assert.equal(file.encryptedPrivateKey.kdf, "PBKDF2-SHA256");
+    assert.equal(file.created, JSON.parse(before).created);
+    assert.equal((await Deno.stat(keyPath)).mode! & 0o777, 0o600);
+
+    const again = new ClientProc("customer", withPass, grants);
+    const ready2 = await again.waitFor(isType("ready"), "same key", 30000);
+    assert.equal(ready2.fingerprint, ready.fingerprint, "same identity");
+    assert.equal(await again.exit(), 6);
+  } finally {
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a waiting customer ignores a stranger's bad handshake and still serves the real bank", async () => {
   const relay = await startTestRelay();
   const dir = await tempDir();

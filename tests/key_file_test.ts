@@ -214,3 +214,42 @@ Deno.test({
       assert.deepEqual((await loadKnownPeers(path)).names(), []);
     }),
 });
+
+Deno.test("loadOrCreateIdentity: a passphrase with an unencrypted file is refused unless encryptPlaintext rewrites it", () =>
+  withTempDir(async (dir) => {
+    const path = `${dir}/alice_identity_keys.json`;
+    const plain = await loadOrCreateIdentity(path);
+    const before = await Deno.readTextFile(path);
+    await assert.rejects(
+      () => loadOrCreateIdentity(path, { passphrase: "pw", ...FAST }),
+      isError("bad-key-file", path, "NOT encrypted", "--encrypt-key"),
+    );
+    assert.equal(await Deno.readTextFile(path), before, "untouched");
+
+    const done = await loadOrCreateIdentity(path, {
+      passphrase: "pw",
+      encryptPlaintext: true,
+      ...FAST,
+    });
+    assert.equal(done.encrypted, true);
+    assert.deepEqual(done.identity.spki, plain.identity.spki);
+    const file = JSON.parse(await Deno.readTextFile(path));
+    assert.equal(file.privateKey, undefined);
+    assert.equal(file.created, JSON.parse(before).created);
+    if (POSIX) assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    await assert.rejects(
+      () => loadOrCreateIdentity(path, FAST),
+      isError("bad-passphrase"),
+    );
+    const again = await loadOrCreateIdentity(path, {
+      passphrase: "pw",
+      encryptPlaintext: true,
+      ...FAST,
+    });
+    assert.equal(
+      again.encrypted,
+      undefined,
+      "already encrypted: nothing rewritten",
+    );
+    assert.deepEqual(again.identity.spki, plain.identity.spki);
+  }));

@@ -15,8 +15,11 @@ import { ProtocolError } from "../errors.ts";
 import {
   createIdentity,
   type Identity,
+  isEncryptedIdentityFile,
   parseIdentityFile,
+  serializeIdentity,
 } from "../identity.ts";
+import { decodePem } from "../pem.ts";
 import { KnownPeers } from "../known_peers.ts";
 import { PRIVATE_FILE_MODE, writeFileAtomic } from "./atomic_file.ts";
 
@@ -35,6 +38,12 @@ export interface LoadIdentityOptions {
   iterations?: number;
   /** Fewest PBKDF2 iterations accepted on load (tests only; default from constants). */
   minIterations?: number;
+  /**
+   * An existing unencrypted file given with a passphrase is refused unless
+   * this is true; then it is rewritten encrypted with the passphrase
+   * (atomically, mode 0600) before it is loaded.
+   */
+  encryptPlaintext?: boolean;
 }
 
 /** An identity and whether this call created its file. */
@@ -43,6 +52,8 @@ export interface LoadedIdentity {
   identity: Identity;
   /** True when the file did not exist and was created now. */
   created: boolean;
+  /** True when an unencrypted file was rewritten encrypted now (`encryptPlaintext`). */
+  encrypted?: boolean;
 }
 
 /**
@@ -61,6 +72,40 @@ export async function loadOrCreateIdentity(
     "bad-key-file",
     "group or others can access it; the private key must be readable by its owner only",
   );
+  if (
+    text !== undefined && options.passphrase !== undefined &&
+    !isEncryptedIdentityFile(text)
+  ) {
+    if (options.encryptPlaintext !== true) {
+      throw new ProtocolError(
+        "bad-key-file",
+        `${path}: the identity key in this file is NOT encrypted, but a passphrase was given; ` +
+          "refusing to run as if it were protected. To encrypt it with that passphrase, run " +
+          "the client once with --encrypt-key added (same --keys and --passphrase-file): it " +
+          "rewrites the file encrypted and exits. Or drop --passphrase-file to use it unencrypted.",
+      );
+    }
+    // Validates the file (key pair consistent) before rewriting it.
+    const { spki } = await parseIdentityFile(text, path);
+    const data = JSON.parse(text) as { privateKey: string; created: string };
+    const pkcs8 = decodePem(data.privateKey, "PRIVATE KEY");
+    try {
+      const json = await serializeIdentity(pkcs8, spki, {
+        passphrase: options.passphrase,
+        iterations: options.iterations,
+        created: new Date(data.created),
+      });
+      await writeFileAtomic(path, json, PRIVATE_FILE_MODE);
+    } finally {
+      pkcs8.fill(0);
+    }
+    const { identity } = await loadOrCreateIdentity(path, {
+      ...options,
+      create: false,
+      encryptPlaintext: false,
+    });
+    return { identity, created: false, encrypted: true };
+  }
   if (text !== undefined) {
     const identity = await parseIdentityFile(
       text,
