@@ -104,7 +104,7 @@ export interface ClientOptions {
     payee: string;
     reference: string;
   };
-  /** Write the signed transcript here on close. */
+  /** The conversation's transcript file (appended to, every session). */
   transcript?: string;
 }
 
@@ -157,8 +157,9 @@ export function usage(role: Role): string {
   --approve | --decline  customer's scripted answer to the payment request
   --amount A --currency C --payee P --reference R   the bank's request
                          (default 125.00 EUR "ACME Supplies Ltd" INV-2026-1125)
-  --transcript FILE      write the signed transcript on close (check it with
-                         deno task verify-transcript FILE)
+  --transcript FILE      keep the conversation's signed transcript in FILE:
+                         every session appended as it happens, never
+                         rewritten (check it with deno task verify-transcript FILE)
   -h, --help             this help
 
 Interactive commands: /verify  /trust  /status  /quit   (Ctrl-C closes cleanly)

@@ -27,6 +27,12 @@ export interface ResumeMessage {
   prev: string | null;
   /** Highest reliable seq the sender delivered, in order, from the peer in that session (0 = none). */
   delivered: number;
+  /**
+   * The sender's application role ("bank", "customer"). Signed with the
+   * chain like the rest, it binds the transcript's role label to the
+   * sender's identity (PROTOCOL.md §2.2.10). Optional: older clients omit it.
+   */
+  role?: string;
 }
 
 /** Every control message understood by this version. */
@@ -84,7 +90,18 @@ export function parseControl(body: Uint8Array): ControlMessage | undefined {
   ) {
     throw new RangeError("resume: delivered must be an integer ≥ 0");
   }
-  return { kind: "resume", prev, delivered };
+  const role = o.role;
+  if (
+    role !== undefined &&
+    (typeof role !== "string" || role.length === 0 || role.length > 64 ||
+      // deno-lint-ignore no-control-regex
+      /[\u0000-\u001f\u007f-\u009f]/.test(role))
+  ) {
+    throw new RangeError("resume: role must be a short printable string");
+  }
+  return role === undefined
+    ? { kind: "resume", prev, delivered }
+    : { kind: "resume", prev, delivered, role };
 }
 
 /** One-line description for displays and transcripts, e.g. `[resume prev=ab12cd34… delivered=3]`. */

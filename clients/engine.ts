@@ -42,7 +42,7 @@ import {
   paymentResponse,
 } from "../lib/payment.ts";
 import { E2E_VERSION, MAX_BODY } from "../lib/constants.ts";
-import { PRIVATE_FILE_MODE, writeFileAtomic } from "../lib/deno/atomic_file.ts";
+import { TranscriptFile } from "../lib/deno/transcript_file.ts";
 import { saveKnownPeers } from "../lib/deno/key_file.ts";
 import { type ClientOptions, EXIT } from "./args.ts";
 import {
@@ -223,6 +223,8 @@ export class ChatClient {
   readonly #now: () => number;
   readonly #done = Promise.withResolvers<number>();
   #finished = false;
+  /** The conversation's transcript file (`--transcript`), opened at the first secure session. */
+  #transcriptFile?: TranscriptFile;
   #queue: Promise<void> = Promise.resolve();
   /** Operations queued by #do and not started yet. */
   #waiting = 0;
@@ -647,10 +649,15 @@ export class ChatClient {
     const link = this.#link;
     this.#link = undefined;
     this.#d.emit({ type: "closed", reason });
+    const tf = this.#transcriptFile;
+    tf?.endSession("stopped", this.#now());
+    const saving = tf?.close().catch((e) =>
+      this.#error("transcript", `${tf.path}: ${(e as Error).message}`)
+    );
     const closing = link
       ? link.close(1000, "bye").catch(() => {})
       : Promise.resolve();
-    closing.then(() => this.#done.resolve(code));
+    Promise.all([closing, saving]).then(() => this.#done.resolve(code));
   }
 
   // ── relay link ───────────────────────────────────────────────────────────
@@ -1048,6 +1055,7 @@ export class ChatClient {
     this.#safety = await safetyNumber(this.#d.identity.spki, t.spki);
     this.#d.knownPeers.record(this.#o.peerName, t.fp, this.#now());
     await saveKnownPeers(this.#d.knownPeersPath, this.#d.knownPeers);
+    await this.#beginTranscript(session);
     this.#trust = t.status === "verified"
       ? "verified"
       : t.status === "known"
@@ -1098,6 +1106,7 @@ export class ChatClient {
       kind: "resume",
       prev: this.#prev?.hash ?? null,
       delivered: Number(this.#prev?.delivered ?? 0n),
+      role: this.#o.role,
     });
     this.#sendPackets(await session.send(body, now));
     this.#holdUntil = this.#outbox.some((m) => m.was)
@@ -1167,6 +1176,7 @@ export class ChatClient {
    * that really lost its session gets them all again).
    */
   #dropSession(): void {
+    this.#transcriptFile?.endSession("replaced", this.#now());
     const hash = this.#session?.transcript?.context.sessionHash.toHex();
     if (hash !== undefined) {
       this.#prev = { hash, delivered: this.#rxSeq };
@@ -1309,6 +1319,7 @@ export class ChatClient {
   async #afterSession(): Promise<void> {
     const s = this.#session;
     if (!s || this.#finished) return;
+    this.#transcriptFile?.sync();
     this.#armRto(s);
     await this.#pump();
     await this.#maybeClose();
@@ -1633,23 +1644,28 @@ export class ChatClient {
     }
   }
 
-  async #writeTranscript(): Promise<void> {
+  /** Opens the `--transcript` file at the first session and starts recording `session` in it. */
+  async #beginTranscript(session: Session): Promise<void> {
     const path = this.#o.transcript;
-    const t = this.#session?.transcript;
-    if (!path || !t) return;
-    const role = this.#session!.role;
-    const peerRole = role === "initiator" ? "responder" : "initiator";
-    const json = {
-      ...t.toJSON(),
-      // Display labels only (not authenticated): who played which role.
-      labels: { [role]: this.#o.role, [peerRole]: this.#o.peerName },
-    };
-    await writeFileAtomic(
-      path,
-      JSON.stringify(json, null, 1) + "\n",
-      PRIVATE_FILE_MODE,
+    if (!path || !session.transcript) return;
+    this.#transcriptFile ??= await TranscriptFile.open(path, this.#now());
+    // Our own label only: the peer's comes from its signed `resume`.
+    this.#transcriptFile.beginSession(
+      session.transcript,
+      { [session.role]: this.#o.role },
+      this.#now(),
     );
-    this.#notice(`transcript written to ${path}`);
+  }
+
+  /** The session closed cleanly: finish its records in the transcript file. */
+  async #writeTranscript(): Promise<void> {
+    const tf = this.#transcriptFile;
+    if (!tf) return;
+    tf.endSession("closed", this.#now());
+    await tf.flush();
+    this.#notice(
+      `transcript written to ${tf.path} (session ${tf.sessions} of this conversation)`,
+    );
   }
 
   // ── reporting ────────────────────────────────────────────────────────────

@@ -8,6 +8,7 @@ import { clearImmediate, setImmediate } from "node:timers";
 import type { ClientEvent } from "./engine.ts";
 import { formatFingerprint } from "../lib/fingerprint.ts";
 import { parsePaymentMessage } from "../lib/payment.ts";
+import { neutralizeText } from "../lib/display_text.ts";
 
 const encoder = new TextEncoder();
 
@@ -73,15 +74,8 @@ export function jsonRenderer(
   return (ev) => write(JSON.stringify(ev) + "\n");
 }
 
-// deno-lint-ignore no-control-regex
-const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
-/** Peer text with control characters made visible (no terminal escape injection). */
-function safe(text: string): string {
-  return text.replace(
-    CONTROL,
-    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
-  );
-}
+/** Peer text with control, invisible and bidi characters made visible (lib/display_text.ts). */
+const safe = (text: string): string => neutralizeText(text);
 
 function clock(iso: string): string {
   return new Date(iso).toTimeString().slice(0, 8);
@@ -157,9 +151,9 @@ export function terminalRenderer(
           }`,
         );
       case "prompt":
-        return out(ev.text);
+        return out(safe(ev.text));
       case "notice":
-        return out(`* ${ev.text}`);
+        return out(`* ${safe(ev.text)}`);
       case "status":
         return out(
           `status: ${ev.phase}, relay ${ev.relay}, peer ${
@@ -180,7 +174,7 @@ export function terminalRenderer(
               `  safety number with the new key: ${ev.safetyNumber}\nThe session was refused.`,
           );
         }
-        return out(`! ${ev.code}: ${ev.message}`);
+        return out(`! ${ev.code}: ${safe(ev.message)}`);
       case "closed":
         return write(`\r\x1b[K* closed: ${ev.reason}\n`);
     }

@@ -27,7 +27,8 @@ export type E2EErrorCode =
   | "closed"
   | "bad-passphrase"
   | "bad-key-file"
-  | "bad-known-peers";
+  | "bad-known-peers"
+  | "relabelled";
 
 /** An error of the end-to-end protocol with a stable `code`. */
 export class ProtocolError extends Error {

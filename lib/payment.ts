@@ -9,6 +9,7 @@
  */
 
 import { sha256, utf8 } from "./bytes.ts";
+import { findUnsafeText } from "./display_text.ts";
 
 /** A payment the bank asks the customer to confirm. */
 export interface PaymentRequest {
@@ -40,15 +41,16 @@ const AMOUNT_RE = /^(0|[1-9][0-9]{0,11})\.[0-9]{2}$/;
 const CURRENCY_RE = /^[A-Z]{3}$/;
 /** Longest payee or reference accepted (characters). */
 const MAX_TEXT_FIELD = 140;
-// deno-lint-ignore no-control-regex
-const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 
 function checkText(name: string, v: unknown): string {
   if (typeof v !== "string" || v.length === 0 || v.length > MAX_TEXT_FIELD) {
     throw new RangeError(`${name} must be 1..${MAX_TEXT_FIELD} characters`);
   }
-  if (CONTROL_RE.test(v)) {
-    throw new RangeError(`${name} contains control characters`);
+  const bad = findUnsafeText(v);
+  if (bad) {
+    throw new RangeError(
+      `${name} contains ${bad.codePoint} at position ${bad.index} (a control, invisible or bidi character that could disguise what is shown): refused`,
+    );
   }
   return v;
 }

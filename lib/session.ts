@@ -753,6 +753,7 @@ export class Session {
         seq,
         type,
         body,
+        pending: signed,
       });
       parts.push({
         msg: { type, seq, body },
@@ -795,6 +796,7 @@ export class Session {
         if (p.record) {
           p.record.head = h;
           p.record.signature = signature;
+          p.record.pending = false;
         }
       }
       return await seal();
@@ -1206,6 +1208,7 @@ export class Session {
       seq,
       type,
       body,
+      pending: signature !== undefined,
     });
     if (signature) {
       this.#unsignedRecv = 0;
@@ -1237,6 +1240,7 @@ export class Session {
         if (record) {
           record.signature = signature;
           record.head = h;
+          record.pending = false;
         }
       })();
       verification.catch(noop); // surfaced by the batch's Promise.all

@@ -18,7 +18,12 @@ import type { Bytes } from "./bytes.ts";
 import { ProtocolError } from "./errors.ts";
 import type { HandshakeRole } from "./handshake_result.ts";
 import { chainSignatureInput, chainStart, chainStep } from "./hash_chain.ts";
-import { type Direction, INNER_TYPE_NAMES, isReliable } from "./record.ts";
+import {
+  type Direction,
+  INNER_TYPE_NAMES,
+  InnerType,
+  isReliable,
+} from "./record.ts";
 import { importIdentityPublic, verify } from "./suite.ts";
 import { fingerprint, formatFingerprint } from "./fingerprint.ts";
 
@@ -39,6 +44,13 @@ export interface TranscriptMessage {
   signature?: Bytes;
   /** Chain head H_seq, recorded for signed messages (lets a verifier tell a tampered body from a bad signature). */
   head?: Bytes;
+  /**
+   * True while a signature for this message is being made (sent) or checked
+   * (received): `signature`/`head` are not final yet. The session clears it
+   * when they are set. Writers of a transcript file stop at the first
+   * pending message so a signature is never written before it exists.
+   */
+  pending?: boolean;
 }
 
 /** Session facts a transcript is verified against. */
@@ -95,10 +107,20 @@ export class Transcript {
     this.context = context;
   }
 
-  /** Appends a message record (the caller may fill `signature`/`head` later). */
+  /** Appends a message record (the caller may fill `signature`/`head` later, then clears `pending`). */
   add(message: TranscriptMessage): TranscriptMessage {
     this.messages.push(message);
     return message;
+  }
+
+  /**
+   * How many messages from the start are final (none of them `pending`),
+   * scanning from `from` (a count the caller already knows to be final).
+   */
+  settled(from = 0): number {
+    let i = from;
+    while (i < this.messages.length && !this.messages[i].pending) i++;
+    return i;
   }
 
   /** The JSON form (see module doc). */
@@ -156,6 +178,8 @@ export interface VerifiedTranscript {
   signatures: number;
   /** Count of trailing messages per sender not covered by any signature. */
   uncovered: Record<HandshakeRole, number>;
+  /** Whether each sender's direction ends with its (always signed) CLOSE. */
+  closed: Record<HandshakeRole, boolean>;
 }
 
 function fromB64(s: unknown, what: string): Bytes {
@@ -222,6 +246,7 @@ export async function verifyTranscript(
     messages: [],
     signatures: 0,
     uncovered: { initiator: 0, responder: 0 },
+    closed: { initiator: false, responder: false },
   };
   const decoder = new TextDecoder();
   for (const role of ["initiator", "responder"] as const) {
@@ -253,6 +278,18 @@ export async function verifyTranscript(
         throw new ProtocolError(
           "malformed",
           `transcript: ${where} has type ${m.type}`,
+        );
+      }
+      if (out.length > 0 && out[out.length - 1].type === "close") {
+        throw new ProtocolError(
+          "malformed",
+          `transcript: ${role}'s seq ${seq} follows its CLOSE (nothing can be sent after a CLOSE: the message was added to the file)`,
+        );
+      }
+      if (type === InnerType.CLOSE && m.sig === undefined) {
+        throw new ProtocolError(
+          "malformed",
+          `transcript: ${role}'s CLOSE at seq ${seq} has no signature (a CLOSE is always signed)`,
         );
       }
       const body = fromB64(m.body, `${where} body`);
@@ -292,6 +329,8 @@ export async function verifyTranscript(
       pendingFrom = out.length;
     }
     result.uncovered[role] = out.length - pendingFrom;
+    result.closed[role] = out.length > 0 &&
+      out[out.length - 1].type === "close";
     result.messages.push(...out);
   }
   return result;

@@ -13,7 +13,8 @@ import { startRelay } from "../lib/deno/relay_server.ts";
 import { parseClientArgs } from "../clients/args.ts";
 import { prepareClient } from "../clients/client.ts";
 import type { ClientEvent } from "../clients/engine.ts";
-import { verifyTranscript } from "../lib/transcript.ts";
+import { verifyConversation } from "../lib/conversation_transcript.ts";
+import { neutralizeText } from "../lib/display_text.ts";
 import { describeControl, isControl } from "../clients/control.ts";
 import { formatFingerprint } from "../lib/fingerprint.ts";
 
@@ -194,18 +195,19 @@ export async function main(): Promise<number> {
     );
     say(`exit codes: bank ${bankCode}, customer ${customerCode}`);
 
-    const v = await verifyTranscript(
+    const report = await verifyConversation(
       await Deno.readTextFile(`${tmp}/bank_transcript.json`),
     );
+    const v = report.sessions[report.sessions.length - 1].verified;
     say(
-      `\nbank's signed transcript verified offline: ${v.signatures} signatures, session ${
+      `\nbank's signed transcript verified offline: ${report.verdict}, ${v.signatures} signatures, session ${
         v.sessionHash.slice(0, 16)
       }…`,
     );
     for (const m of v.messages.filter((m) => m.type === "data")) {
       say(
         `  ${m.role === "initiator" ? "bank    " : "customer"} #${m.seq}: ${
-          isControl(m.body) ? describeControl(m.body) : m.text
+          isControl(m.body) ? describeControl(m.body) : neutralizeText(m.text)
         }`,
       );
     }

@@ -1,22 +1,49 @@
 /**
- * `deno task verify-transcript FILE [--json]`: checks a transcript written by
- * a client (`--transcript FILE`) offline — recomputes both hash chains from
- * the session hash, verifies every chain signature with the recorded
- * identity keys — and prints who said what. Exit 0 when valid, 1 when the
- * file was altered or a signature fails (with the reason), 2 on usage errors.
+ * `deno task verify-transcript FILE [--json]`: checks a conversation
+ * transcript written by a client (`--transcript FILE`, every session of the
+ * conversation; PROTOCOL.md §2.2.10) offline — recomputes every hash chain,
+ * verifies every chain signature with the recorded identity keys — and
+ * prints who said what, then a graded verdict:
+ *
+ * - `COMPLETE` (exit 0): every session's both directions end with a signed
+ *   CLOSE, every message is covered by its sender's signature, every payment
+ *   response answers a signed request in the file.
+ * - `INCOMPLETE` (exit 3): the signatures hold, but something is missing
+ *   (listed: an open direction, an empty one, uncovered messages, a dangling
+ *   payment response, a torn last line). Uncovered messages are listed apart,
+ *   raw, as assertions of the file's author.
+ * - `INVALID` (exit 1): the file is altered or could not have been produced
+ *   (broken chain, bad signature, a message after a CLOSE, relabelled roles).
+ * - exit 2: usage or the file cannot be read.
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { verifyTranscript } from "../lib/transcript.ts";
+import {
+  type ConversationReport,
+  ORDER_NOTE,
+  type RoleLabels,
+  verifyConversation,
+} from "../lib/conversation_transcript.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import { parsePaymentMessage } from "../lib/payment.ts";
+import { neutralizeText } from "../lib/display_text.ts";
 import { describeControl, isControl } from "../clients/control.ts";
+import type { HandshakeRole } from "../lib/handshake_result.ts";
 
 /** Largest transcript file read (bytes). */
-const MAX_TRANSCRIPT_FILE = 64 * 1024 * 1024;
-// deno-lint-ignore no-control-regex
-const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+const MAX_TRANSCRIPT_FILE = 256 * 1024 * 1024;
+
+/** Exit codes of the tool. */
+export const VERIFY_EXIT = {
+  complete: 0,
+  invalid: 1,
+  usage: 2,
+  incomplete: 3,
+} as const;
+
+const B64 = { alphabet: "base64url", omitPadding: true } as const;
+const one = (s: string) => neutralizeText(s, { singleLine: true });
 
 /** Runs the tool; resolves to the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -32,11 +59,14 @@ export async function main(args: string[]): Promise<number> {
     }));
   } catch (e) {
     console.error((e as Error).message);
-    return 2;
+    return VERIFY_EXIT.usage;
   }
   if (values.help || positionals.length !== 1) {
-    console.error("usage: deno task verify-transcript FILE [--json]");
-    return values.help ? 0 : 2;
+    console.error(
+      "usage: deno task verify-transcript FILE [--json]\n" +
+        "exit 0 COMPLETE, 3 INCOMPLETE (what is missing is listed), 1 INVALID, 2 usage/unreadable",
+    );
+    return values.help ? 0 : VERIFY_EXIT.usage;
   }
   const path = positionals[0];
   if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") {
@@ -47,7 +77,7 @@ export async function main(args: string[]): Promise<number> {
       `cannot read ${path}: the task only grants the current folder; run ` +
         `deno run --allow-read=${dir} tools/verify_transcript.ts ${path}`,
     );
-    return 2;
+    return VERIFY_EXIT.usage;
   }
   let text: string;
   try {
@@ -56,86 +86,183 @@ export async function main(args: string[]): Promise<number> {
     text = await Deno.readTextFile(path);
   } catch (e) {
     console.error(`cannot read ${path}: ${(e as Error).message}`);
-    return 2;
+    return VERIFY_EXIT.usage;
   }
-  let labels: Record<string, string> = {};
+  let r: ConversationReport;
   try {
-    const parsed = JSON.parse(text);
-    if (parsed && typeof parsed.labels === "object" && parsed.labels) {
-      labels = parsed.labels;
-    }
-  } catch { /* verifyTranscript reports it */ }
-  try {
-    const v = await verifyTranscript(text);
+    r = await verifyConversation(text);
+  } catch (e) {
+    const code = e instanceof ProtocolError ? e.code : "malformed";
+    const why = e instanceof ProtocolError
+      ? e.message
+      : `invalid transcript: ${(e as Error).message}`;
     if (values.json) {
       console.log(JSON.stringify({
-        valid: true,
-        sessionHash: v.sessionHash,
-        fingerprints: v.fingerprints,
-        signatures: v.signatures,
-        uncovered: v.uncovered,
-        messages: v.messages.map((m) => ({
+        verdict: "INVALID",
+        valid: false,
+        complete: false,
+        error: { code, message: why },
+      }));
+    }
+    console.error(`Transcript ${one(path)}: INVALID — ${one(why)}`);
+    return VERIFY_EXIT.invalid;
+  }
+  if (values.json) console.log(JSON.stringify(toJson(r)));
+  else printReport(path, r);
+  return r.verdict === "COMPLETE"
+    ? VERIFY_EXIT.complete
+    : VERIFY_EXIT.incomplete;
+}
+
+function labelOf(
+  labels: RoleLabels,
+  claimed: RoleLabels,
+  role: HandshakeRole,
+): { label?: string; proven: boolean } {
+  if (labels[role] !== undefined) return { label: labels[role], proven: true };
+  return { label: claimed[role], proven: false };
+}
+
+function describePayment(
+  r: ConversationReport,
+  session: number,
+  role: HandshakeRole,
+  seq: bigint,
+  text: string,
+): string | undefined {
+  const p = parsePaymentMessage(text);
+  if (p?.kind === "payment-request") {
+    return `PAYMENT REQUEST ${p.amount} ${p.currency} to ${
+      one(JSON.stringify(p.payee))
+    } ref ${one(p.reference)}`;
+  }
+  if (p?.kind === "payment-response") {
+    const link = r.payments.find((x) =>
+      x.session === session && x.role === role && x.seq === seq
+    );
+    const to = link?.matched
+      ? `answers the ${link.matched.role}'s request #${link.matched.seq} of session ${link.matched.session}`
+      : `DANGLING: names request ${
+        p.request.slice(0, 16)
+      }…, which is not a signed request in this file`;
+    return `PAYMENT ${p.decision.toUpperCase()} (ref ${
+      one(p.reference)
+    }; ${to})`;
+  }
+  return undefined;
+}
+
+function printReport(path: string, r: ConversationReport): void {
+  const signatures = r.sessions.reduce((n, s) => n + s.verified.signatures, 0);
+  console.log(`Transcript ${one(path)}: ${r.verdict}`);
+  console.log(
+    `  ${r.sessions.length} session(s), ${signatures} chain signatures verified${
+      r.legacy ? " (older single-session file)" : ""
+    }`,
+  );
+  console.log(`  ${ORDER_NOTE}`);
+  for (const s of r.sessions) {
+    const v = s.verified;
+    const end = s.end ? `ended: ${s.end.reason}` : "no end record";
+    console.log(
+      `\n  Session ${s.n} (session hash ${
+        v.sessionHash.slice(0, 16)
+      }…, ${end})`,
+    );
+    const name = (role: HandshakeRole) => {
+      const l = labelOf(s.labels, s.claimedLabels, role);
+      if (l.label === undefined) return role;
+      return l.proven
+        ? `${role} (${one(l.label)})`
+        : `${role} (${one(l.label)}?: label claimed by the file, not signed)`;
+    };
+    for (const role of ["initiator", "responder"] as const) {
+      console.log(
+        `    ${name(role)}: identity fingerprint ${v.fingerprints[role]}`,
+      );
+    }
+    for (const m of v.messages) {
+      if (m.coveredBy === undefined) continue; // listed apart below
+      const shown = m.type !== "data"
+        ? `[${m.type}]`
+        : isControl(m.body)
+        ? one(describeControl(m.body))
+        : describePayment(r, s.n, m.role, m.seq, m.text) ??
+          one(JSON.stringify(m.text));
+      console.log(
+        `    ${
+          name(m.role)
+        } #${m.seq}: ${shown}   [signed at seq ${m.coveredBy}]`,
+      );
+    }
+  }
+  if (r.uncovered.length > 0) {
+    console.log(
+      `\n  NOT covered by any signature — assertions of the file's author only, shown raw (never decoded as payments):`,
+    );
+    for (const u of r.uncovered) {
+      const raw = new TextDecoder().decode(u.body);
+      console.log(
+        `    session ${u.session} ${u.role} #${u.seq} ${u.type}: ${
+          one(JSON.stringify(raw))
+        }`,
+      );
+    }
+  }
+  if (r.missing.length > 0) {
+    console.log(`\n  INCOMPLETE because:`);
+    for (const m of r.missing) console.log(`    - ${one(m)}`);
+  }
+}
+
+function toJson(r: ConversationReport) {
+  return {
+    verdict: r.verdict,
+    valid: r.verdict === "COMPLETE",
+    complete: r.verdict === "COMPLETE",
+    missing: r.missing,
+    order: ORDER_NOTE,
+    torn: r.torn,
+    legacy: r.legacy,
+    sessions: r.sessions.map((s) => ({
+      session: s.n,
+      sessionHash: s.verified.sessionHash,
+      end: s.end ?? null,
+      fingerprints: s.verified.fingerprints,
+      labels: {
+        initiator: labelOf(s.labels, s.claimedLabels, "initiator"),
+        responder: labelOf(s.labels, s.claimedLabels, "responder"),
+      },
+      signatures: s.verified.signatures,
+      closed: s.verified.closed,
+      uncovered: s.verified.uncovered,
+      messages: s.verified.messages.filter((m) => m.coveredBy !== undefined)
+        .map((m) => ({
           role: m.role,
-          label: labels[m.role],
+          label: labelOf(s.labels, s.claimedLabels, m.role).label,
           seq: Number(m.seq),
           type: m.type,
           text: m.text,
           control: m.type === "data" && isControl(m.body),
-          signedAt: m.coveredBy === undefined ? null : Number(m.coveredBy),
+          signedAt: Number(m.coveredBy),
         })),
-      }));
-      return 0;
-    }
-    const name = (role: string) =>
-      labels[role]
-        ? `${role} (${String(labels[role]).replace(CONTROL, "?")})`
-        : role;
-    console.log(`Transcript ${path}: VALID`);
-    console.log(`  session hash: ${v.sessionHash}`);
-    for (const role of ["initiator", "responder"] as const) {
-      console.log(
-        `  ${name(role)}: identity fingerprint ${v.fingerprints[role]}`,
-      );
-    }
-    console.log(
-      `  ${v.signatures} chain signatures verified; names in parentheses are labels from the file, the fingerprints are what is proven\n`,
-    );
-    for (const m of v.messages) {
-      if (m.type !== "data") continue;
-      const p = isControl(m.body) ? undefined : parsePaymentMessage(m.text);
-      const shown = isControl(m.body)
-        ? describeControl(m.body)
-        : p?.kind === "payment-request"
-        ? `PAYMENT REQUEST ${p.amount} ${p.currency} to ${
-          JSON.stringify(p.payee)
-        } ref ${p.reference}`
-        : p?.kind === "payment-response"
-        ? `PAYMENT ${p.decision.toUpperCase()} (ref ${p.reference}, request ${
-          p.request.slice(0, 16)
-        }…)`
-        : JSON.stringify(m.text.replace(CONTROL, "?"));
-      const sig = m.coveredBy !== undefined
-        ? `signed (covered by signature at seq ${m.coveredBy})`
-        : "NOT covered by a signature";
-      console.log(`  ${name(m.role)} #${m.seq}: ${shown}   [${sig}]`);
-    }
-    for (const role of ["initiator", "responder"] as const) {
-      if (v.uncovered[role] > 0) {
-        console.log(
-          `  note: the last ${
-            v.uncovered[role]
-          } message(s) of the ${role} are not covered by a signature`,
-        );
-      }
-    }
-    return 0;
-  } catch (e) {
-    const why = e instanceof ProtocolError
-      ? e.message
-      : `invalid transcript: ${(e as Error).message}`;
-    console.error(`Transcript ${path}: INVALID — ${why}`);
-    return 1;
-  }
+    })),
+    uncovered: r.uncovered.map((u) => ({
+      session: u.session,
+      role: u.role,
+      seq: Number(u.seq),
+      type: u.type,
+      body: u.body.toBase64(B64),
+    })),
+    payments: r.payments.map((p) => ({
+      session: p.session,
+      role: p.role,
+      seq: Number(p.seq),
+      decision: p.decision,
+      request: p.request,
+      matched: p.matched ? { ...p.matched, seq: Number(p.matched.seq) } : null,
+    })),
+  };
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
