@@ -39,6 +39,8 @@ export * from "./handshake.ts";
 export * from "./handshake_result.ts";
 export * from "./session.ts";
 export * from "./transcript.ts";
+export * from "./conversation_transcript.ts";
+export * from "./display_text.ts";
 export * from "./replay_window.ts";
 export * from "./padding.ts";
 export * from "./suite.ts";
