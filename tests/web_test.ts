@@ -12,6 +12,12 @@ import { Browser, type Page, spkiHash } from "./helpers/cdp.ts";
 import { testCerts } from "./helpers/relay_fixture.ts";
 import { ROOT, taskFlags } from "./helpers/client_proc.ts";
 import { contentSecurityPolicy } from "../tools/web.ts";
+import {
+  createIdentity,
+  isEncryptedIdentityFile,
+  parseIdentityFile,
+} from "../lib/identity.ts";
+import { fingerprint, formatFingerprint } from "../lib/fingerprint.ts";
 
 const OUT = `${ROOT}/tests/output/web`;
 
@@ -129,41 +135,170 @@ function errorsIn(page: Page): string[] {
     .map((c) => `${c.level}: ${c.text}`);
 }
 
-Deno.test("browser client: loads with its CSP, registers, shows its address", async () => {
+/** Every form control has a label, every button a name (checked in the page). */
+const UNLABELLED =
+  `[...document.querySelectorAll("input, textarea, select, button")]
+  .filter((e) => !e.closest("[hidden]"))
+  .filter((e) => e.tagName === "BUTTON" ? !e.textContent.trim() && !e.ariaLabel
+    : e.labels.length === 0 && !e.ariaLabel).map((e) => e.id || e.outerHTML)`;
+
+Deno.test("browser client in a real Chromium", async (t) => {
   await buildBundle();
   const certs = await testCerts();
   const relay = await startRelayProc(certs);
   const web = await startWeb(relay.url);
-  const browser = await Browser.launch({
-    trustSpki: [await spkiHash(certs.cert)],
-  });
+  const trusted = await spkiHash(certs.cert);
+  const browser = await Browser.launch({ trustSpki: [trusted] });
+  const tmp = await Deno.makeTempDir({ prefix: "web-test-" });
+  const extra: { stop(): Promise<void> }[] = [];
   try {
     const page = await browser.newPage();
-    await page.goto(web.url);
-    const doc = page.responses.get(web.url);
-    assert.ok(doc, "main document response seen");
-    assert.equal(
-      doc.headers["content-security-policy"],
-      contentSecurityPolicy(relay.url),
+    const nextDownload = await page.allowDownloads(tmp);
+    const fingerprintShown = () => page.text("#my-fingerprint .mono");
+
+    await t.step(
+      "loads with its CSP and no console errors, registers, shows its address",
+      async () => {
+        await page.goto(web.url);
+        const doc = page.responses.get(web.url);
+        assert.ok(doc, "main document response seen");
+        assert.equal(
+          doc.headers["content-security-policy"],
+          contentSecurityPolicy(relay.url),
+        );
+        assert.equal(doc.headers["cache-control"], "no-cache");
+        assert.equal(page.responses.get(`${web.url}app.js`)?.status, 200);
+        await page.waitFor(
+          `document.body.dataset.relay === "registered"`,
+          10_000,
+          "registration at the relay",
+        );
+        const address = await page.text("#my-address");
+        assert.match(address, /^wss:\/\/localhost:\d+\/ws#id=[a-z2-7]{26}$/);
+        assert.equal(await page.text("#relay-status"), "Connected");
+        assert.deepEqual(await page.eval(UNLABELLED), []);
+        await shot(page, "first-start");
+        assert.deepEqual(errorsIn(page), []);
+      },
     );
-    assert.equal(doc.headers["cache-control"], "no-cache");
-    await page.waitFor(
-      `document.body.dataset.relay === "registered"`,
-      10_000,
-      "registration at the relay",
+
+    await t.step(
+      "backup in the CLI's identity-file format; reload keeps the identity; restore a CLI identity",
+      async () => {
+        const fp = await fingerprintShown();
+        const address = await page.text("#my-address");
+        const pass = "correct horse battery";
+        await page.type("#export-passphrase", pass);
+        await page.click("#export-button");
+        const json = await Deno.readTextFile(await nextDownload());
+        assert.ok(isEncryptedIdentityFile(json), "the backup is encrypted");
+        const restored = await parseIdentityFile(json, "backup", pass);
+        assert.equal(formatFingerprint(await fingerprint(restored.spki)), fp);
+
+        await page.reload();
+        await page.waitFor(`document.body.dataset.relay === "registered"`);
+        assert.equal(
+          await fingerprintShown(),
+          fp,
+          "same identity after reload",
+        );
+        assert.equal(await page.text("#my-address"), address, "same address");
+        // The encrypted backup is kept: a later visit downloads the same file.
+        await page.eval(`document.querySelector("#backup").open = true`);
+        await page.click("#export-button");
+        assert.equal(await Deno.readTextFile(await nextDownload()), json);
+
+        // Restore an identity file made by the CLI's code (lib/identity.ts).
+        const cli = await createIdentity({ passphrase: "cli passphrase" });
+        const file = `${tmp}/customer_identity_keys.json`;
+        await Deno.writeTextFile(file, cli.json);
+        const dialogs = page.answerDialogs(true);
+        await page.setFiles("#import-file", [file]);
+        await page.type("#import-passphrase", "wrong passphrase");
+        await page.click("#import-button");
+        await page.waitFor(
+          `document.querySelector("#backup-status").textContent.includes("Wrong passphrase")`,
+        );
+        await page.eval(
+          `document.querySelector("#import-passphrase").value = ""`,
+        );
+        await page.type("#import-passphrase", "cli passphrase");
+        const reloaded = page.waitEvent("Page.loadEventFired", 15_000);
+        await page.click("#import-button");
+        await reloaded;
+        await page.waitFor(`document.body.dataset.relay === "registered"`);
+        assert.equal(
+          await fingerprintShown(),
+          formatFingerprint(await fingerprint(cli.identity.spki)),
+        );
+        assert.equal(await page.text("#my-address"), address, "address kept");
+        assert.equal(dialogs.length, 2, "each restore asked for confirmation");
+        assert.deepEqual(errorsIn(page), []);
+      },
     );
-    const address = await page.text("#my-address");
-    assert.match(address, /^wss:\/\/localhost:\d+\/ws#id=[a-z2-7]{26}$/);
-    assert.equal(await page.text("#relay-status"), "Connected");
-    await shot(page, "first-start");
-    assert.deepEqual(errorsIn(page), []);
-    // Inline script is refused by the CSP (Trusted Types too): prove the policy is live.
-    const blocked = await page.eval<boolean>(`(() => {
-      try { document.body.innerHTML = "<b>x</b>"; return false; } catch { return true; } })()`);
-    assert.equal(blocked, true, "Trusted Types refuse innerHTML");
+
+    await t.step(
+      "a bad address, an unreachable relay and an untrusted certificate are explained",
+      async () => {
+        await page.type("#peer-address", "hello bank");
+        await page.press("Enter");
+        assert.match(await page.text("#connect-error"), /not a valid address/);
+        await page.eval(`document.querySelector("#peer-address").value = ""`);
+        await page.type(
+          "#peer-address",
+          "wss://relay.example:9443/ws#id=aaaaaaaaaaaaaaaaaaaaaaaaaa",
+        );
+        await page.click("#connect-button");
+        assert.match(await page.text("#connect-error"), /another relay/);
+
+        // Nothing listens on this port.
+        const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+        const deadPort = (closed.addr as Deno.NetAddr).port;
+        closed.close();
+        const deadWeb = await startWeb(`wss://localhost:${deadPort}/ws`);
+        extra.push(deadWeb.proc);
+        const p2 = await browser.newPage();
+        await p2.goto(deadWeb.url);
+        const unreachable = await p2.waitFor<string>(
+          `!document.querySelector("#problem").hidden && document.querySelector("#problem").textContent`,
+        );
+        assert.match(unreachable, /Cannot reach the message relay/);
+        assert.match(unreachable, /does not trust its certificate/);
+        // The policy is live: Trusted Types refuse HTML sinks.
+        const blocked = await p2.eval<boolean>(`(() => {
+        try { document.body.innerHTML = "<b>x</b>"; return false; } catch { return true; } })()`);
+        assert.equal(blocked, true, "Trusted Types refuse innerHTML");
+
+        // A browser that lacks the relay's CA: the same bare error, the same explanation.
+        const untrusting = await Browser.launch();
+        extra.push({ stop: () => untrusting.close() });
+        const p3 = await untrusting.newPage();
+        await p3.goto(web.url);
+        const untrusted = await p3.waitFor<string>(
+          `!document.querySelector("#problem").hidden && document.querySelector("#problem").textContent`,
+        );
+        assert.match(untrusted, /healthz/);
+        assert.match(await p3.text("#relay-status"), /^Not connected/);
+      },
+    );
+
+    await t.step("readable on a phone-sized window", async () => {
+      await page.viewport(390, 844, true);
+      const overflow = await page.eval<number>(
+        `document.documentElement.scrollWidth - window.innerWidth`,
+      );
+      assert.ok(
+        overflow <= 0,
+        `no sideways scrolling (${overflow} px too wide)`,
+      );
+      await shot(page, "phone");
+      await page.send("Emulation.clearDeviceMetricsOverride");
+    });
   } finally {
+    for (const x of extra) await x.stop();
     await browser.close();
     await web.proc.stop();
     await relay.proc.stop();
+    await Deno.remove(tmp, { recursive: true });
   }
 });

@@ -45,15 +45,15 @@ function problem(text: string): void {
 /** What to tell a person about the relay connection. */
 export function describeRelay(state: RelayState, relay: string): {
   pill: string;
-  problem: string;
+  /** undefined: keep what is shown (a retry does not clear the explanation). */
+  problem?: string;
 } {
   const host = new URL(relay).host;
   switch (state.kind) {
     case "connecting":
-      return {
-        pill: state.attempt > 1 ? "Reconnecting…" : "Connecting…",
-        problem: "",
-      };
+      return state.attempt > 1
+        ? { pill: "Not connected (retrying…)" }
+        : { pill: "Connecting…", problem: "" };
     case "registered":
       return { pill: "Connected", problem: "" };
     case "failed": {
@@ -221,7 +221,7 @@ async function boot(): Promise<void> {
     const d = describeRelay(state, relayUrl);
     setText("relay-status", d.pill);
     document.body.dataset.relay = state.kind;
-    problem(d.problem);
+    if (d.problem !== undefined) problem(d.problem);
     ($("connect-button") as HTMLButtonElement).disabled =
       state.kind !== "registered";
   };

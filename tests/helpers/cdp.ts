@@ -422,6 +422,34 @@ export class Page {
     });
   }
 
+  /** Puts files into an `<input type=file>` (as if the user picked them). */
+  async setFiles(selector: string, paths: string[]): Promise<void> {
+    const { root } = await this.send<{ root: { nodeId: number } }>(
+      "DOM.getDocument",
+      { depth: 0 },
+    );
+    const { nodeId } = await this.send<{ nodeId: number }>(
+      "DOM.querySelector",
+      { nodeId: root.nodeId, selector },
+    );
+    await this.send("DOM.setFileInputFiles", { nodeId, files: paths });
+  }
+
+  /** Answers every `alert`/`confirm`/`prompt` with `accept`; returns their messages. */
+  answerDialogs(accept: boolean): string[] {
+    const seen: string[] = [];
+    this.browser.on((e) => {
+      if (
+        e.sessionId === this.sessionId &&
+        e.method === "Page.javascriptDialogOpening"
+      ) {
+        seen.push(e.params.message);
+        this.send("Page.handleJavaScriptDialog", { accept });
+      }
+    });
+    return seen;
+  }
+
   /** Sets the viewport (CSS px) — e.g. a phone-sized window. */
   async viewport(width: number, height: number, mobile = false): Promise<void> {
     await this.send("Emulation.setDeviceMetricsOverride", {
