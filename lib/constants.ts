@@ -113,6 +113,8 @@ export const COALESCE_PLAINTEXT_MAX = 4096 - BUCKET_OVERHEAD;
 export const MAX_MESSAGES_PER_RECORD = 64;
 /** Largest application body: room is always left for the 64-byte chain signature. */
 export const MAX_BODY = MAX_BUCKET - BUCKET_OVERHEAD - INNER_HEADER_LENGTH - 64;
+/** REKEY_INIT / REKEY_RESP body: uncompressed P-256 point (65) ‖ ECDSA P1363 signature (64); any other length is `malformed`. */
+export const REKEY_BODY_LENGTH = 65 + 64;
 /** Replay bitmap block size in bits (RFC 6479 uses machine words; 32 fits Uint32Array). */
 export const REPLAY_BLOCK_BITS = 32;
 /** Replay bitmap ring length in blocks: 64 × 32 = 2048 bits. */
@@ -121,6 +123,8 @@ export const REPLAY_RING_BLOCKS = 64;
 export const REPLAY_WINDOW = (REPLAY_RING_BLOCKS - 1) * REPLAY_BLOCK_BITS;
 /** Counters covered by an ACK bitmap (128 bytes). */
 export const ACK_BITMAP_BITS = 1024;
+/** ACK body: highest u64 ‖ bitmap (ACK_BITMAP_BITS / 8 = 128 bytes) ‖ cumulativeSeq u64; any other length is `malformed`. */
+export const ACK_BODY_LENGTH = 8 + ACK_BITMAP_BITS / 8 + 8;
 /** Reliable flow window: a reliable or DUMMY packet is sent only while nextCounter − oldest unacked counter < this. Equal to the ACK bitmap span so an ACK can name every packet in flight. */
 export const FLOW_WINDOW = ACK_BITMAP_BITS;
 /** ACKs may go on while nextCounter − oldest unacked < this, so a retransmission always lands inside the peer's replay window and ACKs never deadlock behind data. */
@@ -135,7 +139,7 @@ export const DEFAULT_SIGN_EVERY = 64;
 export const DEFAULT_SIGN_INTERVAL_MS = 1000;
 /** Default: under load, chain signatures are at least this many ms apart (a due signature waits for the gap, up to MAX_UNSIGNED − 1 unsigned messages): one ECDSA sign and verify per ~250 messages at 25k msgs/s instead of per 64. */
 export const DEFAULT_MIN_SIGN_GAP_MS = 10;
-/** The receiver refuses more than this many unsigned reliable messages in a row (`unsigned-chain`); bounds what is not yet non-repudiable. */
+/** Of every this many consecutive reliable messages one carries a chain signature: the sender signs at the latest the MAX_UNSIGNED-th after a signature (at most MAX_UNSIGNED − 1 = 255 unsigned in a row), the receiver fails on the MAX_UNSIGNED-th unsigned one in a row (`unsigned-chain`); bounds what is not yet non-repudiable. */
 export const MAX_UNSIGNED = 256;
 /** Default rekey after this many packets sent under one epoch (far below AES-GCM's ~2^24.5 record guidance). */
 export const DEFAULT_REKEY_AFTER_MESSAGES = 100_000;

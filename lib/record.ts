@@ -16,6 +16,7 @@
 
 import { type Bytes, u32 } from "./bytes.ts";
 import {
+  ACK_BODY_LENGTH,
   E2E_VERSION,
   INNER_HEADER_LENGTH,
   MAX_BODY,
@@ -23,6 +24,7 @@ import {
   MAX_MESSAGES_PER_RECORD,
   RECORD_HEADER_LENGTH,
   RECORD_TYPE,
+  REKEY_BODY_LENGTH,
   SESSION_ID_LENGTH,
 } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
@@ -75,6 +77,21 @@ export const INNER_TYPE_NAMES: Record<number, string> = {
   6: "close",
   7: "checkpoint",
 };
+
+/**
+ * Body length every message of a type must have (PROTOCOL.md §2.2.3), by
+ * inner type; DATA (index 1) may be 0..MAX_BODY.
+ */
+const BODY_LENGTH: readonly (number | undefined)[] = [
+  undefined,
+  undefined, // DATA
+  0, // DUMMY
+  ACK_BODY_LENGTH,
+  REKEY_BODY_LENGTH, // REKEY_INIT
+  REKEY_BODY_LENGTH, // REKEY_RESP
+  0, // CLOSE
+  0, // CHECKPOINT
+];
 
 /** Whether messages of `type` carry a seq, enter the hash chain and are acknowledged. */
 export function isReliable(type: number): boolean {
@@ -304,7 +321,7 @@ export function decodeInner(pt: Bytes): InnerMessage {
 /**
  * Strictly decodes a padded inner plaintext: each message of a known type,
  * only known flags, seq present exactly for reliable types, no signature on
- * DUMMY/ACK, lengths inside the plaintext; several messages only when all
+ * DUMMY/ACK, the body length its type requires, lengths inside the plaintext; several messages only when all
  * are DATA with consecutive seqs (at most MAX_MESSAGES_PER_RECORD); then
  * padding all zero, and the plaintext length equal to the smallest bucket.
  * Throws `malformed`.
@@ -333,6 +350,10 @@ export function decodeInnerAll(pt: Bytes): InnerMessage[] {
     if (!reliable && signed) bad("signature on an unreliable message");
     const bodyLen = readU32(pt, at + 10);
     if (bodyLen > MAX_BODY) bad("body length too large");
+    const want = BODY_LENGTH[type];
+    if (want !== undefined && bodyLen !== want) {
+      bad(`${INNER_TYPE_NAMES[type]} body of ${bodyLen} bytes, not ${want}`);
+    }
     const end = at + innerLength(bodyLen, signed);
     if (end > pt.length) bad("body runs past the plaintext");
     const body = pt.slice(

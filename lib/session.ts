@@ -29,6 +29,7 @@
 import { type Bytes, concat, u32, view } from "./bytes.ts";
 import {
   ACK_BITMAP_BITS,
+  ACK_BODY_LENGTH,
   ACK_DELAY_MS,
   ACK_EVERY,
   ACK_SEND_LIMIT,
@@ -44,6 +45,7 @@ import {
   MAX_EPOCH_STASH,
   MAX_MESSAGES_PER_RECORD,
   MAX_UNSIGNED,
+  REKEY_BODY_LENGTH,
   REKEY_HARD_LIMIT_MESSAGES,
 } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
@@ -197,10 +199,8 @@ interface PendingRekey {
   sent: boolean;
 }
 
-const ACK_BODY_LENGTH = 8 + ACK_BITMAP_BITS / 8 + 8;
 /** Counters an ACK bitmap can name, as a bigint. */
 const ACK_SPAN = BigInt(ACK_BITMAP_BITS);
-const REKEY_BODY_LENGTH = P256_POINT_LENGTH + P256_SIGNATURE_LENGTH;
 const REKEY_LABEL = new TextEncoder().encode("e2e.v1 rekey\0");
 const noop = () => {};
 
@@ -1245,10 +1245,11 @@ export class Session {
       })();
       verification.catch(noop); // surfaced by the batch's Promise.all
       verifications.push(verification);
-    } else if (++this.#unsignedRecv > MAX_UNSIGNED) {
+    } else if (++this.#unsignedRecv >= MAX_UNSIGNED) {
+      // Agrees with the sender's #signNext: one of every MAX_UNSIGNED is signed.
       throw new ProtocolError(
         "unsigned-chain",
-        `more than ${MAX_UNSIGNED} unsigned messages in a row`,
+        `${MAX_UNSIGNED} unsigned messages in a row`,
       );
     } else if (type === InnerType.CLOSE) {
       throw new ProtocolError("unsigned-chain", "CLOSE without a signature");

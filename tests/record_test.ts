@@ -231,8 +231,14 @@ Deno.test("coalesced inner plaintext: encodeInnerMany refuses non-DATA groups, s
   ) {
     assert.throws(() => encodeInnerMany([d(1n), d(2n, t)]), RangeError);
     assert.throws(() => encodeInnerMany([d(1n, t), d(2n)]), RangeError);
-    // Alone, any type is fine.
-    assert.deepEqual(decodeInnerAll(encodeInnerMany([d(1n, t)])), [d(1n, t)]);
+    // Alone, any type is fine (with the body length its type requires).
+    const alone = {
+      ...d(1n, t),
+      body: new Uint8Array(
+        t === InnerType.CHECKPOINT || t === InnerType.CLOSE ? 0 : 129,
+      ),
+    };
+    assert.deepEqual(decodeInnerAll(encodeInnerMany([alone])), [alone]);
   }
   const dummy = { type: InnerType.DUMMY, seq: 0n, body: new Uint8Array(0) };
   assert.throws(() => encodeInnerMany([dummy, d(1n)]), RangeError);

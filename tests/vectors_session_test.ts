@@ -1,5 +1,5 @@
 /**
- * Checks tests/vectors/good_record_{keys,data,ack,data_coalesced}.json and
+ * Checks tests/vectors/good_record_{keys,data,ack,data_coalesced,body_lengths}.json and
  * fail_record_*.json: the reference computation of
  * tests/vectors/generate_session.ts (written from PROTOCOL.md §2.2 with
  * crypto.subtle only) reproduces every deterministic value; lib/record.ts,
@@ -38,11 +38,13 @@ import {
 } from "../lib/record.ts";
 import { nextMaster, Session, type SessionStats } from "../lib/session.ts";
 import { importSecret } from "../lib/suite.ts";
+import { ACK_BODY_LENGTH, REKEY_BODY_LENGTH } from "../lib/constants.ts";
 import {
   type AckVector,
   be,
   BODY_1,
   BODY_2,
+  type BodyLengthsVector,
   cat,
   COALESCED_BODIES,
   type CoalescedVector,
@@ -54,6 +56,7 @@ import {
   labelInfo,
   MASTER,
   type RecordVector,
+  REF_BODY_LENGTH,
   refAad,
   refAckBody,
   refBucket,
@@ -895,6 +898,72 @@ Deno.test("vector fail_record_coalesced_*: each breaks one rule of §2.2.3; the 
         c.delivered,
       );
       assert.equal(ok.failed, undefined);
+    });
+  }
+});
+
+// ── Body length per inner type (PROTOCOL.md §2.2.3) ────────────────────────
+
+Deno.test("vector good_record_body_lengths / fail_record_body_*: each type's body length (and seq ≥ 1) is enforced; the rule kept, the record is accepted", async (t) => {
+  const G = await load<BodyLengthsVector>("good_record_body_lengths.json");
+  // The rules are those of lib/constants.ts and of the reference.
+  assert.deepEqual(G.rules, {
+    "2": 0,
+    "3": ACK_BODY_LENGTH,
+    "4": REKEY_BODY_LENGTH,
+    "5": REKEY_BODY_LENGTH,
+    "6": 0,
+    "7": 0,
+  });
+  assert.deepEqual(
+    Object.fromEntries(
+      Object.entries(REF_BODY_LENGTH).map(([k, v]) => [k, v]),
+    ),
+    G.rules,
+  );
+  const listed = G.records.flatMap((r) => r.failVectors).sort();
+  assert.deepEqual(
+    listed,
+    failNames.filter((n) => n.startsWith("fail_record_body_")),
+  );
+  const key = h(K.epoch0.i2r.key);
+  const sealed = async (pt: Bytes) =>
+    cat(h(rec1.header), await refSeal(key, h(rec1.nonce), pt, h(rec1.aad)))
+      .toHex();
+  for (const r of G.records) {
+    await t.step(r.name, async () => {
+      const pt = h(r.innerPlaintext);
+      assert.equal(await sealed(pt), r.packet, "authentic at counter 0");
+      const ref = refDecodeInner(pt);
+      assert.equal(ref.length, 1);
+      assert.equal(ref[0].body.length, r.bodyLength);
+      const lib = decodeInnerAll(pt);
+      assert.deepEqual(lib.map((m) => [m.type, m.seq, m.body.length]), [
+        [r.innerType, BigInt(r.seq), r.bodyLength],
+      ]);
+      const ok = await session("responder");
+      const res = await ok.receive(h(r.packet), 0);
+      assert.deepEqual(res.events.map((e) => e.type), r.events);
+      assert.equal(ok.failed, undefined);
+      for (const name of r.failVectors) {
+        const v = await load<FailVector>(name);
+        assert.deepEqual(v.expected, {
+          record: "malformed",
+          session: "failed",
+          error: "malformed",
+        });
+        const bad = h(v.innerPlaintext!);
+        assert.equal(await sealed(bad), v.packet, `${name} authenticates`);
+        assert.throws(() => refDecodeInner(bad), /needs a|seq rule/, name);
+        assert.throws(() => decodeInnerAll(bad), (err: unknown) => {
+          assert.ok(isMalformed(err), String(err));
+          assert.match((err as Error).message, /body of|without seq/, name);
+          return true;
+        });
+        const receiver = await session("responder");
+        await assert.rejects(receiver.receive(h(v.packet), 0), isMalformed);
+        assert.equal(receiver.failed?.code, "malformed");
+      }
     });
   }
 });

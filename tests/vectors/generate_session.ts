@@ -1,7 +1,8 @@
 /**
  * Generates the session-layer test vectors in this folder —
  * `good_record_keys.json`, `good_record_data.json`, `good_record_ack.json`,
- * `good_record_data_coalesced.json` and `fail_record_*.json` (except the
+ * `good_record_data_coalesced.json`, `good_record_body_lengths.json` and
+ * `fail_record_*.json` (except the
  * `fail_record_dummy_*` of generate_session_control.ts) — and exports the
  * reference computation that
  * tests/vectors_session_test.ts checks them with. The reference is written
@@ -151,6 +152,33 @@ export interface FailVector {
   /** For records that authenticate: the (bad) inner plaintext sealed in them. */
   innerPlaintext?: string;
   expected: FailExpectation;
+}
+
+/** One record of good_record_body_lengths.json: i2r, epoch 0, counter 0, accepted by a fresh responder. */
+export interface BodyLengthRecord {
+  name: string;
+  innerType: number;
+  flags: number;
+  /** u64 as a decimal string. */
+  seq: string;
+  /** The body length §2.2.3 requires for this type. */
+  bodyLength: number;
+  body: string;
+  innerPlaintext: string;
+  packet: string;
+  /** Event types a fresh responding Session emits for it, in order. */
+  events: string[];
+  /** The fail_record_body_*.json vectors that break only this record's body-length (or seq) rule. */
+  failVectors: string[];
+}
+
+/** good_record_body_lengths.json */
+export interface BodyLengthsVector {
+  description: string;
+  base: "good_record_data.json";
+  /** Required body length per inner type (DATA: 0..MAX_BODY, absent here). */
+  rules: Record<string, number>;
+  records: BodyLengthRecord[];
 }
 
 /** Where one reliable message sits in its sender's chain (hex). */
@@ -383,11 +411,25 @@ export function refInnerMany(msgs: RefMessage[], padTo?: number): B {
 }
 
 /**
+ * Body length per inner type (§2.2.3): DUMMY, CLOSE, CHECKPOINT empty; ACK
+ * 8 + 128 + 8; REKEY_INIT/RESP 65 + 64. DATA (1) is 0..MAX_BODY.
+ */
+export const REF_BODY_LENGTH: Record<number, number> = {
+  2: 0,
+  3: 144,
+  4: 129,
+  5: 129,
+  6: 0,
+  7: 0,
+};
+
+/**
  * Strict decoding of a padded inner plaintext as PROTOCOL.md §2.2.3 states
  * it: length = bucket − 52 of a power-of-two bucket 256 … 65536; messages
  * back to back until a zero byte where a message would start; each with a
  * known type, only flags bit 0, seq ≠ 0 exactly for reliable types, no
- * signature on DUMMY/ACK, header and body inside the plaintext; several
+ * signature on DUMMY/ACK, the body length of its type, header and body
+ * inside the plaintext; several
  * messages only if all are DATA with consecutive seqs, at most 64; padding
  * all zero; the smallest bucket for the content. Throws an Error naming the
  * violation (a receiver's `malformed`).
@@ -416,6 +458,10 @@ export function refDecodeInner(pt: B): RefMessage[] {
     if (!reliable && flags === 1) bad("signature on DUMMY/ACK");
     const end = at + 14 + bodyLen + 64 * flags;
     if (bodyLen > 65406) bad("body longer than MAX_BODY");
+    const want = REF_BODY_LENGTH[type];
+    if (want !== undefined && bodyLen !== want) {
+      bad(`type ${type} needs a ${want}-byte body, has ${bodyLen}`);
+    }
     if (end > pt.length) bad("body past the end");
     const m: RefMessage = {
       type,
@@ -1052,6 +1098,162 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     refInnerMany([{ type: 2, seq: 0n, body: new Uint8Array(0) }, data1]),
   );
 
+  // Body lengths per inner type (§2.2.3), all i2r at counter 0: each good
+  // record is accepted by a fresh responder; each fail vector is the same
+  // record with one byte count (or the seq) wrong, still authentic.
+  const sign = async (data: B) =>
+    new Uint8Array(
+      await crypto.subtle.sign(
+        { name: "ECDSA", hash: "SHA-256" },
+        signKey,
+        data,
+      ),
+    );
+  const empty = new Uint8Array(0);
+  const closeSig = await sign(refChainSignatureInput(
+    "initiator",
+    h(idI.fingerprint),
+    h(idR.fingerprint),
+    SESSION_HASH,
+    1n,
+    await sha(refChainStepInput(h0, 1n, 6, empty)),
+  ));
+  const rekeyBody = cat(
+    h(ephI.pub),
+    await sign(cat(
+      enc.encode("e2e.v1 rekey\0"),
+      SESSION_HASH,
+      be(1, 4),
+      enc.encode("initiator"),
+      h(ephI.pub),
+    )),
+  );
+  const bodyCases: {
+    name: string;
+    good: RefMessage;
+    events: string[];
+    fails: Record<string, { m: RefMessage; why: string }>;
+  }[] = [
+    {
+      name: "dummy",
+      good: { type: 2, seq: 0n, body: empty },
+      events: [],
+      fails: {
+        dummy_nonempty: {
+          m: { type: 2, seq: 0n, body: new Uint8Array([0x2a]) },
+          why: "a DUMMY (seq 0) with a 1-byte body: DUMMY bodies are empty",
+        },
+      },
+    },
+    {
+      name: "ack",
+      good: { type: 3, seq: 0n, body: refAckBody(0n, [], 0n) },
+      events: [],
+      fails: {
+        ack_short: {
+          m: { type: 3, seq: 0n, body: refAckBody(0n, [], 0n).slice(0, 143) },
+          why: "an ACK with a 143-byte body: an ACK body is exactly 144 bytes",
+        },
+        ack_long: {
+          m: { type: 3, seq: 0n, body: new Uint8Array(145) },
+          why: "an ACK with a 145-byte body: an ACK body is exactly 144 bytes",
+        },
+      },
+    },
+    {
+      name: "rekey_init",
+      good: { type: 4, seq: 1n, body: rekeyBody },
+      events: ["rekeyed"], // answered at once: nothing of ours is unacked
+      fails: {
+        rekey_short: {
+          m: { type: 4, seq: 1n, body: rekeyBody.slice(0, 128) },
+          why:
+            "a REKEY_INIT (seq 1) whose body is the valid 129-byte one without its last byte: a rekey body is exactly 65 + 64 bytes",
+        },
+      },
+    },
+    {
+      name: "close",
+      good: { type: 6, seq: 1n, body: empty, signature: closeSig },
+      events: ["signature-verified", "peer-closed"],
+      fails: {
+        close_nonempty: {
+          m: {
+            type: 6,
+            seq: 1n,
+            body: new Uint8Array([0x2a]),
+            signature: closeSig,
+          },
+          why:
+            "a signed CLOSE (seq 1) with a 1-byte body: CLOSE bodies are empty",
+        },
+      },
+    },
+    {
+      name: "checkpoint",
+      good: { type: 7, seq: 1n, body: empty },
+      events: [],
+      fails: {
+        checkpoint_nonempty: {
+          m: { type: 7, seq: 1n, body: new Uint8Array([0x2a]) },
+          why:
+            "an (unsigned) CHECKPOINT (seq 1) with a 1-byte body: CHECKPOINT bodies are empty",
+        },
+      },
+    },
+    {
+      name: "data_empty",
+      good: { type: 1, seq: 1n, body: empty },
+      events: ["message"],
+      fails: {
+        data_seq_zero: {
+          m: { type: 1, seq: 0n, body: empty },
+          why: "an empty DATA with seq 0: reliable messages carry seq ≥ 1",
+        },
+      },
+    },
+  ];
+  const bodyRecords: BodyLengthRecord[] = [];
+  for (const c of bodyCases) {
+    const inner = refInnerMany([c.good]);
+    bodyRecords.push({
+      name: c.name,
+      innerType: c.good.type,
+      flags: c.good.signature ? 1 : 0,
+      seq: c.good.seq.toString(),
+      bodyLength: c.good.body.length,
+      body: c.good.body.toHex(),
+      innerPlaintext: inner.toHex(),
+      packet: (await sealInner(inner)).toHex(),
+      events: c.events,
+      failVectors: Object.keys(c.fails).map((n) =>
+        `fail_record_body_${n}.json`
+      ),
+    });
+    for (const [name, f] of Object.entries(c.fails)) {
+      const bad = refInnerMany([f.m]);
+      fails[`body_${name}`] = {
+        description:
+          `A record (i2r, counter 0) holding ${f.why}; correctly sealed, so it authenticates, then fails strict decoding (§2.2.3); ends the session. The same record with the rule kept is "${c.name}" of good_record_body_lengths.json.`,
+        packet: (await sealInner(bad)).toHex(),
+        innerPlaintext: bad.toHex(),
+        expected: {
+          record: "malformed",
+          session: "failed",
+          error: "malformed",
+        },
+      };
+    }
+  }
+  const bodyLengths: BodyLengthsVector = {
+    description:
+      "Body length per inner type (PROTOCOL.md §2.2.3): one record per rule, i2r at epoch 0 and counter 0 under the keys of good_record_keys.json, each accepted by a fresh responding Session (its events listed: the REKEY_INIT is answered at once, so `rekeyed`). DUMMY, CLOSE and CHECKPOINT bodies are empty, an ACK body is 144 bytes (here highest 0, empty bitmap, cumulativeSeq 0), REKEY_INIT/REKEY_RESP bodies 129 bytes (the REKEY_INIT carries the initiator rekey ephemeral of good_record_keys.json, validly signed for epoch 1), DATA 0..MAX_BODY bytes with seq ≥ 1. The CLOSE's chain signature and the rekey signature are recorded runs (verify, do not compare). Each fail_record_body_*.json named here breaks only that rule.",
+    base: "good_record_data.json",
+    rules: { "2": 0, "3": 144, "4": 129, "5": 129, "6": 0, "7": 0 },
+    records: bodyRecords,
+  };
+
+  await write(dir, "good_record_body_lengths.json", bodyLengths);
   await write(dir, "good_record_keys.json", keys);
   await write(dir, "good_record_data.json", data);
   await write(dir, "good_record_ack.json", ack);
@@ -1068,7 +1270,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     await write(dir, `fail_record_${name}.json`, full);
   }
   console.log(
-    `wrote good_record_{keys,data,ack,data_coalesced}.json and ${
+    `wrote good_record_{keys,data,ack,data_coalesced,body_lengths}.json and ${
       Object.keys(fails).length
     } fail_record_*.json`,
   );
