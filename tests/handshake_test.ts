@@ -7,7 +7,7 @@
  * (not with lib/handshake.ts internals), so it also checks the key schedule.
  */
 
-import { WYCHEPROOF_DIR } from "./helpers/wycheproof_dir.ts";
+import { requireWycheproof, WYCHEPROOF_DIR } from "./helpers/wycheproof_dir.ts";
 import assert from "node:assert/strict";
 import { type Bytes, concat, sha256, u16, utf8 } from "../lib/bytes.ts";
 import { ProtocolError } from "../lib/errors.ts";
@@ -745,15 +745,6 @@ const wycheproofUrl = new URL(
   "ecdh_secp256r1_ecpoint_test.json",
   WYCHEPROOF_DIR,
 );
-const haveWycheproof = await Deno.stat(wycheproofUrl).then(
-  () => true,
-  () => false,
-);
-if (!haveWycheproof) {
-  console.warn(
-    `skipping Wycheproof ecpoint test: ${wycheproofUrl.pathname} absent`,
-  );
-}
 
 Deno.test("invalid ephemeral: hand-made off-curve, infinity, compressed → invalid-public-key", async () => {
   const { message: hs1 } = await startI({ fixed: true });
@@ -783,8 +774,8 @@ Deno.test("invalid ephemeral: hand-made off-curve, infinity, compressed → inva
 
 Deno.test({
   name: "invalid ephemeral: Wycheproof ecpoint cases in HS1",
-  ignore: !haveWycheproof,
   fn: async () => {
+    requireWycheproof();
     const data = JSON.parse(await Deno.readTextFile(wycheproofUrl));
     const { message: hs1 } = await startI({ fixed: true });
     let invalid = 0, valid = 0;

@@ -3,9 +3,9 @@
  * them: ECDSA P-256/SHA-256 (P1363) verify, ECDH P-256 (uncompressed points
  * only, invalid points refused), AES-256-GCM (96-bit nonce, 128-bit tag) and
  * HKDF-SHA256. Reads ../shared/vectors/wycheproof/ (or $WYCHEPROOF_DIR);
- * skipped when absent.
+ * fails, never skips, when absent.
  */
-import { WYCHEPROOF_DIR } from "./helpers/wycheproof_dir.ts";
+import { requireWycheproof, WYCHEPROOF_DIR } from "./helpers/wycheproof_dir.ts";
 import assert from "node:assert/strict";
 import { type Bytes, bytesEqual } from "../lib/bytes.ts";
 import { ProtocolError } from "../lib/errors.ts";
@@ -22,18 +22,6 @@ import {
 } from "../lib/suite.ts";
 
 const DIR = WYCHEPROOF_DIR;
-const present = (() => {
-  try {
-    return Deno.statSync(DIR).isDirectory;
-  } catch {
-    return false;
-  }
-})();
-if (!present) {
-  console.warn(
-    `wycheproof: ${DIR.pathname} not found; Wycheproof conformance tests skipped`,
-  );
-}
 
 interface TestCase {
   tcId: number;
@@ -48,6 +36,7 @@ interface Group {
 }
 
 async function load(name: string): Promise<Group[]> {
+  requireWycheproof();
   const data = JSON.parse(await Deno.readTextFile(new URL(name, DIR)));
   return data.testGroups;
 }
@@ -68,7 +57,6 @@ function summary(primitive: string, counts: Record<string, number>): void {
 Deno.test({
   name:
     "wycheproof: ECDSA P-256 SHA-256 P1363 through importIdentityPublic + verify",
-  ignore: !present,
   fn: async () => {
     const counts = {
       valid: 0,
@@ -105,7 +93,6 @@ function pkcs8FromScalar(scalarHex: string): Bytes {
 
 Deno.test({
   name: "wycheproof: ECDH P-256 (ecpoint) through importEphemeralPublic + ecdh",
-  ignore: !present,
   fn: async () => {
     const counts = { valid: 0, invalidRefused: 0, compressedRefused: 0 };
     for (const group of await load("ecdh_secp256r1_ecpoint_test.json")) {
@@ -151,7 +138,6 @@ Deno.test({
 
 Deno.test({
   name: "wycheproof: AES-256-GCM (96-bit nonce, 128-bit tag) through seal/open",
-  ignore: !present,
   fn: async () => {
     const counts = { valid: 0, invalid: 0, skippedOtherSizes: 0 };
     for (const group of await load("aes_gcm_test.json")) {
@@ -192,7 +178,6 @@ Deno.test({
 
 Deno.test({
   name: "wycheproof: HKDF-SHA256 through importSecret + hkdf",
-  ignore: !present,
   fn: async () => {
     const counts = { valid: 0, invalidRefused: 0 };
     for (const group of await load("hkdf_sha256_test.json")) {

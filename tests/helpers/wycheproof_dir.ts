@@ -16,3 +16,22 @@ const fromEnv = (() => {
 export const WYCHEPROOF_DIR: URL = fromEnv
   ? new URL(`file://${fromEnv.replace(/\/?$/, "/")}`)
   : new URL("../../../shared/vectors/wycheproof/", import.meta.url);
+
+/**
+ * Fails (never skips) when the vectors are not where {@link WYCHEPROOF_DIR}
+ * says: a missing vector set is a broken test set-up, not a pass.
+ */
+export function requireWycheproof(): void {
+  let ok = false;
+  try {
+    ok = Deno.statSync(WYCHEPROOF_DIR).isDirectory;
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    throw new Error(
+      `Wycheproof vectors not found at ${WYCHEPROOF_DIR.pathname}: ` +
+        `set WYCHEPROOF_DIR to the folder holding them (.ci/run does this)`,
+    );
+  }
+}
