@@ -76,10 +76,15 @@ export function parsePeerAddress(text: string): PeerAddress {
       "invalid peer address: no '#…id=<session ID>' part (copy the whole address the peer printed)",
     );
   }
+  const seen = new Set<string>();
   for (const key of params.keys()) {
     if (key !== "id" && key !== "ca") {
       throw new SyntaxError(`invalid peer address: unknown parameter '${key}'`);
     }
+    if (seen.has(key)) {
+      throw new SyntaxError(`invalid peer address: '${key}=' given twice`);
+    }
+    seen.add(key);
   }
   const ca = params.get("ca");
   url.hash = "";

@@ -38,5 +38,22 @@ Deno.test("address: clear errors for bad input", () => {
     /unknown parameter 'x'/,
   );
   assert.throws(() => parsePeerAddress("hello"), /invalid session ID/);
+  // PROTOCOL.md §1.3: each parameter at most once (two ids would be ambiguous).
+  const other = formatSessionId(new Uint8Array(16));
+  assert.throws(
+    () => parsePeerAddress(`wss://h/ws#id=${formatSessionId(id)}&id=${other}`),
+    /'id=' given twice/,
+  );
+  assert.throws(
+    () => parsePeerAddress(`wss://h/ws#ca=${pin}&ca=${pin}&id=${other}`),
+    /'ca=' given twice/,
+  );
+  // Either order, pin in upper case with colons, id in upper case or hex.
+  const upper = pin.toUpperCase().match(/../g)!.join(":");
+  const p = parsePeerAddress(
+    `wss://h/ws#id=${formatSessionId(id).toUpperCase()}&ca=${upper}`,
+  );
+  assert.deepEqual([p.id, p.ca], [id, pin]);
+  assert.deepEqual(parsePeerAddress(`wss://h/ws#id=${id.toHex()}`).id, id);
   assert.equal(parseCaPin(pin.toUpperCase().match(/../g)!.join(":")), pin);
 });

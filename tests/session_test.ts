@@ -510,6 +510,30 @@ Deno.test("rekey under load: many messages in flight across epoch switches; old 
   assert.deepEqual(messages(ev.get(a)!), [enc.encode("after")]);
 });
 
+Deno.test("rekey wire order (PROTOCOL.md §2.2.7): REKEY_RESP under epoch e, then the ACK of REKEY_INIT under e+1, consecutive counters", async () => {
+  const { a, b } = await pair({ rekeyAfterMs: 100 });
+  await exchange(a, b, await a.send(enc.encode("x"), 0), 0);
+  await exchange(b, a, await b.send(enc.encode("y"), 0), 0);
+  const init = (await a.poll(100)).filter((p) =>
+    decodeRecordHeader(p).epoch === 0
+  );
+  assert.ok(init.length >= 1);
+  const rb = await b.receiveMany(init, 101);
+  assert.ok(rb.events.some((e) => e.type === "rekeyed"));
+  const headers = rb.packets.map((p) => decodeRecordHeader(p));
+  assert.equal(headers.length, 2, "REKEY_RESP and one ACK");
+  assert.deepEqual(headers.map((x) => x.epoch), [0, 1]);
+  assert.equal(headers[1].counter, headers[0].counter + 1n);
+  // The epoch-1 ACK first (reordered): held until REKEY_RESP, then both apply.
+  const early = await a.receiveMany([rb.packets[1]], 102);
+  assert.equal(a.epoch, 0);
+  assert.deepEqual(early.events, []);
+  const late = await a.receiveMany([rb.packets[0]], 102);
+  assert.equal(a.epoch, 1);
+  const acked = late.events.filter((e) => e.type === "acked");
+  assert.equal(acked.length, 1, "the INIT is acknowledged by the held ACK");
+});
+
 Deno.test("rekey collision: both sides start at once, both converge on the same epoch", async () => {
   const { a, b } = await pair({ rekeyAfterMs: 100 });
   await exchange(a, b, await a.send(enc.encode("x"), 0), 0);
