@@ -151,3 +151,64 @@ export const REKEY_HARD_LIMIT_MESSAGES = 2 ** 24;
 export const DEFAULT_MAX_COUNTER = (1n << 64n) - 1n - (1n << 16n);
 /** Packets of a not-yet-installed next epoch held while a rekey response is pending (reordering across the switch). */
 export const MAX_EPOCH_STASH = 256;
+
+// ── Conversation (lib/conversation.ts, lib/delivery.ts, PROTOCOL.md §2.4/§2.5) ──
+// Reliability timers of one conversation above the session. Times in ms.
+
+/** First handshake retransmission (HS1, or HS3 until the responder is heard) after ~this long (jittered: half to all of it). */
+export const HANDSHAKE_RETRY_BASE_MS = 500;
+/** Handshake retransmissions back off up to this interval; HANDSHAKE_TIMEOUT_MS (10 s) bounds the attempt, so ~5 retransmissions. */
+export const HANDSHAKE_RETRY_MAX_MS = 4000;
+/** First retransmission of unacknowledged packets after ~this long without an ACK: far above the peer's ACK_DELAY_MS (20 ms) plus a relay round trip. */
+export const RETRANSMIT_BASE_MS = 1500;
+/** Retransmission interval cap: 1.5 → 3 → 6 → 12 → 15 s. */
+export const RETRANSMIT_MAX_MS = 15000;
+/** First probe towards a peer the relay reported away (`peer-offline`, `peer-busy`, `rate-limited`). */
+export const PEER_PROBE_BASE_MS = 250;
+/** Probe interval cap towards an away peer. */
+export const PEER_PROBE_MAX_MS = 2000;
+/**
+ * Retransmission rounds that may go unanswered before the conversation
+ * concludes the peer lost the session (it restarted) and starts a new
+ * handshake. A round is one firing of the retransmission timer that resends
+ * every unacknowledged packet; it is answered when an ACK acknowledging
+ * anything new arrives before the next round (any other packet from the
+ * peer, such as cover traffic, does not count; a relay `peer-offline` resets
+ * the count: an away peer is not a lost session). The round after the
+ * third unanswered one starts the handshake instead: with the schedule above
+ * after ~1.5 + 3 + 6 + 12 = 22.5 s of silence.
+ */
+export const REHANDSHAKE_AFTER_UNANSWERED = 3;
+/**
+ * Messages re-queued from an earlier session wait this long for the peer's
+ * `resume` (which says what it already delivered) before they are re-sent
+ * anyway. Never a duplicate either way: the receiver drops message ids it
+ * already delivered (PROTOCOL.md §2.4).
+ */
+export const RESUME_WAIT_MS = 5000;
+/** Records kept while a responder waits for a lost HS3 (they may belong to the session being set up). */
+export const MAX_EARLY_RECORDS = 256;
+/** Messages sealed per `sendMany` batch. */
+export const SEND_BATCH = 64;
+/** Default bound of a conversation's outbox (messages queued, not yet sent or re-queued). */
+export const DEFAULT_OUTBOX = 1000;
+/** Default time (ms) after which a message sent but not acknowledged is reported `undelivered` (retransmission goes on): above the first four retransmission rounds. */
+export const DEFAULT_DELIVER_TIMEOUT_MS = 30000;
+/** Messages falling due within this many ms of the oldest one are reported in the same `undelivered` event. */
+export const UNDELIVERED_COALESCE_MS = 1000;
+/** Default time (ms) allowed for a clean close (flush, acknowledge, CLOSE both ways). */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 30000;
+/**
+ * Responder work per peer relay ID: an HS1 that starts a new handshake costs
+ * a key generation, an ECDH and a signature, so each peer ID may start at
+ * most this many per second (sustained) …
+ */
+export const RESPONDER_RATE_PER_PEER = 1;
+/** … with this burst (a peer restarting twice in a row still gets through at once). */
+export const RESPONDER_BURST_PER_PEER = 4;
+/** New conversations (HS1 from an ID without one) accepted per second by one client, over all IDs: bounds what a crowd of strangers costs. */
+export const NEW_CONVERSATION_RATE = 500;
+/** Burst of new conversations. */
+export const NEW_CONVERSATION_BURST = 1000;
+/** Most conversations one client holds at once; HS1 from a further unknown ID is ignored. */
+export const MAX_CONVERSATIONS = 100_000;

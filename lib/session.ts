@@ -125,6 +125,11 @@ export interface SessionOptions {
   primitives?: SessionPrimitives;
 }
 
+/** What `sendMany` returns: the packets (sealed in the background) and, at once, the seqs assigned to the bodies, in order. */
+export type SendResult = Promise<Bytes[]> & {
+  readonly seqs: readonly bigint[];
+};
+
 /** Something the application must know about. */
 export type SessionEvent =
   /** A DATA message, delivered exactly once in seq order. */
@@ -467,10 +472,10 @@ export class Session {
   /**
    * Seals DATA messages, assigning counters and seqs synchronously in call
    * order and running the crypto pipelined; resolves to the packets in
-   * counter order. All or nothing: throws `window-full`, `too-large`,
+   * counter order; `seqs` (available at once) are the bodies' seqs. All or nothing: throws `window-full`, `too-large`,
    * `counter-exhausted` or `closed` before assigning anything.
    */
-  sendMany(bodies: Bytes[], now: number): Promise<Bytes[]> {
+  sendMany(bodies: Bytes[], now: number): SendResult {
     let groups: Bytes[][];
     try {
       this.#throwIfFailed();
@@ -490,11 +495,12 @@ export class Session {
         : bodies.map((b) => [b]);
       this.#checkCanSend(groups.length, FLOW_WINDOW, bodies.length);
     } catch (e) {
-      return Promise.reject(e);
+      return Object.assign(Promise.reject(e), { seqs: [] });
     }
     this.#touch(now);
+    const first = this.#nextSeq;
     // Copy: the caller may reuse its buffers before the pipelined crypto runs.
-    return all(
+    const sealing = all(
       groups.map((g) =>
         this.#sealReliableGroup(
           InnerType.DATA,
@@ -504,6 +510,9 @@ export class Session {
         )
       ),
     );
+    const seqs: bigint[] = [];
+    for (let q = first; q < this.#nextSeq; q++) seqs.push(q);
+    return Object.assign(sealing, { seqs });
   }
 
   /** Starts closing: seals a signed CLOSE. `closed` follows when both sides' CLOSEs are acked. */

