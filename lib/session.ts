@@ -305,6 +305,8 @@ export class Session {
   #ackWanted = false;
   #ackDueAt?: number;
   #peerClosed = false;
+  /** Seq of the peer's CLOSE once it arrived: its last reliable message. */
+  #peerCloseSeq?: bigint;
   #closedEmitted = false;
   #stash: Bytes[] = [];
 
@@ -952,7 +954,8 @@ export class Session {
   ): Promise<void> {
     const req = this.#respondTo;
     if (
-      !req || this.#responding || !this.#oldEpochAcked() ||
+      !req || this.#responding || this.#closeSeq !== undefined ||
+      !this.#oldEpochAcked() ||
       !this.#canSend(FLOW_WINDOW)
     ) {
       return;
@@ -1185,6 +1188,15 @@ export class Session {
         `seq ${seq} is beyond the flow window`,
       );
     }
+    // CLOSE is the peer's last reliable message (PROTOCOL.md §2.2.9).
+    if (msg.type === InnerType.CLOSE) {
+      for (const later of this.#pending.keys()) {
+        if (later > seq) this.#afterClose(later, seq);
+      }
+      this.#peerCloseSeq = seq;
+    } else if (this.#peerCloseSeq !== undefined && seq > this.#peerCloseSeq) {
+      this.#afterClose(seq, this.#peerCloseSeq);
+    }
     this.#pending.set(seq, { msg, counter });
     const urgent = msg.type !== InnerType.DATA &&
       msg.type !== InnerType.CHECKPOINT;
@@ -1197,6 +1209,13 @@ export class Session {
       this.#nextDeliverSeq++;
       this.#deliver(next, events, verifications);
     }
+  }
+
+  #afterClose(seq: bigint, closeSeq: bigint): never {
+    throw new ProtocolError(
+      "unexpected-message",
+      `seq ${seq} after the peer's CLOSE (seq ${closeSeq})`,
+    );
   }
 
   #deliver(

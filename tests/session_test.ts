@@ -372,6 +372,29 @@ Deno.test("unsigned-chain: MAX_UNSIGNED unsigned messages in a row end the sessi
   await rejectsWith(b.receive(extra, 0), "unsigned-chain");
 });
 
+Deno.test("a reliable message after the peer's CLOSE ends the session (unexpected-message), in either arrival order", async () => {
+  const fx = await fixture();
+  const close = { seq: 1n, type: InnerType.CLOSE, body: new Uint8Array(0) };
+  const data = { seq: 2n, type: InnerType.DATA, body: enc.encode("late") };
+  for (const order of ["close first", "data first"]) {
+    const b = await Session.fromHandshake(fx.resultR);
+    const peer = await FakeInitiator.create(fx);
+    const sig = await peer.signHead(1n, await peer.head([close]));
+    const pClose = await peer.seal({ ...close, signature: sig });
+    const pData = await peer.seal(data);
+    if (order === "close first") {
+      const r = await b.receive(pClose, 0);
+      assert.ok(r.events.some((e) => e.type === "peer-closed"), order);
+      await rejectsWith(b.receive(pData, 0), "unexpected-message");
+    } else {
+      await b.receive(pData, 0); // buffered: seq 1 missing
+      await rejectsWith(b.receive(pClose, 0), "unexpected-message");
+    }
+    assert.equal(b.failed?.code, "unexpected-message", order);
+    assert.equal(b.stats.delivered, 0, order);
+  }
+});
+
 Deno.test("authenticated garbage ends the session: non-zero padding, unsigned CLOSE, ACK of unsent counters", async () => {
   const fx = await fixture();
   {
