@@ -1,0 +1,232 @@
+/**
+ * Regression tests for the forgeries of issue 11 ("Transcript verification
+ * must not vouch for what the protocol cannot produce"). Each forged file
+ * was reported VALID (exit 0) before the graded verifier; now each is
+ * INVALID or INCOMPLETE with the reason, in the library and in the CLI.
+ */
+import assert from "node:assert/strict";
+import {
+  ORDER_NOTE,
+  verifyConversation,
+} from "../lib/conversation_transcript.ts";
+import { ProtocolError } from "../lib/errors.ts";
+import {
+  paymentBodies,
+  recordConversation,
+} from "./helpers/conversation_fixture.ts";
+import { flagsWithDir, ROOT } from "./helpers/client_proc.ts";
+
+type Rec = Record<string, string | number | undefined>;
+const B64 = { alphabet: "base64url", omitPadding: true } as const;
+const enc = new TextEncoder();
+
+const isCode = (code: string, re?: RegExp) => (e: unknown) =>
+  e instanceof ProtocolError && e.code === code &&
+  (re === undefined || re.test(e.message));
+
+/** The bank's file of one closed session: resume, payment request / resume, approval, CLOSEs. */
+async function closedPaymentFile(): Promise<{ dir: string; lines: Rec[] }> {
+  const dir = await Deno.makeTempDir({ prefix: "conversation_test_" });
+  const { request, approval } = await paymentBodies();
+  const { bank } = await recordConversation(dir, [
+    { bank: [request], customer: [approval, "please revoke"], close: true },
+  ]);
+  const text = await Deno.readTextFile(bank);
+  return { dir, lines: text.trimEnd().split("\n").map((l) => JSON.parse(l)) };
+}
+
+const text = (lines: Rec[]) =>
+  lines.map((l) => JSON.stringify(l)).join("\n") + "\n";
+const messages = (lines: Rec[], dir: string) =>
+  lines.filter((l) => l.record === "message" && l.dir === dir);
+
+async function verifyCli(dir: string, lines: Rec[]) {
+  const path = `${dir}/forged.jsonl`;
+  await Deno.writeTextFile(path, text(lines));
+  const { flags, entry } = flagsWithDir("verify-transcript", dir);
+  const out = await new Deno.Command("deno", {
+    args: ["run", ...flags, entry, "--json", path],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  return { code: out.code, json: JSON.parse(stdout) };
+}
+
+Deno.test("the honest closed file is COMPLETE (exit 0), states the unproven order, links the approval to its request", async () => {
+  const { dir, lines } = await closedPaymentFile();
+  try {
+    const r = await verifyConversation(text(lines));
+    assert.equal(r.verdict, "COMPLETE", r.missing.join("\n"));
+    assert.deepEqual(r.missing, []);
+    assert.equal(r.payments.length, 1);
+    assert.ok(r.payments[0].matched);
+    const cli = await verifyCli(dir, lines);
+    assert.equal(cli.code, 0);
+    assert.equal(cli.json.verdict, "COMPLETE");
+    assert.equal(cli.json.valid, true);
+    assert.equal(cli.json.order, ORDER_NOTE);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("forgery: an unsigned PAYMENT APPROVED appended after the signed CLOSE → INVALID (exit 1)", async () => {
+  const { dir, lines } = await closedPaymentFile();
+  try {
+    const last = messages(lines, "r2i").at(-1)!;
+    assert.equal(last.type, "close");
+    const forged = JSON.stringify({
+      kind: "payment-response",
+      decision: "approved",
+      reference: "INV-8",
+      request: "ab".repeat(32),
+    });
+    const end = lines.findIndex((l) => l.record === "end");
+    lines.splice(end, 0, {
+      record: "message",
+      session: 1,
+      dir: "r2i",
+      seq: String(Number(last.seq) + 1),
+      type: "data",
+      body: enc.encode(forged).toBase64(B64),
+    });
+    await assert.rejects(
+      verifyConversation(text(lines)),
+      isCode("malformed", /follows its CLOSE/),
+    );
+    const cli = await verifyCli(dir, lines);
+    assert.equal(cli.code, 1);
+    assert.equal(cli.json.verdict, "INVALID");
+    assert.equal(cli.json.valid, false);
+    assert.equal(cli.json.error.code, "malformed");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("forgery: each direction cut back to a signed prefix (revocation and both CLOSEs gone) → INCOMPLETE (exit 3) saying so", async () => {
+  const { dir, lines } = await closedPaymentFile();
+  try {
+    // Keep the bank's resume + request, the customer's resume + approval.
+    const cut = lines.filter((l) =>
+      l.record !== "end" &&
+      !(l.record === "message" && Number(l.seq) > 2)
+    );
+    const r = await verifyConversation(text(cut));
+    assert.equal(r.verdict, "INCOMPLETE");
+    assert.deepEqual(r.missing, [
+      "session 1: the initiator (bank) direction ends at seq 2 without a signed CLOSE (later messages may be missing)",
+      "session 1: the responder (customer) direction ends at seq 2 without a signed CLOSE (later messages may be missing)",
+    ]);
+    const cli = await verifyCli(dir, cut);
+    assert.equal(cli.code, 3);
+    assert.equal(cli.json.verdict, "INCOMPLETE");
+    assert.equal(cli.json.valid, false);
+    assert.equal(cli.json.missing.length, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("forgery: a whole direction deleted → INCOMPLETE, the empty direction named; the approval's request is then dangling", async () => {
+  const { dir, lines } = await closedPaymentFile();
+  try {
+    const noBank = lines.filter((l) => l.dir !== "i2r");
+    const r = await verifyConversation(text(noBank));
+    assert.equal(r.verdict, "INCOMPLETE");
+    assert.match(r.missing.join("\n"), /the initiator direction is empty/);
+    assert.match(
+      r.missing.join("\n"),
+      /payment response #2 \(approved\) names request [0-9a-f]{16}…, which is not a signed request in this file/,
+    );
+    const cli = await verifyCli(dir, noBank);
+    assert.equal(cli.code, 3);
+    assert.equal(cli.json.payments[0].matched, null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("forgery: swapped role labels → INVALID (relabelled): each label is bound to its signer's signed resume", async () => {
+  const { dir, lines } = await closedPaymentFile();
+  try {
+    const s = lines.find((l) => l.record === "session")! as unknown as {
+      labels: Record<string, string>;
+    };
+    s.labels = { initiator: "customer", responder: "bank" };
+    await assert.rejects(
+      verifyConversation(text(lines)),
+      isCode("relabelled", /labels the initiator "customer".*signed "bank"/),
+    );
+    const cli = await verifyCli(dir, lines);
+    assert.equal(cli.code, 1);
+    assert.equal(cli.json.error.code, "relabelled");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an unsigned message is listed apart, raw, never decoded as a payment; an unsigned CLOSE is INVALID", async () => {
+  const { dir, lines } = await closedPaymentFile();
+  try {
+    // Drop the customer's messages after the approval and strip the approval's signature.
+    const r2i = messages(lines, "r2i");
+    const approval = r2i[1];
+    const cut = lines.filter((l) =>
+      !(l.record === "message" && l.dir === "r2i" && Number(l.seq) > 2) &&
+      l.record !== "end"
+    );
+    delete approval.sig;
+    delete approval.head;
+    const r = await verifyConversation(text(cut));
+    assert.equal(r.verdict, "INCOMPLETE");
+    assert.equal(
+      r.payments.length,
+      0,
+      "an uncovered response is not a payment",
+    );
+    assert.equal(r.uncovered.length, 1);
+    assert.equal(r.uncovered[0].role, "responder");
+    assert.match(new TextDecoder().decode(r.uncovered[0].body), /approved/);
+    assert.match(
+      r.missing.join("\n"),
+      /1 message\(s\) of the responder \(customer\) are covered by no signature/,
+    );
+
+    const close = messages(lines, "i2r").at(-1)!;
+    delete close.sig;
+    delete close.head;
+    await assert.rejects(
+      verifyConversation(text(lines)),
+      isCode("malformed", /CLOSE at seq \d+ has no signature/),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("verify-transcript shows peer text with bidi and control characters neutralised", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "conversation_test_" });
+  try {
+    const { bank } = await recordConversation(dir, [
+      { bank: ["pay \u202eRCA\x1b[2J"], customer: ["ok\u2066"], close: true },
+    ]);
+    const { flags, entry } = flagsWithDir("verify-transcript", dir);
+    const out = await new Deno.Command("deno", {
+      args: ["run", ...flags, entry, bank],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, stdout);
+    assert.ok(!/[\u202e\u2066\x1b]/.test(stdout), "nothing raw");
+    assert.match(
+      stdout,
+      /pay <U\+202E>RCA\\u001b\[2J/,
+    );
+    assert.match(stdout, /ok<U\+2066>/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
