@@ -125,7 +125,8 @@ export function usage(role: Role): string {
 
   --peer ID|ADDRESS      contact this peer (an address printed by the ${other}, or a bare ID)
                          and start the handshake; without it, wait for the peer
-  --peer-name NAME       name of the peer in known_peers.json (default ${other})
+  --peer-name NAME       display name of the peer (default ${other}); known_peers.json
+                         keys peers by identity fingerprint, not by this name
   --keys DIR             folder of ${role}_identity_keys.json, ${role}_mailbox_key.json and
                          known_peers.json (default .)
   --relay URL            relay (default ${DEFAULT_RELAY}; taken from --peer ADDRESS if given)

@@ -28,7 +28,7 @@ import {
   type TrustDecision,
 } from "../lib/handshake.ts";
 import type { Identity } from "../lib/identity.ts";
-import type { KnownPeers, PeerStatus } from "../lib/known_peers.ts";
+import type { KnownPeers, PeerRef, PeerStatus } from "../lib/known_peers.ts";
 import type { Frame } from "../lib/relay_frame.ts";
 import { formatSessionId } from "../lib/registration.ts";
 import type { Session, SessionEvent } from "../lib/session.ts";
@@ -43,7 +43,7 @@ import {
 } from "../lib/payment.ts";
 import { E2E_VERSION, MAX_BODY } from "../lib/constants.ts";
 import { TranscriptFile } from "../lib/deno/transcript_file.ts";
-import { saveKnownPeers } from "../lib/deno/key_file.ts";
+import { updateKnownPeers } from "../lib/deno/known_peers_file.ts";
 import { type ClientOptions, EXIT } from "./args.ts";
 import {
   nodeHashPrimitives,
@@ -148,7 +148,7 @@ export type ClientEvent =
 export interface ClientDeps {
   /** Our identity. */
   identity: Identity;
-  /** Known peers (mutated and saved to `knownPeersPath`). */
+  /** Known peers: the latest snapshot; changes go through `updateKnownPeers` (one entry, under the file's lock) and replace it. */
   knownPeers: KnownPeers;
   /** Path of known_peers.json. */
   knownPeersPath: string;
@@ -812,7 +812,7 @@ export class ChatClient {
   // ── handshake ────────────────────────────────────────────────────────────
 
   #trustCallback = (spki: Bytes, fp: string): TrustDecision => {
-    const check = this.#d.knownPeers.check(this.#o.peerName, fp);
+    const check = this.#d.knownPeers.check(this.#peerRef(), fp);
     this.#lastTrust = {
       status: check.status,
       spki: spki.slice(),
@@ -831,6 +831,20 @@ export class ChatClient {
     }
     return "ok";
   };
+
+  /** The peer as known_peers.json links it: its relay ID (and the display name). */
+  #peerRef(): PeerRef {
+    return {
+      relayId: this.#peerId ? formatSessionId(this.#peerId) : undefined,
+      name: this.#o.peerName,
+    };
+  }
+
+  /** One change to known_peers.json, read-modify-write under its lock; keeps the fresh snapshot. */
+  async #updatePeers(change: (peers: KnownPeers) => unknown): Promise<void> {
+    const { peers } = await updateKnownPeers(this.#d.knownPeersPath, change);
+    this.#d.knownPeers = peers;
+  }
 
   #sessionOptions() {
     return {
@@ -1026,8 +1040,8 @@ export class ChatClient {
       kind: "trust",
       answer: async (yes) => {
         if (!yes || !t) return this.#notice("key not trusted; /quit to leave");
-        this.#d.knownPeers.retrust(this.#o.peerName, t.fp, this.#now());
-        await saveKnownPeers(this.#d.knownPeersPath, this.#d.knownPeers);
+        const ref = this.#peerRef();
+        await this.#updatePeers((p) => p.retrust(ref, t.fp, this.#now()));
         this.#notice(
           `new key of ${this.#o.peerName} trusted; starting a new handshake`,
         );
@@ -1053,8 +1067,8 @@ export class ChatClient {
     this.#phase = this.#closeRequested ? "closing" : "secure";
     this.#peerFp = t.fp;
     this.#safety = await safetyNumber(this.#d.identity.spki, t.spki);
-    this.#d.knownPeers.record(this.#o.peerName, t.fp, this.#now());
-    await saveKnownPeers(this.#d.knownPeersPath, this.#d.knownPeers);
+    const ref = this.#peerRef();
+    await this.#updatePeers((p) => p.record(ref, t.fp, this.#now()));
     await this.#beginTranscript(session);
     this.#trust = t.status === "verified"
       ? "verified"
@@ -1506,8 +1520,7 @@ export class ChatClient {
           kind: "verify",
           answer: async (yes) => {
             if (!yes) return this.#notice("not verified");
-            this.#d.knownPeers.markVerified(this.#o.peerName, fp);
-            await saveKnownPeers(this.#d.knownPeersPath, this.#d.knownPeers);
+            await this.#updatePeers((p) => p.markVerified(fp));
             this.#trust = "verified";
             this.#d.emit({ type: "verified", peerName: this.#o.peerName });
           },

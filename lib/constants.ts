@@ -68,8 +68,10 @@ export const PBKDF2_SALT_LENGTH = 16;
 export const MAX_IDENTITY_FILE_SIZE = 64 * 1024;
 /** Largest known-peers file read (bytes): ~200 bytes per peer, so room for thousands. */
 export const MAX_KNOWN_PEERS_FILE_SIZE = 4 * 1024 * 1024;
-/** Known-peers file format version. */
-export const KNOWN_PEERS_VERSION = 1;
+/** Known-peers file format version written (version 1 is migrated on read). */
+export const KNOWN_PEERS_VERSION = 2;
+/** Longest wait for the known-peers file lock before an update fails (ms). */
+export const KNOWN_PEERS_LOCK_TIMEOUT_MS = 10_000;
 /** Longest peer name in the known-peers file (characters). */
 export const MAX_PEER_NAME_LENGTH = 256;
 /** PBKDF2-HMAC-SHA512 iterations of the safety-number half per key (PROTOCOL.md §2.3; ~1.5 ms, one native call). */

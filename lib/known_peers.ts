@@ -1,23 +1,36 @@
 /**
- * Known peers, trust on first use (like SSH `known_hosts`): the first key seen
- * under a name is recorded; a different key later under the same name is
- * refused (`identity-changed`) until the user explicitly re-trusts it. A peer
- * is marked verified once the safety number was compared out of band.
+ * Known peers, trust on first use (like SSH `known_hosts`), one entry per
+ * peer **identity**: keyed by the identity fingerprint, each entry remembers
+ * the relay ID the peer was last seen at, an optional name, first/last seen
+ * and whether the safety number was verified. A different key presented
+ * from a relay ID that belongs to a known peer is refused
+ * (`identity-changed`) — for that peer only — until the user explicitly
+ * re-trusts it. Another peer (another relay ID, another key) is simply new:
+ * many customers of one bank are many entries, not one name.
  *
- * File format (JSON):
- * `{ "version": 1, "peers": { "<name>": { "fingerprint": "<64 hex>",
- *   "firstSeen": ISO, "lastSeen": ISO, "verified": bool } } }`.
- * Pure data, sans-I/O; `lib/deno/key_file.ts` loads and saves the file.
+ * File format version 2 (JSON; PROTOCOL.md §2.3):
+ * `{ "version": 2, "peers": { "<fingerprint>": { "fingerprint": "<64 hex>",
+ *   "relayId"?: "<26 base32>", "name"?: str, "firstSeen": ISO, "lastSeen": ISO,
+ *   "verified": bool } } }`. Version 1 (`peers` keyed by name, no relay ID)
+ * is migrated on read: each entry keeps its name and is matched by that name
+ * until the peer is seen again and its relay ID recorded.
+ *
+ * Pure data, sans-I/O; `lib/deno/known_peers_file.ts` reads and updates the
+ * file (one entry at a time, under a lock).
  * @module
  */
 
 import { KNOWN_PEERS_VERSION, MAX_PEER_NAME_LENGTH } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 
-/** One remembered peer. */
+/** One remembered peer identity. */
 export interface KnownPeer {
-  /** SHA-256 of the peer's SPKI, 64 lower-case hex digits. */
+  /** SHA-256 of the peer's SPKI, 64 lower-case hex digits (the key of the entry). */
   fingerprint: string;
+  /** The peer's relay session ID (base32) when last seen; absent for entries migrated from version 1. */
+  relayId?: string;
+  /** Optional display name (`--peer-name`). */
+  name?: string;
   /** When this key was first accepted (ISO 8601). */
   firstSeen: string;
   /** When this key was last seen (ISO 8601). */
@@ -26,18 +39,27 @@ export interface KnownPeer {
   verified: boolean;
 }
 
+/** Who a conversation is with, as far as the driver knows before trusting a key. */
+export interface PeerRef {
+  /** The peer's relay session ID (base32). */
+  relayId?: string;
+  /** Its display name, if any (matches only entries migrated from version 1, which have no relay ID). */
+  name?: string;
+}
+
 /** Verdict of {@link KnownPeers.check}. */
 export type PeerStatus = "new" | "known" | "verified" | "changed";
 
 /** Result of {@link KnownPeers.check}. */
 export interface PeerCheck {
-  /** `new`: name never seen; `known`/`verified`: same key as recorded; `changed`: a different key. */
+  /** `new`: key and relay ID never seen; `known`/`verified`: a recorded key; `changed`: the relay ID's peer had another key. */
   status: PeerStatus;
   /** The recorded fingerprint, when the status is `changed`. */
   previous?: string;
 }
 
 const FINGERPRINT_RE = /^[0-9a-f]{64}$/;
+const RELAY_ID_RE = /^[a-z2-7]{26}$/;
 /** Printable names only: no control characters that could forge terminal output. */
 // deno-lint-ignore no-control-regex
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
@@ -46,7 +68,7 @@ const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 export class KnownPeers {
   #peers = new Map<string, KnownPeer>();
 
-  /** Parses a known-peers file; errors are `bad-known-peers` naming `source`. */
+  /** Parses a known-peers file (version 2, or version 1 migrated); errors are `bad-known-peers` naming `source`. */
   static parse(json: string, source: string): KnownPeers {
     const fail = (detail: string) =>
       new ProtocolError("bad-known-peers", `${source}: ${detail}`);
@@ -57,25 +79,40 @@ export class KnownPeers {
       throw fail(`not valid JSON (${(e as Error).message})`);
     }
     if (!isRecord(data)) throw fail("not a JSON object");
-    if (data.version !== KNOWN_PEERS_VERSION) {
+    if (data.version !== 1 && data.version !== KNOWN_PEERS_VERSION) {
       throw fail(
         `unsupported version ${
           JSON.stringify(data.version)
-        } (expected ${KNOWN_PEERS_VERSION})`,
+        } (expected 1 or ${KNOWN_PEERS_VERSION})`,
       );
     }
     if (!isRecord(data.peers)) throw fail(`"peers" is not an object`);
+    const v1 = data.version === 1;
     const out = new KnownPeers();
-    for (const [name, entry] of Object.entries(data.peers)) {
-      const where = `peer ${JSON.stringify(name)}`;
-      const nameProblem = checkName(name);
-      if (nameProblem) throw fail(`${where}: ${nameProblem}`);
+    for (const [key, entry] of Object.entries(data.peers)) {
+      const where = `peer ${JSON.stringify(key)}`;
       if (!isRecord(entry)) throw fail(`${where} is not an object`);
-      const { fingerprint, firstSeen, lastSeen, verified } = entry;
+      const { fingerprint, firstSeen, lastSeen, verified, relayId } = entry;
       if (
         typeof fingerprint !== "string" || !FINGERPRINT_RE.test(fingerprint)
       ) {
         throw fail(`${where}: "fingerprint" must be 64 lower-case hex digits`);
+      }
+      const name = v1 ? key : entry.name;
+      if (name !== undefined) {
+        const problem = typeof name === "string"
+          ? checkName(name)
+          : "is not a string";
+        if (problem) throw fail(`${where}: name ${problem}`);
+      }
+      if (!v1 && key !== fingerprint) {
+        throw fail(`${where}: the key must be the entry's fingerprint`);
+      }
+      if (
+        relayId !== undefined &&
+        (v1 || typeof relayId !== "string" || !RELAY_ID_RE.test(relayId))
+      ) {
+        throw fail(`${where}: "relayId" must be a 26-character base32 ID`);
       }
       for (const [k, v] of [["firstSeen", firstSeen], ["lastSeen", lastSeen]]) {
         if (typeof v !== "string" || Number.isNaN(Date.parse(v))) {
@@ -85,127 +122,160 @@ export class KnownPeers {
       if (typeof verified !== "boolean") {
         throw fail(`${where}: "verified" is not a boolean`);
       }
-      out.#peers.set(name, {
+      const prior = out.#peers.get(fingerprint);
+      out.#peers.set(fingerprint, {
         fingerprint,
+        ...(relayId === undefined ? {} : { relayId: relayId as string }),
+        ...(name === undefined ? {} : { name: name as string }),
         firstSeen: firstSeen as string,
         lastSeen: lastSeen as string,
-        verified,
+        // Version 1 may list one key under two names: keep it verified if either was.
+        verified: verified || (prior?.verified ?? false),
       });
     }
     return out;
   }
 
-  /** The file contents (stable order: names sorted). */
+  /** The file contents, version 2 (stable order: fingerprints sorted). */
   serialize(): string {
     const peers: Record<string, KnownPeer> = {};
-    for (const name of this.names()) {
-      Object.defineProperty(peers, name, {
-        value: { ...this.#peers.get(name)! },
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
+    for (const fp of this.fingerprints()) {
+      peers[fp] = { ...this.#peers.get(fp)! };
     }
-    return JSON.stringify({ version: KNOWN_PEERS_VERSION, peers }, null, 2) +
-      "\n";
+    return JSON.stringify(
+      { version: KNOWN_PEERS_VERSION, peers },
+      null,
+      2,
+    ) + "\n";
   }
 
-  /** Names of all known peers, sorted. */
-  names(): string[] {
+  /** Fingerprints of all known peers, sorted. */
+  fingerprints(): string[] {
     return [...this.#peers.keys()].sort();
   }
 
-  /** A copy of the entry for `name`, if any. */
-  get(name: string): KnownPeer | undefined {
-    const p = this.#peers.get(name);
+  /** A copy of the entry for `fingerprint`, if any. */
+  get(fingerprint: string): KnownPeer | undefined {
+    const p = this.#peers.get(normalize(fingerprint));
     return p && { ...p };
   }
 
-  /** Compares `fingerprint` (64 hex digits) with what is recorded for `name`; changes nothing. */
-  check(name: string, fingerprint: string): PeerCheck {
-    const fp = normalize(fingerprint);
-    const p = this.#peers.get(name);
-    if (p === undefined) return { status: "new" };
-    if (p.fingerprint !== fp) {
-      return { status: "changed", previous: p.fingerprint };
+  /**
+   * The entry `peer` is bound to, if any: the one recorded at its relay ID,
+   * else a version-1 entry (no relay ID) of the same name.
+   */
+  find(peer: PeerRef): KnownPeer | undefined {
+    const p = this.#find(peer);
+    return p && { ...p };
+  }
+
+  #find(peer: PeerRef): KnownPeer | undefined {
+    let byName: KnownPeer | undefined;
+    for (const p of this.#peers.values()) {
+      if (peer.relayId !== undefined && p.relayId === peer.relayId) return p;
+      if (
+        byName === undefined && peer.name !== undefined &&
+        p.relayId === undefined && p.name === peer.name
+      ) byName = p;
     }
-    return { status: p.verified ? "verified" : "known" };
+    return byName;
+  }
+
+  /** Compares the key `fingerprint` presented by `peer` with what is recorded; changes nothing. */
+  check(peer: PeerRef, fingerprint: string): PeerCheck {
+    const fp = normalize(fingerprint);
+    const own = this.#peers.get(fp);
+    if (own) return { status: own.verified ? "verified" : "known" };
+    const bound = this.#find(peer);
+    if (bound) return { status: "changed", previous: bound.fingerprint };
+    return { status: "new" };
   }
 
   /**
-   * Records first use of `name` with `fingerprint`, or refreshes `lastSeen`
-   * when the same key is seen again. A different key for a known name is
-   * refused with `identity-changed`: only {@link retrust} replaces a key.
-   * `now` is milliseconds since the epoch.
+   * Records first use of `fingerprint` by `peer`, or refreshes `lastSeen`
+   * (and the relay ID, and a missing name) when the key is seen again. A
+   * different key for a known peer is refused with `identity-changed`: only
+   * {@link retrust} replaces a key. `now` is milliseconds since the epoch.
    */
-  record(name: string, fingerprint: string, now: number): PeerCheck {
+  record(peer: PeerRef, fingerprint: string, now: number): PeerCheck {
     const fp = normalize(fingerprint);
-    const nameProblem = checkName(name);
-    if (nameProblem) throw new RangeError(`peer name: ${nameProblem}`);
-    const result = this.check(name, fp);
+    checkRef(peer);
+    const result = this.check(peer, fp);
     const at = new Date(now).toISOString();
     switch (result.status) {
       case "new":
-        this.#peers.set(name, {
+        this.#peers.set(fp, {
           fingerprint: fp,
+          ...(peer.relayId === undefined ? {} : { relayId: peer.relayId }),
+          ...(peer.name === undefined ? {} : { name: peer.name }),
           firstSeen: at,
           lastSeen: at,
           verified: false,
         });
         break;
       case "changed":
-        throw identityChanged(name, result.previous!, fp);
-      default:
-        this.#peers.get(name)!.lastSeen = at;
+        throw identityChanged(peer, result.previous!, fp);
+      default: {
+        const p = this.#peers.get(fp)!;
+        p.lastSeen = at;
+        if (peer.relayId !== undefined) p.relayId = peer.relayId;
+        if (p.name === undefined && peer.name !== undefined) p.name = peer.name;
+      }
     }
     return result;
   }
 
-  /**
-   * Marks `name` verified after the user compared the safety number for the
-   * key with `fingerprint`; refuses if that is not the recorded key.
-   */
-  markVerified(name: string, fingerprint: string): void {
-    const fp = normalize(fingerprint);
-    const p = this.#peers.get(name);
+  /** Marks the peer with `fingerprint` verified after the user compared the safety number. */
+  markVerified(fingerprint: string): void {
+    const p = this.#peers.get(normalize(fingerprint));
     if (p === undefined) {
-      throw new RangeError(`no known peer named ${JSON.stringify(name)}`);
+      throw new RangeError(`no known peer with fingerprint ${fingerprint}`);
     }
-    if (p.fingerprint !== fp) throw identityChanged(name, p.fingerprint, fp);
     p.verified = true;
   }
 
-  /** Explicitly replaces the key recorded for `name` (after a user decision); clears `verified`. */
-  retrust(name: string, fingerprint: string, now: number): void {
+  /**
+   * Explicitly trusts `fingerprint` for `peer` after a user decision: the
+   * entry `peer` was bound to (its old key) is forgotten, the new key is
+   * recorded unverified.
+   */
+  retrust(peer: PeerRef, fingerprint: string, now: number): void {
     const fp = normalize(fingerprint);
-    const nameProblem = checkName(name);
-    if (nameProblem) throw new RangeError(`peer name: ${nameProblem}`);
+    checkRef(peer);
+    const old = this.#find(peer);
+    if (old && old.fingerprint !== fp) this.#peers.delete(old.fingerprint);
     const at = new Date(now).toISOString();
-    this.#peers.set(name, {
+    this.#peers.set(fp, {
       fingerprint: fp,
+      ...(peer.relayId === undefined ? {} : { relayId: peer.relayId }),
+      ...(peer.name ?? old?.name) === undefined
+        ? {}
+        : { name: (peer.name ?? old?.name)! },
       firstSeen: at,
       lastSeen: at,
       verified: false,
     });
   }
 
-  /** Forgets `name`; returns whether it was known. */
-  remove(name: string): boolean {
-    return this.#peers.delete(name);
+  /** Forgets the peer with `fingerprint`; returns whether it was known. */
+  remove(fingerprint: string): boolean {
+    return this.#peers.delete(normalize(fingerprint));
   }
 }
 
 /** The loud, specific error for a changed key. */
 function identityChanged(
-  name: string,
+  peer: PeerRef,
   previous: string,
   presented: string,
 ): ProtocolError {
+  const who = [
+    peer.name === undefined ? undefined : JSON.stringify(peer.name),
+    peer.relayId === undefined ? undefined : `at relay ID ${peer.relayId}`,
+  ].filter((x) => x !== undefined).join(" ");
   return new ProtocolError(
     "identity-changed",
-    `WARNING: the identity key of peer ${
-      JSON.stringify(name)
-    } has CHANGED. Someone may be impersonating this peer (man-in-the-middle), or the peer created a new key. Recorded fingerprint ${previous}, presented ${presented}. Refusing to continue; compare the safety number with the peer out of band, then re-trust the new key explicitly.`,
+    `WARNING: the identity key of peer ${who} has CHANGED. Someone may be impersonating this peer (man-in-the-middle), or the peer created a new key. Recorded fingerprint ${previous}, presented ${presented}. Refusing to continue; compare the safety number with the peer out of band, then re-trust the new key explicitly.`,
   );
 }
 
@@ -217,12 +287,22 @@ function normalize(fingerprint: string): string {
   return fp;
 }
 
-function checkName(name: string): string | undefined {
-  if (name.length === 0) return "name is empty";
-  if (name.length > MAX_PEER_NAME_LENGTH) {
-    return `name is longer than ${MAX_PEER_NAME_LENGTH} characters`;
+function checkRef(peer: PeerRef): void {
+  if (peer.name !== undefined) {
+    const problem = checkName(peer.name);
+    if (problem) throw new RangeError(`peer name: ${problem}`);
   }
-  if (CONTROL_RE.test(name)) return "name contains control characters";
+  if (peer.relayId !== undefined && !RELAY_ID_RE.test(peer.relayId)) {
+    throw new RangeError("a relay ID is 26 base32 characters");
+  }
+}
+
+function checkName(name: string): string | undefined {
+  if (name.length === 0) return "is empty";
+  if (name.length > MAX_PEER_NAME_LENGTH) {
+    return `is longer than ${MAX_PEER_NAME_LENGTH} characters`;
+  }
+  if (CONTROL_RE.test(name)) return "contains control characters";
   return undefined;
 }
 

@@ -39,6 +39,7 @@ async function screenUntil(
   re: RegExp,
   what: string,
   ms = 15000,
+  pane = "customer",
 ): Promise<string> {
   const deadline = Date.now() + ms;
   let screen = "";
@@ -50,7 +51,7 @@ async function screenUntil(
       "-S",
       "-200",
       "-t",
-      "customer",
+      pane,
     );
     if (re.test(screen)) return screen;
     await new Promise((r) => setTimeout(r, 100));
@@ -67,6 +68,7 @@ async function startInPane(
   role: "bank" | "customer",
   args: string[],
   grants: string,
+  pane = "customer",
 ): Promise<void> {
   const { flags, entry } = flagsWithDir(role, grants);
   const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -75,7 +77,7 @@ async function startInPane(
     "new-session",
     "-d",
     "-s",
-    "customer",
+    pane,
     "-x",
     "200",
     "-y",
@@ -158,11 +160,10 @@ Deno.test({
       const peers = JSON.parse(
         await Deno.readTextFile(`${dir}/c/known_peers.json`),
       );
-      assert.equal(peers.peers.bank.verified, true);
-      assert.equal(
-        peers.peers.bank.fingerprint,
-        bank.events.find((e) => e.type === "ready")!.fingerprint,
-      );
+      const bankFp = bank.events.find((e) => e.type === "ready")!.fingerprint;
+      assert.equal(peers.version, 2);
+      assert.equal(peers.peers[bankFp].verified, true);
+      assert.equal(peers.peers[bankFp].name, "bank");
 
       await tmux("send-keys", "-t", "customer", "/status", "Enter");
       await screenUntil(
@@ -302,9 +303,10 @@ Deno.test({
       const after = JSON.parse(
         await Deno.readTextFile(`${dir}/b/known_peers.json`),
       );
-      assert.equal(after.peers.customer.fingerprint, ready.fingerprint);
+      assert.deepEqual(Object.keys(after.peers), [ready.fingerprint]);
+      assert.equal(after.peers[ready.fingerprint].relayId, ready.id);
       assert.equal(
-        after.peers.customer.verified,
+        after.peers[ready.fingerprint].verified,
         false,
         "re-trusting clears verified",
       );
@@ -319,6 +321,83 @@ Deno.test({
       assert.equal(await customer.exit(), 0);
     } finally {
       await customer.dispose();
+      await tmux("kill-server").catch(() => {});
+      await relay.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "bank and customer in ONE keys folder both /verify → yes: both decisions survive in known_peers.json",
+  ignore: !hasTmux,
+  async fn() {
+    const relay = await startTestRelay();
+    const dir = await Deno.makeTempDir({ prefix: "client-tty-" });
+    const ca = `${relay.certsDir}/ca.pem`;
+    const grants = `${dir},${relay.certsDir}`;
+    const common = ["--keys", dir, "--relay", relay.url, "--ca", ca];
+    try {
+      await startInPane("customer", [...common, "--cover-rate", "0"], grants);
+      const banner = await screenUntil(
+        /Share this address[\s\S]*id=[a-z2-7]{26}/,
+        "customer banner",
+      );
+      const address = banner.match(/wss:\/\/\S+id=[a-z2-7]{26}/)![0];
+      await startInPane(
+        "bank",
+        [...common, "--cover-rate", "0", "--peer", address],
+        grants,
+        "bank",
+      );
+      await screenUntil(/Secure session with bank/, "customer secure");
+      await screenUntil(
+        /Secure session with customer/,
+        "bank secure",
+        15000,
+        "bank",
+      );
+      // Both prompts open before either answers: the two updates race.
+      for (const pane of ["customer", "bank"]) {
+        await tmux("send-keys", "-t", pane, "/verify", "Enter");
+      }
+      await screenUntil(/Type yes to mark bank verified/, "customer prompt");
+      await screenUntil(
+        /Type yes to mark customer verified/,
+        "bank prompt",
+        15000,
+        "bank",
+      );
+      await Promise.all(
+        ["customer", "bank"].map((pane) =>
+          tmux("send-keys", "-t", pane, "yes", "Enter")
+        ),
+      );
+      await screenUntil(/bank marked as verified/, "customer verified");
+      await screenUntil(
+        /customer marked as verified/,
+        "bank verified",
+        15000,
+        "bank",
+      );
+      const file = JSON.parse(
+        await Deno.readTextFile(`${dir}/known_peers.json`),
+      );
+      const entries = Object.values(file.peers) as {
+        name: string;
+        verified: boolean;
+      }[];
+      assert.deepEqual(
+        entries.map((e) => `${e.name}:${e.verified}`).sort(),
+        ["bank:true", "customer:true"],
+      );
+      for (const pane of ["customer", "bank"]) {
+        await tmux("send-keys", "-t", pane, "/quit", "Enter");
+      }
+      await screenUntil(/EXIT=0/, "customer exit");
+      await screenUntil(/EXIT=0/, "bank exit", 15000, "bank");
+    } finally {
       await tmux("kill-server").catch(() => {});
       await relay.close();
       await Deno.remove(dir, { recursive: true });

@@ -177,17 +177,19 @@ Deno.test("known peers file: absent is empty; save is 0600 and round trips", () 
   withTempDir(async (dir) => {
     const path = `${dir}/known_peers.json`;
     const empty = await loadKnownPeers(path);
-    assert.deepEqual(empty.names(), []);
+    assert.deepEqual(empty.fingerprints(), []);
     const peers = new KnownPeers();
-    peers.record("bob", "ab".repeat(32), Date.UTC(2026, 0, 1));
+    peers.record({ name: "bob" }, "ab".repeat(32), Date.UTC(2026, 0, 1));
     await saveKnownPeers(path, peers);
     if (POSIX) assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
     const back = await loadKnownPeers(path);
-    assert.deepEqual(back.check("bob", "ab".repeat(32)), { status: "known" });
-    peers.markVerified("bob", "ab".repeat(32));
+    assert.deepEqual(back.check({ name: "bob" }, "ab".repeat(32)), {
+      status: "known",
+    });
+    peers.markVerified("ab".repeat(32));
     await saveKnownPeers(path, peers);
     assert.deepEqual(
-      (await loadKnownPeers(path)).check("bob", "ab".repeat(32)),
+      (await loadKnownPeers(path)).check({}, "ab".repeat(32)),
       { status: "verified" },
     );
 
@@ -211,7 +213,7 @@ Deno.test({
         isError("bad-known-peers", path, "chmod 600"),
       );
       await Deno.chmod(path, 0o644);
-      assert.deepEqual((await loadKnownPeers(path)).names(), []);
+      assert.deepEqual((await loadKnownPeers(path)).fingerprints(), []);
     }),
 });
 

@@ -4,86 +4,129 @@ import { KnownPeers } from "../lib/known_peers.ts";
 
 const FP1 = "11".repeat(32);
 const FP2 = "22".repeat(32);
+const FP3 = "33".repeat(32);
+const ID_A = "a".repeat(26);
+const ID_B = "b".repeat(26);
 const T0 = Date.UTC(2026, 0, 1);
 const T1 = T0 + 60_000;
 const T2 = T0 + 120_000;
+const A = { relayId: ID_A, name: "customer" };
+const B = { relayId: ID_B, name: "customer" };
 
-Deno.test("TOFU: new → known → changed refused → retrust", () => {
+Deno.test("TOFU per identity: new → known → changed key at the same relay ID refused → retrust", () => {
   const peers = new KnownPeers();
-  assert.deepEqual(peers.check("bob", FP1), { status: "new" });
-  assert.deepEqual(peers.record("bob", FP1, T0), { status: "new" });
-  assert.deepEqual(peers.check("bob", FP1), { status: "known" });
-  assert.deepEqual(peers.record("bob", FP1.toUpperCase(), T1), {
+  assert.deepEqual(peers.check(A, FP1), { status: "new" });
+  assert.deepEqual(peers.record(A, FP1, T0), { status: "new" });
+  assert.deepEqual(peers.check(A, FP1), { status: "known" });
+  assert.deepEqual(peers.record(A, FP1.toUpperCase(), T1), {
     status: "known",
   });
-  assert.equal(peers.get("bob")!.lastSeen, new Date(T1).toISOString());
-  assert.equal(peers.get("bob")!.firstSeen, new Date(T0).toISOString());
+  assert.equal(peers.get(FP1)!.lastSeen, new Date(T1).toISOString());
+  assert.equal(peers.get(FP1)!.firstSeen, new Date(T0).toISOString());
+  assert.equal(peers.get(FP1)!.relayId, ID_A);
 
-  // A different key: check reports it and changes nothing; record refuses loudly.
-  assert.deepEqual(peers.check("bob", FP2), {
-    status: "changed",
-    previous: FP1,
-  });
-  assert.throws(() => peers.record("bob", FP2, T2), (e: unknown) => {
+  // A different key from that relay ID: check reports it and changes nothing; record refuses loudly.
+  assert.deepEqual(peers.check(A, FP2), { status: "changed", previous: FP1 });
+  assert.throws(() => peers.record(A, FP2, T2), (e: unknown) => {
     assert.ok(e instanceof ProtocolError);
     assert.equal(e.code, "identity-changed");
     assert.ok(e.message.includes("CHANGED"), e.message);
-    assert.ok(e.message.includes('"bob"'), e.message);
+    assert.ok(e.message.includes(ID_A), e.message);
     assert.ok(e.message.includes(FP1) && e.message.includes(FP2), e.message);
     return true;
   });
-  assert.equal(peers.get("bob")!.fingerprint, FP1);
-  assert.equal(peers.get("bob")!.lastSeen, new Date(T1).toISOString());
+  assert.deepEqual(peers.fingerprints(), [FP1]);
 
-  peers.retrust("bob", FP2, T2);
-  assert.deepEqual(peers.check("bob", FP2), { status: "known" });
-  assert.deepEqual(peers.check("bob", FP1), {
-    status: "changed",
-    previous: FP2,
+  peers.retrust(A, FP2, T2);
+  assert.deepEqual(peers.fingerprints(), [FP2], "the old key is forgotten");
+  assert.deepEqual(peers.check(A, FP2), { status: "known" });
+  assert.deepEqual(peers.check(A, FP1), { status: "changed", previous: FP2 });
+  assert.equal(peers.get(FP2)!.firstSeen, new Date(T2).toISOString());
+});
+
+Deno.test("many peers under one name are many entries; a changed key refuses only that peer", () => {
+  const peers = new KnownPeers();
+  peers.record(A, FP1, T0);
+  // A second customer (another relay ID, another key) is new, not a changed key of the first.
+  assert.deepEqual(peers.check(B, FP2), { status: "new" });
+  peers.record(B, FP2, T0);
+  peers.markVerified(FP2);
+  // The first customer's key changes: refused for A; B is untouched.
+  assert.deepEqual(peers.check(A, FP3), { status: "changed", previous: FP1 });
+  assert.deepEqual(peers.check(B, FP2), { status: "verified" });
+  // A known key seen at a new relay ID (the peer lost its mailbox key) is still that peer.
+  assert.deepEqual(peers.record({ relayId: "c".repeat(26) }, FP1, T1), {
+    status: "known",
   });
-  assert.equal(peers.get("bob")!.firstSeen, new Date(T2).toISOString());
+  assert.equal(peers.get(FP1)!.relayId, "c".repeat(26));
 });
 
-Deno.test("verified flag: set only for the recorded key, cleared by retrust", () => {
+Deno.test("verified flag: set only for a recorded key, cleared by retrust", () => {
   const peers = new KnownPeers();
-  peers.record("carol", FP1, T0);
-  assert.throws(
-    () => peers.markVerified("carol", FP2),
-    (e: unknown) => e instanceof ProtocolError && e.code === "identity-changed",
-  );
-  assert.throws(() => peers.markVerified("dave", FP1), RangeError);
-  peers.markVerified("carol", FP1);
-  assert.deepEqual(peers.check("carol", FP1), { status: "verified" });
-  assert.deepEqual(peers.record("carol", FP1, T1), { status: "verified" });
-  peers.retrust("carol", FP2, T2);
-  assert.equal(peers.get("carol")!.verified, false);
-  assert.deepEqual(peers.check("carol", FP2), { status: "known" });
+  peers.record(A, FP1, T0);
+  assert.throws(() => peers.markVerified(FP2), RangeError);
+  peers.markVerified(FP1);
+  assert.deepEqual(peers.check(A, FP1), { status: "verified" });
+  assert.deepEqual(peers.record(A, FP1, T1), { status: "verified" });
+  peers.retrust(A, FP2, T2);
+  assert.equal(peers.get(FP2)!.verified, false);
+  assert.deepEqual(peers.check(A, FP2), { status: "known" });
 });
 
-Deno.test("serialize/parse round trip keeps every field; names sorted", () => {
+Deno.test("serialize/parse round trip (version 2, keyed by fingerprint, sorted)", () => {
   const peers = new KnownPeers();
-  peers.record("zed", FP2, T1);
-  peers.record("amy", FP1, T0);
-  peers.markVerified("amy", FP1);
-  peers.record("__proto__", FP1, T0);
+  peers.record(B, FP2, T1);
+  peers.record({ relayId: ID_A }, FP1, T0);
+  peers.markVerified(FP1);
   const json = peers.serialize();
   const data = JSON.parse(json);
-  assert.equal(data.version, 1);
-  assert.deepEqual(Object.keys(data.peers), ["__proto__", "amy", "zed"]);
-  assert.deepEqual(data.peers.amy, {
+  assert.equal(data.version, 2);
+  assert.deepEqual(Object.keys(data.peers), [FP1, FP2]);
+  assert.deepEqual(data.peers[FP1], {
     fingerprint: FP1,
+    relayId: ID_A,
     firstSeen: new Date(T0).toISOString(),
     lastSeen: new Date(T0).toISOString(),
     verified: true,
   });
+  assert.equal(data.peers[FP2].name, "customer");
   const back = KnownPeers.parse(json, "known_peers.json");
-  assert.deepEqual(back.names(), ["__proto__", "amy", "zed"]);
-  assert.deepEqual(back.get("amy"), peers.get("amy"));
-  assert.deepEqual(back.check("zed", FP2), { status: "known" });
+  assert.deepEqual(back.get(FP1), peers.get(FP1));
+  assert.deepEqual(back.check(B, FP2), { status: "known" });
   assert.equal(back.serialize(), json);
-  assert.ok(back.remove("zed"));
-  assert.equal(back.remove("zed"), false);
-  assert.deepEqual(back.check("zed", FP2), { status: "new" });
+  assert.ok(back.remove(FP2));
+  assert.equal(back.remove(FP2), false);
+  assert.deepEqual(back.check(B, FP2), { status: "new" });
+});
+
+Deno.test("version 1 files are migrated on read: names kept, a changed key under that name still refused", () => {
+  const v1 = JSON.stringify({
+    version: 1,
+    peers: {
+      bank: {
+        fingerprint: FP1,
+        firstSeen: "2026-01-01T00:00:00.000Z",
+        lastSeen: "2026-01-02T00:00:00.000Z",
+        verified: true,
+      },
+    },
+  });
+  const peers = KnownPeers.parse(v1, "known_peers.json");
+  assert.deepEqual(peers.get(FP1), {
+    fingerprint: FP1,
+    name: "bank",
+    firstSeen: "2026-01-01T00:00:00.000Z",
+    lastSeen: "2026-01-02T00:00:00.000Z",
+    verified: true,
+  });
+  const bank = { relayId: ID_A, name: "bank" };
+  assert.deepEqual(peers.check(bank, FP2), {
+    status: "changed",
+    previous: FP1,
+  });
+  assert.deepEqual(peers.record(bank, FP1, T2), { status: "verified" });
+  assert.equal(peers.get(FP1)!.relayId, ID_A, "relay ID learnt");
+  assert.equal(JSON.parse(peers.serialize()).version, 2);
 });
 
 Deno.test("parse: malformed files fail with bad-known-peers naming the source", () => {
@@ -93,38 +136,22 @@ Deno.test("parse: malformed files fail with bad-known-peers naming the source", 
     lastSeen: "2026-01-01T00:00:00.000Z",
     verified: false,
   };
+  const v2 = (e: unknown, key = FP1) =>
+    JSON.stringify({ version: 2, peers: { [key]: e } });
   const cases: [string, string][] = [
     ["{", "not valid JSON"],
     ["null", "not a JSON object"],
-    [JSON.stringify({ version: 2, peers: {} }), "unsupported version"],
-    [JSON.stringify({ version: 1 }), '"peers"'],
-    [JSON.stringify({ version: 1, peers: { bob: 1 } }), "not an object"],
-    [
-      JSON.stringify({
-        version: 1,
-        peers: { bob: { ...entry, fingerprint: "xyz" } },
-      }),
-      "fingerprint",
-    ],
-    [
-      JSON.stringify({
-        version: 1,
-        peers: { bob: { ...entry, firstSeen: "never" } },
-      }),
-      "firstSeen",
-    ],
-    [
-      JSON.stringify({
-        version: 1,
-        peers: { bob: { ...entry, verified: "yes" } },
-      }),
-      "verified",
-    ],
+    [JSON.stringify({ version: 3, peers: {} }), "unsupported version"],
+    [JSON.stringify({ version: 2 }), '"peers"'],
+    [v2(1), "not an object"],
+    [v2({ ...entry, fingerprint: "xyz" }, "xyz"), "fingerprint"],
+    [v2(entry, FP2), "key must be the entry's fingerprint"],
+    [v2({ ...entry, firstSeen: "never" }), "firstSeen"],
+    [v2({ ...entry, verified: "yes" }), "verified"],
+    [v2({ ...entry, relayId: "nope" }), "relayId"],
+    [v2({ ...entry, name: "" }), "empty"],
+    [v2({ ...entry, name: "a\u001b[31m" }), "control"],
     [JSON.stringify({ version: 1, peers: { "": entry } }), "empty"],
-    [
-      JSON.stringify({ version: 1, peers: { "a\u001b[31m": entry } }),
-      "control",
-    ],
   ];
   for (const [json, fragment] of cases) {
     assert.throws(() => KnownPeers.parse(json, "peers.json"), (e: unknown) => {
@@ -139,9 +166,13 @@ Deno.test("parse: malformed files fail with bad-known-peers naming the source", 
 
 Deno.test("bad inputs to record/retrust are refused", () => {
   const peers = new KnownPeers();
-  assert.throws(() => peers.record("bob", "abc", T0), RangeError);
-  assert.throws(() => peers.record("", FP1, T0), RangeError);
-  assert.throws(() => peers.retrust("x".repeat(300), FP1, T0), RangeError);
-  assert.throws(() => peers.check("bob", "zz"), RangeError);
-  assert.deepEqual(peers.names(), []);
+  assert.throws(() => peers.record(A, "abc", T0), RangeError);
+  assert.throws(() => peers.record({ name: "" }, FP1, T0), RangeError);
+  assert.throws(() => peers.record({ relayId: "x" }, FP1, T0), RangeError);
+  assert.throws(
+    () => peers.retrust({ name: "x".repeat(300) }, FP1, T0),
+    RangeError,
+  );
+  assert.throws(() => peers.check(A, "zz"), RangeError);
+  assert.deepEqual(peers.fingerprints(), []);
 });
