@@ -660,6 +660,34 @@ async function generate(dir: URL): Promise<void> {
     };
   }
 
+  {
+    // §2.2.9: CLOSE is the sender's last reliable message.
+    const inner = refInner(T.DATA, 0, 6n, enc.encode("after close"));
+    sessionFails.data_after_close = {
+      description:
+        "After DATA seq 1, 2 (good_record_data.json) and the initiator records of good_record_close.json (DATA seq 3, CHECKPOINT seq 4, DUMMY, signed CLOSE seq 5), a DATA seq 6 'after close', correctly sealed at i2r counter 6: CLOSE is the sender's last reliable message; unexpected-message.",
+      base: "good_record_close.json",
+      direction: "i2r",
+      receiver: "responder",
+      precededBy: [
+        ...before,
+        ...close.initiatorRecords.map((r) => ({
+          name: `good_record_close.json#${r.name}`,
+          packet: r.packet,
+        })),
+      ],
+      epoch: 0,
+      counter: "6",
+      innerPlaintext: inner.toHex(),
+      packet: (await seal0(6n, inner)).toHex(),
+      expected: {
+        record: "ok",
+        session: "failed",
+        error: "unexpected-message",
+      },
+    };
+  }
+
   await write(dir, "good_record_rekey.json", rekey);
   await write(dir, "good_record_close.json", close);
   for (const [n, v] of Object.entries(recordFails)) {
