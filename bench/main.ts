@@ -23,6 +23,9 @@
  * 6. e2e: the real bank and customer clients through a relay, as
  *    subprocesses fed on stdin (bench/e2e.ts): messages/s one way and both
  *    ways, send → delivery latency, against the 25,000 msgs/s target.
+ * 7. original: the original design rebuilt in Python through its own relay
+ *    (bench/original.ts, bench/original/*.py) at 256 B, 4 KiB and 60 KiB,
+ *    one way and both; ours ÷ it against the ≥ 2× target.
  *
  * The load generator and the servers share the machine's cores: compare the
  * ratio of relay to baseline within one run, not absolute figures across runs.
@@ -47,6 +50,13 @@ import {
 } from "./server_process.ts";
 import type { ChannelFigures } from "./channel.ts";
 import type { E2eFigures } from "./e2e.ts";
+import {
+  compareWithOriginal,
+  measureOriginal,
+  type OriginalComparison,
+  type OriginalFigures,
+  renderOriginal,
+} from "./original.ts";
 
 /** Relay flags for benchmarking: limits high enough never to trigger, so the data path is measured. */
 const RELAY_BENCH_FLAGS = [
@@ -87,6 +97,10 @@ interface Plan {
   e2eMessages: number;
   /** e2e: wall-clock cap of one row (ms). */
   e2eCapMs: number;
+  /** original: body sizes. */
+  originalSizes: number[];
+  /** original: messages per direction per row up to 4 KiB bodies (a tenth above). */
+  originalMessages: number;
 }
 
 const FULL_PLAN: Plan = {
@@ -100,6 +114,8 @@ const FULL_PLAN: Plan = {
   channelMs: 1500,
   e2eMessages: 20_000,
   e2eCapMs: 30_000,
+  originalSizes: [256, 4096, 61440],
+  originalMessages: 20_000,
 };
 
 const QUICK_PLAN: Plan = {
@@ -113,6 +129,8 @@ const QUICK_PLAN: Plan = {
   channelMs: 300,
   e2eMessages: 2_000,
   e2eCapMs: 15_000,
+  originalSizes: [256],
+  originalMessages: 300,
 };
 
 /** One relay cell of the JSON output. */
@@ -177,6 +195,7 @@ const SECTIONS = [
   "memory",
   "channel",
   "e2e",
+  "original",
 ] as const;
 type Section = typeof SECTIONS[number];
 
@@ -827,6 +846,17 @@ function render(out: Record<string, unknown>): string {
       );
     }
   }
+  const orig = out.original as OriginalFigures | undefined;
+  if (orig) {
+    lines.push(
+      "",
+      ...renderOriginal(
+        orig,
+        (out.originalComparison as OriginalComparison[] | undefined) ?? [],
+        table,
+      ),
+    );
+  }
   return lines.join("\n");
 }
 
@@ -848,7 +878,8 @@ async function main(args: string[]): Promise<number> {
       }]\n` +
         "  --only   sections to run, comma-separated (default: all): relay = forwarding matrix,\n" +
         "           stall = P=1/256 B/32 in flight target (p99 ≤ 5 ms, max ≤ 10 ms) with our own client,\n" +
-        "           unloaded = 1 frame in flight, memory = idle connections, channel = crypto, e2e = real clients\n" +
+        "           unloaded = 1 frame in flight, memory = idle connections, channel = crypto, e2e = real clients,\n" +
+        "           original = the original design (Python, bench/original/) at 256 B / 4 KiB / 60 KiB vs ours (≥ 2×)\n" +
         "  --quick  smoke run (< 30 s, fewer cells, 200 idle connections)\n" +
         "  --full   also 10,000 idle connections (the default run measures 1,000 and 5,000)",
     );
@@ -913,6 +944,27 @@ async function main(args: string[]): Promise<number> {
     if (only.has("e2e")) {
       log("e2e");
       out.e2e = await e2eSection(plan, certs);
+    }
+    if (only.has("original")) {
+      log("original design baseline");
+      const o = await measureOriginal({
+        ...certs,
+        sizes: plan.originalSizes,
+        messages: (size) =>
+          size <= 4096
+            ? plan.originalMessages
+            : Math.ceil(plan.originalMessages / 10),
+        capMs: plan.e2eCapMs,
+        log,
+      });
+      out.original = o;
+      const e2e = out.e2e as E2eFigures | undefined;
+      const { BODY_SIZE } = await import("./e2e.ts");
+      out.originalComparison = compareWithOriginal(
+        e2e?.rows ?? [],
+        o.rows ?? [],
+        BODY_SIZE,
+      );
     }
   } finally {
     http?.close();

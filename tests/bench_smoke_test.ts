@@ -157,6 +157,39 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
       "a row at the default cover rate",
     );
     assert.match(stdout, /Target 25,000 msgs\/s/);
+
+    // The original design (Python, bench/original/) through its own relay.
+    assert.equal(r.original.available, true, `original: ${r.original.reason}`);
+    assert.ok(r.original.rows.length >= 2, "original rows: one way and both");
+    for (const row of r.original.rows) {
+      const at = `original ${row.bodySize} B ${row.direction}`;
+      assert.equal(row.complete, true, `${at} finished within its cap`);
+      assert.equal(
+        row.delivered,
+        row.messages * (row.direction === "both" ? 2 : 1),
+        `${at} delivered every message`,
+      );
+      for (const k of ["msgsPerSec", "p50Ms", "p99Ms", "maxMs"]) {
+        positive(row[k], `${at}.${k}`);
+      }
+    }
+    assert.equal(r.originalComparison.length, r.original.rows.length);
+    for (const c of r.originalComparison) {
+      assert.equal(c.target, 2);
+      if (c.ratio === null) continue;
+      assert.equal(c.met, c.ratio >= 2, "verdict follows from the ratio");
+      assert.ok(Math.abs(c.margin - (c.ratio - 2)) < 1e-9);
+    }
+    assert.ok(
+      r.originalComparison.some((c: { ratio: number | null }) =>
+        c.ratio !== null
+      ),
+      "ours ÷ original judged at 256 B",
+    );
+    assert.match(
+      stdout,
+      /Target ours ≥ 2× the original .*\n(.*\n)*.*(MET|MISSED) \(/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
