@@ -56,6 +56,8 @@ export const DEFAULT_PORT = 8765;
 export const IDENTITY_FILE_VERSION = 1;
 /** Algorithm name written in identity key files: ECDSA on P-256 with SHA-256. */
 export const IDENTITY_ALGORITHM = "ECDSA-P256-SHA256";
+/** Identity algorithm of suite 0x0002 (`<role>_identity_ed25519_keys.json`). */
+export const IDENTITY_ALGORITHM_ED25519 = "Ed25519";
 /** PBKDF2-SHA256 iterations for a new passphrase-protected key (OWASP 2023 recommendation). */
 export const PBKDF2_ITERATIONS = 600_000;
 /** Fewest PBKDF2 iterations accepted on load: refuses files downgraded to a cheap-to-guess KDF. */
@@ -89,6 +91,8 @@ export const E2E_VERSION = 1;
 export const HANDSHAKE_TIMEOUT_MS = 10000;
 /** Longest identity SPKI accepted in HS2/HS3 (bytes): a P-256 SPKI is 91 bytes; 200 leaves room for a second suite while bounding parsing. */
 export const MAX_SPKI_LENGTH = 200;
+/** Most suite offers (key shares) in one HS1: bounds the responder's parsing; two suites are defined. */
+export const MAX_SUITE_OFFERS = 4;
 
 // ── Session / record layer (lib/session.ts, lib/record.ts, lib/replay_window.ts, lib/padding.ts) ──
 

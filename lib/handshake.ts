@@ -6,10 +6,16 @@
  * once finished (or failed) every further call throws `unexpected-message`.
  *
  * ```
- * I → R  HS1  ver type suite eI randomI
- * R → I  HS2  ver type suite eR randomR ‖ AEAD(k_hs_r; spki_R, sig_R, mac_R)
- * I → R  HS3  ver type ‖ AEAD(k_hs_i; spki_I, sig_I, mac_I)
+ * I → R  HS1  ver type randomI offers(suite, eI)…            ‖ zeros
+ * R → I  HS2  ver type suite eR randomR ‖ AEAD(k_hs_r; spki_R, sig_R, mac_R ‖ zeros)
+ * I → R  HS3  ver type ‖ AEAD(k_hs_i; spki_I, sig_I, mac_I ‖ zeros)
  * ```
+ *
+ * Suites: the initiator offers one key share per suite in its preference
+ * order; the responder takes the first offered suite it accepts
+ * (`suites`), and each side proves the identity of that suite's algorithm
+ * (P-256 → ECDSA P-256, X25519 → Ed25519). Byte layouts and padding are in
+ * `lib/handshake_wire.ts`.
  *
  * Calls on one handshake object must be serialized (await each `receive`).
  * Without a `complete` factory both sides yield a `Session`
@@ -34,62 +40,73 @@
  * @module
  */
 
-import { type Bytes, concat, sha256, u16, utf8, view } from "./bytes.ts";
+import { type Bytes, concat, sha256, utf8, view } from "./bytes.ts";
 import {
   E2E_VERSION,
   HANDSHAKE_TIMEOUT_MS,
-  MAX_SPKI_LENGTH,
+  MAX_SUITE_OFFERS,
   SESSION_ID_LENGTH,
 } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 import type { HandshakeResult, HandshakeRole } from "./handshake_result.ts";
+import {
+  checkSealedLength,
+  encodeHs1,
+  encodeHs2Prefix,
+  encodeProof,
+  HANDSHAKE_RANDOM_LENGTH,
+  hex4,
+  hs2PrefixLength,
+  type Offer,
+  PACKET_HS1,
+  PACKET_HS2,
+  PACKET_HS3,
+  PACKET_RECORD,
+  parseHs1,
+  parseProof,
+  type Proof,
+} from "./handshake_wire.ts";
 import type { Identity } from "./identity.ts";
 import { Session, type SessionOptions } from "./session.ts";
 import {
   AEAD_NONCE_LENGTH,
-  AEAD_TAG_LENGTH,
   deriveLabel,
-  ecdh,
+  dh,
   type EphemeralKeyPair,
-  generateEphemeral,
-  HASH_LENGTH,
+  generateSuiteEphemeral,
   importAeadKey,
-  importEphemeralPublic,
   importIdentityPublic,
   importMacKey,
   importSecret,
+  importSuiteEphemeral,
+  keyAlgorithm,
   mac,
   macVerify,
   open,
   P256_POINT_LENGTH,
-  P256_SIGNATURE_LENGTH,
   seal,
   sign,
   SUITE_P256,
-  SUITE_P256_NAME,
+  SUITE_X25519,
+  type SuiteInfo,
+  SUITES,
   verify,
 } from "./suite.ts";
 
-/** Packet type of handshake message 1 (initiator → responder). */
-export const PACKET_HS1 = 0x01;
-/** Packet type of handshake message 2 (responder → initiator). */
-export const PACKET_HS2 = 0x02;
-/** Packet type of handshake message 3 (initiator → responder). */
-export const PACKET_HS3 = 0x03;
-/** Packet type of a transport record (handled by lib/session.ts, never here). */
-export const PACKET_RECORD = 0x04;
-/** Length of the handshake randoms (randomI, randomR). */
-export const HANDSHAKE_RANDOM_LENGTH = 32;
-/** HS1 length for P-256: ver(1) type(1) suite(2) eI(65) randomI(32). */
-export const HS1_LENGTH: number = 4 + P256_POINT_LENGTH +
-  HANDSHAKE_RANDOM_LENGTH;
-/** Length of HS2's cleartext prefix (same layout as HS1); it is also HS2's AEAD AAD. */
-export const HS2_PREFIX_LENGTH: number = HS1_LENGTH;
+export {
+  HANDSHAKE_RANDOM_LENGTH,
+  PACKET_HS1,
+  PACKET_HS2,
+  PACKET_HS3,
+  PACKET_RECORD,
+} from "./handshake_wire.ts";
+/** HS2's cleartext prefix length for P-256 (ver type suite eR randomR); 68 for X25519. */
+export const HS2_PREFIX_LENGTH: number = hs2PrefixLength(P256_POINT_LENGTH);
 
 /** Suites this implementation speaks: wire id → name bound into the transcript. */
-export const HANDSHAKE_SUITES: ReadonlyMap<number, string> = new Map([
-  [SUITE_P256, SUITE_P256_NAME],
-]);
+export const HANDSHAKE_SUITES: ReadonlyMap<number, string> = new Map(
+  [...SUITES.values()].map((s) => [s.id, s.name]),
+);
 
 /** Transcript prologue label; the NUL ends it unambiguously. */
 export const PROLOGUE_LABEL = "e2e.v1 handshake\0";
@@ -106,9 +123,6 @@ export const HANDSHAKE_LABELS = {
   master: "master",
 } as const;
 
-/** Bytes of the encrypted part besides the SPKI: spki_len(2) sig(64) mac(32) tag(16). */
-const SEALED_OVERHEAD = 2 + P256_SIGNATURE_LENGTH + HASH_LENGTH +
-  AEAD_TAG_LENGTH;
 /** Each handshake AEAD key encrypts exactly one message, so a zero nonce is safe. */
 const ZERO_NONCE = new Uint8Array(AEAD_NONCE_LENGTH);
 const EMPTY = new Uint8Array(0);
@@ -136,8 +150,16 @@ export type SessionFactory<S> = (result: HandshakeResult) => S | Promise<S>;
 
 /** Options shared by both roles. */
 export interface HandshakeOptions<S> {
-  /** Our long-term identity. */
+  /** Our long-term identity (its algorithm decides its suite). */
   identity: Identity;
+  /** More identities, at most one per algorithm (e.g. an Ed25519 one beside a P-256 one). */
+  identities?: readonly Identity[];
+  /**
+   * Suites, in preference order: what the initiator offers, what the
+   * responder accepts. Default: the suites of the identities, in their order.
+   * Each needs an identity of its algorithm.
+   */
+  suites?: readonly number[];
   /** Our 16-byte relay session ID. */
   localId: Bytes;
   /** Accepts or refuses the peer's identity (see {@link TrustCallback}). */
@@ -151,8 +173,10 @@ export interface HandshakeOptions<S> {
   sessionOptions?: SessionOptions;
   /** Time allowed for the handshake (ms); default `HANDSHAKE_TIMEOUT_MS`. */
   deadlineMs?: number;
-  /** Fixed ephemeral key pair (test vectors only; see {@link importEphemeralPkcs8}). */
+  /** Fixed ephemeral key pair (test vectors only; see {@link importEphemeralPkcs8}); used for the suite of its algorithm. */
   ephemeral?: EphemeralKeyPair;
+  /** More fixed ephemerals, one per suite (test vectors only). */
+  ephemerals?: readonly EphemeralKeyPair[];
   /** Fixed 32-byte random (test vectors only). */
   random?: Bytes;
 }
@@ -163,7 +187,7 @@ export interface InitiatorOptions<S> extends HandshakeOptions<S> {
   peerId: Bytes;
   /** Current time (ms); the deadline runs from here. */
   now: number;
-  /** Suite offered in HS1 (default `SUITE_P256`). */
+  /** Shorthand for `suites: [suite]`. */
   suite?: number;
 }
 
@@ -209,33 +233,41 @@ interface HandshakeSecrets {
 }
 
 /**
- * Imports a fixed ECDH P-256 private key (PKCS#8) as a non-extractable
- * ephemeral key pair. For deterministic test vectors only: a real handshake
- * generates its ephemeral.
+ * Imports a fixed ephemeral private key (PKCS#8: ECDH P-256 or X25519) as a
+ * non-extractable key pair. For deterministic test vectors only: a real
+ * handshake generates its ephemeral.
  */
 export async function importEphemeralPkcs8(
   pkcs8: Bytes,
 ): Promise<EphemeralKeyPair> {
-  const ecdhParams = { name: "ECDH", namedCurve: "P-256" } as const;
-  // Extractable only long enough to read the public point, then re-imported
-  // non-extractable from JWK (which carries d, x, y).
-  const tmp = await crypto.subtle.importKey("pkcs8", pkcs8, ecdhParams, true, [
+  const x25519 = isX25519Pkcs8(pkcs8);
+  const params = x25519
+    ? { name: "X25519" }
+    : { name: "ECDH", namedCurve: "P-256" };
+  // Extractable only long enough to read the public key, then re-imported
+  // non-extractable from JWK (which carries the private and public parts).
+  const tmp = await crypto.subtle.importKey("pkcs8", pkcs8, params, true, [
     "deriveBits",
   ]);
   const jwk = await crypto.subtle.exportKey("jwk", tmp);
-  const privateKey = await crypto.subtle.importKey(
-    "jwk",
-    jwk,
-    ecdhParams,
-    false,
-    ["deriveBits"],
-  );
-  const publicRaw = concat(
-    new Uint8Array([0x04]),
-    Uint8Array.fromBase64(jwk.x!, { alphabet: "base64url" }),
-    Uint8Array.fromBase64(jwk.y!, { alphabet: "base64url" }),
-  );
+  const privateKey = await crypto.subtle.importKey("jwk", jwk, params, false, [
+    "deriveBits",
+  ]);
+  const b64 = (s: string | undefined) =>
+    Uint8Array.fromBase64(s!, { alphabet: "base64url" });
+  const publicRaw = x25519
+    ? b64(jwk.x)
+    : concat(new Uint8Array([0x04]), b64(jwk.x), b64(jwk.y));
   return { privateKey, publicRaw };
+}
+
+/** PKCS#8 of an X25519 key (RFC 8410: OID 1.3.101.110). */
+function isX25519Pkcs8(pkcs8: Bytes): boolean {
+  const oid = Uint8Array.fromHex("06032b656e");
+  for (let i = 0; i + oid.length <= Math.min(pkcs8.length, 16); i++) {
+    if (oid.every((b, j) => pkcs8[i + j] === b)) return true;
+  }
+  return false;
 }
 
 /** Lower-case hex SHA-256 of an SPKI: the fingerprint passed to the trust callback. */
@@ -256,6 +288,62 @@ export function transcriptPrologue(
     initiatorId,
     responderId,
   );
+}
+
+/** The identities and suites of one side, resolved from its options. */
+interface Config {
+  /** Suites in preference order, each with an identity. */
+  suites: SuiteInfo[];
+  /** Identity per suite id. */
+  identity: Map<number, Identity>;
+  /** Fixed ephemerals per suite id (vectors). */
+  ephemeral: Map<number, EphemeralKeyPair>;
+}
+
+function config<S>(o: HandshakeOptions<S>, single?: number): Config {
+  const identity = new Map<number, Identity>();
+  for (const id of [o.identity, ...(o.identities ?? [])]) {
+    const alg = keyAlgorithm(id.privateKey);
+    const suite = [...SUITES.values()].find((s) =>
+      s.identityAlgorithm === alg
+    )!;
+    if (identity.has(suite.id)) {
+      throw new RangeError(`two ${alg} identities given`);
+    }
+    identity.set(suite.id, id);
+  }
+  const ids = single !== undefined
+    ? [single]
+    : o.suites ?? [...identity.keys()];
+  if (ids.length < 1 || ids.length > MAX_SUITE_OFFERS) {
+    throw new RangeError(`1..${MAX_SUITE_OFFERS} suites`);
+  }
+  const suites: SuiteInfo[] = [];
+  for (const id of ids) {
+    const info = SUITES.get(id);
+    if (info === undefined) {
+      throw new ProtocolError(
+        "unsupported-suite",
+        `suite 0x${hex4(id)} is not implemented`,
+      );
+    }
+    if (!identity.has(id)) {
+      throw new RangeError(
+        `suite ${info.name} needs an ${info.identityAlgorithm} identity`,
+      );
+    }
+    if (suites.includes(info)) throw new RangeError("a suite listed twice");
+    suites.push(info);
+  }
+  const ephemeral = new Map<number, EphemeralKeyPair>();
+  for (const e of [o.ephemeral, ...(o.ephemerals ?? [])]) {
+    if (!e) continue;
+    const suite = e.privateKey.algorithm.name === "X25519"
+      ? SUITE_X25519
+      : SUITE_P256;
+    ephemeral.set(suite, e);
+  }
+  return { suites, identity, ephemeral };
 }
 
 /**
@@ -322,38 +410,33 @@ class PhaseGuard {
 /** Initiator side of the handshake; see the module doc. */
 export class Initiator<S> {
   readonly #guard: PhaseGuard;
-  #identity: Identity;
+  #config: Config;
   #trust: TrustCallback;
   #complete: SessionFactory<S>;
   #localId: Bytes;
   #peerId: Bytes;
-  #suite: number;
-  #prologue: Bytes;
   #hs1: Bytes;
-  #ephemeral: EphemeralKeyPair | null;
+  #ephemerals: Map<number, EphemeralKeyPair> | null;
 
   private constructor(
     o: InitiatorOptions<S>,
-    suite: number,
-    suiteName: string,
+    cfg: Config,
     hs1: Bytes,
-    ephemeral: EphemeralKeyPair,
+    ephemerals: Map<number, EphemeralKeyPair>,
   ) {
     this.#guard = new PhaseGuard(
       "initiator",
       "wait-hs2",
       o.now + (o.deadlineMs ?? HANDSHAKE_TIMEOUT_MS),
-      () => this.#ephemeral = null,
+      () => this.#ephemerals = null,
     );
-    this.#identity = o.identity;
+    this.#config = cfg;
     this.#trust = o.trust;
     this.#complete = factory(o);
     this.#localId = o.localId.slice();
     this.#peerId = o.peerId.slice();
-    this.#suite = suite;
-    this.#prologue = transcriptPrologue(suiteName, this.#localId, this.#peerId);
     this.#hs1 = hs1;
-    this.#ephemeral = ephemeral;
+    this.#ephemerals = ephemerals;
   }
 
   /** Starts a handshake yielding a `Session`: returns the handshake object and HS1 to send. */
@@ -372,29 +455,17 @@ export class Initiator<S> {
     if (!Number.isFinite(options.now)) {
       throw new RangeError("now must be finite");
     }
-    const suite = options.suite ?? SUITE_P256;
-    const suiteName = HANDSHAKE_SUITES.get(suite);
-    if (suiteName === undefined) {
-      throw new ProtocolError(
-        "unsupported-suite",
-        `suite 0x${suite.toString(16).padStart(4, "0")} is not implemented`,
-      );
+    const cfg = config(options, options.suite);
+    const ephemerals = new Map<number, EphemeralKeyPair>();
+    const offers: Offer[] = [];
+    for (const s of cfg.suites) {
+      const e = cfg.ephemeral.get(s.id) ?? await generateSuiteEphemeral(s.id);
+      ephemerals.set(s.id, e);
+      offers.push({ suite: s.id, ephemeral: e.publicRaw });
     }
-    const ephemeral = options.ephemeral ?? await generateEphemeral();
     const random = options.random?.slice() ?? randomBytes();
-    const message = helloMessage(
-      PACKET_HS1,
-      suite,
-      ephemeral.publicRaw,
-      random,
-    );
-    const handshake = new Initiator(
-      options,
-      suite,
-      suiteName,
-      message,
-      ephemeral,
-    );
+    const message = encodeHs1(random, offers);
+    const handshake = new Initiator(options, cfg, message, ephemerals);
     return { handshake, message: message.slice() };
   }
 
@@ -421,7 +492,7 @@ export class Initiator<S> {
       this.#guard.checkTimeout(now);
       const out = await this.#onHs2(bytes.slice());
       this.#guard.leave("done");
-      this.#ephemeral = null;
+      this.#ephemerals = null;
       return out;
     } catch (e) {
       this.#guard.fail();
@@ -431,35 +502,54 @@ export class Initiator<S> {
 
   async #onHs2(hs2: Bytes): Promise<InitiatorOutput<S>> {
     checkHeader(hs2, PACKET_HS2);
-    checkSuite(hs2, this.#suite, "HS2");
-    checkSealedLength(hs2, HS2_PREFIX_LENGTH, "HS2");
-    const prefix = hs2.slice(0, HS2_PREFIX_LENGTH);
-    const peerEphemeral = await importEphemeralPublic(
-      prefix.slice(4, 4 + P256_POINT_LENGTH),
+    if (hs2.length < 4) throw malformed("HS2 shorter than its header");
+    const suiteId = view(hs2).getUint16(2);
+    const suite = this.#config.suites.find((s) => s.id === suiteId);
+    if (suite === undefined) {
+      throw new ProtocolError(
+        "unsupported-suite",
+        `HS2 names suite 0x${hex4(suiteId)}, not one offered`,
+      );
+    }
+    const prefixLength = hs2PrefixLength(suite.pointLength);
+    checkSealedLength(hs2, prefixLength, "HS2");
+    const prefix = hs2.slice(0, prefixLength);
+    const peerEphemeral = await importSuiteEphemeral(
+      suite.id,
+      prefix.slice(4, 4 + suite.pointLength),
     );
-    const t = (...parts: Bytes[]) => sha256(this.#prologue, ...parts);
+    const prologue = transcriptPrologue(
+      suite.name,
+      this.#localId,
+      this.#peerId,
+    );
+    const t = (...parts: Bytes[]) => sha256(prologue, ...parts);
     const hs1 = this.#hs1;
+    const own = this.#ephemerals!.get(suite.id)!;
+    this.#ephemerals = null;
     const secrets = await handshakeSecrets(
-      await ecdh(this.#ephemeral!.privateKey, peerEphemeral),
+      await dh(own.privateKey, peerEphemeral),
       await t(hs1, prefix),
     );
-    this.#ephemeral = null;
     const plain = await open(
       secrets.responderKey,
       ZERO_NONCE,
-      hs2.slice(HS2_PREFIX_LENGTH),
+      hs2.slice(prefixLength),
       prefix,
     );
     const peer = await checkProof(
-      parseProof(plain),
+      parseProof(plain, prefixLength, hs2.length),
+      suite,
       RESPONDER_SIGNATURE_CONTEXT,
       secrets.responderFinished,
       (...parts) => t(hs1, prefix, ...parts),
       this.#trust,
     );
+    const identity = this.#config.identity.get(suite.id)!;
     const hs3Header = new Uint8Array([E2E_VERSION, PACKET_HS3]);
     const proof = await makeProof(
-      this.#identity,
+      identity,
+      hs3Header.length,
       INITIATOR_SIGNATURE_CONTEXT,
       secrets.initiatorFinished,
       (...parts) => t(hs1, hs2, ...parts),
@@ -472,10 +562,10 @@ export class Initiator<S> {
     const master = await deriveMaster(secrets.hs, sessionHash);
     const session = await this.#complete({
       role: "initiator",
-      suite: this.#suite,
+      suite: suite.id,
       localId: this.#localId.slice(),
       peerId: this.#peerId.slice(),
-      localIdentity: this.#identity,
+      localIdentity: identity,
       peerIdentity: peer,
       sessionHash,
       master,
@@ -492,19 +582,18 @@ export class Responder<S> {
     Infinity,
     () => {
       this.#secrets = null;
-      this.#fixedEphemeral = undefined;
+      this.#config.ephemeral.clear();
     },
   );
   #deadlineMs: number;
-  #identity: Identity;
+  #config: Config;
   #trust: TrustCallback;
   #complete: SessionFactory<S>;
   #localId: Bytes;
-  #fixedEphemeral: EphemeralKeyPair | undefined;
   #fixedRandom: Bytes | undefined;
   // Set by HS1:
   #peerId: Bytes = EMPTY;
-  #suite = 0;
+  #suite: SuiteInfo | undefined;
   #prologue: Bytes = EMPTY;
   #hs1: Bytes = EMPTY;
   #hs2: Bytes = EMPTY;
@@ -512,11 +601,10 @@ export class Responder<S> {
 
   private constructor(o: ResponderOptions<S>) {
     this.#deadlineMs = o.deadlineMs ?? HANDSHAKE_TIMEOUT_MS;
-    this.#identity = o.identity;
+    this.#config = config(o);
     this.#trust = o.trust;
     this.#complete = factory(o);
     this.#localId = o.localId.slice();
-    this.#fixedEphemeral = o.ephemeral;
     this.#fixedRandom = o.random?.slice();
   }
 
@@ -539,6 +627,11 @@ export class Responder<S> {
   /** Current phase: "wait-hs1", "wait-hs3", "busy", "done" or "failed". */
   get phase(): string {
     return this.#guard.phase;
+  }
+
+  /** The suite chosen from HS1 (undefined before HS1). */
+  get suite(): number | undefined {
+    return this.#suite?.id;
   }
 
   /** Throws `timeout` (and ends the handshake) if `now` is at or past the deadline. */
@@ -593,37 +686,42 @@ export class Responder<S> {
 
   async #onHs1(hs1: Bytes, from: Bytes, now: number): Promise<Bytes> {
     checkHeader(hs1, PACKET_HS1);
-    if (hs1.length < 4) throw malformed("HS1 shorter than its header");
-    const suite = view(hs1).getUint16(2);
-    const suiteName = HANDSHAKE_SUITES.get(suite);
-    if (suiteName === undefined) {
+    const { offers } = parseHs1(hs1);
+    // The initiator's preference order decides; we accept our `suites`.
+    const offer = offers.find((o) =>
+      this.#config.suites.some((s) => s.id === o.suite)
+    );
+    if (offer === undefined) {
       throw new ProtocolError(
         "unsupported-suite",
-        `HS1 offers unknown suite 0x${suite.toString(16).padStart(4, "0")}`,
+        `HS1 offers no accepted suite (offered ${
+          offers.map((o) => "0x" + hex4(o.suite)).join(", ")
+        })`,
       );
     }
-    if (hs1.length !== HS1_LENGTH) {
-      throw malformed(`HS1 must be ${HS1_LENGTH} bytes, got ${hs1.length}`);
-    }
-    const peerEphemeral = await importEphemeralPublic(
-      hs1.slice(4, 4 + P256_POINT_LENGTH),
+    const suite = SUITES.get(offer.suite)!;
+    const peerEphemeral = await importSuiteEphemeral(
+      suite.id,
+      offer.ephemeral,
     );
     this.#guard.deadline = now + this.#deadlineMs;
     this.#peerId = from;
     this.#suite = suite;
-    this.#prologue = transcriptPrologue(suiteName, from, this.#localId);
+    this.#prologue = transcriptPrologue(suite.name, from, this.#localId);
     this.#hs1 = hs1;
-    const ephemeral = this.#fixedEphemeral ?? await generateEphemeral();
-    this.#fixedEphemeral = undefined;
+    const ephemeral = this.#config.ephemeral.get(suite.id) ??
+      await generateSuiteEphemeral(suite.id);
+    this.#config.ephemeral.clear();
     const random = this.#fixedRandom ?? randomBytes();
-    const prefix = helloMessage(PACKET_HS2, suite, ephemeral.publicRaw, random);
+    const prefix = encodeHs2Prefix(suite.id, ephemeral.publicRaw, random);
     const t = (...parts: Bytes[]) => sha256(this.#prologue, ...parts);
     const secrets = await handshakeSecrets(
-      await ecdh(ephemeral.privateKey, peerEphemeral),
+      await dh(ephemeral.privateKey, peerEphemeral),
       await t(hs1, prefix),
     );
     const proof = await makeProof(
-      this.#identity,
+      this.#config.identity.get(suite.id)!,
+      prefix.length,
       RESPONDER_SIGNATURE_CONTEXT,
       secrets.responderFinished,
       (...parts) => t(hs1, prefix, ...parts),
@@ -641,6 +739,7 @@ export class Responder<S> {
     checkHeader(hs3, PACKET_HS3);
     checkSealedLength(hs3, 2, "HS3");
     const secrets = this.#secrets!;
+    const suite = this.#suite!;
     const plain = await open(
       secrets.initiatorKey,
       ZERO_NONCE,
@@ -650,7 +749,8 @@ export class Responder<S> {
     const t = (...parts: Bytes[]) => sha256(this.#prologue, ...parts);
     const hs1 = this.#hs1, hs2 = this.#hs2;
     const peer = await checkProof(
-      parseProof(plain),
+      parseProof(plain, 2, hs3.length),
+      suite,
       INITIATOR_SIGNATURE_CONTEXT,
       secrets.initiatorFinished,
       (...parts) => t(hs1, hs2, ...parts),
@@ -661,10 +761,10 @@ export class Responder<S> {
     this.#secrets = null;
     return await this.#complete({
       role: "responder",
-      suite: this.#suite,
+      suite: suite.id,
       localId: this.#localId.slice(),
       peerId: this.#peerId.slice(),
-      localIdentity: this.#identity,
+      localIdentity: this.#config.identity.get(suite.id)!,
       peerIdentity: peer,
       sessionHash,
       master,
@@ -722,21 +822,6 @@ function checkOptions<S>(o: HandshakeOptions<S>): void {
   }
 }
 
-/** ver ‖ type ‖ suite ‖ ephemeral ‖ random: HS1, and HS2's cleartext prefix. */
-function helloMessage(
-  type: number,
-  suite: number,
-  ephemeral: Bytes,
-  random: Bytes,
-): Bytes {
-  return concat(
-    new Uint8Array([E2E_VERSION, type]),
-    u16(suite),
-    ephemeral,
-    random,
-  );
-}
-
 /** Version, then type: known handshake type but not the one expected → unexpected-message. */
 function checkHeader(msg: Bytes, type: number): void {
   if (msg.length < 2) throw malformed("message shorter than its 2-byte header");
@@ -760,60 +845,14 @@ function checkHeader(msg: Bytes, type: number): void {
   }
 }
 
-function checkSuite(msg: Bytes, suite: number, name: string): void {
-  if (msg.length < 4) throw malformed(`${name} shorter than its header`);
-  const got = view(msg).getUint16(2);
-  if (got !== suite) {
-    throw new ProtocolError(
-      "unsupported-suite",
-      `${name} names suite 0x${
-        got.toString(16).padStart(4, "0")
-      }, not the one offered`,
-    );
-  }
-}
-
-/** A sealed proof (spki 1..MAX_SPKI_LENGTH bytes) after `header` bytes. */
-function checkSealedLength(msg: Bytes, header: number, name: string): void {
-  const min = header + SEALED_OVERHEAD + 1;
-  const max = header + SEALED_OVERHEAD + MAX_SPKI_LENGTH;
-  if (msg.length < min || msg.length > max) {
-    throw malformed(`${name} length ${msg.length} outside ${min}..${max}`);
-  }
-}
-
 // ── Proofs: spki ‖ signature ‖ key-confirmation MAC ─────────────────────────
-
-interface Proof {
-  spki: Bytes;
-  signature: Bytes;
-  mac: Bytes;
-}
-
-/** u16 spki_len ‖ spki ‖ sig(64) ‖ mac(32), exact length. */
-function parseProof(plain: Bytes): Proof {
-  if (plain.length < 2) throw malformed("proof shorter than its length field");
-  const spkiLength = view(plain).getUint16(0);
-  if (spkiLength === 0 || spkiLength > MAX_SPKI_LENGTH) {
-    throw malformed(`spki length ${spkiLength} outside 1..${MAX_SPKI_LENGTH}`);
-  }
-  const sigAt = 2 + spkiLength;
-  const macAt = sigAt + P256_SIGNATURE_LENGTH;
-  if (plain.length !== macAt + HASH_LENGTH) {
-    throw malformed("proof length does not match its spki length");
-  }
-  return {
-    spki: plain.slice(2, sigAt),
-    signature: plain.slice(sigAt, macAt),
-    mac: plain.slice(macAt),
-  };
-}
 
 type TranscriptHash = (...tail: Bytes[]) => Promise<Bytes>;
 
-/** sig = Sign(context ‖ T(… ‖ spki)); mac = HMAC(fin, T(… ‖ spki ‖ sig)). */
+/** sig = Sign(context ‖ T(… ‖ spki)); mac = HMAC(fin, T(… ‖ spki ‖ sig)); padded after `header` bytes. */
 async function makeProof(
   identity: Identity,
+  header: number,
   context: string,
   finished: CryptoKey,
   th: TranscriptHash,
@@ -824,18 +863,22 @@ async function makeProof(
     concat(utf8(context), await th(spki)),
   );
   const tag = await mac(finished, await th(spki, signature));
-  return concat(u16(spki.length), spki, signature, tag);
+  return encodeProof(header, spki, signature, tag);
 }
 
-/** Verifies signature, then MAC, then asks `trust`; returns the peer identity. */
+/** Verifies the SPKI's algorithm, the signature, then the MAC, then asks `trust`; returns the peer identity. */
 async function checkProof(
   proof: Proof,
+  suite: SuiteInfo,
   context: string,
   finished: CryptoKey,
   th: TranscriptHash,
   trust: TrustCallback,
 ): Promise<{ publicKey: CryptoKey; spki: Bytes }> {
-  const publicKey = await importIdentityPublic(proof.spki);
+  const publicKey = await importIdentityPublic(
+    proof.spki,
+    suite.identityAlgorithm,
+  );
   const signed = concat(utf8(context), await th(proof.spki));
   if (!await verify(publicKey, proof.signature, signed)) {
     throw new ProtocolError(

@@ -1,6 +1,8 @@
 /**
- * Long-term identities: an ECDSA P-256 key pair, and the JSON key file that
- * stores it (`<role>_identity_keys.json`) with the keys as PEM inside:
+ * Long-term identities: an ECDSA P-256 key pair (suite 0x0001) or an Ed25519
+ * key pair (suite 0x0002), and the JSON key file that stores it
+ * (`<role>_identity_keys.json`, `<role>_identity_ed25519_keys.json`) with the
+ * keys as PEM inside (`"algorithm": "Ed25519"` for the latter):
  *
  * ```json
  * { "version": 1, "algorithm": "ECDSA-P256-SHA256", "created": "2026-…Z",
@@ -24,6 +26,7 @@
 import { type Bytes, bytesEqual, concat, u32, utf8 } from "./bytes.ts";
 import {
   IDENTITY_ALGORITHM,
+  IDENTITY_ALGORITHM_ED25519,
   IDENTITY_FILE_VERSION,
   PBKDF2_ITERATIONS,
   PBKDF2_MAX_ITERATIONS,
@@ -34,19 +37,23 @@ import { ProtocolError } from "./errors.ts";
 import {
   AEAD_NONCE_LENGTH,
   AEAD_TAG_LENGTH,
+  type IdentityAlgorithm,
   importAeadKey,
   importIdentityPublic,
   open,
   seal,
   sign,
+  spkiAlgorithm,
   verify,
 } from "./suite.ts";
 
+export type { IdentityAlgorithm } from "./suite.ts";
+
 /** A long-term identity key pair; the private key is non-extractable. */
 export interface Identity {
-  /** ECDSA P-256 private key (non-extractable), usage `sign`. */
+  /** ECDSA P-256 or Ed25519 private key (non-extractable), usage `sign`. */
   privateKey: CryptoKey;
-  /** ECDSA P-256 public key, usage `verify`. */
+  /** The matching public key, usage `verify`. */
   publicKey: CryptoKey;
   /** DER SubjectPublicKeyInfo of `publicKey`. */
   spki: Bytes;
@@ -60,6 +67,8 @@ export interface SerializeOptions {
   iterations?: number;
   /** Creation time written in the file (default: now). */
   created?: Date;
+  /** Key algorithm of a new identity (default `"ECDSA-P256-SHA256"`). */
+  algorithm?: IdentityAlgorithm;
 }
 
 /** Options for {@link parseIdentityFile}. */
@@ -77,6 +86,12 @@ export interface CreatedIdentity {
 }
 
 const ECDSA_P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
+/** WebCrypto parameters of each identity algorithm. */
+function keyParams(
+  algorithm: IdentityAlgorithm,
+): typeof ECDSA_P256 | "Ed25519" {
+  return algorithm === IDENTITY_ALGORITHM_ED25519 ? "Ed25519" : ECDSA_P256;
+}
 /** Name of the key-derivation function in encrypted key files. */
 const KDF_NAME = "PBKDF2-SHA256";
 /** Name of the cipher in encrypted key files. */
@@ -89,12 +104,14 @@ const PROBE_MESSAGE = "e2e.v1 identity key check\0";
 const PEM_PUBLIC = "PUBLIC KEY";
 const PEM_PRIVATE = "PRIVATE KEY";
 
-/** Generates a fresh identity whose private key is non-extractable (not savable). */
-export async function generateIdentity(): Promise<Identity> {
-  const pair = await crypto.subtle.generateKey(ECDSA_P256, false, [
+/** Generates a fresh identity (default ECDSA P-256) whose private key is non-extractable (not savable). */
+export async function generateIdentity(
+  algorithm: IdentityAlgorithm = IDENTITY_ALGORITHM,
+): Promise<Identity> {
+  const pair = await crypto.subtle.generateKey(keyParams(algorithm), false, [
     "sign",
     "verify",
-  ]);
+  ]) as CryptoKeyPair;
   const spki = new Uint8Array(
     await crypto.subtle.exportKey("spki", pair.publicKey),
   );
@@ -109,10 +126,11 @@ export async function generateIdentity(): Promise<Identity> {
 export async function createIdentity(
   options: SerializeOptions = {},
 ): Promise<CreatedIdentity> {
-  const pair = await crypto.subtle.generateKey(ECDSA_P256, true, [
-    "sign",
-    "verify",
-  ]);
+  const pair = await crypto.subtle.generateKey(
+    keyParams(options.algorithm ?? IDENTITY_ALGORITHM),
+    true,
+    ["sign", "verify"],
+  ) as CryptoKeyPair;
   const pkcs8 = new Uint8Array(
     await crypto.subtle.exportKey("pkcs8", pair.privateKey),
   );
@@ -137,11 +155,17 @@ export async function importIdentity(
   spki: Bytes,
   source: string,
 ): Promise<Identity> {
+  const algorithm = spkiAlgorithm(spki);
   let publicKey: CryptoKey;
   try {
     publicKey = await importIdentityPublic(spki);
   } catch {
-    throw keyFileError(source, "publicKey is not a P-256 public key (SPKI)");
+    throw keyFileError(
+      source,
+      `publicKey is not a ${
+        algorithm === IDENTITY_ALGORITHM_ED25519 ? "Ed25519" : "P-256"
+      } public key (SPKI)`,
+    );
   }
   // One key, one fingerprint: refuse other encodings (e.g. a compressed point).
   const canonical = new Uint8Array(
@@ -158,12 +182,15 @@ export async function importIdentity(
     privateKey = await crypto.subtle.importKey(
       "pkcs8",
       pkcs8,
-      ECDSA_P256,
+      keyParams(algorithm),
       false,
       ["sign"],
     );
   } catch {
-    throw keyFileError(source, "private key is not a P-256 PKCS#8 key");
+    throw keyFileError(
+      source,
+      `private key is not a ${algorithm} PKCS#8 key`,
+    );
   }
   const probe = utf8(PROBE_MESSAGE);
   if (!await verify(publicKey, await sign(privateKey, probe), probe)) {
@@ -183,7 +210,7 @@ export async function serializeIdentity(
 ): Promise<string> {
   const file: Record<string, unknown> = {
     version: IDENTITY_FILE_VERSION,
-    algorithm: IDENTITY_ALGORITHM,
+    algorithm: spkiAlgorithm(spki),
     created: (options.created ?? new Date()).toISOString(),
     publicKey: pemEncode(PEM_PUBLIC, spki),
   };
@@ -242,12 +269,15 @@ export async function parseIdentityFile(
       } (expected ${IDENTITY_FILE_VERSION})`,
     );
   }
-  if (data.algorithm !== IDENTITY_ALGORITHM) {
+  if (
+    data.algorithm !== IDENTITY_ALGORITHM &&
+    data.algorithm !== IDENTITY_ALGORITHM_ED25519
+  ) {
     throw keyFileError(
       source,
       `unsupported algorithm ${
         JSON.stringify(data.algorithm)
-      } (expected "${IDENTITY_ALGORITHM}")`,
+      } (expected "${IDENTITY_ALGORITHM}" or "${IDENTITY_ALGORITHM_ED25519}")`,
     );
   }
   if (
@@ -256,6 +286,12 @@ export async function parseIdentityFile(
     throw keyFileError(source, `"created" is not an ISO date`);
   }
   const spki = pemField(data, "publicKey", PEM_PUBLIC, source);
+  if (spkiAlgorithm(spki) !== data.algorithm) {
+    throw keyFileError(
+      source,
+      `publicKey is not an ${data.algorithm} key (the "algorithm" field and the key disagree)`,
+    );
+  }
   const hasPlain = "privateKey" in data;
   const hasEncrypted = "encryptedPrivateKey" in data;
   if (hasPlain === hasEncrypted) {
@@ -394,7 +430,7 @@ function keyFileAad(spki: Bytes): Bytes {
   return concat(
     utf8(KEY_FILE_AAD_LABEL),
     u32(IDENTITY_FILE_VERSION),
-    utf8(IDENTITY_ALGORITHM + "\0"),
+    utf8(spkiAlgorithm(spki) + "\0"),
     spki,
   );
 }

@@ -1,8 +1,15 @@
 /**
- * The cipher suite `P256-ECDSA-AES256GCM-SHA256`: every primitive the
- * end-to-end layer uses, wrapped once over `crypto.subtle`, so the handshake
- * and session code never touch algorithm parameters. Sans-I/O; runs in a
- * browser. A second suite (X25519/Ed25519) would implement the same shape.
+ * The cipher suites (PROTOCOL.md §2.1 Suite): every primitive the end-to-end
+ * layer uses, wrapped once over `crypto.subtle`, so the handshake and session
+ * code never touch algorithm parameters. Sans-I/O; runs in a browser.
+ *
+ * - `0x0001` `P256-ECDSA-AES256GCM-SHA256`: ECDH P-256, ECDSA P-256.
+ * - `0x0002` `X25519-Ed25519-AES256GCM-SHA256`: X25519, Ed25519.
+ *
+ * Both share AES-256-GCM, SHA-256 and HKDF-SHA256. {@link sign} and
+ * {@link verify} follow the key's algorithm, so the session's chain
+ * signatures and transcripts work with either identity; the session's rekey
+ * ephemerals are P-256 in both suites (`generateEphemeral`, PROTOCOL.md §2.2.7).
  * @module
  */
 
@@ -17,6 +24,109 @@ export const SUITE_P256_NAME = "P256-ECDSA-AES256GCM-SHA256";
 export const P256_POINT_LENGTH = 65;
 /** Length of a P-256 ECDSA signature in IEEE P1363 form (r ‖ s). */
 export const P256_SIGNATURE_LENGTH = 64;
+/** Wire identifier of the fast suite: X25519 + Ed25519. */
+export const SUITE_X25519 = 0x0002;
+/** Name of the fast suite, bound into the transcript. */
+export const SUITE_X25519_NAME = "X25519-Ed25519-AES256GCM-SHA256";
+/** Length of an X25519 public key (RFC 7748 u-coordinate). */
+export const X25519_POINT_LENGTH = 32;
+/** Length of an Ed25519 signature (RFC 8032). */
+export const ED25519_SIGNATURE_LENGTH = 64;
+/** Length of an Ed25519 SubjectPublicKeyInfo (RFC 8410): 12-byte prefix ‖ 32-byte key. */
+export const ED25519_SPKI_LENGTH = 44;
+/** DER prefix of every Ed25519 SPKI (RFC 8410 §4: SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING }). */
+const ED25519_SPKI_PREFIX = Uint8Array.fromHex("302a300506032b6570032100");
+/** Length of a P-256 SPKI (uncompressed point). */
+export const P256_SPKI_LENGTH = 91;
+
+/** Identity key algorithms: one per suite. */
+export type IdentityAlgorithm = "ECDSA-P256-SHA256" | "Ed25519";
+
+/** What the handshake needs to know about one suite. */
+export interface SuiteInfo {
+  /** Wire id (u16). */
+  id: number;
+  /** Name bound into the transcript prologue. */
+  name: string;
+  /** Short name for flags and messages (`p256`, `x25519`). */
+  flag: string;
+  /** Ephemeral public key length on the wire. */
+  pointLength: number;
+  /** The identity algorithm both parties must use in this suite. */
+  identityAlgorithm: IdentityAlgorithm;
+  /** SPKI length of that identity algorithm. */
+  spkiLength: number;
+  /** Signature length. */
+  signatureLength: number;
+}
+
+/** The suites this implementation speaks, by wire id. */
+export const SUITES: ReadonlyMap<number, SuiteInfo> = new Map([
+  [SUITE_P256, {
+    id: SUITE_P256,
+    name: SUITE_P256_NAME,
+    flag: "p256",
+    pointLength: P256_POINT_LENGTH,
+    identityAlgorithm: "ECDSA-P256-SHA256",
+    spkiLength: P256_SPKI_LENGTH,
+    signatureLength: P256_SIGNATURE_LENGTH,
+  }],
+  [SUITE_X25519, {
+    id: SUITE_X25519,
+    name: SUITE_X25519_NAME,
+    flag: "x25519",
+    pointLength: X25519_POINT_LENGTH,
+    identityAlgorithm: "Ed25519",
+    spkiLength: ED25519_SPKI_LENGTH,
+    signatureLength: ED25519_SIGNATURE_LENGTH,
+  }],
+]);
+
+/** The suite of an identity algorithm. */
+export function suiteForAlgorithm(algorithm: IdentityAlgorithm): SuiteInfo {
+  return SUITES.get(
+    algorithm === "Ed25519" ? SUITE_X25519 : SUITE_P256,
+  )!;
+}
+
+/** Parses a `--suites` list (`p256`, `x25519`, comma-separated, in preference order); throws RangeError. */
+export function parseSuiteList(text: string): number[] {
+  const out: number[] = [];
+  for (const part of text.split(",").map((p) => p.trim().toLowerCase())) {
+    const info = [...SUITES.values()].find((s) => s.flag === part);
+    if (!info) {
+      throw new RangeError(
+        `unknown suite '${part}' (known: ${
+          [...SUITES.values()].map((s) => s.flag).join(", ")
+        })`,
+      );
+    }
+    if (out.includes(info.id)) {
+      throw new RangeError(`suite '${part}' listed twice`);
+    }
+    out.push(info.id);
+  }
+  if (out.length === 0) throw new RangeError("no suite given");
+  return out;
+}
+
+/** The algorithm of an identity key (from the WebCrypto key). */
+export function keyAlgorithm(key: CryptoKey): IdentityAlgorithm {
+  return key.algorithm.name === "Ed25519" ? "Ed25519" : "ECDSA-P256-SHA256";
+}
+
+/** The algorithm of a DER SPKI by its prefix (Ed25519, else assumed P-256: checked on import). */
+export function spkiAlgorithm(spki: Bytes): IdentityAlgorithm {
+  return isEd25519Spki(spki) ? "Ed25519" : "ECDSA-P256-SHA256";
+}
+
+function isEd25519Spki(spki: Bytes): boolean {
+  return spki.length === ED25519_SPKI_LENGTH &&
+    bytesEqual(
+      spki.subarray(0, ED25519_SPKI_PREFIX.length),
+      ED25519_SPKI_PREFIX,
+    );
+}
 /** AES-256-GCM key length in bytes. */
 export const AEAD_KEY_LENGTH = 32;
 /** AES-GCM nonce length in bytes. */
@@ -97,6 +207,96 @@ export async function importEphemeralPublic(
   }
 }
 
+/** Generates an ephemeral X25519 key pair (private key non-extractable; public 32 bytes). */
+export async function generateX25519(): Promise<EphemeralKeyPair> {
+  const pair = await crypto.subtle.generateKey(
+    { name: "X25519" },
+    false,
+    ["deriveBits"],
+  ) as CryptoKeyPair;
+  const raw = await crypto.subtle.exportKey("raw", pair.publicKey);
+  return { privateKey: pair.privateKey, publicRaw: new Uint8Array(raw) };
+}
+
+/**
+ * Imports a peer's X25519 public key: exactly 32 bytes (RFC 7748 §5; any
+ * value is accepted here, small-order points fail in {@link dh}). Throws
+ * `invalid-public-key`.
+ */
+export async function importX25519Public(raw: Bytes): Promise<CryptoKey> {
+  if (raw.length !== X25519_POINT_LENGTH) {
+    throw new ProtocolError(
+      "invalid-public-key",
+      "ephemeral key must be a 32-byte X25519 public key",
+    );
+  }
+  try {
+    return await crypto.subtle.importKey(
+      "raw",
+      raw,
+      { name: "X25519" },
+      true,
+      [],
+    );
+  } catch {
+    throw new ProtocolError("invalid-public-key", "invalid X25519 public key");
+  }
+}
+
+/** Generates the ephemeral of `suite`. */
+export function generateSuiteEphemeral(
+  suite: number,
+): Promise<EphemeralKeyPair> {
+  return suite === SUITE_X25519 ? generateX25519() : generateEphemeral();
+}
+
+/** Imports a peer ephemeral of `suite` (validated); throws `invalid-public-key`. */
+export function importSuiteEphemeral(
+  suite: number,
+  raw: Bytes,
+): Promise<CryptoKey> {
+  return suite === SUITE_X25519
+    ? importX25519Public(raw)
+    : importEphemeralPublic(raw);
+}
+
+/**
+ * Diffie-Hellman of either suite: ECDH P-256 (x coordinate) or X25519; 32
+ * bytes. An X25519 result of all zeros (a small-order peer key, RFC 7748 §6.1)
+ * — which Deno's WebCrypto refuses with an OperationError — is
+ * `invalid-public-key`.
+ */
+export async function dh(
+  privateKey: CryptoKey,
+  peerPublic: CryptoKey,
+): Promise<Bytes> {
+  if (privateKey.algorithm.name !== "X25519") {
+    return ecdh(privateKey, peerPublic);
+  }
+  let out: Bytes;
+  try {
+    out = new Uint8Array(
+      await crypto.subtle.deriveBits(
+        { name: "X25519", public: peerPublic },
+        privateKey,
+        256,
+      ),
+    );
+  } catch {
+    throw new ProtocolError(
+      "invalid-public-key",
+      "X25519 with this ephemeral key fails (small-order point)",
+    );
+  }
+  if (out.every((b) => b === 0)) {
+    throw new ProtocolError(
+      "invalid-public-key",
+      "X25519 shared secret is all zeros (small-order point)",
+    );
+  }
+  return out;
+}
+
 /** ECDH P-256 shared secret (32 bytes). */
 export async function ecdh(
   privateKey: CryptoKey,
@@ -110,10 +310,34 @@ export async function ecdh(
   return new Uint8Array(bits);
 }
 
-/** Imports an identity (ECDSA P-256) public key from SPKI DER; throws `invalid-public-key`. */
+/**
+ * Imports an identity public key from SPKI DER: an Ed25519 SPKI (RFC 8410,
+ * exactly 44 bytes) or a canonical uncompressed P-256 SPKI (91 bytes);
+ * `expected` refuses the other algorithm. Throws `invalid-public-key`.
+ */
 export async function importIdentityPublic(
   spki: Bytes,
+  expected?: IdentityAlgorithm,
 ): Promise<CryptoKey> {
+  const algorithm = spkiAlgorithm(spki);
+  if (expected !== undefined && algorithm !== expected) {
+    throw new ProtocolError(
+      "invalid-public-key",
+      `identity key must be ${expected}, got ${algorithm}`,
+    );
+  }
+  if (algorithm === "Ed25519") {
+    try {
+      return await crypto.subtle.importKey("spki", spki, "Ed25519", true, [
+        "verify",
+      ]);
+    } catch {
+      throw new ProtocolError(
+        "invalid-public-key",
+        "identity key is not a valid Ed25519 SPKI",
+      );
+    }
+  }
   let key: CryptoKey;
   let raw: Uint8Array;
   let canonical: Uint8Array;
@@ -144,25 +368,32 @@ export async function importIdentityPublic(
   return key;
 }
 
-/** ECDSA P-256 / SHA-256 signature over `data`, P1363 form (64 bytes). */
+/**
+ * Signature over `data` with the key's algorithm: ECDSA P-256 / SHA-256 in
+ * P1363 form, or Ed25519 (RFC 8032); 64 bytes either way.
+ */
 export async function sign(
   privateKey: CryptoKey,
   data: Bytes,
 ): Promise<Bytes> {
-  return new Uint8Array(
-    await crypto.subtle.sign(ECDSA_SHA256, privateKey, data),
-  );
+  const params = privateKey.algorithm.name === "Ed25519"
+    ? "Ed25519"
+    : ECDSA_SHA256;
+  return new Uint8Array(await crypto.subtle.sign(params, privateKey, data));
 }
 
-/** Verifies an ECDSA P-256 / SHA-256 P1363 signature; false on any malformation. */
+/** Verifies a signature with the key's algorithm (ECDSA P-256 P1363 or Ed25519); false on any malformation. */
 export async function verify(
   publicKey: CryptoKey,
   signature: Bytes,
   data: Bytes,
 ): Promise<boolean> {
   if (signature.length !== P256_SIGNATURE_LENGTH) return false;
+  const params = publicKey.algorithm.name === "Ed25519"
+    ? "Ed25519"
+    : ECDSA_SHA256;
   try {
-    return await crypto.subtle.verify(ECDSA_SHA256, publicKey, signature, data);
+    return await crypto.subtle.verify(params, publicKey, signature, data);
   } catch {
     return false;
   }

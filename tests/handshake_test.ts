@@ -13,7 +13,6 @@ import { type Bytes, concat, sha256, u16, utf8 } from "../lib/bytes.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import {
   HANDSHAKE_LABELS,
-  HS1_LENGTH,
   importEphemeralPkcs8,
   Initiator,
   INITIATOR_SIGNATURE_CONTEXT,
@@ -49,6 +48,24 @@ const ID_M = new Uint8Array(16).fill(0x33);
 const EMPTY = new Uint8Array(0);
 const ZERO_NONCE = new Uint8Array(12);
 const T0 = 1_000_000;
+/** HS1 with one P-256 offer: ver type randomI[2..34] n[34] suite[35..37] len[37] eI[38..103] zeros. */
+const EI = 38;
+const EI_END = EI + 65;
+const HS1_P256_LENGTH = 234;
+
+/** Padded length of a handshake message of `n` content bytes: the relay frame (n + 22) in a power-of-two bucket ≥ 256 (PROTOCOL.md §2.1, below 1 KiB). */
+function padded(n: number): number {
+  let bucket = 256;
+  while (bucket < n + 22) bucket *= 2;
+  return bucket - 22;
+}
+
+/** A proof zero-padded so the message (`header` cleartext bytes + proof + 16-byte tag) is padded. */
+function padProof(proof: Bytes, header: number): Bytes {
+  const out = new Uint8Array(padded(header + proof.length + 16) - header - 16);
+  out.set(proof);
+  return out;
+}
 
 const alice = await generateIdentity();
 const bob = await generateIdentity();
@@ -197,7 +214,7 @@ function parseProof(p: Bytes) {
   return {
     spki: p.slice(2, 2 + n),
     sig: p.slice(2 + n, 2 + n + 64),
-    mac: p.slice(2 + n + 64),
+    mac: p.slice(2 + n + 64, 2 + n + 96),
   };
 }
 
@@ -214,22 +231,16 @@ async function attackerHs2(
   ids: [Bytes, Bytes] = [ID_A, ID_B],
 ): Promise<Bytes> {
   const eM = await generateEphemeral();
-  const prefix = concat(
-    hs1.slice(0, 2),
-    hs1.slice(2, 4),
-    eM.publicRaw,
-    randomR,
-  );
-  prefix[1] = 0x02;
+  const prefix = concat(new Uint8Array([1, 2, 0, 1]), eM.publicRaw, randomR);
   const keys = await refKeys(
     ids[0],
     ids[1],
     hs1,
     prefix,
     eM.privateKey,
-    hs1.slice(4, 69),
+    hs1.slice(EI, EI_END),
   );
-  const proof = await build(keys, hs1, prefix);
+  const proof = padProof(await build(keys, hs1, prefix), prefix.length);
   return concat(prefix, await seal(keys.kR, ZERO_NONCE, proof, prefix));
 }
 
@@ -297,9 +308,11 @@ Deno.test("handshake: fixed ephemeral and random make HS1 deterministic; keys no
   const a = await startI({ fixed: true });
   const b = await startI({ fixed: true });
   assert.deepEqual(a.message, b.message);
-  assert.equal(a.message.length, HS1_LENGTH);
-  assert.deepEqual(a.message.slice(4, 69), ephI.publicRaw);
-  assert.deepEqual(a.message.slice(69), randomI);
+  assert.equal(a.message.length, HS1_P256_LENGTH);
+  assert.deepEqual(a.message.slice(EI, EI_END), ephI.publicRaw);
+  assert.deepEqual(a.message.slice(2, 34), randomI);
+  assert.deepEqual(a.message.slice(34, 38), new Uint8Array([1, 0, 1, 65]));
+  assert.ok(a.message.slice(EI_END).every((b) => b === 0), "zero padding");
   assert.equal(ephI.privateKey.extractable, false);
 });
 
@@ -321,7 +334,7 @@ Deno.test("MITM: initiator ephemeral swapped in HS1 → initiator decrypt-failed
   const { handshake: hi, message: hs1 } = await startI();
   const eM = await generateEphemeral();
   const forged = hs1.slice();
-  forged.set(eM.publicRaw, 4);
+  forged.set(eM.publicRaw, EI);
   const { send: hs2 } = await createR().receive(forged, {
     now: T0,
     from: ID_A,
@@ -337,7 +350,7 @@ Deno.test("MITM: re-encrypting attacker with both ECDH secrets → bad-signature
   const { handshake: hi, message: hs1 } = await startI();
   const eM1 = await generateEphemeral();
   const toBob = hs1.slice();
-  toBob.set(eM1.publicRaw, 4);
+  toBob.set(eM1.publicRaw, EI);
   const { send: hs2b } = await createR().receive(toBob, {
     now: T0,
     from: ID_A,
@@ -396,7 +409,7 @@ Deno.test("MITM: sealed proof with a malformed inner layout or bad SPKI", async 
   const cases: [string, ProofBuilder][] = [
     ["malformed", async (k, h, p) => {
       const good = await honestProof(mallory)(k, h, p);
-      return concat(good, new Uint8Array([0])); // one byte too many
+      return concat(good, new Uint8Array([1])); // non-zero padding
     }],
     ["malformed", async (k, h, p) => {
       const good = await honestProof(mallory)(k, h, p);
@@ -552,11 +565,12 @@ Deno.test("tamper: every byte of HS1 flipped → a ProtocolError, never a sessio
     assert.notEqual(code, "no error", `HS1 byte ${at}`);
     codes.set(code, (codes.get(code) ?? 0) + 1);
   }
-  // version → unsupported-version, type 0x01→0x00 → malformed, suite →
-  // unsupported-suite, eI → invalid-public-key, randomI → decrypt-failed.
+  // version → unsupported-version; type 0x01→0x00, the offer count, the
+  // key length and each of the 131 padding bytes → malformed; suite →
+  // unsupported-suite; eI → invalid-public-key; randomI → decrypt-failed.
   assert.deepEqual(Object.fromEntries(codes), {
     "unsupported-version": 1,
-    "malformed": 1,
+    "malformed": 134,
     "unsupported-suite": 2,
     "invalid-public-key": 65,
     "decrypt-failed": 32,
@@ -636,6 +650,7 @@ Deno.test("lengths: truncated or extended messages", async () => {
     const bad of [
       h2.slice(0, 101),
       h2.slice(0, 215),
+      concat(h2, new Uint8Array(1)), // past the largest padded HS2
       concat(h2, new Uint8Array(200)),
     ]
   ) {
@@ -643,9 +658,7 @@ Deno.test("lengths: truncated or extended messages", async () => {
     await rejects(handshake.receive(bad, T0), "malformed");
   }
   // Inside the bounds only the AEAD tag can tell → decrypt-failed.
-  for (
-    const bad of [h2.slice(0, h2.length - 1), concat(h2, new Uint8Array(1))]
-  ) {
+  for (const bad of [h2.slice(0, h2.length - 1), h2.slice(0, 300)]) {
     const { handshake } = await startI({ fixed: true });
     await rejects(handshake.receive(bad, T0), "decrypt-failed");
   }
@@ -671,15 +684,15 @@ Deno.test("version and suite: specific errors", async () => {
     "unsupported-version",
   );
   const s2 = hs1.slice();
-  s2[3] = 2;
+  s2[36] = 9; // suite 0x0009: unknown, skipped by its length → nothing accepted
   await rejects(
     createR().receive(s2, { now: T0, from: ID_A }),
     "unsupported-suite",
   );
-  // An unknown suite is refused before the length (a future suite may differ).
+  // Truncated inside the offers → malformed.
   await rejects(
     createR().receive(s2.slice(0, 50), { now: T0, from: ID_A }),
-    "unsupported-suite",
+    "malformed",
   );
   await rejects(
     Initiator.start({
@@ -689,9 +702,22 @@ Deno.test("version and suite: specific errors", async () => {
       now: T0,
       trust: anyone,
       complete: asResult,
-      suite: 2,
+      suite: 9,
     }),
     "unsupported-suite",
+  );
+  // Suite 0x0002 needs an Ed25519 identity.
+  await assert.rejects(
+    Initiator.start({
+      identity: alice,
+      localId: ID_A,
+      peerId: ID_B,
+      now: T0,
+      trust: anyone,
+      complete: asResult,
+      suite: 2,
+    }),
+    RangeError,
   );
   // The responder answering with another suite than offered (no downgrade).
   const { send: hs2 } = await createR({ fixed: true }).receive(hs1, {
@@ -749,12 +775,12 @@ const wycheproofUrl = new URL(
 Deno.test("invalid ephemeral: hand-made off-curve, infinity, compressed → invalid-public-key", async () => {
   const { message: hs1 } = await startI({ fixed: true });
   const offCurve = hs1.slice();
-  offCurve[68] ^= 0x01; // last byte of Y
+  offCurve[EI_END - 1] ^= 0x01; // last byte of Y
   const zeros = hs1.slice();
-  zeros.fill(0, 4, 69);
-  zeros[4] = 0x04;
+  zeros.fill(0, EI, EI_END);
+  zeros[EI] = 0x04;
   const compressed = hs1.slice();
-  compressed[4] = 0x02;
+  compressed[EI] = 0x02;
   for (const bad of [offCurve, zeros, compressed]) {
     await rejects(
       createR().receive(bad, { now: T0, from: ID_A }),
@@ -786,7 +812,7 @@ Deno.test({
           continue;
         }
         const msg = hs1.slice();
-        msg.set(point, 4);
+        msg.set(point, EI);
         const p = createR({ fixed: true }).receive(msg, {
           now: T0,
           from: ID_A,

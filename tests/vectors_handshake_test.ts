@@ -1,10 +1,14 @@
 /**
- * Checks tests/vectors/good_handshake.json and fail_handshake_*.json:
- * the reference schedule (tests/vectors/generate.ts, written from the spec
- * with lib/suite.ts only) reproduces every deterministic value and verifies
- * the recorded run; lib/handshake.ts reproduces HS1 and the HS2 prefix
- * exactly, accepts the recorded HS2, and fails every fail_* vector with its
- * error code. Regenerate the vectors with the command in generate.ts.
+ * Checks tests/vectors/good_handshake.json (suite 0x0001),
+ * good_handshake_x25519.json (suite 0x0002) and fail_handshake_*.json: the
+ * reference schedule (tests/vectors/generate.ts, written from the spec with
+ * lib/suite.ts only) reproduces every deterministic value and verifies the
+ * recorded run; lib/handshake.ts reproduces HS1 and the HS2 prefix exactly
+ * (and, Ed25519 being deterministic, the whole X25519 run), accepts the
+ * recorded HS2, and fails every fail_* vector with its error code. An
+ * independent Python computation (tests/reference/handshake.py, `cryptography`)
+ * recomputes the good vectors from PROTOCOL.md. Regenerate the vectors with
+ * the command in generate.ts.
  */
 
 import assert from "node:assert/strict";
@@ -18,6 +22,8 @@ import {
   importMacKey,
   importSecret,
   macVerify,
+  SUITE_X25519,
+  SUITES,
   verify,
 } from "../lib/suite.ts";
 import {
@@ -26,255 +32,280 @@ import {
   importParty,
   INITIATOR_SIGNATURE_CONTEXT,
   openProof,
+  type Party,
   pinnedTrust,
+  referenceHs1,
   referenceKeys,
   referenceMaster,
   RESPONDER_SIGNATURE_CONTEXT,
 } from "./vectors/generate.ts";
 
 const dir = new URL("./vectors/", import.meta.url);
-const good: GoodVector = JSON.parse(
-  await Deno.readTextFile(new URL("good_handshake.json", dir)),
-);
+const GOOD_NAMES = ["good_handshake.json", "good_handshake_x25519.json"];
 const failNames = [...Deno.readDirSync(dir)]
   .map((e) => e.name)
   .filter((n) => n.startsWith("fail_handshake_") && n.endsWith(".json"))
   .sort();
 
 const h = (s: string) => Uint8Array.fromHex(s);
-const I = await importParty(good.initiator);
-const R = await importParty(good.responder);
-const initiatorId = h(good.initiatorId);
-const responderId = h(good.responderId);
-const D = good.deterministic;
 const asResult = (r: HandshakeResult) => r;
 const EMPTY = new Uint8Array(0);
+
+interface Loaded {
+  name: string;
+  v: GoodVector;
+  I: Party;
+  R: Party;
+  O?: Party;
+  initiatorId: Bytes;
+  responderId: Bytes;
+  prefixLength: number;
+}
+
+const loaded = new Map<string, Loaded>();
+for (const name of GOOD_NAMES) {
+  const v: GoodVector = JSON.parse(
+    await Deno.readTextFile(new URL(name, dir)),
+  );
+  loaded.set(name, {
+    name,
+    v,
+    I: await importParty(v.initiator),
+    R: await importParty(v.responder),
+    O: v.initiatorOther ? await importParty(v.initiatorOther) : undefined,
+    initiatorId: h(v.initiatorId),
+    responderId: h(v.responderId),
+    prefixLength: 4 + SUITES.get(v.suite)!.pointLength + 32,
+  });
+}
+
+function startInitiator(
+  g: Loaded,
+  trust = pinnedTrust(g.R.identity.spki),
+  now = 0,
+) {
+  return Initiator.start({
+    identity: g.I.identity,
+    identities: g.O ? [g.O.identity] : [],
+    suites: g.v.initiatorSuites ?? [g.v.suite],
+    localId: g.initiatorId,
+    peerId: g.responderId,
+    now,
+    trust,
+    complete: asResult,
+    ephemeral: g.I.ephemeral,
+    ephemerals: g.O ? [g.O.ephemeral] : [],
+    random: g.I.random,
+  });
+}
+
+function createResponder(g: Loaded, trust = pinnedTrust(g.I.identity.spki)) {
+  return Responder.create({
+    identity: g.R.identity,
+    suites: g.v.responderSuites ?? [g.v.suite],
+    localId: g.responderId,
+    trust,
+    complete: asResult,
+    ephemeral: g.R.ephemeral,
+    random: g.R.random,
+  });
+}
 
 async function check(master: CryptoKey, sessionHash: Bytes): Promise<string> {
   return (await deriveLabel(master, sessionHash, "vector check", EMPTY, 32))
     .toHex();
 }
 
-Deno.test("vector good_handshake: reference schedule reproduces every deterministic value", async () => {
-  assert.equal(good.version, 1);
-  assert.equal(good.suite, 1);
-  assert.equal(I.ephemeral.publicRaw.toHex(), good.initiator.ephemeralPublic);
-  assert.equal(R.ephemeral.publicRaw.toHex(), good.responder.ephemeralPublic);
-  const hs1 = concat(
-    new Uint8Array([1, 1, 0, 1]),
-    I.ephemeral.publicRaw,
-    I.random,
-  );
-  const prefix = concat(
-    new Uint8Array([1, 2, 0, 1]),
-    R.ephemeral.publicRaw,
-    R.random,
-  );
-  assert.equal(hs1.toHex(), D.hs1);
-  assert.equal(prefix.toHex(), D.hs2Prefix);
-  // Both sides' ECDH give the same schedule.
-  for (
-    const [own, peer] of [
-      [I.ephemeral.privateKey, R.ephemeral.publicRaw],
-      [R.ephemeral.privateKey, I.ephemeral.publicRaw],
-    ] as const
-  ) {
+for (const g of loaded.values()) {
+  const D = g.v.deterministic;
+  Deno.test(`vector ${g.name}: reference schedule reproduces every deterministic value`, async () => {
+    assert.equal(g.v.version, 1);
+    assert.equal(
+      g.I.ephemeral.publicRaw.toHex(),
+      g.v.initiator.ephemeralPublic,
+    );
+    assert.equal(
+      g.R.ephemeral.publicRaw.toHex(),
+      g.v.responder.ephemeralPublic,
+    );
+    const hs1 = referenceHs1(g.I.random, [
+      { suite: g.v.suite, ephemeral: g.I.ephemeral.publicRaw },
+      ...(g.O ? [{ suite: 1, ephemeral: g.O.ephemeral.publicRaw }] : []),
+    ]);
+    const prefix = concat(
+      new Uint8Array([1, 2, 0, g.v.suite]),
+      g.R.ephemeral.publicRaw,
+      g.R.random,
+    );
+    assert.equal(hs1.toHex(), D.hs1);
+    assert.equal(hs1.length + 22, 256, "HS1 fills the 256-byte bucket");
+    assert.equal(prefix.toHex(), D.hs2Prefix);
+    for (
+      const [own, peer] of [
+        [g.I.ephemeral.privateKey, g.R.ephemeral.publicRaw],
+        [g.R.ephemeral.privateKey, g.I.ephemeral.publicRaw],
+      ] as const
+    ) {
+      const k = await referenceKeys(
+        g.initiatorId,
+        g.responderId,
+        hs1,
+        prefix,
+        own,
+        peer,
+        g.v.suite,
+      );
+      assert.equal(k.prologue.toHex(), D.prologue);
+      assert.equal(k.sharedSecret.toHex(), D.sharedSecret);
+      assert.equal(k.thHello.toHex(), D.thHello);
+      assert.equal(k.kHsR.toHex(), D.kHsR);
+      assert.equal(k.kHsI.toHex(), D.kHsI);
+      assert.equal(k.finR.toHex(), D.finR);
+      assert.equal(k.finI.toHex(), D.finI);
+      assert.equal((await k.t(hs1, prefix, g.R.identity.spki)).toHex(), D.thR);
+    }
+    assert.equal(
+      h(D.prologue).toHex(),
+      concat(
+        utf8(`e2e.v1 handshake\0${g.v.suiteName}\0`),
+        g.initiatorId,
+        g.responderId,
+      ).toHex(),
+    );
+  });
+
+  Deno.test(`vector ${g.name}: recorded HS2/HS3 verify under the expected keys`, async () => {
+    const hs1 = h(D.hs1), hs2 = h(g.v.recorded.hs2), hs3 = h(g.v.recorded.hs3);
+    const prefix = h(D.hs2Prefix);
+    assert.equal(hs2.slice(0, g.prefixLength).toHex(), D.hs2Prefix);
     const k = await referenceKeys(
-      initiatorId,
-      responderId,
+      g.initiatorId,
+      g.responderId,
       hs1,
       prefix,
-      own,
-      peer,
+      g.I.ephemeral.privateKey,
+      g.R.ephemeral.publicRaw,
+      g.v.suite,
     );
-    assert.equal(k.prologue.toHex(), D.prologue);
-    assert.equal(k.sharedSecret.toHex(), D.sharedSecret);
-    assert.equal(k.thHello.toHex(), D.thHello);
-    assert.equal(k.kHsR.toHex(), D.kHsR);
-    assert.equal(k.kHsI.toHex(), D.kHsI);
-    assert.equal(k.finR.toHex(), D.finR);
-    assert.equal(k.finI.toHex(), D.finI);
+    const p2 = await openProof(h(D.kHsR), hs2.slice(g.prefixLength), prefix);
+    assert.deepEqual(p2.spki, g.R.identity.spki);
+    assert.equal(p2.sig.toHex(), g.v.recorded.sigR);
+    assert.equal(p2.mac.toHex(), g.v.recorded.macR);
+    assert.ok(
+      await verify(
+        await importIdentityPublic(p2.spki),
+        p2.sig,
+        concat(utf8(RESPONDER_SIGNATURE_CONTEXT), h(D.thR)),
+      ),
+    );
+    assert.ok(
+      await macVerify(
+        await importMacKey(h(D.finR)),
+        p2.mac,
+        await k.t(hs1, prefix, p2.spki, p2.sig),
+      ),
+    );
+    assert.deepEqual(hs3.slice(0, 2), new Uint8Array([1, 3]));
+    const p3 = await openProof(h(D.kHsI), hs3.slice(2), hs3.slice(0, 2));
+    assert.deepEqual(p3.spki, g.I.identity.spki);
+    assert.equal(p3.sig.toHex(), g.v.recorded.sigI);
+    assert.equal(p3.mac.toHex(), g.v.recorded.macI);
+    const thI = await k.t(hs1, hs2, p3.spki);
+    assert.equal(thI.toHex(), g.v.recorded.thI);
+    assert.ok(
+      await verify(
+        await importIdentityPublic(p3.spki),
+        p3.sig,
+        concat(utf8(INITIATOR_SIGNATURE_CONTEXT), thI),
+      ),
+    );
+    assert.ok(
+      await macVerify(
+        await importMacKey(h(D.finI)),
+        p3.mac,
+        await k.t(hs1, hs2, p3.spki, p3.sig),
+      ),
+    );
+    const sessionHash = await k.t(hs1, hs2, hs3);
+    assert.equal(sessionHash.toHex(), g.v.recorded.sessionHash);
     assert.equal(
-      (await k.t(hs1, prefix, R.identity.spki)).toHex(),
-      D.thR,
+      (await referenceMaster(k.hs, sessionHash)).toHex(),
+      g.v.recorded.master,
     );
-  }
-  // The prologue spelled out.
-  assert.equal(
-    h(D.prologue).toHex(),
-    concat(
-      utf8("e2e.v1 handshake\0P256-ECDSA-AES256GCM-SHA256\0"),
-      initiatorId,
-      responderId,
-    ).toHex(),
-  );
-});
-
-Deno.test("vector good_handshake: recorded HS2/HS3 verify under the expected keys", async () => {
-  const hs1 = h(D.hs1), hs2 = h(good.recorded.hs2), hs3 = h(good.recorded.hs3);
-  const prefix = h(D.hs2Prefix);
-  assert.equal(hs2.slice(0, 101).toHex(), D.hs2Prefix);
-  const k = await referenceKeys(
-    initiatorId,
-    responderId,
-    hs1,
-    prefix,
-    I.ephemeral.privateKey,
-    R.ephemeral.publicRaw,
-  );
-  // HS2: spki_R, sig_R over th_r, mac_R.
-  const p2 = await openProof(h(D.kHsR), hs2.slice(101), prefix);
-  assert.deepEqual(p2.spki, R.identity.spki);
-  assert.equal(p2.sig.toHex(), good.recorded.sigR);
-  assert.equal(p2.mac.toHex(), good.recorded.macR);
-  const pubR = await importIdentityPublic(p2.spki);
-  assert.ok(
-    await verify(
-      pubR,
-      p2.sig,
-      concat(utf8(RESPONDER_SIGNATURE_CONTEXT), h(D.thR)),
-    ),
-  );
-  assert.ok(
-    await macVerify(
-      await importMacKey(h(D.finR)),
-      p2.mac,
-      await k.t(hs1, prefix, p2.spki, p2.sig),
-    ),
-  );
-  // HS3: spki_I, sig_I over th_i, mac_I.
-  assert.deepEqual(hs3.slice(0, 2), new Uint8Array([1, 3]));
-  const p3 = await openProof(h(D.kHsI), hs3.slice(2), hs3.slice(0, 2));
-  assert.deepEqual(p3.spki, I.identity.spki);
-  assert.equal(p3.sig.toHex(), good.recorded.sigI);
-  assert.equal(p3.mac.toHex(), good.recorded.macI);
-  const thI = await k.t(hs1, hs2, p3.spki);
-  assert.equal(thI.toHex(), good.recorded.thI);
-  assert.ok(
-    await verify(
-      await importIdentityPublic(p3.spki),
-      p3.sig,
-      concat(utf8(INITIATOR_SIGNATURE_CONTEXT), thI),
-    ),
-  );
-  assert.ok(
-    await macVerify(
-      await importMacKey(h(D.finI)),
-      p3.mac,
-      await k.t(hs1, hs2, p3.spki, p3.sig),
-    ),
-  );
-  const sessionHash = await k.t(hs1, hs2, hs3);
-  assert.equal(sessionHash.toHex(), good.recorded.sessionHash);
-  assert.equal(
-    (await referenceMaster(k.hs, sessionHash)).toHex(),
-    good.recorded.master,
-  );
-});
-
-Deno.test("vector good_handshake: lib reproduces HS1 and the HS2 prefix, accepts the recorded HS2", async () => {
-  const { handshake: hi, message: hs1 } = await Initiator.start({
-    identity: I.identity,
-    localId: initiatorId,
-    peerId: responderId,
-    now: 0,
-    trust: pinnedTrust(R.identity.spki),
-    complete: asResult,
-    ephemeral: I.ephemeral,
-    random: I.random,
   });
-  assert.equal(hs1.toHex(), D.hs1);
-  const { send: hs3, session } = await hi.receive(h(good.recorded.hs2), 0);
-  // Our HS3 is sealed under the vector's k_hs_i; the session hash and master
-  // follow the reference schedule over (HS1, recorded HS2, our HS3).
-  const p3 = await openProof(h(D.kHsI), hs3.slice(2), hs3.slice(0, 2));
-  assert.deepEqual(p3.spki, I.identity.spki);
-  const k = await referenceKeys(
-    initiatorId,
-    responderId,
-    hs1,
-    h(D.hs2Prefix),
-    I.ephemeral.privateKey,
-    R.ephemeral.publicRaw,
-  );
-  const sessionHash = await k.t(hs1, h(good.recorded.hs2), hs3);
-  assert.deepEqual(session.sessionHash, sessionHash);
-  const masterRef = await importSecret(
-    await referenceMaster(k.hs, sessionHash),
-  );
-  assert.equal(
-    await check(session.master, session.sessionHash),
-    await check(masterRef, sessionHash),
-  );
-  assert.deepEqual(session.peerIdentity.spki, R.identity.spki);
 
-  const hr = Responder.create({
-    identity: R.identity,
-    localId: responderId,
-    trust: pinnedTrust(I.identity.spki),
-    complete: asResult,
-    ephemeral: R.ephemeral,
-    random: R.random,
+  Deno.test(`vector ${g.name}: lib reproduces HS1 and the HS2 prefix, accepts the recorded HS2`, async () => {
+    const { handshake: hi, message: hs1 } = await startInitiator(g);
+    assert.equal(hs1.toHex(), D.hs1);
+    const { send: hs3, session } = await hi.receive(h(g.v.recorded.hs2), 0);
+    const p3 = await openProof(h(D.kHsI), hs3.slice(2), hs3.slice(0, 2));
+    assert.deepEqual(p3.spki, g.I.identity.spki);
+    const k = await referenceKeys(
+      g.initiatorId,
+      g.responderId,
+      hs1,
+      h(D.hs2Prefix),
+      g.I.ephemeral.privateKey,
+      g.R.ephemeral.publicRaw,
+      g.v.suite,
+    );
+    const sessionHash = await k.t(hs1, h(g.v.recorded.hs2), hs3);
+    assert.deepEqual(session.sessionHash, sessionHash);
+    const masterRef = await importSecret(
+      await referenceMaster(k.hs, sessionHash),
+    );
+    assert.equal(
+      await check(session.master, session.sessionHash),
+      await check(masterRef, sessionHash),
+    );
+    assert.deepEqual(session.peerIdentity.spki, g.R.identity.spki);
+    assert.equal(session.suite, g.v.suite);
+
+    const { send: hs2 } = await createResponder(g).receive(h(D.hs1), {
+      now: 0,
+      from: g.initiatorId,
+    });
+    assert.ok(hs2);
+    assert.equal(hs2.slice(0, g.prefixLength).toHex(), D.hs2Prefix);
+    if (g.v.suite === SUITE_X25519) {
+      // Ed25519 is deterministic: the whole run is reproduced.
+      assert.equal(hs2.toHex(), g.v.recorded.hs2);
+      assert.equal(hs3.toHex(), g.v.recorded.hs3);
+    }
   });
-  const { send: hs2 } = await hr.receive(h(D.hs1), {
-    now: 0,
-    from: initiatorId,
-  });
-  assert.ok(hs2);
-  assert.equal(hs2.slice(0, 101).toHex(), D.hs2Prefix);
-  const p2 = await openProof(h(D.kHsR), hs2.slice(101), hs2.slice(0, 101));
-  assert.deepEqual(p2.spki, R.identity.spki);
-  assert.ok(
-    await verify(
-      R.identity.publicKey,
-      p2.sig,
-      concat(utf8(RESPONDER_SIGNATURE_CONTEXT), h(D.thR)),
-    ),
-  );
-});
+}
 
 Deno.test("vector fail_handshake_*: each fails with its error code", async (t) => {
-  assert.ok(failNames.length >= 10, `only ${failNames.length} fail vectors`);
+  assert.ok(failNames.length >= 20, `only ${failNames.length} fail vectors`);
   for (const name of failNames) {
     await t.step(name, async () => {
       const v: FailVector = JSON.parse(
         await Deno.readTextFile(new URL(name, dir)),
       );
-      assert.equal(v.base, "good_handshake.json");
+      const g = loaded.get(v.base);
+      assert.ok(g, `unknown base ${v.base}`);
       assert.equal(v.steps.at(-1)!.expect, v.expectedError);
       const peerSpki = v.pinnedPeerSpki
         ? h(v.pinnedPeerSpki)
         : v.role === "initiator"
-        ? R.identity.spki
-        : I.identity.spki;
+        ? g.R.identity.spki
+        : g.I.identity.spki;
       const trust = pinnedTrust(peerSpki);
       let deliver: (step: FailVector["steps"][number]) => Promise<unknown>;
       if (v.role === "initiator") {
-        const { handshake, message } = await Initiator.start({
-          identity: I.identity,
-          localId: initiatorId,
-          peerId: responderId,
-          now: v.startNow ?? 0,
+        const { handshake, message } = await startInitiator(
+          g,
           trust,
-          complete: asResult,
-          ephemeral: I.ephemeral,
-          random: I.random,
-        });
-        assert.equal(message.toHex(), D.hs1);
+          v.startNow ?? 0,
+        );
+        assert.equal(message.toHex(), g.v.deterministic.hs1);
         deliver = (s) => handshake.receive(h(s.message), s.now);
       } else {
-        const responder = Responder.create({
-          identity: R.identity,
-          localId: responderId,
-          trust,
-          complete: asResult,
-          ephemeral: R.ephemeral,
-          random: R.random,
-        });
+        const responder = createResponder(g, trust);
         deliver = (s) =>
           responder.receive(h(s.message), {
             now: s.now,
-            from: h(s.from ?? good.initiatorId),
+            from: h(s.from ?? g.v.initiatorId),
           });
       }
       for (const [i, s] of v.steps.entries()) {
@@ -290,5 +321,36 @@ Deno.test("vector fail_handshake_*: each fails with its error code", async (t) =
         });
       }
     });
+  }
+});
+
+Deno.test("vectors: an independent Python (cryptography) computation from PROTOCOL.md §2.1 agrees", async () => {
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: [
+      new URL("./reference/handshake.py", import.meta.url).pathname,
+      dir.pathname,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const ref = JSON.parse(new TextDecoder().decode(out.stdout));
+  for (const g of loaded.values()) {
+    const r = ref.good[g.name];
+    const D = g.v.deterministic as Record<string, string>;
+    for (const k of Object.keys(D)) assert.equal(r[k], D[k], `${g.name} ${k}`);
+    for (const k of ["thI", "sessionHash", "master"] as const) {
+      assert.equal(r[k], g.v.recorded[k], `${g.name} ${k}`);
+    }
+    assert.equal(r.signaturesVerified, true);
+    if (g.v.suite === SUITE_X25519) assert.equal(r.reproduced, true);
+  }
+  const checked = Object.entries(ref.fail as Record<string, string>);
+  assert.ok(checked.length >= 10, `${checked.length} HS1 fail vectors`);
+  for (const [name, code] of checked) {
+    const v: FailVector = JSON.parse(
+      await Deno.readTextFile(new URL(name, dir)),
+    );
+    assert.equal(code, v.steps[0].expect, name);
   }
 });

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { keyAlgorithm } from "../suite.ts";
 import {
   MAX_IDENTITY_FILE_SIZE,
   MAX_KNOWN_PEERS_FILE_SIZE,
@@ -15,6 +16,7 @@ import { ProtocolError } from "../errors.ts";
 import {
   createIdentity,
   type Identity,
+  type IdentityAlgorithm,
   isEncryptedIdentityFile,
   parseIdentityFile,
   serializeIdentity,
@@ -34,6 +36,8 @@ export interface LoadIdentityOptions {
   passphrase?: string;
   /** Create the file when it does not exist (default true). */
   create?: boolean;
+  /** Algorithm of the identity: a new file gets it, an existing one must have it (default ECDSA P-256). */
+  algorithm?: IdentityAlgorithm;
   /** PBKDF2 iterations for a new protected file (tests only; default from constants). */
   iterations?: number;
   /** Fewest PBKDF2 iterations accepted on load (tests only; default from constants). */
@@ -113,6 +117,15 @@ export async function loadOrCreateIdentity(
       options.passphrase,
       { minIterations: options.minIterations },
     );
+    const want = options.algorithm ?? "ECDSA-P256-SHA256";
+    if (keyAlgorithm(identity.privateKey) !== want) {
+      throw new ProtocolError(
+        "bad-key-file",
+        `${path}: holds an ${
+          keyAlgorithm(identity.privateKey)
+        } key where an ${want} identity is expected`,
+      );
+    }
     return { identity, created: false };
   }
   if (options.create === false) {
@@ -121,6 +134,7 @@ export async function loadOrCreateIdentity(
   const { identity, json } = await createIdentity({
     passphrase: options.passphrase,
     iterations: options.iterations,
+    algorithm: options.algorithm,
   });
   try {
     await writeFileAtomic(path, json, PRIVATE_FILE_MODE, { overwrite: false });

@@ -1,19 +1,24 @@
 /**
- * Generates the handshake test vectors `good_handshake.json` and
- * `fail_handshake_*.json` in this folder, and exports the reference key
- * schedule (written from PROTOCOL.md with lib/suite.ts primitives only, not
- * with lib/handshake.ts) that tests/vectors_handshake_test.ts checks them with.
+ * Generates the handshake test vectors `good_handshake.json` (suite 0x0001,
+ * P-256), `good_handshake_x25519.json` (suite 0x0002, the initiator offering
+ * X25519 then P-256) and `fail_handshake_*.json` in this folder, and exports
+ * the reference key schedule (written from PROTOCOL.md with lib/suite.ts
+ * primitives only, not with lib/handshake.ts) that
+ * tests/vectors_handshake_test.ts checks them with. The same vectors are
+ * checked independently by tests/reference/handshake.py (Python
+ * `cryptography`).
  *
  * Run by hand from the repository root:
  *
  *   deno run --allow-read=tests/vectors --allow-write=tests/vectors tests/vectors/generate.ts [--fresh]
  *
  * Keys, ephemerals and randoms are read back from the existing
- * good_handshake.json so that a re-run only changes what ECDSA randomizes;
- * `--fresh` draws new ones. ECDSA signatures are randomized by WebCrypto, so
- * HS2 after its 101-byte prefix and HS3 are one recorded run: a checker
- * reproduces HS1, the HS2 prefix and every key exactly, and verifies the
- * recorded ciphertexts, signatures and MACs with them.
+ * good_handshake*.json so that a re-run only changes what ECDSA randomizes;
+ * `--fresh` draws new ones. ECDSA signatures may be randomized by WebCrypto,
+ * so for P-256 HS2 after its 101-byte prefix and HS3 are one recorded run: a
+ * checker reproduces HS1, the HS2 prefix and every key exactly, and verifies
+ * the recorded ciphertexts, signatures and MACs with them. Ed25519 is
+ * deterministic (RFC 8032): the X25519 vector is reproduced byte for byte.
  * @module
  */
 
@@ -29,17 +34,18 @@ import type { HandshakeResult } from "../../lib/handshake_result.ts";
 import { type Identity, importIdentity } from "../../lib/identity.ts";
 import {
   deriveLabel,
-  ecdh,
+  dh,
   importAeadKey,
-  importEphemeralPublic,
   importMacKey,
   importSecret,
+  importSuiteEphemeral,
   mac,
   open,
   seal,
   sign,
   SUITE_P256,
-  SUITE_P256_NAME,
+  SUITE_X25519,
+  SUITES,
 } from "../../lib/suite.ts";
 
 // ── Vector file shapes ──────────────────────────────────────────────────────
@@ -53,16 +59,23 @@ export interface PartyVector {
   random: string;
 }
 
-/** good_handshake.json */
+/** good_handshake.json, good_handshake_x25519.json */
 export interface GoodVector {
   description: string;
   version: number;
+  /** The negotiated suite. */
   suite: number;
   suiteName: string;
+  /** Suites the initiator offers, in order (default [suite]). */
+  initiatorSuites?: number[];
+  /** Suites the responder accepts (default [suite]). */
+  responderSuites?: number[];
   initiatorId: string;
   responderId: string;
   initiator: PartyVector;
   responder: PartyVector;
+  /** The initiator's identity and ephemeral for its other offered suite (P-256 in the X25519 vector). */
+  initiatorOther?: PartyVector;
   /** Reproducible from the inputs alone. */
   deterministic: {
     prologue: string;
@@ -103,7 +116,7 @@ export interface FailStep {
 /** fail_handshake_*.json */
 export interface FailVector {
   description: string;
-  base: "good_handshake.json";
+  base: "good_handshake.json" | "good_handshake_x25519.json";
   /** Which side runs, with its fixed inputs from the base vector. */
   role: "initiator" | "responder";
   /** Trust: the SPKI (hex) the side under test accepts; default the base peer's SPKI. */
@@ -148,7 +161,7 @@ export interface ReferenceKeys {
   t: (...parts: Bytes[]) => Promise<Bytes>;
 }
 
-/** Computes the handshake keys from the ECDH inputs and the cleartext messages. */
+/** Computes the handshake keys of `suite` from the DH inputs and the cleartext messages. */
 export async function referenceKeys(
   initiatorId: Bytes,
   responderId: Bytes,
@@ -156,16 +169,17 @@ export async function referenceKeys(
   hs2Prefix: Bytes,
   ownEphemeral: CryptoKey,
   peerEphemeralPublic: Bytes,
+  suite: number = SUITE_P256,
 ): Promise<ReferenceKeys> {
   const prologue = concat(
-    utf8(PROLOGUE_LABEL + SUITE_P256_NAME + "\0"),
+    utf8(PROLOGUE_LABEL + SUITES.get(suite)!.name + "\0"),
     initiatorId,
     responderId,
   );
   const t = (...parts: Bytes[]) => sha256(prologue, ...parts);
-  const sharedSecret = await ecdh(
+  const sharedSecret = await dh(
     ownEphemeral,
-    await importEphemeralPublic(peerEphemeralPublic),
+    await importSuiteEphemeral(suite, peerEphemeralPublic),
   );
   const hs = await importSecret(sharedSecret);
   const thHello = await t(hs1, hs2Prefix);
@@ -192,14 +206,25 @@ export function referenceMaster(
   return deriveLabel(hs, sessionHash, LABELS.master, EMPTY, 32);
 }
 
-/** A decrypted proof: u16 spki_len ‖ spki ‖ sig(64) ‖ mac(32). */
+/** A decrypted proof: u16 spki_len ‖ spki ‖ sig(64) ‖ mac(32) ‖ zero padding. */
 export interface ReferenceProof {
   spki: Bytes;
   sig: Bytes;
   mac: Bytes;
 }
 
-/** Opens a sealed proof under `key` (nonce 0, `aad`) and splits it. */
+/**
+ * Padded length of a handshake message with `n` content bytes: the relay
+ * frame (n + 22) rounded up to a power-of-two bucket ≥ 256, minus 22
+ * (PROTOCOL.md §2.1 Padding; every handshake message is below 1 KiB).
+ */
+export function referencePadded(n: number): number {
+  let bucket = 256;
+  while (bucket < n + 22) bucket *= 2;
+  return bucket - 22;
+}
+
+/** Opens a sealed proof under `key` (nonce 0, `aad`), checks its padding and splits it. */
 export async function openProof(
   key: Bytes,
   sealed: Bytes,
@@ -207,12 +232,38 @@ export async function openProof(
 ): Promise<ReferenceProof> {
   const p = await open(await importAeadKey(key), ZERO_NONCE, sealed, aad);
   const n = (p[0] << 8) | p[1];
-  if (p.length !== 2 + n + 64 + 32) throw new Error("bad proof length");
+  const end = 2 + n + 64 + 32;
+  if (end > p.length || p.subarray(end).some((b) => b !== 0)) {
+    throw new Error("bad proof length or padding");
+  }
+  if (aad.length + sealed.length !== referencePadded(aad.length + end + 16)) {
+    throw new Error("proof not padded to its minimal bucket");
+  }
   return {
     spki: p.slice(2, 2 + n),
     sig: p.slice(2 + n, 2 + n + 64),
-    mac: p.slice(2 + n + 64),
+    mac: p.slice(2 + n + 64, end),
   };
+}
+
+/** HS1 from the spec: ver type randomI n (suite u16 ‖ len u8 ‖ eI)… zero padding. */
+export function referenceHs1(
+  random: Bytes,
+  offers: { suite: number; ephemeral: Bytes }[],
+): Bytes {
+  const content = concat(
+    new Uint8Array([1, 1]),
+    random,
+    new Uint8Array([offers.length]),
+    ...offers.flatMap((o) => [
+      u16(o.suite),
+      new Uint8Array([o.ephemeral.length]),
+      o.ephemeral,
+    ]),
+  );
+  const out = new Uint8Array(referencePadded(content.length));
+  out.set(content);
+  return out;
 }
 
 /** Builds a sealed proof by `who` (optionally tampered) under the reference keys. */
@@ -223,7 +274,7 @@ export async function sealProof(
   key: Bytes,
   aad: Bytes,
   th: (...parts: Bytes[]) => Promise<Bytes>,
-  tamper: "none" | "signature" | "mac" | "extra-byte" = "none",
+  tamper: "none" | "signature" | "mac" | "extra-byte" | "bad-padding" = "none",
 ): Promise<Bytes> {
   const sig = await sign(
     who.privateKey,
@@ -233,9 +284,12 @@ export async function sealProof(
   const tag = await mac(await importMacKey(finished), await th(who.spki, sig));
   if (tamper === "mac") tag[0] ^= 0x01;
   const proof = concat(u16(who.spki.length), who.spki, sig, tag);
-  const plain = tamper === "extra-byte"
-    ? concat(proof, new Uint8Array(1))
-    : proof;
+  // Zero padding to the bucket; "extra-byte" pads to the next bucket instead.
+  let total = referencePadded(aad.length + proof.length + 16);
+  if (tamper === "extra-byte") total = referencePadded(total + 1);
+  const plain = new Uint8Array(total - aad.length - 16);
+  plain.set(proof);
+  if (tamper === "bad-padding") plain[plain.length - 1] = 1;
   return seal(await importAeadKey(key), ZERO_NONCE, plain, aad);
 }
 
@@ -270,14 +324,19 @@ export function pinnedTrust(spki: Bytes): TrustCallback {
 
 // ── Generation ──────────────────────────────────────────────────────────────
 
-async function freshParty(): Promise<PartyVector> {
+async function freshParty(suite: number): Promise<PartyVector> {
+  const x = suite === SUITE_X25519;
   const id = await crypto.subtle.generateKey(
-    { name: "ECDSA", namedCurve: "P-256" },
+    (x
+      ? "Ed25519"
+      : { name: "ECDSA", namedCurve: "P-256" }) as AlgorithmIdentifier,
     true,
     ["sign", "verify"],
   ) as CryptoKeyPair;
   const eph = await crypto.subtle.generateKey(
-    { name: "ECDH", namedCurve: "P-256" },
+    (x
+      ? { name: "X25519" }
+      : { name: "ECDH", namedCurve: "P-256" }) as AlgorithmIdentifier,
     true,
     ["deriveBits"],
   ) as CryptoKeyPair;
@@ -294,40 +353,63 @@ async function freshParty(): Promise<PartyVector> {
 
 const asResult = (r: HandshakeResult) => r;
 
-async function generate(dir: URL, fresh: boolean): Promise<void> {
-  const goodUrl = new URL("good_handshake.json", dir);
-  let old: GoodVector | undefined;
-  if (!fresh) {
-    try {
-      old = JSON.parse(await Deno.readTextFile(goodUrl));
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
+async function readOld(
+  url: URL,
+  fresh: boolean,
+): Promise<GoodVector | undefined> {
+  if (fresh) return undefined;
+  try {
+    return JSON.parse(await Deno.readTextFile(url));
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    return undefined;
   }
-  const initiatorV = old?.initiator ?? await freshParty();
-  const responderV = old?.responder ?? await freshParty();
-  const initiatorId = old
-    ? Uint8Array.fromHex(old.initiatorId)
-    : crypto.getRandomValues(new Uint8Array(16));
-  const responderId = old
-    ? Uint8Array.fromHex(old.responderId)
-    : crypto.getRandomValues(new Uint8Array(16));
+}
+
+/** What one good vector's generation yields for the fail vectors. */
+interface Run {
+  good: GoodVector;
+  I: Party;
+  R: Party;
+  initiatorId: Bytes;
+  responderId: Bytes;
+  hs1: Bytes;
+  hs2: Bytes;
+  hs3: Bytes;
+  prefix: Bytes;
+  k: ReferenceKeys;
+}
+
+/** One real run of lib/handshake.ts with fixed inputs, checked against the reference schedule. */
+async function goodRun(
+  suite: number,
+  old: GoodVector | undefined,
+  initiatorV: PartyVector,
+  responderV: PartyVector,
+  ids: { initiatorId: Bytes; responderId: Bytes },
+  other?: PartyVector,
+): Promise<Run> {
+  const { initiatorId, responderId } = ids;
   const I = await importParty(initiatorV);
   const R = await importParty(responderV);
-
-  // One real run of lib/handshake.ts with the fixed inputs.
+  const O = other ? await importParty(other) : undefined;
+  const initiatorSuites = O ? [suite, SUITE_P256] : [suite];
   const { handshake: hi, message: hs1 } = await Initiator.start({
     identity: I.identity,
+    identities: O ? [O.identity] : [],
+    suites: initiatorSuites,
     localId: initiatorId,
     peerId: responderId,
     now: 0,
     trust: pinnedTrust(R.identity.spki),
     complete: asResult,
     ephemeral: I.ephemeral,
+    ephemerals: O ? [O.ephemeral] : [],
     random: I.random,
   });
   const hr = Responder.create({
     identity: R.identity,
+    suites: [suite],
     localId: responderId,
     trust: pinnedTrust(I.identity.spki),
     complete: asResult,
@@ -341,7 +423,13 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
   if (!sr) throw new Error("responder gave no session");
 
   // The reference schedule must agree with the library.
-  const prefix = hs2.slice(0, 101);
+  const refHs1 = referenceHs1(I.random, [
+    { suite, ephemeral: I.ephemeral.publicRaw },
+    ...(O ? [{ suite: SUITE_P256, ephemeral: O.ephemeral.publicRaw }] : []),
+  ]);
+  if (refHs1.toHex() !== hs1.toHex()) throw new Error("HS1 differs from spec");
+  const prefixLength = 4 + SUITES.get(suite)!.pointLength + 32;
+  const prefix = hs2.slice(0, prefixLength);
   const k = await referenceKeys(
     initiatorId,
     responderId,
@@ -349,8 +437,9 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     prefix,
     I.ephemeral.privateKey,
     R.ephemeral.publicRaw,
+    suite,
   );
-  const p2 = await openProof(k.kHsR, hs2.slice(101), prefix);
+  const p2 = await openProof(k.kHsR, hs2.slice(prefixLength), prefix);
   const p3 = await openProof(k.kHsI, hs3.slice(2), hs3.slice(0, 2));
   const sessionHash = await k.t(hs1, hs2, hs3);
   if (
@@ -359,18 +448,24 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
   ) {
     throw new Error("reference session hash differs from the library's");
   }
+  const x = suite === SUITE_X25519;
   const good: GoodVector = {
-    description:
-      "A complete handshake with fixed identities, ephemerals, randoms and relay IDs. " +
-      "'deterministic' values are reproducible from the inputs; 'recorded' values are one run " +
-      "(ECDSA P-256 signatures are randomized): verify them, do not expect to reproduce them.",
+    description: x
+      ? "Suite 0x0002 (X25519 + Ed25519): the initiator offers X25519 then P-256, the responder " +
+        "accepts X25519 only. Fixed identities, ephemerals, randoms and relay IDs. Ed25519 is " +
+        "deterministic, so every value (the 'recorded' ones too) is reproducible from the inputs."
+      : "A complete handshake with fixed identities, ephemerals, randoms and relay IDs. " +
+        "'deterministic' values are reproducible from the inputs; 'recorded' values are one run " +
+        "(ECDSA P-256 signatures are randomized): verify them, do not expect to reproduce them.",
     version: 1,
-    suite: SUITE_P256,
-    suiteName: SUITE_P256_NAME,
+    suite,
+    suiteName: SUITES.get(suite)!.name,
+    ...(O ? { initiatorSuites, responderSuites: [suite] } : {}),
     initiatorId: initiatorId.toHex(),
     responderId: responderId.toHex(),
     initiator: initiatorV,
     responder: responderV,
+    ...(other ? { initiatorOther: other } : {}),
     deterministic: {
       prologue: k.prologue.toHex(),
       hs1: hs1.toHex(),
@@ -395,36 +490,69 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
       master: (await referenceMaster(k.hs, sessionHash)).toHex(),
     },
   };
+  void old;
+  return { good, I, R, initiatorId, responderId, hs1, hs2, hs3, prefix, k };
+}
 
-  // ── fail vectors ──
-  const other = await freshParty();
+const hex = (b: Bytes) => b.toHex();
+const ok = (m: Bytes, now = 0): FailStep => ({
+  message: hex(m),
+  now,
+  expect: "ok",
+});
+const step = (m: Bytes, expect: string, now = 0, from?: Bytes): FailStep => ({
+  message: hex(m),
+  now,
+  ...(from ? { from: hex(from) } : {}),
+  expect,
+});
+const failOf = (base: FailVector["base"]) =>
+(
+  description: string,
+  role: "initiator" | "responder",
+  steps: FailStep[],
+  extra: Partial<FailVector> = {},
+): FailVector => ({
+  description,
+  base,
+  role,
+  ...extra,
+  steps,
+  expectedError: steps[steps.length - 1].expect,
+});
+
+/** A sealed HS2 by the run's responder (optionally tampered or by another identity). */
+function sealedHs2(
+  r: Run,
+  tamper: "signature" | "mac" | "extra-byte" | "bad-padding" | "none",
+  who: Identity = r.R.identity,
+): Promise<Bytes> {
+  return sealProof(
+    who,
+    RESPONDER_SIGNATURE_CONTEXT,
+    r.k.finR,
+    r.k.kHsR,
+    r.prefix,
+    (...parts) => r.k.t(r.hs1, r.prefix, ...parts),
+    tamper,
+  ).then((sealed) => concat(r.prefix, sealed));
+}
+
+async function p256Fails(r: Run): Promise<Record<string, FailVector>> {
+  const { hs1, hs2, hs3, k, I, R, responderId } = r;
+  const fail = failOf("good_handshake.json");
+  const other = await freshParty(SUITE_P256);
   const otherParty = await importParty(other);
-  const hex = (b: Bytes) => b.toHex();
   const with1 = (at: number, value: number) => {
     const m = hs1.slice();
     m[at] = value;
     return m;
   };
+  // HS1 (one P-256 offer): ver type randomI[2..34] n[34] suite[35..37] len[37] eI[38..103] zeros.
   const offCurve = hs1.slice();
-  offCurve[68] ^= 0x01;
+  offCurve[102] ^= 0x01;
   const swapped = hs2.slice();
   swapped.set(otherParty.ephemeral.publicRaw, 4);
-  const sealedHs2 = async (
-    tamper: "signature" | "mac" | "extra-byte",
-  ) =>
-    concat(
-      prefix,
-      await sealProof(
-        R.identity,
-        RESPONDER_SIGNATURE_CONTEXT,
-        k.finR,
-        k.kHsR,
-        prefix,
-        (...parts) => k.t(hs1, prefix, ...parts),
-        tamper,
-      ),
-    );
-  // HS2 from a responder that saw the HS1 arrive from another relay session.
   const spliceR = Responder.create({
     identity: R.identity,
     localId: responderId,
@@ -440,8 +568,6 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
   });
   const badTagHs3 = hs3.slice();
   badTagHs3[badTagHs3.length - 1] ^= 0x01;
-  // An HS3 sealed correctly by the initiator but with the wrong-role context:
-  // signature verification fails whatever HS2 the responder sent.
   const wrongRoleHs3 = concat(
     hs3.slice(0, 2),
     await sealProof(
@@ -453,41 +579,32 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
       (...parts) => k.t(hs1, hs2, ...parts),
     ),
   );
-
-  const ok = (m: Bytes, now = 0): FailStep => ({
-    message: hex(m),
-    now,
-    expect: "ok",
-  });
-  const fail = (
-    description: string,
-    role: "initiator" | "responder",
-    steps: FailStep[],
-    extra: Partial<FailVector> = {},
-  ): FailVector => ({
-    description,
-    base: "good_handshake.json",
-    role,
-    ...extra,
-    steps,
-    expectedError: steps[steps.length - 1].expect,
-  });
-  const step = (m: Bytes, expect: string, now = 0, from?: Bytes): FailStep => ({
-    message: hex(m),
-    now,
-    ...(from ? { from: hex(from) } : {}),
-    expect,
-  });
-  const fails: Record<string, FailVector> = {
+  const nonZeroPadding = hs1.slice();
+  nonZeroPadding[hs1.length - 1] = 0x01;
+  const nonMinimal = new Uint8Array(referencePadded(hs1.length + 1));
+  nonMinimal.set(hs1);
+  return {
     wrong_version: fail("HS1 with version byte 2", "responder", [
       step(with1(0, 2), "unsupported-version"),
     ]),
-    wrong_suite: fail("HS1 offering suite 0x0002 (unknown)", "responder", [
-      step(with1(3, 2), "unsupported-suite"),
-    ]),
+    wrong_suite: fail(
+      "HS1 offering only suite 0x0009 (unknown; skipped by its key length)",
+      "responder",
+      [step(with1(36, 9), "unsupported-suite")],
+    ),
     truncated_hs1: fail("HS1 one byte short", "responder", [
-      step(hs1.slice(0, 100), "malformed"),
+      step(hs1.slice(0, hs1.length - 1), "malformed"),
     ]),
+    hs1_nonzero_padding: fail(
+      "HS1 whose last padding byte is 0x01",
+      "responder",
+      [step(nonZeroPadding, "malformed")],
+    ),
+    hs1_non_minimal_bucket: fail(
+      "HS1 zero-padded to the 512-byte bucket instead of 256",
+      "responder",
+      [step(nonMinimal, "malformed")],
+    ),
     invalid_ephemeral: fail(
       "HS1 whose eI is off the curve (last byte of Y flipped)",
       "responder",
@@ -519,17 +636,22 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     bad_signature: fail(
       "HS2 sealed under the right key with a corrupted signature and a MAC over it",
       "initiator",
-      [step(await sealedHs2("signature"), "bad-signature")],
+      [step(await sealedHs2(r, "signature"), "bad-signature")],
     ),
     bad_mac: fail(
       "HS2 sealed under the right key with a valid signature and a wrong MAC",
       "initiator",
-      [step(await sealedHs2("mac"), "mac-mismatch")],
+      [step(await sealedHs2(r, "mac"), "mac-mismatch")],
     ),
     malformed_proof: fail(
-      "HS2 whose sealed proof has one trailing byte",
+      "HS2 whose sealed proof is zero-padded to the next bucket (non-minimal)",
       "initiator",
-      [step(await sealedHs2("extra-byte"), "malformed")],
+      [step(await sealedHs2(r, "extra-byte"), "malformed")],
+    ),
+    hs2_nonzero_padding: fail(
+      "HS2 whose sealed proof has a non-zero padding byte",
+      "initiator",
+      [step(await sealedHs2(r, "bad-padding"), "malformed")],
     ),
     identity_changed: fail(
       "valid HS2, but the initiator pinned another responder key (TOFU)",
@@ -544,8 +666,106 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
       { startNow: 0 },
     ),
   };
+}
 
-  await Deno.writeTextFile(goodUrl, JSON.stringify(good, null, 2) + "\n");
+async function x25519Fails(
+  r: Run,
+  p256Identity: Identity,
+): Promise<Record<string, FailVector>> {
+  const { hs1, hs3 } = r;
+  const fail = failOf("good_handshake_x25519.json");
+  // HS1: ver type randomI[2..34] n=2[34] [0002 20 eI(32)][35..70] [0001 41 eI(65)][70..138] zeros.
+  const smallOrder = hs1.slice();
+  smallOrder.fill(0, 38, 70);
+  const p256Only = new Uint8Array(hs1.length);
+  p256Only.set(hs1.slice(0, 34));
+  p256Only[34] = 1;
+  p256Only.set(hs1.slice(70, 138), 35);
+  const badTagHs3 = hs3.slice();
+  badTagHs3[badTagHs3.length - 1] ^= 0x01;
+  const dup = hs1.slice();
+  dup.set(hs1.slice(35, 37), 70); // the second offer names 0x0002 again
+  return {
+    x25519_small_order_ephemeral: fail(
+      "HS1 whose X25519 key share is all zeros (small order)",
+      "responder",
+      [step(smallOrder, "invalid-public-key")],
+    ),
+    x25519_no_accepted_suite: fail(
+      "HS1 offering only P-256 to a responder accepting only X25519",
+      "responder",
+      [step(p256Only, "unsupported-suite")],
+    ),
+    x25519_duplicate_offer: fail(
+      "HS1 offering suite 0x0002 twice",
+      "responder",
+      [step(dup, "malformed")],
+    ),
+    x25519_hs3_bad_tag: fail("HS3 with its AEAD tag altered", "responder", [
+      ok(hs1),
+      step(badTagHs3, "decrypt-failed"),
+    ]),
+    x25519_p256_identity: fail(
+      "HS2 sealed under the right keys, proving a P-256 identity in the Ed25519 suite",
+      "initiator",
+      [step(await sealedHs2(r, "none", p256Identity), "invalid-public-key")],
+      { pinnedPeerSpki: p256Identity.spki.toHex() },
+    ),
+    x25519_bad_signature: fail(
+      "HS2 sealed under the right key with a corrupted Ed25519 signature",
+      "initiator",
+      [step(await sealedHs2(r, "signature"), "bad-signature")],
+    ),
+    x25519_bad_mac: fail(
+      "HS2 with a valid Ed25519 signature and a wrong MAC",
+      "initiator",
+      [step(await sealedHs2(r, "mac"), "mac-mismatch")],
+    ),
+    x25519_nonzero_padding: fail(
+      "HS2 whose sealed proof has a non-zero padding byte",
+      "initiator",
+      [step(await sealedHs2(r, "bad-padding"), "malformed")],
+    ),
+  };
+}
+
+async function generate(dir: URL, fresh: boolean): Promise<void> {
+  const goodUrl = new URL("good_handshake.json", dir);
+  const xUrl = new URL("good_handshake_x25519.json", dir);
+  const old = await readOld(goodUrl, fresh);
+  const oldX = await readOld(xUrl, fresh);
+  const ids = (o: GoodVector | undefined) => ({
+    initiatorId: o
+      ? Uint8Array.fromHex(o.initiatorId)
+      : crypto.getRandomValues(new Uint8Array(16)),
+    responderId: o
+      ? Uint8Array.fromHex(o.responderId)
+      : crypto.getRandomValues(new Uint8Array(16)),
+  });
+  const p256I = old?.initiator ?? await freshParty(SUITE_P256);
+  const p256 = await goodRun(
+    SUITE_P256,
+    old,
+    p256I,
+    old?.responder ?? await freshParty(SUITE_P256),
+    ids(old),
+  );
+  // The X25519 initiator also offers P-256 with good_handshake.json's
+  // initiator identity and ephemeral.
+  const x = await goodRun(
+    SUITE_X25519,
+    oldX,
+    oldX?.initiator ?? await freshParty(SUITE_X25519),
+    oldX?.responder ?? await freshParty(SUITE_X25519),
+    ids(oldX),
+    p256I,
+  );
+  const fails = {
+    ...await p256Fails(p256),
+    ...await x25519Fails(x, p256.I.identity),
+  };
+  await Deno.writeTextFile(goodUrl, JSON.stringify(p256.good, null, 2) + "\n");
+  await Deno.writeTextFile(xUrl, JSON.stringify(x.good, null, 2) + "\n");
   for (const [name, v] of Object.entries(fails)) {
     await Deno.writeTextFile(
       new URL(`fail_handshake_${name}.json`, dir),
@@ -553,7 +773,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     );
   }
   console.log(
-    `wrote good_handshake.json and ${
+    `wrote good_handshake.json, good_handshake_x25519.json and ${
       Object.keys(fails).length
     } fail_handshake_*.json`,
   );
