@@ -5,6 +5,7 @@
  * @module
  */
 
+import { parseSuiteList } from "../lib/suite.ts";
 import { parseArgs } from "node:util";
 import {
   parseCaPin,
@@ -93,6 +94,8 @@ export interface ClientOptions {
   encryptKey?: boolean;
   /** Where the session's hash and AEAD run (see `--crypto`). */
   crypto: "keys" | "fast" | "webcrypto";
+  /** Handshake suites, in preference order: offered when initiating, accepted when responding (`--suites`). */
+  suites: number[];
   /** Scenario to run. */
   scenario?: "payment";
   /** Scripted answer to a payment request. */
@@ -110,6 +113,18 @@ export interface ClientOptions {
 
 // deno-lint-ignore no-control-regex
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+
+/** `--suites` default: both, P-256 preferred (the identity existing clients already verified). */
+export const DEFAULT_SUITES = "p256,x25519";
+
+/** Validates `--suites`. */
+function suitesOption(v: string | undefined): number[] {
+  try {
+    return parseSuiteList(v ?? DEFAULT_SUITES);
+  } catch (e) {
+    throw new UsageError(`--suites: ${(e as Error).message}`);
+  }
+}
 
 /** Validates `--crypto`. */
 function cryptoMode(v: string | undefined): ClientOptions["crypto"] {
@@ -150,6 +165,10 @@ export function usage(role: Role): string {
   --crypto MODE          keys (default): SHA-256 via node:crypto, AES-GCM in WebCrypto with
                          non-extractable keys; fast: AES-GCM via node:crypto too (less CPU per record,
                          keys in node:crypto KeyObjects, exportable in-process); webcrypto: WebCrypto only
+  --suites LIST          handshake suites in preference order, comma-separated (default
+                         ${DEFAULT_SUITES}): p256 = ECDH/ECDSA P-256, x25519 = X25519 + Ed25519
+                         (~6x cheaper handshakes); initiating, offer them; answering, accept
+                         only them. x25519 uses a second identity, ${role}_identity_ed25519_keys.json
   --close-timeout S      time allowed to flush and close (default ${DEFAULT_CLOSE_TIMEOUT_S})
   --reconnect-timeout S  time to keep reconnecting to a lost relay (default ${DEFAULT_RECONNECT_S})
   --deliver-timeout S    report a sent message still unacknowledged after S seconds as
@@ -220,6 +239,7 @@ export function parseClientArgs(
         outbox: { type: "string" },
         "sign-every": { type: "string" },
         crypto: { type: "string" },
+        suites: { type: "string" },
         "passphrase-file": { type: "string" },
         "encrypt-key": { type: "boolean" },
         "close-timeout": { type: "string" },
@@ -331,6 +351,7 @@ export function parseClientArgs(
       ? undefined
       : num("sign-every", v["sign-every"], 64, 1, true),
     crypto: cryptoMode(v.crypto),
+    suites: suitesOption(v.suites),
     passphraseFile: v["passphrase-file"],
     encryptKey: v["encrypt-key"] ?? false,
     scenario: v.scenario as "payment" | undefined,

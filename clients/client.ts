@@ -11,6 +11,7 @@
  * @module
  */
 
+import { SUITE_X25519 } from "../lib/suite.ts";
 import {
   checkPathPermissions,
   type ClientOptions,
@@ -55,11 +56,13 @@ const CONNECT_TIMEOUT_MS = 10000;
 /** File names of `role` in the keys folder. */
 export function keyFiles(role: Role, dir: string): {
   identity: string;
+  identityEd25519: string;
   mailbox: string;
   knownPeers: string;
 } {
   return {
     identity: `${dir}/${role}_identity_keys.json`,
+    identityEd25519: `${dir}/${role}_identity_ed25519_keys.json`,
     mailbox: `${dir}/${role}_mailbox_key.json`,
     knownPeers: `${dir}/known_peers.json`,
   };
@@ -165,16 +168,28 @@ export async function prepareClient(
 ): Promise<ChatClient> {
   const files = keyFiles(o.role, o.keysDir);
   await Deno.mkdir(o.keysDir, { recursive: true, mode: 0o700 });
+  const passphrase = o.passphraseFile === undefined
+    ? undefined
+    : await readPassphrase(o.passphraseFile);
   const { identity } = await loadOrCreateIdentity(files.identity, {
-    passphrase: o.passphraseFile === undefined
-      ? undefined
-      : await readPassphrase(o.passphraseFile),
+    passphrase,
   });
+  // One identity per suite (PROTOCOL.md §2.1): the Ed25519 one only when
+  // suite 0x0002 is enabled.
+  const identities = o.suites.includes(SUITE_X25519)
+    ? [
+      (await loadOrCreateIdentity(files.identityEd25519, {
+        passphrase,
+        algorithm: "Ed25519",
+      })).identity,
+    ]
+    : [];
   const { key: mailbox } = await loadOrCreateMailboxKey(files.mailbox);
   const knownPeers = await loadKnownPeers(files.knownPeers);
   const trust = await setupTrust(o, mailbox);
   return new ChatClient(o, {
     identity,
+    identities,
     knownPeers,
     knownPeersPath: files.knownPeers,
     connect: trust.connect,
@@ -245,23 +260,36 @@ export async function runClient(role: Role, args: string[]): Promise<number> {
   }
 }
 
-/** `--encrypt-key`: rewrites the unencrypted identity file encrypted; no relay, no session. */
+/** `--encrypt-key`: rewrites the unencrypted identity files encrypted (the Ed25519 one when it exists); no relay, no session. */
 async function encryptKey(
   o: ClientOptions,
   emit: (ev: ClientEvent) => void,
 ): Promise<void> {
-  const path = keyFiles(o.role, o.keysDir).identity;
-  const { encrypted } = await loadOrCreateIdentity(path, {
-    passphrase: await readPassphrase(o.passphraseFile!),
-    create: false,
-    encryptPlaintext: true,
-  });
-  emit({
-    type: "notice",
-    text: encrypted
-      ? `${path}: identity key encrypted with the passphrase of ${o.passphraseFile}`
-      : `${path}: the identity key was already encrypted (the passphrase opens it)`,
-  });
+  const files = keyFiles(o.role, o.keysDir);
+  const passphrase = await readPassphrase(o.passphraseFile!);
+  const ed = await Deno.stat(files.identityEd25519).then(
+    () => true,
+    () => false,
+  );
+  for (
+    const [path, algorithm] of [
+      [files.identity, undefined],
+      ...(ed ? [[files.identityEd25519, "Ed25519"] as const] : []),
+    ] as const
+  ) {
+    const { encrypted } = await loadOrCreateIdentity(path, {
+      passphrase,
+      create: false,
+      encryptPlaintext: true,
+      algorithm,
+    });
+    emit({
+      type: "notice",
+      text: encrypted
+        ? `${path}: identity key encrypted with the passphrase of ${o.passphraseFile}`
+        : `${path}: the identity key was already encrypted (the passphrase opens it)`,
+    });
+  }
 }
 
 /** Loads the client's files and runs it until it ends; resolves to the exit code. */

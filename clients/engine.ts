@@ -11,6 +11,7 @@
  * @module
  */
 
+import { keyAlgorithm, spkiAlgorithm } from "../lib/suite.ts";
 import { type Bytes, bytesEqual, utf8 } from "../lib/bytes.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import {
@@ -97,12 +98,16 @@ export type ClientEvent =
     role: string;
     id: string;
     fingerprint: string;
+    /** Fingerprint of the Ed25519 identity (suite x25519), when enabled. */
+    ed25519Fingerprint?: string;
     address: string;
   }
   | {
     type: "secure";
     peer: string;
     peerName: string;
+    /** The negotiated suite (`--suites` names). */
+    suite: "p256" | "x25519";
     peerFingerprint: string;
     safetyNumber: string;
     trust: TrustStatus;
@@ -146,8 +151,10 @@ export type ClientEvent =
 
 /** Dependencies of a {@link ChatClient}: loaded files and I/O. */
 export interface ClientDeps {
-  /** Our identity. */
+  /** Our identity (ECDSA P-256; its fingerprint is the one shown). */
   identity: Identity;
+  /** Our identities for the other suites (an Ed25519 one for suite 0x0002). */
+  identities?: Identity[];
   /** Known peers: the latest snapshot; changes go through `updateKnownPeers` (one entry, under the file's lock) and replace it. */
   knownPeers: KnownPeers;
   /** Path of known_peers.json. */
@@ -256,6 +263,8 @@ export class ChatClient {
     spki: Bytes;
     fp: string;
     previous?: string;
+    /** Who presented this key, for known_peers.json (per identity algorithm, see #peerRefFor). */
+    ref: PeerRef;
   };
   #early: Bytes[] = [];
   /** A pump for typed lines is queued (see #onInput). */
@@ -329,6 +338,7 @@ export class ChatClient {
       role: this.#o.role,
       id: formatSessionId(this.#localId),
       fingerprint: (await fingerprint(this.#d.identity.spki)).toHex(),
+      ...await this.#ed25519Fingerprint(),
       address: this.#d.address(this.#localId),
     });
     const now = this.#now();
@@ -811,20 +821,51 @@ export class ChatClient {
 
   // ── handshake ────────────────────────────────────────────────────────────
 
+  /**
+   * Who presented a key, for known_peers.json: the peer's relay ID (and
+   * name) for its P-256 key; for the Ed25519 key of suite 0x0002 the name
+   * `NAME/ed25519` alone, since the relay ID is bound to the P-256 key (each
+   * identity key has its own entry, trust status and verified flag).
+   */
+  #peerRefFor(spki: Bytes): PeerRef {
+    return spkiAlgorithm(spki) === "Ed25519"
+      ? { name: `${this.#o.peerName}/ed25519` }
+      : this.#peerRef();
+  }
+
+  async #ed25519Fingerprint(): Promise<{ ed25519Fingerprint?: string }> {
+    const ed = this.#d.identities?.find((i) =>
+      keyAlgorithm(i.privateKey) === "Ed25519"
+    );
+    return ed
+      ? { ed25519Fingerprint: (await fingerprint(ed.spki)).toHex() }
+      : {};
+  }
+
+  /** Our identity of the peer key's algorithm (the one the handshake proved). */
+  #ownSpki(peerSpki: Bytes): Bytes {
+    const alg = spkiAlgorithm(peerSpki);
+    return [this.#d.identity, ...(this.#d.identities ?? [])].find((i) =>
+      keyAlgorithm(i.privateKey) === alg
+    )?.spki ?? this.#d.identity.spki;
+  }
+
   #trustCallback = (spki: Bytes, fp: string): TrustDecision => {
-    const check = this.#d.knownPeers.check(this.#peerRef(), fp);
+    const ref = this.#peerRefFor(spki);
+    const check = this.#d.knownPeers.check(ref, fp);
     this.#lastTrust = {
       status: check.status,
       spki: spki.slice(),
       fp,
       previous: check.previous,
+      ref,
     };
     if (check.status === "changed") {
       return {
         code: "identity-changed",
         message:
           `the identity key of ${
-            JSON.stringify(this.#o.peerName)
+            JSON.stringify(ref.name ?? this.#o.peerName)
           } has CHANGED ` +
           `(recorded ${check.previous}, presented ${fp}); refusing`,
       };
@@ -859,6 +900,8 @@ export class ChatClient {
     this.#initiator?.abort();
     const { handshake, message } = await Initiator.start({
       identity: this.#d.identity,
+      identities: this.#d.identities,
+      suites: this.#o.suites,
       localId: this.#localId as Bytes,
       peerId: this.#peerId! as Bytes,
       now: this.#now(),
@@ -878,6 +921,8 @@ export class ChatClient {
     this.#initiator = undefined;
     this.#responder = Responder.create({
       identity: this.#d.identity,
+      identities: this.#d.identities,
+      suites: this.#o.suites,
       localId: this.#localId as Bytes,
       trust: this.#trustCallback,
       sessionOptions: this.#sessionOptions(),
@@ -1027,7 +1072,7 @@ export class ChatClient {
     this.#initiator = this.#responder = undefined;
     this.#hsRetryAt = undefined;
     const sn = t
-      ? await safetyNumber(this.#d.identity.spki, t.spki)
+      ? await safetyNumber(this.#ownSpki(t.spki), t.spki)
       : undefined;
     this.#error("identity-changed", e.message, {
       peerName: this.#o.peerName,
@@ -1040,7 +1085,7 @@ export class ChatClient {
       kind: "trust",
       answer: async (yes) => {
         if (!yes || !t) return this.#notice("key not trusted; /quit to leave");
-        const ref = this.#peerRef();
+        const ref = t.ref;
         await this.#updatePeers((p) => p.retrust(ref, t.fp, this.#now()));
         this.#notice(
           `new key of ${this.#o.peerName} trusted; starting a new handshake`,
@@ -1066,8 +1111,8 @@ export class ChatClient {
     this.#session = session;
     this.#phase = this.#closeRequested ? "closing" : "secure";
     this.#peerFp = t.fp;
-    this.#safety = await safetyNumber(this.#d.identity.spki, t.spki);
-    const ref = this.#peerRef();
+    this.#safety = await safetyNumber(this.#ownSpki(t.spki), t.spki);
+    const ref = t.ref;
     await this.#updatePeers((p) => p.record(ref, t.fp, this.#now()));
     await this.#beginTranscript(session);
     this.#trust = t.status === "verified"
@@ -1086,6 +1131,7 @@ export class ChatClient {
       type: "secure",
       peer: formatSessionId(this.#peerId!),
       peerName: this.#o.peerName,
+      suite: spkiAlgorithm(t.spki) === "Ed25519" ? "x25519" : "p256",
       peerFingerprint: t.fp,
       safetyNumber: this.#safety,
       trust: this.#trust,

@@ -105,7 +105,7 @@ export function terminalRenderer(
         );
       case "secure":
         return out(
-          `Secure session with ${ev.peerName} (ID ${ev.peer}).\n  Peer fingerprint: ${
+          `Secure session with ${ev.peerName} (ID ${ev.peer}, suite ${ev.suite}).\n  Peer fingerprint: ${
             formatFingerprint(Uint8Array.fromHex(ev.peerFingerprint))
           }\n  Safety number:    ${ev.safetyNumber}\n  Trust: ${
             TRUST_TEXT[ev.trust]

@@ -65,6 +65,53 @@ async function pair(
   return { customer, bank, address: ready.address };
 }
 
+Deno.test("--suites x25519 on the bank: X25519 + Ed25519 session with the default customer, per-key known peers", async () => {
+  const relay = await startTestRelay();
+  const dir = await tempDir();
+  const ca = `${relay.certsDir}/ca.pem`;
+  const { customer, bank } = await pair(relay.url, ca, dir, {
+    bank: ["--suites", "x25519"],
+  });
+  try {
+    const [sb, sc] = await Promise.all([
+      bank.waitFor(isType("secure"), "bank secure"),
+      customer.waitFor(isType("secure"), "customer secure"),
+    ]);
+    assert.equal(sb.suite, "x25519");
+    assert.equal(sc.suite, "x25519");
+    assert.equal(sb.safetyNumber, sc.safetyNumber);
+    const readyC = customer.events.find(isType("ready"))!;
+    const readyB = bank.events.find(isType("ready"))!;
+    // The peers proved their Ed25519 identities, not the P-256 ones.
+    assert.equal(sb.peerFingerprint, readyC.ed25519Fingerprint);
+    assert.equal(sc.peerFingerprint, readyB.ed25519Fingerprint);
+    assert.notEqual(sb.peerFingerprint, readyC.fingerprint);
+    await bank.line("over the fast suite");
+    const [m] = await customer.waitCount(isType("message"), 1, "message");
+    assert.equal(m.text, "over the fast suite");
+    await bank.end();
+    await customer.end();
+    assert.equal(await bank.exit(), 0);
+    assert.equal(await customer.exit(), 0);
+    const mode =
+      (await Deno.stat(`${dir}/b/bank_identity_ed25519_keys.json`)).mode! &
+      0o777;
+    assert.equal(mode, 0o600);
+    const peers = JSON.parse(
+      await Deno.readTextFile(`${dir}/c/known_peers.json`),
+    );
+    assert.ok(
+      JSON.stringify(peers).includes("bank/ed25519"),
+      "the Ed25519 key is its own known-peers entry",
+    );
+  } finally {
+    await bank.dispose();
+    await customer.dispose();
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("conversation both ways: secure, same safety number, messages in order, delivered, clean close", async () => {
   const relay = await startTestRelay();
   const dir = await tempDir();
