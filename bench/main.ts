@@ -23,6 +23,9 @@
  * 6. e2e: the real bank and customer clients through a relay, as
  *    subprocesses fed on stdin (bench/e2e.ts): messages/s one way and both
  *    ways, send → delivery latency, against the 25,000 msgs/s target.
+ * 6b. setup: handshakes/s per suite (P-256, X25519 + Ed25519) per core
+ *    and the safety number per new peer, against their targets
+ *    (bench/setup_bench.ts).
  * 7. original: the original design rebuilt in Python through its own relay
  *    (bench/original.ts, bench/original/*.py) at 256 B, 4 KiB and 60 KiB,
  *    one way and both; ours ÷ it against the ≥ 2× target.
@@ -50,6 +53,7 @@ import {
 } from "./server_process.ts";
 import type { ChannelFigures } from "./channel.ts";
 import type { E2eFigures } from "./e2e.ts";
+import { renderSetup, type SetupFigures } from "./setup_bench.ts";
 import {
   compareWithOriginal,
   measureOriginal,
@@ -195,6 +199,7 @@ const SECTIONS = [
   "memory",
   "channel",
   "e2e",
+  "setup",
   "original",
 ] as const;
 type Section = typeof SECTIONS[number];
@@ -846,6 +851,8 @@ function render(out: Record<string, unknown>): string {
       );
     }
   }
+  const setup = out.setup as SetupFigures | undefined;
+  if (setup) lines.push("", ...renderSetup(setup, table, fmt));
   const orig = out.original as OriginalFigures | undefined;
   if (orig) {
     lines.push(
@@ -879,6 +886,7 @@ async function main(args: string[]): Promise<number> {
         "  --only   sections to run, comma-separated (default: all): relay = forwarding matrix,\n" +
         "           stall = P=1/256 B/32 in flight target (p99 ≤ 5 ms, max ≤ 10 ms) with our own client,\n" +
         "           unloaded = 1 frame in flight, memory = idle connections, channel = crypto, e2e = real clients,\n" +
+        "           setup = handshakes/s per suite and safety number per new peer (targets),\n" +
         "           original = the original design (Python, bench/original/) at 256 B / 4 KiB / 60 KiB vs ours (≥ 2×)\n" +
         "  --quick  smoke run (< 30 s, fewer cells, 200 idle connections)\n" +
         "  --full   also 10,000 idle connections (the default run measures 1,000 and 5,000)",
@@ -944,6 +952,11 @@ async function main(args: string[]): Promise<number> {
     if (only.has("e2e")) {
       log("e2e");
       out.e2e = await e2eSection(plan, certs);
+    }
+    if (only.has("setup")) {
+      log("session set-up");
+      const { measureSetup } = await import("./setup_bench.ts");
+      out.setup = await measureSetup(plan.channelMs * 2);
     }
     if (only.has("original")) {
       log("original design baseline");

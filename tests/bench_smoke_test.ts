@@ -158,6 +158,31 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
     );
     assert.match(stdout, /Target 25,000 msgs\/s/);
 
+    // Session set-up: both suites' handshake rates and the safety number.
+    assert.deepEqual(
+      r.setup.suites.map((x: { name: string }) => x.name),
+      ["p256", "x25519"],
+    );
+    for (const x of r.setup.suites) {
+      for (const k of ["sequentialPerSec", "pipelinedPerSec", "perCoreSec"]) {
+        positive(x[k], `setup ${x.name}.${k}`);
+      }
+      assert.equal(x.met, x.perCoreSec >= x.target, `${x.name} verdict`);
+    }
+    assert.deepEqual(
+      r.setup.suites.map((x: { target: number }) => x.target),
+      [250, 1500],
+    );
+    positive(r.setup.safetyNumber.maxMs, "setup.safetyNumber.maxMs");
+    assert.equal(
+      r.setup.safetyNumber.met,
+      r.setup.safetyNumber.maxMs <= 5,
+    );
+    assert.match(
+      stdout,
+      /Target safety number ≤ 5 ms per new peer.*(MET|MISSED)/,
+    );
+
     // The original design (Python, bench/original/) through its own relay.
     assert.equal(r.original.available, true, `original: ${r.original.reason}`);
     assert.ok(r.original.rows.length >= 2, "original rows: one way and both");

@@ -1,0 +1,210 @@
+/**
+ * Session set-up costs (issue 12), in this process with no network:
+ *
+ * - full handshakes (HS1 → HS2 → HS3, both sides' work) per second for each
+ *   suite: one at a time, and 16 in flight; "per core" = handshakes per
+ *   second of this process's CPU time (user + system, /proc) in the 16-in-
+ *   flight run, against ≥ 250 (P-256) and ≥ 1,500 (X25519 + Ed25519);
+ * - the safety number for a new peer (lib/fingerprint.ts, own half cached):
+ *   ms per new peer key, against ≤ 5 ms.
+ *
+ * Run alone: `deno run -A bench/setup_bench.ts [ms]`.
+ * @module
+ */
+
+import { Initiator, Responder } from "../lib/handshake.ts";
+import type { HandshakeResult } from "../lib/handshake_result.ts";
+import { safetyNumber } from "../lib/fingerprint.ts";
+import { generateIdentity, type Identity } from "../lib/identity.ts";
+import { SUITE_P256, SUITE_X25519, SUITES } from "../lib/suite.ts";
+import { cpuUsOf } from "./server_process.ts";
+
+/** Handshakes per core-second targets per suite. */
+export const HANDSHAKE_TARGETS: Readonly<Record<number, number>> = {
+  [SUITE_P256]: 250,
+  [SUITE_X25519]: 1500,
+};
+/** Safety number for a new peer: at most this many ms. */
+export const SAFETY_NUMBER_TARGET_MS = 5;
+/** Handshakes in flight in the pipelined run. */
+const IN_FLIGHT = 16;
+/** New peer keys in the safety-number run. */
+const SAFETY_PEERS = 40;
+
+/** One suite's figures. */
+export interface SuiteFigures {
+  /** Wire id. */
+  suite: number;
+  /** `--suites` name. */
+  name: string;
+  /** Handshakes/s, one at a time (wall clock). */
+  sequentialPerSec: number;
+  /** Handshakes/s, 16 in flight (wall clock). */
+  pipelinedPerSec: number;
+  /** Handshakes per second of process CPU time (16 in flight): the per-core rate. */
+  perCoreSec: number;
+  /** Target (per core). */
+  target: number;
+  /** perCoreSec ≥ target. */
+  met: boolean;
+  /** perCoreSec − target. */
+  margin: number;
+}
+
+/** What {@link measureSetup} returns. */
+export interface SetupFigures {
+  /** One entry per suite. */
+  suites: SuiteFigures[];
+  /** Safety number for a new peer (own half cached). */
+  safetyNumber: {
+    /** Peers measured. */
+    peers: number;
+    /** Median ms per new peer. */
+    p50Ms: number;
+    /** Slowest. */
+    maxMs: number;
+    /** Target (ms). */
+    targetMs: number;
+    /** maxMs ≤ targetMs. */
+    met: boolean;
+    /** targetMs − maxMs. */
+    marginMs: number;
+  };
+}
+
+const idA = new Uint8Array(16).fill(1);
+const idB = new Uint8Array(16).fill(2);
+const complete = (r: HandshakeResult) => r;
+const trust = () => "ok" as const;
+
+async function handshake(a: Identity, b: Identity): Promise<void> {
+  const { handshake: hi, message: hs1 } = await Initiator.start({
+    identity: a,
+    localId: idA,
+    peerId: idB,
+    now: 0,
+    trust,
+    complete,
+  });
+  const hr = Responder.create({ identity: b, localId: idB, trust, complete });
+  const { send: hs2 } = await hr.receive(hs1, { now: 0, from: idA });
+  const { send: hs3 } = await hi.receive(hs2!, 0);
+  const { session } = await hr.receive(hs3, { now: 0 });
+  if (!session) throw new Error("no session");
+}
+
+/** Runs `inFlight` handshakes at a time for `ms`; returns count, wall s and CPU s. */
+async function rate(
+  a: Identity,
+  b: Identity,
+  inFlight: number,
+  ms: number,
+): Promise<{ n: number; wallS: number; cpuS: number }> {
+  const cpu0 = await cpuUsOf(Deno.pid);
+  const t0 = performance.now();
+  const end = t0 + ms;
+  let n = 0;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (performance.now() < end) {
+        await handshake(a, b);
+        n++;
+      }
+    }),
+  );
+  const wallS = (performance.now() - t0) / 1000;
+  const cpuS = (await cpuUsOf(Deno.pid) - cpu0) / 1e6;
+  return { n, wallS, cpuS };
+}
+
+/** Measures both suites' handshake rates and the safety number for new peers. */
+export async function measureSetup(ms: number): Promise<SetupFigures> {
+  const suites: SuiteFigures[] = [];
+  for (const suite of [SUITE_P256, SUITE_X25519]) {
+    const alg = SUITES.get(suite)!.identityAlgorithm;
+    const [a, b] = [await generateIdentity(alg), await generateIdentity(alg)];
+    for (let i = 0; i < 20; i++) await handshake(a, b); // warm-up
+    const seq = await rate(a, b, 1, ms / 2);
+    const par = await rate(a, b, IN_FLIGHT, ms);
+    const perCoreSec = par.cpuS > 0 ? par.n / par.cpuS : 0;
+    const target = HANDSHAKE_TARGETS[suite];
+    suites.push({
+      suite,
+      name: SUITES.get(suite)!.flag,
+      sequentialPerSec: seq.n / seq.wallS,
+      pipelinedPerSec: par.n / par.wallS,
+      perCoreSec,
+      target,
+      met: perCoreSec >= target,
+      margin: perCoreSec - target,
+    });
+  }
+  const own = await generateIdentity();
+  await safetyNumber(own.spki, (await generateIdentity()).spki); // own half cached
+  const times: number[] = [];
+  for (let i = 0; i < SAFETY_PEERS; i++) {
+    const peer = (await generateIdentity(i % 2 ? "Ed25519" : undefined)).spki;
+    const t = performance.now();
+    await safetyNumber(own.spki, peer);
+    times.push(performance.now() - t);
+  }
+  times.sort((x, y) => x - y);
+  const maxMs = times[times.length - 1];
+  return {
+    suites,
+    safetyNumber: {
+      peers: SAFETY_PEERS,
+      p50Ms: times[Math.floor(times.length / 2)],
+      maxMs,
+      targetMs: SAFETY_NUMBER_TARGET_MS,
+      met: maxMs <= SAFETY_NUMBER_TARGET_MS,
+      marginMs: SAFETY_NUMBER_TARGET_MS - maxMs,
+    },
+  };
+}
+
+/** Text lines for the bench's stdout. */
+export function renderSetup(
+  f: SetupFigures,
+  table: (rows: (string | number)[][]) => string,
+  fmt: (n: number) => string,
+): string[] {
+  const s = f.safetyNumber;
+  return [
+    `Session set-up (one process, both sides, no network; per core = handshakes per CPU-second with ${IN_FLIGHT} in flight):`,
+    table([
+      [
+        "suite",
+        "1 at a time/s",
+        `${IN_FLIGHT} in flight/s`,
+        "per core/s",
+        "target",
+        "verdict",
+      ],
+      ...f.suites.map((x) => [
+        x.name,
+        x.sequentialPerSec,
+        x.pipelinedPerSec,
+        x.perCoreSec,
+        `≥ ${fmt(x.target)}`,
+        `${x.met ? "MET" : "MISSED"} (${x.margin >= 0 ? "+" : ""}${
+          fmt(x.margin)
+        })`,
+      ]),
+    ]),
+    `Target safety number ≤ ${s.targetMs} ms per new peer (own half cached, ${s.peers} new keys): ${
+      s.met ? "MET" : "MISSED"
+    } — p50 ${fmt(s.p50Ms)} ms, max ${fmt(s.maxMs)} ms (${
+      s.marginMs >= 0
+        ? `${fmt(s.marginMs)} ms to spare`
+        : `${fmt(-s.marginMs)} ms over`
+    })`,
+    "",
+  ];
+}
+
+if (import.meta.main) {
+  console.log(
+    JSON.stringify(await measureSetup(Number(Deno.args[0] ?? 2000)), null, 1),
+  );
+}
