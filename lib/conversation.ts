@@ -75,6 +75,10 @@ export type TrustStatus = "new" | "known" | "verified" | "expected";
 export interface ConversationOptions {
   /** Our long-term identity. */
   identity: Identity;
+  /** Our identities for other suites (an Ed25519 one for suite 0x0002; PROTOCOL.md §2.1). */
+  identities?: readonly Identity[];
+  /** Handshake suites in preference order (offered / accepted; default: the identities' suites). */
+  suites?: readonly number[];
   /** Our relay session ID (16 bytes). */
   localId: Bytes;
   /** The peer's relay session ID (16 bytes). */
@@ -628,6 +632,8 @@ export class Conversation {
     const attempt: Attempt = {};
     const { handshake, message } = await Initiator.start({
       identity: this.#o.identity,
+      identities: this.#o.identities,
+      suites: this.#o.suites,
       localId: this.#o.localId,
       peerId: this.#o.peerId,
       now,
@@ -661,6 +667,8 @@ export class Conversation {
     const attempt: Attempt = {};
     const hs = Responder.create({
       identity: this.#o.identity,
+      identities: this.#o.identities,
+      suites: this.#o.suites,
       localId: this.#o.localId,
       trust: this.#trustCallback(attempt),
       complete: this.#complete,
