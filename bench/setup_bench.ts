@@ -1,5 +1,7 @@
 /**
- * Session set-up costs (issue 12), in this process with no network:
+ * Session set-up costs (issue 12), in this process with no network, with
+ * the clients' default hash provider (`--crypto keys`: transcript SHA-256 in
+ * node:crypto; DH, signatures, HKDF, HMAC and AES-GCM in WebCrypto):
  *
  * - full handshakes (HS1 → HS2 → HS3, both sides' work) per second for each
  *   suite: one at a time, and 16 in flight; "per core" = handshakes per
@@ -17,6 +19,7 @@ import type { HandshakeResult } from "../lib/handshake_result.ts";
 import { safetyNumber } from "../lib/fingerprint.ts";
 import { generateIdentity, type Identity } from "../lib/identity.ts";
 import { SUITE_P256, SUITE_X25519, SUITES } from "../lib/suite.ts";
+import { nodeHashPrimitives } from "../lib/deno/node_primitives.ts";
 import { cpuUsOf } from "./server_process.ts";
 
 /** Handshakes per core-second targets per suite. */
@@ -77,6 +80,9 @@ const idB = new Uint8Array(16).fill(2);
 const complete = (r: HandshakeResult) => r;
 const trust = () => "ok" as const;
 
+/** As the clients run it by default (`--crypto keys`: SHA-256 via node:crypto). */
+const sessionOptions = { primitives: nodeHashPrimitives };
+
 async function handshake(a: Identity, b: Identity): Promise<void> {
   const { handshake: hi, message: hs1 } = await Initiator.start({
     identity: a,
@@ -85,8 +91,15 @@ async function handshake(a: Identity, b: Identity): Promise<void> {
     now: 0,
     trust,
     complete,
+    sessionOptions,
   });
-  const hr = Responder.create({ identity: b, localId: idB, trust, complete });
+  const hr = Responder.create({
+    identity: b,
+    localId: idB,
+    trust,
+    complete,
+    sessionOptions,
+  });
   const { send: hs2 } = await hr.receive(hs1, { now: 0, from: idA });
   const { send: hs3 } = await hi.receive(hs2!, 0);
   const { session } = await hr.receive(hs3, { now: 0 });

@@ -71,12 +71,11 @@ import { Session, type SessionOptions } from "./session.ts";
 import {
   AEAD_NONCE_LENGTH,
   deriveLabel,
+  deriveLabelKey,
   dh,
   type EphemeralKeyPair,
   generateSuiteEphemeral,
-  importAeadKey,
   importIdentityPublic,
-  importMacKey,
   importSecret,
   importSuiteEphemeral,
   keyAlgorithm,
@@ -417,6 +416,7 @@ export class Initiator<S> {
   #peerId: Bytes;
   #hs1: Bytes;
   #ephemerals: Map<number, EphemeralKeyPair> | null;
+  #hash: HashFn | undefined;
 
   private constructor(
     o: InitiatorOptions<S>,
@@ -437,6 +437,7 @@ export class Initiator<S> {
     this.#peerId = o.peerId.slice();
     this.#hs1 = hs1;
     this.#ephemerals = ephemerals;
+    this.#hash = o.sessionOptions?.primitives?.sha256;
   }
 
   /** Starts a handshake yielding a `Session`: returns the handshake object and HS1 to send. */
@@ -523,7 +524,7 @@ export class Initiator<S> {
       this.#localId,
       this.#peerId,
     );
-    const t = (...parts: Bytes[]) => sha256(prologue, ...parts);
+    const t = transcriptHash(this.#hash, prologue);
     const hs1 = this.#hs1;
     const own = this.#ephemerals!.get(suite.id)!;
     this.#ephemerals = null;
@@ -591,6 +592,7 @@ export class Responder<S> {
   #complete: SessionFactory<S>;
   #localId: Bytes;
   #fixedRandom: Bytes | undefined;
+  #hash: HashFn | undefined;
   // Set by HS1:
   #peerId: Bytes = EMPTY;
   #suite: SuiteInfo | undefined;
@@ -606,6 +608,7 @@ export class Responder<S> {
     this.#complete = factory(o);
     this.#localId = o.localId.slice();
     this.#fixedRandom = o.random?.slice();
+    this.#hash = o.sessionOptions?.primitives?.sha256;
   }
 
   /**
@@ -714,7 +717,7 @@ export class Responder<S> {
     this.#config.ephemeral.clear();
     const random = this.#fixedRandom ?? randomBytes();
     const prefix = encodeHs2Prefix(suite.id, ephemeral.publicRaw, random);
-    const t = (...parts: Bytes[]) => sha256(this.#prologue, ...parts);
+    const t = transcriptHash(this.#hash, this.#prologue);
     const secrets = await handshakeSecrets(
       await dh(ephemeral.privateKey, peerEphemeral),
       await t(hs1, prefix),
@@ -746,7 +749,7 @@ export class Responder<S> {
       hs3.slice(2),
       hs3.slice(0, 2),
     );
-    const t = (...parts: Bytes[]) => sha256(this.#prologue, ...parts);
+    const t = transcriptHash(this.#hash, this.#prologue);
     const hs1 = this.#hs1, hs2 = this.#hs2;
     const peer = await checkProof(
       parseProof(plain, 2, hs3.length),
@@ -849,6 +852,22 @@ function checkHeader(msg: Bytes, type: number): void {
 
 type TranscriptHash = (...tail: Bytes[]) => Promise<Bytes>;
 
+/** A SHA-256 provider (`SessionPrimitives.sha256`): synchronous in Deno drivers. */
+type HashFn = (data: Uint8Array) => Bytes | Promise<Bytes>;
+
+/**
+ * T(x) = SHA-256(prologue ‖ x), with the session's hash provider when one is
+ * given (the same function; a synchronous one saves a WebCrypto round trip
+ * per transcript hash), else WebCrypto.
+ */
+function transcriptHash(
+  hash: HashFn | undefined,
+  prologue: Bytes,
+): TranscriptHash {
+  if (!hash) return (...parts) => sha256(prologue, ...parts);
+  return (...parts) => Promise.resolve(hash(concat(prologue, ...parts)));
+}
+
 /** sig = Sign(context ‖ T(… ‖ spki)); mac = HMAC(fin, T(… ‖ spki ‖ sig)); padded after `header` bytes. */
 async function makeProof(
   identity: Identity,
@@ -919,23 +938,22 @@ async function handshakeSecrets(
 ): Promise<HandshakeSecrets> {
   const hs = await importSecret(shared);
   shared.fill(0);
-  const derive = (label: string) => deriveLabel(hs, thHello, label, EMPTY, 32);
   const L = HANDSHAKE_LABELS;
-  const [kR, kI, fR, fI] = await Promise.all([
-    derive(L.responderKey),
-    derive(L.initiatorKey),
-    derive(L.responderFinished),
-    derive(L.initiatorFinished),
-  ]);
-  const secrets: HandshakeSecrets = {
+  // deriveLabel(hs, th_hello, label, ∅, 32) straight into non-extractable keys.
+  const [responderKey, initiatorKey, responderFinished, initiatorFinished] =
+    await Promise.all([
+      deriveLabelKey(hs, thHello, L.responderKey, "aead"),
+      deriveLabelKey(hs, thHello, L.initiatorKey, "aead"),
+      deriveLabelKey(hs, thHello, L.responderFinished, "mac"),
+      deriveLabelKey(hs, thHello, L.initiatorFinished, "mac"),
+    ]);
+  return {
     hs,
-    responderKey: await importAeadKey(kR),
-    initiatorKey: await importAeadKey(kI),
-    responderFinished: await importMacKey(fR),
-    initiatorFinished: await importMacKey(fI),
+    responderKey,
+    initiatorKey,
+    responderFinished,
+    initiatorFinished,
   };
-  for (const raw of [kR, kI, fR, fI]) raw.fill(0);
-  return secrets;
 }
 
 /** master = HKDF key of deriveLabel(hs, th_final, "master", ∅, 32). */

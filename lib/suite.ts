@@ -452,7 +452,10 @@ export async function open(
 
 /** Imports secret bytes as a non-extractable HKDF base key. */
 export function importSecret(raw: Bytes): Promise<CryptoKey> {
-  return crypto.subtle.importKey("raw", raw, "HKDF", false, ["deriveBits"]);
+  return crypto.subtle.importKey("raw", raw, "HKDF", false, [
+    "deriveBits",
+    "deriveKey",
+  ]);
 }
 
 /** Raw HKDF-SHA256 (extract with `salt`, expand with `info`) to `length` bytes. */
@@ -495,6 +498,34 @@ export function deriveLabel(
     context,
   );
   return hkdf(secret, salt, info, length);
+}
+
+/**
+ * {@link deriveLabel} straight into a non-extractable key (one WebCrypto call
+ * instead of derive + import; the raw bytes never reach JavaScript): a
+ * 32-byte AES-256-GCM key or HMAC-SHA256 key.
+ */
+export function deriveLabelKey(
+  secret: CryptoKey,
+  salt: Bytes,
+  label: string,
+  kind: "aead" | "mac",
+): Promise<CryptoKey> {
+  const fullLabel = utf8(LABEL_PREFIX + label);
+  const info = concat(
+    new Uint8Array([0, 32, fullLabel.length]),
+    fullLabel,
+    new Uint8Array([0]),
+  );
+  return crypto.subtle.deriveKey(
+    { name: "HKDF", hash: "SHA-256", salt, info },
+    secret,
+    kind === "aead"
+      ? { name: "AES-GCM", length: 256 }
+      : { name: "HMAC", hash: "SHA-256", length: 256 },
+    false,
+    kind === "aead" ? ["encrypt", "decrypt"] : ["sign", "verify"],
+  );
 }
 
 /** Imports a 32-byte HMAC-SHA256 key (non-extractable) for key confirmation. */
