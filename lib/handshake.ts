@@ -40,7 +40,7 @@
  * @module
  */
 
-import { type Bytes, concat, sha256, utf8, view } from "./bytes.ts";
+import { type Bytes, concat, view } from "./bytes.ts";
 import {
   E2E_VERSION,
   HANDSHAKE_TIMEOUT_MS,
@@ -53,7 +53,6 @@ import {
   checkSealedLength,
   encodeHs1,
   encodeHs2Prefix,
-  encodeProof,
   HANDSHAKE_RANDOM_LENGTH,
   hex4,
   hs2PrefixLength,
@@ -64,32 +63,36 @@ import {
   PACKET_RECORD,
   parseHs1,
   parseProof,
-  type Proof,
 } from "./handshake_wire.ts";
+import {
+  checkProof,
+  deriveMaster,
+  type HandshakeSecrets,
+  handshakeSecrets,
+  type HashFn,
+  INITIATOR_SIGNATURE_CONTEXT,
+  makeProof,
+  RESPONDER_SIGNATURE_CONTEXT,
+  transcriptHash,
+  transcriptPrologue,
+  type TrustCallback,
+  ZERO_NONCE,
+} from "./handshake_keys.ts";
 import type { Identity } from "./identity.ts";
 import { Session, type SessionOptions } from "./session.ts";
 import {
-  AEAD_NONCE_LENGTH,
-  deriveLabel,
-  deriveLabelKey,
   dh,
   type EphemeralKeyPair,
   generateSuiteEphemeral,
-  importIdentityPublic,
-  importSecret,
   importSuiteEphemeral,
   keyAlgorithm,
-  mac,
-  macVerify,
   open,
   P256_POINT_LENGTH,
   seal,
-  sign,
   SUITE_P256,
   SUITE_X25519,
   type SuiteInfo,
   SUITES,
-  verify,
 } from "./suite.ts";
 
 export {
@@ -107,42 +110,18 @@ export const HANDSHAKE_SUITES: ReadonlyMap<number, string> = new Map(
   [...SUITES.values()].map((s) => [s.id, s.name]),
 );
 
-/** Transcript prologue label; the NUL ends it unambiguously. */
-export const PROLOGUE_LABEL = "e2e.v1 handshake\0";
-/** Context prefixed to the transcript hash the responder signs. */
-export const RESPONDER_SIGNATURE_CONTEXT = "e2e.v1 responder signature\0";
-/** Context prefixed to the transcript hash the initiator signs. */
-export const INITIATOR_SIGNATURE_CONTEXT = "e2e.v1 initiator signature\0";
-/** HKDF labels of the key schedule (deriveLabel adds the "e2e.v1 " prefix). */
-export const HANDSHAKE_LABELS = {
-  responderKey: "hs r key",
-  initiatorKey: "hs i key",
-  responderFinished: "hs r finished",
-  initiatorFinished: "hs i finished",
-  master: "master",
-} as const;
-
-/** Each handshake AEAD key encrypts exactly one message, so a zero nonce is safe. */
-const ZERO_NONCE = new Uint8Array(AEAD_NONCE_LENGTH);
+export {
+  HANDSHAKE_LABELS,
+  importEphemeralPkcs8,
+  INITIATOR_SIGNATURE_CONTEXT,
+  PROLOGUE_LABEL,
+  RESPONDER_SIGNATURE_CONTEXT,
+  spkiFingerprintHex,
+  transcriptPrologue,
+  type TrustCallback,
+  type TrustDecision,
+} from "./handshake_keys.ts";
 const EMPTY = new Uint8Array(0);
-
-/** Verdict of a {@link TrustCallback}: accept, or refuse with a specific code. */
-export type TrustDecision = "ok" | {
-  code: "identity-changed" | "identity-rejected";
-  message: string;
-};
-
-/**
- * Decides whether the peer's identity is acceptable (TOFU, known peers, an
- * expected fingerprint). Called after the peer's signature and key
- * confirmation verified and before the handshake completes; a refusal ends
- * the handshake with the returned code. `peerFingerprintHex` is the
- * lower-case hex SHA-256 of `peerSpki`.
- */
-export type TrustCallback = (
-  peerSpki: Bytes,
-  peerFingerprintHex: string,
-) => TrustDecision;
 
 /** Turns a completed handshake into the caller's session object (e.g. `Session.fromHandshake`). */
 export type SessionFactory<S> = (result: HandshakeResult) => S | Promise<S>;
@@ -220,74 +199,6 @@ export type ResponderOutput<S> =
   | { send?: undefined; session: S };
 
 type Phase = "wait-hs2" | "wait-hs1" | "wait-hs3" | "busy" | "done" | "failed";
-
-/** Handshake-phase keys; never leave this module. */
-interface HandshakeSecrets {
-  /** HKDF base key from the ECDH secret; master is derived from it at the end. */
-  hs: CryptoKey;
-  responderKey: CryptoKey;
-  initiatorKey: CryptoKey;
-  responderFinished: CryptoKey;
-  initiatorFinished: CryptoKey;
-}
-
-/**
- * Imports a fixed ephemeral private key (PKCS#8: ECDH P-256 or X25519) as a
- * non-extractable key pair. For deterministic test vectors only: a real
- * handshake generates its ephemeral.
- */
-export async function importEphemeralPkcs8(
-  pkcs8: Bytes,
-): Promise<EphemeralKeyPair> {
-  const x25519 = isX25519Pkcs8(pkcs8);
-  const params = x25519
-    ? { name: "X25519" }
-    : { name: "ECDH", namedCurve: "P-256" };
-  // Extractable only long enough to read the public key, then re-imported
-  // non-extractable from JWK (which carries the private and public parts).
-  const tmp = await crypto.subtle.importKey("pkcs8", pkcs8, params, true, [
-    "deriveBits",
-  ]);
-  const jwk = await crypto.subtle.exportKey("jwk", tmp);
-  const privateKey = await crypto.subtle.importKey("jwk", jwk, params, false, [
-    "deriveBits",
-  ]);
-  const b64 = (s: string | undefined) =>
-    Uint8Array.fromBase64(s!, { alphabet: "base64url" });
-  const publicRaw = x25519
-    ? b64(jwk.x)
-    : concat(new Uint8Array([0x04]), b64(jwk.x), b64(jwk.y));
-  return { privateKey, publicRaw };
-}
-
-/** PKCS#8 of an X25519 key (RFC 8410: OID 1.3.101.110). */
-function isX25519Pkcs8(pkcs8: Bytes): boolean {
-  const oid = Uint8Array.fromHex("06032b656e");
-  for (let i = 0; i + oid.length <= Math.min(pkcs8.length, 16); i++) {
-    if (oid.every((b, j) => pkcs8[i + j] === b)) return true;
-  }
-  return false;
-}
-
-/** Lower-case hex SHA-256 of an SPKI: the fingerprint passed to the trust callback. */
-export async function spkiFingerprintHex(spki: Bytes): Promise<string> {
-  return (await sha256(spki)).toHex();
-}
-
-/** The transcript prologue: label, suite name, both relay IDs (initiator first). */
-export function transcriptPrologue(
-  suiteName: string,
-  initiatorId: Bytes,
-  responderId: Bytes,
-): Bytes {
-  return concat(
-    utf8(PROLOGUE_LABEL),
-    utf8(suiteName),
-    new Uint8Array([0]),
-    initiatorId,
-    responderId,
-  );
-}
 
 /** The identities and suites of one side, resolved from its options. */
 interface Config {
@@ -845,132 +756,5 @@ function checkHeader(msg: Bytes, type: number): void {
         type.toString(16)
       } was expected`,
     );
-  }
-}
-
-// ── Proofs: spki ‖ signature ‖ key-confirmation MAC ─────────────────────────
-
-type TranscriptHash = (...tail: Bytes[]) => Promise<Bytes>;
-
-/** A SHA-256 provider (`SessionPrimitives.sha256`): synchronous in Deno drivers. */
-type HashFn = (data: Uint8Array) => Bytes | Promise<Bytes>;
-
-/**
- * T(x) = SHA-256(prologue ‖ x), with the session's hash provider when one is
- * given (the same function; a synchronous one saves a WebCrypto round trip
- * per transcript hash), else WebCrypto.
- */
-function transcriptHash(
-  hash: HashFn | undefined,
-  prologue: Bytes,
-): TranscriptHash {
-  if (!hash) return (...parts) => sha256(prologue, ...parts);
-  return (...parts) => Promise.resolve(hash(concat(prologue, ...parts)));
-}
-
-/** sig = Sign(context ‖ T(… ‖ spki)); mac = HMAC(fin, T(… ‖ spki ‖ sig)); padded after `header` bytes. */
-async function makeProof(
-  identity: Identity,
-  header: number,
-  context: string,
-  finished: CryptoKey,
-  th: TranscriptHash,
-): Promise<Bytes> {
-  const spki = identity.spki;
-  const signature = await sign(
-    identity.privateKey,
-    concat(utf8(context), await th(spki)),
-  );
-  const tag = await mac(finished, await th(spki, signature));
-  return encodeProof(header, spki, signature, tag);
-}
-
-/** Verifies the SPKI's algorithm, the signature, then the MAC, then asks `trust`; returns the peer identity. */
-async function checkProof(
-  proof: Proof,
-  suite: SuiteInfo,
-  context: string,
-  finished: CryptoKey,
-  th: TranscriptHash,
-  trust: TrustCallback,
-): Promise<{ publicKey: CryptoKey; spki: Bytes }> {
-  const publicKey = await importIdentityPublic(
-    proof.spki,
-    suite.identityAlgorithm,
-  );
-  const signed = concat(utf8(context), await th(proof.spki));
-  if (!await verify(publicKey, proof.signature, signed)) {
-    throw new ProtocolError(
-      "bad-signature",
-      "peer's handshake signature does not verify",
-    );
-  }
-  if (
-    !await macVerify(finished, proof.mac, await th(proof.spki, proof.signature))
-  ) {
-    throw new ProtocolError(
-      "mac-mismatch",
-      "peer's key-confirmation MAC does not verify",
-    );
-  }
-  const decision = trust(
-    proof.spki.slice(),
-    await spkiFingerprintHex(proof.spki),
-  );
-  if (decision !== "ok") {
-    const code = decision?.code === "identity-changed"
-      ? "identity-changed"
-      : "identity-rejected";
-    throw new ProtocolError(
-      code,
-      decision?.message ?? "peer identity refused",
-    );
-  }
-  return { publicKey, spki: proof.spki };
-}
-
-// ── Key schedule ────────────────────────────────────────────────────────────
-
-/** hs = HKDF key of the ECDH secret; per-role AEAD and finished keys salted with th_hello. */
-async function handshakeSecrets(
-  shared: Bytes,
-  thHello: Bytes,
-): Promise<HandshakeSecrets> {
-  const hs = await importSecret(shared);
-  shared.fill(0);
-  const L = HANDSHAKE_LABELS;
-  // deriveLabel(hs, th_hello, label, ∅, 32) straight into non-extractable keys.
-  const [responderKey, initiatorKey, responderFinished, initiatorFinished] =
-    await Promise.all([
-      deriveLabelKey(hs, thHello, L.responderKey, "aead"),
-      deriveLabelKey(hs, thHello, L.initiatorKey, "aead"),
-      deriveLabelKey(hs, thHello, L.responderFinished, "mac"),
-      deriveLabelKey(hs, thHello, L.initiatorFinished, "mac"),
-    ]);
-  return {
-    hs,
-    responderKey,
-    initiatorKey,
-    responderFinished,
-    initiatorFinished,
-  };
-}
-
-/** master = HKDF key of deriveLabel(hs, th_final, "master", ∅, 32). */
-async function deriveMaster(
-  hs: CryptoKey,
-  sessionHash: Bytes,
-): Promise<CryptoKey> {
-  const raw = await deriveLabel(
-    hs,
-    sessionHash,
-    HANDSHAKE_LABELS.master,
-    EMPTY,
-    32,
-  );
-  try {
-    return await importSecret(raw);
-  } finally {
-    raw.fill(0);
   }
 }
