@@ -113,8 +113,12 @@ export const INNER_HEADER_LENGTH = 14;
 /** Bytes of a bucket that are not plaintext: relay header 22 + record header 14 + GCM tag 16. */
 export const BUCKET_OVERHEAD = RELAY_DATA_HEADER_LENGTH + RECORD_HEADER_LENGTH +
   16;
-/** Coalescing: DATA messages sealed together share one RECORD while their inner plaintext (signatures counted) fits a 4096-byte frame; one AEAD call and one relay frame per 14 messages of 256 B (12 with per-message signing) instead of per message. */
-export const COALESCE_PLAINTEXT_MAX = 4096 - BUCKET_OVERHEAD;
+/** Frames up to this size (bytes) are padded to a power of two (256, 512, 1024): short messages stay indistinguishable. */
+export const FINE_BUCKETS_FROM = 1024;
+/** Above FINE_BUCKETS_FROM, buckets are this many equal steps per power of two: a frame is at most 1/16 larger than its content (≤ 1.125 wire bytes per body byte from 1 KiB up), and the relay learns its length to within 1/16 of its power of two. */
+export const BUCKET_STEPS_PER_OCTAVE = 16;
+/** Coalescing: DATA messages sealed together share one RECORD while their inner plaintext (signatures counted) fits the largest frame (65536 − 52): up to 64 messages of 256 B, 15 of 4 KiB, one of 60 KiB. With 16 steps per octave the padding of a shared record costs at most 1/16. */
+export const COALESCE_PLAINTEXT_MAX = MAX_BUCKET - BUCKET_OVERHEAD;
 /** Most messages in one RECORD (bounds the receiver's work per authenticated packet). */
 export const MAX_MESSAGES_PER_RECORD = 64;
 /** Largest application body: room is always left for the 64-byte chain signature. */

@@ -1408,8 +1408,9 @@ export class Session {
  * Splits DATA bodies into records: consecutive bodies share one while their
  * inner plaintext fits COALESCE_PLAINTEXT_MAX — counting the most chain
  * signatures k messages can carry, ⌈k / signEvery⌉, so the frame never
- * exceeds 4096 bytes — and at most MAX_MESSAGES_PER_RECORD. A body too large
- * to share goes alone.
+ * exceeds 65536 bytes — and at most MAX_MESSAGES_PER_RECORD. The record size
+ * follows the message size: 64 messages of 256 B (a 17 KiB frame), 15 of
+ * 4 KiB, one of 60 KiB. A body too large to share goes alone.
  */
 export function coalesce(bodies: Bytes[], signEvery: number): Bytes[][] {
   const groups: Bytes[][] = [];

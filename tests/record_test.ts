@@ -130,13 +130,14 @@ Deno.test("seal/open: AAD binds header and both IDs; keys differ per direction a
 
 /** Frame overhead (relay header 22 + record header 14 + tag 16) and the coalescing budget, from the spec. */
 const OVERHEAD = 52;
-const BUDGET = 4096 - OVERHEAD;
+const BUDGET = 65536 - OVERHEAD;
 
-/** Smallest power-of-two frame ≥ 256 holding `n` plaintext bytes (spec formula). */
+/** Smallest frame holding `n` plaintext bytes (spec: 256, 512, 1024, then n + 52 rounded up to 1/32 of the power of two above it). */
 function specBucket(n: number): number {
-  let b = 256;
-  while (b < n + OVERHEAD) b *= 2;
-  return b;
+  const need = n + OVERHEAD;
+  let pow = 256;
+  while (pow < need) pow *= 2;
+  return pow <= 1024 ? pow : Math.ceil(need / (pow / 32)) * (pow / 32);
 }
 
 /** `k` DATA messages from seq `first`, bodies of varied lengths, every `signEvery`th signed (0 = none). */
@@ -165,11 +166,10 @@ Deno.test("coalesced inner plaintext: round trip of 1, 2, 14 and 64 DATA message
       const msgs = dataRun(k, signEvery, 7n);
       const pt = encodeInnerMany(msgs);
       assert.equal(innerLengthMany(msgs), specLength(msgs));
-      // Bucket: power of two, big enough, and the smallest such.
+      // Bucket: big enough, and the smallest such.
       const bucket = pt.length + OVERHEAD;
       assert.equal(bucket, specBucket(specLength(msgs)), `k=${k}`);
-      assert.equal(bucket & (bucket - 1), 0);
-      assert.ok(bucket === 256 || bucket / 2 < specLength(msgs) + OVERHEAD);
+      assert.ok(bucket >= specLength(msgs) + OVERHEAD);
       // Layout: messages back to back, then zeros.
       let at = 0;
       for (const m of msgs) {
@@ -339,54 +339,52 @@ function worstFrame(bodies: Bytes[], signEvery: number): number {
   return encodeInnerMany(msgs).length + OVERHEAD;
 }
 
-Deno.test("coalesce: 256-byte bodies go 14 to a record with signEvery 64, fewer with per-message signing; frames ≤ 4096", () => {
-  const bodies = Array.from({ length: 100 }, () => new Uint8Array(256));
-  // Spec: 14 × (14 + 256) + 64 × ⌈14/64⌉ = 3844 ≤ 4044; 15 × 270 = 4050 > 4044.
-  assert.equal(14 * 270 + 64, 3844);
-  assert.equal(specGroupSize(256, 64), 14);
-  const groups = coalesce(bodies, 64);
-  assert.deepEqual(groups.map((g) => g.length), [
-    14,
-    14,
-    14,
-    14,
-    14,
-    14,
-    14,
-    2,
-  ]);
-  assert.equal(groups.flat().length, 100);
-  groups.flat().forEach((b, i) => assert.equal(b, bodies[i], "order kept"));
-  for (const g of groups) assert.ok(worstFrame(g, 64) <= 4096);
-  assert.equal(worstFrame(groups[0], 64), 4096);
-  // signEvery 1: every message may be signed, 12 × 334 = 4008 ≤ 4044 < 13 × 334.
-  assert.equal(specGroupSize(256, 1), 12);
-  const each = coalesce(bodies, 1);
-  assert.equal(each[0].length, 12);
-  assert.ok(each.every((g) => g.length <= 12));
-  assert.equal(each.length, Math.ceil(100 / 12));
-  for (const g of each) assert.ok(worstFrame(g, 1) <= 4096);
-  // signEvery 2: 13 messages need 7 signatures: 13 × 270 + 448 = 3958 ≤ 4044; 14 → 3780 + 448 = 4228.
-  assert.equal(specGroupSize(256, 2), 13);
-  assert.equal(coalesce(bodies, 2)[0].length, 13);
+Deno.test("coalesce: the record size follows the message size — 64 of 256 B, 15 of 4 KiB, 1 of 60 KiB — frames ≤ 65536", () => {
+  const of = (len: number, n: number) =>
+    Array.from({ length: n }, () => new Uint8Array(len));
+  // 256 B: the message count caps it, 64 × 270 + 64 = 17344 ≤ 65484.
+  assert.equal(specGroupSize(256, 64), 64);
+  assert.deepEqual(coalesce(of(256, 100), 64).map((g) => g.length), [64, 36]);
+  assert.equal(worstFrame(of(256, 64), 64), 17408);
+  assert.equal(worstFrame(of(256, 64), 1), 21504);
+  // 4 KiB: 15 × 4110 + 64 = 61714 ≤ 65484 < 16 × 4110.
+  assert.equal(specGroupSize(4096, 64), 15);
+  assert.equal(specGroupSize(4096, 1), 15);
+  const four = coalesce(of(4096, 40), 64);
+  assert.deepEqual(four.map((g) => g.length), [15, 15, 10]);
+  assert.equal(worstFrame(four[0], 64), 63488);
+  // 60 KiB: alone.
+  assert.deepEqual(coalesce(of(61440, 3), 64).map((g) => g.length), [1, 1, 1]);
+  // Per-message signing costs room: 4030-byte bodies go 16 (64 s.), 15 (1 s.).
+  assert.equal(specGroupSize(4030, 64), 16);
+  assert.equal(specGroupSize(4030, 1), 15);
+  assert.equal(coalesce(of(4030, 40), 64)[0].length, 16);
+  assert.equal(coalesce(of(4030, 40), 1)[0].length, 15);
+  for (const len of [0, 1, 256, 1000, 4030, 4096, 20000]) {
+    for (const signEvery of [1, 2, 64]) {
+      const groups = coalesce(of(len, 100), signEvery);
+      assert.equal(groups.flat().length, 100);
+      for (const g of groups) assert.ok(worstFrame(g, signEvery) <= 65536);
+    }
+  }
 });
 
-Deno.test("coalesce: the budget is exactly 4096 − 52 = 4044 plaintext bytes, signatures counted", () => {
+Deno.test("coalesce: the budget is exactly 65536 − 52 = 65484 plaintext bytes, signatures counted", () => {
   const two = (len: number, signEvery: number) =>
     coalesce([new Uint8Array(len), new Uint8Array(len)], signEvery).length;
-  // signEvery 64: 2 × (14 + len) + 64 ≤ 4044 ⇔ len ≤ 1976.
-  assert.equal(two(1976, 64), 1);
-  assert.equal(two(1977, 64), 2);
+  // signEvery 64: 2 × (14 + len) + 64 ≤ 65484 ⇔ len ≤ 32696.
+  assert.equal(two(32696, 64), 1);
+  assert.equal(two(32697, 64), 2);
   assert.equal(
-    worstFrame([new Uint8Array(1976), new Uint8Array(1976)], 64),
-    4096,
+    worstFrame([new Uint8Array(32696), new Uint8Array(32696)], 64),
+    65536,
   );
-  // signEvery 1: 2 × (14 + len + 64) ≤ 4044 ⇔ len ≤ 1944.
-  assert.equal(two(1944, 1), 1);
-  assert.equal(two(1945, 1), 2);
+  // signEvery 1: 2 × (14 + len + 64) ≤ 65484 ⇔ len ≤ 32664.
+  assert.equal(two(32664, 1), 1);
+  assert.equal(two(32665, 1), 2);
   assert.equal(
-    worstFrame([new Uint8Array(1944), new Uint8Array(1944)], 1),
-    4096,
+    worstFrame([new Uint8Array(32664), new Uint8Array(32664)], 1),
+    65536,
   );
 });
 
@@ -418,7 +416,7 @@ Deno.test("coalesce: empty bodies go 64 to a record; a MAX_BODY body goes alone;
   for (const signEvery of [1, 2, 5, 64, 256]) {
     const bodies = Array.from(
       { length: 500 },
-      () => new Uint8Array(rand(3) === 0 ? rand(5000) : rand(400)),
+      () => new Uint8Array(rand(3) === 0 ? rand(30000) : rand(4000)),
     );
     const groups = coalesce(bodies, signEvery);
     assert.equal(groups.flat().length, bodies.length);
@@ -429,7 +427,7 @@ Deno.test("coalesce: empty bodies go 64 to a record; a MAX_BODY body goes alone;
       assert.ok(grp.length <= 64);
       if (grp.length > 1) {
         assert.ok(need(grp.length, len) <= BUDGET);
-        assert.ok(worstFrame(grp, signEvery) <= 4096);
+        assert.ok(worstFrame(grp, signEvery) <= 65536);
       }
       const next = groups[i + 1]?.[0];
       if (next) {
@@ -443,7 +441,7 @@ Deno.test("coalesce: empty bodies go 64 to a record; a MAX_BODY body goes alone;
   }
 });
 
-Deno.test("coalesce in a Session: sendMany frames stay ≤ 4096 wherever the signatures fall; every message delivered in order", async () => {
+Deno.test("coalesce in a Session: sendMany frames stay ≤ 65536 wherever the signatures fall; every message delivered in order", async () => {
   for (const signEvery of [1, 2, 3, 64]) {
     const { a, b } = await pair({ coalesce: true, signEvery });
     const bodies = Array.from(
@@ -455,9 +453,9 @@ Deno.test("coalesce in a Session: sendMany frames stay ≤ 4096 wherever the sig
     const second = await a.sendMany(bodies.slice(7), 0);
     assert.equal(first.length, coalesce(bodies.slice(0, 7), signEvery).length);
     assert.equal(second.length, coalesce(bodies.slice(7), signEvery).length);
-    if (signEvery === 64) assert.equal(second.length, 8); // ⌈100 / 14⌉
+    if (signEvery === 64) assert.equal(second.length, 2); // ⌈100 / 64⌉
     for (const p of [...first, ...second]) {
-      assert.ok(p.length + 22 <= 4096, `${p.length + 22}-byte frame`);
+      assert.ok(p.length + 22 <= 65536, `${p.length + 22}-byte frame`);
     }
     const ev = await exchange(a, b, [...first, ...second], 0);
     assert.deepEqual(messages(ev.get(b)!), bodies);

@@ -2,11 +2,13 @@ import assert from "node:assert/strict";
 import type { Bytes } from "../lib/bytes.ts";
 import {
   ACK_DELAY_MS,
+  BUCKET_OVERHEAD,
   FLOW_WINDOW,
   MAX_BODY,
   MAX_UNSIGNED,
   RELAY_DATA_HEADER_LENGTH,
 } from "../lib/constants.ts";
+import { bucketFor } from "../lib/padding.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import {
   decodeRecordHeader,
@@ -49,11 +51,7 @@ Deno.test("round trip of random messages both ways, in order, bucket-sized packe
       const packets = await from.sendMany(bodies, 0);
       for (const p of packets) {
         const frame = p.length + RELAY_DATA_HEADER_LENGTH;
-        assert.equal(
-          frame & (frame - 1),
-          0,
-          `frame ${frame} is a power of two`,
-        );
+        assert.equal(frame, bucketFor(frame - BUCKET_OVERHEAD), "a bucket");
         assert.ok(frame >= 256 && frame <= 65536);
       }
       const ev = await exchange(from, to, packets, 0);
@@ -658,21 +656,21 @@ Deno.test("close: the answering side is closed only when everything it sent is a
   assert.equal(lost.length, 1);
 });
 
-Deno.test("coalescing: one sendMany of 100 bodies of 256 B → 8 records of ≤ 4096 B, each message delivered once, in order, signed at 64", async () => {
+Deno.test("coalescing: one sendMany of 100 bodies of 256 B → 2 records (64 + 36) in fine buckets, each message delivered once, in order, signed at 64", async () => {
   const { a, b } = await pair({ coalesce: true });
   const rand = prng(7);
   const bodies = Array.from({ length: 100 }, () => rand(256));
   const packets = await a.sendMany(bodies, 0);
-  // 14 per record (14 × 270 + 64 ≤ 4044 < 15 × 270 + 64): ⌈100 / 14⌉ = 8.
-  assert.equal(packets.length, 8);
-  for (const p of packets) {
-    const frame = p.length + RELAY_DATA_HEADER_LENGTH;
-    assert.equal(frame & (frame - 1), 0, `frame ${frame} is a power of two`);
-    assert.ok(frame <= 4096, `frame ${frame} ≤ 4096`);
-  }
+  // 64 per record (the message cap; 64 × 270 + 64 ≤ 65484): 64 + 36.
+  assert.equal(packets.length, 2);
+  // 64 × 270 + 64 + 52 = 17396 → 17408; 36 × 270 + 52 = 9772 → 10240.
+  assert.deepEqual(
+    packets.map((p) => p.length + RELAY_DATA_HEADER_LENGTH),
+    [17408, 10240],
+  );
   assert.deepEqual(
     packets.map((p) => decodeRecordHeader(p).counter),
-    [0n, 1n, 2n, 3n, 4n, 5n, 6n, 7n],
+    [0n, 1n],
   );
   const ev = await exchange(a, b, packets, 0);
   const evB = ev.get(b)!;
@@ -697,13 +695,13 @@ Deno.test("coalescing: a lost record holds back its messages only; retransmissio
   const bodies = Array.from({ length: 42 }, (_, i) => enc.encode(`m${i}`));
   const packets = await a.sendMany(bodies, 0);
   assert.ok(packets.length >= 1);
-  // Short bodies: 42 fit one 4096 frame? 42 × (14 + 3) ≤ 4044: a single record.
+  // Short bodies: 42 × (14 + 3) ≤ 65484: a single record.
   assert.equal(packets.length, 1);
   const many = await a.sendMany(
-    Array.from({ length: 40 }, () => new Uint8Array(256)),
+    Array.from({ length: 40 }, () => new Uint8Array(4096)),
     0,
   );
-  assert.equal(many.length, 3);
+  assert.equal(many.length, 3); // 15 + 15 + 10
   assert.deepEqual(a.unacked(), [...packets, ...many], "each packet once");
   // The first of the three is lost.
   const r = await b.receiveMany([packets[0], many[1], many[2]], 0);

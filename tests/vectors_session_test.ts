@@ -54,9 +54,13 @@ import {
   INITIATOR_ID,
   type KeysVector,
   labelInfo,
+  LARGE_BODY_LENGTHS,
+  largeBody,
+  type LargeVector,
   MASTER,
   type RecordVector,
   REF_BODY_LENGTH,
+  REF_BUCKETS,
   refAad,
   refAckBody,
   refBucket,
@@ -86,6 +90,7 @@ const K = await load<KeysVector>("good_record_keys.json");
 const D = await load<DataVector>("good_record_data.json");
 const A = await load<AckVector>("good_record_ack.json");
 const C = await load<CoalescedVector>("good_record_data_coalesced.json");
+const L = await load<LargeVector>("good_record_data_large.json");
 const failNames = [...Deno.readDirSync(dir)]
   .map((e) => e.name)
   .filter((n) => n.startsWith("fail_record_") && n.endsWith(".json"))
@@ -220,7 +225,7 @@ async function checkRecordReference(
   );
   assert.equal(packet.toHex(), r.packet);
   assert.equal(packet.length + 22, r.bucket);
-  assert.equal(r.bucket & (r.bucket - 1), 0, "bucket is a power of two");
+  assert.ok(REF_BUCKETS.includes(r.bucket), `${r.bucket} is a bucket`);
   const opened = await refOpen(
     h(keys.key),
     h(r.nonce),
@@ -966,4 +971,39 @@ Deno.test("vector good_record_body_lengths / fail_record_body_*: each type's bod
       }
     });
   }
+});
+// ── Fine buckets above 1024 bytes (PROTOCOL.md §2.2.3) ────────────────────
+
+Deno.test("bucket list: 256, 512, 1024, then 16 equal steps per power of two up to 65536", () => {
+  assert.equal(REF_BUCKETS.length, 3 + 6 * 16);
+  assert.deepEqual(REF_BUCKETS.slice(0, 6), [256, 512, 1024, 1088, 1152, 1216]);
+  assert.equal(REF_BUCKETS.at(-1), 65536);
+  assert.ok(REF_BUCKETS.includes(2048) && REF_BUCKETS.includes(2176));
+  // Each bucket above 1024 is at most 1/16 above the one before it.
+  for (let i = 3; i < REF_BUCKETS.length; i++) {
+    assert.ok(REF_BUCKETS[i] / REF_BUCKETS[i - 1] <= 1 + 1 / 16);
+  }
+});
+
+Deno.test("vector good_record_data_large: reference and lib reproduce both records; a Session delivers them", async () => {
+  assert.equal(L.base, "good_record_data.json");
+  assert.deepEqual(L.records.map((r) => r.bucket), [1216, 5120]);
+  const keys = await libKeys(await importSecret(h(K.master)), "i2r", 0);
+  for (const [i, r] of L.records.entries()) {
+    assert.equal(r.bodyText, largeBody(LARGE_BODY_LENGTHS[i]));
+    assert.equal(h(r.body).length, LARGE_BODY_LENGTHS[i]);
+    assert.equal(r.bucket, refBucket(14 + LARGE_BODY_LENGTHS[i]));
+    await checkRecordReference(r, K.epoch0.i2r, initiatorId, responderId);
+    await checkRecordLibrary(r, keys, initiatorId, responderId);
+  }
+  const receiver = await session("responder");
+  const got: string[] = [];
+  for (const r of L.records) {
+    const { events } = await receiver.receive(h(r.packet), 0);
+    for (const e of events) {
+      if (e.type === "message") got.push(decoder.decode(e.body));
+    }
+  }
+  assert.deepEqual(got, L.records.map((r) => r.bodyText));
+  assert.equal(receiver.failed, undefined);
 });

@@ -237,6 +237,14 @@ export interface CoalescedVector {
   };
 }
 
+/** good_record_data_large.json: records in the fine buckets above 1024 bytes. */
+export interface LargeVector {
+  description: string;
+  base: "good_record_data.json";
+  /** DATA seq 1 (counter 0) and seq 2 (counter 1), unsigned, i2r, epoch 0. */
+  records: RecordVector[];
+}
+
 // ── Reference computation (PROTOCOL.md §2.2) ────────────────────────────────
 
 type B = Uint8Array<ArrayBuffer>;
@@ -349,10 +357,26 @@ export function refAad(header: B, senderId: B, recipientId: B): B {
   return cat(header, senderId, recipientId);
 }
 
-/** max(256, 2^⌈log2(n + 52)⌉) for n inner bytes. */
+/**
+ * Every bucket (whole relay frame) of PROTOCOL.md §2.2.3, listed: 256, 512,
+ * 1024, then for each power of two 2^k, k = 11..16, the 16 sizes
+ * 2^(k−1) + j · 2^(k−5), j = 1..16 (1088, 1152, …, 2048, 2176, …, 65536).
+ */
+export const REF_BUCKETS: readonly number[] = [256, 512, 1024].concat(
+  ...Array.from(
+    { length: 6 },
+    (_, i) =>
+      Array.from(
+        { length: 16 },
+        (_, j) => 2 ** (i + 10) + (j + 1) * 2 ** (i + 6),
+      ),
+  ),
+);
+
+/** The smallest bucket of {@link REF_BUCKETS} holding n inner bytes + 52. */
 export function refBucket(n: number): number {
-  let b = 256;
-  while (b < n + FRAME_OVERHEAD) b *= 2;
+  const b = REF_BUCKETS.find((x) => x >= n + FRAME_OVERHEAD);
+  if (b === undefined) throw new RangeError(`${n} inner bytes fit no bucket`);
   return b;
 }
 
@@ -425,7 +449,7 @@ export const REF_BODY_LENGTH: Record<number, number> = {
 
 /**
  * Strict decoding of a padded inner plaintext as PROTOCOL.md §2.2.3 states
- * it: length = bucket − 52 of a power-of-two bucket 256 … 65536; messages
+ * it: length = bucket − 52 of a bucket of {@link REF_BUCKETS}; messages
  * back to back until a zero byte where a message would start; each with a
  * known type, only flags bit 0, seq ≠ 0 exactly for reliable types, no
  * signature on DUMMY/ACK, the body length of its type, header and body
@@ -439,9 +463,7 @@ export function refDecodeInner(pt: B): RefMessage[] {
     throw new Error(`malformed: ${why}`);
   };
   const bucket = pt.length + FRAME_OVERHEAD;
-  if (bucket < 256 || bucket > 65536 || (bucket & (bucket - 1)) !== 0) {
-    bad("length is not bucket − 52");
-  }
+  if (!REF_BUCKETS.includes(bucket)) bad("length is not bucket − 52");
   const num = (at: number, n: number) =>
     pt.subarray(at, at + n).reduce((v, x) => (v << 8n) | BigInt(x), 0n);
   const msgs: RefMessage[] = [];
@@ -638,6 +660,16 @@ export const COALESCED_BODIES = [
   "invoice 4711-A: 1250.00 EUR, due in 30 days",
   "tracking number HH-4711-0042",
 ] as const;
+
+/** Lengths of the two DATA bodies of good_record_data_large.json: frames of 1216 and 5120 bytes. */
+export const LARGE_BODY_LENGTHS = [1100, 5000] as const;
+/** Deterministic text body of `n` bytes for good_record_data_large.json. */
+export function largeBody(n: number): string {
+  return "statement line 0042: 1250.00 EUR; ".repeat(Math.ceil(n / 30)).slice(
+    0,
+    n,
+  );
+}
 
 // ── Generation ──────────────────────────────────────────────────────────────
 
@@ -905,6 +937,45 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     },
   };
 
+  // ── Large: two DATA records (counters 0, 1; seqs 1, 2) in fine buckets.
+  const largeRecords: RecordVector[] = [];
+  for (const [i, n] of LARGE_BODY_LENGTHS.entries()) {
+    const text = largeBody(n);
+    largeRecords.push(
+      await refRecord(
+        k0i,
+        {
+          name: `data_seq${i + 1}_${n}`,
+          direction: "i2r",
+          epoch: 0,
+          counter: BigInt(i),
+          innerType: 1,
+          seq: BigInt(i + 1),
+          body: enc.encode(text),
+          bodyText: text,
+        },
+        INITIATOR_ID,
+        RESPONDER_ID,
+      ),
+    );
+  }
+  const large: LargeVector = {
+    description:
+      `Fine padding buckets (PROTOCOL.md §2.2.3): an alternative start of the conversation of good_record_data.json (same keys, relay IDs), two unsigned i2r DATA records of ${
+        LARGE_BODY_LENGTHS.join(" and ")
+      } bytes (counters 0 and 1, seqs 1 and 2). Above 1024 bytes the frame is the content rounded up to 1/16 of its power of two: ${
+        LARGE_BODY_LENGTHS[0]
+      } + 14 + 52 = ${LARGE_BODY_LENGTHS[0] + 66} → ${
+        largeRecords[0].bucket
+      } (steps of 64 in 1024..2048), ${LARGE_BODY_LENGTHS[1]} + 66 = ${
+        LARGE_BODY_LENGTHS[1] + 66
+      } → ${
+        largeRecords[1].bucket
+      } (steps of 256 in 4096..8192). A fresh responder Session delivers both. Deterministic.`,
+    base: "good_record_data.json",
+    records: largeRecords,
+  };
+
   // ── ACK: the responder acknowledges both records (counters 0 and 1, seqs 1..2).
   const ackBody = refAckBody(1n, [0n, 1n], 2n);
   const ackRec = await refRecord(
@@ -985,6 +1056,30 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     fails.non_minimal_bucket = {
       description:
         "data_seq1 padded to the 512-byte bucket (460-byte plaintext) although it fits the 256-byte one: authenticates, then fails strict decoding; ends the session.",
+      packet: (await sealInner(inner)).toHex(),
+      innerPlaintext: inner.toHex(),
+      expected: { record: "malformed", session: "failed", error: "malformed" },
+    };
+  }
+  {
+    const body = enc.encode(largeBody(LARGE_BODY_LENGTHS[0]));
+    const inner = refInner(1, 0, 1n, body, undefined, 1280 - FRAME_OVERHEAD);
+    fails.non_minimal_fine_bucket = {
+      description: `good_record_data_large.json's data_seq1 (${
+        LARGE_BODY_LENGTHS[0]
+      }-byte body) padded to the 1280-byte bucket although it fits 1216 (the next fine bucket down): authenticates, then fails strict decoding; ends the session.`,
+      packet: (await sealInner(inner)).toHex(),
+      innerPlaintext: inner.toHex(),
+      expected: { record: "malformed", session: "failed", error: "malformed" },
+    };
+  }
+  {
+    const body = enc.encode(largeBody(LARGE_BODY_LENGTHS[0]));
+    const inner = refInner(1, 0, 1n, body, undefined, 1200 - FRAME_OVERHEAD);
+    fails.off_grid_bucket = {
+      description: `good_record_data_large.json's data_seq1 (${
+        LARGE_BODY_LENGTHS[0]
+      }-byte body) padded to a 1200-byte frame (1148-byte plaintext): big enough, but 1200 is no bucket (1152 and 1216 are); authenticates, then fails strict decoding; ends the session.`,
       packet: (await sealInner(inner)).toHex(),
       innerPlaintext: inner.toHex(),
       expected: { record: "malformed", session: "failed", error: "malformed" },
@@ -1258,6 +1353,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
   await write(dir, "good_record_data.json", data);
   await write(dir, "good_record_ack.json", ack);
   await write(dir, "good_record_data_coalesced.json", coalesced);
+  await write(dir, "good_record_data_large.json", large);
   for (const [name, v] of Object.entries(fails)) {
     const full: FailVector = {
       description: v.description,
@@ -1270,7 +1366,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     await write(dir, `fail_record_${name}.json`, full);
   }
   console.log(
-    `wrote good_record_{keys,data,ack,data_coalesced,body_lengths}.json and ${
+    `wrote good_record_{keys,data,ack,data_coalesced,body_lengths,data_large}.json and ${
       Object.keys(fails).length
     } fail_record_*.json`,
   );
