@@ -10,10 +10,16 @@
  * both clients' stdout and timestamps, with its one clock, the write of each
  * line and the `message` event of the same line on the other side (the line
  * carries its index): latency = send → delivery, and messages/s. Bodies are
- * 256 bytes; chain signing every 64 (the default); `--crypto keys` (the
- * default); `--cover-rate 0` for the throughput rows and the default cover
- * rate for one row. Every run is bounded in messages and wall-clock time and
- * ends with a clean close (stdin EOF).
+ * 256 bytes, then one row per size of {@link SIZE_ROWS} (1 KiB, 4 KiB,
+ * 60 KiB: MB/s, and wire bytes per body byte from the relay's
+ * `relay_bytes_forwarded_total` — every frame both ways, ACKs included —
+ * over the row's body bytes); chain signing every 64 (the default);
+ * `--crypto keys` (the default); `--cover-rate 0` for the throughput rows and
+ * the default cover rate for one row. The raw forwarder
+ * (bench/baseline_forwarder.ts) is measured in the same run at 64 KiB
+ * frames, one pair, 32 in flight, as the yardstick of the 60 KiB row. Every
+ * run is bounded in messages, bytes and wall-clock time and ends with a clean
+ * close (stdin EOF).
  * @module
  */
 
@@ -21,16 +27,35 @@ import { parseArgs } from "node:util";
 import { DEFAULT_COVER_RATE, DEFAULT_OUTBOX } from "../clients/args.ts";
 import { ensureCerts } from "../tools/certs.ts";
 import { certificateFingerprint } from "../lib/x509.ts";
+import { closeAll, connectMany, runPairs } from "./load.ts";
 import { cpuUsOf, type ServerProcess, startServer } from "./server_process.ts";
 
 /** Lines written but not yet delivered: the driver's default outbox bound, so it never refuses one. */
 export const WINDOW = DEFAULT_OUTBOX;
 /** Most lines per stdin write. */
 const CHUNK = 256;
-/** Application body bytes per message. */
+/** Most bytes per stdin write. */
+const CHUNK_BYTES = 1 << 20;
+/** Application body bytes per message of the 256-B rows. */
 export const BODY_SIZE = 256;
-/** Target throughput (messages/s, 256 B, chain signing). */
-export const TARGET_MSGS_PER_SEC = 25_000;
+/** Body sizes of the size rows (one direction, no cover traffic). */
+export const SIZE_ROWS = [1024, 4096, 61440] as const;
+/** The large-message body size (60 KiB). */
+export const LARGE_BODY_SIZE = 61440;
+/** Target throughput (messages/s one direction, 256 B, chain signing). */
+export const TARGET_MSGS_PER_SEC = 40_000;
+/** Target end-to-end throughput at 60 KiB bodies (MB/s = 10^6 body bytes/s). */
+export const TARGET_LARGE_MB_PER_SEC = 150;
+/** Target: the 60 KiB row reaches this fraction of the raw forwarder's MB/s (64 KiB frames) in the same run. */
+export const TARGET_OF_FORWARDER = 0.4;
+/** Target: relay bytes per body byte at every size ≥ 1 KiB. */
+export const TARGET_WIRE_RATIO = 1.15;
+/** Body bytes undelivered at most in the size rows (well below the relay's 4 MiB high-water mark). */
+const WINDOW_BYTES = 2 * 1024 * 1024;
+/** Body bytes per size row, per message of the plan's 256-B rows: 20,000 messages → 320 MiB. */
+const ROW_BYTES_PER_MESSAGE = 16 * 1024;
+/** The forwarder yardstick: frame size, frames in flight, warm-up and window (ms). */
+const FORWARDER = { size: 65536, inFlight: 32, warmupMs: 300, measureMs: 1500 };
 /** Fraction of each stream's first messages left out of the figures (JIT warm-up, handshake tail). */
 const WARMUP_FRACTION = 0.05;
 /** Time allowed for the clients to connect and finish the handshake. */
@@ -76,6 +101,8 @@ export interface E2eRow {
   coverRate: number;
   /** Client `--crypto` mode. */
   crypto: "keys" | "fast";
+  /** Application body bytes per message. */
+  bodySize: number;
   /** Lines written per direction. */
   messages: number;
   /** Lines delivered (all directions). */
@@ -84,6 +111,8 @@ export interface E2eRow {
   window: number;
   /** Delivered messages per second, all directions together (after warm-up). */
   msgsPerSec: number;
+  /** Delivered body megabytes (10^6 bytes) per second. */
+  mbPerSec: number;
   /** Send → delivery latency (ms). */
   p50Ms: number;
   /** 99th percentile. */
@@ -94,6 +123,8 @@ export interface E2eRow {
   complete: boolean;
   /** CPU time (µs, from /proc, 10 ms resolution) per delivered message over the whole stream, warm-up included. */
   cpuUsPerMsg?: { bank: number; customer: number; relay: number };
+  /** Bytes the relay forwarded (every frame, both ways) per delivered body byte, over the whole stream. */
+  wireBytesPerBodyByte?: number;
 }
 
 /** Everything the e2e section measured. */
@@ -112,6 +143,20 @@ export interface E2eFigures {
   p99Ms?: number;
   /** The target (messages/s). */
   targetMsgsPerSec?: number;
+  /** The 60 KiB row: body MB/s. */
+  largeMbPerSec?: number;
+  /** Target of the 60 KiB row (MB/s). */
+  targetLargeMbPerSec?: number;
+  /** The raw forwarder in the same run: MB/s of 64 KiB frames, one pair, 32 in flight. */
+  forwarderMbPerSec?: number;
+  /** largeMbPerSec / forwarderMbPerSec. */
+  ofForwarder?: number;
+  /** Target of ofForwarder. */
+  targetOfForwarder?: number;
+  /** Wire bytes per body byte of each size row ≥ 1 KiB. */
+  wire?: { bodySize: number; wireBytesPerBodyByte: number }[];
+  /** Target of every wire figure (at most). */
+  targetWireRatio?: number;
   /** msgsPerSec / target. */
   ofTarget?: number;
   /** Every row. */
@@ -124,12 +169,26 @@ export interface E2eFigures {
   setup?: string;
 }
 
+const NEWLINE = 0x0a;
+const ASCII = new TextEncoder();
+const DECODER = new TextDecoder();
+const MESSAGE_PREFIX = ASCII.encode('{"type":"message","text":"');
+const SENT_PREFIX = ASCII.encode('{"type":"sent"');
+const DELIVERED_PREFIX = ASCII.encode('{"type":"delivered"');
+
+function startsWith(buf: Uint8Array, at: number, prefix: Uint8Array): boolean {
+  if (buf.length - at < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) {
+    if (buf[at + i] !== prefix[i]) return false;
+  }
+  return true;
+}
+
 /** A running client subprocess whose JSON events the bench reads. */
 class Peer {
   readonly role: "bank" | "customer";
   readonly child: Deno.ChildProcess;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #encoder = new TextEncoder();
   readonly #reading: Promise<void>;
   readonly #stderr: Promise<string>;
   readonly ready = Promise.withResolvers<string>();
@@ -169,20 +228,25 @@ class Peer {
   }
 
   async #read(): Promise<void> {
-    let rest = "";
+    // Bytes, not text: a 60 KiB message line is only scanned for its end and
+    // its first bytes, never decoded (the bench must not be the bottleneck).
+    let rest = new Uint8Array(0);
     try {
-      for await (
-        const chunk of this.child.stdout.pipeThrough(new TextDecoderStream())
-      ) {
+      for await (const chunk of this.child.stdout) {
         const at = performance.now();
-        rest += chunk;
+        let buf = chunk;
+        if (rest.length > 0) {
+          buf = new Uint8Array(rest.length + chunk.length);
+          buf.set(rest);
+          buf.set(chunk, rest.length);
+        }
         let start = 0;
         let i;
-        while ((i = rest.indexOf("\n", start)) >= 0) {
-          this.#line(rest.slice(start, i), at);
+        while ((i = buf.indexOf(NEWLINE, start)) >= 0) {
+          this.#line(buf, start, i, at);
           start = i + 1;
         }
-        rest = rest.slice(start);
+        rest = buf.slice(start);
       }
     } catch { /* closed */ }
     const gone = new Error(`${this.role} exited before the session was up`);
@@ -190,19 +254,22 @@ class Peer {
     this.secure.reject(gone);
   }
 
-  #line(line: string, at: number): void {
+  #line(buf: Uint8Array, start: number, end: number, at: number): void {
     // The hot path: message and sent/delivered lines, without JSON.parse.
-    if (line.startsWith('{"type":"message","text":"')) {
-      this.onMessage(parseInt(line.slice(26, 40), 10), at);
+    if (startsWith(buf, start, MESSAGE_PREFIX)) {
+      let i = start + MESSAGE_PREFIX.length;
+      let index = 0;
+      while (i < end && buf[i] >= 0x30 && buf[i] <= 0x39) {
+        index = index * 10 + buf[i++] - 0x30;
+      }
+      this.onMessage(i > start + MESSAGE_PREFIX.length ? index : -1, at);
       return;
     }
-    if (
-      line.startsWith('{"type":"sent"') ||
-      line.startsWith('{"type":"delivered"')
-    ) return;
+    if (startsWith(buf, start, SENT_PREFIX)) return;
+    if (startsWith(buf, start, DELIVERED_PREFIX)) return;
     let ev: Record<string, unknown>;
     try {
-      ev = JSON.parse(line);
+      ev = JSON.parse(DECODER.decode(buf.subarray(start, end)));
     } catch {
       return;
     }
@@ -214,9 +281,9 @@ class Peer {
     }
   }
 
-  /** Writes text on the client's stdin (resolves when the pipe took it). */
-  async write(text: string): Promise<void> {
-    await this.#writer.write(this.#encoder.encode(text));
+  /** Writes bytes on the client's stdin (resolves when the pipe took them). */
+  async write(bytes: Uint8Array): Promise<void> {
+    await this.#writer.write(bytes);
   }
 
   /** Closes stdin (EOF: the client closes the conversation once all is acknowledged). */
@@ -246,19 +313,41 @@ class Peer {
   }
 }
 
-/** Runs `make` and adds the CPU the two clients and the relay used, per delivered message. */
+/** The relay's `relay_bytes_forwarded_total` (every DATA frame it forwarded, both ways). */
+async function relayBytes(relay: Relay): Promise<number> {
+  const res = await fetch(
+    `https://localhost:${relay.server.port}/metrics`,
+    { client: relay.http },
+  );
+  const text = await res.text();
+  const m = text.match(/^relay_bytes_forwarded_total (\d+)/m);
+  if (!m) throw new Error("relay /metrics has no relay_bytes_forwarded_total");
+  return Number(m[1]);
+}
+
+/** The e2e relay and an HTTPS client that trusts its CA (for /metrics). */
+interface Relay {
+  server: ServerProcess;
+  http: Deno.HttpClient;
+}
+
+/** Runs `make` and adds the CPU the two clients and the relay used, per delivered message, and the relay's bytes per body byte. */
 async function metered(
   pair: [Peer, Peer],
-  relay: ServerProcess,
+  relay: Relay,
   make: () => Promise<E2eRow>,
 ): Promise<E2eRow> {
-  const pids = [pair[0].child.pid, pair[1].child.pid, relay.pid];
+  const pids = [pair[0].child.pid, pair[1].child.pid, relay.server.pid];
+  const bytes0 = await relayBytes(relay);
   const before = await Promise.all(pids.map(cpuUsOf));
   const r = await make();
   const after = await Promise.all(pids.map(cpuUsOf));
+  const bytes1 = await relayBytes(relay);
   const per = (i: number) =>
     r.delivered > 0 ? (after[i] - before[i]) / r.delivered : 0;
   r.cpuUsPerMsg = { bank: per(0), customer: per(1), relay: per(2) };
+  const body = r.delivered * r.bodySize;
+  if (body > 0) r.wireBytesPerBodyByte = (bytes1 - bytes0) / body;
   return r;
 }
 
@@ -267,10 +356,16 @@ function percentile(sorted: Float64Array, q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
-/** The line of message `i`: its index, padded to {@link BODY_SIZE} bytes. */
-function line(i: number): string {
-  const head = `${i} `;
-  return head + "x".repeat(BODY_SIZE - head.length) + "\n";
+/** Lines `from` … `from + count − 1` as bytes: each its index, a space, `x` up to `size` bytes, a newline. */
+function lines(from: number, count: number, size: number): Uint8Array {
+  const out = new Uint8Array(count * (size + 1)).fill(0x78); // "x"
+  for (let k = 0; k < count; k++) {
+    const at = k * (size + 1);
+    const { written } = ASCII.encodeInto(`${from + k} `, out.subarray(at));
+    if (written! > size) throw new RangeError(`body ${size} B: index too long`);
+    out[at + size] = NEWLINE;
+  }
+  return out;
 }
 
 interface StreamResult {
@@ -293,6 +388,7 @@ async function stream(
   n: number,
   window: number,
   deadline: number,
+  size = BODY_SIZE,
 ): Promise<StreamResult> {
   const sentAt = new Float64Array(n);
   const got = new Uint8Array(n);
@@ -312,16 +408,16 @@ async function stream(
     lastAt = at;
     wake?.();
   };
-  const lines = Array.from({ length: n }, (_, i) => line(i));
+  const chunk = Math.max(1, Math.min(CHUNK, Math.floor(CHUNK_BYTES / size)));
   firstAt = performance.now();
   while (delivered < n && performance.now() < deadline) {
-    const room = Math.min(window - (next - delivered), n - next, CHUNK);
+    const room = Math.min(window - (next - delivered), n - next, chunk);
     if (room > 0) {
-      const text = lines.slice(next, next + room).join("");
+      const bytes = lines(next, room, size);
       const t = performance.now();
       sentAt.fill(t, next, next + room);
       next += room;
-      await from.write(text);
+      await from.write(bytes);
       continue;
     }
     await new Promise<void>((r) => {
@@ -353,6 +449,7 @@ function row(
   messages: number,
   window: number,
   results: StreamResult[],
+  bodySize = BODY_SIZE,
 ): E2eRow {
   const delivered = results.reduce((s, r) => s + r.delivered, 0);
   const counted = results.reduce((s, r) => s + r.delivered - r.warm, 0);
@@ -361,15 +458,18 @@ function row(
   const lat = new Float64Array(
     results.flatMap((r) => [...r.latencies.subarray(r.warm)]),
   ).sort();
+  const msgsPerSec = end > start ? counted / ((end - start) / 1000) : 0;
   return {
     name,
     direction,
     coverRate,
     crypto,
+    bodySize,
     messages,
     delivered,
     window,
-    msgsPerSec: end > start ? counted / ((end - start) / 1000) : 0,
+    msgsPerSec,
+    mbPerSec: msgsPerSec * bodySize / 1e6,
     p50Ms: percentile(lat, 0.5),
     p99Ms: percentile(lat, 0.99),
     maxMs: lat.length ? lat[lat.length - 1] : 0,
@@ -471,11 +571,17 @@ async function closePair(pair: [Peer, Peer]): Promise<number[]> {
 /** Runs the e2e section: starts a relay, two client pairs, measures, closes. */
 export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
   const log = opts.log ?? (() => {});
-  const relay = await startServer({
-    kind: "relay",
-    ...opts.certs,
-    args: ["--quiet"],
-  });
+  const caPem = await Deno.readTextFile(opts.certs.caPath);
+  const forwarderMbPerSec = await measureForwarder(opts.certs, caPem);
+  log(`e2e yardstick: raw forwarder ${forwarderMbPerSec.toFixed(0)} MB/s`);
+  const relay: Relay = {
+    server: await startServer({
+      kind: "relay",
+      ...opts.certs,
+      args: ["--quiet"],
+    }),
+    http: Deno.createHttpClient({ caCerts: [caPem] }),
+  };
   const dir = await Deno.makeTempDir({ prefix: "e2e-bench-" });
   const rows: E2eRow[] = [];
   const exitCodes: number[] = [];
@@ -483,7 +589,13 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
   const n = opts.messages;
   try {
     // Pair 1: no cover traffic — throughput one way, both ways, low load.
-    let pair = await startPair(relay.url, opts.certs, `${dir}/a`, 0, opts);
+    let pair = await startPair(
+      relay.server.url,
+      opts.certs,
+      `${dir}/a`,
+      0,
+      opts,
+    );
     let [bank, customer] = pair;
     try {
       let cap = performance.now() + opts.capMs;
@@ -527,13 +639,44 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
             ]),
         ),
       );
+      // One row per body size: MB/s and wire bytes per body byte.
+      for (const size of SIZE_ROWS) {
+        const count = Math.max(
+          100,
+          Math.min(n, Math.floor(n * ROW_BYTES_PER_MESSAGE / size)),
+        );
+        const window = Math.min(
+          WINDOW,
+          Math.max(8, Math.floor(WINDOW_BYTES / size)),
+        );
+        cap = performance.now() + opts.capMs;
+        rows.push(
+          await metered(pair, relay, async () =>
+            row(
+              `bank→customer, ${size} B`,
+              "one",
+              0,
+              "keys",
+              count,
+              window,
+              [await stream(bank, customer, count, window, cap, size)],
+              size,
+            )),
+        );
+        const r = rows.at(-1)!;
+        log(
+          `e2e ${size} B: ${Math.round(r.msgsPerSec)} msgs/s, ${
+            r.mbPerSec.toFixed(1)
+          } MB/s, ${r.wireBytesPerBodyByte?.toFixed(3)} wire B per body B`,
+        );
+      }
     } finally {
       exitCodes.push(...await closePair(pair));
       for (const p of pair) mergeErrors(clientErrors, p.errors);
     }
     // Pair 2: the default cover rate.
     pair = await startPair(
-      relay.url,
+      relay.server.url,
       opts.certs,
       `${dir}/b`,
       DEFAULT_COVER_RATE,
@@ -559,7 +702,7 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
       for (const p of pair) mergeErrors(clientErrors, p.errors);
     }
     // Pair 3: --crypto fast (AES-GCM in node:crypto too), no cover traffic.
-    pair = await startPair(relay.url, opts.certs, `${dir}/c`, 0, opts, [
+    pair = await startPair(relay.server.url, opts.certs, `${dir}/c`, 0, opts, [
       "--crypto",
       "fast",
     ]);
@@ -581,10 +724,18 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
       for (const p of pair) mergeErrors(clientErrors, p.errors);
     }
   } finally {
-    await relay.stop();
+    await relay.server.stop();
+    relay.http.close();
     await Deno.remove(dir, { recursive: true });
   }
   const one = rows[0];
+  const large = rows.find((r) => r.bodySize === LARGE_BODY_SIZE)!;
+  const wire = rows
+    .filter((r) => r.bodySize >= 1024 && r.wireBytesPerBodyByte !== undefined)
+    .map((r) => ({
+      bodySize: r.bodySize,
+      wireBytesPerBodyByte: r.wireBytesPerBodyByte!,
+    }));
   return {
     available: true,
     msgsPerSec: one.msgsPerSec,
@@ -593,14 +744,52 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
     p99Ms: one.p99Ms,
     targetMsgsPerSec: TARGET_MSGS_PER_SEC,
     ofTarget: one.msgsPerSec / TARGET_MSGS_PER_SEC,
+    largeMbPerSec: large.mbPerSec,
+    targetLargeMbPerSec: TARGET_LARGE_MB_PER_SEC,
+    forwarderMbPerSec,
+    ofForwarder: forwarderMbPerSec > 0 ? large.mbPerSec / forwarderMbPerSec : 0,
+    targetOfForwarder: TARGET_OF_FORWARDER,
+    wire,
+    targetWireRatio: TARGET_WIRE_RATIO,
     rows,
     exitCodes,
     clientErrors,
     setup:
       `clients/bank.ts and clients/customer.ts --json as subprocesses (--crypto keys, --sign-every 64), ` +
-      `relay subprocess with default limits, ${BODY_SIZE}-byte bodies, at most ${WINDOW} lines ` +
-      `undelivered, latency = stdin write → message event read (one clock)`,
+      `relay subprocess with default limits, ${BODY_SIZE}-byte bodies unless the row names a size, at most ${WINDOW} lines ` +
+      `(size rows: ${
+        WINDOW_BYTES / 2 ** 20
+      } MiB) undelivered, latency = stdin write → message event read (one clock); ` +
+      `wire = relay bytes forwarded (both ways, ACKs included) per body byte; ` +
+      `forwarder = bench/baseline_forwarder.ts, ${FORWARDER.size}-byte frames, 1 pair, ${FORWARDER.inFlight} in flight`,
   };
+}
+
+/** MB/s (10^6 bytes of whole frames) of the raw forwarder at 64 KiB frames: the yardstick of the 60 KiB row. */
+async function measureForwarder(
+  certs: E2eCerts,
+  caPem: string,
+): Promise<number> {
+  const server = await startServer({ kind: "baseline", ...certs });
+  const http = Deno.createHttpClient({ caCerts: [caPem] });
+  const clients = await connectMany(server.url, http, 2).catch(async (e) => {
+    await server.stop();
+    http.close();
+    throw e;
+  });
+  try {
+    const r = await runPairs({
+      clients,
+      size: FORWARDER.size,
+      inFlight: FORWARDER.inFlight,
+      warmupMs: FORWARDER.warmupMs,
+      measureMs: FORWARDER.measureMs,
+    });
+    return r.mbPerSec;
+  } finally {
+    await Promise.all([closeAll(clients), server.stop()]);
+    http.close();
+  }
 }
 
 function mergeErrors(

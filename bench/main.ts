@@ -22,13 +22,18 @@
  *    provider (bench/channel.ts).
  * 6. e2e: the real bank and customer clients through a relay, as
  *    subprocesses fed on stdin (bench/e2e.ts): messages/s one way and both
- *    ways, send → delivery latency, against the 25,000 msgs/s target.
+ *    ways, send → delivery latency, against the 40,000 msgs/s target; MB/s
+ *    and wire bytes per body byte at 1 KiB, 4 KiB and 60 KiB, against the
+ *    raw forwarder at 64 KiB frames measured in the same run.
  * 6b. setup: handshakes/s per suite (P-256, X25519 + Ed25519) per core
  *    and the safety number per new peer, against their targets
  *    (bench/setup_bench.ts).
  * 7. original: the original design rebuilt in Python through its own relay
  *    (bench/original.ts, bench/original/*.py) at 256 B, 4 KiB and 60 KiB,
  *    one way and both; ours ÷ it against the ≥ 2× target.
+ *
+ * Every target gets a verdict (MET / MISSED with its margin) in the text's
+ * "Targets" table and in `--json` under `verdicts` (see {@link verdicts}).
  *
  * The load generator and the servers share the machine's cores: compare the
  * ratio of relay to baseline within one run, not absolute figures across runs.
@@ -583,9 +588,188 @@ async function e2eSection(plan: Plan, certs: Certs): Promise<E2eFigures> {
   }
 }
 
+/** One target's verdict, as the text table and `--json` carry it. */
+export interface Verdict {
+  /** Stable key for scripts (e.g. "e2e.large.mbPerSec"). */
+  key: string;
+  /** What is required, in words. */
+  target: string;
+  /** The measured figure. */
+  value: number;
+  /** The limit it is judged against. */
+  limit: number;
+  /** "min": value ≥ limit is MET; "max": value ≤ limit is MET. */
+  kind: "min" | "max";
+  /** Unit of value and limit. */
+  unit: string;
+  /** value meets limit. */
+  met: boolean;
+  /** How far inside (positive) or outside (negative) the limit, in `unit`. */
+  margin: number;
+  /** margin as a fraction of the limit. */
+  marginFraction: number;
+}
+
+function verdict(
+  key: string,
+  target: string,
+  value: number,
+  limit: number,
+  kind: "min" | "max",
+  unit: string,
+): Verdict {
+  const margin = kind === "min" ? value - limit : limit - value;
+  return {
+    key,
+    target,
+    value,
+    limit,
+    kind,
+    unit,
+    met: margin >= 0,
+    margin,
+    marginFraction: limit !== 0 ? margin / limit : 0,
+  };
+}
+
+/** Every target the sections of this run can judge, each MET or MISSED with its margin. */
+export function verdicts(out: Record<string, unknown>): Verdict[] {
+  const v: Verdict[] = [];
+  const relay = out.relay as RelayCell[] | undefined;
+  if (relay?.length) {
+    const low = relay.reduce((a, c) => c.ratio < a.ratio ? c : a);
+    v.push(verdict(
+      "relay.ratio",
+      `relay ≥ ${RATIO_TARGET}× baseline msgs/s in every cell (lowest: P=${low.pairs}, ${low.size} B)`,
+      low.ratio,
+      RATIO_TARGET,
+      "min",
+      "×",
+    ));
+  }
+  const st = out.stall as StallResult | undefined;
+  if (st) {
+    v.push(verdict(
+      "stall.p99Ms",
+      `stall cell p99 (P=1, ${st.size} B, ${st.inFlight} in flight, own client, relay)`,
+      st.p99Ms,
+      st.targetP99Ms,
+      "max",
+      "ms",
+    ));
+    v.push(verdict(
+      "stall.maxMs",
+      `stall cell max (P=1, ${st.size} B, ${st.inFlight} in flight, own client, relay)`,
+      st.maxMs,
+      st.targetMaxMs,
+      "max",
+      "ms",
+    ));
+  }
+  const mem = out.memory as { levels: MemoryLevel[] } | undefined;
+  const judged =
+    mem?.levels.filter((l) => l.connections >= MEMORY_TARGET_MIN_CONNECTIONS) ??
+      [];
+  if (judged.length) {
+    const worst = judged.reduce((a, l) =>
+      l.kbPerConnection > a.kbPerConnection ? l : a
+    );
+    v.push(verdict(
+      "memory.kbPerConnection",
+      `relay RSS per idle connection (highest, at ${worst.connections})`,
+      worst.kbPerConnection,
+      MEMORY_TARGET_KB,
+      "max",
+      "KB",
+    ));
+  }
+  const e2e = out.e2e as E2eFigures | undefined;
+  if (e2e?.available) {
+    v.push(verdict(
+      "e2e.msgsPerSec",
+      "e2e one direction, 256 B, chain signing, --crypto keys",
+      e2e.msgsPerSec!,
+      e2e.targetMsgsPerSec!,
+      "min",
+      "msgs/s",
+    ));
+    if (e2e.largeMbPerSec !== undefined) {
+      v.push(verdict(
+        "e2e.large.mbPerSec",
+        "e2e one direction, 60 KiB bodies",
+        e2e.largeMbPerSec,
+        e2e.targetLargeMbPerSec!,
+        "min",
+        "MB/s",
+      ));
+      v.push(verdict(
+        "e2e.large.ofForwarder",
+        `e2e 60 KiB MB/s ÷ raw forwarder MB/s (${
+          fmt(e2e.forwarderMbPerSec!)
+        } MB/s at 64 KiB frames, this run)`,
+        e2e.ofForwarder!,
+        e2e.targetOfForwarder!,
+        "min",
+        "×",
+      ));
+    }
+    for (const w of e2e.wire ?? []) {
+      v.push(verdict(
+        `e2e.wire.${w.bodySize}`,
+        `relay bytes per body byte at ${w.bodySize} B bodies`,
+        w.wireBytesPerBodyByte,
+        e2e.targetWireRatio!,
+        "max",
+        "B/B",
+      ));
+    }
+  }
+  const setup = out.setup as SetupFigures | undefined;
+  for (const x of setup?.suites ?? []) {
+    v.push(verdict(
+      `setup.${x.name}.perCoreSec`,
+      `handshakes/s per core, suite ${x.name}`,
+      x.perCoreSec,
+      x.target,
+      "min",
+      "/s",
+    ));
+  }
+  if (setup) {
+    v.push(verdict(
+      "setup.safetyNumber.maxMs",
+      "safety number per new peer (slowest)",
+      setup.safetyNumber.maxMs,
+      setup.safetyNumber.targetMs,
+      "max",
+      "ms",
+    ));
+  }
+  const cmp = out.originalComparison as OriginalComparison[] | undefined;
+  for (const c of cmp ?? []) {
+    if (c.ratio === null) continue;
+    v.push(verdict(
+      `original.${c.bodySize}.${c.direction}`,
+      `ours ÷ the original design, ${c.bodySize} B, ${
+        c.direction === "one" ? "one direction" : "both directions"
+      }`,
+      c.ratio,
+      c.target,
+      "min",
+      "×",
+    ));
+  }
+  return v;
+}
+
 function fmt(n: number): string {
   if (n >= 100) return Math.round(n).toLocaleString("en-US");
   return n.toFixed(n >= 10 ? 1 : 2);
+}
+
+/** Like fmt, with three decimals below 10 (ratios such as 1.047 or 0.93). */
+function fmtV(n: number): string {
+  return Math.abs(n) < 10 ? n.toFixed(3).replace(/\.?0+$/, "") : fmt(n);
 }
 
 function table(rows: (string | number)[][]): string {
@@ -808,11 +992,14 @@ function render(out: Record<string, unknown>): string {
         table([
           [
             "run",
+            "body B",
             "cover/s",
             "crypto",
             "in flight",
             "delivered",
             "msgs/s",
+            "MB/s",
+            "wire B/B",
             "p50 ms",
             "p99 ms",
             "max ms",
@@ -822,11 +1009,14 @@ function render(out: Record<string, unknown>): string {
           ],
           ...e2e.rows!.map((r) => [
             r.name + (r.complete ? "" : " (capped)"),
+            String(r.bodySize),
             String(r.coverRate),
             r.crypto,
             String(r.window),
             String(r.delivered),
             r.msgsPerSec,
+            r.mbPerSec,
+            r.wireBytesPerBodyByte?.toFixed(3) ?? "-",
             r.p50Ms,
             r.p99Ms,
             r.maxMs,
@@ -848,6 +1038,7 @@ function render(out: Record<string, unknown>): string {
             ? `; client errors ${JSON.stringify(e2e.clientErrors)}`
             : ""
         }`,
+        "",
       );
     }
   }
@@ -862,6 +1053,26 @@ function render(out: Record<string, unknown>): string {
         (out.originalComparison as OriginalComparison[] | undefined) ?? [],
         table,
       ),
+    );
+  }
+  const vs = out.verdicts as Verdict[] | undefined;
+  if (vs?.length) {
+    const met = vs.filter((x) => x.met).length;
+    lines.push(
+      `Targets (${met} of ${vs.length} MET in this run; margin = distance inside (+) or outside (−) the limit):`,
+      table([
+        ["target", "verdict", "measured", "limit", "margin", "margin %"],
+        ...vs.map((x) => [
+          x.target,
+          x.met ? "MET" : "MISSED",
+          `${fmtV(x.value)} ${x.unit}`,
+          `${x.kind === "min" ? "≥" : "≤"} ${fmtV(x.limit)} ${x.unit}`,
+          `${x.margin >= 0 ? "+" : "−"}${fmtV(Math.abs(x.margin))} ${x.unit}`,
+          `${x.margin >= 0 ? "+" : "−"}${
+            Math.abs(x.marginFraction * 100).toFixed(1)
+          } %`,
+        ]),
+      ]),
     );
   }
   return lines.join("\n");
@@ -983,6 +1194,7 @@ async function main(args: string[]): Promise<number> {
     http?.close();
     await Deno.remove(certDir, { recursive: true });
   }
+  out.verdicts = verdicts(out);
   out.elapsedSeconds = (performance.now() - t0) / 1000;
   console.log(render(out));
   if (values.json) {

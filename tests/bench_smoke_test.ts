@@ -130,7 +130,26 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
     for (const k of ["msgsPerSec", "bothMsgsPerSec", "p50Ms", "p99Ms"]) {
       positive(r.e2e[k], `e2e.${k}`);
     }
-    assert.equal(r.e2e.targetMsgsPerSec, 25_000);
+    assert.equal(r.e2e.targetMsgsPerSec, 40_000);
+    assert.equal(r.e2e.targetLargeMbPerSec, 150);
+    positive(r.e2e.largeMbPerSec, "e2e.largeMbPerSec");
+    positive(r.e2e.forwarderMbPerSec, "e2e.forwarderMbPerSec");
+    assert.equal(
+      r.e2e.ofForwarder,
+      r.e2e.largeMbPerSec / r.e2e.forwarderMbPerSec,
+    );
+    assert.deepEqual(
+      r.e2e.wire.map((w: { bodySize: number }) => w.bodySize),
+      [1024, 4096, 61440],
+      "a wire figure per size ≥ 1 KiB",
+    );
+    for (const w of r.e2e.wire) {
+      // Fine buckets: padding, ACKs and signatures stay far below 2× (was 2.0 at 4 KiB).
+      assert.ok(
+        w.wireBytesPerBodyByte >= 1 && w.wireBytesPerBodyByte < 1.5,
+        `wire ${w.bodySize} B: ${w.wireBytesPerBodyByte}`,
+      );
+    }
     positive(r.e2e.ofTarget, "e2e.ofTarget");
     assert.deepEqual(
       r.e2e.exitCodes,
@@ -141,6 +160,9 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
     assert.ok(r.e2e.rows.length >= 5, "e2e rows");
     for (const row of r.e2e.rows) {
       const at = `e2e ${row.name}`;
+      assert.ok([256, 1024, 4096, 61440].includes(row.bodySize), at);
+      positive(row.mbPerSec, `${at}.mbPerSec`);
+      positive(row.wireBytesPerBodyByte, `${at}.wireBytesPerBodyByte`);
       assert.equal(row.complete, true, `${at} finished within its cap`);
       assert.equal(
         row.delivered,
@@ -156,7 +178,6 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
       r.e2e.rows.some((row: { coverRate: number }) => row.coverRate > 0),
       "a row at the default cover rate",
     );
-    assert.match(stdout, /Target 25,000 msgs\/s/);
 
     // Session set-up: both suites' handshake rates and the safety number.
     assert.deepEqual(
@@ -215,6 +236,40 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
       stdout,
       /Target ours ≥ 2× the original .*\n(.*\n)*.*(MET|MISSED) \(/,
     );
+    assert.match(stdout, /Target 40,000 msgs\/s/);
+    // Every target has a verdict with its margin, in --json and in the text.
+    const keys = r.verdicts.map((v: { key: string }) => v.key);
+    for (
+      const k of [
+        "relay.ratio",
+        "stall.p99Ms",
+        "stall.maxMs",
+        "e2e.msgsPerSec",
+        "e2e.large.mbPerSec",
+        "e2e.large.ofForwarder",
+        "e2e.wire.1024",
+        "e2e.wire.4096",
+        "e2e.wire.61440",
+      ]
+    ) assert.ok(keys.includes(k), `verdict ${k}`);
+    for (const v of r.verdicts) {
+      assert.equal(
+        v.met,
+        v.kind === "min" ? v.value >= v.limit : v.value <= v.limit,
+        `${v.key}: verdict follows from the figures`,
+      );
+      assert.equal(
+        v.margin,
+        v.kind === "min" ? v.value - v.limit : v.limit - v.value,
+      );
+      assert.match(
+        stdout,
+        new RegExp(
+          `${v.met ? "MET" : "MISSED"}.*${v.margin >= 0 ? "\\+" : "−"}`,
+        ),
+      );
+    }
+    assert.match(stdout, /Targets \(\d+ of \d+ MET in this run/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
