@@ -195,6 +195,8 @@ const RECONNECT = { baseMs: 200, maxMs: 5000 };
 const MAX_EARLY_RECORDS = 256;
 /** Messages sealed per batch by the pump. */
 const PUMP_BATCH = 64;
+/** Decodes received bodies (non-fatal: invalid UTF-8 shows as U+FFFD). */
+const UTF8_DECODER = new TextDecoder();
 /** Relay error names that mean "the peer cannot take it right now". */
 const TRANSIENT_ERRORS = new Set(["peer-offline", "peer-busy", "rate-limited"]);
 /** Close code of a registration replaced by a newer connection with the same ID. */
@@ -1325,7 +1327,7 @@ export class ChatClient {
           this.#onControl(ev.body);
           break;
         }
-        const text = new TextDecoder().decode(ev.body);
+        const text = UTF8_DECODER.decode(ev.body);
         this.#d.emit({
           type: "message",
           text,
