@@ -89,6 +89,8 @@ export interface E2eOptions {
   profileDir?: string;
   /** Progress lines. */
   log?: (line: string) => void;
+  /** Experiments (`bench/e2e.ts --sizes 61440`): run only size rows of these body sizes, one pair. */
+  only?: number[];
 }
 
 /** One measured stream (or pair of streams). */
@@ -599,6 +601,12 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
     let [bank, customer] = pair;
     try {
       let cap = performance.now() + opts.capMs;
+      if (opts.only) {
+        for (const size of opts.only) {
+          rows.push(await sizeRow(pair, relay, size, n, opts.capMs, log));
+        }
+        return { available: true, rows };
+      }
       rows.push(
         await metered(
           pair,
@@ -641,34 +649,7 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
       );
       // One row per body size: MB/s and wire bytes per body byte.
       for (const size of SIZE_ROWS) {
-        const count = Math.max(
-          100,
-          Math.min(n, Math.floor(n * ROW_BYTES_PER_MESSAGE / size)),
-        );
-        const window = Math.min(
-          WINDOW,
-          Math.max(8, Math.floor(WINDOW_BYTES / size)),
-        );
-        cap = performance.now() + opts.capMs;
-        rows.push(
-          await metered(pair, relay, async () =>
-            row(
-              `bank→customer, ${size} B`,
-              "one",
-              0,
-              "keys",
-              count,
-              window,
-              [await stream(bank, customer, count, window, cap, size)],
-              size,
-            )),
-        );
-        const r = rows.at(-1)!;
-        log(
-          `e2e ${size} B: ${Math.round(r.msgsPerSec)} msgs/s, ${
-            r.mbPerSec.toFixed(1)
-          } MB/s, ${r.wireBytesPerBodyByte?.toFixed(3)} wire B per body B`,
-        );
+        rows.push(await sizeRow(pair, relay, size, n, opts.capMs, log));
       }
     } finally {
       exitCodes.push(...await closePair(pair));
@@ -765,6 +746,40 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
   };
 }
 
+/** One direction at `size`-byte bodies: at most 2 MiB undelivered, ~16 KiB × `n` body bytes. */
+async function sizeRow(
+  pair: [Peer, Peer],
+  relay: Relay,
+  size: number,
+  n: number,
+  capMs: number,
+  log: (line: string) => void,
+): Promise<E2eRow> {
+  const count = Math.max(
+    100,
+    Math.min(n, Math.floor(n * ROW_BYTES_PER_MESSAGE / size)),
+  );
+  const window = Math.min(WINDOW, Math.max(8, Math.floor(WINDOW_BYTES / size)));
+  const cap = performance.now() + capMs;
+  const r = await metered(pair, relay, async () =>
+    row(
+      `bank→customer, ${size} B`,
+      "one",
+      0,
+      "keys",
+      count,
+      window,
+      [await stream(pair[0], pair[1], count, window, cap, size)],
+      size,
+    ));
+  log(
+    `e2e ${size} B: ${Math.round(r.msgsPerSec)} msgs/s, ${
+      r.mbPerSec.toFixed(1)
+    } MB/s, ${r.wireBytesPerBodyByte?.toFixed(3)} wire B per body B`,
+  );
+  return r;
+}
+
 /** MB/s (10^6 bytes of whole frames) of the raw forwarder at 64 KiB frames: the yardstick of the 60 KiB row. */
 async function measureForwarder(
   certs: E2eCerts,
@@ -806,6 +821,7 @@ if (import.meta.main) {
       messages: { type: "string", default: "20000" },
       cap: { type: "string", default: "60" },
       prof: { type: "string" },
+      sizes: { type: "string" },
     },
   });
   const certDir = await Deno.makeTempDir({ prefix: "e2e-bench-certs-" });
@@ -821,6 +837,7 @@ if (import.meta.main) {
       messages: Number(values.messages),
       capMs: Number(values.cap) * 1000,
       profileDir: values.prof,
+      only: values.sizes?.split(",").map(Number),
       log: (l) => console.error(l),
     });
     console.log(JSON.stringify(r, null, 1));
