@@ -52,8 +52,8 @@ export const TARGET_OF_FORWARDER = 0.4;
 export const TARGET_WIRE_RATIO = 1.15;
 /** Body bytes undelivered at most in the size rows (well below the relay's 4 MiB high-water mark). */
 const WINDOW_BYTES = 2 * 1024 * 1024;
-/** Body bytes per size row, per message of the plan's 256-B rows: 20,000 messages → 320 MiB. */
-const ROW_BYTES_PER_MESSAGE = 16 * 1024;
+/** Body bytes per size row, per message of the plan's 256-B rows: 20,000 messages → 80 MiB (1,333 of 60 KiB). */
+const ROW_BYTES_PER_MESSAGE = 4 * 1024;
 /** The forwarder yardstick: frame size, frames in flight, warm-up and window (ms). */
 const FORWARDER = { size: 65536, inFlight: 32, warmupMs: 300, measureMs: 1500 };
 /** Fraction of each stream's first messages left out of the figures (JIT warm-up, handshake tail). */
@@ -746,7 +746,7 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
   };
 }
 
-/** One direction at `size`-byte bodies: at most 2 MiB undelivered, ~16 KiB × `n` body bytes. */
+/** One direction at `size`-byte bodies: at most 2 MiB undelivered, ~4 KiB × `n` body bytes. */
 async function sizeRow(
   pair: [Peer, Peer],
   relay: Relay,
