@@ -197,6 +197,16 @@ const MAX_EARLY_RECORDS = 256;
 const PUMP_BATCH = 64;
 /** Decodes received bodies (non-fatal: invalid UTF-8 shows as U+FFFD). */
 const UTF8_DECODER = new TextDecoder();
+const UTF8_ENCODER = new TextEncoder();
+/** Scratch for {@link fitsBody}: one byte more than a body may have. */
+const BODY_SCRATCH = new Uint8Array(MAX_BODY + 1);
+
+/** Whether `text` is at most MAX_BODY bytes of UTF-8, without allocating its encoding. */
+export function fitsBody(text: string): boolean {
+  if (text.length * 3 <= MAX_BODY) return true; // ≤ 3 UTF-8 bytes per UTF-16 unit
+  const { read, written } = UTF8_ENCODER.encodeInto(text, BODY_SCRATCH);
+  return read === text.length && written <= MAX_BODY;
+}
 /** Relay error names that mean "the peer cannot take it right now". */
 const TRANSIENT_ERRORS = new Set(["peer-offline", "peer-busy", "rate-limited"]);
 /** Close code of a registration replaced by a newer connection with the same ID. */
@@ -1505,7 +1515,7 @@ export class ChatClient {
       );
       return undefined;
     }
-    if (utf8(text).length > MAX_BODY) {
+    if (!fitsBody(text)) {
       this.#error(
         "too-large",
         `message #${id} not sent: longer than ${MAX_BODY} bytes`,

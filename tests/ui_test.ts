@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import type { ClientEvent } from "../clients/engine.ts";
+import { jsonRenderer } from "../clients/ui.ts";
+
+/** Renders one event with the scriptable renderer. */
+function render(ev: ClientEvent): string {
+  let out = "";
+  jsonRenderer((s) => out += s)(ev);
+  return out;
+}
+
+const at = "2026-12-02T03:04:05.678Z";
+const texts = [
+  "",
+  "pay 125.00 EUR",
+  'quote " backslash \\ slash /',
+  "controls \u0000\u0001\n\r\t\u001f\u007f",
+  "line separators \u2028\u2029, bidi \u202e, emoji 😀",
+  "lone surrogates \ud800 \udc00",
+  "x".repeat(61440),
+];
+
+Deno.test("jsonRenderer: message and delivered lines are byte-identical to JSON.stringify, one per line", () => {
+  for (const text of texts) {
+    const ev: ClientEvent = { type: "message", text, counter: 7, seq: 3, at };
+    const line = render(ev);
+    assert.equal(line, JSON.stringify(ev) + "\n");
+    assert.deepEqual(JSON.parse(line), ev);
+    assert.equal(line.indexOf("\n"), line.length - 1, "one line");
+  }
+  const d: ClientEvent = { type: "delivered", id: 12, at };
+  assert.equal(render(d), JSON.stringify(d) + "\n");
+  const other: ClientEvent = { type: "notice", text: 'a "b"\n' };
+  assert.equal(render(other), JSON.stringify(other) + "\n");
+});
+
+Deno.test("jsonRenderer: a sent line carries id and at, not the text", () => {
+  const line = render({ type: "sent", id: 5, text: "secret-ish body", at });
+  assert.deepEqual(JSON.parse(line), { type: "sent", id: 5, at });
+  assert.ok(!line.includes("secret-ish"));
+});
