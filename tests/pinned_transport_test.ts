@@ -314,3 +314,28 @@ Deno.test("transport: through the real relay, 32 frames in flight, pongs are ign
     await relay.finished;
   }
 });
+
+Deno.test("transport: client frames of every length class are masked so the server unmasks exactly the DATA frame sent", async () => {
+  const p = await scriptedPair();
+  try {
+    // Word-wise masking for aligned payloads, byte-wise tails, 7- and 16-bit lengths.
+    const lengths = [0, 1, 3, 100, 103, 104, 105, 1001, 4099, 60001, 65513];
+    const sent: Uint8Array[] = [];
+    for (const [i, n] of lengths.entries()) {
+      const body = new Uint8Array(n);
+      for (let j = 0; j < n; j++) body[j] = (j * 31 + i) & 0xff;
+      const frameNo = p.client.send(peer, body);
+      sent.push(encodeData(peer, frameNo, body));
+      await new Promise((r) => setTimeout(r, 0)); // one frame per write
+    }
+    const got = (await p.server.nextFrames(lengths.length))
+      .filter((f) => f.op === 0x2);
+    assert.equal(got.length, lengths.length);
+    for (const [i, f] of got.entries()) {
+      assert.equal(f.masked, true);
+      assert.deepEqual(f.payload, sent[i], `${lengths[i]}-byte payload`);
+    }
+  } finally {
+    await close(p);
+  }
+});
