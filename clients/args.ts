@@ -380,14 +380,14 @@ export function checkPathPermissions(o: ClientOptions): string | undefined {
     needs.push(["read", o.passphraseFile, "--passphrase-file"]);
   }
   if (o.transcript !== undefined) {
+    // Appended to, so read too (an existing file is checked and continued).
+    needs.push(["read", o.transcript, "--transcript"]);
     needs.push(["write", o.transcript, "--transcript"]);
     needs.push(["write", parentDir(o.transcript), "--transcript"]);
   }
   for (const [name, path, flag] of needs) {
     if (Deno.permissions.querySync({ name, path }).state !== "granted") {
-      const dir = name === "write" && flag === "--transcript"
-        ? parentDir(path)
-        : path;
+      const dir = flag === "--transcript" ? parentDir(path) : path;
       const read = name === "read" ? `.,${dir}` : ".";
       const write = name === "write" ? `.,${dir}` : ".";
       return `${flag} ${path}: this client may not ${name} there. The task only grants the ` +

@@ -371,20 +371,34 @@ export interface ConversationReport {
 export const ORDER_NOTE =
   "Within one direction the order is proven (hash chain); the interleaving of the two directions, and times, are not.";
 
-/** The role label a `resume` control message (`0x00 ‖ JSON`) claims, if any. */
-export function resumeLabel(body: Uint8Array): string | undefined {
+/** The fields of a `resume` control message (`0x00 ‖ JSON`, PROTOCOL.md §2.4) a verifier uses. */
+export interface ResumeFields {
+  /** Hex session hash of the sender's previous session, or null. */
+  prev: string | null;
+  /** Highest seq the sender delivered from the peer in `prev`. */
+  delivered: number;
+  /** The sender's signed role label, if any. */
+  role?: string;
+}
+
+/** Parses a DATA body as a `resume`; undefined when it is not a well-formed one. */
+export function parseResume(body: Uint8Array): ResumeFields | undefined {
   if (body.length < 2 || body[0] !== 0) return undefined;
+  let o: unknown;
   try {
-    const o = JSON.parse(
+    o = JSON.parse(
       new TextDecoder("utf-8", { fatal: true }).decode(body.subarray(1)),
     );
-    return isRecord(o) && o.kind === "resume" && typeof o.role === "string" &&
-        o.role.length <= MAX_LABEL_LENGTH
-      ? o.role
-      : undefined;
   } catch {
     return undefined;
   }
+  if (!isRecord(o) || o.kind !== "resume") return undefined;
+  const prev = typeof o.prev === "string" ? o.prev : null;
+  const delivered = typeof o.delivered === "number" ? o.delivered : 0;
+  const role = typeof o.role === "string" && o.role.length <= MAX_LABEL_LENGTH
+    ? o.role
+    : undefined;
+  return role === undefined ? { prev, delivered } : { prev, delivered, role };
 }
 
 /**
@@ -418,7 +432,7 @@ export async function verifyConversation(
     const labels: RoleLabels = {};
     for (const m of v.messages) {
       if (m.seq !== 1n || m.coveredBy === undefined) continue;
-      const l = resumeLabel(m.body);
+      const l = m.type === "data" ? parseResume(m.body)?.role : undefined;
       if (l !== undefined) labels[m.role] = l;
     }
     for (const role of ["initiator", "responder"] as const) {
@@ -481,16 +495,9 @@ export async function verifyConversation(
   // Cross-check each signed resume against the session it names.
   const byHash = new Map(sessions.map((s) => [s.verified.sessionHash, s]));
   for (const { s, m } of covered) {
-    if (m.seq !== 1n || m.type !== "data" || m.body[0] !== 0) continue;
-    let o: unknown;
-    try {
-      o = JSON.parse(new TextDecoder().decode(m.body.subarray(1)));
-    } catch {
-      continue;
-    }
-    if (!isRecord(o) || o.kind !== "resume" || typeof o.prev !== "string") {
-      continue;
-    }
+    if (m.seq !== 1n || m.type !== "data") continue;
+    const o = parseResume(m.body);
+    if (o === undefined || o.prev === null) continue;
     const prev = byHash.get(o.prev);
     if (prev === undefined) {
       missing.push(
@@ -508,7 +515,7 @@ export async function verifyConversation(
     const prevRole = (["initiator", "responder"] as const).find((r) =>
       prev.verified.fingerprints[r] === peerFp
     );
-    const delivered = typeof o.delivered === "number" ? o.delivered : 0;
+    const delivered = o.delivered;
     if (prevRole === undefined) continue;
     const have = prev.verified.messages.filter((x) => x.role === prevRole)
       .length;

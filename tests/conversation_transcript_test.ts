@@ -232,3 +232,30 @@ Deno.test("verify-transcript shows peer text with bidi and control characters ne
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a signed resume names what the previous session delivered: a message cut from that session is reported", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "conversation_test_" });
+  try {
+    const { request, approval } = await paymentBodies();
+    const { bank } = await recordConversation(dir, [
+      { bank: [request], customer: [approval], close: false },
+      { bank: ["thanks"], customer: [], close: true },
+    ]);
+    const lines = (await Deno.readTextFile(bank)).trimEnd().split("\n").map((
+      l,
+    ) => JSON.parse(l));
+    const honest = await verifyConversation(text(lines));
+    assert.ok(!honest.missing.some((m) => /resume/.test(m)));
+    // Drop the approval (the customer's last message of session 1).
+    const cut = lines.filter((l) =>
+      !(l.session === 1 && l.dir === "r2i" && l.seq === "2")
+    );
+    const r = await verifyConversation(text(cut));
+    assert.match(
+      r.missing.join("\n"),
+      /session 1: the responder direction holds 1 message\(s\), but the peer's signed resume in session 2 says it delivered 2/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
