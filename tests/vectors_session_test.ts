@@ -1007,3 +1007,57 @@ Deno.test("vector good_record_data_large: reference and lib reproduce both recor
   assert.deepEqual(got, L.records.map((r) => r.bodyText));
   assert.equal(receiver.failed, undefined);
 });
+
+Deno.test("vectors: an independent Python (cryptography) decoder from PROTOCOL.md §2.2.1–2.2.4 agrees on every record vector", async () => {
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: [
+      new URL("./reference/records.py", import.meta.url).pathname,
+      dir.pathname,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const ref = JSON.parse(new TextDecoder().decode(out.stdout));
+  for (const d of ["i2r", "r2i"] as const) {
+    assert.equal(ref.keys[d].key, K.epoch0[d].key, `${d} key`);
+    assert.equal(ref.keys[d].iv, K.epoch0[d].iv, `${d} iv`);
+  }
+  // Good records: the messages the vectors describe.
+  const G = await load<BodyLengthsVector>("good_record_body_lengths.json");
+  const expected: Record<string, [number, string][]> = {
+    "good_record_data.json#data_seq1": [[1, "1"]],
+    "good_record_data.json#data_seq2_signed": [[1, "2"]],
+    "good_record_ack.json#ack": [[3, "0"]],
+    ...Object.fromEntries(
+      L.records.map((r) => [
+        `good_record_data_large.json#${r.name}`,
+        [[r.innerType, r.seq]],
+      ]),
+    ),
+    "good_record_data_coalesced.json": C.record.messages.map((m) => [
+      m.innerType,
+      m.seq,
+    ]),
+    ...Object.fromEntries(
+      G.records.map((r) => [
+        `good_record_body_lengths.json#${r.name}`,
+        [[r.innerType, r.seq]],
+      ]),
+    ),
+  };
+  assert.deepEqual(Object.keys(ref.good).sort(), Object.keys(expected).sort());
+  for (const [name, msgs] of Object.entries(expected)) {
+    assert.deepEqual(
+      ref.good[name].map((m: { type: number; seq: string }) => [m.type, m.seq]),
+      msgs,
+      name,
+    );
+  }
+  // Fail records: the record-level verdict each vector names.
+  assert.deepEqual(Object.keys(ref.fail).sort(), failNames);
+  for (const name of failNames) {
+    const v = await load<FailVector>(name);
+    assert.equal(ref.fail[name], v.expected.record, name);
+  }
+});
