@@ -204,3 +204,26 @@ Deno.test("TranscriptFile: a torn last line is cut on open; an older single-sess
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("TranscriptFile: a file open in one client is locked; a second open waits, then fails clearly", async () => {
+  const dir = await tempDir();
+  try {
+    const path = `${dir}/t.jsonl`;
+    const first = await TranscriptFile.open(path, 0);
+    await assert.rejects(
+      TranscriptFile.open(path, 0, { lockTimeoutMs: 200 }),
+      /transcript file .* is locked by another process after 200 ms/,
+    );
+    await first.close();
+    const again = await TranscriptFile.open(path, 0, { lockTimeoutMs: 200 });
+    assert.equal(again.sessions, 0);
+    await again.close();
+    assert.equal(
+      (await Deno.readTextFile(path)).split("\n").length,
+      2,
+      "one header line, written once",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -24,6 +24,7 @@
 import { KNOWN_PEERS_LOCK_TIMEOUT_MS } from "../constants.ts";
 import { ProtocolError } from "../errors.ts";
 import type { KnownPeers } from "../known_peers.ts";
+import { lockExclusive } from "./file_lock.ts";
 import { loadKnownPeers, saveKnownPeers } from "./key_file.ts";
 
 /** Per-path queue of this process's updates. */
@@ -77,39 +78,18 @@ async function withLock<T>(
     create: true,
     mode: 0o600,
   });
-  let timedOut = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const locking = file.lock(true);
   try {
-    await Promise.race([
-      locking,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          timedOut = true;
-          reject(
-            new ProtocolError(
-              "bad-known-peers",
-              `${lockPath}: still locked by another process after ${timeoutMs} ms; known peers not updated (is another client stuck?)`,
-            ),
-          );
-        }, timeoutMs);
-      }),
-    ]);
+    await lockExclusive(file, timeoutMs, lockPath);
   } catch (e) {
-    clearTimeout(timer);
-    // Release a lock that arrives after we gave up, then close.
-    locking.then(() => file.unlock()).catch(() => {}).finally(() =>
-      file.close()
+    throw new ProtocolError(
+      "bad-known-peers",
+      `${(e as Error).message}; known peers not updated`,
     );
-    throw e;
   }
-  clearTimeout(timer);
   try {
     return await fn();
   } finally {
-    if (!timedOut) {
-      await file.unlock().catch(() => {});
-      file.close();
-    }
+    await file.unlock().catch(() => {});
+    file.close();
   }
 }

@@ -18,7 +18,8 @@
  * message whose signature is still being made or checked (`pending`) and
  * everything after it waits for the next `sync`; `endSession` writes the
  * rest, a still-pending signature omitted (the message is then uncovered).
- * Only one `TranscriptFile` may have a path open at a time (not locked).
+ * The open file is locked (flock): a second client given the same file
+ * waits `TRANSCRIPT_LOCK_TIMEOUT_MS`, then gets a clear error.
  *
  * Opening an existing file: a torn last line (a crash during a write) is cut
  * off; a single-session transcript of the older format (one JSON document)
@@ -39,9 +40,12 @@ import {
 } from "../conversation_transcript.ts";
 import type { Transcript, TranscriptJson } from "../transcript.ts";
 import { PRIVATE_FILE_MODE, writeFileAtomic } from "./atomic_file.ts";
+import { lockExclusive } from "./file_lock.ts";
 
 /** Largest existing transcript file `open` reads (bytes). */
 export const MAX_TRANSCRIPT_FILE_BYTES = 256 * 1024 * 1024;
+/** Longest wait for another process's lock on a transcript file (ms). */
+export const TRANSCRIPT_LOCK_TIMEOUT_MS = 2000;
 
 /** An open per-conversation transcript file (see module doc). */
 export class TranscriptFile {
@@ -62,55 +66,97 @@ export class TranscriptFile {
   }
 
   /**
-   * Opens (or creates) the transcript file at `path` for appending. Throws
-   * when the file exists but is not a transcript (nothing is changed then).
+   * Opens (or creates) the transcript file at `path` for appending and locks
+   * it (another client appending to the same file would interleave two
+   * conversations: refused after `lockTimeoutMs`, default
+   * {@link TRANSCRIPT_LOCK_TIMEOUT_MS}). Throws when the file exists but is
+   * not a transcript (nothing is changed then).
    */
-  static async open(path: string, now: number): Promise<TranscriptFile> {
-    let text: string | undefined;
-    try {
-      const info = await Deno.stat(path);
-      if (info.size > MAX_TRANSCRIPT_FILE_BYTES) {
-        throw new RangeError(
-          `${path} is larger than ${MAX_TRANSCRIPT_FILE_BYTES} bytes; start a new transcript file`,
-        );
-      }
-      text = await Deno.readTextFile(path);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-    let sessions = 0;
-    if (text === undefined || text === "") {
-      await writeFileAtomic(path, conversationLine(now), PRIVATE_FILE_MODE);
-    } else {
-      let parsed;
+  static async open(
+    path: string,
+    now: number,
+    options: { lockTimeoutMs?: number } = {},
+  ): Promise<TranscriptFile> {
+    for (;;) {
+      const file = await Deno.open(path, {
+        read: true,
+        append: true,
+        create: true,
+        mode: PRIVATE_FILE_MODE,
+      });
+      await lockExclusive(
+        file,
+        options.lockTimeoutMs ?? TRANSCRIPT_LOCK_TIMEOUT_MS,
+        `transcript file ${path}`,
+      );
       try {
-        parsed = parseConversation(text);
-      } catch (e) {
-        throw new Error(
-          `${path} is not a transcript file this client can append to (${
-            (e as Error).message
-          }); choose another --transcript file`,
-        );
-      }
-      sessions = parsed.sessions.length;
-      if (parsed.legacy) {
-        const s = parsed.sessions[0];
-        const lines = [conversationLine(now), legacySessionLine(s.json)];
-        for (const m of s.json.messages) {
-          lines.push(
-            JSON.stringify({ record: "message", session: 1, ...m }) +
-              "\n",
-          );
+        // Converted (renamed over) by another process while we waited: reopen.
+        if ((await file.stat()).ino !== (await Deno.stat(path)).ino) {
+          file.close();
+          continue;
         }
-        lines.push(endLine(1, "stopped", now));
-        await writeFileAtomic(path, lines.join(""), PRIVATE_FILE_MODE);
-      } else if (parsed.torn) {
-        const keep = utf8(text.slice(0, text.lastIndexOf("\n") + 1)).length;
-        await Deno.truncate(path, keep);
+        const sessions = await TranscriptFile.#prepare(file, path, now);
+        if (sessions === undefined) {
+          file.close(); // converted to a new file: lock that one
+          continue;
+        }
+        return new TranscriptFile(file, path, sessions);
+      } catch (e) {
+        file.close();
+        throw e;
       }
     }
-    const file = await Deno.open(path, { append: true });
-    return new TranscriptFile(file, path, sessions);
+  }
+
+  /**
+   * Under the lock: writes the first line of an empty file, cuts a torn last
+   * line, or converts an older single-session file (then resolves to
+   * undefined: the caller reopens). Resolves to the sessions in the file.
+   */
+  static async #prepare(
+    file: Deno.FsFile,
+    path: string,
+    now: number,
+  ): Promise<number | undefined> {
+    const size = (await file.stat()).size;
+    if (size > MAX_TRANSCRIPT_FILE_BYTES) {
+      throw new RangeError(
+        `${path} is larger than ${MAX_TRANSCRIPT_FILE_BYTES} bytes; start a new transcript file`,
+      );
+    }
+    if (size === 0) {
+      await writeAll(file, utf8(conversationLine(now)));
+      return 0;
+    }
+    const text = await Deno.readTextFile(path);
+    let parsed;
+    try {
+      parsed = parseConversation(text);
+    } catch (e) {
+      throw new Error(
+        `${path} is not a transcript file this client can append to (${
+          (e as Error).message
+        }); choose another --transcript file`,
+      );
+    }
+    if (parsed.legacy) {
+      const s = parsed.sessions[0];
+      const lines = [conversationLine(now), legacySessionLine(s.json)];
+      for (const m of s.json.messages) {
+        lines.push(
+          JSON.stringify({ record: "message", session: 1, ...m }) + "\n",
+        );
+      }
+      lines.push(endLine(1, "stopped", now));
+      await writeFileAtomic(path, lines.join(""), PRIVATE_FILE_MODE);
+      return undefined;
+    }
+    if (parsed.torn) {
+      await file.truncate(
+        utf8(text.slice(0, text.lastIndexOf("\n") + 1)).length,
+      );
+    }
+    return parsed.sessions.length;
   }
 
   /** Sessions in the file so far (including the current one). */
@@ -188,10 +234,7 @@ export class TranscriptFile {
         const bytes = utf8(this.#queue.join(""));
         this.#queue = [];
         try {
-          for (let off = 0; off < bytes.length;) {
-            off += await this.#file.write(bytes.subarray(off));
-          }
-          await this.#file.syncData();
+          await writeAll(this.#file, bytes);
         } catch (e) {
           this.#error = e as Error;
         }
@@ -200,6 +243,14 @@ export class TranscriptFile {
       this.#writing = undefined;
     }
   }
+}
+
+/** Writes all of `bytes` at the end of `file` (opened for append) and syncs the data. */
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.length;) {
+    off += await file.write(bytes.subarray(off));
+  }
+  await file.syncData();
 }
 
 function legacySessionLine(j: TranscriptJson & { labels?: unknown }): string {
