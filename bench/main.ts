@@ -124,7 +124,7 @@ const FULL_PLAN: Plan = {
   e2eMessages: 20_000,
   e2eCapMs: 30_000,
   originalSizes: [256, 4096, 61440],
-  originalMessages: 20_000,
+  originalMessages: 5_000,
 };
 
 const QUICK_PLAN: Plan = {
