@@ -21,7 +21,8 @@ import {
   type Role,
   usage,
 } from "./args.ts";
-import { ChatClient, type ClientEvent, type Connector } from "./engine.ts";
+import type { ClientEvent, Connector } from "./engine.ts";
+import { ChatClient } from "./chat.ts";
 import {
   bufferedWriter,
   jsonRenderer,

@@ -107,6 +107,7 @@ const TRUST_TEXT = {
     "NEW — first contact: compare the safety number with your peer out of band, then /verify",
   known: "known — same key as before (not verified yet: /verify)",
   verified: "VERIFIED — same key as the one you verified",
+  expected: "as expected — the identity the peer's address names",
 } as const;
 
 /** Interactive mode: readable lines, a "> " prompt after each. */

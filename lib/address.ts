@@ -1,8 +1,10 @@
 /**
  * Shareable peer addresses: the relay URL plus, in the fragment, the SHA-256
  * fingerprint of the relay's CA certificate (`ca=`, a pin) and the peer's
- * relay session ID (`id=`), e.g.
- * `wss://localhost:8765/ws#ca=3f…9c&id=mfrggzdfmztwq2lknnwg23tpoa`.
+ * relay session ID (`id=`), and optionally the peer's identity fingerprint
+ * (`fp=`: a conversation started from the address accepts only that
+ * identity), e.g.
+ * `wss://localhost:8765/ws#ca=3f…9c&id=mfrggzdfmztwq2lknnwg23tpoa&fp=9a…01`.
  * The fragment is never sent to the relay. Pure functions; safe in a browser.
  * @module
  */
@@ -18,6 +20,8 @@ export interface PeerAddress {
   relay?: string;
   /** Pinned CA fingerprint: 64 lower-case hex digits (absent when not pinned). */
   ca?: string;
+  /** The peer's identity fingerprint: 64 lower-case hex digits; only this identity is accepted (absent: trust on first use). */
+  fp?: string;
 }
 
 const CA_PIN_RE = /^[0-9a-f]{64}$/;
@@ -35,17 +39,32 @@ export function parseCaPin(text: string): string {
   return pin;
 }
 
-/** Formats the address to share: `<relay>#ca=<pin>&id=<id>` (no `ca=` when `ca` is absent). */
+/** Normalizes an identity fingerprint in an address (64 hex digits); throws `SyntaxError`. */
+export function parseIdentityPin(text: string): string {
+  const fp = text.replace(/[\s:]/g, "").toLowerCase();
+  if (!CA_PIN_RE.test(fp)) {
+    throw new SyntaxError(
+      `invalid identity fingerprint '${
+        text.slice(0, 80)
+      }': expected the 64 hex digits of the peer's identity fingerprint`,
+    );
+  }
+  return fp;
+}
+
+/** Formats the address to share: `<relay>#ca=<pin>&id=<id>&fp=<fingerprint>` (`ca=`, `fp=` only when given). */
 export function formatAddress(
   relay: string,
   id: Uint8Array,
   ca?: string,
+  fp?: string,
 ): string {
   const url = new URL(relay);
   url.hash = "";
   const parts = [];
   if (ca !== undefined) parts.push(`ca=${parseCaPin(ca)}`);
   parts.push(`id=${formatSessionId(id)}`);
+  if (fp !== undefined) parts.push(`fp=${parseIdentityPin(fp)}`);
   return `${url.href}#${parts.join("&")}`;
 }
 
@@ -78,7 +97,7 @@ export function parsePeerAddress(text: string): PeerAddress {
   }
   const seen = new Set<string>();
   for (const key of params.keys()) {
-    if (key !== "id" && key !== "ca") {
+    if (key !== "id" && key !== "ca" && key !== "fp") {
       throw new SyntaxError(`invalid peer address: unknown parameter '${key}'`);
     }
     if (seen.has(key)) {
@@ -87,10 +106,12 @@ export function parsePeerAddress(text: string): PeerAddress {
     seen.add(key);
   }
   const ca = params.get("ca");
+  const fp = params.get("fp");
   url.hash = "";
   return {
     id: parseSessionId(id),
     relay: url.href,
     ...(ca !== null ? { ca: parseCaPin(ca) } : {}),
+    ...(fp !== null ? { fp: parseIdentityPin(fp) } : {}),
   };
 }

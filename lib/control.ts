@@ -43,6 +43,8 @@ export interface ResumeMessage {
   peerStream?: string | null;
   /** Highest message id of `peerStream` the sender delivered (0 when `peerStream` is null; with `stream` only). */
   deliveredId?: number;
+  /** Message id (≥ 1) of the sender's next user message in this session, as a `next` would say (with `stream` only; optional). */
+  next?: number;
 }
 
 /** `next`: the next user message in this session has message id `id`; later ones id + 1, id + 2, … */
@@ -128,8 +130,11 @@ export function parseControl(body: Uint8Array): ControlMessage | undefined {
   }
   if (role !== undefined) m.role = role;
   if (o.stream === undefined) {
-    if (o.peerStream !== undefined || o.deliveredId !== undefined) {
-      throw new RangeError("resume: peerStream and deliveredId need stream");
+    if (
+      o.peerStream !== undefined || o.deliveredId !== undefined ||
+      o.next !== undefined
+    ) {
+      throw new RangeError("resume: peerStream, deliveredId, next need stream");
     }
     return m;
   }
@@ -147,9 +152,13 @@ export function parseControl(body: Uint8Array): ControlMessage | undefined {
       "resume: deliveredId must be 0 when peerStream is null",
     );
   }
+  if (o.next !== undefined && !isInt(o.next, 1)) {
+    throw new RangeError("resume: next must be an integer ≥ 1");
+  }
   m.stream = o.stream;
   m.peerStream = o.peerStream;
   m.deliveredId = o.deliveredId;
+  if (o.next !== undefined) m.next = o.next;
   return m;
 }
 
@@ -160,10 +169,7 @@ export function describeControl(body: Uint8Array): string {
     if (!m) return "[control message of an unknown kind]";
     if (m.kind === "next") return `[next id=${m.id}]`;
     const prev = m.prev === null ? "none" : `${m.prev.slice(0, 16)}…`;
-    const ids = m.stream === undefined
-      ? ""
-      : ` stream=${m.stream.slice(0, 8)}… deliveredId=${m.deliveredId}`;
-    return `[resume prev=${prev} delivered=${m.delivered}${ids}]`;
+    return `[resume prev=${prev} delivered=${m.delivered}]`;
   } catch (e) {
     return `[malformed control message: ${(e as Error).message}]`;
   }

@@ -86,7 +86,7 @@ export interface ConversationOptions {
   /** Accept only this identity (64 lower-case hex digits: the address's `fp=`); no trust on first use. */
   expectFingerprint?: string;
   /** Known-peers lookup for a presented fingerprint (synchronous: the caller keeps the file's state in memory). */
-  trust: (fingerprintHex: string) => TrustLookup;
+  trust: (fingerprintHex: string, spki: Bytes) => TrustLookup;
   /** Options of every session (cover rate, signing, primitives). */
   sessionOptions?: SessionOptions;
   /** Queued-message bound (default DEFAULT_OUTBOX). */
@@ -141,7 +141,13 @@ export type ConversationEvent =
   }
   | { type: "not-sent"; ids: number[]; code: string; message: string }
   | { type: "notice"; text: string }
-  | { type: "session-ended"; session: Session; sessionHash: string }
+  | {
+    type: "session-ended";
+    session: Session;
+    sessionHash: string;
+    /** Why (the transcript's `end` reason): a new session took over, clean close, stopped, failed. */
+    reason: "closed" | "replaced" | "stopped" | "failed";
+  }
   | { type: "peer-closed" }
   | { type: "closed"; reason: EndReason; code?: string; message?: string };
 
@@ -265,6 +271,8 @@ export class Conversation {
     trust: TrustStatus;
     role: HandshakeRole;
   };
+  /** Something arrived from the peer. */
+  #heardAny = false;
   /** Our previous session (named in our next `resume`). */
   #prev?: { hash: string; delivered: bigint };
   #lock: Promise<unknown> = Promise.resolve();
@@ -538,6 +546,7 @@ export class Conversation {
         type: "session-ended",
         session: p.session,
         sessionHash: p.hash,
+        reason: reason === "closed" || reason === "failed" ? reason : "stopped",
       });
     }
     this.#phase = { kind: "closed", reason };
@@ -584,6 +593,7 @@ export class Conversation {
 
   /** Any packet from the peer: it is reachable. */
   #heard(out: ConversationOutput): void {
+    this.#heardAny = true;
     const p = this.#phase;
     if (p.kind !== "secure" || !p.peerAway) return;
     p.peerAway = false;
@@ -610,7 +620,7 @@ export class Conversation {
             `the peer presented identity ${fp}, not the ${expect} its address names; refusing`,
         };
       }
-      const lookup = this.#o.trust(fp);
+      const lookup = this.#o.trust(fp, spki);
       attempt.lookup = lookup;
       if (lookup.status !== "changed") return "ok";
       return {
@@ -867,6 +877,8 @@ export class Conversation {
     if (role === "initiator") s.rtoAt = now + s.rto.next(); // until HS3 is confirmed
     out.packets.push(...await est.session.poll(now)); // starts the session's timers (cover traffic)
     const inbox = this.#inbox.snapshot();
+    // The id our first user message of this session will have (a `next` follows if that changes).
+    s.nextId = this.#outbox.peek(1)[0]?.id ?? this.#outbox.nextId;
     out.packets.push(
       ...await est.session.send(
         encodeControl({
@@ -877,6 +889,7 @@ export class Conversation {
           stream: this.#stream,
           peerStream: inbox.stream,
           deliveredId: inbox.delivered,
+          next: s.nextId,
         }),
         now,
       ),
@@ -911,6 +924,7 @@ export class Conversation {
       type: "session-ended",
       session: s.session,
       sessionHash: s.hash,
+      reason: "replaced",
     });
   }
 
@@ -1014,6 +1028,7 @@ export class Conversation {
     if (m?.kind === "next") return this.#inbox.next(m.id);
     if (m?.kind !== "resume") return;
     if (m.stream !== undefined) this.#inbox.peerStream(m.stream);
+    if (m.next !== undefined) this.#inbox.next(m.next);
     if (m.peerStream === this.#stream) {
       const ids = this.#outbox.confirmUpTo(m.deliveredId ?? 0);
       if (ids.length > 0) {
@@ -1181,7 +1196,11 @@ export class Conversation {
         "peer-timeout",
         out,
         "peer-timeout",
-        "no secure session with the peer within the wait time",
+        `the peer ${
+          this.#heardAny ? "did not complete the handshake" : "never arrived"
+        } within ${
+          (this.#o.waitMs ?? 0) / 1000
+        } s (is the ID right and is the peer connected to the same relay?)`,
       );
     }
     switch (p.kind) {

@@ -57,3 +57,26 @@ Deno.test("address: clear errors for bad input", () => {
   assert.deepEqual(parsePeerAddress(`wss://h/ws#id=${id.toHex()}`).id, id);
   assert.equal(parseCaPin(pin.toUpperCase().match(/../g)!.join(":")), pin);
 });
+
+Deno.test("address: fp= carries the peer's identity fingerprint, round-trips, is checked", () => {
+  const id = new Uint8Array(16).fill(7);
+  const fp = "ab".repeat(32);
+  const a = formatAddress("wss://localhost:8765/ws", id, "cd".repeat(32), fp);
+  assert.ok(a.endsWith(`&fp=${fp}`));
+  const p = parsePeerAddress(a);
+  assert.equal(p.fp, fp);
+  assert.deepEqual(p.id, id);
+  assert.equal(
+    parsePeerAddress(a.replace(`fp=${fp}`, `fp=${fp.toUpperCase()}`)).fp,
+    fp,
+  );
+  assert.throws(
+    () => parsePeerAddress(a.replace(`fp=${fp}`, "fp=12")),
+    /identity fingerprint/,
+  );
+  assert.throws(() => parsePeerAddress(`${a}&fp=${fp}`), /given twice/);
+  assert.equal(
+    parsePeerAddress(formatAddress("wss://localhost:8765/ws", id)).fp,
+    undefined,
+  );
+});

@@ -21,12 +21,13 @@ Deno.test("control: resume with stream members and next round-trip", () => {
     stream: S,
     peerStream: null,
     deliveredId: 0,
+    next: 1,
   } as const;
   const bytes = encodeControl(r);
   assert.deepEqual(parseControl(bytes), r);
   assert.match(
     describeControl(bytes),
-    /^\[resume prev=abababababababab… delivered=4 stream=01234567… deliveredId=0\]$/,
+    /^\[resume prev=abababababababab… delivered=4\]$/,
   );
   assert.deepEqual(parseControl(encodeControl({ kind: "next", id: 7 })), {
     kind: "next",
@@ -66,6 +67,8 @@ Deno.test("control: malformed stream members and next are named", () => {
     ],
     [{ ...base, stream: S, peerStream: S }, /deliveredId/],
     [{ ...base, deliveredId: 1 }, /need stream/],
+    [{ ...base, next: 1 }, /need stream/],
+    [{ ...base, stream: S, peerStream: null, deliveredId: 0, next: 0 }, /next/],
     [{ kind: "next", id: 0 }, /id/],
     [{ kind: "next", id: "1" }, /id/],
   ];

@@ -1,0 +1,550 @@
+/**
+ * The 1:1 clients (`deno task bank|customer` without `--serve`): one
+ * conversation over the {@link Engine} — with `--peer`, the conversation with
+ * that peer; without, the first peer whose handshake completes (strangers'
+ * failed attempts are ignored, never fatal). Adds what a person at a
+ * terminal or a script on stdin needs: input lines, `/` commands and
+ * prompts, the payment scenario, and the exit code. Reports
+ * {@link ClientEvent}s to a callback (terminal or JSON renderer).
+ * @module
+ */
+
+import type { Bytes } from "../lib/bytes.ts";
+import { formatFingerprint } from "../lib/fingerprint.ts";
+import type { Identity } from "../lib/identity.ts";
+import type { KnownPeers } from "../lib/known_peers.ts";
+import {
+  describePaymentRequest,
+  encodePaymentMessage,
+  parsePaymentMessage,
+  type PaymentRequest,
+  paymentRequest,
+  paymentResponse,
+} from "../lib/payment.ts";
+import { formatSessionId } from "../lib/registration.ts";
+import type { SessionPrimitives } from "../lib/primitives.ts";
+import {
+  nodeHashPrimitives,
+  nodePrimitives,
+} from "../lib/deno/node_primitives.ts";
+import { type ClientOptions, EXIT } from "./args.ts";
+import { type ClientEvent, type Connector, Engine } from "./engine.ts";
+
+/** `--crypto` modes → session primitives (undefined = WebCrypto only, the lib default). */
+export const PRIMITIVES: Record<
+  ClientOptions["crypto"],
+  SessionPrimitives | undefined
+> = {
+  keys: nodeHashPrimitives,
+  fast: nodePrimitives,
+  webcrypto: undefined,
+};
+
+/** Dependencies of a {@link ChatClient}: loaded files and I/O. */
+export interface ClientDeps {
+  /** Our identity (ECDSA P-256; its fingerprint is the one shown). */
+  identity: Identity;
+  /** Our identities for the other suites (an Ed25519 one for suite 0x0002). */
+  identities?: Identity[];
+  /** Known peers (mutated and saved to `knownPeersPath`). */
+  knownPeers: KnownPeers;
+  /** Path of known_peers.json. */
+  knownPeersPath: string;
+  /** Opens a relay connection. */
+  connect: Connector;
+  /** Receives every event. */
+  emit: (event: ClientEvent) => void;
+  /** The address printed for the peer (computed by the caller). */
+  address: (id: Uint8Array) => string;
+  /** Clock (ms); default Date.now. */
+  now?: () => number;
+}
+
+/** Exit code and `closed` reason per way a conversation ends. */
+const ENDINGS: Record<string, [number, string]> = {
+  closed: [EXIT.ok, "conversation closed"],
+  "close-timeout": [EXIT.other, "close timed out"],
+  "peer-timeout": [EXIT.noPeer, "peer never arrived"],
+  "handshake-failed": [EXIT.handshake, "failed"],
+  failed: [EXIT.other, "failed"],
+};
+
+/** One run of a bank or customer client with one peer; see the module doc. */
+export class ChatClient {
+  readonly #o: ClientOptions;
+  readonly #d: ClientDeps;
+  readonly #engine: Engine;
+  readonly #done = Promise.withResolvers<number>();
+  #finished = false;
+  /** The peer of this run (given by --peer, or the first to complete a handshake). */
+  #peer?: Bytes;
+  #secureOnce = false;
+  /** Lines typed before a conversation exists. */
+  #pending: string[] = [];
+  #eof = false;
+  #closeRequested = false;
+  #quitReason?: string;
+  #refused?: { fingerprint: string };
+  #prompt?: {
+    kind: "payment" | "verify" | "trust";
+    answer: (yes: boolean) => Promise<void>;
+  };
+  #scenarioDone = false;
+  #paymentSent?: { body: string; request: PaymentRequest };
+  #waitTimer?: ReturnType<typeof setTimeout>;
+  /** Serializes input handling (lines in order). */
+  #queue: Promise<void> = Promise.resolve();
+
+  /** Creates the client; call {@link run}. */
+  constructor(options: ClientOptions, deps: ClientDeps) {
+    this.#o = options;
+    this.#d = deps;
+    this.#engine = new Engine({
+      role: options.role,
+      identity: deps.identity,
+      identities: deps.identities,
+      suites: options.suites,
+      knownPeers: deps.knownPeers,
+      knownPeersPath: deps.knownPeersPath,
+      connect: deps.connect,
+      address: deps.address,
+      now: deps.now,
+      peerName: () => options.peerName,
+      accept: (id) => this.#accepts(id),
+      sessionOptions: {
+        coverRate: options.coverRate,
+        signEvery: options.scenario ? 1 : options.signEvery,
+        primitives: PRIMITIVES[options.crypto],
+      },
+      outbox: options.outbox,
+      deliverTimeoutMs: options.deliverTimeoutS * 1000,
+      closeTimeoutMs: options.closeTimeoutS * 1000,
+      reconnectMs: options.reconnectS * 1000,
+      transcriptPath: () => options.transcript,
+      emit: (ev) => this.#onEvent(ev),
+      onFatal: (kind, message) => {
+        this.#error(kind, message);
+        this.#finish(
+          kind === "replaced" ? EXIT.other : EXIT.relay,
+          kind === "replaced" ? "replaced" : "relay lost",
+        );
+      },
+    });
+  }
+
+  /** Connects and runs until the conversation ends; resolves to the exit code. */
+  async run(): Promise<number> {
+    try {
+      await this.#engine.start();
+    } catch (e) {
+      const kind = (e as { kind?: string }).kind;
+      this.#error(
+        kind === "tls" ? "tls" : "relay-unreachable",
+        (e as Error).message,
+      );
+      return EXIT.relay;
+    }
+    const peer = this.#o.peer;
+    if (peer) {
+      this.#peer = peer.id.slice();
+      await this.#engine.dial(this.#peer, peer.fp, this.#o.waitS * 1000);
+    } else if (this.#o.waitS > 0) {
+      this.#waitTimer = setTimeout(() => {
+        if (this.#secureOnce || this.#finished) return;
+        this.#error(
+          "peer-timeout",
+          `no peer arrived within ${this.#o.waitS} s (is the ID right and is the peer connected to the same relay?)`,
+        );
+        this.#finish(EXIT.noPeer, "peer never arrived");
+      }, this.#o.waitS * 1000);
+    }
+    return this.#done.promise;
+  }
+
+  /** A line typed by the user (interactive) or read from stdin (scripted). */
+  input(line: string): void {
+    this.inputLines([line]);
+  }
+
+  /** Lines read together (a stdin chunk): handled in order, their messages sealed in batches. */
+  inputLines(lines: string[]): void {
+    if (lines.length === 0) return;
+    this.#serial(async () => {
+      if (this.#finished) return this.#notSentAfterEnd(lines.length);
+      let batch: string[] = [];
+      for (const raw of lines) {
+        const text = raw.replace(/\r$/, "");
+        if (this.#prompt && !text.startsWith("/")) {
+          await this.#sendLines(batch);
+          batch = [];
+          const p = this.#prompt;
+          this.#prompt = undefined;
+          await p.answer(/^\s*(y|yes)\s*$/i.test(text));
+        } else if (!this.#o.json && text.startsWith("/")) {
+          await this.#sendLines(batch);
+          batch = [];
+          await this.#command(text.trim());
+        } else if (text.length > 0) batch.push(text);
+      }
+      await this.#sendLines(batch);
+    });
+  }
+
+  /** End of input: close once everything sent is acknowledged (a waiting client first waits for its peer). */
+  eof(): void {
+    this.#serial(async () => {
+      this.#eof = true;
+      await this.#maybeRequestClose();
+    });
+  }
+
+  /** /quit or Ctrl-C: close cleanly now (a second time: stop at once). */
+  quit(reason = "quit"): void {
+    this.#serial(() => this.#quit(reason));
+  }
+
+  #serial(fn: () => void | Promise<void>): void {
+    this.#queue = this.#queue.then(fn).catch((e) => {
+      this.#error("internal", (e as Error)?.message ?? String(e));
+      this.#finish(EXIT.other, "failed");
+    });
+  }
+
+  #notSentAfterEnd(count: number): void {
+    this.#error(
+      "not-sent",
+      `${count} input line(s) not sent: the conversation has already ended`,
+      { lines: count },
+    );
+  }
+
+  #accepts(id: Bytes): boolean {
+    if (this.#finished) return false;
+    if (this.#o.peer) return id.toHex() === this.#o.peer.id.toHex();
+    return this.#peer === undefined || id.toHex() === this.#peer.toHex();
+  }
+
+  async #sendLines(texts: string[]): Promise<void> {
+    if (texts.length === 0) return;
+    if (
+      this.#peer === undefined || !this.#engine.conversations.get(this.#peer)
+    ) {
+      for (const t of texts) {
+        if (this.#pending.length >= this.#o.outbox) {
+          this.#error(
+            "outbox-full",
+            `message not sent: the outbox is full (${this.#o.outbox} messages waiting for the peer)`,
+            { text: t },
+          );
+        } else this.#pending.push(t);
+      }
+      return;
+    }
+    const verdicts = await this.#engine.send(this.#peer, texts) ?? [];
+    verdicts.forEach((v, i) => {
+      if (v.ok) return;
+      const extra = v.code === "outbox-full" ? { text: texts[i] } : {};
+      this.#error(
+        v.code,
+        v.code === "outbox-full"
+          ? `${v.message} (${this.#o.outbox} messages waiting for the peer)`
+          : v.message,
+        { ids: [v.id], ...extra },
+      );
+    });
+    if (verdicts.length === 0) this.#notSentAfterEnd(texts.length);
+  }
+
+  // ── events ───────────────────────────────────────────────────────────────
+
+  #onEvent(ev: ClientEvent): void {
+    const from = ev.peer;
+    const mine = this.#peer !== undefined &&
+      from === formatSessionId(this.#peer);
+    if (from !== undefined && !mine && ev.type !== "ready") {
+      return this.#stranger(ev, from);
+    }
+    if (ev.type === "closed") return this.#ended(ev.reason);
+    if (ev.type === "error" && ev.code === "identity-changed") {
+      this.#d.emit(ev);
+      return this.#onRefused(ev);
+    }
+    if (
+      ev.type === "error" && this.#quitReason !== undefined &&
+      ev.code === "not-sent"
+    ) {
+      return this.#d.emit(ev);
+    }
+    this.#d.emit(ev);
+    if (ev.type === "secure") this.#serial(() => this.#onSecure());
+    if (ev.type === "message") this.#serial(() => this.#onPayment(ev.text));
+  }
+
+  /** An event of another conversation while waiting for the peer: its first secure one becomes the peer. */
+  #stranger(ev: ClientEvent, from: string): void {
+    if (this.#peer !== undefined) return; // the run has its peer: others are not served
+    if (ev.type === "secure") {
+      this.#peer = this.#engine.conversations.list().find((c) =>
+        formatSessionId(c.peerId) === from
+      )?.peerId;
+      return this.#onEvent(ev);
+    }
+    if (ev.type === "error" && ev.code === "identity-changed") {
+      this.#peer = this.#engine.conversations.list().find((c) =>
+        formatSessionId(c.peerId) === from
+      )?.peerId;
+      return this.#onEvent(ev);
+    }
+    if (ev.type === "error" && ev.code !== "undelivered") {
+      return this.#notice(
+        `a handshake attempt failed (${ev.code}): ignored; still waiting for the peer`,
+      );
+    }
+  }
+
+  async #onSecure(): Promise<void> {
+    this.#secureOnce = true;
+    this.#refused = undefined;
+    clearTimeout(this.#waitTimer);
+    if (
+      this.#o.scenario === "payment" && this.#o.role === "bank" &&
+      !this.#paymentSent
+    ) {
+      const request = paymentRequest(this.#o.payment);
+      const body = encodePaymentMessage(request);
+      this.#paymentSent = { body, request };
+      this.#d.emit({
+        type: "payment",
+        event: "request",
+        direction: "sent",
+        ...request,
+      });
+      await this.#sendLines([body]);
+    }
+    const pending = this.#pending;
+    this.#pending = [];
+    await this.#sendLines(pending);
+    await this.#maybeRequestClose();
+  }
+
+  #onRefused(ev: ClientEvent): void {
+    const fp = (ev as { presentedFingerprint?: string }).presentedFingerprint;
+    this.#refused = fp ? { fingerprint: fp } : undefined;
+    if (this.#o.json) return this.#finish(EXIT.trust, "peer identity changed");
+    this.#prompt = {
+      kind: "trust",
+      answer: async (yes) => {
+        if (!yes || !this.#refused || !this.#peer) {
+          return this.#notice("key not trusted; /quit to leave");
+        }
+        await this.#engine.retrust(this.#peer, this.#refused.fingerprint);
+        this.#notice(
+          `new key of ${this.#o.peerName} trusted; starting a new handshake`,
+        );
+      },
+    };
+    this.#notice(
+      "Compare the safety number above with your peer over another channel. " +
+        "Type /trust to accept the new key, or /quit.",
+    );
+  }
+
+  #ended(reason: string): void {
+    if (this.#quitReason !== undefined && reason === "quit") {
+      const forced = this.#quitReason === "forced quit";
+      return this.#finish(forced ? EXIT.other : EXIT.ok, this.#quitReason);
+    }
+    const [code, why] = ENDINGS[reason] ?? [EXIT.other, reason];
+    this.#finish(code, why);
+  }
+
+  // ── input, close ─────────────────────────────────────────────────────────
+
+  async #maybeRequestClose(): Promise<void> {
+    if (!this.#eof || this.#closeRequested) return;
+    if (this.#o.scenario === "payment" && !this.#scenarioDone) return;
+    if (this.#peer === undefined || this.#pending.length > 0) return;
+    this.#closeRequested = true;
+    await this.#engine.close(this.#peer, true);
+  }
+
+  async #quit(reason: string): Promise<void> {
+    const c = this.#peer && this.#engine.conversations.get(this.#peer);
+    if (!c || !c.secure) {
+      if (this.#pending.length) {
+        this.#error("not-sent", `${this.#pending.length} message(s) not sent`, {
+          lines: this.#pending.length,
+        });
+        this.#pending = [];
+      }
+      this.#quitReason = reason;
+      if (c) return void await this.#engine.close(this.#peer!);
+      return this.#finish(EXIT.ok, reason);
+    }
+    if (this.#quitReason !== undefined) this.#quitReason = "forced quit";
+    else {
+      this.#quitReason = reason;
+      this.#notice(
+        "closing: flushing messages and waiting for acknowledgements (again to force)",
+      );
+    }
+    this.#closeRequested = true;
+    await this.#engine.close(this.#peer!);
+  }
+
+  async #command(cmd: string): Promise<void> {
+    const [name] = cmd.split(/\s+/);
+    const p = this.#peer && this.#engine.peer(this.#peer);
+    switch (name) {
+      case "/quit":
+        return await this.#quit("quit");
+      case "/status": {
+        const s = this.#peer &&
+          this.#engine.conversations.get(this.#peer)?.status();
+        this.#d.emit({
+          type: "status",
+          phase: s ? s.phase : "waiting",
+          relay: this.#engine.connected ? "connected" : "reconnecting",
+          peerOnline: !(s?.peerAway ?? false),
+          outbox: (s?.queued ?? 0) + this.#pending.length,
+          unacked: s?.inflight ?? 0,
+          epoch: s?.epoch,
+          trust: p?.trust,
+        });
+        return;
+      }
+      case "/verify": {
+        if (!p?.safetyNumber || !p.fingerprint) {
+          return this.#notice("no secure session yet: nothing to verify");
+        }
+        const peer = this.#peer!;
+        this.#d.emit({
+          type: "prompt",
+          kind: "verify",
+          text:
+            `Safety number: ${p.safetyNumber}\nPeer fingerprint: ${
+              formatFingerprint(Uint8Array.fromHex(p.fingerprint))
+            }\n` +
+            `Does your peer see exactly the same safety number? Type yes to mark ${this.#o.peerName} verified.`,
+        });
+        this.#prompt = {
+          kind: "verify",
+          answer: async (yes) => {
+            if (!yes) return this.#notice("not verified");
+            await this.#engine.markVerified(peer);
+            this.#d.emit({ type: "verified", peerName: this.#o.peerName });
+          },
+        };
+        return;
+      }
+      case "/trust":
+        if (!this.#refused) {
+          return this.#notice(
+            "/trust is only needed after a peer's key CHANGED; nothing to do",
+          );
+        }
+        this.#d.emit({
+          type: "prompt",
+          kind: "trust",
+          text:
+            `Trust the NEW key of ${this.#o.peerName} (fingerprint ${this.#refused.fingerprint})? ` +
+            "Only if you compared the safety number out of band. Type yes to trust it.",
+        });
+        return;
+      default:
+        return this.#notice(
+          `unknown command ${name} (commands: /verify /trust /status /quit)`,
+        );
+    }
+  }
+
+  // ── payment scenario ─────────────────────────────────────────────────────
+
+  async #onPayment(text: string): Promise<void> {
+    const m = parsePaymentMessage(text);
+    if (!m) return;
+    if (m.kind === "payment-request") {
+      this.#d.emit({
+        type: "payment",
+        event: "request",
+        direction: "received",
+        ...m,
+      });
+      if (this.#o.scenario !== "payment" || this.#o.role !== "customer") return;
+      const answer = async (approve: boolean) => {
+        const body = encodePaymentMessage(
+          await paymentResponse(text, m, approve),
+        );
+        await this.#sendLines([body]);
+        this.#d.emit({
+          type: "payment",
+          event: "response",
+          direction: "sent",
+          reference: m.reference,
+          decision: approve ? "approved" : "declined",
+        });
+        this.#scenarioDone = true;
+        await this.#maybeRequestClose();
+      };
+      if (this.#o.decision) return await answer(this.#o.decision === "approve");
+      this.#prompt = { kind: "payment", answer };
+      this.#d.emit({
+        type: "prompt",
+        kind: "payment",
+        text: `The bank asks you to approve: ${
+          describePaymentRequest(m)
+        }. Approve? [y/N]`,
+      });
+      return;
+    }
+    const sent = this.#paymentSent;
+    const matches = sent !== undefined &&
+      m.request ===
+        (await paymentResponse(sent.body, sent.request, true)).request;
+    this.#d.emit({
+      type: "payment",
+      event: "response",
+      direction: "received",
+      reference: m.reference,
+      decision: m.decision,
+      matches,
+    });
+    if (this.#o.scenario === "payment" && this.#o.role === "bank") {
+      if (!matches) {
+        this.#error(
+          "payment-mismatch",
+          "the response does not answer the request we sent",
+        );
+      }
+      this.#scenarioDone = true;
+      this.#eof = true;
+      await this.#maybeRequestClose();
+    }
+  }
+
+  // ── reporting, end ───────────────────────────────────────────────────────
+
+  #finish(code: number, reason: string): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    clearTimeout(this.#waitTimer);
+    this.#prompt = undefined;
+    this.#d.emit({ type: "closed", reason });
+    this.#engine.stop().then(
+      () => this.#done.resolve(code),
+      () => this.#done.resolve(code),
+    );
+  }
+
+  #notice(text: string): void {
+    this.#d.emit({ type: "notice", text });
+  }
+
+  #error(
+    code: string,
+    message: string,
+    extra: Record<string, unknown> = {},
+  ): void {
+    this.#d.emit({ type: "error", code, message, ...extra });
+  }
+}
