@@ -74,6 +74,8 @@ export interface ClientOptions {
   peerName: string;
   /** One JSON object per line instead of the terminal interface. */
   json: boolean;
+  /** Bank service: any number of conversations, JSON-RPC on stdin/stdout (clients/serve.ts). */
+  serve?: boolean;
   /** Cover traffic in DUMMY packets per second (0 = off). */
   coverRate: number;
   /** Seconds to wait for the peer (0 = forever). */
@@ -149,6 +151,9 @@ export function usage(role: Role): string {
   --pin SHA256           trust ONLY the CA with this certificate fingerprint (an address's
                          ca=… part pins too); the --ca file must hold that CA (a bundle
                          may: only the pinned certificate in it is trusted)
+  --serve                service mode (bank): serve any number of customers in one process,
+                         JSON-RPC 2.0 on stdin/stdout, one object per line (see README,
+                         "Bank service"); --transcript is then a folder (one file per peer)
   --json                 scriptable mode: JSON lines on stdout, stdin lines are messages
                          (also when stdin is not a terminal)
   --cover-rate N         cover traffic, dummy packets per second (default ${DEFAULT_COVER_RATE}; 0 = off)
@@ -234,6 +239,7 @@ export function parseClientArgs(
         ca: { type: "string" },
         pin: { type: "string" },
         json: { type: "boolean" },
+        serve: { type: "boolean" },
         "cover-rate": { type: "string" },
         wait: { type: "string" },
         outbox: { type: "string" },
@@ -304,6 +310,11 @@ export function parseClientArgs(
       `--scenario: unknown scenario '${v.scenario}' (known: payment)`,
     );
   }
+  if (v.serve && (v.peer !== undefined || v.scenario !== undefined)) {
+    throw new UsageError(
+      "--serve takes no --peer or --scenario (contact peers with the connect method)",
+    );
+  }
   if (v.approve && v.decline) {
     throw new UsageError("give --approve or --decline, not both");
   }
@@ -325,7 +336,8 @@ export function parseClientArgs(
     pin,
     peer,
     peerName,
-    json: v.json ?? false,
+    json: (v.json || v.serve) ?? false,
+    serve: v.serve ?? false,
     coverRate: num("cover-rate", v["cover-rate"], DEFAULT_COVER_RATE, 0),
     waitS: num("wait", v.wait, DEFAULT_WAIT_S, 0),
     outbox: num("outbox", v.outbox, DEFAULT_OUTBOX, 1, true),
@@ -379,7 +391,10 @@ export function checkPathPermissions(o: ClientOptions): string | undefined {
   if (o.passphraseFile !== undefined) {
     needs.push(["read", o.passphraseFile, "--passphrase-file"]);
   }
-  if (o.transcript !== undefined) {
+  if (o.transcript !== undefined && o.serve) {
+    needs.push(["read", o.transcript, "--transcript"]); // a folder
+    needs.push(["write", o.transcript, "--transcript"]);
+  } else if (o.transcript !== undefined) {
     // Appended to, so read too (an existing file is checked and continued).
     needs.push(["read", o.transcript, "--transcript"]);
     needs.push(["write", o.transcript, "--transcript"]);

@@ -22,7 +22,8 @@ import {
   usage,
 } from "./args.ts";
 import type { ClientEvent, Connector } from "./engine.ts";
-import { ChatClient } from "./chat.ts";
+import { ChatClient, type ClientDeps } from "./chat.ts";
+import { runService } from "./serve.ts";
 import {
   bufferedWriter,
   jsonRenderer,
@@ -167,6 +168,18 @@ export async function prepareClient(
   o: ClientOptions,
   emit: (ev: ClientEvent) => void,
 ): Promise<ChatClient> {
+  const d = await loadFiles(o);
+  return new ChatClient(o, {
+    ...d,
+    emit,
+    address: (id) => formatAddress(o.relay, id, d.caFingerprint),
+  });
+}
+
+/** Identity, mailbox key, known peers and the relay connector of `o`. */
+async function loadFiles(o: ClientOptions): Promise<
+  Omit<ClientDeps, "emit" | "address"> & { caFingerprint?: string }
+> {
   const files = keyFiles(o.role, o.keysDir);
   await Deno.mkdir(o.keysDir, { recursive: true, mode: 0o700 });
   const passphrase = o.passphraseFile === undefined
@@ -188,15 +201,14 @@ export async function prepareClient(
   const { key: mailbox } = await loadOrCreateMailboxKey(files.mailbox);
   const knownPeers = await loadKnownPeers(files.knownPeers);
   const trust = await setupTrust(o, mailbox);
-  return new ChatClient(o, {
+  return {
     identity,
     identities,
     knownPeers,
     knownPeersPath: files.knownPeers,
     connect: trust.connect,
-    emit,
-    address: (id) => formatAddress(o.relay, id, trust.caFingerprint),
-  });
+    caFingerprint: trust.caFingerprint,
+  };
 }
 
 /** Bytes read from stdin at once (one reused buffer: a pipe hands over ≤ 64 KiB per read). */
@@ -314,6 +326,18 @@ async function runPrepared(
       await encryptKey(o, emit);
       if (!o.json) writeStdout("\n");
       return EXIT.ok;
+    }
+    if (o.serve) {
+      const d = await loadFiles(o);
+      const out = bufferedWriter(writeStdout);
+      try {
+        return await runService(o, {
+          ...d,
+          writeLine: (line) => out.write(line + "\n"),
+        }, Deno.stdin.readable);
+      } finally {
+        out.flush();
+      }
     }
     client = await prepareClient(o, emit);
   } catch (e) {

@@ -237,6 +237,11 @@ export class Engine {
     return this.#fp;
   }
 
+  /** Our address (what a peer pastes to reach us). */
+  get address(): string {
+    return this.#o.address(this.#localId);
+  }
+
   /** True while the relay connection is open. */
   get connected(): boolean {
     return this.#link?.open ?? false;

@@ -354,6 +354,11 @@ export class Conversation {
     };
   }
 
+  /** While the conversation refuses a presented identity: its fingerprint (hex). */
+  get refusedFingerprint(): string | undefined {
+    return this.#phase.kind === "refused" ? this.#phase.fingerprint : undefined;
+  }
+
   /** Fingerprint (hex) of the peer's identity in the live or last session. */
   get fingerprint(): string | undefined {
     return this.#lastSecure?.fingerprint;

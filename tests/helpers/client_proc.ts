@@ -170,6 +170,13 @@ export class ClientProc {
     return s.code;
   }
 
+  /** Sends a signal (e.g. SIGTERM). */
+  signal(sig: Deno.Signal): void {
+    try {
+      this.#child.kill(sig);
+    } catch { /* already gone */ }
+  }
+
   /** Kills the process (SIGKILL). */
   kill(): void {
     try {

@@ -1,0 +1,147 @@
+/**
+ * `deno task bank --serve --json`: one process serving any number of
+ * conversations (customers that run `deno task customer --peer <address>`,
+ * and peers it contacts with `connect`), driven by JSON-RPC 2.0 over
+ * stdin/stdout, one object per line (clients/rpc.ts has the methods).
+ * Requests are answered in the order they complete, each exactly once;
+ * events go out as notifications naming their peer. SIGTERM, SIGINT or the
+ * end of stdin close every conversation cleanly (flush, acknowledge, finish
+ * the transcripts), then the process exits 0.
+ * @module
+ */
+
+import { formatAddress } from "../lib/address.ts";
+import { formatSessionId } from "../lib/registration.ts";
+import type { ClientOptions } from "./args.ts";
+import { EXIT } from "./args.ts";
+import { PRIMITIVES } from "./chat.ts";
+import type { ClientDeps } from "./chat.ts";
+import { type ClientEvent, Engine } from "./engine.ts";
+import { MAX_RPC_LINE, RpcDispatcher } from "./rpc.ts";
+
+/** What {@link runService} needs besides the options: loaded files and I/O. */
+export type ServiceDeps =
+  & Omit<ClientDeps, "emit" | "address">
+  & {
+    /** Writes one line (a response or notification) to the API's output. */
+    writeLine: (line: string) => void;
+    /** The CA pin to put in our address (undefined = none). */
+    caFingerprint?: string;
+  };
+
+/** Runs the service until a signal or the end of stdin; resolves to the exit code. */
+export async function runService(
+  o: ClientOptions,
+  d: ServiceDeps,
+  input: ReadableStream<Uint8Array>,
+): Promise<number> {
+  let rpc: RpcDispatcher | undefined;
+  const early: ClientEvent[] = [];
+  const fatal = Promise.withResolvers<number>();
+  const emit = (ev: ClientEvent) => {
+    if (!rpc) return void early.push(ev);
+    d.writeLine(JSON.stringify(rpc.notification(ev)));
+  };
+  const engine: Engine = new Engine({
+    role: o.role,
+    identity: d.identity,
+    identities: d.identities,
+    suites: o.suites,
+    knownPeers: d.knownPeers,
+    knownPeersPath: d.knownPeersPath,
+    connect: d.connect,
+    // The service's address names its identity: a customer following it trusts only this key.
+    address: (id) =>
+      formatAddress(o.relay, id, d.caFingerprint, engine.fingerprint),
+    // Known peers by relay ID: every customer is its own entry.
+    peerName: (id) => formatSessionId(id),
+    accept: () => true,
+    sessionOptions: {
+      coverRate: o.coverRate,
+      signEvery: o.signEvery,
+      primitives: PRIMITIVES[o.crypto],
+    },
+    outbox: o.outbox,
+    deliverTimeoutMs: o.deliverTimeoutS * 1000,
+    closeTimeoutMs: o.closeTimeoutS * 1000,
+    reconnectMs: o.reconnectS * 1000,
+    transcriptPath: o.transcript === undefined
+      ? undefined
+      : (id) => `${o.transcript}/${formatSessionId(id)}.jsonl`,
+    emit,
+    onFatal: (kind, message) => {
+      emit({ type: "error", code: kind, message });
+      fatal.resolve(kind === "replaced" ? EXIT.other : EXIT.relay);
+    },
+    now: d.now,
+  });
+  if (o.transcript !== undefined) {
+    await Deno.mkdir(o.transcript, { recursive: true, mode: 0o700 });
+  }
+  try {
+    await engine.start();
+  } catch (e) {
+    const kind = (e as { kind?: string }).kind;
+    rpc = new RpcDispatcher(engine);
+    emit({
+      type: "error",
+      code: kind === "tls" ? "tls" : "relay-unreachable",
+      message: (e as Error).message,
+    });
+    return EXIT.relay;
+  }
+  rpc = new RpcDispatcher(engine);
+  for (const ev of early.splice(0)) emit(ev);
+
+  const stop = Promise.withResolvers<void>();
+  const onSignal = () => stop.resolve();
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(sig, onSignal);
+  }
+  const reading = readLines(input, (line) => {
+    rpc!.handleLine(line).then((res) => res && d.writeLine(res));
+  }).then(() => stop.resolve());
+  const code = await Promise.race([
+    stop.promise.then(() => EXIT.ok),
+    fatal.promise,
+  ]);
+  rpc.stopping();
+  await engine.stop();
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    Deno.removeSignalListener(sig, onSignal);
+  }
+  emit({ type: "closed", reason: code === EXIT.ok ? "stopped" : "failed" });
+  void reading;
+  return code;
+}
+
+/** Calls `onLine` per line of `input` (without its `\n` / `\r\n`); resolves at the end. */
+async function readLines(
+  input: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  const decoder = new TextDecoder();
+  let rest = "";
+  let skipping = false;
+  try {
+    for await (const chunk of input) {
+      rest += decoder.decode(chunk, { stream: true });
+      let i;
+      while ((i = rest.indexOf("\n")) >= 0) {
+        const line = rest.slice(0, i).replace(/\r$/, "");
+        rest = rest.slice(i + 1);
+        if (skipping) skipping = false; // the rest of an oversized line
+        else if (line.trim() !== "") onLine(line);
+      }
+      if (rest.length > MAX_RPC_LINE && !skipping) {
+        // An endless line must not grow without bound: answered as too long, then skipped to its end.
+        onLine(rest);
+        rest = "";
+        skipping = true;
+      } else if (skipping) rest = "";
+    }
+  } catch {
+    // stdin closed under us: the end
+  }
+  if (rest.trim() !== "") onLine(rest);
+}
