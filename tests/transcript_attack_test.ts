@@ -53,15 +53,17 @@ Deno.test("withheld ACKs after a payment approval force a re-handshake: both tra
   try {
     const ready = await customer.waitFor(isType("ready"), "customer ready");
     const customerId = parseSessionId(ready.id).toHex();
-    // Once the approval (the customer's only large record) has passed, drop
-    // every small record both ways until the next HS1.
+    // Once the approval (the customer's second large record, after its
+    // signed `resume`) has passed, drop every small record both ways until
+    // the next HS1.
     let phase: "before" | "withholding" | "after" = "before";
     let withheld = 0;
+    let large = 0;
     relay.tamper = (c) => {
       if (phase === "withholding" && c.kind === 1) phase = "after";
       if (
         phase === "before" && c.from === customerId && c.kind === 4 &&
-        c.payload.length > SMALL_RECORD_MAX
+        c.payload.length > SMALL_RECORD_MAX && ++large === 2
       ) {
         phase = "withholding";
         // Forged peer-offlines make both sides probe once a second (a fast re-handshake).
