@@ -78,16 +78,23 @@ export function jsonRenderer(
   return (ev) => {
     // The per-message events are spelled out (same bytes as JSON.stringify,
     // tests/ui_test.ts): numbers and ISO 8601 times need no escaping.
+    // `peer` (base32) and `peerFingerprint` (hex) need no escaping either.
+    const peer = (ev.peer === undefined ? "" : `,"peer":"${ev.peer}"`) +
+      (ev.peerFingerprint === undefined
+        ? ""
+        : `,"peerFingerprint":"${ev.peerFingerprint}"`);
     switch (ev.type) {
       case "sent":
-        return write(`{"type":"sent","id":${ev.id},"at":"${ev.at}"}\n`);
+        return write(`{"type":"sent","id":${ev.id},"at":"${ev.at}"${peer}}\n`);
       case "delivered":
-        return write(`{"type":"delivered","id":${ev.id},"at":"${ev.at}"}\n`);
+        return write(
+          `{"type":"delivered","id":${ev.id},"at":"${ev.at}"${peer}}\n`,
+        );
       case "message":
         return write(
-          `{"type":"message","text":${
-            JSON.stringify(ev.text)
-          },"counter":${ev.counter},"seq":${ev.seq},"at":"${ev.at}"}\n`,
+          `{"type":"message","text":${JSON.stringify(ev.text)}${
+            ev.id === undefined ? "" : `,"id":${ev.id}`
+          },"counter":${ev.counter},"seq":${ev.seq},"at":"${ev.at}"${peer}}\n`,
         );
       default:
         return write(JSON.stringify(ev) + "\n");

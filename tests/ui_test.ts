@@ -28,6 +28,28 @@ Deno.test("jsonRenderer: message and delivered lines are byte-identical to JSON.
     assert.deepEqual(JSON.parse(line), ev);
     assert.equal(line.indexOf("\n"), line.length - 1, "one line");
   }
+  const peer = "3x4jlupouh6ix257anohc2bm2a", peerFingerprint = "ab".repeat(32);
+  for (const text of texts.slice(0, 3)) {
+    const ev: ClientEvent = {
+      type: "message",
+      text,
+      id: 9,
+      counter: 7,
+      seq: 3,
+      at,
+      peer,
+      peerFingerprint,
+    };
+    assert.equal(render(ev), JSON.stringify(ev) + "\n");
+  }
+  const dp: ClientEvent = {
+    type: "delivered",
+    id: 12,
+    at,
+    peer,
+    peerFingerprint,
+  };
+  assert.equal(render(dp), JSON.stringify(dp) + "\n");
   const d: ClientEvent = { type: "delivered", id: 12, at };
   assert.equal(render(d), JSON.stringify(d) + "\n");
   const other: ClientEvent = { type: "notice", text: 'a "b"\n' };
