@@ -175,3 +175,29 @@ Deno.test("transcript vectors: verifyConversation gives each vector's verdict", 
     );
   }
 });
+
+Deno.test("transcript vectors: an independent Python (cryptography) verifier written from PROTOCOL.md §2.2.10 agrees on every verdict", async () => {
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: [
+      new URL("./reference/transcripts.py", import.meta.url).pathname,
+      DIR,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const ref = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.deepEqual(Object.keys(ref).sort(), names);
+  for (const n of names) {
+    const v = load(n);
+    assert.equal(ref[n].verdict, v.expect.verdict, n);
+    assert.equal(ref[n].error, v.expect.error, n);
+    if (v.expect.missing !== undefined) {
+      assert.equal(
+        ref[n].missing.length,
+        v.expect.missing,
+        `${n}: ${ref[n].missing}`,
+      );
+    }
+  }
+});
