@@ -9,14 +9,18 @@
 import { parseArgs } from "node:util";
 import {
   DEFAULT_BURST,
+  DEFAULT_HEADER_TIMEOUT_MS,
   DEFAULT_HIGH_WATER,
   DEFAULT_IDLE_TIMEOUT_S,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_FRAME,
+  DEFAULT_MAX_UNAUTH_PER_IP,
   DEFAULT_PORT,
   DEFAULT_RATE,
   DEFAULT_REGISTER_TIMEOUT_MS,
+  DEFAULT_TLS_TIMEOUT_MS,
 } from "./lib/constants.ts";
+import { parsePublicOrigin } from "./lib/http_head.ts";
 import { startRelay } from "./lib/deno/relay_server.ts";
 import { certPaths, DEFAULT_CERTS_DIR, ensureCerts } from "./tools/certs.ts";
 
@@ -28,13 +32,24 @@ const HELP = `deno task relay [flags]   — TLS WebSocket relay (PROTOCOL.md §1
   --key FILE             private key PEM (default certs/relay-key.pem)
   --name HOST            extra host name clients use to reach the relay (repeatable;
                          also added to a generated certificate)
+  --public-origin URL    wss://host[:port] clients use when a reverse proxy is in front
+                         (repeatable): accepted as Host and as the signed registration origin
+  --allow-origin ORIGIN  browser origin (https://bank.example) allowed to open WebSockets
+                         (repeatable); a request with another Origin gets 403, one without
+                         Origin (CLI clients) is accepted
+  --metrics-port N       serve /metrics on http://127.0.0.1:N only (0 = any free port;
+                         default: no metrics listener; /metrics is never on the public port)
   --max-frame BYTES      largest frame, header included (default ${DEFAULT_MAX_FRAME})
   --max-connections N    simultaneous connections (default ${DEFAULT_MAX_CONNECTIONS})
   --rate N               frames/s per connection (default ${DEFAULT_RATE})
   --burst N              token-bucket burst per connection (default ${DEFAULT_BURST})
   --high-water BYTES     per-recipient send buffer cap → peer-busy (default ${DEFAULT_HIGH_WATER})
   --idle-timeout S       ping/idle timeout in seconds, 0 disables (default ${DEFAULT_IDLE_TIMEOUT_S})
-  --register-timeout MS  time allowed to register (default ${DEFAULT_REGISTER_TIMEOUT_MS})
+  --register-timeout MS  time allowed to register after the upgrade (default ${DEFAULT_REGISTER_TIMEOUT_MS})
+  --tls-timeout MS       time allowed for the TLS handshake (default ${DEFAULT_TLS_TIMEOUT_MS})
+  --header-timeout MS    time allowed for the HTTP request head (default ${DEFAULT_HEADER_TIMEOUT_MS})
+  --max-unauth-per-ip N  unregistered connections per client IP (default ${DEFAULT_MAX_UNAUTH_PER_IP};
+                         behind a proxy every client has the proxy's IP: raise it)
   --quiet                no per-connection log lines
   -h, --help             this help`;
 
@@ -67,6 +82,12 @@ async function main(args: string[]): Promise<number> {
         cert: { type: "string" },
         key: { type: "string" },
         name: { type: "string", multiple: true },
+        "public-origin": { type: "string", multiple: true },
+        "allow-origin": { type: "string", multiple: true },
+        "metrics-port": { type: "string" },
+        "tls-timeout": { type: "string" },
+        "header-timeout": { type: "string" },
+        "max-unauth-per-ip": { type: "string" },
         "max-frame": { type: "string" },
         "max-connections": { type: "string" },
         rate: { type: "string" },
@@ -119,7 +140,43 @@ async function main(args: string[]): Promise<number> {
         DEFAULT_REGISTER_TIMEOUT_MS,
         100,
       ),
+      tlsTimeoutMs: intFlag(
+        "tls-timeout",
+        v["tls-timeout"],
+        DEFAULT_TLS_TIMEOUT_MS,
+        50,
+      ),
+      headerTimeoutMs: intFlag(
+        "header-timeout",
+        v["header-timeout"],
+        DEFAULT_HEADER_TIMEOUT_MS,
+        50,
+      ),
+      maxUnauthPerIp: intFlag(
+        "max-unauth-per-ip",
+        v["max-unauth-per-ip"],
+        DEFAULT_MAX_UNAUTH_PER_IP,
+        1,
+      ),
+      metricsPort: v["metrics-port"] === undefined
+        ? undefined
+        : intFlag("metrics-port", v["metrics-port"], 0, 0),
       names: v.name ?? [],
+      publicOrigins: (v["public-origin"] ?? []).map((o) => {
+        try {
+          return parsePublicOrigin(o).origin;
+        } catch (e) {
+          throw new RangeError(`--public-origin: ${(e as Error).message}`);
+        }
+      }),
+      allowOrigins: (v["allow-origin"] ?? []).map((o) => {
+        if (!/^https?:\/\/[^/\s]+$/i.test(o)) {
+          throw new RangeError(
+            `--allow-origin must be scheme://host[:port] as browsers send it (got '${o}')`,
+          );
+        }
+        return o;
+      }),
       quiet: v.quiet ?? false,
     };
   } catch (e) {
@@ -171,7 +228,7 @@ async function main(args: string[]): Promise<number> {
       console.error(
         `relay: not permitted to listen on ${options.hostname}:${options.port} (${msg}).\n` +
           `The relay task only grants loopback; for other addresses run\n` +
-          `  deno run --allow-net=${options.hostname}:${options.port} --allow-read=certs --allow-write=certs server.ts ...`,
+          `  deno run --v8-flags=--max-semi-space-size=1 --allow-net=${options.hostname}:${options.port} --allow-read=certs --allow-write=certs server.ts ...`,
       );
     } else {
       console.error(`relay: cannot start: ${msg}`);
@@ -182,7 +239,11 @@ async function main(args: string[]): Promise<number> {
     ? `[${relay.hostname}]`
     : relay.hostname;
   console.error(
-    `relay: listening on wss://${shown}:${relay.port}/ws (health /healthz, metrics /metrics)`,
+    `relay: listening on wss://${shown}:${relay.port}/ws (health /healthz; ${
+      relay.metricsPort === undefined
+        ? "metrics off: --metrics-port N"
+        : `metrics http://127.0.0.1:${relay.metricsPort}/metrics`
+    })`,
   );
 
   const stop = () => {

@@ -43,6 +43,18 @@ export const DEFAULT_MAX_CONNECTIONS = 20000;
 export const DEFAULT_IDLE_TIMEOUT_S = 60;
 /** Default time (ms) an unregistered connection may live: registration is one round trip. */
 export const DEFAULT_REGISTER_TIMEOUT_MS = 10000;
+/** Default deadline (ms) for a client to complete the TLS handshake after its TCP connection is accepted. */
+export const DEFAULT_TLS_TIMEOUT_MS = 10000;
+/** Default deadline (ms) for the complete HTTP request head after the TLS handshake (a trickle does not extend it). */
+export const DEFAULT_HEADER_TIMEOUT_MS = 10000;
+/** Default most connections per client IP that are not registered yet (TLS, HTTP, upgrade, registration stages). */
+export const DEFAULT_MAX_UNAUTH_PER_IP = 256;
+/** Time (ms) after a relay-initiated close before the socket is dropped and its slot freed, answered or not. */
+export const RELAY_CLOSE_GRACE_MS = 500;
+/** Pause (ms) of the accept loop when the process is out of file descriptors (EMFILE/ENFILE). */
+export const FD_EXHAUSTED_BACKOFF_MS = 50;
+/** Sockets accepted beyond --max-connections (to answer HTTP 503 and health checks) before new ones are closed unanswered. */
+export const SOCKET_HEADROOM = 1024;
 /** Protocol errors tolerated per connection within ABUSE_WINDOW_MS before it is closed with 1008. */
 export const ABUSE_LIMIT = 32;
 /** Window (ms) over which protocol errors are counted for the abuse limit. */

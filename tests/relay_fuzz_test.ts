@@ -151,7 +151,7 @@ Deno.test("relay fuzz: random frames from several connections; relay stays up, f
     // Errors were counted (/metrics text and the in-process counters agree).
     const m = t.relay.metrics;
     await waitFor(() => m.droppedCount("malformed") > 0, "malformed counted");
-    const metricsText = await (await fetch(`${base}/metrics`, { client }))
+    const metricsText = await (await fetch(t.metricsUrl))
       .text();
     for (const code of ["malformed", "unsupported-version"]) {
       assert.ok(m.droppedCount(code) > 0, `${code} counted`);

@@ -367,7 +367,10 @@ Deno.test("relay: /healthz, /metrics, 404 and 426", async () => {
     const health = await h.json();
     assert.equal(health.status, "ok");
     assert.equal(health.registered, 2);
-    const m = await (await fetch(`${base}/metrics`, { client })).text();
+    const onPublic = await fetch(`${base}/metrics`, { client });
+    assert.equal(onPublic.status, 404, "/metrics is not on the public port");
+    await onPublic.body?.cancel();
+    const m = await (await fetch(t.metricsUrl)).text();
     assert.match(m, /^relay_connections 2$/m);
     assert.match(m, /^relay_registered 2$/m);
     assert.match(m, /^relay_frames_forwarded_total 1$/m);

@@ -31,6 +31,15 @@ import { decodePemAll } from "../pem.ts";
 import { decodeFrame, encodeData, type Frame } from "../relay_frame.ts";
 import { type MailboxKey, registrationStep } from "../registration.ts";
 import { type CloseInfo, RelayConnectError } from "./relay_client.ts";
+import {
+  encodeClosePayload,
+  encodeWsFrame,
+  Opcode,
+  WS_NO_STATUS,
+  WS_TOO_BIG,
+  wsAccept,
+  WsDecoder,
+} from "../ws_codec.ts";
 
 /** Options of {@link PinnedRelayConnection.connect}. */
 export interface PinnedConnectOptions {
@@ -44,8 +53,6 @@ export interface PinnedConnectOptions {
   timeoutMs?: number;
 }
 
-/** RFC 6455 §1.3 GUID for Sec-WebSocket-Accept. */
-const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /** Largest WebSocket message accepted (the relay's frames are ≤ 64 KiB). */
 const MAX_MESSAGE = 1 << 20;
 /** Largest HTTP upgrade response accepted. */
@@ -54,17 +61,12 @@ const MAX_HTTP_HEADER = 16 * 1024;
 const CLOSE_GRACE_MS = 1000;
 /** Random bytes drawn at once for frame masks (4 per frame): one `getRandomValues` per 1,024 frames. */
 const MASK_POOL_BYTES = 4096;
-/** Whether this platform stores a u32 least significant byte first (for word-wise masking). */
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 /** An empty frame payload (the ack pong). */
 const EMPTY = new Uint8Array(0);
 
-const OP_CONT = 0x0,
-  OP_TEXT = 0x1,
-  OP_BINARY = 0x2,
-  OP_CLOSE = 0x8,
-  OP_PING = 0x9,
-  OP_PONG = 0xa;
+const OP_BINARY = Opcode.BINARY,
+  OP_CLOSE = Opcode.CLOSE,
+  OP_PONG = Opcode.PONG;
 
 /** A registered relay connection over a pinned TLS socket (same surface as `RelayConnection`). */
 export class PinnedRelayConnection {
@@ -80,8 +82,7 @@ export class PinnedRelayConnection {
   #ended = false;
   #frameNo = 0;
   #buf: Uint8Array = new Uint8Array(0);
-  #fragments: Uint8Array[] = [];
-  #fragmentOp = 0;
+  readonly #decoder = new WsDecoder("client", MAX_MESSAGE);
   #closeTimer?: ReturnType<typeof setTimeout>;
   #closeInfo: CloseInfo = { code: 1006, reason: "" };
   #onMessage: (data: Bytes) => void = () => {};
@@ -176,7 +177,7 @@ export class PinnedRelayConnection {
         conn.#resolveClosed(conn.#closeInfo);
         fail("unreachable", "connection closed during setup");
       });
-      socket.on("secureConnect", () => {
+      socket.on("secureConnect", async () => {
         if (!socket.authorized) {
           return fail(
             "tls",
@@ -184,6 +185,7 @@ export class PinnedRelayConnection {
           );
         }
         const key = crypto.getRandomValues(new Uint8Array(16)).toBase64();
+        const expected = await wsAccept(key);
         const path = url.pathname + url.search;
         socket.write(
           `GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\n` +
@@ -218,11 +220,11 @@ export class PinnedRelayConnection {
             fail("registration", step.reason);
           }
         };
-        socket.on("data", async (chunk: Uint8Array) => {
-          conn.#buf = conn.#buf.length
-            ? concat(conn.#buf, chunk)
-            : new Uint8Array(chunk);
+        socket.on("data", (chunk: Uint8Array) => {
           if (!upgraded) {
+            conn.#buf = conn.#buf.length
+              ? concat(conn.#buf, chunk)
+              : new Uint8Array(chunk);
             const text = new TextDecoder().decode(conn.#buf);
             const end = text.indexOf("\r\n\r\n");
             if (end < 0) {
@@ -248,9 +250,6 @@ export class PinnedRelayConnection {
                 ] as const;
               }),
             );
-            const expected = new Uint8Array(
-              await crypto.subtle.digest("SHA-1", utf8(key + WS_GUID)),
-            ).toBase64();
             if (headers.get("sec-websocket-accept") !== expected) {
               return fail("refused", "bad Sec-WebSocket-Accept");
             }
@@ -262,12 +261,14 @@ export class PinnedRelayConnection {
             }
             upgraded = true;
             conn.#open = true;
-            conn.#buf = conn.#buf.slice(utf8(head).length + 4);
+            chunk = conn.#buf.slice(utf8(head).length + 4);
+            conn.#buf = new Uint8Array(0);
+            if (chunk.length === 0) return; // the 101 alone: no frame to acknowledge
           }
           // Every read is answered, also one that ended inside a frame: the
           // rest of that frame may be what the relay's Nagle is holding back.
           conn.#ackDue = true;
-          conn.#parse();
+          conn.#parse(chunk);
           conn.#scheduleFlush();
         });
       });
@@ -312,51 +313,15 @@ export class PinnedRelayConnection {
     this.#scheduleFlush();
   }
 
-  /** One masked client frame (RFC 6455 §5.2). */
+  /** One masked client frame (RFC 6455 §5.2), mask from the pool. */
   #encodeFrame(op: number, payload: Uint8Array): Uint8Array {
-    const len = payload.length;
-    const head = len < 126 ? 2 : len < 65536 ? 4 : 10;
-    const out = new Uint8Array(head + 4 + len);
-    out[0] = 0x80 | op;
-    if (len < 126) out[1] = 0x80 | len;
-    else if (len < 65536) {
-      out[1] = 0x80 | 126;
-      new DataView(out.buffer).setUint16(2, len);
-    } else {
-      out[1] = 0x80 | 127;
-      new DataView(out.buffer).setBigUint64(2, BigInt(len));
-    }
     if (this.#maskAt + 4 > this.#masks.length) {
       this.#masks = crypto.getRandomValues(new Uint8Array(MASK_POOL_BYTES));
       this.#maskAt = 0;
     }
-    const m = this.#masks;
-    const k = this.#maskAt;
+    const mask = this.#masks.subarray(this.#maskAt, this.#maskAt + 4);
     this.#maskAt += 4;
-    const m0 = m[k], m1 = m[k + 1], m2 = m[k + 2], m3 = m[k + 3];
-    out[head] = m0;
-    out[head + 1] = m1;
-    out[head + 2] = m2;
-    out[head + 3] = m3;
-    const base = head + 4;
-    let i = 0;
-    if (LITTLE_ENDIAN && base % 4 === 0 && payload.byteOffset % 4 === 0) {
-      // Four bytes per step (a 64 KiB frame: ~15 µs instead of ~57).
-      const words = len >>> 2;
-      const key = (m0 | m1 << 8 | m2 << 16 | m3 << 24) >>> 0;
-      const o = new Uint32Array(out.buffer, base, words);
-      const p = new Uint32Array(payload.buffer, payload.byteOffset, words);
-      for (let w = 0; w < words; w++) o[w] = p[w] ^ key;
-      i = words << 2;
-    }
-    for (; i + 4 <= len; i += 4) {
-      out[base + i] = payload[i] ^ m0;
-      out[base + i + 1] = payload[i + 1] ^ m1;
-      out[base + i + 2] = payload[i + 2] ^ m2;
-      out[base + i + 3] = payload[i + 3] ^ m3;
-    }
-    for (; i < len; i++) out[base + i] = payload[i] ^ m[k + (i & 3)];
-    return out;
+    return encodeWsFrame(op, payload, mask);
   }
 
   /** Writes everything queued in this task at its end, or a pong that acknowledges what was read. */
@@ -381,76 +346,43 @@ export class PinnedRelayConnection {
     if (!this.#socket.destroyed) this.#socket.write(chunk);
   }
 
-  /** Parses complete frames out of the buffer. */
-  #parse(): void {
-    for (;;) {
-      const b = this.#buf;
-      if (b.length < 2) return;
-      const fin = (b[0] & 0x80) !== 0;
-      const op = b[0] & 0x0f;
-      if ((b[1] & 0x80) !== 0) {
-        return this.#protocolError("masked frame from server");
-      }
-      let len = b[1] & 0x7f;
-      let off = 2;
-      const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-      if (len === 126) {
-        if (b.length < 4) return;
-        len = dv.getUint16(2);
-        off = 4;
-      } else if (len === 127) {
-        if (b.length < 10) return;
-        const big = dv.getBigUint64(2);
-        if (big > BigInt(MAX_MESSAGE)) {
-          return this.#protocolError("frame too large", 1009);
-        }
-        len = Number(big);
-        off = 10;
-      }
-      if (len > MAX_MESSAGE) {
-        return this.#protocolError("frame too large", 1009);
-      }
-      if (b.length < off + len) return;
-      const payload = b.slice(off, off + len);
-      this.#buf = b.subarray(off + len);
-      if (op === OP_PING) this.#sendFrame(OP_PONG, payload);
-      else if (op === OP_PONG) continue;
-      else if (op === OP_CLOSE) {
-        const code = payload.length >= 2
-          ? new DataView(payload.buffer).getUint16(0)
-          : 1005;
-        const reason = new TextDecoder().decode(payload.subarray(2));
-        if (this.#open) {
-          this.#open = false;
-          this.#sendFrame(OP_CLOSE, payload.subarray(0, 2));
-        }
-        this.#closeInfo = { code, reason };
-        this.#flushNow();
-        this.#socket.end();
-        return;
-      } else if (op === OP_BINARY || op === OP_TEXT || op === OP_CONT) {
-        if (op !== OP_CONT) {
-          this.#fragments = [];
-          this.#fragmentOp = op;
-        }
-        this.#fragments.push(payload);
-        const total = this.#fragments.reduce((n, f) => n + f.length, 0);
-        if (total > MAX_MESSAGE) {
-          return this.#protocolError("message too large", 1009);
-        }
-        if (fin) {
-          const msg = concat(...this.#fragments);
-          this.#fragments = [];
-          if (this.#fragmentOp === OP_BINARY) this.#onMessage(msg);
-        }
-      } else {
-        return this.#protocolError(`unknown opcode ${op}`);
+  /** Decodes complete frames out of what was read (lib/ws_codec.ts). */
+  #parse(chunk: Uint8Array): void {
+    const d = this.#decoder;
+    d.push(chunk);
+    for (let ev = d.next(); ev !== undefined; ev = d.next()) {
+      switch (ev.kind) {
+        case "ping":
+          this.#sendFrame(OP_PONG, ev.data);
+          break;
+        case "pong":
+          break;
+        case "close":
+          if (this.#open) {
+            this.#open = false;
+            this.#sendFrame(
+              OP_CLOSE,
+              ev.code === WS_NO_STATUS
+                ? EMPTY
+                : encodeClosePayload(ev.code, ""),
+            );
+          }
+          this.#closeInfo = { code: ev.code, reason: ev.reason };
+          this.#flushNow();
+          this.#socket.end();
+          return;
+        case "message":
+          if (ev.opcode === OP_BINARY) this.#onMessage(ev.data);
+          break;
+        case "too-large":
+          return this.#protocolError("message too large", WS_TOO_BIG);
+        case "error":
+          return this.#protocolError(ev.reason, ev.code);
       }
     }
   }
 
-  #protocolError(reason: string, code = 1002): void {
-    this.#buf = new Uint8Array(0);
+  #protocolError(reason: string, code: number): void {
     this.close(code, reason);
   }
 }

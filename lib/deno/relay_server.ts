@@ -1,8 +1,16 @@
 /**
- * The relay (Deno driver): `Deno.serve` over TLS, WebSocket endpoint `/ws`,
- * `/healthz` and `/metrics`. It binds self-certifying session IDs to
- * connections and forwards opaque DATA frames, stamping the sender's ID.
- * Its only state is the table of live connections. PROTOCOL.md §1.
+ * The relay (Deno driver): `Deno.listenTls` with our own RFC 6455 framing
+ * (lib/deno/relay_socket.ts over lib/ws_codec.ts), WebSocket endpoint `/ws`
+ * and `/healthz`; `/metrics` on a separate loopback listener. It binds
+ * self-certifying session IDs to connections and forwards opaque DATA
+ * frames, stamping the sender's ID. Its only state is the table of live
+ * connections (lib/deno/relay_registry.ts). PROTOCOL.md §1.
+ *
+ * Every stage before registration has a deadline (TLS handshake, request
+ * head, registration), unregistered connections are limited per client IP,
+ * running out of file descriptors sheds the oldest unregistered connection
+ * and keeps serving, and a connection the relay closes frees its slot after
+ * RELAY_CLOSE_GRACE_MS whether or not the client answers.
  * @module
  */
 
@@ -14,15 +22,21 @@ import {
   CHALLENGE_LENGTH,
   DATA_HEADER_LENGTH,
   DEFAULT_BURST,
+  DEFAULT_HEADER_TIMEOUT_MS,
   DEFAULT_HIGH_WATER,
   DEFAULT_IDLE_TIMEOUT_S,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_FRAME,
+  DEFAULT_MAX_UNAUTH_PER_IP,
   DEFAULT_RATE,
   DEFAULT_REGISTER_TIMEOUT_MS,
+  DEFAULT_TLS_TIMEOUT_MS,
+  FD_EXHAUSTED_BACKOFF_MS,
+  RELAY_CLOSE_GRACE_MS,
   RELAY_SUBPROTOCOL,
   RELAY_VERSION,
   SESSION_ID_LENGTH,
+  SOCKET_HEADROOM,
 } from "../constants.ts";
 import {
   CloseCode,
@@ -33,8 +47,25 @@ import {
   REGISTER_FRAME_LENGTH,
   type RelayErrorName,
 } from "../relay_frame.ts";
+import {
+  checkUpgrade,
+  encodeResponse,
+  logSafe,
+  normaliseHost,
+  parsePublicOrigin,
+  type RequestHead,
+} from "../http_head.ts";
+import { wsAccept } from "../ws_codec.ts";
 import { TokenBucket } from "../token_bucket.ts";
 import { RelayMetrics } from "./relay_metrics.ts";
+import { readRequestHead, tlsHandshake, writeAll } from "./relay_accept.ts";
+import {
+  type Delivery,
+  Registry,
+  type RemoteForwarder,
+} from "./relay_registry.ts";
+import { RelaySocket, SocketState } from "./relay_socket.ts";
+import { type FrontConn, TcpFront } from "./tcp_front.ts";
 
 /** Relay configuration; every limit has a default in lib/constants.ts. */
 export interface RelayOptions {
@@ -58,10 +89,24 @@ export interface RelayOptions {
   highWater?: number;
   /** Idle timeout in seconds (0 disables pings). */
   idleTimeoutS?: number;
-  /** Time an unregistered connection may live, in ms. */
+  /** Time an upgraded, unregistered connection may live, in ms. */
   registerTimeoutMs?: number;
+  /** Deadline for the TLS handshake, in ms. */
+  tlsTimeoutMs?: number;
+  /** Deadline for the HTTP request head after the TLS handshake, in ms. */
+  headerTimeoutMs?: number;
+  /** Most unregistered connections per client IP. */
+  maxUnauthPerIp?: number;
   /** Extra host names clients may use to reach the relay (Host header / origin). */
   names?: string[];
+  /** Public origins (`wss://host[:port]`) of reverse proxies in front of the relay. */
+  publicOrigins?: string[];
+  /** Browser origins allowed to open WebSockets (a request without `Origin` is always allowed). */
+  allowOrigins?: string[];
+  /** Serve `/metrics` on 127.0.0.1 at this port (0 = any free port); unset = no metrics listener. */
+  metricsPort?: number;
+  /** Where frames for IDs not connected here go (a cluster bus); unset = `peer-offline`. */
+  remote?: RemoteForwarder;
   /** Where event lines go (default: stderr with a timestamp). */
   log?: (line: string) => void;
   /** Suppress per-connection log lines. */
@@ -74,20 +119,35 @@ export interface RelayHandle {
   port: number;
   /** Bound address. */
   hostname: string;
+  /** Port of the loopback metrics listener, if one runs. */
+  metricsPort?: number;
   /** Counters behind /metrics. */
   metrics: RelayMetrics;
+  /** Delivers a DATA frame (sender already stamped) to a locally connected `dst` (for a cluster bus). */
+  deliver(dst: Bytes, frame: Bytes): Delivery;
   /** Closes every socket with 1001 and stops the server. */
   shutdown(): Promise<void>;
   /** Resolves when the server has stopped. */
   finished: Promise<void>;
 }
 
+/** Lifecycle of one accepted socket. */
+type Stage = "tls" | "http" | "ws" | "registered" | "gone";
+
 interface Conn {
-  ws: WebSocket;
+  tcp: Deno.TlsConn;
+  /** The public socket in front of `tcp` (lib/deno/tcp_front.ts). */
+  front: FrontConn;
+  ip: string;
+  stage: Stage;
+  /** Counted against the per-IP limit of unregistered connections. */
+  unauth: boolean;
+  ws?: RelaySocket;
   challenge: Bytes;
-  origin: string;
-  bucket: TokenBucket;
-  id?: Uint8Array;
+  /** Origins a registration may be signed for: `wss://` + Host, then the public origins. */
+  origins: string[];
+  bucket?: TokenBucket;
+  id?: Bytes;
   idKey?: string;
   registering: boolean;
   registerTimer?: ReturnType<typeof setTimeout>;
@@ -105,6 +165,14 @@ function bracketHost(name: string): string {
   return name.includes(":") && !name.startsWith("[") ? `[${name}]` : name;
 }
 
+/** True once the socket was released (read through a call: stages change across awaits). */
+function isGone(c: Conn): boolean {
+  return c.stage === "gone";
+}
+
+const ZERO_ID = new Uint8Array(SESSION_ID_LENGTH);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /** Starts a relay and resolves once it listens. */
 export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
   const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
@@ -112,16 +180,71 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
   const rate = options.rate ?? DEFAULT_RATE;
   const burst = options.burst ?? DEFAULT_BURST;
   const highWater = options.highWater ?? DEFAULT_HIGH_WATER;
-  const idleTimeout = options.idleTimeoutS ?? DEFAULT_IDLE_TIMEOUT_S;
+  const idleTimeoutS = options.idleTimeoutS ?? DEFAULT_IDLE_TIMEOUT_S;
   const registerTimeoutMs = options.registerTimeoutMs ??
     DEFAULT_REGISTER_TIMEOUT_MS;
+  const tlsTimeoutMs = options.tlsTimeoutMs ?? DEFAULT_TLS_TIMEOUT_MS;
+  const headerTimeoutMs = options.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
+  const maxUnauthPerIp = options.maxUnauthPerIp ?? DEFAULT_MAX_UNAUTH_PER_IP;
+  const publicOrigins = (options.publicOrigins ?? []).map(parsePublicOrigin);
+  const allowOrigins = new Set(
+    (options.allowOrigins ?? []).map((o) => o.toLowerCase()),
+  );
+  const remote = options.remote;
   const log = options.log ?? defaultLog;
   const connLog = options.quiet ? () => {} : log;
   const metrics = new RelayMetrics();
+  /** Every accepted socket, in accept order (the oldest unregistered one is shed first). */
+  const sockets = new Set<Conn>();
+  /** Upgraded WebSockets, until dropped (a closing one keeps its slot for at most the grace period). */
   const conns = new Set<Conn>();
-  const byId = new Map<string, Conn>();
+  const registry = new Registry<Conn>();
+  const unauthByIp = new Map<string, number>();
   const allowedHosts = new Set<string>();
   let shuttingDown = false;
+
+  /** Logs `line` at most once per 10 s per `key`, with how many were suppressed. */
+  const throttled = new Map<string, { at: number; suppressed: number }>();
+  function logThrottled(key: string, line: string): void {
+    const now = performance.now();
+    const t = throttled.get(key);
+    if (t && now - t.at < 10_000) {
+      t.suppressed++;
+      return;
+    }
+    const extra = t?.suppressed
+      ? ` (${t.suppressed} more since the last such line)`
+      : "";
+    throttled.set(key, { at: now, suppressed: 0 });
+    log(line + extra);
+  }
+
+  function releaseUnauth(c: Conn): void {
+    if (!c.unauth) return;
+    c.unauth = false;
+    const n = (unauthByIp.get(c.ip) ?? 1) - 1;
+    if (n <= 0) unauthByIp.delete(c.ip);
+    else unauthByIp.set(c.ip, n);
+  }
+
+  /** Forgets a socket that is gone (idempotent). */
+  function release(c: Conn): void {
+    if (isGone(c)) return;
+    c.stage = "gone";
+    clearTimeout(c.registerTimer);
+    releaseUnauth(c);
+    sockets.delete(c);
+    conns.delete(c);
+    try {
+      c.tcp.close();
+    } catch {
+      // already closed
+    }
+    // What the TLS side wrote still drains to the client; the sockets go within the grace period.
+    c.front.end(RELAY_CLOSE_GRACE_MS);
+  }
+
+  // ── Frames ───────────────────────────────────────────────────────────────
 
   /** Counts one protocol error against `conn`; closes it with 1008 past the limit. */
   function abuse(conn: Conn, now: number): void {
@@ -134,39 +257,45 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     }
   }
 
-  /** Refuses a frame: counts it, answers with an ERROR frame unless the sender is itself backed up. */
+  /**
+   * Refuses a frame: counts it once, answers with an ERROR frame unless the
+   * sender is itself backed up. `about` is the refused frame when it is a
+   * DATA frame with a complete header: its peerId and frameNo go back.
+   */
   function refuse(
     conn: Conn,
     code: RelayErrorName,
-    peer: Uint8Array | undefined,
-    frameNo: number,
+    about: Bytes | undefined,
     reason: string,
     countsAsAbuse: boolean,
     now: number,
   ): void {
     metrics.dropped(code);
-    if (
-      conn.ws.readyState === WebSocket.OPEN &&
-      conn.ws.bufferedAmount <= highWater
-    ) {
+    const ws = conn.ws!;
+    if (ws.readyState === SocketState.OPEN && ws.bufferedAmount <= highWater) {
       metrics.error(code);
-      conn.ws.send(encodeError(code, peer, frameNo, reason));
+      const isData = about !== undefined &&
+        about.length >= DATA_HEADER_LENGTH &&
+        about[1] === FrameType.DATA;
+      ws.send(
+        isData
+          ? encodeError(
+            code,
+            about.subarray(2, 2 + SESSION_ID_LENGTH),
+            frameNoOf(about),
+            reason,
+          )
+          : encodeError(code, ZERO_ID, 0, reason),
+      );
     }
     if (countsAsAbuse) abuse(conn, now);
   }
 
   function closeConn(conn: Conn, code: number, reason: string): void {
-    if (
-      conn.ws.readyState === WebSocket.OPEN ||
-      conn.ws.readyState === WebSocket.CONNECTING
-    ) {
-      try {
-        conn.ws.close(code, reason);
-      } catch {
-        // already closing: nothing to do
-      }
+    if (conn.ws?.readyState === SocketState.OPEN) {
+      conn.ws.close(code, reason);
+      metrics.closed(code);
     }
-    metrics.closed(code);
   }
 
   /** Frame number of a DATA frame (read only when refusing it). */
@@ -184,72 +313,86 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     return true;
   }
 
+  /** Sends a stamped DATA frame to a local connection. */
+  function deliverTo(target: Conn, frame: Bytes): Delivery {
+    const ws = target.ws!;
+    if (ws.bufferedAmount > highWater) return "busy";
+    ws.send(frame);
+    metrics.forwarded(frame.length);
+    return "sent";
+  }
+
+  /**
+   * Forwards `bytes` (a DATA frame from `conn`) to the recipient in its
+   * header: the local connection holding it, else the remote hook.
+   */
+  function forward(conn: Conn, bytes: Bytes): Delivery {
+    // Hot path: most frames go to the same peer as the previous one. A cached
+    // target that closed or was replaced is not OPEN or has lost its idKey.
+    let target = conn.lastTarget;
+    if (
+      target === undefined || target.ws!.readyState !== SocketState.OPEN ||
+      target.idKey === undefined || !isRecipient(target, bytes)
+    ) {
+      target = registry.get(bytes.subarray(2, 2 + SESSION_ID_LENGTH).toHex());
+      if (target !== undefined && target.ws!.readyState !== SocketState.OPEN) {
+        target = undefined;
+      }
+      conn.lastTarget = target;
+    }
+    if (target === undefined) {
+      if (remote === undefined) return "offline";
+      const dst = bytes.slice(2, 2 + SESSION_ID_LENGTH);
+      bytes.set(conn.id!, 2);
+      const r = remote.forward(dst, bytes);
+      if (r !== "sent") bytes.set(dst, 2); // the ERROR names the recipient asked for
+      return r;
+    }
+    if (target.ws!.bufferedAmount > highWater) return "busy";
+    bytes.set(conn.id!, 2); // stamp the sender: a client cannot spoof it
+    return deliverTo(target, bytes);
+  }
+
   function onData(conn: Conn, bytes: Bytes, now: number): void {
     if (conn.id === undefined) {
-      return refuse(
-        conn,
-        "not-registered",
-        undefined,
-        0,
-        "register first",
-        true,
-        now,
-      );
+      return refuse(conn, "not-registered", bytes, "register first", true, now);
     }
     if (bytes.length < DATA_HEADER_LENGTH) {
       return refuse(
         conn,
         "malformed",
         undefined,
-        0,
         "DATA header is 22 bytes",
         true,
         now,
       );
     }
-    // Hot path: most frames go to the same peer as the previous one. A cached
-    // target that closed or was replaced is never OPEN in the table's place,
-    // so it falls back to the lookup.
-    let target = conn.lastTarget;
-    if (
-      target === undefined || target.ws.readyState !== WebSocket.OPEN ||
-      target.idKey === undefined || !isRecipient(target, bytes)
-    ) {
-      const peer = bytes.subarray(2, 2 + SESSION_ID_LENGTH);
-      target = byId.get(peer.toHex());
-      if (target === undefined || target.ws.readyState !== WebSocket.OPEN) {
-        conn.lastTarget = undefined;
-        return refuse(
-          conn,
-          "peer-offline",
-          peer,
-          frameNoOf(bytes),
-          "recipient not connected",
-          false,
-          now,
-        );
-      }
-      conn.lastTarget = target;
-    }
-    if (target.ws.bufferedAmount > highWater) {
-      return refuse(
+    const r = forward(conn, bytes);
+    if (r === "sent") return;
+    if (r === "offline") {
+      refuse(
+        conn,
+        "peer-offline",
+        bytes,
+        "recipient not connected",
+        false,
+        now,
+      );
+    } else {
+      refuse(
         conn,
         "peer-busy",
-        bytes.subarray(2, 2 + SESSION_ID_LENGTH),
-        frameNoOf(bytes),
+        bytes,
         "recipient send buffer full",
         false,
         now,
       );
     }
-    bytes.set(conn.id, 2); // stamp the sender: a client cannot spoof it
-    target.ws.send(bytes);
-    metrics.forwarded(bytes.length);
   }
 
   async function onRegister(
     conn: Conn,
-    bytes: Uint8Array,
+    bytes: Bytes,
     now: number,
   ): Promise<void> {
     if (conn.id !== undefined || conn.registering) {
@@ -257,7 +400,6 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
         conn,
         "already-registered",
         undefined,
-        0,
         "already registered",
         true,
         now,
@@ -268,7 +410,6 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
         conn,
         "malformed",
         undefined,
-        0,
         "REGISTER must be 98 bytes",
         true,
         now,
@@ -277,21 +418,32 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     conn.registering = true;
     const publicKey = bytes.slice(2, 34);
     const signature = bytes.slice(34);
-    const id = await verifyRegistration(
-      publicKey,
-      signature,
-      conn.origin,
-      conn.challenge,
-    );
+    let id: Bytes | null = null;
+    for (const origin of conn.origins) {
+      id = await verifyRegistration(
+        publicKey,
+        signature,
+        origin,
+        conn.challenge,
+      );
+      if (id !== null) break;
+    }
     conn.registering = false;
-    if (conn.ws.readyState !== WebSocket.OPEN) return;
+    if (conn.ws!.readyState !== SocketState.OPEN) return;
     if (id === null) {
       metrics.registrationFailed();
+      connLog(
+        `registration refused: signature does not verify for ${
+          conn.origins.join(" or ")
+        }` +
+          (publicOrigins.length === 0
+            ? " (clients behind a reverse proxy sign its public origin: start the relay with --public-origin wss://PUBLIC-HOST[:PORT])"
+            : ""),
+      );
       refuse(
         conn,
         "bad-registration",
         undefined,
-        0,
         "signature does not verify",
         true,
         now,
@@ -300,11 +452,12 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
       return;
     }
     clearTimeout(conn.registerTimer);
+    releaseUnauth(conn);
+    conn.stage = "registered";
     conn.id = id;
     conn.idKey = id.toHex();
-    const previous = byId.get(conn.idKey);
-    byId.set(conn.idKey, conn);
-    if (previous !== undefined && previous !== conn) {
+    const previous = registry.bind(conn.idKey, conn);
+    if (previous !== undefined) {
       previous.idKey = undefined; // its close must not unbind the new connection
       closeConn(
         previous,
@@ -314,56 +467,33 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
       connLog(`replaced ${shortSessionId(id)}…`);
     }
     metrics.registered();
-    conn.ws.send(encodeRegistered(id));
-    connLog(`registered ${shortSessionId(id)}… (${byId.size} online)`);
+    conn.ws!.send(encodeRegistered(id));
+    connLog(`registered ${shortSessionId(id)}… (${registry.size} online)`);
   }
 
-  function onMessage(conn: Conn, ev: MessageEvent): void {
+  function onMessage(conn: Conn, bytes: Bytes, text: boolean): void {
     const now = performance.now();
-    if (typeof ev.data === "string") {
+    if (text) {
       return refuse(
         conn,
         "text-frame",
         undefined,
-        0,
         "binary frames only",
         true,
         now,
       );
     }
-    const bytes = new Uint8Array(ev.data as ArrayBuffer);
-    if (bytes.length > maxFrame) {
-      metrics.dropped("too-large");
-      refuse(
-        conn,
-        "too-large",
-        undefined,
-        0,
-        `frame above ${maxFrame} bytes`,
-        false,
-        now,
-      );
-      closeConn(conn, CloseCode.TOO_BIG, `frame above ${maxFrame} bytes`);
-      return;
-    }
-    if (!conn.bucket.take(now)) {
-      const peer = bytes.length >= DATA_HEADER_LENGTH
-        ? bytes.subarray(2, 18)
-        : undefined;
-      const no = bytes.length >= DATA_HEADER_LENGTH
-        ? new DataView(bytes.buffer).getUint32(2 + SESSION_ID_LENGTH)
-        : 0;
-      return refuse(conn, "rate-limited", peer, no, "slow down", true, now);
+    if (!conn.bucket!.take(now)) {
+      return refuse(conn, "rate-limited", bytes, "slow down", true, now);
     }
     if (bytes.length < 2) {
-      return refuse(conn, "malformed", undefined, 0, "too short", true, now);
+      return refuse(conn, "malformed", undefined, "too short", true, now);
     }
     if (bytes[0] !== RELAY_VERSION) {
       return refuse(
         conn,
         "unsupported-version",
         undefined,
-        0,
         `version ${bytes[0]}`,
         true,
         now,
@@ -382,7 +512,6 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
           conn,
           "unknown-type",
           undefined,
-          0,
           `type 0x${bytes[1].toString(16)}`,
           true,
           now,
@@ -390,126 +519,326 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     }
   }
 
-  function accept(req: Request): Response {
-    const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",")
-      .map((s) => s.trim());
-    if (!offered.includes(RELAY_SUBPROTOCOL)) {
-      // Upgrade anyway so the client receives a close reason instead of a silent failure.
-      const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout });
-      socket.onopen = () =>
-        socket.close(
-          CloseCode.SUBPROTOCOL_REQUIRED,
-          `subprotocol ${RELAY_SUBPROTOCOL} required`,
-        );
-      metrics.dropped("no-subprotocol");
-      return response;
-    }
-    // Read everything needed from the request first: it is closed once upgraded.
-    const host = req.headers.get("host") ?? "";
-    const { socket, response } = Deno.upgradeWebSocket(req, {
-      protocol: RELAY_SUBPROTOCOL,
-      idleTimeout,
-    });
-    socket.binaryType = "arraybuffer";
-    const conn: Conn = {
-      ws: socket,
-      challenge: crypto.getRandomValues(new Uint8Array(CHALLENGE_LENGTH)),
-      origin: `wss://${host}`,
-      bucket: new TokenBucket(rate, burst, performance.now()),
-      registering: false,
-      abuseCount: 0,
-      abuseWindowStart: performance.now(),
-    };
-    conns.add(conn);
-    metrics.connectionOpened();
-    socket.onopen = () => {
-      socket.send(encodeChallenge(conn.challenge, maxFrame));
-      conn.registerTimer = setTimeout(() => {
-        if (conn.id === undefined) {
-          closeConn(conn, CloseCode.REGISTER_TIMEOUT, "registration timeout");
-        }
-      }, registerTimeoutMs);
-    };
-    socket.onmessage = (ev) => onMessage(conn, ev);
-    socket.onerror = () => metrics.socketError();
-    socket.onclose = (ev) => {
-      clearTimeout(conn.registerTimer);
-      conns.delete(conn);
-      metrics.connectionClosed();
-      if (conn.idKey !== undefined && byId.get(conn.idKey) === conn) {
-        byId.delete(conn.idKey);
-        connLog(
-          `closed ${
-            shortSessionId(conn.id!)
-          }… code ${ev.code} (${byId.size} online)`,
-        );
-      }
-    };
-    return response;
+  /** A frame above --max-frame, refused at its header: ERROR too-large, then close 1009. */
+  function onTooLarge(conn: Conn, length: number, prefix: Bytes): void {
+    refuse(
+      conn,
+      "too-large",
+      prefix,
+      `frame above ${maxFrame} bytes`,
+      false,
+      performance.now(),
+    );
+    closeConn(conn, CloseCode.TOO_BIG, `frame above ${maxFrame} bytes`);
+    connLog(
+      `closed a connection with 1009: a frame header announced ${length} bytes`,
+    );
   }
 
-  function handler(req: Request): Response {
-    const url = new URL(req.url);
-    switch (url.pathname) {
-      case "/healthz":
-        return Response.json({
+  // ── HTTP and upgrade ─────────────────────────────────────────────────────
+
+  /** Writes a plain response, then half-closes and drops the socket. */
+  async function respond(
+    c: Conn,
+    status: number,
+    body: string,
+    headers: Record<string, string> = {},
+  ): Promise<void> {
+    await writeAll(
+      c.tcp,
+      encodeResponse(status, headers, body),
+      () => release(c),
+      headerTimeoutMs,
+    );
+    await c.tcp.closeWrite().catch(() => {});
+    release(c);
+  }
+
+  /** Why a Host header is refused, with the flag that would accept it. */
+  function hostHint(host: string): string {
+    const name = host.replace(/:\d+$/, "");
+    const known = [...allowedHosts].some((h) =>
+      h.replace(/:\d+$/, "") === name
+    );
+    return known
+      ? `a reverse proxy on another port? start the relay with --public-origin wss://${
+        logSafe(host)
+      }`
+      : `start the relay with --public-origin wss://${
+        logSafe(host)
+      } (behind a reverse proxy) or --name ${
+        logSafe(name)
+      } (another name for this relay)`;
+  }
+
+  async function route(c: Conn, head: RequestHead): Promise<void> {
+    const host = normaliseHost(head.headers.get("host") ?? "");
+    if (!allowedHosts.has(host)) {
+      metrics.dropped("bad-host");
+      logThrottled(
+        `host:${host}`,
+        `refused Host '${logSafe(host)}' with 421 on ${
+          logSafe(head.path, 40)
+        }: ${hostHint(host)}`,
+      );
+      return respond(
+        c,
+        421,
+        `unknown host '${
+          logSafe(host)
+        }': not a name of this relay (see the relay's log for the flag to add)\n`,
+      );
+    }
+    if (head.path === "/healthz") {
+      if (head.method !== "GET") return respond(c, 405, "GET only\n");
+      return respond(
+        c,
+        shuttingDown ? 503 : 200,
+        JSON.stringify({
           status: shuttingDown ? "stopping" : "ok",
           protocol: RELAY_SUBPROTOCOL,
           connections: conns.size,
-          registered: byId.size,
+          registered: registry.size,
           uptimeSeconds: Math.round(metrics.uptimeSeconds()),
-        }, { status: shuttingDown ? 503 : 200 });
-      case "/metrics":
-        return new Response(metrics.render(conns.size, byId.size), {
-          headers: { "content-type": "text/plain; version=0.0.4" },
-        });
-      case "/ws": {
-        if ((req.headers.get("upgrade") ?? "").toLowerCase() !== "websocket") {
-          return new Response(
-            `WebSocket upgrade required (subprotocol ${RELAY_SUBPROTOCOL})\n`,
-            {
-              status: 426,
-            },
+        }),
+        { "Content-Type": "application/json" },
+      );
+    }
+    if (head.path !== "/ws") return respond(c, 404, "not found\n");
+    const up = checkUpgrade(head);
+    if (!up.ok) {
+      return respond(
+        c,
+        up.status,
+        `${up.reason} (subprotocol ${RELAY_SUBPROTOCOL})\n`,
+        up.status === 426
+          ? { "Sec-WebSocket-Version": "13", Upgrade: "websocket" }
+          : {},
+      );
+    }
+    const origin = head.headers.get("origin");
+    if (origin !== undefined && !allowOrigins.has(origin.toLowerCase())) {
+      metrics.dropped("bad-origin");
+      logThrottled(
+        `origin:${origin}`,
+        `refused Origin '${
+          logSafe(origin)
+        }' with 403: a web page on that origin may not use this relay (allow it with --allow-origin ${
+          logSafe(origin)
+        })`,
+      );
+      return respond(c, 403, "origin not allowed\n");
+    }
+    if (shuttingDown) return respond(c, 503, "relay shutting down\n");
+    if (conns.size >= maxConnections) {
+      metrics.dropped("capacity");
+      logThrottled(
+        "capacity",
+        `refused a WebSocket with 503: ${maxConnections} connections (--max-connections)`,
+      );
+      return respond(c, 503, "relay at connection capacity\n");
+    }
+    const offered = up.protocols.includes(RELAY_SUBPROTOCOL);
+    const accept = await wsAccept(up.key);
+    const headers: Record<string, string> = {
+      Upgrade: "websocket",
+      Connection: "Upgrade",
+      "Sec-WebSocket-Accept": accept,
+    };
+    if (offered) headers["Sec-WebSocket-Protocol"] = RELAY_SUBPROTOCOL;
+    const wrote = await writeAll(
+      c.tcp,
+      encodeResponse(101, headers),
+      () => release(c),
+      headerTimeoutMs,
+    );
+    if (!wrote.ok || isGone(c)) return release(c);
+    c.stage = "ws";
+    c.origins = [
+      ...new Set([`wss://${host}`, ...publicOrigins.map((p) => p.origin)]),
+    ];
+    c.bucket = new TokenBucket(rate, burst, performance.now());
+    c.abuseWindowStart = performance.now();
+    const ws = new RelaySocket(c.tcp, maxFrame, RELAY_CLOSE_GRACE_MS, {
+      onMessage: (data, text) => onMessage(c, data, text),
+      onTooLarge: (length, _op, prefix) => onTooLarge(c, length, prefix),
+      onClosed: (code) => {
+        const id = c.id;
+        const wasBound = c.idKey !== undefined && registry.unbind(c.idKey, c);
+        release(c);
+        metrics.connectionClosed();
+        if (wasBound) {
+          connLog(
+            `closed ${
+              shortSessionId(id!)
+            }… code ${code} (${registry.size} online)`,
           );
         }
-        if (!allowedHosts.has((req.headers.get("host") ?? "").toLowerCase())) {
-          metrics.dropped("bad-host");
-          return new Response(
-            "unknown host: start the relay with --name for this host name\n",
-            { status: 421 },
-          );
-        }
-        if (shuttingDown) {
-          return new Response("relay shutting down\n", { status: 503 });
-        }
-        if (conns.size >= maxConnections) {
-          metrics.dropped("capacity");
-          return new Response("relay at connection capacity\n", {
-            status: 503,
-          });
-        }
-        return accept(req);
+      },
+    });
+    c.ws = ws;
+    conns.add(c);
+    metrics.connectionOpened();
+    if (!offered) {
+      metrics.dropped("no-subprotocol");
+      ws.start(new Uint8Array(0));
+      ws.close(
+        CloseCode.SUBPROTOCOL_REQUIRED,
+        `subprotocol ${RELAY_SUBPROTOCOL} required`,
+      );
+      return;
+    }
+    ws.send(encodeChallenge(c.challenge, maxFrame));
+    c.registerTimer = setTimeout(() => {
+      if (c.id === undefined) {
+        closeConn(c, CloseCode.REGISTER_TIMEOUT, "registration timeout");
       }
-      default:
-        return new Response("not found\n", { status: 404 });
+    }, registerTimeoutMs);
+    ws.start(head.rest);
+  }
+
+  /** One accepted socket: TLS handshake, request head, then route (each stage with its deadline). */
+  async function serve(front: FrontConn): Promise<void> {
+    const tcp = front.tls;
+    const ip = front.remoteAddr.hostname;
+    const refuse = () => {
+      tcp.close();
+      front.destroy();
+    };
+    if (sockets.size >= maxConnections + SOCKET_HEADROOM || shuttingDown) {
+      metrics.dropped("capacity");
+      return refuse();
+    }
+    const pending = unauthByIp.get(ip) ?? 0;
+    if (pending >= maxUnauthPerIp) {
+      metrics.dropped("per-ip");
+      logThrottled(
+        `ip:${ip}`,
+        `refused a connection from ${ip}: ${maxUnauthPerIp} unregistered connections from that address (--max-unauth-per-ip)`,
+      );
+      return refuse();
+    }
+    unauthByIp.set(ip, pending + 1);
+    const c: Conn = {
+      tcp,
+      front,
+      ip,
+      stage: "tls",
+      unauth: true,
+      challenge: crypto.getRandomValues(new Uint8Array(CHALLENGE_LENGTH)),
+      origins: [],
+      registering: false,
+      abuseCount: 0,
+      abuseWindowStart: 0,
+    };
+    sockets.add(c);
+    const hs = await tlsHandshake(tcp, () => release(c), tlsTimeoutMs);
+    if (!hs.ok) {
+      if (hs.why === "timeout") metrics.dropped("tls-timeout");
+      return release(c);
+    }
+    if (isGone(c)) return;
+    c.stage = "http";
+    const r = await readRequestHead(tcp, () => release(c), headerTimeoutMs);
+    if (!r.ok) {
+      if (r.why === "timeout") metrics.dropped("header-timeout");
+      return release(c);
+    }
+    if (isGone(c)) return;
+    if (r.value.kind === "bad") {
+      metrics.dropped("bad-request");
+      return respond(c, r.value.status, `${r.value.reason}\n`);
+    }
+    await route(c, r.value.head);
+  }
+
+  /** Out of file descriptors: drop the oldest unregistered socket so the relay can breathe. */
+  function shed(): void {
+    for (const c of sockets) {
+      if (c.stage !== "registered") {
+        metrics.dropped("shed");
+        if (c.ws) c.ws.abort();
+        else release(c);
+        return;
+      }
     }
   }
 
-  const { promise: listening, resolve: onListen } = Promise.withResolvers<
-    Deno.NetAddr
-  >();
-  const server = Deno.serve({
+  const listener = TcpFront.listen({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? 8765,
     cert: options.cert,
     key: options.key,
-    onListen: (addr) => onListen(addr as Deno.NetAddr),
-    onError: (e) => {
-      log(`request error: ${e instanceof Error ? e.message : String(e)}`);
-      return new Response("internal error\n", { status: 500 });
-    },
-  }, handler);
-  const addr = await listening;
+  });
+  const addr = listener.addr as Deno.NetAddr;
+
+  async function acceptLoop(): Promise<void> {
+    for (;;) {
+      let tcp: FrontConn;
+      try {
+        tcp = await listener.accept();
+      } catch (e) {
+        if (shuttingDown || e instanceof Deno.errors.BadResource) return;
+        const code = (e as { code?: string }).code;
+        if (code === "EMFILE" || code === "ENFILE") {
+          metrics.dropped("fd-exhausted");
+          logThrottled(
+            "emfile",
+            `out of file descriptors (${code}): shedding the oldest unregistered connection; raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-connections`,
+          );
+          shed();
+          await sleep(FD_EXHAUSTED_BACKOFF_MS);
+        } else {
+          logThrottled("accept", `accept error: ${(e as Error).message}`);
+          await sleep(FD_EXHAUSTED_BACKOFF_MS);
+        }
+        continue;
+      }
+      serve(tcp).catch((e) => {
+        log(`connection error: ${e instanceof Error ? e.message : String(e)}`);
+      });
+    }
+  }
+  const accepting = acceptLoop();
+
+  // Idle detection: one sweep for all connections every idle/2 s.
+  const sweep = idleTimeoutS > 0
+    ? setInterval(() => {
+      for (const c of conns) {
+        const ws = c.ws!;
+        if (ws.readyState !== SocketState.OPEN) continue;
+        if (ws.seen) {
+          ws.seen = false;
+        } else if (!ws.pinged) {
+          ws.pinged = true;
+          ws.ping();
+        } else {
+          closeConn(c, CloseCode.GOING_AWAY, "idle timeout");
+        }
+      }
+    }, (idleTimeoutS * 1000) / 2)
+    : undefined;
+
+  let metricsServer: Deno.HttpServer | undefined;
+  let metricsPort: number | undefined;
+  if (options.metricsPort !== undefined) {
+    const { promise, resolve } = Promise.withResolvers<number>();
+    metricsServer = Deno.serve(
+      {
+        hostname: "127.0.0.1",
+        port: options.metricsPort,
+        onListen: (a) => resolve(a.port),
+      },
+      (req) =>
+        new URL(req.url).pathname === "/metrics"
+          ? new Response(metrics.render(conns.size, registry.size), {
+            headers: { "content-type": "text/plain; version=0.0.4" },
+          })
+          : new Response("not found\n", { status: 404 }),
+    );
+    metricsPort = await promise;
+  }
+
   const names = [
     "localhost",
     "127.0.0.1",
@@ -522,18 +851,27 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     allowedHosts.add(`${h}:${addr.port}`);
     if (addr.port === 443) allowedHosts.add(h);
   }
+  for (const p of publicOrigins) allowedHosts.add(p.authority);
 
+  const { promise: finished, resolve: onFinished } = Promise.withResolvers<
+    void
+  >();
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
       shuttingDown = true;
-      for (const conn of conns) {
-        closeConn(conn, CloseCode.GOING_AWAY, "relay shutting down");
+      listener.close();
+      clearInterval(sweep);
+      for (const c of conns) {
+        closeConn(c, CloseCode.GOING_AWAY, "relay shutting down");
       }
-      const grace = new Promise<void>((r) => setTimeout(r, 1000));
-      await Promise.race([server.shutdown(), grace]);
-      // Any socket still open after the grace period is dropped by the runtime on exit.
-      for (const conn of conns) clearTimeout(conn.registerTimer);
+      for (const c of sockets) if (c.ws === undefined) release(c);
+      const deadline = performance.now() + RELAY_CLOSE_GRACE_MS + 500;
+      while (sockets.size > 0 && performance.now() < deadline) await sleep(20);
+      for (const c of sockets) c.ws ? c.ws.abort() : release(c);
+      await accepting;
+      await metricsServer?.shutdown();
+      onFinished();
     })();
     return stopping;
   };
@@ -541,8 +879,16 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
   return {
     port: addr.port,
     hostname: addr.hostname,
+    metricsPort,
     metrics,
+    deliver(dst: Bytes, frame: Bytes): Delivery {
+      const target = registry.get(dst.toHex());
+      if (target === undefined || target.ws!.readyState !== SocketState.OPEN) {
+        return "offline";
+      }
+      return deliverTo(target, frame);
+    },
     shutdown,
-    finished: server.finished,
+    finished,
   };
 }

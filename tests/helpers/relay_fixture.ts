@@ -20,6 +20,8 @@ import { RelayConnection } from "../../lib/deno/relay_client.ts";
 export interface TestRelay {
   relay: RelayHandle;
   url: string;
+  /** `http://127.0.0.1:PORT/metrics` (the loopback metrics listener). */
+  metricsUrl: string;
   caPem: string;
   certsDir: string;
   logs: string[];
@@ -59,6 +61,7 @@ export async function startTestRelay(
     cert: certs.cert,
     key: certs.key,
     log: (l) => logs.push(l),
+    metricsPort: 0,
     ...opts,
   });
   const url = `wss://localhost:${relay.port}/ws`;
@@ -66,6 +69,7 @@ export async function startTestRelay(
   return {
     relay,
     url,
+    metricsUrl: `http://127.0.0.1:${relay.metricsPort}/metrics`,
     caPem: certs.ca,
     certsDir: certs.dir,
     logs,
