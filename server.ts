@@ -228,7 +228,8 @@ async function main(args: string[]): Promise<number> {
       console.error(
         `relay: not permitted to listen on ${options.hostname}:${options.port} (${msg}).\n` +
           `The relay task only grants loopback; for other addresses run\n` +
-          `  deno run --v8-flags=--max-semi-space-size=1 --allow-net=${options.hostname}:${options.port} --allow-read=certs --allow-write=certs server.ts ...`,
+          `  deno run --v8-flags=--max-semi-space-size=1 --allow-net=${options.hostname}:${options.port},127.0.0.1 --allow-read=certs --allow-write=certs server.ts ...\n` +
+          `(127.0.0.1: the loopback TLS link behind the public socket, and --metrics-port)`,
       );
     } else {
       console.error(`relay: cannot start: ${msg}`);

@@ -68,3 +68,59 @@ Deno.test("compile: permission flags come from the deno.json tasks", () => {
     /dns error/,
   );
 });
+
+Deno.test("compile: --relay-host grants exactly the relay's host to the clients (dry run shows the permission line)", async () => {
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    new Deno.Command("deno", {
+      args: [
+        "run",
+        "--no-prompt",
+        "--allow-run=deno",
+        "--allow-read",
+        "--allow-write=dist",
+        "--allow-env",
+        "tools/compile.ts",
+        "--dry-run",
+        ...args,
+      ],
+      cwd: ROOT,
+      env: { NO_COLOR: "1", ...env },
+    }).output();
+  const r = await run([
+    "--relay-host",
+    "relay.bank.example:443",
+    "--relay-bind",
+    "203.0.113.7:443",
+  ]);
+  const out = new TextDecoder().decode(r.stdout);
+  assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+  for (const name of ["bank", "customer"]) {
+    assert.match(
+      out,
+      new RegExp(
+        `compiling ${name}: deno compile .*--allow-net=localhost,127\\.0\\.0\\.1,relay\\.bank\\.example:443 `,
+      ),
+    );
+  }
+  assert.match(
+    out,
+    /compiling relay: .*--allow-net=127\.0\.0\.1,localhost,\[::1\],203\.0\.113\.7:443 /,
+  );
+  assert.doesNotMatch(
+    out,
+    /compiling relay: .*relay\.bank\.example/,
+    "the relay binary gets only its bind address",
+  );
+  // The same from the environment; a malformed host is a usage error.
+  const env = await run([], { RELAY_HOST: "relay.bank.example:8443" });
+  assert.match(
+    new TextDecoder().decode(env.stdout),
+    /--allow-net=localhost,127\.0\.0\.1,relay\.bank\.example:8443 /,
+  );
+  const bad = await run(["--relay-host", "relay.bank.example"]);
+  assert.equal(bad.code, 2);
+  assert.match(
+    new TextDecoder().decode(bad.stderr),
+    /--relay-host must be HOST:PORT/,
+  );
+});

@@ -1,8 +1,14 @@
 /**
- * `deno task compile [--out DIR] [--target TRIPLE] [--timeout S]`: builds
+ * `deno task compile [--out DIR] [--target TRIPLE] [--timeout S]
+ * [--relay-host HOST:PORT]… [--relay-bind ADDR:PORT] [--dry-run]`: builds
  * standalone executables of the relay, the bank and the customer into `dist/`
  * with `deno compile`, baking in the same permission flags as their tasks in
- * deno.json (read from there, so they never drift).
+ * deno.json (read from there, so they never drift). A compiled binary cannot
+ * be given more permissions later, so the relay's public host is granted at
+ * build time, and only it: `--relay-host relay.bank.example:443` (or
+ * `RELAY_HOST=…`, comma-separated) adds exactly that host:port to the
+ * clients' `--allow-net`; `--relay-bind ADDR:PORT` adds the relay's bind
+ * address to the relay binary's. `--dry-run` prints the commands only.
  *
  * `deno compile` downloads the `denort` runtime for the target from
  * dl.deno.land on first use. Offline, that download fails: this tool watches
@@ -45,6 +51,25 @@ export function taskFlags(
     );
   }
   return words.slice(2, end);
+}
+
+/** Checks `HOST:PORT` (IPv6 as `[::1]:PORT`); throws with `flag` in the message otherwise. */
+export function hostPort(text: string, flag: string): string {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text.trim());
+  if (!m || Number(m[2]) > 65535 || Number(m[2]) === 0) {
+    throw new Error(
+      `${flag} must be HOST:PORT, e.g. relay.bank.example:443 (got '${text}')`,
+    );
+  }
+  return `${m[1].toLowerCase()}:${m[2]}`;
+}
+
+/** `flags` with `hosts` appended to its `--allow-net=` list (least privilege: exactly those host:ports). */
+export function grantNet(flags: string[], hosts: string[]): string[] {
+  if (hosts.length === 0) return flags;
+  const i = flags.findIndex((f) => f.startsWith("--allow-net="));
+  if (i < 0) return [...flags, `--allow-net=${hosts.join(",")}`];
+  return flags.map((f, j) => (j === i ? `${f},${hosts.join(",")}` : f));
 }
 
 /** The message printed when the runtime cannot be downloaded. */
@@ -118,6 +143,9 @@ export async function main(argv: string[]): Promise<number> {
         out: { type: "string" },
         target: { type: "string" },
         timeout: { type: "string" },
+        "relay-host": { type: "string", multiple: true },
+        "relay-bind": { type: "string" },
+        "dry-run": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -127,9 +155,30 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (v.help) {
     console.log(
-      "deno task compile [--out DIR (default dist)] [--target TRIPLE] [--timeout S]",
+      "deno task compile [--out DIR (default dist)] [--target TRIPLE] [--timeout S]\n" +
+        "                  [--relay-host HOST:PORT]... [--relay-bind ADDR:PORT] [--dry-run]\n" +
+        "  --relay-host  the relay's public host:port, added to the bank's and customer's --allow-net\n" +
+        "                (repeatable; default $RELAY_HOST, comma-separated; without it: loopback only)\n" +
+        "  --relay-bind  address:port the relay binary may listen on besides loopback\n" +
+        "  --dry-run     print the deno compile commands (with their permission flags) and stop",
     );
     return 0;
+  }
+  let relayHosts: string[];
+  let relayBind: string | undefined;
+  try {
+    relayHosts = [
+      ...(v["relay-host"] ?? []),
+      ...(v["relay-host"]
+        ? []
+        : (Deno.env.get("RELAY_HOST") ?? "").split(",").filter(Boolean)),
+    ].map((h) => hostPort(h, "--relay-host"));
+    relayBind = v["relay-bind"] === undefined
+      ? undefined
+      : hostPort(v["relay-bind"], "--relay-bind");
+  } catch (e) {
+    console.error((e as Error).message);
+    return 2;
   }
   const out = (v.out ?? "dist").replace(/\/+$/, "");
   const timeoutS = Number(v.timeout ?? DEFAULT_TIMEOUT_S);
@@ -138,6 +187,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (
+    !v["dry-run"] &&
     Deno.permissions.querySync({ name: "write", path: out }).state !== "granted"
   ) {
     console.error(
@@ -148,9 +198,12 @@ export async function main(argv: string[]): Promise<number> {
   const root = new URL("../", import.meta.url).pathname;
   const denoJson = await Deno.readTextFile(`${root}deno.json`);
   const existed = await Deno.stat(out).then(() => true, () => false);
-  await Deno.mkdir(out, { recursive: true });
+  if (!v["dry-run"]) await Deno.mkdir(out, { recursive: true });
   for (const t of TARGETS) {
-    const flags = taskFlags(denoJson, t.task, t.entry);
+    const extra = t.name === "relay"
+      ? (relayBind ? [relayBind] : [])
+      : relayHosts;
+    const flags = grantNet(taskFlags(denoJson, t.task, t.entry), extra);
     const suffix = v.target?.includes("windows") ? ".exe" : "";
     const args = [
       "compile",
@@ -163,6 +216,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(
       `compiling ${t.name}: deno ${args.slice(0, -1).join(" ")} ${t.entry}`,
     );
+    if (v["dry-run"]) continue;
     const r = await compileOne(args, timeoutS * 1000);
     if (r.offline) {
       console.error(offlineMessage(r.output));
@@ -174,6 +228,7 @@ export async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  if (v["dry-run"]) return 0;
   console.log(`built ${TARGETS.map((t) => `${out}/${t.name}`).join(", ")}`);
   return 0;
 }

@@ -31,6 +31,7 @@ import { decodePemAll } from "../pem.ts";
 import { decodeFrame, encodeData, type Frame } from "../relay_frame.ts";
 import { type MailboxKey, registrationStep } from "../registration.ts";
 import { type CloseInfo, RelayConnectError } from "./relay_client.ts";
+import { netPermissionProblem } from "./net_permission.ts";
 import {
   encodeClosePayload,
   encodeWsFrame,
@@ -121,6 +122,15 @@ export class PinnedRelayConnection {
         new RelayConnectError(
           "tls",
           `the pinned CA must be exactly one certificate, got ${certs}`,
+        ),
+      );
+    }
+    const denied = netPermissionProblem(url);
+    if (denied) {
+      return Promise.reject(
+        new RelayConnectError(
+          "unreachable",
+          `cannot use relay ${url.origin}: ${denied}`,
         ),
       );
     }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { netPermissionProblem } from "./net_permission.ts";
 import type { Bytes } from "../bytes.ts";
 import { RELAY_SUBPROTOCOL } from "../constants.ts";
 import {
@@ -88,6 +89,15 @@ export class RelayConnection {
         new RelayConnectError(
           "refused",
           `relay URL must use wss:// (got ${url.protocol}//)`,
+        ),
+      );
+    }
+    const denied = netPermissionProblem(url);
+    if (denied) {
+      return Promise.reject(
+        new RelayConnectError(
+          "unreachable",
+          `cannot use relay ${url.origin}: ${denied}`,
         ),
       );
     }

@@ -764,12 +764,21 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     }
   }
 
+  function fdExhausted(code: string): void {
+    metrics.dropped("fd-exhausted");
+    logThrottled(
+      "emfile",
+      `out of file descriptors (${code}): shedding the oldest unregistered connection; raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-connections`,
+    );
+    shed();
+  }
+
   const listener = TcpFront.listen({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? 8765,
     cert: options.cert,
     key: options.key,
-  });
+  }, fdExhausted);
   const addr = listener.addr as Deno.NetAddr;
 
   async function acceptLoop(): Promise<void> {
@@ -781,12 +790,7 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
         if (shuttingDown || e instanceof Deno.errors.BadResource) return;
         const code = (e as { code?: string }).code;
         if (code === "EMFILE" || code === "ENFILE") {
-          metrics.dropped("fd-exhausted");
-          logThrottled(
-            "emfile",
-            `out of file descriptors (${code}): shedding the oldest unregistered connection; raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-connections`,
-          );
-          shed();
+          fdExhausted(code);
           await sleep(FD_EXHAUSTED_BACKOFF_MS);
         } else {
           logThrottled("accept", `accept error: ${(e as Error).message}`);

@@ -75,10 +75,16 @@ export class TcpFront {
   /** Link connections accepted before their public side asked for them (by link port). */
   readonly #arrived = new Map<number, Deno.TlsConn>();
   #closed = false;
+  readonly #onFdExhausted: (code: string) => void;
 
-  private constructor(outer: Deno.TcpListener, inner: Deno.TlsListener) {
+  private constructor(
+    outer: Deno.TcpListener,
+    inner: Deno.TlsListener,
+    onFdExhausted: (code: string) => void,
+  ) {
     this.#outer = outer;
     this.#inner = inner;
+    this.#onFdExhausted = onFdExhausted;
     this.#innerPort = (inner.addr as Deno.NetAddr).port;
     this.#acceptInner();
   }
@@ -86,6 +92,7 @@ export class TcpFront {
   /** Listens on `hostname:port` (public, TCP) and on a free loopback port (TLS). */
   static listen(
     opts: { hostname: string; port: number; cert: string; key: string },
+    onFdExhausted: (code: string) => void,
   ): TcpFront {
     const inner = Deno.listenTls({
       hostname: "127.0.0.1",
@@ -97,6 +104,7 @@ export class TcpFront {
       return new TcpFront(
         Deno.listen({ hostname: opts.hostname, port: opts.port }),
         inner,
+        onFdExhausted,
       );
     } catch (e) {
       inner.close();
@@ -116,7 +124,9 @@ export class TcpFront {
         c = await this.#inner.accept();
       } catch (e) {
         if (this.#closed || e instanceof Deno.errors.BadResource) return;
-        await new Promise((r) => setTimeout(r, 20)); // EMFILE: the front retries
+        const code = (e as { code?: string }).code;
+        if (code === "EMFILE" || code === "ENFILE") this.#onFdExhausted(code);
+        await new Promise((r) => setTimeout(r, 20));
         continue;
       }
       const port = (c.remoteAddr as Deno.NetAddr).port;
@@ -143,7 +153,11 @@ export class TcpFront {
   async accept(): Promise<FrontConn> {
     for (;;) {
       const tcp = await this.#outer.accept();
-      const c = await this.#link(tcp).catch(() => undefined);
+      const c = await this.#link(tcp).catch((e) => {
+        const code = (e as { code?: string }).code;
+        if (code === "EMFILE" || code === "ENFILE") throw e; // the caller sheds
+        return undefined;
+      });
       if (c) return c;
     }
   }

@@ -1,0 +1,102 @@
+/**
+ * Attacks on the real relay process over real TLS: file-descriptor
+ * exhaustion under a low `ulimit -n`, and six concurrent 63 MiB WebSocket
+ * messages (relay RSS bound from /proc, close within 1 s of the header).
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { RelayConnection } from "../lib/deno/relay_client.ts";
+import { generateMailboxKey } from "../lib/registration.ts";
+import { testCerts } from "./helpers/relay_fixture.ts";
+import {
+  GIANT_FRAME_CLOSE,
+  giantFrames,
+  memoryOf,
+  spawnRelay,
+} from "./helpers/relay_process.ts";
+
+Deno.test("relay attack: out of file descriptors (ulimit -n 256) the relay logs, sheds, keeps serving", async () => {
+  const certs = await testCerts();
+  const relay = await spawnRelay({
+    certsDir: certs.dir,
+    ulimitN: 256,
+    args: [
+      "--tls-timeout",
+      "20000",
+      "--max-unauth-per-ip",
+      "100000",
+      "--quiet",
+    ],
+  });
+  const held: Deno.Conn[] = [];
+  try {
+    const { key } = await generateMailboxKey();
+    const early = await RelayConnection.connect({
+      url: `wss://localhost:${relay.port}/ws`,
+      mailbox: key,
+      caCerts: [certs.ca],
+    });
+    // Each client costs the relay three descriptors (public socket + loopback link): 300 exhaust 256.
+    for (let i = 0; i < 300; i++) {
+      held.push(
+        await Deno.connect({ hostname: "127.0.0.1", port: relay.port }),
+      );
+    }
+    const deadline = performance.now() + 5000;
+    while (!relay.lines.some((l) => l.includes("out of file descriptors"))) {
+      assert.ok(
+        performance.now() < deadline,
+        `no EMFILE log line:\n${relay.lines.join("\n")}`,
+      );
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(relay.alive(), "the relay is still running");
+    assert.ok(early.open, "a registered client stays connected");
+    for (const c of held) c.close();
+    held.length = 0;
+    // Serving again once the connections go.
+    const { key: k2 } = await generateMailboxKey();
+    let again: RelayConnection | undefined;
+    for (let i = 0; i < 20 && again === undefined; i++) {
+      again = await RelayConnection.connect({
+        url: `wss://localhost:${relay.port}/ws`,
+        mailbox: k2,
+        caCerts: [certs.ca],
+      }).catch(() => undefined);
+      if (!again) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(again, "a new client registers after the flood");
+    const got = Promise.withResolvers<void>();
+    early.onFrame = (f) => f.type === "data" && got.resolve();
+    again.send(early.id, new Uint8Array([1, 2, 3]));
+    await got.promise;
+    await again.close();
+    await early.close();
+    assert.ok(relay.alive());
+  } finally {
+    for (const c of held) c.close();
+    assert.equal(await relay.stop(), 0, "exits 0 on SIGTERM");
+  }
+});
+
+Deno.test("relay attack: six concurrent 63 MiB messages are refused at the header (RSS ≤ 150 MB, closed ≤ 1 s)", async () => {
+  const certs = await testCerts();
+  const relay = await spawnRelay({ certsDir: certs.dir, args: ["--quiet"] });
+  try {
+    const r = await giantFrames(relay, certs.ca, 6, 63, 3000);
+    assert.deepEqual(
+      r.codes,
+      Array(6).fill(GIANT_FRAME_CLOSE),
+      "each got the 1009 close frame",
+    );
+    for (const ms of r.closeMs) {
+      assert.ok(ms < 1000, `closed after ${ms.toFixed(0)} ms`);
+    }
+    assert.ok(r.peakKb <= 150 * 1024, `relay peak RSS ${r.peakKb} KB`);
+    const { rssKb } = await memoryOf(relay.pid);
+    assert.ok(rssKb <= 150 * 1024, `relay RSS after ${rssKb} KB`);
+  } finally {
+    assert.equal(await relay.stop(), 0);
+  }
+});
