@@ -49,6 +49,10 @@ export const DEFAULT_TLS_TIMEOUT_MS = 10000;
 export const DEFAULT_HEADER_TIMEOUT_MS = 10000;
 /** Default most connections per client IP that are not registered yet (TLS, HTTP, upgrade, registration stages). */
 export const DEFAULT_MAX_UNAUTH_PER_IP = 256;
+/** Largest HTTP request head the relay reads (bytes, request line + headers); above it → 431. */
+export const MAX_REQUEST_HEAD = 8192;
+/** Most header lines the relay accepts in one request; more → 431. */
+export const MAX_REQUEST_HEADERS = 64;
 /** Time (ms) after a relay-initiated close before the socket is dropped and its slot freed, answered or not. */
 export const RELAY_CLOSE_GRACE_MS = 500;
 /** Pause (ms) of the accept loop when the process is out of file descriptors (EMFILE/ENFILE). */

@@ -10,10 +10,7 @@
 
 import { type Bytes, utf8 } from "./bytes.ts";
 
-/** Largest request head accepted (request line + headers), bytes; above it → 431. */
-export const MAX_REQUEST_HEAD = 8192;
-/** Most header lines accepted in one request. */
-export const MAX_REQUEST_HEADERS = 64;
+import { MAX_REQUEST_HEAD, MAX_REQUEST_HEADERS } from "./constants.ts";
 
 /** A parsed request head. */
 export interface RequestHead {

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { Browser, type Page, spkiHash } from "./helpers/cdp.ts";
 import { testCerts } from "./helpers/relay_fixture.ts";
-import { ROOT, taskFlags } from "./helpers/client_proc.ts";
+import { freePort, ROOT, taskFlags } from "./helpers/client_proc.ts";
 import { contentSecurityPolicy } from "../tools/web.ts";
 import {
   createIdentity,
@@ -96,6 +96,7 @@ async function buildBundle(): Promise<void> {
 /** Starts the relay process (server.ts, port 0) with the test certificates. */
 async function startRelayProc(
   certs: { dir: string },
+  allowOrigins: string[],
 ): Promise<{ proc: Proc; url: string }> {
   const proc = new Proc([
     "run",
@@ -108,6 +109,7 @@ async function startRelayProc(
     `${certs.dir}/relay.pem`,
     "--key",
     `${certs.dir}/relay-key.pem`,
+    ...allowOrigins.flatMap((o) => ["--allow-origin", o]),
     "--quiet",
   ], /listening on wss:\/\/127\.0\.0\.1:(\d+)\/ws/);
   const m = await proc.match;
@@ -115,10 +117,13 @@ async function startRelayProc(
 }
 
 /** Starts `tools/web.ts` with the `web` task's flags on a free port. */
-async function startWeb(relay: string): Promise<{ proc: Proc; url: string }> {
+async function startWeb(
+  relay: string,
+  port: number,
+): Promise<{ proc: Proc; url: string }> {
   const { flags, entry } = taskFlags("web");
   const proc = new Proc(
-    ["run", ...flags, entry, "--relay", relay, "--port", "0"],
+    ["run", ...flags, entry, "--relay", relay, "--port", String(port)],
     /serving the browser client on (http:\/\/\S+\/)/,
   );
   return { proc, url: (await proc.match)[1] };
@@ -145,8 +150,13 @@ const UNLABELLED =
 Deno.test("browser client in a real Chromium", async (t) => {
   await buildBundle();
   const certs = await testCerts();
-  const relay = await startRelayProc(certs);
-  const web = await startWeb(relay.url);
+  // The relay refuses WebSockets from web origins it was not told about (--allow-origin).
+  const webPort = freePort();
+  const relay = await startRelayProc(certs, [
+    `http://127.0.0.1:${webPort}`,
+    `http://localhost:${webPort}`,
+  ]);
+  const web = await startWeb(relay.url, webPort);
   const trusted = await spkiHash(certs.cert);
   const browser = await Browser.launch({ trustSpki: [trusted] });
   const tmp = await Deno.makeTempDir({ prefix: "web-test-" });
@@ -255,7 +265,7 @@ Deno.test("browser client in a real Chromium", async (t) => {
         const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
         const deadPort = (closed.addr as Deno.NetAddr).port;
         closed.close();
-        const deadWeb = await startWeb(`wss://localhost:${deadPort}/ws`);
+        const deadWeb = await startWeb(`wss://localhost:${deadPort}/ws`, 0);
         extra.push(deadWeb.proc);
         const p2 = await browser.newPage();
         await p2.goto(deadWeb.url);

@@ -9,11 +9,8 @@
  */
 
 import type { Bytes } from "../bytes.ts";
-import {
-  type HeadParse,
-  MAX_REQUEST_HEAD,
-  parseRequestHead,
-} from "../http_head.ts";
+import { type HeadParse, parseRequestHead } from "../http_head.ts";
+import { MAX_REQUEST_HEAD } from "../constants.ts";
 
 /** Result of one pre-upgrade stage. */
 export type StageResult<T> =

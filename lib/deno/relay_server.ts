@@ -15,12 +15,9 @@
  */
 
 import type { Bytes } from "../bytes.ts";
-import { shortSessionId, verifyRegistration } from "../registration.ts";
+import { shortSessionId } from "../registration.ts";
 import {
-  ABUSE_LIMIT,
-  ABUSE_WINDOW_MS,
   CHALLENGE_LENGTH,
-  DATA_HEADER_LENGTH,
   DEFAULT_BURST,
   DEFAULT_HEADER_TIMEOUT_MS,
   DEFAULT_HIGH_WATER,
@@ -34,19 +31,9 @@ import {
   FD_EXHAUSTED_BACKOFF_MS,
   RELAY_CLOSE_GRACE_MS,
   RELAY_SUBPROTOCOL,
-  RELAY_VERSION,
-  SESSION_ID_LENGTH,
   SOCKET_HEADROOM,
 } from "../constants.ts";
-import {
-  CloseCode,
-  encodeChallenge,
-  encodeError,
-  encodeRegistered,
-  FrameType,
-  REGISTER_FRAME_LENGTH,
-  type RelayErrorName,
-} from "../relay_frame.ts";
+import { CloseCode, encodeChallenge } from "../relay_frame.ts";
 import {
   checkUpgrade,
   encodeResponse,
@@ -65,6 +52,7 @@ import {
   type RemoteForwarder,
 } from "./relay_registry.ts";
 import { RelaySocket, SocketState } from "./relay_socket.ts";
+import { type Conn, frameHandler } from "./relay_frames.ts";
 import { type FrontConn, TcpFront } from "./tcp_front.ts";
 
 /** Relay configuration; every limit has a default in lib/constants.ts. */
@@ -132,30 +120,6 @@ export interface RelayHandle {
 }
 
 /** Lifecycle of one accepted socket. */
-type Stage = "tls" | "http" | "ws" | "registered" | "gone";
-
-interface Conn {
-  tcp: Deno.TlsConn;
-  /** The public socket in front of `tcp` (lib/deno/tcp_front.ts). */
-  front: FrontConn;
-  ip: string;
-  stage: Stage;
-  /** Counted against the per-IP limit of unregistered connections. */
-  unauth: boolean;
-  ws?: RelaySocket;
-  challenge: Bytes;
-  /** Origins a registration may be signed for: `wss://` + Host, then the public origins. */
-  origins: string[];
-  bucket?: TokenBucket;
-  id?: Bytes;
-  idKey?: string;
-  registering: boolean;
-  registerTimer?: ReturnType<typeof setTimeout>;
-  abuseCount: number;
-  abuseWindowStart: number;
-  /** The last recipient this connection sent to: skips the table lookup for a steady peer. */
-  lastTarget?: Conn;
-}
 
 function defaultLog(line: string): void {
   console.error(`${new Date().toISOString()} ${line}`);
@@ -170,7 +134,6 @@ function isGone(c: Conn): boolean {
   return c.stage === "gone";
 }
 
-const ZERO_ID = new Uint8Array(SESSION_ID_LENGTH);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Starts a relay and resolves once it listens. */
@@ -244,296 +207,21 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     c.front.end(RELAY_CLOSE_GRACE_MS);
   }
 
-  // ── Frames ───────────────────────────────────────────────────────────────
-
-  /** Counts one protocol error against `conn`; closes it with 1008 past the limit. */
-  function abuse(conn: Conn, now: number): void {
-    if (now - conn.abuseWindowStart > ABUSE_WINDOW_MS) {
-      conn.abuseWindowStart = now;
-      conn.abuseCount = 0;
-    }
-    if (++conn.abuseCount > ABUSE_LIMIT) {
-      closeConn(conn, CloseCode.POLICY, "too many protocol errors");
-    }
-  }
-
-  /**
-   * Refuses a frame: counts it once, answers with an ERROR frame unless the
-   * sender is itself backed up. `about` is the refused frame when it is a
-   * DATA frame with a complete header: its peerId and frameNo go back.
-   */
-  function refuse(
-    conn: Conn,
-    code: RelayErrorName,
-    about: Bytes | undefined,
-    reason: string,
-    countsAsAbuse: boolean,
-    now: number,
-  ): void {
-    metrics.dropped(code);
-    const ws = conn.ws!;
-    if (ws.readyState === SocketState.OPEN && ws.bufferedAmount <= highWater) {
-      metrics.error(code);
-      const isData = about !== undefined &&
-        about.length >= DATA_HEADER_LENGTH &&
-        about[1] === FrameType.DATA;
-      ws.send(
-        isData
-          ? encodeError(
-            code,
-            about.subarray(2, 2 + SESSION_ID_LENGTH),
-            frameNoOf(about),
-            reason,
-          )
-          : encodeError(code, ZERO_ID, 0, reason),
-      );
-    }
-    if (countsAsAbuse) abuse(conn, now);
-  }
-
-  function closeConn(conn: Conn, code: number, reason: string): void {
-    if (conn.ws?.readyState === SocketState.OPEN) {
-      conn.ws.close(code, reason);
-      metrics.closed(code);
-    }
-  }
-
-  /** Frame number of a DATA frame (read only when refusing it). */
-  function frameNoOf(bytes: Bytes): number {
-    return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-      .getUint32(2 + SESSION_ID_LENGTH);
-  }
-
-  /** True when `target` holds the ID in bytes 2..18 of `bytes` (the cached recipient). */
-  function isRecipient(target: Conn, bytes: Bytes): boolean {
-    const id = target.id!;
-    for (let i = 0; i < SESSION_ID_LENGTH; i++) {
-      if (id[i] !== bytes[2 + i]) return false;
-    }
-    return true;
-  }
-
-  /** Sends a stamped DATA frame to a local connection. */
-  function deliverTo(target: Conn, frame: Bytes): Delivery {
-    const ws = target.ws!;
-    if (ws.bufferedAmount > highWater) return "busy";
-    ws.send(frame);
-    metrics.forwarded(frame.length);
-    return "sent";
-  }
-
-  /**
-   * Forwards `bytes` (a DATA frame from `conn`) to the recipient in its
-   * header: the local connection holding it, else the remote hook.
-   */
-  function forward(conn: Conn, bytes: Bytes): Delivery {
-    // Hot path: most frames go to the same peer as the previous one. A cached
-    // target that closed or was replaced is not OPEN or has lost its idKey.
-    let target = conn.lastTarget;
-    if (
-      target === undefined || target.ws!.readyState !== SocketState.OPEN ||
-      target.idKey === undefined || !isRecipient(target, bytes)
-    ) {
-      target = registry.get(bytes.subarray(2, 2 + SESSION_ID_LENGTH).toHex());
-      if (target !== undefined && target.ws!.readyState !== SocketState.OPEN) {
-        target = undefined;
-      }
-      conn.lastTarget = target;
-    }
-    if (target === undefined) {
-      if (remote === undefined) return "offline";
-      const dst = bytes.slice(2, 2 + SESSION_ID_LENGTH);
-      bytes.set(conn.id!, 2);
-      const r = remote.forward(dst, bytes);
-      if (r !== "sent") bytes.set(dst, 2); // the ERROR names the recipient asked for
-      return r;
-    }
-    if (target.ws!.bufferedAmount > highWater) return "busy";
-    bytes.set(conn.id!, 2); // stamp the sender: a client cannot spoof it
-    return deliverTo(target, bytes);
-  }
-
-  function onData(conn: Conn, bytes: Bytes, now: number): void {
-    if (conn.id === undefined) {
-      return refuse(conn, "not-registered", bytes, "register first", true, now);
-    }
-    if (bytes.length < DATA_HEADER_LENGTH) {
-      return refuse(
-        conn,
-        "malformed",
-        undefined,
-        "DATA header is 22 bytes",
-        true,
-        now,
-      );
-    }
-    const r = forward(conn, bytes);
-    if (r === "sent") return;
-    if (r === "offline") {
-      refuse(
-        conn,
-        "peer-offline",
-        bytes,
-        "recipient not connected",
-        false,
-        now,
-      );
-    } else {
-      refuse(
-        conn,
-        "peer-busy",
-        bytes,
-        "recipient send buffer full",
-        false,
-        now,
-      );
-    }
-  }
-
-  async function onRegister(
-    conn: Conn,
-    bytes: Bytes,
-    now: number,
-  ): Promise<void> {
-    if (conn.id !== undefined || conn.registering) {
-      return refuse(
-        conn,
-        "already-registered",
-        undefined,
-        "already registered",
-        true,
-        now,
-      );
-    }
-    if (bytes.length !== REGISTER_FRAME_LENGTH) {
-      return refuse(
-        conn,
-        "malformed",
-        undefined,
-        "REGISTER must be 98 bytes",
-        true,
-        now,
-      );
-    }
-    conn.registering = true;
-    const publicKey = bytes.slice(2, 34);
-    const signature = bytes.slice(34);
-    let id: Bytes | null = null;
-    for (const origin of conn.origins) {
-      id = await verifyRegistration(
-        publicKey,
-        signature,
-        origin,
-        conn.challenge,
-      );
-      if (id !== null) break;
-    }
-    conn.registering = false;
-    if (conn.ws!.readyState !== SocketState.OPEN) return;
-    if (id === null) {
-      metrics.registrationFailed();
-      connLog(
-        `registration refused: signature does not verify for ${
-          conn.origins.join(" or ")
-        }` +
-          (publicOrigins.length === 0
-            ? " (clients behind a reverse proxy sign its public origin: start the relay with --public-origin wss://PUBLIC-HOST[:PORT])"
-            : ""),
-      );
-      refuse(
-        conn,
-        "bad-registration",
-        undefined,
-        "signature does not verify",
-        true,
-        now,
-      );
-      closeConn(conn, CloseCode.REGISTER_FAILED, "registration failed");
-      return;
-    }
-    clearTimeout(conn.registerTimer);
-    releaseUnauth(conn);
-    conn.stage = "registered";
-    conn.id = id;
-    conn.idKey = id.toHex();
-    const previous = registry.bind(conn.idKey, conn);
-    if (previous !== undefined) {
-      previous.idKey = undefined; // its close must not unbind the new connection
-      closeConn(
-        previous,
-        CloseCode.REPLACED,
-        "session ID registered on a newer connection",
-      );
-      connLog(`replaced ${shortSessionId(id)}…`);
-    }
-    metrics.registered();
-    conn.ws!.send(encodeRegistered(id));
-    connLog(`registered ${shortSessionId(id)}… (${registry.size} online)`);
-  }
-
-  function onMessage(conn: Conn, bytes: Bytes, text: boolean): void {
-    const now = performance.now();
-    if (text) {
-      return refuse(
-        conn,
-        "text-frame",
-        undefined,
-        "binary frames only",
-        true,
-        now,
-      );
-    }
-    if (!conn.bucket!.take(now)) {
-      return refuse(conn, "rate-limited", bytes, "slow down", true, now);
-    }
-    if (bytes.length < 2) {
-      return refuse(conn, "malformed", undefined, "too short", true, now);
-    }
-    if (bytes[0] !== RELAY_VERSION) {
-      return refuse(
-        conn,
-        "unsupported-version",
-        undefined,
-        `version ${bytes[0]}`,
-        true,
-        now,
-      );
-    }
-    switch (bytes[1]) {
-      case FrameType.DATA:
-        return onData(conn, bytes, now);
-      case FrameType.REGISTER:
-        onRegister(conn, bytes, now).catch((e) =>
-          log(`registration error: ${e}`)
-        );
-        return;
-      default:
-        return refuse(
-          conn,
-          "unknown-type",
-          undefined,
-          `type 0x${bytes[1].toString(16)}`,
-          true,
-          now,
-        );
-    }
-  }
-
-  /** A frame above --max-frame, refused at its header: ERROR too-large, then close 1009. */
-  function onTooLarge(conn: Conn, length: number, prefix: Bytes): void {
-    refuse(
-      conn,
-      "too-large",
-      prefix,
-      `frame above ${maxFrame} bytes`,
-      false,
-      performance.now(),
-    );
-    closeConn(conn, CloseCode.TOO_BIG, `frame above ${maxFrame} bytes`);
-    connLog(
-      `closed a connection with 1009: a frame header announced ${length} bytes`,
-    );
-  }
+  const frames = frameHandler({
+    maxFrame,
+    highWater,
+    metrics,
+    registry,
+    remote,
+    hasPublicOrigins: publicOrigins.length > 0,
+    log,
+    connLog,
+    onRegistered: (conn) => {
+      releaseUnauth(conn);
+      conn.stage = "registered";
+    },
+  });
+  const { onMessage, onTooLarge, closeConn } = frames;
 
   // ── HTTP and upgrade ─────────────────────────────────────────────────────
 
@@ -654,8 +342,10 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     );
     if (!wrote.ok || isGone(c)) return release(c);
     c.stage = "ws";
+    // The signed origin is the Host value as received (PROTOCOL.md §1.3), or a public origin.
+    const rawHost = (head.headers.get("host") ?? "").trim();
     c.origins = [
-      ...new Set([`wss://${host}`, ...publicOrigins.map((p) => p.origin)]),
+      ...new Set([`wss://${rawHost}`, ...publicOrigins.map((p) => p.origin)]),
     ];
     c.bucket = new TokenBucket(rate, burst, performance.now());
     c.abuseWindowStart = performance.now();
@@ -885,13 +575,7 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     hostname: addr.hostname,
     metricsPort,
     metrics,
-    deliver(dst: Bytes, frame: Bytes): Delivery {
-      const target = registry.get(dst.toHex());
-      if (target === undefined || target.ws!.readyState !== SocketState.OPEN) {
-        return "offline";
-      }
-      return deliverTo(target, frame);
-    },
+    deliver: frames.deliver,
     shutdown,
     finished,
   };
