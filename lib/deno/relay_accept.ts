@@ -12,6 +12,8 @@ import type { Bytes } from "../bytes.ts";
 import { type HeadParse, parseRequestHead } from "../http_head.ts";
 import { MAX_REQUEST_HEAD } from "../constants.ts";
 
+export type { HeadParse, RequestHead } from "../http_head.ts";
+
 /** Result of one pre-upgrade stage. */
 export type StageResult<T> =
   | { ok: true; value: T }

@@ -36,23 +36,35 @@ export type Stage = "tls" | "http" | "ws" | "registered" | "gone";
 
 /** One accepted socket and, once upgraded, its WebSocket and registration. */
 export interface Conn {
+  /** TLS side of the connection (over the loopback link). */
   tcp: Deno.TlsConn;
   /** The public socket in front of `tcp` (lib/deno/tcp_front.ts). */
   front: FrontConn;
+  /** Client IP address (of the public socket). */
   ip: string;
+  /** Where the socket is in its life. */
   stage: Stage;
   /** Counted against the per-IP limit of unregistered connections. */
   unauth: boolean;
+  /** The WebSocket, once upgraded. */
   ws?: RelaySocket;
+  /** The CHALLENGE bytes sent on this connection. */
   challenge: Bytes;
   /** Origins a registration may be signed for: `wss://` + Host, then the public origins. */
   origins: string[];
+  /** Per-connection rate limit (token bucket). */
   bucket?: TokenBucket;
+  /** Registered session ID. */
   id?: Bytes;
+  /** `id` in hex while this connection holds it in the registry. */
   idKey?: string;
+  /** A REGISTER is being verified. */
   registering: boolean;
+  /** Fires the 4001 close. */
   registerTimer?: ReturnType<typeof setTimeout>;
+  /** Abuse errors in the current window. */
   abuseCount: number;
+  /** Start of the abuse window (ms, performance.now()). */
   abuseWindowStart: number;
   /** The last recipient this connection sent to: skips the table lookup for a steady peer. */
   lastTarget?: Conn;
@@ -62,14 +74,21 @@ const ZERO_ID = new Uint8Array(SESSION_ID_LENGTH);
 
 /** What the frame handler needs from the relay. */
 export interface FrameContext {
+  /** Largest frame (bytes). */
   maxFrame: number;
+  /** Send-buffer high-water mark (bytes). */
   highWater: number;
+  /** Counters. */
   metrics: RelayMetrics;
+  /** Session ID → connection. */
   registry: Registry<Conn>;
+  /** Where frames for IDs not connected here go. */
   remote?: RemoteForwarder;
   /** True when --public-origin is configured (the refusal hint is then not needed). */
   hasPublicOrigins: boolean;
+  /** Event lines. */
   log: (line: string) => void;
+  /** Per-connection event lines (silent with --quiet). */
   connLog: (line: string) => void;
   /** A registration succeeded: the connection is no longer unauthenticated. */
   onRegistered: (conn: Conn) => void;

@@ -8,6 +8,10 @@
  * the close codes the relay sends are delivered (README → "Why the relay
  * frames WebSocket itself").
  *
+ * Acknowledgement pongs: a read that carried (part of) a message and caused
+ * no write is answered with an empty unsolicited pong (RFC 6455 §5.5.3),
+ * as the pinned client transport does the other way (PROTOCOL.md §1.6).
+ *
  * Close, as the relay does it (`close()`): stop acting on input, queue the
  * close frame, and once it is written half-close (TLS close_notify + FIN);
  * keep reading and discarding what the client still sends (so unread input
@@ -37,7 +41,6 @@ const MAX_READ = 64 * 1024;
 
 /** An empty unsolicited pong (RFC 6455 §5.5.3): carries the TCP ACK for what was just read. */
 const ACK_PONG = new Uint8Array([0x80 | Opcode.PONG, 0]);
-const ACK_PONGS = true;
 
 /** What the socket reports to its owner. */
 export interface RelaySocketHandlers {
@@ -203,8 +206,12 @@ export class RelaySocket {
       this.seen = true;
       this.pinged = false;
       if (this.readyState === SocketState.OPEN) {
-        this.#input(buf.subarray(0, n));
-        if (ACK_PONGS && !this.#writing) {
+        // A read that carried (part of) a message is answered at once, with
+        // the data it caused or else an empty pong: that segment carries the
+        // TCP ACK, so a client running Nagle does not wait for our delayed
+        // ACK. A read of pongs only is not answered (no pong ping-pong with
+        // a client that acknowledges the same way).
+        if (this.#input(buf.subarray(0, n)) && !this.#writing) {
           this.#ackDue = true;
           this.#scheduleFlush();
         }
@@ -221,12 +228,15 @@ export class RelaySocket {
     this.#drop();
   }
 
-  #input(chunk: Uint8Array): void {
+  /** Decodes and dispatches; true when the bytes carried more than pongs. */
+  #input(chunk: Uint8Array): boolean {
     this.#decoder.push(chunk);
+    let worth = false;
     let ev: WsEvent | undefined;
     while (
       this.readyState === SocketState.OPEN && (ev = this.#decoder.next())
     ) {
+      if (ev.kind !== "pong") worth = true;
       switch (ev.kind) {
         case "message":
           this.#handlers.onMessage(ev.data, ev.opcode === Opcode.TEXT);
@@ -259,6 +269,7 @@ export class RelaySocket {
           break;
       }
     }
+    return worth || this.#decoder.pending > 0;
   }
 
   #drop(): void {
