@@ -236,6 +236,13 @@ async function main(args: string[]): Promise<number> {
     }
     return 1;
   }
+  // Signal handlers before the "listening" line: whoever waits for it may stop us at once.
+  const stop = () => {
+    console.error("relay: shutting down");
+    relay.shutdown().then(() => Deno.exit(0));
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
   const shown = relay.hostname.includes(":")
     ? `[${relay.hostname}]`
     : relay.hostname;
@@ -247,12 +254,6 @@ async function main(args: string[]): Promise<number> {
     })`,
   );
 
-  const stop = () => {
-    console.error("relay: shutting down");
-    relay.shutdown().then(() => Deno.exit(0));
-  };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
   await relay.finished;
   return 0;
 }

@@ -76,6 +76,9 @@ const RELAY_BENCH_FLAGS = [
   "100000000",
   "--max-connections",
   "30000",
+  // The bench opens every connection from one address at once.
+  "--max-unauth-per-ip",
+  "100000",
 ];
 /** Frames in flight per pair in the loaded cells. */
 const IN_FLIGHT = 32;
