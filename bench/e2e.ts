@@ -317,10 +317,10 @@ class Peer {
 
 /** The relay's `relay_bytes_forwarded_total` (every DATA frame it forwarded, both ways). */
 async function relayBytes(relay: Relay): Promise<number> {
-  const res = await fetch(
-    `https://localhost:${relay.server.port}/metrics`,
-    { client: relay.http },
-  );
+  if (!relay.server.metricsUrl) {
+    throw new Error("the relay runs no --metrics-port listener");
+  }
+  const res = await fetch(relay.server.metricsUrl);
   const text = await res.text();
   const m = text.match(/^relay_bytes_forwarded_total (\d+)/m);
   if (!m) throw new Error("relay /metrics has no relay_bytes_forwarded_total");
@@ -580,7 +580,7 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
     server: await startServer({
       kind: "relay",
       ...opts.certs,
-      args: ["--quiet"],
+      args: ["--quiet", "--metrics-port", "0"],
     }),
     http: Deno.createHttpClient({ caCerts: [caPem] }),
   };

@@ -23,6 +23,8 @@ export interface ServerProcess {
   port: number;
   /** `wss://localhost:PORT/ws`. */
   url: string;
+  /** The relay's loopback `/metrics` URL when it runs with `--metrics-port`. */
+  metricsUrl?: string;
   /** User + system CPU time consumed so far, in µs (10 ms resolution). */
   cpuUs(): Promise<number>;
   /** Resident set size now, in KiB (VmRSS). */
@@ -120,6 +122,8 @@ export async function startServer(
     const m = seen.match(/listening on wss:\/\/[^:]+:(\d+)\//);
     if (m) port = Number(m[1]);
   }
+  const metricsUrl = /metrics (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(seen)
+    ?.[1];
   // Keep draining stderr so the server never blocks on a full pipe.
   const drained = (async () => {
     try {
@@ -132,6 +136,7 @@ export async function startServer(
     pid,
     port,
     url: `wss://localhost:${port}/ws`,
+    metricsUrl,
     cpuUs: () => cpuUsOf(pid),
     rssKb: () => rssKbOf(pid),
     async stop() {
