@@ -261,7 +261,7 @@ export async function verifyTranscript(
     for (let i = 0; i < entries.length; i++) {
       const m = entries[i];
       const where = `${dir} message #${i + 1}`;
-      if (typeof m.seq !== "string" || !/^[0-9]+$/.test(m.seq)) {
+      if (typeof m.seq !== "string" || !/^[1-9][0-9]{0,19}$/.test(m.seq)) {
         throw new ProtocolError("malformed", `transcript: ${where} has no seq`);
       }
       const seq = BigInt(m.seq);

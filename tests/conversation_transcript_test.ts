@@ -259,3 +259,23 @@ Deno.test("a signed resume names what the previous session delivered: a message 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a seq with a leading zero, or a record of an unknown session, makes the file INVALID", async () => {
+  const { dir, lines } = await closedPaymentFile();
+  try {
+    const padded = structuredClone(lines);
+    messages(padded, "i2r")[0].seq = "01";
+    await assert.rejects(
+      verifyConversation(text(padded)),
+      isCode("malformed", /has no seq/),
+    );
+    const stray = structuredClone(lines);
+    messages(stray, "i2r")[0].session = 2;
+    await assert.rejects(
+      verifyConversation(text(stray)),
+      isCode("malformed", /line \d+: message of an unknown session/),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
