@@ -11,10 +11,12 @@ import {
 import { bucketFor } from "../lib/padding.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import {
+  decodeInner,
   decodeRecordHeader,
   deriveTrafficKeys,
   encodeInner,
   InnerType,
+  openRecord,
   sealRecord,
 } from "../lib/record.ts";
 import type { SessionEvent } from "../lib/session.ts";
@@ -368,6 +370,45 @@ Deno.test("unsigned-chain: MAX_UNSIGNED unsigned messages in a row end the sessi
     body: new Uint8Array(0),
   });
   await rejectsWith(b.receive(extra, 0), "unsigned-chain");
+});
+
+Deno.test("the ACK bitmap names every accepted counter, ACK and DUMMY packets included (PROTOCOL.md §2.2.5)", async () => {
+  const fx = await fixture();
+  const b = await Session.fromHandshake(fx.resultR);
+  const peer = await FakeInitiator.create(fx);
+  const empty = new Uint8Array(0);
+  await b.receive(
+    await peer.seal({
+      type: InnerType.ACK,
+      seq: 0n,
+      body: new Uint8Array(144),
+    }),
+    0,
+  ); // counter 0: "nothing accepted yet", valid for a side that sent nothing
+  await b.receive(
+    await peer.seal({ type: InnerType.DUMMY, seq: 0n, body: empty }),
+    0,
+  ); // counter 1
+  await b.receive(
+    await peer.seal({ type: InnerType.DATA, seq: 1n, body: enc.encode("x") }),
+    0,
+  ); // counter 2
+  const [ack] = await b.poll(ACK_DELAY_MS);
+  const master = await importSecret(MASTER_RAW.slice());
+  const r2i = await deriveTrafficKeys(master, SESSION_HASH, "r2i", 0);
+  const msg = decodeInner(
+    await openRecord(r2i, ack, 0n, RESPONDER_ID, INITIATOR_ID),
+  );
+  assert.equal(msg.type, InnerType.ACK);
+  const v = new DataView(msg.body.buffer, msg.body.byteOffset);
+  assert.equal(v.getBigUint64(0), 2n, "highest");
+  assert.equal(
+    msg.body[8],
+    0b111,
+    "bits 0, 1, 2 = counters 2 (DATA), 1 (DUMMY), 0 (ACK)",
+  );
+  assert.ok(msg.body.subarray(9, 136).every((x) => x === 0));
+  assert.equal(v.getBigUint64(136), 1n, "cumulativeSeq");
 });
 
 Deno.test("a reliable message after the peer's CLOSE ends the session (unexpected-message), in either arrival order", async () => {
