@@ -1062,28 +1062,40 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     };
   }
   {
-    const body = enc.encode(largeBody(LARGE_BODY_LENGTHS[0]));
-    const inner = refInner(1, 0, 1n, body, undefined, 1280 - FRAME_OVERHEAD);
-    fails.non_minimal_fine_bucket = {
-      description: `good_record_data_large.json's data_seq1 (${
-        LARGE_BODY_LENGTHS[0]
-      }-byte body) padded to the 1280-byte bucket although it fits 1216 (the next fine bucket down): authenticates, then fails strict decoding; ends the session.`,
-      packet: (await sealInner(inner)).toHex(),
-      innerPlaintext: inner.toHex(),
-      expected: { record: "malformed", session: "failed", error: "malformed" },
+    // data_seq1 of good_record_data_large.json padded to a wrong fine size.
+    const large = enc.encode(largeBody(LARGE_BODY_LENGTHS[0]));
+    const padded = async (name: string, frame: number, why: string) => {
+      const inner = refInner(
+        1,
+        0,
+        1n,
+        large,
+        undefined,
+        frame - FRAME_OVERHEAD,
+      );
+      fails[name] = {
+        description: `good_record_data_large.json's data_seq1 (${
+          LARGE_BODY_LENGTHS[0]
+        }-byte body) ${why}: authenticates, then fails strict decoding; ends the session.`,
+        packet: (await sealInner(inner)).toHex(),
+        innerPlaintext: inner.toHex(),
+        expected: {
+          record: "malformed",
+          session: "failed",
+          error: "malformed",
+        },
+      };
     };
-  }
-  {
-    const body = enc.encode(largeBody(LARGE_BODY_LENGTHS[0]));
-    const inner = refInner(1, 0, 1n, body, undefined, 1200 - FRAME_OVERHEAD);
-    fails.off_grid_bucket = {
-      description: `good_record_data_large.json's data_seq1 (${
-        LARGE_BODY_LENGTHS[0]
-      }-byte body) padded to a 1200-byte frame (1148-byte plaintext): big enough, but 1200 is no bucket (1152 and 1216 are); authenticates, then fails strict decoding; ends the session.`,
-      packet: (await sealInner(inner)).toHex(),
-      innerPlaintext: inner.toHex(),
-      expected: { record: "malformed", session: "failed", error: "malformed" },
-    };
+    await padded(
+      "non_minimal_fine_bucket",
+      1280,
+      "padded to the 1280-byte bucket although it fits 1216 (the next fine bucket down)",
+    );
+    await padded(
+      "off_grid_bucket",
+      1200,
+      "padded to a 1200-byte frame (1148-byte plaintext): big enough, but 1200 is no bucket (1152 and 1216 are)",
+    );
   }
   {
     const inner = refInner(1, 0x02, 1n, body1);
