@@ -1103,7 +1103,9 @@ async function main(args: string[]): Promise<number> {
         "           setup = handshakes/s per suite and safety number per new peer (targets),\n" +
         "           original = the original design (Python, bench/original/) at 256 B / 4 KiB / 60 KiB vs ours (≥ 2×)\n" +
         "  --quick  smoke run (< 30 s, fewer cells, 200 idle connections)\n" +
-        "  --full   also 10,000 idle connections (the default run measures 1,000 and 5,000)",
+        "  --full   also 10,000 idle connections (the default run measures 1,000 and 5,000)\n" +
+        "  --json   also write every figure, and verdicts[] (each target MET/MISSED with its margin), to FILE\n" +
+        "The run ends with a Targets table: every target of the sections run, MET or MISSED, with its margin.",
     );
     return 0;
   }
