@@ -424,3 +424,27 @@ Deno.test("conversation: closing waits for the peer when asked (scripted input a
   assert.deepEqual(b.texts(a), ["only"]);
   assert.equal(a.of("closed")[0].reason, "closed");
 });
+
+Deno.test("conversations: HS1s from new IDs beyond the set's bound are ignored; held ones go on", async () => {
+  const net = new Net();
+  const bank = await net.client("bank");
+  const a = await net.client("a");
+  const b = await net.client("b");
+  bank.set = new Conversations({
+    identity: bank.identity,
+    localId: bank.id,
+    now: net.now,
+    max: 1,
+    options: () => ({
+      trust: () => ({ status: "new" }),
+      sessionOptions: { coverRate: 0 },
+    }),
+  });
+  await a.dial(bank);
+  await net.run(() => secure(a, bank), 10_000);
+  await b.dial(bank);
+  await net.advance(3000);
+  assert.equal(bank.set.size, 1);
+  assert.ok(!secure(b, bank), "the second ID was not answered");
+  await exchange(net, a, bank, 5);
+});
