@@ -32,6 +32,8 @@ export const EXIT = {
   trust: 5,
   /** The peer never arrived within `--wait` seconds. */
   noPeer: 6,
+  /** The conversation ended, but some input was not delivered (each one named in an event). */
+  undelivered: 7,
 } as const;
 
 /** Default relay URL. */
@@ -189,7 +191,11 @@ export function usage(role: Role): string {
 
 Interactive commands: /verify  /trust  /status  /quit   (Ctrl-C closes cleanly)
 Exit codes: 0 clean close, 1 other error, 2 usage, 3 relay unreachable / TLS / pin failure,
-            4 handshake failure, 5 peer identity changed (refused), 6 peer never arrived`;
+            4 handshake failure, 5 peer identity changed (refused), 6 peer never arrived,
+            7 ended with input not delivered (each message named)
+
+Without --peer, an interactive client asks for the peer: paste its ID or address and press
+Enter to contact it, or wait to be contacted. SIGTERM and SIGHUP close like Ctrl-C.`;
 }
 
 /** A usage problem: the message is printed with a pointer to --help, exit 2. */

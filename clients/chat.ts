@@ -22,6 +22,7 @@ import {
   paymentResponse,
 } from "../lib/payment.ts";
 import { formatSessionId } from "../lib/registration.ts";
+import { parsePeerAddress, type PeerAddress } from "../lib/address.ts";
 import type { SessionPrimitives } from "../lib/primitives.ts";
 import {
   nodeHashPrimitives,
@@ -58,7 +59,22 @@ export interface ClientDeps {
   address: (id: Uint8Array) => string;
   /** Clock (ms); default Date.now. */
   now?: () => number;
+  /**
+   * Called once the conversation has ended and before `closed` is reported:
+   * reads what is left of the input (bounded), so lines never read are
+   * reported as not sent instead of vanishing.
+   */
+  drainInput?: () => Promise<void>;
 }
+
+/** Error codes that mean some input was not delivered to the peer (exit {@link EXIT.undelivered}). */
+const LOSS_CODES = new Set([
+  "not-sent",
+  "undelivered",
+  "too-large",
+  "invalid-text",
+  "outbox-full",
+]);
 
 /** Exit code and `closed` reason per way a conversation ends. */
 const ENDINGS: Record<string, [number, string]> = {
@@ -90,6 +106,8 @@ export class ChatClient {
     answer: (yes: boolean) => Promise<void>;
   };
   #scenarioDone = false;
+  /** What was not delivered, one entry per message id or input line (for the exit code and `closed`). */
+  #lost: string[] = [];
   #paymentSent?: { body: string; request: PaymentRequest };
   #waitTimer?: ReturnType<typeof setTimeout>;
   /** Serializes input handling (lines in order). */
@@ -148,7 +166,20 @@ export class ChatClient {
     if (peer) {
       this.#peer = peer.id.slice();
       await this.#engine.dial(this.#peer, peer.fp, this.#o.waitS * 1000);
-    } else if (this.#o.waitS > 0) {
+    } else {
+      if (!this.#o.json) {
+        this.#notice(
+          "No conversation yet. Paste your peer's ID or address and press Enter to contact them, " +
+            "or just wait here to be contacted.",
+        );
+      }
+      if (this.#o.waitS > 0) this.#startWaitTimer();
+    }
+    return this.#done.promise;
+  }
+
+  #startWaitTimer(): void {
+    {
       this.#waitTimer = setTimeout(() => {
         if (this.#secureOnce || this.#finished) return;
         this.#error(
@@ -158,7 +189,49 @@ export class ChatClient {
         this.#finish(EXIT.noPeer, "peer never arrived");
       }, this.#o.waitS * 1000);
     }
-    return this.#done.promise;
+  }
+
+  /**
+   * Interactive, before any conversation: a line is the peer to contact
+   * (an ID or address), never chat. Returns true when the line was taken.
+   */
+  async #pastedPeer(text: string): Promise<boolean> {
+    if (this.#o.json || this.#o.peer || this.#peer !== undefined) return false;
+    const s = text.trim();
+    if (s === "") return true; // Enter alone: keep waiting to be contacted
+    let addr: PeerAddress;
+    try {
+      addr = parsePeerAddress(s);
+    } catch (e) {
+      this.#notice(
+        `not sent: there is no conversation yet, and this is not a peer ID or address (${
+          (e as Error).message
+        }). Paste the ID or address your peer printed, or wait to be contacted.`,
+      );
+      return true;
+    }
+    if (
+      addr.relay !== undefined && addr.relay !== new URL(this.#o.relay).href
+    ) {
+      this.#notice(
+        `not contacted: that address is on another relay (${addr.relay}); this client is connected to ${this.#o.relay}. Restart with --peer '${s}'.`,
+      );
+      return true;
+    }
+    if (
+      addr.ca !== undefined && this.#o.pin !== undefined &&
+      addr.ca !== this.#o.pin
+    ) {
+      this.#notice(
+        "not contacted: that address pins another relay CA than this client uses. Restart with --peer and that address.",
+      );
+      return true;
+    }
+    this.#peer = addr.id.slice();
+    clearTimeout(this.#waitTimer);
+    this.#notice(`contacting ${formatSessionId(this.#peer)}…`);
+    await this.#engine.dial(this.#peer, addr.fp, this.#o.waitS * 1000);
+    return true;
   }
 
   /** A line typed by the user (interactive) or read from stdin (scripted). */
@@ -184,6 +257,8 @@ export class ChatClient {
           await this.#sendLines(batch);
           batch = [];
           await this.#command(text.trim());
+        } else if (await this.#pastedPeer(text)) {
+          continue;
         } else if (text.length > 0) batch.push(text);
       }
       await this.#sendLines(batch);
@@ -263,6 +338,9 @@ export class ChatClient {
       from === formatSessionId(this.#peer);
     if (from !== undefined && !mine && ev.type !== "ready") {
       return this.#stranger(ev, from);
+    }
+    if (ev.type === "error") {
+      this.#noteLoss(ev.code, ev as unknown as Record<string, unknown>);
     }
     if (ev.type === "closed") return this.#ended(ev.reason);
     if (ev.type === "error" && ev.code === "identity-changed") {
@@ -405,7 +483,8 @@ export class ChatClient {
           type: "status",
           phase: s ? s.phase : "waiting",
           relay: this.#engine.connected ? "connected" : "reconnecting",
-          peerOnline: !(s?.peerAway ?? false),
+          peerOnline: s !== undefined && !s.peerAway,
+          ...(this.#peer ? { peer: formatSessionId(this.#peer) } : {}),
           outbox: (s?.queued ?? 0) + this.#pending.length,
           unacked: s?.inflight ?? 0,
           epoch: s?.epoch,
@@ -529,11 +608,22 @@ export class ChatClient {
     this.#finished = true;
     clearTimeout(this.#waitTimer);
     this.#prompt = undefined;
-    this.#d.emit({ type: "closed", reason });
-    this.#engine.stop().then(
-      () => this.#done.resolve(code),
-      () => this.#done.resolve(code),
-    );
+    const end = async () => {
+      await this.#engine.stop().catch(() => {});
+      await this.#d.drainInput?.().catch(() => {});
+      await this.#queue; // not-sent reports of lines drained above
+      const lost = this.#lost;
+      const final = code === EXIT.ok && lost.length > 0
+        ? EXIT.undelivered
+        : code;
+      this.#d.emit({
+        type: "closed",
+        reason,
+        ...(lost.length > 0 ? { undelivered: lost } : {}),
+      });
+      this.#done.resolve(final);
+    };
+    end();
   }
 
   #notice(text: string): void {
@@ -545,6 +635,19 @@ export class ChatClient {
     message: string,
     extra: Record<string, unknown> = {},
   ): void {
+    this.#noteLoss(code, extra);
     this.#d.emit({ type: "error", code, message, ...extra });
+  }
+
+  /** Records what an error event says was not delivered. */
+  #noteLoss(code: string, extra: Record<string, unknown>): void {
+    if (!LOSS_CODES.has(code)) return;
+    const ids = extra.ids;
+    if (Array.isArray(ids) && ids.length > 0) {
+      for (const id of ids) this.#lost.push(`#${id}`);
+    } else {
+      const n = typeof extra.lines === "number" ? extra.lines : 1;
+      this.#lost.push(`${n} input line(s)`);
+    }
   }
 }

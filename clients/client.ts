@@ -167,11 +167,13 @@ export async function setupTrust(
 export async function prepareClient(
   o: ClientOptions,
   emit: (ev: ClientEvent) => void,
+  drainInput?: () => Promise<void>,
 ): Promise<ChatClient> {
   const d = await loadFiles(o);
   return new ChatClient(o, {
     ...d,
     emit,
+    drainInput,
     address: (id) => formatAddress(o.relay, id, d.caFingerprint),
   });
 }
@@ -321,6 +323,7 @@ async function runPrepared(
   emit: (ev: ClientEvent) => void,
 ): Promise<number> {
   let client: ChatClient;
+  const input: { pump?: Promise<void> } = {};
   try {
     if (o.encryptKey) {
       await encryptKey(o, emit);
@@ -339,7 +342,7 @@ async function runPrepared(
         out.flush();
       }
     }
-    client = await prepareClient(o, emit);
+    client = await prepareClient(o, emit, () => drainStdin(input.pump));
   } catch (e) {
     const code = typeof (e as Error).cause === "number"
       ? (e as Error).cause as number
@@ -356,13 +359,42 @@ async function runPrepared(
     if (!o.json) writeStdout("\n");
     return code;
   }
+  // SIGINT (Ctrl-C), SIGTERM (systemd, Docker, Kubernetes) and SIGHUP (the
+  // terminal went away) all close cleanly: flush, acknowledge, report.
   let interrupts = 0;
-  const onSigint = () =>
-    client.quit(++interrupts > 1 ? "interrupted twice" : "interrupted");
-  Deno.addSignalListener("SIGINT", onSigint);
+  const listeners = CLOSE_SIGNALS.map((sig) => {
+    const fn = () =>
+      client.quit(
+        ++interrupts > 1 ? `${SIGNAL_NAMES[sig]} twice` : SIGNAL_NAMES[sig],
+      );
+    Deno.addSignalListener(sig, fn);
+    return [sig, fn] as const;
+  });
   const running = client.run();
-  pumpStdin(client);
+  input.pump = pumpStdin(client);
   const code = await running;
-  Deno.removeSignalListener("SIGINT", onSigint);
+  for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
   return code;
+}
+
+/** Signals that close the conversation cleanly, like /quit. */
+const CLOSE_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+const SIGNAL_NAMES: Record<string, string> = {
+  SIGINT: "interrupted",
+  SIGTERM: "terminated (SIGTERM)",
+  SIGHUP: "hung up (SIGHUP)",
+};
+
+/** How long input still arriving after the conversation ended is read (to report it as not sent). */
+const DRAIN_MS = 1000;
+
+/** Waits until the stdin `pump` has reached EOF, at most {@link DRAIN_MS}; a terminal is not drained. */
+async function drainStdin(pump: Promise<void> | undefined): Promise<void> {
+  if (!pump || Deno.stdin.isTerminal()) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    pump,
+    new Promise<void>((r) => timer = setTimeout(r, DRAIN_MS)),
+  ]);
+  clearTimeout(timer);
 }

@@ -97,6 +97,11 @@ export type ClientEvent =
       ids?: number[];
       [k: string]: unknown;
     }
-    | { type: "closed"; reason: string }
+    | {
+      type: "closed";
+      reason: string;
+      /** What was not delivered (message ids as `#N`, or counts of input lines); absent when nothing was lost. */
+      undelivered?: string[];
+    }
   )
   & { peer?: string; peerFingerprint?: string };

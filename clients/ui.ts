@@ -185,8 +185,10 @@ export function terminalRenderer(
         return out(`* ${safe(ev.text)}`);
       case "status":
         return out(
-          `status: ${ev.phase}, relay ${ev.relay}, peer ${
-            ev.peerOnline ? "online" : "away"
+          `status: ${ev.phase}, relay ${ev.relay}, ${
+            ev.peer === undefined
+              ? "no peer yet"
+              : `peer ${ev.peer} ${ev.peerOnline ? "online" : "away"}`
           }, ` +
             `outbox ${ev.outbox}, awaiting ack ${ev.unacked}` +
             (ev.epoch !== undefined ? `, key epoch ${ev.epoch}` : "") +
@@ -205,7 +207,13 @@ export function terminalRenderer(
         }
         return out(`! ${ev.code}: ${safe(ev.message)}`);
       case "closed":
-        return write(`\r\x1b[K* closed: ${ev.reason}\n`);
+        return write(
+          `\r\x1b[K* closed: ${ev.reason}${
+            ev.undelivered
+              ? ` — NOT delivered: ${ev.undelivered.join(", ")}`
+              : ""
+          }\n`,
+        );
     }
   };
 }

@@ -135,19 +135,28 @@ export function formatSessionId(id: Uint8Array): string {
 /** Parses a session ID given as 26 base32 or 32 hex characters; throws a clear error. */
 export function parseSessionId(text: string): Bytes {
   const s = text.trim();
-  let id: Uint8Array;
-  try {
-    if (/^[0-9a-fA-F]{32}$/.test(s)) id = Uint8Array.fromHex(s);
-    else if (/^[a-zA-Z2-7]{26}$/.test(s)) id = decodeBase32(s);
-    else throw new SyntaxError("bad form");
-  } catch {
-    throw new SyntaxError(
-      `invalid session ID '${
-        s.slice(0, 40)
-      }': expected 26 base32 or 32 hex characters`,
-    );
+  const shown = `'${s.slice(0, 40)}${s.length > 40 ? "…" : ""}'`;
+  if (/^[0-9a-fA-F]{32}$/.test(s)) return new Uint8Array(Uint8Array.fromHex(s));
+  if (/^[a-zA-Z2-7]{26}$/.test(s)) {
+    try {
+      return new Uint8Array(decodeBase32(s));
+    } catch {
+      // 26 × 5 = 130 bits carry 128: the last character's two low bits are 0.
+      throw new SyntaxError(
+        `invalid session ID ${shown}: the last character '${
+          s.at(-1)
+        }' cannot end an ID (a typo? copy the ID again)`,
+      );
+    }
   }
-  return new Uint8Array(id);
+  const bad = s.match(/[^a-zA-Z2-7]/)?.[0];
+  throw new SyntaxError(
+    `invalid session ID ${shown}: ${
+      s.length === 26 && bad !== undefined
+        ? `'${bad}' is not a base32 character (A–Z, 2–7; no 0, 1, 8, 9)`
+        : `${s.length} characters; an ID is 26 base32 characters (or 32 hex)`
+    }`,
+  );
 }
 
 /** A short form of an ID for logs (first 6 characters), so logs never hold full IDs. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { formatAddress, parseCaPin, parsePeerAddress } from "../lib/address.ts";
-import { formatSessionId } from "../lib/registration.ts";
+import { formatSessionId, parseSessionId } from "../lib/registration.ts";
 
 const id = new Uint8Array(16).map((_, i) => i * 7);
 const pin = "ab".repeat(32);
@@ -78,5 +78,21 @@ Deno.test("address: fp= carries the peer's identity fingerprint, round-trips, is
   assert.equal(
     parsePeerAddress(formatAddress("wss://localhost:8765/ws", id)).fp,
     undefined,
+  );
+});
+
+Deno.test("parseSessionId() says what is wrong: a typo in the last character, a non-base32 character, a wrong length", () => {
+  const sid = formatSessionId(new Uint8Array(16).fill(7));
+  assert.throws(
+    () => parseSessionId(sid.slice(0, -1) + "b"),
+    /last character 'b' cannot end an ID \(a typo\?/,
+  );
+  assert.throws(
+    () => parseSessionId("0" + sid.slice(1)),
+    /'0' is not a base32 character/,
+  );
+  assert.throws(
+    () => parseSessionId(sid.slice(1)),
+    /25 characters; an ID is 26 base32 characters/,
   );
 });

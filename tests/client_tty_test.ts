@@ -167,7 +167,7 @@ Deno.test({
 
       await tmux("send-keys", "-t", "customer", "/status", "Enter");
       await screenUntil(
-        /status: secure, relay connected, peer online.*trust verified/,
+        /status: secure, relay connected, peer [a-z2-7]{26} online.*trust verified/,
         "status",
       );
 
@@ -399,6 +399,79 @@ Deno.test({
       await screenUntil(/EXIT=0/, "bank exit", 15000, "bank");
     } finally {
       await tmux("kill-server").catch(() => {});
+      await relay.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "two interactive clients without --peer: the customer's ID pasted at the bank's prompt starts the conversation; a non-ID line is not sent as chat",
+  ignore: !hasTmux,
+  async fn() {
+    const relay = await startTestRelay();
+    const dir = await Deno.makeTempDir({ prefix: "client-tty-" });
+    const ca = `${relay.certsDir}/ca.pem`;
+    const grants = `${dir},${relay.certsDir}`;
+    const args = (who: string) => [
+      "--keys",
+      `${dir}/${who}`,
+      "--relay",
+      relay.url,
+      "--ca",
+      ca,
+      "--cover-rate",
+      "0",
+    ];
+    try {
+      await startInPane("customer", args("c"), grants, "customer");
+      await startInPane("bank", args("b"), grants, "bank");
+      const banner = await screenUntil(
+        /Share this address[\s\S]*id=[a-z2-7]{26}/,
+        "customer banner",
+      );
+      const id = banner.match(/Session ID:\s+([a-z2-7]{26})/)![1];
+      await screenUntil(
+        /Paste your peer's ID or address/,
+        "bank hint",
+        15000,
+        "bank",
+      );
+      await tmux("send-keys", "-t", "bank", "hello there", "Enter");
+      await screenUntil(
+        /not sent: there is no conversation yet/,
+        "chat before a conversation refused",
+        15000,
+        "bank",
+      );
+      await tmux("send-keys", "-t", "bank", "/status", "Enter");
+      await screenUntil(
+        /status: waiting, relay connected, no peer yet/,
+        "status",
+        15000,
+        "bank",
+      );
+      await tmux("send-keys", "-t", "bank", id, "Enter");
+      await screenUntil(/Secure session with/, "bank secure", 15000, "bank");
+      await screenUntil(/Secure session with/, "customer secure");
+      const bankScreen = await tmux("capture-pane", "-p", "-J", "-t", "bank");
+      const custScreen = await tmux(
+        "capture-pane",
+        "-p",
+        "-J",
+        "-t",
+        "customer",
+      );
+      const sn = (s: string) =>
+        s.match(/Safety number:\s+([0-9 ]{60,})/)![1].trim();
+      assert.equal(sn(bankScreen), sn(custScreen));
+      assert.doesNotMatch(custScreen, /hello there/);
+      await tmux("send-keys", "-t", "bank", "/quit", "Enter");
+      await screenUntil(/EXIT=0/, "bank exit 0", 15000, "bank");
+      await screenUntil(/EXIT=0/, "customer exit 0");
+    } finally {
+      await tmux("kill-server").catch(() => "");
       await relay.close();
       await Deno.remove(dir, { recursive: true });
     }
