@@ -342,6 +342,10 @@ export class ChatClient {
     if (ev.type === "error") {
       this.#noteLoss(ev.code, ev as unknown as Record<string, unknown>);
     }
+    if (ev.type === "delivered") {
+      // A late acknowledgement after `undelivered`: it did arrive after all.
+      this.#lost = this.#lost.filter((l) => l !== `#${ev.id}`);
+    }
     if (ev.type === "closed") return this.#ended(ev.reason);
     if (ev.type === "error" && ev.code === "identity-changed") {
       this.#d.emit(ev);

@@ -86,6 +86,8 @@ Deno.test("SIGTERM in a live conversation flushes and closes cleanly (exit 0, ev
     ], grants);
     await bank.waitFor(isType("secure"), "secure");
     for (let i = 0; i < 20; i++) await bank.line(`m${i}`);
+    // Every line read and sealed (a line read after the signal would rightly be "not sent").
+    await bank.waitCount(isType("sent"), 20, "sent");
     bank.signal("SIGTERM");
     assert.equal(await bank.exit(), 0);
     const got = await customer.waitCount(isType("message"), 20, "messages");

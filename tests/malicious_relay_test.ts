@@ -87,13 +87,13 @@ const received = (c: ClientProc) =>
 const errors = (c: ClientProc) => c.events.filter(isType("error"));
 
 /** Ends input on both and expects a clean close (exit 0 both). */
-async function closeCleanly(p: Pair): Promise<void> {
+async function closeCleanly(p: Pair, bankCode = 0): Promise<void> {
   await p.bank.end();
   await p.customer.end();
   const [b, c] = await Promise.all([p.bank.exit(), p.customer.exit()]);
   assert.deepEqual(
     [b, c],
-    [0, 0],
+    [bankCode, 0],
     `exit codes; bank stderr: ${p.bank.stderr.join("")}`,
   );
 }
@@ -574,7 +574,12 @@ Deno.test("a user line starting with NUL is refused: it cannot inject a client c
       ).length,
       0,
     );
-    await closeCleanly(q);
+    // The refused line was never delivered: exit 7 (issue 13), naming #1.
+    await closeCleanly(q, 7);
+    assert.deepEqual(
+      q.bank.events.find(isType("closed"))?.undelivered,
+      ["#1"],
+    );
   } finally {
     await dispose(p, relay);
   }
