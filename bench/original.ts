@@ -52,6 +52,8 @@ export interface OriginalRow {
   complete: boolean;
   /** CPU µs per delivered message (bank, customer, relay; /proc, 10 ms resolution). */
   cpuUsPerMsg: { bank: number; customer: number; relay: number };
+  /** Why the row has no figures (a client failed or timed out). */
+  error?: string;
 }
 
 /** What the original-baseline section measured. */
@@ -269,7 +271,22 @@ export async function measureOriginal(
     const url = `wss://localhost:${port}`;
     for (const size of opts.sizes) {
       for (const direction of ["one", "both"] as const) {
-        const r = await runRow(url, relay, opts, size, direction);
+        const r = await runRow(url, relay, opts, size, direction).catch((
+          e,
+        ): OriginalRow => ({
+          bodySize: size,
+          direction,
+          messages: opts.messages(size),
+          delivered: 0,
+          msgsPerSec: 0,
+          mbPerSec: 0,
+          p50Ms: 0,
+          p99Ms: 0,
+          maxMs: 0,
+          complete: false,
+          cpuUsPerMsg: { bank: 0, customer: 0, relay: 0 },
+          error: String((e as Error).message).slice(0, 200),
+        }));
         rows.push(r);
         log(
           `original ${size} B ${direction}: ${Math.round(r.msgsPerSec)} msgs/s`,
@@ -398,7 +415,7 @@ export function compareWithOriginal(
       r.direction === o.direction && r.coverRate === 0 &&
       r.crypto === "keys" && r.window > 1 && r.complete
     );
-    const ratio = mine && o.msgsPerSec > 0
+    const ratio = mine && o.msgsPerSec > 0 && !o.error
       ? mine.msgsPerSec / o.msgsPerSec
       : null;
     return {
@@ -439,7 +456,7 @@ export function renderOriginal(
       ],
       ...f.rows!.map((r) => [
         String(r.bodySize),
-        r.direction + (r.complete ? "" : " (capped)"),
+        r.direction + (r.error ? " (failed)" : r.complete ? "" : " (capped)"),
         String(r.delivered),
         r.msgsPerSec,
         r.mbPerSec,
@@ -461,7 +478,9 @@ export function renderOriginal(
         c.originalMsgsPerSec,
         c.ratio === null ? "-" : c.ratio.toFixed(2),
         c.met === null
-          ? "not judged (e2e did not measure this size)"
+          ? c.oursMsgsPerSec === null
+            ? "not judged (e2e did not measure this size and direction)"
+            : "not judged (the original's row did not finish)"
           : `${c.met ? "MET" : "MISSED"} (${c.margin! >= 0 ? "+" : ""}${
             c.margin!.toFixed(2)
           } vs ${c.target}×)`,

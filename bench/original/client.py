@@ -158,14 +158,18 @@ class Peer:
 async def run(a):
     ctx = ssl.create_default_context(cafile=a.ca)
     peer = Peer(a)
-    async with websockets.connect(a.url, ssl=ctx, max_size=2 ** 20) as ws:
-        reader = asyncio.ensure_future(peer.read(ws))
-        try:
-            await asyncio.wait_for(peer.stream(ws), a.cap)
-            await asyncio.wait_for(peer.all_received.wait(), a.cap)
-        except asyncio.TimeoutError:
-            pass
-        reader.cancel()
+    try:
+        async with websockets.connect(a.url, ssl=ctx, max_size=2 ** 20,
+                                      close_timeout=2) as ws:
+            reader = asyncio.ensure_future(peer.read(ws))
+            try:
+                await asyncio.wait_for(peer.stream(ws), a.cap)
+                await asyncio.wait_for(peer.all_received.wait(), a.cap)
+            except asyncio.TimeoutError:
+                pass
+            reader.cancel()
+    except websockets.ConnectionClosed:
+        pass  # the counts so far still stand; reported as incomplete
     lat = sorted(peer.latencies[int(len(peer.latencies) * WARMUP_FRACTION):])
 
     def pct(q):
