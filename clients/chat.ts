@@ -259,6 +259,15 @@ export class ChatClient {
           await this.#command(text.trim());
         } else if (await this.#pastedPeer(text)) {
           continue;
+        } else if (this.#refused && text.length > 0) {
+          await this.#sendLines(batch);
+          batch = [];
+          this.#error(
+            "not-sent",
+            `not sent: the conversation with ${this.#o.peerName} is refused (its key changed); ` +
+              "type /trust to decide, or /quit",
+            { lines: 1 },
+          );
         } else if (text.length > 0) batch.push(text);
       }
       await this.#sendLines(batch);
@@ -413,22 +422,41 @@ export class ChatClient {
     const fp = (ev as { presentedFingerprint?: string }).presentedFingerprint;
     this.#refused = fp ? { fingerprint: fp } : undefined;
     if (this.#o.json) return this.#finish(EXIT.trust, "peer identity changed");
+    // Refused until /trust is typed and answered: the confirmation is armed by
+    // /trust, not here (a line typed meanwhile is not an answer).
+    this.#notice(
+      `Compare the safety number above with the one ${this.#o.peerName} sees ` +
+        "(their secure-session summary or /verify shows it), over another channel. " +
+        "Type /trust to accept the new key, or /quit.",
+    );
+  }
+
+  /** /trust after a refusal: asks, and arms the yes/no answer. */
+  #askTrust(refused: { fingerprint: string }): void {
+    this.#d.emit({
+      type: "prompt",
+      kind: "trust",
+      text:
+        `Trust the NEW key of ${this.#o.peerName} (fingerprint ${
+          formatFingerprint(Uint8Array.fromHex(refused.fingerprint))
+        })? ` +
+        "Only if you compared the safety number out of band. Type yes to trust it.",
+    });
     this.#prompt = {
       kind: "trust",
       answer: async (yes) => {
-        if (!yes || !this.#refused || !this.#peer) {
-          return this.#notice("key not trusted; /quit to leave");
+        if (!yes || this.#refused !== refused || !this.#peer) {
+          return this.#notice(
+            "key not trusted; the conversation stays refused (/trust to be asked again, /quit to leave)",
+          );
         }
-        await this.#engine.retrust(this.#peer, this.#refused.fingerprint);
+        await this.#engine.retrust(this.#peer, refused.fingerprint);
+        this.#refused = undefined;
         this.#notice(
           `new key of ${this.#o.peerName} trusted; starting a new handshake`,
         );
       },
     };
-    this.#notice(
-      "Compare the safety number above with your peer over another channel. " +
-        "Type /trust to accept the new key, or /quit.",
-    );
   }
 
   #ended(reason: string): void {
@@ -526,14 +554,7 @@ export class ChatClient {
             "/trust is only needed after a peer's key CHANGED; nothing to do",
           );
         }
-        this.#d.emit({
-          type: "prompt",
-          kind: "trust",
-          text:
-            `Trust the NEW key of ${this.#o.peerName} (fingerprint ${this.#refused.fingerprint})? ` +
-            "Only if you compared the safety number out of band. Type yes to trust it.",
-        });
-        return;
+        return this.#askTrust(this.#refused);
       default:
         return this.#notice(
           `unknown command ${name} (commands: /verify /trust /status /quit)`,

@@ -109,6 +109,13 @@ function clock(iso: string): string {
   return new Date(iso).toTimeString().slice(0, 8);
 }
 
+/** A hex fingerprint as people compare it (lib/fingerprint.ts); anything else as is, neutralised. */
+function readableFingerprint(v: unknown): string {
+  return typeof v === "string" && /^[0-9a-f]{64}$/i.test(v)
+    ? formatFingerprint(Uint8Array.fromHex(v.toLowerCase()))
+    : safe(String(v ?? "?"));
+}
+
 const TRUST_TEXT = {
   new:
     "NEW — first contact: compare the safety number with your peer out of band, then /verify",
@@ -201,8 +208,15 @@ export function terminalRenderer(
           return out(
             `\n!!! WARNING: THE IDENTITY KEY OF ${ev.peerName} HAS CHANGED !!!\n` +
               `Someone may be impersonating your peer, or your peer created a new key.\n` +
-              `  recorded:  ${ev.previousFingerprint}\n  presented: ${ev.presentedFingerprint}\n` +
-              `  safety number with the new key: ${ev.safetyNumber}\nThe session was refused.`,
+              `  recorded fingerprint:  ${
+                readableFingerprint(ev.previousFingerprint)
+              }\n  presented fingerprint: ${
+                readableFingerprint(ev.presentedFingerprint)
+              }\n` +
+              `  safety number with the new key: ${ev.safetyNumber}\n` +
+              `  Ask ${ev.peerName} for the "Fingerprint" its start-up banner shows (it must equal "presented")\n` +
+              "  and for the safety number its secure-session summary shows, if it got one (it must equal this one).\n" +
+              "The session was refused.",
           );
         }
         return out(`! ${ev.code}: ${safe(ev.message)}`);

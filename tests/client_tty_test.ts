@@ -296,6 +296,22 @@ Deno.test({
         fake,
         "not re-trusted silently",
       );
+      // A line typed before /trust is neither an answer nor a chat message.
+      await tmux("send-keys", "-t", "customer", "hello meanwhile", "Enter");
+      await screenUntil(
+        /not sent: the conversation with customer is refused/,
+        "refused notice",
+      );
+      const screen = await screenUntil(/presented fingerprint: /, "warning");
+      assert.match(
+        screen,
+        new RegExp(
+          `presented fingerprint: ${
+            ready.fingerprint.toUpperCase().match(/.{4}/g).join(" ")
+          }`,
+        ),
+        "the new fingerprint as the peer's banner shows it",
+      );
       await tmux("send-keys", "-t", "customer", "/trust", "Enter");
       await screenUntil(/Type yes to trust it/, "trust confirmation");
       await tmux("send-keys", "-t", "customer", "yes", "Enter");
@@ -315,8 +331,17 @@ Deno.test({
         (e) => e.type === "message" && e.text === "after trust",
         "message after /trust",
       );
+      assert.ok(
+        !customer.events.some((e) =>
+          e.type === "message" && /hello meanwhile|^yes$/.test(e.text)
+        ),
+        "neither the line typed while refused nor the yes went out as chat",
+      );
       await tmux("send-keys", "-t", "customer", "/quit", "Enter");
-      await screenUntil(/EXIT=0/, "clean exit");
+      await screenUntil(
+        /EXIT=7/,
+        "exit 7: the line typed while refused was not sent",
+      );
       await customer.end();
       assert.equal(await customer.exit(), 0);
     } finally {
