@@ -7,6 +7,7 @@
 
 import { parseSuiteList } from "../lib/suite.ts";
 import { parseArgs } from "node:util";
+import { parseFingerprint } from "../lib/fingerprint.ts";
 import {
   parseCaPin,
   parsePeerAddress,
@@ -96,6 +97,8 @@ export interface ClientOptions {
   passphraseFile?: string;
   /** Encrypt the existing unencrypted identity file with the passphrase, then exit. */
   encryptKey?: boolean;
+  /** `--trust`: the one NEW peer fingerprint (64 lower-case hex) accepted in place of a recorded one. */
+  trust?: string;
   /** Where the session's hash and AEAD run (see `--crypto`). */
   crypto: "keys" | "fast" | "webcrypto";
   /** Handshake suites, in preference order: offered when initiating, accepted when responding (`--suites`). */
@@ -184,6 +187,10 @@ export function usage(role: Role): string {
   --approve | --decline  customer's scripted answer to the payment request
   --amount A --currency C --payee P --reference R   the bank's request
                          (default 125.00 EUR "ACME Supplies Ltd" INV-2026-1125)
+  --trust FINGERPRINT    if the peer's identity key CHANGED, accept the new key when its
+                         fingerprint is exactly FINGERPRINT (64 hex digits, spaces allowed;
+                         compare it with the peer first); any other changed key is still
+                         refused (exit 5). known_peers.json is updated, "verified" cleared
   --transcript FILE      keep the conversation's signed transcript in FILE:
                          every session appended as it happens, never
                          rewritten (check it with deno task verify-transcript FILE)
@@ -265,6 +272,7 @@ export function parseClientArgs(
         payee: { type: "string" },
         reference: { type: "string" },
         transcript: { type: "string" },
+        trust: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -321,6 +329,19 @@ export function parseClientArgs(
       "--serve takes no --peer or --scenario (contact peers with the connect method)",
     );
   }
+  if (v.serve && v.trust !== undefined) {
+    throw new UsageError(
+      "--serve takes no --trust (use the API's trust method)",
+    );
+  }
+  let trust: string | undefined;
+  if (v.trust !== undefined) {
+    try {
+      trust = parseFingerprint(v.trust);
+    } catch (e) {
+      throw new UsageError(`--trust: ${(e as Error).message}`);
+    }
+  }
   if (v.approve && v.decline) {
     throw new UsageError("give --approve or --decline, not both");
   }
@@ -372,6 +393,7 @@ export function parseClientArgs(
     suites: suitesOption(v.suites),
     passphraseFile: v["passphrase-file"],
     encryptKey: v["encrypt-key"] ?? false,
+    trust,
     scenario: v.scenario as "payment" | undefined,
     decision: v.approve ? "approve" : v.decline ? "decline" : undefined,
     payment: {

@@ -358,7 +358,7 @@ export class ChatClient {
     if (ev.type === "closed") return this.#ended(ev.reason);
     if (ev.type === "error" && ev.code === "identity-changed") {
       this.#d.emit(ev);
-      return this.#onRefused(ev);
+      return this.#serial(() => this.#onRefused(ev));
     }
     if (
       ev.type === "error" && this.#quitReason !== undefined &&
@@ -418,9 +418,10 @@ export class ChatClient {
     await this.#maybeRequestClose();
   }
 
-  #onRefused(ev: ClientEvent): void {
+  async #onRefused(ev: ClientEvent): Promise<void> {
     const fp = (ev as { presentedFingerprint?: string }).presentedFingerprint;
     this.#refused = fp ? { fingerprint: fp } : undefined;
+    if (this.#o.trust !== undefined) return await this.#trustFlag(fp);
     if (this.#o.json) return this.#finish(EXIT.trust, "peer identity changed");
     // Refused until /trust is typed and answered: the confirmation is armed by
     // /trust, not here (a line typed meanwhile is not an answer).
@@ -428,6 +429,23 @@ export class ChatClient {
       `Compare the safety number above with the one ${this.#o.peerName} sees ` +
         "(their secure-session summary or /verify shows it), over another channel. " +
         "Type /trust to accept the new key, or /quit.",
+    );
+  }
+
+  /** `--trust FP`: a changed key with exactly that fingerprint is trusted; any other ends the run (exit 5). */
+  async #trustFlag(fp: string | undefined): Promise<void> {
+    if (fp === undefined || !this.#peer || fp !== this.#o.trust) {
+      return this.#finish(
+        EXIT.trust,
+        "peer identity changed to a key other than --trust",
+      );
+    }
+    await this.#engine.retrust(this.#peer, fp);
+    this.#refused = undefined;
+    this.#notice(
+      `new key of ${this.#o.peerName} trusted (--trust ${
+        formatFingerprint(Uint8Array.fromHex(fp))
+      }); starting a new handshake`,
     );
   }
 

@@ -395,6 +395,76 @@ Deno.test("changed peer identity is refused with exit 5 (initiator and responder
   }
 });
 
+Deno.test("--trust FINGERPRINT: a changed key with another fingerprint is still refused (exit 5); that exact one is trusted", async () => {
+  const relay = await startTestRelay();
+  const dir = await tempDir();
+  const ca = `${relay.certsDir}/ca.pem`;
+  const fake = "ab".repeat(32);
+  await Deno.mkdir(`${dir}/b`);
+  await Deno.mkdir(`${dir}/c`);
+  await Deno.writeTextFile(
+    `${dir}/b/known_peers.json`,
+    JSON.stringify({
+      version: 1,
+      peers: {
+        customer: {
+          fingerprint: fake,
+          firstSeen: "2026-01-01T00:00:00.000Z",
+          lastSeen: "2026-01-01T00:00:00.000Z",
+          verified: true,
+        },
+      },
+    }),
+    { mode: 0o600 },
+  );
+  const first = await pair(relay.url, ca, dir, {
+    bank: ["--trust", "cd".repeat(32)],
+  });
+  let newFp: string;
+  try {
+    assert.equal(await first.bank.exit(), 5);
+    assert.equal(
+      first.bank.events.find(isType("error"))!.code,
+      "identity-changed",
+    );
+    assert.ok(!first.bank.events.some(isType("secure")));
+    assert.match(
+      await Deno.readTextFile(`${dir}/b/known_peers.json`),
+      new RegExp(fake),
+      "a fingerprint other than --trust is not trusted",
+    );
+    newFp = first.customer.events.find(isType("ready"))!.fingerprint;
+  } finally {
+    await first.bank.dispose();
+    await first.customer.dispose();
+  }
+  // The same customer key again; the fingerprint given as people read it (groups of 4).
+  const spaced = newFp.toUpperCase().match(/.{4}/g)!.join(" ");
+  const { customer, bank } = await pair(relay.url, ca, dir, {
+    bank: ["--trust", spaced],
+  });
+  try {
+    await bank.waitFor(isType("secure"), "bank secure after --trust");
+    await bank.line("after --trust");
+    const [m] = await customer.waitCount(isType("message"), 1, "message");
+    assert.equal(m.text, "after --trust");
+    await bank.end();
+    await customer.end();
+    assert.equal(await bank.exit(), 0);
+    assert.equal(await customer.exit(), 0);
+    const peers = JSON.parse(
+      await Deno.readTextFile(`${dir}/b/known_peers.json`),
+    );
+    assert.deepEqual(Object.keys(peers.peers), [newFp]);
+    assert.equal(peers.peers[newFp].verified, false);
+  } finally {
+    await bank.dispose();
+    await customer.dispose();
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("relay killed and restarted mid-conversation: every message delivered exactly once, in order", async () => {
   const certs = await testCerts();
   const port = freePort();
