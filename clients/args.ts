@@ -79,6 +79,10 @@ export interface ClientOptions {
   json: boolean;
   /** Bank service: any number of conversations, JSON-RPC on stdin/stdout (clients/serve.ts). */
   serve?: boolean;
+  /** `--http HOST:PORT`: the service's JSON-RPC over HTTP + SSE events, on a loopback address. */
+  http?: { hostname: string; port: number };
+  /** Bearer token file of `--http` (created 0600 when missing). */
+  tokenFile?: string;
   /** Cover traffic in DUMMY packets per second (0 = off). */
   coverRate: number;
   /** Seconds to wait for the peer (0 = forever). */
@@ -159,6 +163,10 @@ export function usage(role: Role): string {
   --serve                service mode (bank): serve any number of customers in one process,
                          JSON-RPC 2.0 on stdin/stdout, one object per line (see README,
                          "Bank service"); --transcript is then a folder (one file per peer)
+  --http HOST:PORT       with --serve: the same methods over HTTP on a loopback address
+                         (POST /rpc, GET /events as Server-Sent Events), bearer token
+                         required; stdin is then not read (stop with SIGTERM)
+  --token-file FILE      bearer token of --http (default <keys>/api_token; created 0600)
   --json                 scriptable mode: JSON lines on stdout, stdin lines are messages
                          (also when stdin is not a terminal)
   --cover-rate N         cover traffic, dummy packets per second (default ${DEFAULT_COVER_RATE}; 0 = off)
@@ -253,6 +261,8 @@ export function parseClientArgs(
         pin: { type: "string" },
         json: { type: "boolean" },
         serve: { type: "boolean" },
+        http: { type: "string" },
+        "token-file": { type: "string" },
         "cover-rate": { type: "string" },
         wait: { type: "string" },
         outbox: { type: "string" },
@@ -342,6 +352,23 @@ export function parseClientArgs(
       throw new UsageError(`--trust: ${(e as Error).message}`);
     }
   }
+  let http: { hostname: string; port: number } | undefined;
+  if (v.http !== undefined) {
+    if (!v.serve) throw new UsageError("--http needs --serve");
+    const m = v.http.match(
+      /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\]):(\d{1,5})$/,
+    );
+    const port = m ? Number(m[2]) : NaN;
+    if (!m || port < 1 || port > 65535) {
+      throw new UsageError(
+        `--http: expected a loopback HOST:PORT such as 127.0.0.1:8780 (got '${v.http}'); the API is never exposed beyond this host`,
+      );
+    }
+    http = { hostname: m[1] === "[::1]" ? "::1" : m[1], port };
+  }
+  if (v["token-file"] !== undefined && http === undefined) {
+    throw new UsageError("--token-file needs --http");
+  }
   if (v.approve && v.decline) {
     throw new UsageError("give --approve or --decline, not both");
   }
@@ -365,6 +392,9 @@ export function parseClientArgs(
     peerName,
     json: (v.json || v.serve) ?? false,
     serve: v.serve ?? false,
+    http,
+    tokenFile: http === undefined ? undefined : v["token-file"] ??
+      `${(v.keys ?? ".").replace(/(.)\/+$/, "$1")}/api_token`,
     coverRate: num("cover-rate", v["cover-rate"], DEFAULT_COVER_RATE, 0),
     waitS: num("wait", v.wait, DEFAULT_WAIT_S, 0),
     outbox: num("outbox", v.outbox, DEFAULT_OUTBOX, 1, true),
@@ -418,6 +448,10 @@ export function checkPathPermissions(o: ClientOptions): string | undefined {
   if (o.caFile !== undefined) needs.push(["read", o.caFile, "--ca"]);
   if (o.passphraseFile !== undefined) {
     needs.push(["read", o.passphraseFile, "--passphrase-file"]);
+  }
+  if (o.tokenFile !== undefined) {
+    needs.push(["read", o.tokenFile, "--token-file"]);
+    needs.push(["write", o.tokenFile, "--token-file"]);
   }
   if (o.transcript !== undefined && o.serve) {
     needs.push(["read", o.transcript, "--transcript"]); // a folder

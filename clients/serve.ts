@@ -18,6 +18,7 @@ import { PRIMITIVES } from "./chat.ts";
 import type { ClientDeps } from "./chat.ts";
 import { type ClientEvent, Engine } from "./engine.ts";
 import { MAX_RPC_LINE, RpcDispatcher } from "./rpc.ts";
+import { type HttpApi, loadOrCreateToken, startHttpApi } from "./serve_http.ts";
 
 /** What {@link runService} needs besides the options: loaded files and I/O. */
 export type ServiceDeps =
@@ -38,9 +39,12 @@ export async function runService(
   let rpc: RpcDispatcher | undefined;
   const early: ClientEvent[] = [];
   const fatal = Promise.withResolvers<number>();
+  let http: HttpApi | undefined;
   const emit = (ev: ClientEvent) => {
     if (!rpc) return void early.push(ev);
-    d.writeLine(JSON.stringify(rpc.notification(ev)));
+    const line = JSON.stringify(rpc.notification(ev));
+    d.writeLine(line);
+    http?.broadcast(line);
   };
   const engine: Engine = new Engine({
     role: o.role,
@@ -91,6 +95,32 @@ export async function runService(
     return EXIT.relay;
   }
   rpc = new RpcDispatcher(engine);
+  if (o.http) {
+    try {
+      const token = await loadOrCreateToken(o.tokenFile!);
+      http = await startHttpApi({
+        ...o.http,
+        token,
+        handle: (request) => rpc!.handleLine(request),
+      });
+    } catch (e) {
+      emit({
+        type: "error",
+        code: "http",
+        message: `--http ${o.http.hostname}:${o.http.port}: ${
+          (e as Error).message
+        }`,
+      });
+      await engine.stop();
+      return EXIT.usage;
+    }
+    emit({
+      type: "notice",
+      text: `HTTP API on http://${
+        o.http.hostname.includes(":") ? `[${o.http.hostname}]` : o.http.hostname
+      }:${http.port} (POST /rpc, GET /events; bearer token in ${o.tokenFile})`,
+    });
+  }
   for (const ev of early.splice(0)) emit(ev);
 
   const stop = Promise.withResolvers<void>();
@@ -98,7 +128,9 @@ export async function runService(
   for (const sig of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(sig, onSignal);
   }
-  const reading = readLines(input, (line) => {
+  // With --http the API is the HTTP one: the end of stdin (a daemon's
+  // /dev/null) does not stop the service, a signal does.
+  const reading = o.http ? Promise.resolve() : readLines(input, (line) => {
     rpc!.handleLine(line).then((res) => res && d.writeLine(res));
   }).then(() => stop.resolve());
   const code = await Promise.race([
@@ -111,6 +143,7 @@ export async function runService(
     Deno.removeSignalListener(sig, onSignal);
   }
   emit({ type: "closed", reason: code === EXIT.ok ? "stopped" : "failed" });
+  await http?.close();
   void reading;
   return code;
 }
