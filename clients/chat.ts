@@ -155,11 +155,7 @@ export class ChatClient {
     try {
       await this.#engine.start();
     } catch (e) {
-      const kind = (e as { kind?: string }).kind;
-      this.#error(
-        kind === "tls" ? "tls" : "relay-unreachable",
-        (e as Error).message,
-      );
+      this.#error(connectErrorCode(e), (e as Error).message);
       return EXIT.relay;
     }
     const peer = this.#o.peer;
@@ -693,4 +689,14 @@ export class ChatClient {
       this.#lost.push(`${n} input line(s)`);
     }
   }
+}
+
+/** The error code of a failed first connection: `tls`, `relay-full` or `relay-unreachable`. */
+export function connectErrorCode(e: unknown): string {
+  const kind = (e as { kind?: string }).kind;
+  return kind === "tls"
+    ? "tls"
+    : kind === "full"
+    ? "relay-full"
+    : "relay-unreachable";
 }

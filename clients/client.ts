@@ -38,7 +38,10 @@ import {
 } from "../lib/x509.ts";
 import { loadKnownPeers, loadOrCreateIdentity } from "../lib/deno/key_file.ts";
 import { loadOrCreateMailboxKey } from "../lib/deno/mailbox_file.ts";
-import { RelayConnection } from "../lib/deno/relay_client.ts";
+import {
+  RelayConnectError,
+  RelayConnection,
+} from "../lib/deno/relay_client.ts";
 import { PinnedRelayConnection } from "../lib/deno/pinned_relay.ts";
 import type { MailboxKey } from "../lib/registration.ts";
 
@@ -148,6 +151,9 @@ export async function setupTrust(
       mode: `pinned to CA ${o.pin.slice(0, 16)}… only`,
     };
   }
+  const trusted = caPem !== undefined
+    ? `the CA in ${o.caFile} and the system roots`
+    : `the system roots only (no ${o.caFile ?? DEFAULT_CA})`;
   return {
     connect: () =>
       RelayConnection.connect({
@@ -155,12 +161,33 @@ export async function setupTrust(
         mailbox,
         caCerts: caPem !== undefined ? [caPem] : undefined,
         timeoutMs: CONNECT_TIMEOUT_MS,
+      }).catch((e) => {
+        throw explainConnectError(e, trusted);
       }),
     caFingerprint,
     mode: caPem !== undefined
       ? `CA ${o.caFile} (added to the system roots)`
       : "system roots",
   };
+}
+
+/** Adds what to do to a connection failure a person can fix. */
+export function explainConnectError(e: unknown, trusted: string): unknown {
+  if (!(e instanceof RelayConnectError)) return e;
+  if (e.kind === "unreachable" && /tcp connect|refused/i.test(e.message)) {
+    return new RelayConnectError(
+      e.kind,
+      `${e.message} (is the relay running? start it with \`deno task relay\`, or check --relay)`,
+    );
+  }
+  if (e.kind === "tls" && /UnknownIssuer|unknown issuer/i.test(e.message)) {
+    return new RelayConnectError(
+      e.kind,
+      `${e.message}: the relay's certificate is not signed by a CA we trust (tried ${trusted}); ` +
+        "pass the CA that signed it, e.g. --ca certs/ca.pem for a relay started with `deno task relay`",
+    );
+  }
+  return e;
 }
 
 /** Everything the engine needs, loaded from disk. */

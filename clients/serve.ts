@@ -14,7 +14,7 @@ import { formatAddress } from "../lib/address.ts";
 import { formatSessionId } from "../lib/registration.ts";
 import type { ClientOptions } from "./args.ts";
 import { EXIT } from "./args.ts";
-import { PRIMITIVES } from "./chat.ts";
+import { connectErrorCode, PRIMITIVES } from "./chat.ts";
 import type { ClientDeps } from "./chat.ts";
 import { type ClientEvent, Engine } from "./engine.ts";
 import { MAX_RPC_LINE, RpcDispatcher } from "./rpc.ts";
@@ -85,11 +85,10 @@ export async function runService(
   try {
     await engine.start();
   } catch (e) {
-    const kind = (e as { kind?: string }).kind;
     rpc = new RpcDispatcher(engine);
     emit({
       type: "error",
-      code: kind === "tls" ? "tls" : "relay-unreachable",
+      code: connectErrorCode(e),
       message: (e as Error).message,
     });
     return EXIT.relay;

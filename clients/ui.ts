@@ -219,6 +219,10 @@ export function terminalRenderer(
               "The session was refused.",
           );
         }
+        // These end the program: no prompt after them.
+        if (/^(tls|relay-unreachable|relay-full)$/.test(ev.code)) {
+          return write(`\r\x1b[K! ${ev.code}: ${safe(ev.message)}\n`);
+        }
         return out(`! ${ev.code}: ${safe(ev.message)}`);
       case "closed":
         return write(

@@ -245,6 +245,12 @@ export class PinnedRelayConnection {
             }
             const head = text.slice(0, end);
             const status = head.split("\r\n")[0];
+            if (/^HTTP\/1\.1 503 /.test(status)) {
+              return fail(
+                "full",
+                "the relay is at capacity or shutting down (HTTP 503); try again later",
+              );
+            }
             if (!/^HTTP\/1\.1 101 /.test(status)) {
               return fail(
                 "refused",

@@ -43,8 +43,14 @@ export interface CloseInfo {
 
 /** Failure to connect or register, with a specific cause. */
 export class RelayConnectError extends Error {
-  /** `unreachable`, `tls`, `refused`, `timeout` or `registration`. */
-  readonly kind: "unreachable" | "tls" | "refused" | "timeout" | "registration";
+  /** `unreachable`, `tls`, `refused`, `full` (HTTP 503: at capacity or shutting down), `timeout` or `registration`. */
+  readonly kind:
+    | "unreachable"
+    | "tls"
+    | "refused"
+    | "full"
+    | "timeout"
+    | "registration";
   /** Creates the error. */
   constructor(kind: RelayConnectError["kind"], message: string) {
     super(message);
@@ -153,11 +159,24 @@ export class RelayConnection {
           const detail = ev.reason
             ? `closed ${ev.code}: ${ev.reason}`
             : lastError || `closed ${ev.code}`;
-          fail(
-            new RelayConnectError(
-              kind,
-              `cannot use relay ${url.origin}: ${detail}`,
-            ),
+          const error = new RelayConnectError(
+            kind,
+            `cannot use relay ${url.origin}: ${detail}`,
+          );
+          // The built-in WebSocket hides the HTTP status of a refused
+          // upgrade: ask once more by hand when TCP and TLS worked.
+          if (kind !== "unreachable" || /tcp connect/i.test(lastError)) {
+            return fail(error);
+          }
+          upgradeStatus(url, opts.caCerts).then((status) =>
+            fail(
+              status === 503
+                ? new RelayConnectError(
+                  "full",
+                  `cannot use relay ${url.origin}: the relay is at capacity or shutting down (HTTP 503); try again later`,
+                )
+                : error,
+            )
           );
         }
       };
@@ -233,5 +252,47 @@ export class RelayConnection {
       this.#ws.close(code, reason);
     }
     return this.closed;
+  }
+}
+
+/**
+ * The HTTP status the relay answers a WebSocket upgrade with (a raw TLS
+ * request, read up to the status line), or undefined when it cannot tell.
+ */
+async function upgradeStatus(
+  url: URL,
+  caCerts: string[] | undefined,
+): Promise<number | undefined> {
+  let conn: Deno.TlsConn | undefined;
+  const timer = setTimeout(() => conn?.close(), 3000);
+  try {
+    conn = await Deno.connectTls({
+      hostname: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+      port: Number(url.port || 443),
+      caCerts,
+      alpnProtocols: ["http/1.1"],
+    });
+    const key = crypto.getRandomValues(new Uint8Array(16)).toBase64();
+    await conn.write(
+      new TextEncoder().encode(
+        `GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\n` +
+          `Upgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
+          `Sec-WebSocket-Protocol: ${RELAY_SUBPROTOCOL}\r\n\r\n`,
+      ),
+    );
+    const buf = new Uint8Array(64);
+    const n = await conn.read(buf);
+    const m = /^HTTP\/1\.1 (\d{3}) /.exec(
+      new TextDecoder().decode(buf.subarray(0, n ?? 0)),
+    );
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn?.close();
+    } catch { /* closed by the timer */ }
   }
 }

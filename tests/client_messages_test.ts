@@ -1,0 +1,78 @@
+/**
+ * Messages a person can act on: the clients and the relay as real processes
+ * given a relay that is not running, a full relay, an unknown CA, broken key
+ * files and bad relay flags; each message must say what to do.
+ */
+
+import assert from "node:assert/strict";
+import { startTestRelay } from "./helpers/relay_fixture.ts";
+import { ClientProc, type Ev, freePort } from "./helpers/client_proc.ts";
+
+const isType = (t: string) => (e: Ev) => e.type === t;
+
+async function tempDir(): Promise<string> {
+  return await Deno.makeTempDir({ prefix: "client-msg-test-" });
+}
+
+Deno.test("relay not running → says to start it, no stray prompt; relay full (503) → at capacity, try later", async () => {
+  const dir = await tempDir();
+  const relay = await startTestRelay({ maxConnections: 0 });
+  const ca = `${relay.certsDir}/ca.pem`;
+  const grants = `${dir},${relay.certsDir}`;
+  try {
+    const port = freePort();
+    const base = ["--ca", ca, "--keys", dir];
+    const down = new ClientProc("customer", [
+      ...base,
+      "--relay",
+      `wss://localhost:${port}/ws`,
+    ], grants);
+    assert.equal(await down.exit(), 3);
+    const out = down.rawStdout + down.stderr.join("");
+    assert.match(out, /is the relay running\? start it with `deno task relay`/);
+    assert.doesNotMatch(out, /> *$/);
+    const full = new ClientProc("customer", [
+      ...base,
+      "--json",
+      "--relay",
+      relay.url,
+    ], grants);
+    assert.equal(await full.exit(), 3);
+    const err = full.events.find(isType("error"))!;
+    assert.equal(err.code, "relay-full");
+    assert.match(err.message, /at capacity/);
+    assert.match(err.message, /try again later/);
+  } finally {
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("unknown CA, not pinned → names the CA file tried and how to fix", async () => {
+  const dir = await tempDir();
+  const relay = await startTestRelay();
+  const grants = `${dir},${relay.certsDir}`;
+  try {
+    const other = `${dir}/other-ca.pem`;
+    // A CA that did not sign the relay's certificate: the relay's own cert as a "CA".
+    await Deno.copyFile(`${relay.certsDir}/relay.pem`, other);
+    const c = new ClientProc("customer", [
+      "--json",
+      "--keys",
+      dir,
+      "--relay",
+      relay.url,
+      "--ca",
+      other,
+    ], grants);
+    assert.equal(await c.exit(), 3);
+    const err = c.events.find(isType("error"))!;
+    assert.equal(err.code, "tls");
+    assert.ok(err.message.includes(other), err.message);
+    assert.match(err.message, /system roots/);
+    assert.match(err.message, /--ca certs\/ca\.pem/);
+  } finally {
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
