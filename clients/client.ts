@@ -190,6 +190,28 @@ export function explainConnectError(e: unknown, trusted: string): unknown {
   return e;
 }
 
+/** Adds how to recover to an identity file that cannot be used. */
+function explainKeyError(e: unknown): unknown {
+  if (!(e instanceof ProtocolError)) return e;
+  const detail = e.message.slice(e.code.length + 2);
+  if (e.code === "bad-passphrase" && /passphrase is required/.test(detail)) {
+    return new ProtocolError(
+      e.code,
+      `${detail}: give it with --passphrase-file FILE (a file holding the passphrase, mode 0600)`,
+    );
+  }
+  if (
+    e.code === "bad-key-file" && !/chmod|--encrypt-key|key where/.test(detail)
+  ) {
+    return new ProtocolError(
+      e.code,
+      `${detail}. Restore this file from your backup. Without one, move it away and run again to ` +
+        "create a new identity: that changes your fingerprint, and every peer will be warned that your key changed",
+    );
+  }
+  return e;
+}
+
 /** Everything the engine needs, loaded from disk. */
 export async function prepareClient(
   o: ClientOptions,
@@ -210,12 +232,22 @@ async function loadFiles(o: ClientOptions): Promise<
   Omit<ClientDeps, "emit" | "address"> & { caFingerprint?: string }
 > {
   const files = keyFiles(o.role, o.keysDir);
+  const kind = await Deno.stat(o.keysDir).catch(() => undefined);
+  if (kind !== undefined && !kind.isDirectory) {
+    throw new Error(
+      `--keys ${o.keysDir}: not a folder; give the folder that holds (or will hold) ` +
+        `${o.role}_identity_keys.json and the other key files`,
+      { cause: EXIT.usage },
+    );
+  }
   await Deno.mkdir(o.keysDir, { recursive: true, mode: 0o700 });
   const passphrase = o.passphraseFile === undefined
     ? undefined
     : await readPassphrase(o.passphraseFile);
   const { identity } = await loadOrCreateIdentity(files.identity, {
     passphrase,
+  }).catch((e) => {
+    throw explainKeyError(e);
   });
   // One identity per suite (PROTOCOL.md §2.1): the Ed25519 one only when
   // suite 0x0002 is enabled.
@@ -224,6 +256,8 @@ async function loadFiles(o: ClientOptions): Promise<
       (await loadOrCreateIdentity(files.identityEd25519, {
         passphrase,
         algorithm: "Ed25519",
+      }).catch((e) => {
+        throw explainKeyError(e);
       })).identity,
     ]
     : [];
@@ -381,7 +415,10 @@ async function runPrepared(
         : e instanceof ProtocolError
         ? e.code
         : "setup",
-      message: (e as Error).message,
+      // A ProtocolError's message starts with its code: shown once.
+      message: e instanceof ProtocolError
+        ? e.message.slice(e.code.length + 2)
+        : (e as Error).message,
     });
     if (!o.json) writeStdout("\n");
     return code;

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { startTestRelay } from "./helpers/relay_fixture.ts";
 import { ClientProc, type Ev, freePort } from "./helpers/client_proc.ts";
+import { createIdentity } from "../lib/identity.ts";
 
 const isType = (t: string) => (e: Ev) => e.type === t;
 
@@ -73,6 +74,45 @@ Deno.test("unknown CA, not pinned → names the CA file tried and how to fix", a
     assert.match(err.message, /--ca certs\/ca\.pem/);
   } finally {
     await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("broken identity file → one prefix and how to recover; protected key without a flag → --passphrase-file; --keys FILE → not a folder", async () => {
+  const dir = await tempDir();
+  try {
+    const keyPath = `${dir}/customer_identity_keys.json`;
+    await Deno.writeTextFile(keyPath, "{ not json", { mode: 0o600 });
+    const broken = new ClientProc("customer", ["--json", "--keys", dir], dir);
+    assert.equal(await broken.exit(), 1);
+    const err = broken.events.find(isType("error"))!;
+    assert.equal(err.code, "bad-key-file");
+    assert.doesNotMatch(err.message, /bad-key-file/);
+    assert.ok(err.message.startsWith(keyPath), err.message);
+    assert.match(err.message, /Restore this file from your backup/);
+    assert.match(err.message, /changes your fingerprint/);
+    assert.equal(await Deno.readTextFile(keyPath), "{ not json", "untouched");
+
+    const { json } = await createIdentity({ passphrase: "pw" });
+    await Deno.writeTextFile(keyPath, json, { mode: 0o600 });
+    const locked = new ClientProc("customer", ["--json", "--keys", dir], dir);
+    assert.equal(await locked.exit(), 1);
+    const lockedErr = locked.events.find(isType("error"))!;
+    assert.equal(lockedErr.code, "bad-passphrase");
+    assert.match(lockedErr.message, /--passphrase-file FILE/);
+
+    const notFolder = `${dir}/README.md`;
+    await Deno.writeTextFile(notFolder, "# not a folder\n");
+    const file = new ClientProc("customer", [
+      "--json",
+      "--keys",
+      notFolder,
+    ], dir);
+    assert.equal(await file.exit(), 2);
+    const fileErr = file.events.find(isType("error"))!;
+    assert.match(fileErr.message, /README\.md: not a folder/);
+    assert.doesNotMatch(fileErr.message, /os error/);
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
