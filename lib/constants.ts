@@ -205,6 +205,15 @@ export const PEER_PROBE_MAX_MS = 2000;
  * after ~1.5 + 3 + 6 + 12 = 22.5 s of silence.
  */
 export const REHANDSHAKE_AFTER_UNANSWERED = 3;
+
+/**
+ * After this many attempts in a row unanswered (handshakes timed out, sessions
+ * replaced for lack of any answer) with a
+ * peer we had a session with, the conversation says the peer may be refusing
+ * our (changed) identity key: a refusal is not sent on the wire (PROTOCOL.md
+ * §2.3). Local hint only, no wire effect.
+ */
+export const SILENT_HANDSHAKES_HINT = 3;
 /**
  * Messages re-queued from an earlier session wait this long for the peer's
  * `resume` (which says what it already delivered) before they are re-sent

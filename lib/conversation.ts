@@ -33,6 +33,7 @@ import {
   RESPONDER_BURST_PER_PEER,
   RESPONDER_RATE_PER_PEER,
   RESUME_WAIT_MS,
+  SILENT_HANDSHAKES_HINT,
 } from "./constants.ts";
 import { encodeControl, isControl } from "./control.ts";
 import {
@@ -114,6 +115,8 @@ export class Conversation {
   };
   /** Something arrived from the peer. */
   #heardAny = false;
+  /** Attempts in a row with no RECORD from the peer (see #silentAttempt). */
+  #silentHandshakes = 0;
   /** Our previous session (named in our next `resume`). */
   #prev?: { hash: string; delivered: bigint };
   #lock: Promise<unknown> = Promise.resolve();
@@ -171,6 +174,7 @@ export class Conversation {
       secure: (est, role, attempt, now, out) =>
         this.#secure(est, role, attempt, now, out),
       rehandshake: async (s, now, out) => {
+        this.#silentAttempt(out);
         this.#dropSession(s, out);
         this.#dial = true;
         await startInitiator(this.#host, now, out);
@@ -252,6 +256,7 @@ export class Conversation {
   receive(packet: Bytes, now: number): Promise<ConversationOutput> {
     this.#rxNow = now;
     if (packet.length >= 2 && packet[1] === PACKET_RECORD) {
+      this.#silentHandshakes = 0; // a session answers (a forged one only delays a hint)
       this.#rx.push(packet);
       if (this.#rx.length > 1) return this.#run(() => {}); // drained by the call that queued the first
     }
@@ -486,6 +491,26 @@ export class Conversation {
     return { id, ok: true };
   }
 
+  /**
+   * A handshake timed out, or a session got no answer at all and is replaced:
+   * after SILENT_HANDSHAKES_HINT of them in a row (no RECORD from the peer in
+   * between) with a peer we had a session with, say once that it may be
+   * refusing our key. A peer that refuses sends nothing (PROTOCOL.md §2.3), so
+   * this is all we can tell; an unreachable peer looks the same.
+   */
+  #silentAttempt(out: ConversationOutput): void {
+    if (
+      ++this.#silentHandshakes !== SILENT_HANDSHAKES_HINT ||
+      this.#lastSecure === undefined
+    ) return;
+    this.#notice(
+      out,
+      `the peer answered none of the last ${SILENT_HANDSHAKES_HINT} secure-session attempts although we had a session with it: ` +
+        "it may be offline, or it may be refusing your identity key if that key changed (a new keys folder or identity file). " +
+        "Ask the peer to compare safety numbers with you and, if they match, accept your new key (/trust or --trust)",
+    );
+  }
+
   /** Any packet from the peer: it is reachable. */
   #heard(out: ConversationOutput): void {
     this.#heardAny = true;
@@ -636,6 +661,7 @@ export class Conversation {
       case "initiating":
         if (now >= p.deadline) {
           this.#notice(out, "handshake timed out; starting a new one");
+          this.#silentAttempt(out);
           return await startInitiator(this.#host, now, out);
         }
         if (now >= p.retryAt) {

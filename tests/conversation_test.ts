@@ -14,6 +14,7 @@ import { generateIdentity } from "../lib/identity.ts";
 import {
   REHANDSHAKE_AFTER_UNANSWERED,
   RESUME_WAIT_MS,
+  SILENT_HANDSHAKES_HINT,
 } from "../lib/constants.ts";
 
 const texts = (prefix: string, n: number) =>
@@ -195,6 +196,31 @@ Deno.test("conversation: the peer restarts (loses its session) — re-handshake 
   );
   assert.deepEqual(b.texts(a).slice(5), ["after-1", "after-2"]);
   assert.ok(a.of("notice").some((n) => /stopped acknowledging/.test(n.text)));
+});
+
+Deno.test("conversation: a known peer that answers no handshake (it may refuse our changed key) gets a hint after SILENT_HANDSHAKES_HINT unanswered attempts", async () => {
+  const { net, a, b } = await connected();
+  net.verdict = () => "drop"; // like a peer in the refused state: nothing comes back
+  await a.send(b, "unanswered");
+  const isHint = (t: string) => /may be refusing your identity key/.test(t);
+  const hint = (n: { text: string }) => isHint(n.text);
+  await net.run(() => a.of("notice").some(hint), 300_000, "hint");
+  const notices = a.of("notice").map((n) => n.text);
+  const at = notices.findIndex(isHint);
+  assert.equal(
+    notices.slice(0, at).filter((t) =>
+      /handshake timed out|stopped acknowledging/.test(t)
+    ).length,
+    SILENT_HANDSHAKES_HINT,
+    "the hint comes after exactly that many unanswered attempts",
+  );
+  assert.match(notices[at], /compare safety numbers/);
+  await net.advance(60_000);
+  assert.equal(
+    a.of("notice").filter(hint).length,
+    1,
+    "said once, not in a loop",
+  );
 });
 
 Deno.test("conversation: a peer that sends cover traffic but never acknowledges is re-handshaken", async () => {
