@@ -22,6 +22,7 @@
 
 import { KNOWN_PEERS_VERSION, MAX_PEER_NAME_LENGTH } from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
+import { formatFingerprint } from "./fingerprint.ts";
 
 /** One remembered peer identity. */
 export interface KnownPeer {
@@ -275,8 +276,19 @@ function identityChanged(
   ].filter((x) => x !== undefined).join(" ");
   return new ProtocolError(
     "identity-changed",
-    `WARNING: the identity key of peer ${who} has CHANGED. Someone may be impersonating this peer (man-in-the-middle), or the peer created a new key. Recorded fingerprint ${previous}, presented ${presented}. Refusing to continue; compare the safety number with the peer out of band, then re-trust the new key explicitly.`,
+    `WARNING: the identity key of peer ${who} has CHANGED. Someone may be impersonating this peer (man-in-the-middle), or the peer created a new key. Recorded fingerprint ${
+      readable(previous)
+    }, presented ${
+      readable(presented)
+    }. Refusing to continue; compare the presented fingerprint and the safety number with the peer out of band, then re-trust the new key explicitly (the clients: /trust, or --trust with the presented fingerprint).`,
   );
+}
+
+/** A hex fingerprint in the grouped form people compare (anything else as is). */
+function readable(fp: string): string {
+  return FINGERPRINT_RE.test(fp)
+    ? formatFingerprint(Uint8Array.fromHex(fp))
+    : fp;
 }
 
 function normalize(fingerprint: string): string {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ProtocolError } from "../lib/errors.ts";
 import { KnownPeers } from "../lib/known_peers.ts";
+import { formatFingerprint } from "../lib/fingerprint.ts";
 
 const FP1 = "11".repeat(32);
 const FP2 = "22".repeat(32);
@@ -32,7 +33,12 @@ Deno.test("TOFU per identity: new → known → changed key at the same relay ID
     assert.equal(e.code, "identity-changed");
     assert.ok(e.message.includes("CHANGED"), e.message);
     assert.ok(e.message.includes(ID_A), e.message);
-    assert.ok(e.message.includes(FP1) && e.message.includes(FP2), e.message);
+    // Both fingerprints in the grouped form the banners use (lib/fingerprint.ts).
+    const shown = (fp: string) => formatFingerprint(Uint8Array.fromHex(fp));
+    assert.ok(
+      e.message.includes(shown(FP1)) && e.message.includes(shown(FP2)),
+      e.message,
+    );
     return true;
   });
   assert.deepEqual(peers.fingerprints(), [FP1]);
