@@ -6,6 +6,7 @@
  * @module
  */
 
+import { X509Certificate } from "node:crypto";
 import { parseArgs } from "node:util";
 import {
   DEFAULT_BURST,
@@ -27,8 +28,9 @@ import { certPaths, DEFAULT_CERTS_DIR, ensureCerts } from "./tools/certs.ts";
 const HELP = `deno task relay [flags]   — TLS WebSocket relay (PROTOCOL.md §1)
 
   --host ADDR            address to bind (default 127.0.0.1)
-  --port N               port (default ${DEFAULT_PORT}; 0 = any free port)
-  --cert FILE            certificate chain PEM (default certs/relay.pem; generated when missing)
+  --port N               port 0-65535 (default ${DEFAULT_PORT}; 0 = any free port)
+  --cert FILE            certificate chain PEM, leaf first (default certs/relay.pem; generated
+                         when missing; a CA certificate is refused)
   --key FILE             private key PEM (default certs/relay-key.pem)
   --name HOST            extra host name clients use to reach the relay (repeatable;
                          also added to a generated certificate)
@@ -58,15 +60,35 @@ function intFlag(
   value: string | undefined,
   fallback: number,
   min: number,
+  max = Number.MAX_SAFE_INTEGER,
 ): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) {
+  if (!Number.isInteger(n) || n < min || n > max) {
     throw new RangeError(
-      `--${name} must be an integer ≥ ${min} (got '${value}')`,
+      max === Number.MAX_SAFE_INTEGER
+        ? `--${name} must be an integer ≥ ${min} (got '${value}')`
+        : `--${name} must be an integer from ${min} to ${max} (got '${value}')`,
     );
   }
   return n;
+}
+
+/** Why `pem` (a chain, leaf first) cannot be a relay's own certificate, or undefined. */
+function notAServerCertificate(pem: string): string | undefined {
+  const first = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/
+    .exec(pem)?.[0];
+  if (first === undefined) return "it holds no PEM certificate";
+  try {
+    if (new X509Certificate(first).ca) {
+      return "it is a CA certificate (basicConstraints CA:TRUE), not a server certificate: " +
+        "clients would refuse it at the TLS handshake. Give the relay certificate the CA issued " +
+        "(deno task certs writes certs/relay.pem and certs/relay-key.pem)";
+    }
+  } catch (e) {
+    return `it is not a valid certificate (${(e as Error).message})`;
+  }
+  return undefined;
 }
 
 async function main(args: string[]): Promise<number> {
@@ -112,7 +134,7 @@ async function main(args: string[]): Promise<number> {
   try {
     options = {
       hostname: v.host ?? "127.0.0.1",
-      port: intFlag("port", v.port, DEFAULT_PORT, 0),
+      port: intFlag("port", v.port, DEFAULT_PORT, 0, 65535),
       maxFrame: intFlag("max-frame", v["max-frame"], DEFAULT_MAX_FRAME, 64),
       maxConnections: intFlag(
         "max-connections",
@@ -160,7 +182,7 @@ async function main(args: string[]): Promise<number> {
       ),
       metricsPort: v["metrics-port"] === undefined
         ? undefined
-        : intFlag("metrics-port", v["metrics-port"], 0, 0),
+        : intFlag("metrics-port", v["metrics-port"], 0, 0, 65535),
       names: v.name ?? [],
       publicOrigins: (v["public-origin"] ?? []).map((o) => {
         try {
@@ -215,6 +237,11 @@ async function main(args: string[]): Promise<number> {
     );
     return 1;
   }
+  const badCert = notAServerCertificate(cert);
+  if (badCert !== undefined) {
+    console.error(`relay: refusing --cert ${certFile}: ${badCert}`);
+    return 1;
+  }
 
   let relay;
   try {
@@ -230,6 +257,15 @@ async function main(args: string[]): Promise<number> {
           `The relay task only grants loopback; for other addresses run\n` +
           `  deno run --v8-flags=--max-semi-space-size=1 --allow-net=${options.hostname}:${options.port},127.0.0.1 --allow-read=certs --allow-write=certs server.ts ...\n` +
           `(127.0.0.1: the loopback TLS link behind the public socket, and --metrics-port)`,
+      );
+    } else if (e instanceof Deno.errors.AddrInUse) {
+      console.error(
+        `relay: cannot start: port ${options.port}${
+          options.metricsPort
+            ? ` (or --metrics-port ${options.metricsPort})`
+            : ""
+        } on ${options.hostname} is already in use ` +
+          `(another relay running?); stop it or choose another port with --port N`,
       );
     } else {
       console.error(`relay: cannot start: ${msg}`);

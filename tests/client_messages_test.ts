@@ -5,8 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { startTestRelay } from "./helpers/relay_fixture.ts";
-import { ClientProc, type Ev, freePort } from "./helpers/client_proc.ts";
+import { startTestRelay, testCerts } from "./helpers/relay_fixture.ts";
+import {
+  ClientProc,
+  type Ev,
+  flagsWithDir,
+  freePort,
+  ROOT,
+} from "./helpers/client_proc.ts";
 import { createIdentity } from "../lib/identity.ts";
 
 const isType = (t: string) => (e: Ev) => e.type === t;
@@ -115,4 +121,58 @@ Deno.test("broken identity file → one prefix and how to recover; protected key
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** Runs the relay task's command with `args`; its exit code and stderr. */
+async function relayRun(
+  args: string[],
+  certsDir: string,
+): Promise<{ code: number; err: string }> {
+  const { flags, entry } = flagsWithDir("relay", certsDir);
+  const out = await new Deno.Command("deno", {
+    args: ["run", ...flags, entry, ...args],
+    cwd: ROOT,
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  return { code: out.code, err: new TextDecoder().decode(out.stderr) };
+}
+
+Deno.test("relay: --port 99999 → usage exit 2; port busy → names the port; the CA certificate as --cert → refused at start", async () => {
+  const certs = await testCerts();
+  const files = [
+    "--cert",
+    `${certs.dir}/relay.pem`,
+    "--key",
+    `${certs.dir}/relay-key.pem`,
+  ];
+  const range = await relayRun(["--port", "99999", ...files], certs.dir);
+  assert.equal(range.code, 2, range.err);
+  assert.match(range.err, /--port must be an integer from 0 to 65535/);
+
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const port = (busy.addr as Deno.NetAddr).port;
+    const r = await relayRun(["--port", String(port), ...files], certs.dir);
+    assert.equal(r.code, 1, r.err);
+    assert.match(
+      r.err,
+      new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use`),
+    );
+  } finally {
+    busy.close();
+  }
+
+  const ca = await relayRun([
+    "--port",
+    "0",
+    "--cert",
+    `${certs.dir}/ca.pem`,
+    "--key",
+    `${certs.dir}/relay-key.pem`,
+  ], certs.dir);
+  assert.equal(ca.code, 1, ca.err);
+  assert.match(ca.err, /refusing --cert .*ca\.pem: it is a CA certificate/);
+  assert.doesNotMatch(ca.err, /listening/);
 });
