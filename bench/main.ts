@@ -31,6 +31,9 @@
  * 7. original: the original design rebuilt in Python through its own relay
  *    (bench/original.ts, bench/original/*.py) at 256 B, 4 KiB and 60 KiB,
  *    one way and both; ours ÷ it against the ≥ 2× target.
+ * 8. service: one `bank --serve --json` process with customers simulated by
+ *    lib/ (bench/service.ts): memory per idle conversation, set-ups/s,
+ *    1,000 customers sending at once, recovery after a relay restart.
  *
  * Every target gets a verdict (MET / MISSED with its margin) in the text's
  * "Targets" table and in `--json` under `verdicts` (see {@link verdicts}).
@@ -58,6 +61,15 @@ import {
 } from "./server_process.ts";
 import type { ChannelFigures } from "./channel.ts";
 import type { E2eFigures } from "./e2e.ts";
+import {
+  measureService,
+  SERVICE_MEMORY_TARGET_KB,
+  SERVICE_MSGS_TARGET,
+  SERVICE_RESTART_TARGET_S,
+  SERVICE_SETUP_TARGET,
+  type ServiceFigures,
+  type ServicePlan,
+} from "./service.ts";
 import { renderSetup, type SetupFigures } from "./setup_bench.ts";
 import {
   compareWithOriginal,
@@ -113,6 +125,8 @@ interface Plan {
   originalSizes: number[];
   /** original: messages per direction per row up to 4 KiB bodies (a tenth above). */
   originalMessages: number;
+  /** service: the bank service's levels, senders and bounds (bench/service.ts). */
+  service: ServicePlan;
 }
 
 const FULL_PLAN: Plan = {
@@ -128,6 +142,13 @@ const FULL_PLAN: Plan = {
   e2eCapMs: 30_000,
   originalSizes: [256, 4096, 61440],
   originalMessages: 5_000,
+  service: {
+    levels: [100, 1000, 10_000],
+    senders: 1000,
+    perSender: 20,
+    window: 200,
+    phaseMs: 120_000,
+  },
 };
 
 const QUICK_PLAN: Plan = {
@@ -143,6 +164,13 @@ const QUICK_PLAN: Plan = {
   e2eCapMs: 15_000,
   originalSizes: [256],
   originalMessages: 300,
+  service: {
+    levels: [20],
+    senders: 20,
+    perSender: 20,
+    window: 20,
+    phaseMs: 15_000,
+  },
 };
 
 /** One relay cell of the JSON output. */
@@ -209,6 +237,7 @@ const SECTIONS = [
   "e2e",
   "setup",
   "original",
+  "service",
 ] as const;
 type Section = typeof SECTIONS[number];
 
@@ -762,7 +791,88 @@ export function verdicts(out: Record<string, unknown>): Verdict[] {
       "×",
     ));
   }
+  const svc = out.service as ServiceFigures | undefined;
+  if (svc) v.push(...serviceVerdicts(svc));
   return v;
+}
+
+function serviceVerdicts(s: ServiceFigures): Verdict[] {
+  const v: Verdict[] = [];
+  const worst = s.levels.reduce<ServiceFigures["levels"][number] | undefined>(
+    (a, l) => !a || l.kbPerConversation > a.kbPerConversation ? l : a,
+    undefined,
+  );
+  if (worst) {
+    v.push(verdict(
+      "service.kbPerConversation",
+      `bank service RSS per idle conversation (highest, at ${worst.conversations})`,
+      worst.kbPerConversation,
+      SERVICE_MEMORY_TARGET_KB,
+      "max",
+      "KB",
+    ));
+  }
+  const top = s.levels[s.levels.length - 1];
+  v.push(verdict(
+    "service.setupsPerSec",
+    `new sessions/s into one bank process (step to ${top?.conversations ?? 0})`,
+    s.setupsPerSec,
+    SERVICE_SETUP_TARGET,
+    "min",
+    "/s",
+  ));
+  const t = s.throughput;
+  v.push(verdict(
+    "service.msgsPerSec",
+    `${t.senders} customers sending at once, ${256} B, msgs/s received by the bank${
+      t.complete ? "" : ` (${t.received} of ${t.senders * t.perSender} in time)`
+    }`,
+    t.msgsPerSec,
+    SERVICE_MSGS_TARGET,
+    "min",
+    "msgs/s",
+  ));
+  const r = s.restart;
+  v.push(verdict(
+    "service.restartSeconds",
+    `relay restart → ${r.recovered} of ${r.conversations} conversations working again`,
+    r.complete ? r.seconds : Math.max(r.seconds, SERVICE_RESTART_TARGET_S * 2),
+    SERVICE_RESTART_TARGET_S,
+    "max",
+    "s",
+  ));
+  return v;
+}
+
+function renderService(s: ServiceFigures): string[] {
+  return [
+    `Bank service (one clients/bank.ts --serve --json process, customers simulated with lib/, one relay connection each; baseline RSS ${s.rss0Kb} KiB with 1 conversation):`,
+    table([
+      [
+        "conversations",
+        "RSS KiB",
+        "KB/conversation",
+        "set-ups/s (step)",
+        "complete",
+      ],
+      ...s.levels.map((l) => [
+        String(l.conversations),
+        l.rssKb,
+        fmt(l.kbPerConversation),
+        fmt(l.setupsPerSec),
+        l.complete ? "yes" : `no (target ${l.target})`,
+      ]),
+    ]),
+    `  ${s.throughput.senders} senders × ${s.throughput.perSender} × 256 B: ${s.throughput.received} received, ${
+      fmt(s.throughput.msgsPerSec)
+    } msgs/s, slowest customer's share at half-time ${
+      s.throughput.slowestShare.toFixed(2)
+    } of the mean${s.throughput.complete ? "" : " (cut at the time bound)"}`,
+    `  relay restart: ${s.restart.recovered} of ${s.restart.conversations} conversations delivered a new message in ${
+      s.restart.seconds.toFixed(1)
+    } s${s.restart.complete ? "" : " (cut at the time bound)"}`,
+    "",
+  ];
 }
 
 function fmt(n: number): string {
@@ -1058,6 +1168,8 @@ function render(out: Record<string, unknown>): string {
       ),
     );
   }
+  const svc = out.service as ServiceFigures | undefined;
+  if (svc) lines.push("", ...renderService(svc));
   const vs = out.verdicts as Verdict[] | undefined;
   if (vs?.length) {
     const met = vs.filter((x) => x.met).length;
@@ -1101,7 +1213,9 @@ async function main(args: string[]): Promise<number> {
         "           stall = P=1/256 B/32 in flight target (p99 ≤ 5 ms, max ≤ 10 ms) with our own client,\n" +
         "           unloaded = 1 frame in flight, memory = idle connections, channel = crypto, e2e = real clients,\n" +
         "           setup = handshakes/s per suite and safety number per new peer (targets),\n" +
-        "           original = the original design (Python, bench/original/) at 256 B / 4 KiB / 60 KiB vs ours (≥ 2×)\n" +
+        "           original = the original design (Python, bench/original/) at 256 B / 4 KiB / 60 KiB vs ours (≥ 2×),\n" +
+        "           service = one bank --serve process: memory per idle conversation (100/1,000/10,000), set-ups/s,\n" +
+        "           1,000 customers sending at once, relay restart (--quick: 20 customers)\n" +
         "  --quick  smoke run (< 30 s, fewer cells, 200 idle connections)\n" +
         "  --full   also 10,000 idle connections (the default run measures 1,000 and 5,000)\n" +
         "  --json   also write every figure, and verdicts[] (each target MET/MISSED with its margin), to FILE\n" +
@@ -1194,6 +1308,10 @@ async function main(args: string[]): Promise<number> {
         o.rows ?? [],
         BODY_SIZE,
       );
+    }
+    if (only.has("service")) {
+      log("bank service");
+      out.service = await measureService(plan.service, certs, log);
     }
   } finally {
     http?.close();

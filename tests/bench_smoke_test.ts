@@ -250,8 +250,24 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
         "e2e.wire.1024",
         "e2e.wire.4096",
         "e2e.wire.61440",
+        "service.kbPerConversation",
+        "service.setupsPerSec",
+        "service.msgsPerSec",
+        "service.restartSeconds",
       ]
     ) assert.ok(keys.includes(k), `verdict ${k}`);
+    // The bank service section: every quick customer secure, every message
+    // received by the bank process, every conversation back after the relay restart.
+    const svc = r.service;
+    positive(svc.rss0Kb, "service.rss0Kb");
+    assert.equal(svc.levels.length, 1);
+    assert.equal(svc.levels[0].conversations, 20, "20 conversations secure");
+    positive(svc.levels[0].setupsPerSec, "service set-ups/s");
+    assert.equal(svc.throughput.received, 20 * 20, "every message received");
+    positive(svc.throughput.msgsPerSec, "service msgs/s");
+    assert.equal(svc.restart.recovered, svc.restart.conversations);
+    assert.ok(svc.restart.complete, "relay restart recovered");
+    assert.match(stdout, /Bank service \(one clients\/bank.ts --serve/);
     for (const v of r.verdicts) {
       assert.equal(
         v.met,

@@ -1,0 +1,517 @@
+/**
+ * `deno task bench --only service`: the bank service's targets (issue 9 §4)
+ * with real processes over the real relay (TLS on loopback): one relay
+ * subprocess, one `clients/bank.ts --serve --json` subprocess, and the
+ * customers simulated in this process by lib/ directly — each customer its
+ * own identity, mailbox key, relay connection (its own relay ID) and
+ * {@link Conversation}, speaking the real protocol to the bank.
+ *
+ * 1. memory: the bank's VmRSS (/proc/PID/status) minus its RSS with one
+ *    conversation, per idle secure conversation, at each level.
+ * 2. set-ups/s: new customers dialled with a bounded number of handshakes
+ *    in flight; rate = conversations the bank reported `secure` ÷ the time
+ *    from the first HS1 to the last `secure` notification (largest step).
+ * 3. throughput: `senders` customers send `perSender` 256 B messages at once;
+ *    aggregate = `message` notifications the bank printed ÷ time; the
+ *    slowest customer's share = its count ÷ the mean count when half of all
+ *    messages had arrived (1 = fair, 0 = starved).
+ * 4. relay restart: the relay is stopped and started on the same port; each
+ *    customer reconnects and sends one message; time from the new relay
+ *    listening until the bank received every customer's message (the
+ *    sessions survive: the relay only forwards; what is measured is the
+ *    bank and customers being back in working secure conversations).
+ *
+ * Every phase is bounded in count and time; a phase that runs out of time
+ * reports what it reached (`complete: false`).
+ * @module
+ */
+
+import { Conversation } from "../lib/conversation.ts";
+import type { ConversationOutput } from "../lib/conversation_types.ts";
+import { generateIdentity, type Identity } from "../lib/identity.ts";
+import {
+  formatSessionId,
+  generateMailboxKey,
+  type MailboxKey,
+} from "../lib/registration.ts";
+import { parsePeerAddress } from "../lib/address.ts";
+import type { Bytes } from "../lib/bytes.ts";
+import { RelayConnection } from "../lib/deno/relay_client.ts";
+import { rssKbOf, type ServerProcess, startServer } from "./server_process.ts";
+
+/** Memory target per idle conversation (KB). */
+export const SERVICE_MEMORY_TARGET_KB = 30;
+/** Aggregate throughput target (msgs/s, 256 B). */
+export const SERVICE_MSGS_TARGET = 20_000;
+/** New session set-up target (/s). */
+export const SERVICE_SETUP_TARGET = 200;
+/** Relay-restart recovery target (s). */
+export const SERVICE_RESTART_TARGET_S = 60;
+/** Body size of the throughput phase. */
+const BODY = 256;
+
+/** Counts and time bounds of one run. */
+export interface ServicePlan {
+  /** Idle-conversation levels (ascending). */
+  levels: number[];
+  /** Customers sending at once. */
+  senders: number;
+  /** Messages per sender. */
+  perSender: number;
+  /** Handshakes in flight at once. */
+  window: number;
+  /** Time bound of each phase (ms). */
+  phaseMs: number;
+}
+
+/** What {@link measureService} returns. */
+export interface ServiceFigures {
+  /** RSS with one conversation (KiB). */
+  rss0Kb: number;
+  /** Per level: conversations secure at the bank, RSS, KB per conversation, set-ups/s of the step. */
+  levels: {
+    target: number;
+    conversations: number;
+    rssKb: number;
+    kbPerConversation: number;
+    setupsPerSec: number;
+    complete: boolean;
+  }[];
+  /** Set-ups/s of the largest step. */
+  setupsPerSec: number;
+  /** Throughput phase. */
+  throughput: {
+    senders: number;
+    perSender: number;
+    received: number;
+    msgsPerSec: number;
+    slowestShare: number;
+    complete: boolean;
+  };
+  /** Relay restart phase. */
+  restart: {
+    conversations: number;
+    recovered: number;
+    seconds: number;
+    complete: boolean;
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The bank service subprocess and what its stdout said. */
+class Bank {
+  readonly child: Deno.ChildProcess;
+  readonly ready = Promise.withResolvers<{ address: string }>();
+  readonly secureAt = new Map<string, number>();
+  readonly messages = new Map<string, number>();
+  received = 0;
+  lastSecureAt = 0;
+  lastMessageAt = 0;
+  /** Called on every `message` notification. */
+  onMessage: () => void = () => {};
+
+  constructor(relayUrl: string, caPath: string, dir: string, certDir: string) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--no-prompt",
+        "--allow-net=localhost,127.0.0.1",
+        `--allow-read=${dir},${certDir}`,
+        `--allow-write=${dir}`,
+        new URL("../clients/bank.ts", import.meta.url).pathname,
+        "--serve",
+        "--json",
+        "--relay",
+        relayUrl,
+        "--ca",
+        caPath,
+        "--cover-rate",
+        "0",
+        "--keys",
+        `${dir}/bank`,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    void this.#read();
+  }
+
+  async #read(): Promise<void> {
+    let rest = "";
+    try {
+      for await (
+        const chunk of this.child.stdout.pipeThrough(new TextDecoderStream())
+      ) {
+        rest += chunk;
+        let i;
+        while ((i = rest.indexOf("\n")) >= 0) {
+          this.#line(rest.slice(0, i));
+          rest = rest.slice(i + 1);
+        }
+      }
+    } catch { /* closed */ }
+    this.ready.reject(new Error("the bank service exited"));
+  }
+
+  #line(line: string): void {
+    let m: { method?: string; params?: Record<string, unknown> };
+    try {
+      m = JSON.parse(line);
+    } catch {
+      return;
+    }
+    const peer = m.params?.peer as string | undefined;
+    if (m.method === "ready") {
+      this.ready.resolve({ address: m.params!.address as string });
+    } else if (m.method === "secure" && peer) {
+      this.lastSecureAt = performance.now();
+      this.secureAt.set(peer, this.lastSecureAt);
+    } else if (m.method === "message" && peer) {
+      this.received++;
+      this.lastMessageAt = performance.now();
+      this.messages.set(peer, (this.messages.get(peer) ?? 0) + 1);
+      this.onMessage();
+    }
+  }
+
+  rssKb(): Promise<number> {
+    return rssKbOf(this.child.pid);
+  }
+
+  async stop(): Promise<void> {
+    try {
+      this.child.kill("SIGTERM");
+    } catch { /* gone */ }
+    const timer = setTimeout(() => {
+      try {
+        this.child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 10_000);
+    await this.child.status;
+    clearTimeout(timer);
+  }
+}
+
+/** One simulated customer: its own keys, relay connection and conversation. */
+class Customer {
+  conn?: RelayConnection;
+  conv?: Conversation;
+  peerName = "";
+  #timer?: ReturnType<typeof setTimeout>;
+  constructor(
+    readonly identity: Identity,
+    readonly mailbox: MailboxKey,
+    readonly bankId: Bytes,
+    readonly bankFp: string,
+  ) {}
+
+  static async create(bankId: Bytes, bankFp: string): Promise<Customer> {
+    return new Customer(
+      await generateIdentity(),
+      (await generateMailboxKey()).key,
+      bankId,
+      bankFp,
+    );
+  }
+
+  async connect(url: string, http: Deno.HttpClient): Promise<void> {
+    const conn = await RelayConnection.connect({
+      url,
+      mailbox: this.mailbox,
+      httpClient: http,
+      timeoutMs: 30_000,
+    });
+    this.conn = conn;
+    this.peerName = formatSessionId(conn.id);
+    conn.onFrame = (f) => {
+      if (!this.conv) return;
+      if (f.type === "data") {
+        this.conv.receive(f.payload, Date.now()).then((o) => this.apply(o));
+      } else if (f.type === "error") {
+        this.conv.relayError(f.name, Date.now()).then((o) => this.apply(o));
+      }
+    };
+    conn.closed.then(() => {
+      if (this.conn === conn) this.conv?.linkDown();
+    });
+    if (this.conv) this.apply(await this.conv.linkUp(Date.now()));
+  }
+
+  async dial(): Promise<void> {
+    const { conversation, output } = await Conversation.dial({
+      identity: this.identity,
+      localId: this.conn!.id,
+      peerId: this.bankId,
+      expectFingerprint: this.bankFp,
+      trust: () => ({ status: "new" }),
+      sessionOptions: { coverRate: 0 },
+      role: "customer",
+    }, Date.now());
+    this.conv = conversation;
+    this.apply(output);
+  }
+
+  async send(bodies: Uint8Array[]): Promise<void> {
+    this.apply(await this.conv!.send(bodies, Date.now()));
+  }
+
+  apply(out: ConversationOutput): void {
+    if (this.conn?.open) {
+      for (const p of out.packets) this.conn.send(this.bankId, p);
+    }
+    clearTimeout(this.#timer);
+    const at = this.conv?.nextDeadline();
+    if (at !== undefined && !this.conv!.ended) {
+      this.#timer = setTimeout(
+        () => this.conv!.poll(Date.now()).then((o) => this.apply(o)),
+        Math.max(0, at - Date.now()),
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const c = this.conn;
+    this.conn = undefined;
+    this.conv?.linkDown();
+    await c?.close().catch(() => {});
+  }
+}
+
+/** Runs `fn` over `items` with at most `width` at once; stops starting new ones after `deadline`. */
+async function pool<T>(
+  items: T[],
+  width: number,
+  deadline: number,
+  fn: (t: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(width, items.length) }, async () => {
+      while (next < items.length && performance.now() < deadline) {
+        const t = items[next++];
+        await fn(t).catch(() => {});
+      }
+    }),
+  );
+}
+
+/** Waits until `done()` or the deadline; true when done. */
+async function until(done: () => boolean, deadline: number): Promise<boolean> {
+  while (!done()) {
+    if (performance.now() >= deadline) return false;
+    await sleep(20);
+  }
+  return true;
+}
+
+/** Relay options: no rate limit, room for every customer from one address. */
+const RELAY_FLAGS = [
+  "--quiet",
+  "--rate",
+  "100000000",
+  "--burst",
+  "100000000",
+  "--max-connections",
+  "30000",
+  "--max-unauth-per-ip",
+  "30000",
+];
+
+/** Runs the four phases; see the module doc. */
+export async function measureService(
+  plan: ServicePlan,
+  certs: { certDir: string; certPath: string; keyPath: string; caPath: string },
+  log: (s: string) => void,
+): Promise<ServiceFigures> {
+  const caPem = await Deno.readTextFile(certs.caPath);
+  const http = Deno.createHttpClient({ caCerts: [caPem] });
+  let relay: ServerProcess | undefined = await startServer({
+    kind: "relay",
+    ...certs,
+    args: RELAY_FLAGS,
+  });
+  const port = relay.port;
+  const dir = await Deno.makeTempDir({ prefix: "service-bench-" });
+  const bank = new Bank(relay.url, certs.caPath, dir, certs.certDir);
+  const customers: Customer[] = [];
+  try {
+    const { address } = await Promise.race([
+      bank.ready.promise,
+      sleep(60_000).then(() => {
+        throw new Error("bank service not ready in 60 s");
+      }),
+    ]);
+    const addr = parsePeerAddress(address);
+    const url = relay.url;
+    const secureCount = () =>
+      customers.filter((c) => bank.secureAt.has(c.peerName)).length;
+
+    // Grows the set to n secure conversations; returns set-ups/s of the step.
+    const grow = async (n: number) => {
+      const deadline = performance.now() + plan.phaseMs;
+      const fresh: Customer[] = [];
+      for (let i = customers.length; i < n; i++) {
+        fresh.push(await Customer.create(addr.id, addr.fp!));
+      }
+      await pool(fresh, 100, deadline, (c) => c.connect(url, http));
+      const connected = fresh.filter((c) => c.conn);
+      customers.push(...connected);
+      const t0 = performance.now();
+      let inFlight = 0;
+      await pool(connected, plan.window, deadline, async (c) => {
+        inFlight++;
+        await c.dial();
+        await until(() => bank.secureAt.has(c.peerName), deadline);
+        inFlight--;
+      });
+      void inFlight;
+      const ok = connected.filter((c) => bank.secureAt.has(c.peerName));
+      const last = Math.max(
+        t0,
+        ...ok.map((c) => bank.secureAt.get(c.peerName)!),
+      );
+      return {
+        rate: ok.length / Math.max(1e-3, (last - t0) / 1000),
+        complete: ok.length === n - (customers.length - connected.length) &&
+          connected.length === fresh.length,
+      };
+    };
+
+    await grow(1);
+    await sleep(500);
+    const rss0Kb = await bank.rssKb();
+    const levels: ServiceFigures["levels"] = [];
+    for (const target of plan.levels) {
+      const t = performance.now();
+      const step = await grow(target);
+      await sleep(1000);
+      const conversations = secureCount();
+      const rssKb = await bank.rssKb();
+      levels.push({
+        target,
+        conversations,
+        rssKb,
+        kbPerConversation: (rssKb - rss0Kb) / Math.max(1, conversations - 1),
+        setupsPerSec: step.rate,
+        complete: step.complete && conversations >= target,
+      });
+      log(
+        `service: ${conversations} conversations in ${
+          ((performance.now() - t) / 1000).toFixed(1)
+        } s, ${step.rate.toFixed(0)} set-ups/s, RSS ${rssKb} KiB`,
+      );
+      if (conversations < target) break;
+    }
+
+    // Throughput: the first `senders` customers send at once.
+    const senders = customers.filter((c) => bank.secureAt.has(c.peerName))
+      .slice(0, plan.senders);
+    const before = new Map(
+      senders.map((c) => [c.peerName, bank.messages.get(c.peerName) ?? 0]),
+    );
+    const total = senders.length * plan.perSender;
+    const base = bank.received;
+    let slowestShare = 0;
+    let half = false;
+    bank.onMessage = () => {
+      if (half || bank.received - base < total / 2) return;
+      half = true;
+      const counts = senders.map((c) =>
+        (bank.messages.get(c.peerName) ?? 0) - before.get(c.peerName)!
+      );
+      const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
+      slowestShare = mean > 0 ? Math.min(...counts) / mean : 0;
+    };
+    const pad = "x".repeat(BODY);
+    const enc = new TextEncoder();
+    const t0 = performance.now();
+    await Promise.all(senders.map((c, i) =>
+      c.send(
+        Array.from(
+          { length: plan.perSender },
+          (_, k) => enc.encode(`${i}:${k}:${pad}`.slice(0, BODY)),
+        ),
+      )
+    ));
+    const tDone = await until(
+      () => bank.received - base >= total,
+      t0 + plan.phaseMs,
+    );
+    const received = bank.received - base;
+    const throughput = {
+      senders: senders.length,
+      perSender: plan.perSender,
+      received,
+      msgsPerSec: received /
+        Math.max(
+          1e-3,
+          ((tDone ? bank.lastMessageAt : performance.now()) - t0) / 1000,
+        ),
+      slowestShare,
+      complete: tDone,
+    };
+    bank.onMessage = () => {};
+    log(
+      `service: ${received} of ${total} messages, ${
+        throughput.msgsPerSec.toFixed(0)
+      } msgs/s, slowest share ${slowestShare.toFixed(2)}`,
+    );
+    await sleep(1000);
+
+    // Relay restart: same port, every customer reconnects and sends once.
+    const live = customers.filter((c) => bank.secureAt.has(c.peerName));
+    await relay.stop();
+    relay = undefined;
+    relay = await startServer({
+      kind: "relay",
+      ...certs,
+      args: [...RELAY_FLAGS, "--port", String(port)],
+    });
+    const r0 = performance.now();
+    const deadline = r0 +
+      Math.max(plan.phaseMs, SERVICE_RESTART_TARGET_S * 1000);
+    const mark = new Map(
+      live.map((c) => [c.peerName, bank.messages.get(c.peerName) ?? 0]),
+    );
+    const recovered = () =>
+      live.filter((c) =>
+        (bank.messages.get(c.peerName) ?? 0) > mark.get(c.peerName)!
+      )
+        .length;
+    await pool(live, 100, deadline, async (c) => {
+      await c.connect(relay!.url, http);
+      await c.send([enc.encode("after the relay restart")]);
+    });
+    const rDone = await until(() => recovered() >= live.length, deadline);
+    const restart = {
+      conversations: live.length,
+      recovered: recovered(),
+      seconds: ((rDone ? bank.lastMessageAt : performance.now()) - r0) / 1000,
+      complete: rDone,
+    };
+    log(
+      `service: relay restart, ${restart.recovered} of ${live.length} back in ${
+        restart.seconds.toFixed(1)
+      } s`,
+    );
+    const largest = levels[levels.length - 1];
+    return {
+      rss0Kb,
+      levels,
+      setupsPerSec: largest?.setupsPerSec ?? 0,
+      throughput,
+      restart,
+    };
+  } finally {
+    await Promise.all(customers.map((c) => c.stop()));
+    await bank.stop();
+    await relay?.stop();
+    http.close();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
