@@ -459,7 +459,10 @@ export class ChatClient {
     this.#prompt = {
       kind: "trust",
       answer: async (yes) => {
-        if (!yes || this.#refused !== refused || !this.#peer) {
+        if (
+          !yes || this.#refused?.fingerprint !== refused.fingerprint ||
+          !this.#peer
+        ) {
           return this.#notice(
             "key not trusted; the conversation stays refused (/trust to be asked again, /quit to leave)",
           );
