@@ -572,9 +572,11 @@ export class ChatClient {
           );
         }
         return this.#askTrust(this.#refused);
+      case "/help":
+        return this.#notice(COMMAND_HELP);
       default:
         return this.#notice(
-          `unknown command ${name} (commands: /verify /trust /status /quit)`,
+          `unknown command ${name} (commands: /help /verify /trust /status /quit)`,
         );
     }
   }
@@ -693,6 +695,15 @@ export class ChatClient {
     }
   }
 }
+
+/** What `/help` shows in interactive mode. */
+export const COMMAND_HELP = `commands:
+  /help     this list
+  /status   relay connection, peer, messages queued and awaiting acknowledgement
+  /verify   show the safety number; type yes if your peer sees the same one
+  /trust    accept a peer's CHANGED key (only after comparing safety numbers)
+  /quit     deliver what is queued, close and exit (Ctrl-C does the same)
+Any other line is a message to the peer; before a conversation, paste the peer's ID or address.`;
 
 /** The error code of a failed first connection: `tls`, `relay-full` or `relay-unreachable`. */
 export function connectErrorCode(e: unknown): string {

@@ -145,7 +145,7 @@ export function terminalRenderer(
             formatFingerprint(Uint8Array.fromHex(ev.peerFingerprint))
           }\n  Safety number:    ${ev.safetyNumber}\n  Trust: ${
             TRUST_TEXT[ev.trust]
-          }\nType a message and press Enter. Commands: /verify /status /quit`,
+          }\nType a message and press Enter. Commands: /help /verify /status /quit`,
         );
       case "sent": {
         const p = parsePaymentMessage(ev.text);

@@ -176,3 +176,73 @@ Deno.test("relay: --port 99999 → usage exit 2; port busy → names the port; t
   assert.match(ca.err, /refusing --cert .*ca\.pem: it is a CA certificate/);
   assert.doesNotMatch(ca.err, /listening/);
 });
+
+Deno.test("/help in interactive mode (under a pseudo-terminal) lists the commands; deno task demo --help prints help, not the demo", async () => {
+  const dir = await tempDir();
+  const relay = await startTestRelay();
+  try {
+    const { flags, entry } = flagsWithDir(
+      "customer",
+      `${dir},${relay.certsDir}`,
+    );
+    const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+    const cmd = ["deno", "run", ...flags, entry, "--keys", dir, "--relay"]
+      .concat([relay.url, "--ca", `${relay.certsDir}/ca.pem`]).map(quote)
+      .join(" ");
+    // script(1) runs the client on a pseudo-terminal: the interactive mode.
+    const child = new Deno.Command("script", {
+      args: ["-qfec", cmd, "/dev/null"],
+      cwd: ROOT,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    const enc = new TextEncoder();
+    let screen = "";
+    const reading = (async () => {
+      const dec = new TextDecoder();
+      for await (const chunk of child.stdout) screen += dec.decode(chunk);
+    })();
+    const until = async (re: RegExp) => {
+      const deadline = Date.now() + 15000;
+      while (!re.test(screen)) {
+        if (Date.now() > deadline) {
+          child.kill("SIGKILL");
+          throw new Error(`no ${re} on screen: ${screen.slice(-800)}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    try {
+      await until(/Session ID/);
+      await writer.write(enc.encode("/help\r"));
+      await until(/\/trust +accept a peer's CHANGED key/);
+      assert.match(screen, /\/status +relay connection/);
+      assert.doesNotMatch(screen, /unknown command/);
+      await writer.write(enc.encode("/quit\r"));
+      await until(/closed/);
+    } finally {
+      await writer.close().catch(() => {});
+      await child.status;
+      await reading;
+    }
+
+    const demo = await new Deno.Command("deno", {
+      args: ["task", "--quiet", "demo", "--help"],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const text = new TextDecoder().decode(demo.stdout);
+    assert.equal(demo.code, 0);
+    assert.match(text, /deno task demo/);
+    assert.match(text, /--help/);
+    assert.doesNotMatch(text, /End-to-end demo/);
+  } finally {
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

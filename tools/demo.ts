@@ -25,8 +25,26 @@ function fp(hex: string): string {
   return formatFingerprint(Uint8Array.fromHex(hex));
 }
 
+const HELP =
+  `deno task demo   — the whole system in one process, in a few seconds
+
+Starts a relay on a free loopback port (certificates in a temporary folder),
+a customer and a bank with temporary identities, runs the handshake and the
+payment scenario, verifies the bank's transcript, and prints what each side
+and the relay saw. Everything temporary is deleted. Exit 0 when it worked.
+
+  -h, --help   this help`;
+
 /** Runs the demo; resolves to the exit code. */
-export async function main(): Promise<number> {
+export async function main(args: string[] = []): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(HELP);
+    return 0;
+  }
+  if (args.length > 0) {
+    console.error(`demo: takes no arguments (got ${args[0]})\n\n${HELP}`);
+    return 2;
+  }
   const tmp = await Deno.makeTempDir({ prefix: "e2e-demo-" });
   const t0 = performance.now();
   const ms = () => (performance.now() - t0).toFixed(0).padStart(5) + " ms";
@@ -244,4 +262,4 @@ export async function main(): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) Deno.exit(await main(Deno.args));
