@@ -84,6 +84,10 @@ export class Conversations {
   readonly #o: ConversationsOptions;
   readonly #all = new Map<string, Conversation>();
   readonly #newBucket: TokenBucket;
+  /** Min-heap of (deadline, conversation); an entry is live while it matches `#due`. */
+  #heap: { at: number; c: Conversation }[] = [];
+  /** Each conversation's deadline as last registered (after every call that returns its output). */
+  readonly #due = new Map<Conversation, number>();
 
   /** An empty set. */
   constructor(o: ConversationsOptions) {
@@ -166,30 +170,64 @@ export class Conversations {
     return c ? this.#tag(c, await c.relayError(name, now)) : empty();
   }
 
-  /** Runs the due timers of every conversation. */
+  /**
+   * Runs the due timers of every conversation: O(due · log n) from a
+   * min-heap of deadlines, not a scan of every conversation.
+   */
   async poll(now: number): Promise<ConversationsOutput> {
-    const due = this.list().filter((c) => {
+    const picked = new Set<Conversation>();
+    while (this.#heap.length > 0 && this.#heap[0].at <= now) {
+      const { at, c } = heapPop(this.#heap);
+      if (this.#due.get(c) === at) picked.add(c);
+    }
+    const due: Conversation[] = [];
+    for (const c of picked) {
+      this.#due.delete(c);
       const at = c.nextDeadline();
-      return at !== undefined && at <= now;
-    });
+      // A deadline that moved later without output (linkDown) is re-registered, not polled.
+      if (at !== undefined && at <= now) due.push(c);
+      else this.#register(c);
+    }
     return this.#merge(
       await Promise.all(due.map(async (c) => this.#tag(c, await c.poll(now)))),
     );
   }
 
-  /** The earliest deadline over all conversations. */
+  /**
+   * The earliest deadline over all conversations (from the heap: a
+   * deadline that moved later without output may show early, which only
+   * makes {@link poll} re-register it).
+   */
   nextDeadline(): number | undefined {
-    let at: number | undefined;
-    for (const c of this.#all.values()) {
-      const d = c.nextDeadline();
-      if (d !== undefined && (at === undefined || d < at)) at = d;
+    while (this.#heap.length > 0) {
+      const top = this.#heap[0];
+      if (this.#due.get(top.c) === top.at) return top.at;
+      heapPop(this.#heap);
     }
-    return at;
+    return undefined;
   }
 
   /** The relay connection went down. */
   linkDown(): void {
     for (const c of this.#all.values()) c.linkDown();
+  }
+
+  /** Records `c`'s current deadline in the heap (stale entries are skipped lazily). */
+  #register(c: Conversation): void {
+    const at = c.ended ? undefined : c.nextDeadline();
+    if (at === undefined) {
+      this.#due.delete(c);
+      return;
+    }
+    if (this.#due.get(c) === at) return;
+    this.#due.set(c, at);
+    heapPush(this.#heap, { at, c });
+    if (this.#heap.length > 4 * this.#due.size + 1024) {
+      // Bound the stale entries: rebuild from the live deadlines.
+      const live = [...this.#due].map(([c, at]) => ({ at, c }));
+      this.#heap = [];
+      for (const e of live) heapPush(this.#heap, e);
+    }
   }
 
   /** The relay connection is back: every conversation resends what is pending. */
@@ -209,6 +247,7 @@ export class Conversations {
   #tag(c: Conversation, out: ConversationOutput): ConversationsOutput {
     const peer = c.peerId;
     if (c.ended && this.#all.get(key(peer)) === c) this.#all.delete(key(peer));
+    this.#register(c);
     return {
       packets: out.packets.map((packet) => ({ to: peer, packet })),
       events: out.events.map((event) => ({ peer, conversation: c, event })),
@@ -234,8 +273,46 @@ export class Conversations {
 
   /** Drops ended conversations. */
   #sweep(): void {
-    for (const [k, c] of this.#all) if (c.ended) this.#all.delete(k);
+    for (const [k, c] of this.#all) {
+      if (c.ended) {
+        this.#all.delete(k);
+        this.#due.delete(c);
+      }
+    }
   }
+}
+
+type HeapEntry = { at: number; c: Conversation };
+
+function heapPush(h: HeapEntry[], e: HeapEntry): void {
+  h.push(e);
+  let i = h.length - 1;
+  while (i > 0) {
+    const p = (i - 1) >> 1;
+    if (h[p].at <= h[i].at) break;
+    [h[p], h[i]] = [h[i], h[p]];
+    i = p;
+  }
+}
+
+function heapPop(h: HeapEntry[]): HeapEntry {
+  const top = h[0];
+  const last = h.pop()!;
+  if (h.length > 0) {
+    h[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && h[l].at < h[m].at) m = l;
+      if (r < h.length && h[r].at < h[m].at) m = r;
+      if (m === i) break;
+      [h[m], h[i]] = [h[i], h[m]];
+      i = m;
+    }
+  }
+  return top;
 }
 
 function empty(): ConversationsOutput {
