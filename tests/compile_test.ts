@@ -15,7 +15,7 @@ Deno.test("compile: fails fast and clearly without the denort download, or build
       args: [
         "run",
         "--no-prompt",
-        "--allow-run=deno",
+        `--allow-run=deno,${out}/relay,${out}/bank,${out}/customer`,
         "--allow-read",
         `--allow-write=${out}`,
         "--allow-env",
@@ -123,4 +123,59 @@ Deno.test("compile: --relay-host grants exactly the relay's host to the clients 
     new TextDecoder().decode(bad.stderr),
     /--relay-host must be HOST:PORT/,
   );
+});
+
+/** Runs tools/compile.ts into `out` with `env`; exit code, stdout and stderr. */
+async function compileWith(
+  out: string,
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await new Deno.Command("deno", {
+    args: [
+      "run",
+      "--no-prompt",
+      `--allow-run=deno,${out}/relay,${out}/bank,${out}/customer`,
+      "--allow-read",
+      `--allow-write=${out}`,
+      "--allow-env",
+      "tools/compile.ts",
+      "--out",
+      out,
+      "--timeout",
+      "60",
+    ],
+    cwd: ROOT,
+    env: { NO_COLOR: "1", ...env },
+  }).output();
+  return {
+    code: r.code,
+    stdout: new TextDecoder().decode(r.stdout),
+    stderr: new TextDecoder().decode(r.stderr),
+  };
+}
+
+Deno.test("compile: DENORT_BIN=the deno binary fails the --help smoke test (Deno's help, not ours); a missing DENORT_BIN file is a clear usage error", async () => {
+  const out = await Deno.makeTempDir({ prefix: "compile-test-" });
+  try {
+    const missing = await compileWith(out, {
+      DENORT_BIN: `${out}/no-such-denort`,
+    });
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(missing.stderr, /DENORT_BIN=.*no-such-denort: no such file/);
+    assert.doesNotMatch(missing.stderr, /backtrace|panicked/i);
+
+    const deno = await compileWith(out, { DENORT_BIN: Deno.execPath() });
+    assert.equal(deno.code, 1, deno.stdout + deno.stderr);
+    assert.match(deno.stderr, /prints Deno's help, not ours/);
+    assert.match(deno.stderr, /must point at a denort binary/);
+    assert.doesNotMatch(deno.stdout, /^built /m);
+    assert.match(deno.stderr, /Do not ship .*\/relay: delete it/);
+    // The build stops at the first bad binary.
+    assert.deepEqual(
+      (await Array.fromAsync(Deno.readDir(out))).map((e) => e.name),
+      ["relay"],
+    );
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
 });

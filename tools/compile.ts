@@ -14,7 +14,11 @@
  * dl.deno.land on first use. Offline, that download fails: this tool watches
  * `deno compile`'s output, stops at the first download/DNS error (or after
  * `--timeout`, default 180 s) and says how to build on a connected machine.
- * Exit codes: 0 built, 1 a compile failed, 2 usage, 3 runtime download unavailable.
+ * Each binary built for this machine is run once with `--help`, which must
+ * print our help (a binary built on the deno CLI instead of denort prints
+ * Deno's): otherwise the build stops there and fails, naming the bad binary.
+ * Exit codes: 0 built and checked, 1 a compile or its check failed, 2 usage
+ * (a DENORT_BIN that is not a file too), 3 runtime download unavailable.
  * @module
  */
 
@@ -22,10 +26,28 @@ import { parseArgs } from "node:util";
 
 /** What to build: output name, task whose permission flags are baked in, entry file. */
 const TARGETS = [
-  { name: "relay", task: "relay", entry: "server.ts" },
-  { name: "bank", task: "bank", entry: "clients/bank.ts" },
-  { name: "customer", task: "customer", entry: "clients/customer.ts" },
+  {
+    name: "relay",
+    task: "relay",
+    entry: "server.ts",
+    help: /^deno task relay \[flags\]/m,
+  },
+  {
+    name: "bank",
+    task: "bank",
+    entry: "clients/bank.ts",
+    help: /^deno task bank \[flags\]/m,
+  },
+  {
+    name: "customer",
+    task: "customer",
+    entry: "clients/customer.ts",
+    help: /^deno task customer \[flags\]/m,
+  },
 ] as const;
+
+/** Time allowed for a built binary's `--help` (ms). */
+const SMOKE_TIMEOUT_MS = 20000;
 
 /** Default overall time allowed per `deno compile` (s): a large download on a slow link. */
 const DEFAULT_TIMEOUT_S = 180;
@@ -133,6 +155,51 @@ async function compileOne(
   return { code: status.code, output, offline };
 }
 
+/**
+ * Runs `binary --help` and checks it prints our help (`expected`): a binary
+ * built on the wrong runtime (DENORT_BIN pointing at the deno CLI) prints
+ * Deno's. Undefined when it is ours, otherwise what is wrong.
+ */
+export async function smokeTest(
+  binary: string,
+  expected: RegExp,
+): Promise<string | undefined> {
+  let out;
+  try {
+    out = await new Deno.Command(binary, {
+      args: ["--help"],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(SMOKE_TIMEOUT_MS),
+    }).output();
+  } catch (e) {
+    return `cannot run ${binary} --help: ${(e as Error).message}`;
+  }
+  const text = new TextDecoder().decode(out.stdout) +
+    new TextDecoder().decode(out.stderr);
+  if (out.code === 0 && expected.test(text)) return undefined;
+  if (/^Usage: deno \[OPTIONS\]/m.test(text)) {
+    return `${binary} --help prints Deno's help, not ours: the binary is Deno's own CLI. ` +
+      "DENORT_BIN must point at a denort binary (the runtime deno compile embeds), not at the deno binary";
+  }
+  return `${binary} --help (exit ${out.code}) did not print our help: ${
+    text.trim().slice(0, 200)
+  }`;
+}
+
+/** Why $DENORT_BIN cannot be used (undefined when unset or a file). */
+export function denortProblem(path: string | undefined): string | undefined {
+  if (path === undefined || path === "") return undefined;
+  try {
+    if (Deno.statSync(path).isFile) return undefined;
+    return `DENORT_BIN=${path} is not a file`;
+  } catch (e) {
+    return `DENORT_BIN=${path}: ${
+      e instanceof Deno.errors.NotFound ? "no such file" : (e as Error).message
+    }`;
+  }
+}
+
 /** Runs the tool; resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
   let v;
@@ -160,7 +227,9 @@ export async function main(argv: string[]): Promise<number> {
         "  --relay-host  the relay's public host:port, added to the bank's and customer's --allow-net\n" +
         "                (repeatable; default $RELAY_HOST, comma-separated; without it: loopback only)\n" +
         "  --relay-bind  address:port the relay binary may listen on besides loopback\n" +
-        "  --dry-run     print the deno compile commands (with their permission flags) and stop",
+        "  --dry-run     print the deno compile commands (with their permission flags) and stop\n" +
+        "Each binary is then run with --help and must print our help, or the build fails.\n" +
+        "Offline: DENORT_BIN=/path/to/denort (a denort of this Deno version, not the deno binary).",
     );
     return 0;
   }
@@ -192,6 +261,14 @@ export async function main(argv: string[]): Promise<number> {
   ) {
     console.error(
       `--out ${out}: no write permission; the task grants dist/ only (add --allow-write=${out})`,
+    );
+    return 2;
+  }
+  const denort = denortProblem(Deno.env.get("DENORT_BIN"));
+  if (denort !== undefined && !v["dry-run"]) {
+    console.error(
+      `${denort}. Point it at a denort binary of Deno ${Deno.version.deno} for the target ` +
+        "(or unset it to download one from dl.deno.land).",
     );
     return 2;
   }
@@ -227,9 +304,23 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`deno compile failed for ${t.name}:\n${r.output.trim()}`);
       return 1;
     }
+    if (v.target === undefined) {
+      const binary = `${out}/${t.name}${suffix}`;
+      const wrong = await smokeTest(binary, t.help);
+      if (wrong !== undefined) {
+        // Not removed here: Deno denies writing to a path this tool may run.
+        console.error(`${wrong}. Do not ship ${binary}: delete it.`);
+        return 1;
+      }
+    }
   }
   if (v["dry-run"]) return 0;
-  console.log(`built ${TARGETS.map((t) => `${out}/${t.name}`).join(", ")}`);
+  console.log(
+    `built ${TARGETS.map((t) => `${out}/${t.name}`).join(", ")}` +
+      (v.target === undefined
+        ? " (each one's --help checked)"
+        : ` (for ${v.target}: not run here)`),
+  );
   return 0;
 }
 
