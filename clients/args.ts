@@ -176,7 +176,8 @@ export function usage(role: Role): string {
   --sign-every N         sign the message chain every N messages (default 64; under load
                          signatures are at least 10 ms apart, at most 255 messages unsigned)
   --passphrase-file F    protect the identity key with the passphrase on F's first line
-                         (PBKDF2-SHA256 600k + AES-256-GCM); needed to load a protected key;
+                         (PBKDF2-SHA256 600k + AES-256-GCM); needed to load a protected key
+                         (interactive on a terminal: asked for, not echoed, when missing);
                          an existing unencrypted key file is refused (see --encrypt-key)
   --encrypt-key          encrypt the existing unencrypted identity key file with the
                          --passphrase-file passphrase (atomic rewrite, 0600), then exit

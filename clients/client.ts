@@ -55,6 +55,42 @@ async function readPassphrase(path: string): Promise<string> {
   return line;
 }
 
+/** Longest passphrase typed at the prompt (characters). */
+const MAX_TYPED_PASSPHRASE = 1024;
+
+/** Reads a passphrase from the terminal without echo; Ctrl-C, Ctrl-D or an empty line give up. */
+async function promptPassphrase(prompt: string): Promise<string> {
+  const enc = new TextEncoder();
+  Deno.stderr.writeSync(enc.encode(prompt));
+  Deno.stdin.setRaw(true);
+  const bytes: number[] = [];
+  const buf = new Uint8Array(256);
+  try {
+    read: for (;;) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null) break;
+      for (const b of buf.subarray(0, n)) {
+        if (b === 0x0d || b === 0x0a) break read;
+        if (b === 0x03 || b === 0x04) bytes.length = 0;
+        if (b === 0x03 || b === 0x04) break read;
+        if (b === 0x7f || b === 0x08) bytes.pop();
+        else if (bytes.length < MAX_TYPED_PASSPHRASE * 4) bytes.push(b);
+      }
+    }
+  } finally {
+    Deno.stdin.setRaw(false);
+    Deno.stderr.writeSync(enc.encode("\n"));
+  }
+  const text = new TextDecoder().decode(new Uint8Array(bytes));
+  if (text === "") {
+    throw new ProtocolError(
+      "bad-passphrase",
+      "no passphrase typed (it can also be given with --passphrase-file FILE)",
+    );
+  }
+  return text;
+}
+
 /** Relay connect timeout (ms). */
 const CONNECT_TIMEOUT_MS = 10000;
 
@@ -241,13 +277,22 @@ async function loadFiles(o: ClientOptions): Promise<
     );
   }
   await Deno.mkdir(o.keysDir, { recursive: true, mode: 0o700 });
-  const passphrase = o.passphraseFile === undefined
+  let passphrase = o.passphraseFile === undefined
     ? undefined
     : await readPassphrase(o.passphraseFile);
   const { identity } = await loadOrCreateIdentity(files.identity, {
     passphrase,
-  }).catch((e) => {
-    throw explainKeyError(e);
+  }).catch(async (e) => {
+    // A protected key without --passphrase-file: on a terminal, ask.
+    if (
+      !(e instanceof ProtocolError && e.code === "bad-passphrase" &&
+        passphrase === undefined && !o.json && Deno.stdin.isTerminal())
+    ) throw explainKeyError(e);
+    passphrase = await promptPassphrase(`Passphrase for ${files.identity}: `);
+    return await loadOrCreateIdentity(files.identity, { passphrase })
+      .catch((e) => {
+        throw explainKeyError(e);
+      });
   });
   // One identity per suite (PROTOCOL.md §2.1): the Ed25519 one only when
   // suite 0x0002 is enabled.

@@ -177,56 +177,66 @@ Deno.test("relay: --port 99999 → usage exit 2; port busy → names the port; t
   assert.doesNotMatch(ca.err, /listening/);
 });
 
+/** The customer, interactive, on a pseudo-terminal (script(1)) with its key folder `dir`. */
+function ptyCustomer(dir: string, url: string, ca: string) {
+  const { flags, entry } = flagsWithDir(
+    "customer",
+    `${dir},${ca.slice(0, ca.lastIndexOf("/"))}`,
+  );
+  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  const cmd = ["deno", "run", ...flags, entry, "--keys", dir, "--relay"]
+    .concat([url, "--ca", ca]).map(quote).join(" ");
+  const child = new Deno.Command("script", {
+    args: ["-qfec", cmd, "/dev/null"],
+    cwd: ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const state = { screen: "" };
+  const reading = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of child.stdout) state.screen += dec.decode(chunk);
+  })();
+  return {
+    state,
+    write: (text: string) => writer.write(new TextEncoder().encode(text)),
+    async until(re: RegExp): Promise<void> {
+      const deadline = Date.now() + 15000;
+      while (!re.test(state.screen)) {
+        if (Date.now() > deadline) {
+          child.kill("SIGKILL");
+          throw new Error(`no ${re} on screen: ${state.screen.slice(-800)}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async close(): Promise<void> {
+      await writer.close().catch(() => {});
+      await child.status;
+      await reading;
+    },
+  };
+}
+
 Deno.test("/help in interactive mode (under a pseudo-terminal) lists the commands; deno task demo --help prints help, not the demo", async () => {
   const dir = await tempDir();
   const relay = await startTestRelay();
   try {
-    const { flags, entry } = flagsWithDir(
-      "customer",
-      `${dir},${relay.certsDir}`,
-    );
-    const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-    const cmd = ["deno", "run", ...flags, entry, "--keys", dir, "--relay"]
-      .concat([relay.url, "--ca", `${relay.certsDir}/ca.pem`]).map(quote)
-      .join(" ");
-    // script(1) runs the client on a pseudo-terminal: the interactive mode.
-    const child = new Deno.Command("script", {
-      args: ["-qfec", cmd, "/dev/null"],
-      cwd: ROOT,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "null",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    const writer = child.stdin.getWriter();
-    const enc = new TextEncoder();
-    let screen = "";
-    const reading = (async () => {
-      const dec = new TextDecoder();
-      for await (const chunk of child.stdout) screen += dec.decode(chunk);
-    })();
-    const until = async (re: RegExp) => {
-      const deadline = Date.now() + 15000;
-      while (!re.test(screen)) {
-        if (Date.now() > deadline) {
-          child.kill("SIGKILL");
-          throw new Error(`no ${re} on screen: ${screen.slice(-800)}`);
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
+    const pty = ptyCustomer(dir, relay.url, `${relay.certsDir}/ca.pem`);
+    const { write, until } = pty;
     try {
       await until(/Session ID/);
-      await writer.write(enc.encode("/help\r"));
+      await write("/help\r");
       await until(/\/trust +accept a peer's CHANGED key/);
-      assert.match(screen, /\/status +relay connection/);
-      assert.doesNotMatch(screen, /unknown command/);
-      await writer.write(enc.encode("/quit\r"));
+      assert.match(pty.state.screen, /\/status +relay connection/);
+      assert.doesNotMatch(pty.state.screen, /unknown command/);
+      await write("/quit\r");
       await until(/closed/);
     } finally {
-      await writer.close().catch(() => {});
-      await child.status;
-      await reading;
+      await pty.close();
     }
 
     const demo = await new Deno.Command("deno", {
@@ -241,6 +251,35 @@ Deno.test("/help in interactive mode (under a pseudo-terminal) lists the command
     assert.match(text, /deno task demo/);
     assert.match(text, /--help/);
     assert.doesNotMatch(text, /End-to-end demo/);
+  } finally {
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("protected key, no --passphrase-file, on a terminal → asks for the passphrase without echo", async () => {
+  const dir = await tempDir();
+  const relay = await startTestRelay();
+  try {
+    const secret = "s3cret-horse-battery";
+    const { json } = await createIdentity({ passphrase: secret });
+    await Deno.writeTextFile(`${dir}/customer_identity_keys.json`, json, {
+      mode: 0o600,
+    });
+    const pty = ptyCustomer(dir, relay.url, `${relay.certsDir}/ca.pem`);
+    try {
+      await pty.until(/Passphrase for .*customer_identity_keys\.json: /);
+      await pty.write(secret + "\r");
+      await pty.until(/Session ID/);
+      assert.ok(
+        !pty.state.screen.includes(secret),
+        "the passphrase is not echoed",
+      );
+      await pty.write("/quit\r");
+      await pty.until(/closed/);
+    } finally {
+      await pty.close();
+    }
   } finally {
     await relay.close();
     await Deno.remove(dir, { recursive: true });
