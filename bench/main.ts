@@ -757,7 +757,8 @@ export function verdicts(out: Record<string, unknown>): Verdict[] {
     }
   }
   const setup = out.setup as SetupFigures | undefined;
-  for (const x of setup?.suites ?? []) {
+  // Judged on the clients' provider; the WebCrypto baseline rows are in the set-up table.
+  for (const x of setup?.suites.filter((x) => x.provider === "node") ?? []) {
     v.push(verdict(
       `setup.${x.name}.perCoreSec`,
       `handshakes/s per core, suite ${x.name}`,

@@ -61,6 +61,18 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * Equality of two byte strings of equal length in time independent of their
+ * contents (XOR-accumulate; no early exit): for MAC tags computed in JS.
+ * Unequal lengths return false at once (lengths are public).
+ */
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
 /** Lower-case hex of `b`. */
 export function hex(b: Uint8Array): string {
   return b.toHex();

@@ -66,19 +66,19 @@ import {
 } from "./handshake_wire.ts";
 import {
   checkProof,
-  deriveMaster,
   type HandshakeSecrets,
   handshakeSecrets,
   type HashFn,
   INITIATOR_SIGNATURE_CONTEXT,
   makeProof,
   RESPONDER_SIGNATURE_CONTEXT,
+  type TranscriptHash,
   transcriptHash,
   transcriptPrologue,
   type TrustCallback,
-  ZERO_NONCE,
 } from "./handshake_keys.ts";
 import type { Identity } from "./identity.ts";
+import type { HandshakeKeyPrimitives } from "./primitives.ts";
 import { Session, type SessionOptions } from "./session.ts";
 import {
   dh,
@@ -86,9 +86,7 @@ import {
   generateSuiteEphemeral,
   importSuiteEphemeral,
   keyAlgorithm,
-  open,
   P256_POINT_LENGTH,
-  seal,
   SUITE_P256,
   SUITE_X25519,
   type SuiteInfo,
@@ -328,6 +326,7 @@ export class Initiator<S> {
   #hs1: Bytes;
   #ephemerals: Map<number, EphemeralKeyPair> | null;
   #hash: HashFn | undefined;
+  #keys: HandshakeKeyPrimitives | undefined;
 
   private constructor(
     o: InitiatorOptions<S>,
@@ -349,6 +348,7 @@ export class Initiator<S> {
     this.#hs1 = hs1;
     this.#ephemerals = ephemerals;
     this.#hash = o.sessionOptions?.primitives?.sha256;
+    this.#keys = o.sessionOptions?.primitives?.handshake;
   }
 
   /** Starts a handshake yielding a `Session`: returns the handshake object and HS1 to send. */
@@ -442,20 +442,36 @@ export class Initiator<S> {
     const secrets = await handshakeSecrets(
       await dh(own.privateKey, peerEphemeral),
       await t(hs1, prefix),
+      this.#keys,
     );
-    const plain = await open(
-      secrets.responderKey,
-      ZERO_NONCE,
-      hs2.slice(prefixLength),
+    try {
+      return await this.#finish(suite, hs1, hs2, prefix, t, secrets);
+    } finally {
+      secrets.drop();
+    }
+  }
+
+  async #finish(
+    suite: SuiteInfo,
+    hs1: Bytes,
+    hs2: Bytes,
+    prefix: Bytes,
+    t: TranscriptHash,
+    secrets: HandshakeSecrets,
+  ): Promise<InitiatorOutput<S>> {
+    const plain = await secrets.open(
+      "responder",
+      hs2.slice(prefix.length),
       prefix,
     );
     const peer = await checkProof(
-      parseProof(plain, prefixLength, hs2.length),
+      parseProof(plain, prefix.length, hs2.length),
       suite,
       RESPONDER_SIGNATURE_CONTEXT,
-      secrets.responderFinished,
+      (tag, data) => secrets.macVerify("responder", tag, data),
       (...parts) => t(hs1, prefix, ...parts),
       this.#trust,
+      this.#hash,
     );
     const identity = this.#config.identity.get(suite.id)!;
     const hs3Header = new Uint8Array([E2E_VERSION, PACKET_HS3]);
@@ -463,15 +479,16 @@ export class Initiator<S> {
       identity,
       hs3Header.length,
       INITIATOR_SIGNATURE_CONTEXT,
-      secrets.initiatorFinished,
+      (data) => secrets.mac("initiator", data),
       (...parts) => t(hs1, hs2, ...parts),
+      this.#keys,
     );
     const hs3 = concat(
       hs3Header,
-      await seal(secrets.initiatorKey, ZERO_NONCE, proof, hs3Header),
+      await secrets.seal("initiator", proof, hs3Header),
     );
     const sessionHash = await t(hs1, hs2, hs3);
-    const master = await deriveMaster(secrets.hs, sessionHash);
+    const master = await secrets.master(sessionHash);
     const session = await this.#complete({
       role: "initiator",
       suite: suite.id,
@@ -493,6 +510,7 @@ export class Responder<S> {
     "wait-hs1",
     Infinity,
     () => {
+      this.#secrets?.drop();
       this.#secrets = null;
       this.#config.ephemeral.clear();
     },
@@ -504,6 +522,7 @@ export class Responder<S> {
   #localId: Bytes;
   #fixedRandom: Bytes | undefined;
   #hash: HashFn | undefined;
+  #keys: HandshakeKeyPrimitives | undefined;
   // Set by HS1:
   #peerId: Bytes = EMPTY;
   #suite: SuiteInfo | undefined;
@@ -520,6 +539,7 @@ export class Responder<S> {
     this.#localId = o.localId.slice();
     this.#fixedRandom = o.random?.slice();
     this.#hash = o.sessionOptions?.primitives?.sha256;
+    this.#keys = o.sessionOptions?.primitives?.handshake;
   }
 
   /**
@@ -632,20 +652,22 @@ export class Responder<S> {
     const secrets = await handshakeSecrets(
       await dh(ephemeral.privateKey, peerEphemeral),
       await t(hs1, prefix),
+      this.#keys,
     );
+    this.#secrets = secrets;
     const proof = await makeProof(
       this.#config.identity.get(suite.id)!,
       prefix.length,
       RESPONDER_SIGNATURE_CONTEXT,
-      secrets.responderFinished,
+      (data) => secrets.mac("responder", data),
       (...parts) => t(hs1, prefix, ...parts),
+      this.#keys,
     );
     const hs2 = concat(
       prefix,
-      await seal(secrets.responderKey, ZERO_NONCE, proof, prefix),
+      await secrets.seal("responder", proof, prefix),
     );
     this.#hs2 = hs2;
-    this.#secrets = secrets;
     return hs2.slice();
   }
 
@@ -654,9 +676,8 @@ export class Responder<S> {
     checkSealedLength(hs3, 2, "HS3");
     const secrets = this.#secrets!;
     const suite = this.#suite!;
-    const plain = await open(
-      secrets.initiatorKey,
-      ZERO_NONCE,
+    const plain = await secrets.open(
+      "initiator",
       hs3.slice(2),
       hs3.slice(0, 2),
     );
@@ -666,12 +687,14 @@ export class Responder<S> {
       parseProof(plain, 2, hs3.length),
       suite,
       INITIATOR_SIGNATURE_CONTEXT,
-      secrets.initiatorFinished,
+      (tag, data) => secrets.macVerify("initiator", tag, data),
       (...parts) => t(hs1, hs2, ...parts),
       this.#trust,
+      this.#hash,
     );
     const sessionHash = await t(hs1, hs2, hs3);
-    const master = await deriveMaster(secrets.hs, sessionHash);
+    const master = await secrets.master(sessionHash);
+    secrets.drop();
     this.#secrets = null;
     return await this.#complete({
       role: "responder",

@@ -6,19 +6,32 @@
  * @module
  */
 
-import { type Bytes, concat, sha256, utf8 } from "./bytes.ts";
+import {
+  type Bytes,
+  concat,
+  constantTimeEqual,
+  sha256,
+  utf8,
+} from "./bytes.ts";
 import { ProtocolError } from "./errors.ts";
 import { encodeProof, type Proof } from "./handshake_wire.ts";
 import type { Identity } from "./identity.ts";
+import type { HandshakeRole } from "./handshake_result.ts";
+import type { HandshakeKeyPrimitives } from "./primitives.ts";
 import {
   AEAD_NONCE_LENGTH,
+  AEAD_TAG_LENGTH,
   deriveLabel,
   deriveLabelKey,
   type EphemeralKeyPair,
+  HASH_LENGTH,
   importIdentityPublic,
   importSecret,
+  labelInfo,
   mac,
   macVerify,
+  open,
+  seal,
   sign,
   type SuiteInfo,
   verify,
@@ -61,14 +74,25 @@ export type TrustCallback = (
   peerFingerprintHex: string,
 ) => TrustDecision;
 
-/** Handshake-phase keys; never leave this module. */
+/**
+ * Handshake-phase keys behind one interface; never leave this module. The
+ * WebCrypto path holds non-extractable CryptoKeys; with a
+ * {@link HandshakeKeyPrimitives} provider the five 32-byte secrets are raw
+ * bytes in this object until {@link HandshakeSecrets.drop} zeroes them.
+ */
 export interface HandshakeSecrets {
-  /** HKDF base key from the ECDH secret; master is derived from it at the end. */
-  hs: CryptoKey;
-  responderKey: CryptoKey;
-  initiatorKey: CryptoKey;
-  responderFinished: CryptoKey;
-  initiatorFinished: CryptoKey;
+  /** AES-256-GCM with the role's handshake key and the zero nonce. */
+  seal(role: HandshakeRole, plaintext: Bytes, aad: Bytes): Promise<Bytes>;
+  /** Opens with the role's handshake key; throws `decrypt-failed`. */
+  open(role: HandshakeRole, sealed: Bytes, aad: Bytes): Promise<Bytes>;
+  /** HMAC with the role's finished key. */
+  mac(role: HandshakeRole, data: Bytes): Promise<Bytes>;
+  /** Constant-time check of an HMAC with the role's finished key. */
+  macVerify(role: HandshakeRole, tag: Bytes, data: Bytes): Promise<boolean>;
+  /** master = HKDF key of deriveLabel(hs, th_final, "master", ∅, 32), non-extractable. */
+  master(sessionHash: Bytes): Promise<CryptoKey>;
+  /** Forgets (zeroes, for raw bytes) every handshake secret. */
+  drop(): void;
 }
 
 /**
@@ -149,20 +173,31 @@ export function transcriptHash(
   return (...parts) => Promise.resolve(hash(concat(prologue, ...parts)));
 }
 
+/** Signs with the provider when it handles the key's algorithm, else WebCrypto. */
+function signWith(
+  p: HandshakeKeyPrimitives | undefined,
+  privateKey: CryptoKey,
+  data: Bytes,
+): Bytes | Promise<Bytes> {
+  return p?.sign(privateKey, data) ?? sign(privateKey, data);
+}
+
 /** sig = Sign(context ‖ T(… ‖ spki)); mac = HMAC(fin, T(… ‖ spki ‖ sig)); padded after `header` bytes. */
 export async function makeProof(
   identity: Identity,
   header: number,
   context: string,
-  finished: CryptoKey,
+  finished: (data: Bytes) => Promise<Bytes>,
   th: TranscriptHash,
+  p?: HandshakeKeyPrimitives,
 ): Promise<Bytes> {
   const spki = identity.spki;
-  const signature = await sign(
+  const signature = await signWith(
+    p,
     identity.privateKey,
     concat(utf8(context), await th(spki)),
   );
-  const tag = await mac(finished, await th(spki, signature));
+  const tag = await finished(await th(spki, signature));
   return encodeProof(header, spki, signature, tag);
 }
 
@@ -171,9 +206,10 @@ export async function checkProof(
   proof: Proof,
   suite: SuiteInfo,
   context: string,
-  finished: CryptoKey,
+  finished: (tag: Bytes, data: Bytes) => Promise<boolean>,
   th: TranscriptHash,
   trust: TrustCallback,
+  hash?: HashFn,
 ): Promise<{ publicKey: CryptoKey; spki: Bytes }> {
   const publicKey = await importIdentityPublic(
     proof.spki,
@@ -186,18 +222,16 @@ export async function checkProof(
       "peer's handshake signature does not verify",
     );
   }
-  if (
-    !await macVerify(finished, proof.mac, await th(proof.spki, proof.signature))
-  ) {
+  if (!await finished(proof.mac, await th(proof.spki, proof.signature))) {
     throw new ProtocolError(
       "mac-mismatch",
       "peer's key-confirmation MAC does not verify",
     );
   }
-  const decision = trust(
-    proof.spki.slice(),
-    await spkiFingerprintHex(proof.spki),
-  );
+  const fingerprint = hash
+    ? (await hash(proof.spki)).toHex()
+    : await spkiFingerprintHex(proof.spki);
+  const decision = trust(proof.spki.slice(), fingerprint);
   if (decision !== "ok") {
     const code = decision?.code === "identity-changed"
       ? "identity-changed"
@@ -212,11 +246,22 @@ export async function checkProof(
 
 // ── Key schedule ────────────────────────────────────────────────────────────
 
-/** hs = HKDF key of the ECDH secret; per-role AEAD and finished keys salted with th_hello. */
+/**
+ * hs = HKDF key of the ECDH secret; per-role AEAD and finished keys salted
+ * with th_hello. With `p`, one synchronous HKDF extract per key (raw bytes,
+ * zeroed by `drop`); else non-extractable WebCrypto keys (four derives in
+ * parallel). Zeroes `shared` either way.
+ */
 export async function handshakeSecrets(
   shared: Bytes,
   thHello: Bytes,
+  p?: HandshakeKeyPrimitives,
 ): Promise<HandshakeSecrets> {
+  if (p) {
+    const s = rawSecrets(p, shared, thHello);
+    shared.fill(0);
+    return s;
+  }
   const hs = await importSecret(shared);
   shared.fill(0);
   const L = HANDSHAKE_LABELS;
@@ -228,12 +273,80 @@ export async function handshakeSecrets(
       deriveLabelKey(hs, thHello, L.responderFinished, "mac"),
       deriveLabelKey(hs, thHello, L.initiatorFinished, "mac"),
     ]);
+  const aead = (r: HandshakeRole) =>
+    r === "responder" ? responderKey : initiatorKey;
+  const fin = (r: HandshakeRole) =>
+    r === "responder" ? responderFinished : initiatorFinished;
   return {
-    hs,
-    responderKey,
-    initiatorKey,
-    responderFinished,
-    initiatorFinished,
+    seal: (r, pt, aad) => seal(aead(r), ZERO_NONCE, pt, aad),
+    open: (r, ct, aad) => open(aead(r), ZERO_NONCE, ct, aad),
+    mac: (r, data) => mac(fin(r), data),
+    macVerify: (r, tag, data) => macVerify(fin(r), tag, data),
+    master: (sessionHash) => deriveMaster(hs, sessionHash),
+    drop() {},
+  };
+}
+
+/** The {@link HandshakeSecrets} of a synchronous provider: raw bytes, zeroed by `drop`. */
+function rawSecrets(
+  p: HandshakeKeyPrimitives,
+  shared: Bytes,
+  thHello: Bytes,
+): HandshakeSecrets {
+  const L = HANDSHAKE_LABELS;
+  const ikm = shared.slice(); // the caller zeroes `shared`
+  const expand = (salt: Bytes, label: string) =>
+    p.hkdf(ikm, salt, labelInfo(label, EMPTY, 32), 32);
+  const keys = {
+    responder: expand(thHello, L.responderKey),
+    initiator: expand(thHello, L.initiatorKey),
+  };
+  const fins = {
+    responder: expand(thHello, L.responderFinished),
+    initiator: expand(thHello, L.initiatorFinished),
+  };
+  const all = [
+    ikm,
+    keys.responder,
+    keys.initiator,
+    fins.responder,
+    fins.initiator,
+  ];
+  return {
+    seal: (r, pt, aad) => Promise.resolve(p.seal(keys[r], ZERO_NONCE, pt, aad)),
+    open(r, ct, aad) {
+      const pt = ct.length < AEAD_TAG_LENGTH
+        ? null
+        : p.open(keys[r], ZERO_NONCE, ct, aad);
+      if (pt === null) {
+        return Promise.reject(
+          new ProtocolError("decrypt-failed", "authentication tag mismatch"),
+        );
+      }
+      return Promise.resolve(pt);
+    },
+    mac: (r, data) => Promise.resolve(p.hmac(fins[r], data)),
+    macVerify: (r, tag, data) =>
+      Promise.resolve(
+        tag.length === HASH_LENGTH &&
+          constantTimeEqual(p.hmac(fins[r], data), tag),
+      ),
+    async master(sessionHash) {
+      const raw = p.hkdf(
+        ikm,
+        sessionHash,
+        labelInfo(L.master, EMPTY, 32),
+        32,
+      );
+      try {
+        return await importSecret(raw);
+      } finally {
+        raw.fill(0);
+      }
+    },
+    drop() {
+      for (const k of all) k.fill(0);
+    },
   };
 }
 

@@ -13,8 +13,11 @@
  * module doc for the key-handling trade-off.
  *
  * Results may be synchronous (`Bytes`) or asynchronous (`Promise<Bytes>`);
- * callers must handle both (see {@link isPromise}). ECDSA and HKDF are not
- * here: they stay on `lib/suite.ts` (WebCrypto), off the per-message path.
+ * callers must handle both (see {@link isPromise}). DH, signature checks and
+ * key generation stay on `lib/suite.ts` (WebCrypto). A provider may add
+ * {@link HandshakeKeyPrimitives} (synchronous HKDF/HMAC/AES-GCM over raw
+ * bytes, optional synchronous signing) for the handshake's key schedule; the
+ * default has none, so the handshake keeps non-extractable CryptoKeys.
  * @module
  */
 
@@ -36,6 +39,28 @@ export interface AeadKey {
   ): MaybePromise<Bytes | null>;
 }
 
+/**
+ * Synchronous primitives for the handshake's key schedule and proofs
+ * (`lib/handshake_keys.ts`), over raw key bytes that the handshake zeroes
+ * when it ends. Same functions as the WebCrypto path, so the handshake bytes
+ * never depend on the provider (tests/handshake_primitives_test.ts).
+ */
+export interface HandshakeKeyPrimitives {
+  /** HKDF-SHA256: extract with `salt`, expand with `info`, `length` bytes. */
+  hkdf(ikm: Bytes, salt: Bytes, info: Bytes, length: number): Bytes;
+  /** HMAC-SHA256 of `data` (32 bytes). */
+  hmac(key: Bytes, data: Bytes): Bytes;
+  /** AES-256-GCM; returns ciphertext ‖ 16-byte tag. */
+  seal(key: Bytes, nonce: Bytes, plaintext: Bytes, aad: Bytes): Bytes;
+  /** AES-256-GCM decryption; `null` when authentication fails. */
+  open(key: Bytes, nonce: Bytes, sealed: Bytes, aad: Bytes): Bytes | null;
+  /**
+   * Signature with an identity key when this provider is faster for its
+   * algorithm (same bytes as `suite.ts` `sign`); `null` means "use WebCrypto".
+   */
+  sign(privateKey: CryptoKey, data: Bytes): Bytes | null;
+}
+
 /** Provider of the session's symmetric primitives (see module doc). */
 export interface SessionPrimitives {
   /** Short name for diagnostics and benchmarks ("webcrypto", "node"). */
@@ -44,6 +69,8 @@ export interface SessionPrimitives {
   sha256(data: Uint8Array): MaybePromise<Bytes>;
   /** Imports a 32-byte AES-256-GCM key; the caller zeroes `raw` afterwards. */
   importAeadKey(raw: Bytes): Promise<AeadKey>;
+  /** Synchronous handshake key schedule; absent = WebCrypto with non-extractable keys. */
+  readonly handshake?: HandshakeKeyPrimitives;
 }
 
 /** Whether `v` is a promise (the asynchronous branch of a {@link MaybePromise}). */

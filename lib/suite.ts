@@ -487,17 +487,25 @@ export function deriveLabel(
   context: Bytes,
   length: number,
 ): Promise<Bytes> {
+  return hkdf(secret, salt, labelInfo(label, context, length), length);
+}
+
+/** The HKDF info of {@link deriveLabel}: u16(length) ‖ u8(len(label)) ‖ "e2e.v1 " ‖ label ‖ u8(len(context)) ‖ context. */
+export function labelInfo(
+  label: string,
+  context: Bytes,
+  length: number,
+): Bytes {
   const fullLabel = utf8(LABEL_PREFIX + label);
   if (fullLabel.length > 255 || context.length > 255) {
     throw new RangeError("label too long");
   }
-  const info = concat(
+  return concat(
     new Uint8Array([length >> 8, length & 0xff, fullLabel.length]),
     fullLabel,
     new Uint8Array([context.length]),
     context,
   );
-  return hkdf(secret, salt, info, length);
 }
 
 /**

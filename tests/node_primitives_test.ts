@@ -1,4 +1,10 @@
 import assert from "node:assert/strict";
+import { constantTimeEqual } from "../lib/bytes.ts";
+import { ProtocolError } from "../lib/errors.ts";
+import { Initiator, Responder } from "../lib/handshake.ts";
+import type { HandshakeResult } from "../lib/handshake_result.ts";
+import { generateIdentity } from "../lib/identity.ts";
+import { deriveLabel } from "../lib/suite.ts";
 import type { Bytes } from "../lib/bytes.ts";
 import { MAX_BODY } from "../lib/constants.ts";
 import {
@@ -193,4 +199,67 @@ Deno.test("node session: forged and replayed records are dropped and counted, no
   assert.equal(messages(again.events).length, 0);
   assert.equal(b.stats.replays, 1);
   assert.equal(b.failed, undefined);
+});
+
+Deno.test("node handshake provider ↔ WebCrypto: both suites, both directions, same session secrets; tampered HS2 still refused", async () => {
+  const trust = () => "ok" as const;
+  const complete = (r: HandshakeResult) => r;
+  const ids = [new Uint8Array(16).fill(1), new Uint8Array(16).fill(2)];
+  for (const alg of ["ECDSA-P256-SHA256", "Ed25519"] as const) {
+    const [a, b] = [await generateIdentity(alg), await generateIdentity(alg)];
+    for (
+      const [pi, pr] of [[nodePrimitives, undefined], [
+        undefined,
+        nodePrimitives,
+      ]]
+    ) {
+      const { handshake: hi, message: hs1 } = await Initiator.start({
+        identity: a,
+        localId: ids[0],
+        peerId: ids[1],
+        now: 0,
+        trust,
+        complete,
+        sessionOptions: pi && { primitives: pi },
+      });
+      const hr = Responder.create({
+        identity: b,
+        localId: ids[1],
+        trust,
+        complete,
+        sessionOptions: pr && { primitives: pr },
+      });
+      const { send: hs2 } = await hr.receive(hs1, { now: 0, from: ids[0] });
+      const bad = hs2!.slice();
+      bad[bad.length - 1] ^= 1;
+      await assert.rejects(
+        (await Initiator.start({
+          identity: a,
+          localId: ids[0],
+          peerId: ids[1],
+          now: 0,
+          trust,
+          complete,
+          sessionOptions: pi && { primitives: pi },
+        })).handshake.receive(bad, 0),
+        (e: unknown) => e instanceof ProtocolError,
+      );
+      const { send: hs3, session: si } = await hi.receive(hs2!, 0);
+      const { session: sr } = await hr.receive(hs3, { now: 0 });
+      assert.deepEqual(si.sessionHash, sr!.sessionHash);
+      const probe = (m: CryptoKey) =>
+        deriveLabel(m, si.sessionHash, "probe", new Uint8Array(0), 32);
+      assert.deepEqual(await probe(si.master), await probe(sr!.master));
+      assert.deepEqual(sr!.peerIdentity.spki, a.spki);
+    }
+  }
+});
+
+Deno.test("constantTimeEqual: equal, one bit off, other length", () => {
+  const x = Uint8Array.from({ length: 32 }, (_, i) => i);
+  assert.ok(constantTimeEqual(x, x.slice()));
+  const y = x.slice();
+  y[31] ^= 0x80;
+  assert.ok(!constantTimeEqual(x, y));
+  assert.ok(!constantTimeEqual(x, x.subarray(1)));
 });

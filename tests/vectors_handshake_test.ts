@@ -15,6 +15,8 @@ import assert from "node:assert/strict";
 import { type Bytes, concat, utf8 } from "../lib/bytes.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import { Initiator, Responder } from "../lib/handshake.ts";
+import type { SessionPrimitives } from "../lib/primitives.ts";
+import { nodePrimitives } from "../lib/deno/node_primitives.ts";
 import type { HandshakeResult } from "../lib/handshake_result.ts";
 import {
   deriveLabel,
@@ -79,12 +81,20 @@ for (const name of GOOD_NAMES) {
   });
 }
 
+/** Each test below runs with the lib default (WebCrypto) and the Deno drivers' node:crypto handshake provider. */
+const PROVIDERS: [string, SessionPrimitives | undefined][] = [
+  ["webcrypto", undefined],
+  ["node", nodePrimitives],
+];
+
 function startInitiator(
   g: Loaded,
   trust = pinnedTrust(g.R.identity.spki),
   now = 0,
+  primitives?: SessionPrimitives,
 ) {
   return Initiator.start({
+    sessionOptions: primitives && { primitives },
     identity: g.I.identity,
     identities: g.O ? [g.O.identity] : [],
     suites: g.v.initiatorSuites ?? [g.v.suite],
@@ -99,8 +109,13 @@ function startInitiator(
   });
 }
 
-function createResponder(g: Loaded, trust = pinnedTrust(g.I.identity.spki)) {
+function createResponder(
+  g: Loaded,
+  trust = pinnedTrust(g.I.identity.spki),
+  primitives?: SessionPrimitives,
+) {
   return Responder.create({
+    sessionOptions: primitives && { primitives },
     identity: g.R.identity,
     suites: g.v.responderSuites ?? [g.v.suite],
     localId: g.responderId,
@@ -234,95 +249,106 @@ for (const g of loaded.values()) {
     );
   });
 
-  Deno.test(`vector ${g.name}: lib reproduces HS1 and the HS2 prefix, accepts the recorded HS2`, async () => {
-    const { handshake: hi, message: hs1 } = await startInitiator(g);
-    assert.equal(hs1.toHex(), D.hs1);
-    const { send: hs3, session } = await hi.receive(h(g.v.recorded.hs2), 0);
-    const p3 = await openProof(h(D.kHsI), hs3.slice(2), hs3.slice(0, 2));
-    assert.deepEqual(p3.spki, g.I.identity.spki);
-    const k = await referenceKeys(
-      g.initiatorId,
-      g.responderId,
-      hs1,
-      h(D.hs2Prefix),
-      g.I.ephemeral.privateKey,
-      g.R.ephemeral.publicRaw,
-      g.v.suite,
-    );
-    const sessionHash = await k.t(hs1, h(g.v.recorded.hs2), hs3);
-    assert.deepEqual(session.sessionHash, sessionHash);
-    const masterRef = await importSecret(
-      await referenceMaster(k.hs, sessionHash),
-    );
-    assert.equal(
-      await check(session.master, session.sessionHash),
-      await check(masterRef, sessionHash),
-    );
-    assert.deepEqual(session.peerIdentity.spki, g.R.identity.spki);
-    assert.equal(session.suite, g.v.suite);
-
-    const { send: hs2 } = await createResponder(g).receive(h(D.hs1), {
-      now: 0,
-      from: g.initiatorId,
-    });
-    assert.ok(hs2);
-    assert.equal(hs2.slice(0, g.prefixLength).toHex(), D.hs2Prefix);
-    if (g.v.suite === SUITE_X25519) {
-      // Ed25519 is deterministic: the whole run is reproduced.
-      assert.equal(hs2.toHex(), g.v.recorded.hs2);
-      assert.equal(hs3.toHex(), g.v.recorded.hs3);
-    }
-  });
-}
-
-Deno.test("vector fail_handshake_*: each fails with its error code", async (t) => {
-  assert.ok(failNames.length >= 20, `only ${failNames.length} fail vectors`);
-  for (const name of failNames) {
-    await t.step(name, async () => {
-      const v: FailVector = JSON.parse(
-        await Deno.readTextFile(new URL(name, dir)),
+  for (const [pname, primitives] of PROVIDERS) {
+    Deno.test(`vector ${g.name} (${pname}): lib reproduces HS1 and the HS2 prefix, accepts the recorded HS2`, async () => {
+      const { handshake: hi, message: hs1 } = await startInitiator(
+        g,
+        undefined,
+        0,
+        primitives,
       );
-      const g = loaded.get(v.base);
-      assert.ok(g, `unknown base ${v.base}`);
-      assert.equal(v.steps.at(-1)!.expect, v.expectedError);
-      const peerSpki = v.pinnedPeerSpki
-        ? h(v.pinnedPeerSpki)
-        : v.role === "initiator"
-        ? g.R.identity.spki
-        : g.I.identity.spki;
-      const trust = pinnedTrust(peerSpki);
-      let deliver: (step: FailVector["steps"][number]) => Promise<unknown>;
-      if (v.role === "initiator") {
-        const { handshake, message } = await startInitiator(
-          g,
-          trust,
-          v.startNow ?? 0,
-        );
-        assert.equal(message.toHex(), g.v.deterministic.hs1);
-        deliver = (s) => handshake.receive(h(s.message), s.now);
-      } else {
-        const responder = createResponder(g, trust);
-        deliver = (s) =>
-          responder.receive(h(s.message), {
-            now: s.now,
-            from: h(s.from ?? g.v.initiatorId),
-          });
-      }
-      for (const [i, s] of v.steps.entries()) {
-        if (s.expect === "ok") {
-          await deliver(s);
-          continue;
-        }
-        assert.equal(i, v.steps.length - 1, "only the last step may fail");
-        await assert.rejects(deliver(s), (e: unknown) => {
-          assert.ok(e instanceof ProtocolError, String(e));
-          assert.equal(e.code, s.expect, e.message);
-          return true;
+      assert.equal(hs1.toHex(), D.hs1);
+      const { send: hs3, session } = await hi.receive(h(g.v.recorded.hs2), 0);
+      const p3 = await openProof(h(D.kHsI), hs3.slice(2), hs3.slice(0, 2));
+      assert.deepEqual(p3.spki, g.I.identity.spki);
+      const k = await referenceKeys(
+        g.initiatorId,
+        g.responderId,
+        hs1,
+        h(D.hs2Prefix),
+        g.I.ephemeral.privateKey,
+        g.R.ephemeral.publicRaw,
+        g.v.suite,
+      );
+      const sessionHash = await k.t(hs1, h(g.v.recorded.hs2), hs3);
+      assert.deepEqual(session.sessionHash, sessionHash);
+      const masterRef = await importSecret(
+        await referenceMaster(k.hs, sessionHash),
+      );
+      assert.equal(
+        await check(session.master, session.sessionHash),
+        await check(masterRef, sessionHash),
+      );
+      assert.deepEqual(session.peerIdentity.spki, g.R.identity.spki);
+      assert.equal(session.suite, g.v.suite);
+
+      const { send: hs2 } = await createResponder(g, undefined, primitives)
+        .receive(h(D.hs1), {
+          now: 0,
+          from: g.initiatorId,
         });
+      assert.ok(hs2);
+      assert.equal(hs2.slice(0, g.prefixLength).toHex(), D.hs2Prefix);
+      if (g.v.suite === SUITE_X25519) {
+        // Ed25519 is deterministic: the whole run is reproduced.
+        assert.equal(hs2.toHex(), g.v.recorded.hs2);
+        assert.equal(hs3.toHex(), g.v.recorded.hs3);
       }
     });
   }
-});
+}
+
+for (const [pname, primitives] of PROVIDERS) {
+  Deno.test(`vector fail_handshake_* (${pname}): each fails with its error code`, async (t) => {
+    assert.ok(failNames.length >= 20, `only ${failNames.length} fail vectors`);
+    for (const name of failNames) {
+      await t.step(name, async () => {
+        const v: FailVector = JSON.parse(
+          await Deno.readTextFile(new URL(name, dir)),
+        );
+        const g = loaded.get(v.base);
+        assert.ok(g, `unknown base ${v.base}`);
+        assert.equal(v.steps.at(-1)!.expect, v.expectedError);
+        const peerSpki = v.pinnedPeerSpki
+          ? h(v.pinnedPeerSpki)
+          : v.role === "initiator"
+          ? g.R.identity.spki
+          : g.I.identity.spki;
+        const trust = pinnedTrust(peerSpki);
+        let deliver: (step: FailVector["steps"][number]) => Promise<unknown>;
+        if (v.role === "initiator") {
+          const { handshake, message } = await startInitiator(
+            g,
+            trust,
+            v.startNow ?? 0,
+            primitives,
+          );
+          assert.equal(message.toHex(), g.v.deterministic.hs1);
+          deliver = (s) => handshake.receive(h(s.message), s.now);
+        } else {
+          const responder = createResponder(g, trust, primitives);
+          deliver = (s) =>
+            responder.receive(h(s.message), {
+              now: s.now,
+              from: h(s.from ?? g.v.initiatorId),
+            });
+        }
+        for (const [i, s] of v.steps.entries()) {
+          if (s.expect === "ok") {
+            await deliver(s);
+            continue;
+          }
+          assert.equal(i, v.steps.length - 1, "only the last step may fail");
+          await assert.rejects(deliver(s), (e: unknown) => {
+            assert.ok(e instanceof ProtocolError, String(e));
+            assert.equal(e.code, s.expect, e.message);
+            return true;
+          });
+        }
+      });
+    }
+  });
+}
 
 Deno.test("vectors: an independent Python (cryptography) computation from PROTOCOL.md §2.1 agrees", async () => {
   const out = await new Deno.Command("/usr/bin/python3", {

@@ -23,19 +23,35 @@
  * session never hands the KeyObject out. An attacker who runs code in the
  * process can use either kind of key anyway, so this matters little for a
  * server-side driver; a browser keeps the WebCrypto default.
+ *
+ * Handshake ({@link nodeHandshakePrimitives}, in both providers below): the
+ * key schedule runs as synchronous `hkdfSync`, `createHmac` and AES-GCM over
+ * raw bytes instead of ~20 WebCrypto round trips. The ECDH secret and the
+ * four handshake keys are then plain `Uint8Array`s in the JS heap for the
+ * handshake's lifetime (milliseconds, one message each way), zeroed when it
+ * ends or fails; the master secret is imported into a non-extractable
+ * CryptoKey as before. Ed25519 identity signatures use a `KeyObject` made
+ * from the non-extractable CryptoKey (`KeyObject.from`, which Deno allows;
+ * cached per key, never exported). P-256 signatures, every DH and every
+ * signature check stay on WebCrypto: `node:crypto` is no faster for them here.
  * @module
  */
 
 import {
   createCipheriv,
   createDecipheriv,
+  createHmac,
   createSecretKey,
   hash,
+  hkdfSync,
+  KeyObject,
+  sign,
 } from "node:crypto";
 import type { Bytes } from "../bytes.ts";
 import {
   type AeadKey,
   checkAeadKeyLength,
+  type HandshakeKeyPrimitives,
   type SessionPrimitives,
   webCryptoAeadKey,
 } from "../primitives.ts";
@@ -94,6 +110,58 @@ async function nodeAeadKey(raw: Bytes): Promise<AeadKey> {
   };
 }
 
+/** Ed25519 identity keys as node KeyObjects, per CryptoKey (never exported). */
+const signingKeys = new WeakMap<CryptoKey, KeyObject>();
+
+function gcm(
+  key: Bytes,
+  nonce: Bytes,
+  plaintext: Bytes,
+  aad: Bytes,
+): Bytes {
+  const cipher = createCipheriv(GCM, key, nonce);
+  cipher.setAAD(aad);
+  const ct = cipher.update(plaintext);
+  cipher.final();
+  const out = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH);
+  out.set(ct);
+  out.set(cipher.getAuthTag(), plaintext.length);
+  return out;
+}
+
+/** The handshake's key schedule and Ed25519 signing over `node:crypto` (see the module doc). */
+export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
+  hkdf(ikm, salt, info, length) {
+    return new Uint8Array(hkdfSync("sha256", ikm, salt, info, length));
+  },
+  hmac(key, data) {
+    return asBytes(createHmac("sha256", key).update(data).digest());
+  },
+  seal: gcm,
+  open(key, nonce, sealed, aad) {
+    const ctLength = sealed.length - AEAD_TAG_LENGTH;
+    const decipher = createDecipheriv(GCM, key, nonce);
+    decipher.setAAD(aad);
+    decipher.setAuthTag(sealed.subarray(ctLength));
+    const pt = decipher.update(sealed.subarray(0, ctLength));
+    try {
+      decipher.final();
+    } catch {
+      return null;
+    }
+    return asBytes(pt);
+  },
+  sign(privateKey, data) {
+    if (privateKey.algorithm.name !== "Ed25519") return null;
+    let key = signingKeys.get(privateKey);
+    if (!key) {
+      key = KeyObject.from(privateKey);
+      signingKeys.set(privateKey, key);
+    }
+    return asBytes(sign(null, data, key));
+  },
+};
+
 /** Synchronous SHA-256 and (for records up to 2 KiB) AES-256-GCM from `node:crypto`. */
 export const nodePrimitives: SessionPrimitives = {
   name: "node",
@@ -102,6 +170,7 @@ export const nodePrimitives: SessionPrimitives = {
     return asBytes(hash("sha256", data, "buffer"));
   },
   importAeadKey: nodeAeadKey,
+  handshake: nodeHandshakePrimitives,
 };
 
 /**
@@ -113,4 +182,5 @@ export const nodeHashPrimitives: SessionPrimitives = {
   name: "node-hash",
   sha256: nodePrimitives.sha256,
   importAeadKey: webCryptoAeadKey,
+  handshake: nodeHandshakePrimitives,
 };
