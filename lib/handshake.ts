@@ -66,12 +66,15 @@ import {
 } from "./handshake_wire.ts";
 import {
   checkProof,
+  type Ephemeral,
   type HandshakeSecrets,
   handshakeSecrets,
   type HashFn,
   INITIATOR_SIGNATURE_CONTEXT,
   makeProof,
+  newEphemeral,
   RESPONDER_SIGNATURE_CONTEXT,
+  sharedSecret,
   type TranscriptHash,
   transcriptHash,
   transcriptPrologue,
@@ -81,10 +84,7 @@ import type { Identity } from "./identity.ts";
 import type { HandshakeKeyPrimitives } from "./primitives.ts";
 import { Session, type SessionOptions } from "./session.ts";
 import {
-  dh,
   type EphemeralKeyPair,
-  generateSuiteEphemeral,
-  importSuiteEphemeral,
   keyAlgorithm,
   P256_POINT_LENGTH,
   SUITE_P256,
@@ -324,7 +324,7 @@ export class Initiator<S> {
   #localId: Bytes;
   #peerId: Bytes;
   #hs1: Bytes;
-  #ephemerals: Map<number, EphemeralKeyPair> | null;
+  #ephemerals: Map<number, Ephemeral> | null;
   #hash: HashFn | undefined;
   #keys: HandshakeKeyPrimitives | undefined;
 
@@ -332,7 +332,7 @@ export class Initiator<S> {
     o: InitiatorOptions<S>,
     cfg: Config,
     hs1: Bytes,
-    ephemerals: Map<number, EphemeralKeyPair>,
+    ephemerals: Map<number, Ephemeral>,
   ) {
     this.#guard = new PhaseGuard(
       "initiator",
@@ -368,10 +368,11 @@ export class Initiator<S> {
       throw new RangeError("now must be finite");
     }
     const cfg = config(options, options.suite);
-    const ephemerals = new Map<number, EphemeralKeyPair>();
+    const ephemerals = new Map<number, Ephemeral>();
+    const keys = options.sessionOptions?.primitives?.handshake;
     const offers: Offer[] = [];
     for (const s of cfg.suites) {
-      const e = cfg.ephemeral.get(s.id) ?? await generateSuiteEphemeral(s.id);
+      const e = cfg.ephemeral.get(s.id) ?? await newEphemeral(s.id, keys);
       ephemerals.set(s.id, e);
       offers.push({ suite: s.id, ephemeral: e.publicRaw });
     }
@@ -426,10 +427,7 @@ export class Initiator<S> {
     const prefixLength = hs2PrefixLength(suite.pointLength);
     checkSealedLength(hs2, prefixLength, "HS2");
     const prefix = hs2.slice(0, prefixLength);
-    const peerEphemeral = await importSuiteEphemeral(
-      suite.id,
-      prefix.slice(4, 4 + suite.pointLength),
-    );
+    const peerEphemeral = prefix.slice(4, 4 + suite.pointLength);
     const prologue = transcriptPrologue(
       suite.name,
       this.#localId,
@@ -440,7 +438,7 @@ export class Initiator<S> {
     const own = this.#ephemerals!.get(suite.id)!;
     this.#ephemerals = null;
     const secrets = await handshakeSecrets(
-      await dh(own.privateKey, peerEphemeral),
+      await sharedSecret(own, suite.id, peerEphemeral),
       await t(hs1, prefix),
       this.#keys,
     );
@@ -472,6 +470,7 @@ export class Initiator<S> {
       (...parts) => t(hs1, prefix, ...parts),
       this.#trust,
       this.#hash,
+      this.#keys,
     );
     const identity = this.#config.identity.get(suite.id)!;
     const hs3Header = new Uint8Array([E2E_VERSION, PACKET_HS3]);
@@ -634,23 +633,19 @@ export class Responder<S> {
       );
     }
     const suite = SUITES.get(offer.suite)!;
-    const peerEphemeral = await importSuiteEphemeral(
-      suite.id,
-      offer.ephemeral,
-    );
     this.#guard.deadline = now + this.#deadlineMs;
     this.#peerId = from;
     this.#suite = suite;
     this.#prologue = transcriptPrologue(suite.name, from, this.#localId);
     this.#hs1 = hs1;
     const ephemeral = this.#config.ephemeral.get(suite.id) ??
-      await generateSuiteEphemeral(suite.id);
+      await newEphemeral(suite.id, this.#keys);
     this.#config.ephemeral.clear();
     const random = this.#fixedRandom ?? randomBytes();
     const prefix = encodeHs2Prefix(suite.id, ephemeral.publicRaw, random);
     const t = transcriptHash(this.#hash, this.#prologue);
     const secrets = await handshakeSecrets(
-      await dh(ephemeral.privateKey, peerEphemeral),
+      await sharedSecret(ephemeral, suite.id, offer.ephemeral),
       await t(hs1, prefix),
       this.#keys,
     );
@@ -691,6 +686,7 @@ export class Responder<S> {
       (...parts) => t(hs1, hs2, ...parts),
       this.#trust,
       this.#hash,
+      this.#keys,
     );
     const sessionHash = await t(hs1, hs2, hs3);
     const master = await secrets.master(sessionHash);

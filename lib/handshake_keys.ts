@@ -17,16 +17,22 @@ import { ProtocolError } from "./errors.ts";
 import { encodeProof, type Proof } from "./handshake_wire.ts";
 import type { Identity } from "./identity.ts";
 import type { HandshakeRole } from "./handshake_result.ts";
-import type { HandshakeKeyPrimitives } from "./primitives.ts";
+import type {
+  HandshakeKeyPrimitives,
+  ProviderEphemeral,
+} from "./primitives.ts";
 import {
   AEAD_NONCE_LENGTH,
   AEAD_TAG_LENGTH,
   deriveLabel,
   deriveLabelKey,
+  dh,
   type EphemeralKeyPair,
+  generateSuiteEphemeral,
   HASH_LENGTH,
   importIdentityPublic,
   importSecret,
+  importSuiteEphemeral,
   labelInfo,
   mac,
   macVerify,
@@ -35,6 +41,7 @@ import {
   sign,
   type SuiteInfo,
   verify,
+  X25519_POINT_LENGTH,
 } from "./suite.ts";
 
 /** Transcript prologue label; the NUL ends it unambiguously. */
@@ -210,13 +217,16 @@ export async function checkProof(
   th: TranscriptHash,
   trust: TrustCallback,
   hash?: HashFn,
+  p?: HandshakeKeyPrimitives,
 ): Promise<{ publicKey: CryptoKey; spki: Bytes }> {
   const publicKey = await importIdentityPublic(
     proof.spki,
     suite.identityAlgorithm,
   );
   const signed = concat(utf8(context), await th(proof.spki));
-  if (!await verify(publicKey, proof.signature, signed)) {
+  const ok = p?.verify(proof.spki, proof.signature, signed) ??
+    await verify(publicKey, proof.signature, signed);
+  if (!ok) {
     throw new ProtocolError(
       "bad-signature",
       "peer's handshake signature does not verify",
@@ -242,6 +252,56 @@ export async function checkProof(
     );
   }
   return { publicKey, spki: proof.spki };
+}
+
+// ── Ephemerals ──────────────────────────────────────────────────────────────
+
+/** An ephemeral of either kind: a WebCrypto key pair (lib default, vectors) or one a provider holds. */
+export type Ephemeral = EphemeralKeyPair | ProviderEphemeral;
+
+/** A fresh ephemeral of `suite`: from the provider when it offers one, else WebCrypto. */
+export async function newEphemeral(
+  suite: number,
+  p?: HandshakeKeyPrimitives,
+): Promise<Ephemeral> {
+  return p?.generateEphemeral(suite) ?? await generateSuiteEphemeral(suite);
+}
+
+/**
+ * DH of `own` with the peer's wire public key of `suite`, validated as in
+ * `suite.ts` (`importSuiteEphemeral`, `dh`): a wrong length, a key the
+ * provider refuses, or an all-zero X25519 output is `invalid-public-key`.
+ */
+export async function sharedSecret(
+  own: Ephemeral,
+  suite: number,
+  peerRaw: Bytes,
+): Promise<Bytes> {
+  if (!("dh" in own)) {
+    return dh(own.privateKey, await importSuiteEphemeral(suite, peerRaw));
+  }
+  if (peerRaw.length !== X25519_POINT_LENGTH) {
+    throw new ProtocolError(
+      "invalid-public-key",
+      "ephemeral key must be a 32-byte X25519 public key",
+    );
+  }
+  let out: Bytes;
+  try {
+    out = own.dh(peerRaw);
+  } catch {
+    throw new ProtocolError(
+      "invalid-public-key",
+      "X25519 with this ephemeral key fails (small-order point)",
+    );
+  }
+  if (out.every((b) => b === 0)) {
+    throw new ProtocolError(
+      "invalid-public-key",
+      "X25519 shared secret is all zeros (small-order point)",
+    );
+  }
+  return out;
 }
 
 // ── Key schedule ────────────────────────────────────────────────────────────

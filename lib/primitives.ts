@@ -39,6 +39,14 @@ export interface AeadKey {
   ): MaybePromise<Bytes | null>;
 }
 
+/** An ephemeral DH key pair held by a provider: the private half never reaches lib/. */
+export interface ProviderEphemeral {
+  /** Public key as on the wire (32 bytes for X25519). */
+  readonly publicRaw: Bytes;
+  /** Raw DH output with a peer public key of the right length; may throw on a bad key. */
+  dh(peerRaw: Bytes): Bytes;
+}
+
 /**
  * Synchronous primitives for the handshake's key schedule and proofs
  * (`lib/handshake_keys.ts`), over raw key bytes that the handshake zeroes
@@ -59,6 +67,13 @@ export interface HandshakeKeyPrimitives {
    * algorithm (same bytes as `suite.ts` `sign`); `null` means "use WebCrypto".
    */
   sign(privateKey: CryptoKey, data: Bytes): Bytes | null;
+  /**
+   * Checks a signature by an identity SPKI when this provider is faster for
+   * its algorithm (same result as `suite.ts` `verify`); `null` means "use WebCrypto".
+   */
+  verify(spki: Bytes, signature: Bytes, data: Bytes): boolean | null;
+  /** A fresh ephemeral of `suite` when this provider is faster for it; `null` means "use WebCrypto". */
+  generateEphemeral(suite: number): ProviderEphemeral | null;
 }
 
 /** Provider of the session's symmetric primitives (see module doc). */

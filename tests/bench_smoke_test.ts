@@ -179,10 +179,12 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
       "a row at the default cover rate",
     );
 
-    // Session set-up: both suites' handshake rates and the safety number.
+    // Session set-up: both suites' handshake rates per provider and the safety number.
     assert.deepEqual(
-      r.setup.suites.map((x: { name: string }) => x.name),
-      ["p256", "x25519"],
+      r.setup.suites.map((x: { name: string; provider: string }) =>
+        `${x.name}/${x.provider}`
+      ),
+      ["p256/webcrypto", "p256/node", "x25519/webcrypto", "x25519/node"],
     );
     for (const x of r.setup.suites) {
       for (const k of ["sequentialPerSec", "pipelinedPerSec", "perCoreSec"]) {
@@ -192,7 +194,7 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
     }
     assert.deepEqual(
       r.setup.suites.map((x: { target: number }) => x.target),
-      [250, 1500],
+      [250, 250, 1500, 1500],
     );
     positive(r.setup.safetyNumber.maxMs, "setup.safetyNumber.maxMs");
     assert.equal(

@@ -4,11 +4,18 @@ import { ProtocolError } from "../lib/errors.ts";
 import { Initiator, Responder } from "../lib/handshake.ts";
 import type { HandshakeResult } from "../lib/handshake_result.ts";
 import { generateIdentity } from "../lib/identity.ts";
-import { deriveLabel } from "../lib/suite.ts";
+import {
+  deriveLabel,
+  generateX25519,
+  SUITE_P256,
+  SUITE_X25519,
+} from "../lib/suite.ts";
+import { sharedSecret } from "../lib/handshake_keys.ts";
 import type { Bytes } from "../lib/bytes.ts";
 import { MAX_BODY } from "../lib/constants.ts";
 import {
   NODE_AEAD_MAX_PLAINTEXT,
+  nodeHandshakePrimitives,
   nodeHashPrimitives,
   nodePrimitives,
 } from "../lib/deno/node_primitives.ts";
@@ -262,4 +269,30 @@ Deno.test("constantTimeEqual: equal, one bit off, other length", () => {
   y[31] ^= 0x80;
   assert.ok(!constantTimeEqual(x, y));
   assert.ok(!constantTimeEqual(x, x.subarray(1)));
+});
+
+Deno.test("node X25519 ephemeral: small-order and wrong-length peer keys are invalid-public-key; DH agrees with WebCrypto", async () => {
+  const own = nodeHandshakePrimitives.generateEphemeral(SUITE_X25519)!;
+  assert.equal(nodeHandshakePrimitives.generateEphemeral(SUITE_P256), null);
+  for (
+    const bad of [
+      new Uint8Array(32),
+      new Uint8Array(32).with(0, 1), // u = 1
+      Uint8Array.fromHex(
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800", // order 8
+      ),
+      new Uint8Array(31),
+    ]
+  ) {
+    await assert.rejects(
+      sharedSecret(own, SUITE_X25519, bad),
+      (e: unknown) =>
+        e instanceof ProtocolError && e.code === "invalid-public-key",
+    );
+  }
+  const wc = await generateX25519();
+  assert.deepEqual(
+    await sharedSecret(own, SUITE_X25519, wc.publicRaw),
+    await sharedSecret(wc, SUITE_X25519, own.publicRaw),
+  );
 });
