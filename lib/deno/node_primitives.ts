@@ -87,6 +87,43 @@ function asBytes(b: Uint8Array): Bytes {
   return new Uint8Array(b.buffer as ArrayBuffer, b.byteOffset, b.byteLength);
 }
 
+/** AES-256-GCM seal in node:crypto: ciphertext ‖ 16-byte tag. */
+function gcm(
+  key: Bytes | KeyObject,
+  nonce: Bytes,
+  plaintext: Uint8Array,
+  aad: Bytes,
+): Bytes {
+  const cipher = createCipheriv(GCM, key, nonce);
+  cipher.setAAD(aad);
+  const ct = cipher.update(plaintext);
+  cipher.final();
+  const out = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH);
+  out.set(ct);
+  out.set(cipher.getAuthTag(), plaintext.length);
+  return out;
+}
+
+/** AES-256-GCM open in node:crypto (`sealed` ≥ 16 bytes); `null` when the tag does not verify. */
+function gcmOpen(
+  key: Bytes | KeyObject,
+  nonce: Bytes,
+  sealed: Uint8Array,
+  aad: Bytes,
+): Bytes | null {
+  const ctLength = sealed.length - AEAD_TAG_LENGTH;
+  const decipher = createDecipheriv(GCM, key, nonce);
+  decipher.setAAD(aad);
+  decipher.setAuthTag(sealed.subarray(ctLength));
+  const pt = decipher.update(sealed.subarray(0, ctLength));
+  try {
+    decipher.final(); // throws when the tag does not verify
+  } catch {
+    return null;
+  }
+  return asBytes(pt);
+}
+
 /** AES-256-GCM key over `node:crypto` (small records) and WebCrypto (large ones). */
 async function nodeAeadKey(raw: Bytes): Promise<AeadKey> {
   checkAeadKeyLength(raw);
@@ -97,14 +134,7 @@ async function nodeAeadKey(raw: Bytes): Promise<AeadKey> {
       if (plaintext.length > NODE_AEAD_MAX_PLAINTEXT) {
         return large.seal(nonce, plaintext, aad);
       }
-      const cipher = createCipheriv(GCM, key, nonce);
-      cipher.setAAD(aad);
-      const ct = cipher.update(plaintext);
-      cipher.final();
-      const out = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH);
-      out.set(ct);
-      out.set(cipher.getAuthTag(), plaintext.length);
-      return out;
+      return gcm(key, nonce, plaintext, aad);
     },
     open(nonce, sealed, aad) {
       if (sealed.length < AEAD_TAG_LENGTH) return null;
@@ -112,16 +142,7 @@ async function nodeAeadKey(raw: Bytes): Promise<AeadKey> {
       if (ctLength > NODE_AEAD_MAX_PLAINTEXT) {
         return large.open(nonce, sealed, aad);
       }
-      const decipher = createDecipheriv(GCM, key, nonce);
-      decipher.setAAD(aad);
-      decipher.setAuthTag(sealed.subarray(ctLength));
-      const pt = decipher.update(sealed.subarray(0, ctLength));
-      try {
-        decipher.final(); // throws when the tag does not verify
-      } catch {
-        return null;
-      }
-      return asBytes(pt);
+      return gcmOpen(key, nonce, sealed, aad);
     },
   };
 }
@@ -152,22 +173,6 @@ function nodeX25519(): ProviderEphemeral {
 /** Ed25519 identity keys as node KeyObjects, per CryptoKey (never exported). */
 const signingKeys = new WeakMap<CryptoKey, KeyObject>();
 
-function gcm(
-  key: Bytes,
-  nonce: Bytes,
-  plaintext: Bytes,
-  aad: Bytes,
-): Bytes {
-  const cipher = createCipheriv(GCM, key, nonce);
-  cipher.setAAD(aad);
-  const ct = cipher.update(plaintext);
-  cipher.final();
-  const out = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH);
-  out.set(ct);
-  out.set(cipher.getAuthTag(), plaintext.length);
-  return out;
-}
-
 /** The handshake's key schedule and Ed25519 signing over `node:crypto` (see the module doc). */
 export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
   hkdf(ikm, salt, info, length) {
@@ -177,19 +182,7 @@ export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
     return asBytes(createHmac("sha256", key).update(data).digest());
   },
   seal: gcm,
-  open(key, nonce, sealed, aad) {
-    const ctLength = sealed.length - AEAD_TAG_LENGTH;
-    const decipher = createDecipheriv(GCM, key, nonce);
-    decipher.setAAD(aad);
-    decipher.setAuthTag(sealed.subarray(ctLength));
-    const pt = decipher.update(sealed.subarray(0, ctLength));
-    try {
-      decipher.final();
-    } catch {
-      return null;
-    }
-    return asBytes(pt);
-  },
+  open: gcmOpen,
   sign(privateKey, data) {
     if (privateKey.algorithm.name !== "Ed25519") return null;
     let key = signingKeys.get(privateKey);
