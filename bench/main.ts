@@ -868,7 +868,13 @@ function renderService(s: ServiceFigures): string[] {
       fmt(s.throughput.msgsPerSec)
     } msgs/s, slowest customer's share at half-time ${
       s.throughput.slowestShare.toFixed(2)
-    } of the mean${s.throughput.complete ? "" : " (cut at the time bound)"}`,
+    } of the mean${
+      s.throughput.complete ? "" : " (cut at the time bound)"
+    }; 90 % arrived after ${
+      s.throughput.secondsTo90 === undefined
+        ? "(not reached)"
+        : `${s.throughput.secondsTo90.toFixed(1)} s`
+    }`,
     `  relay restart: ${s.restart.recovered} of ${s.restart.conversations} conversations delivered a new message in ${
       s.restart.seconds.toFixed(1)
     } s${s.restart.complete ? "" : " (cut at the time bound)"}`,

@@ -86,6 +86,8 @@ export interface ServiceFigures {
     received: number;
     msgsPerSec: number;
     slowestShare: number;
+    /** Seconds until 90 % of the messages had arrived (undefined: not reached). */
+    secondsTo90?: number;
     complete: boolean;
   };
   /** Relay restart phase. */
@@ -423,7 +425,11 @@ export async function measureService(
     const base = bank.received;
     let slowestShare = 0;
     let half = false;
+    let at90: number | undefined;
     bank.onMessage = () => {
+      if (at90 === undefined && bank.received - base >= total * 0.9) {
+        at90 = performance.now();
+      }
       if (half || bank.received - base < total / 2) return;
       half = true;
       const counts = senders.map((c) =>
@@ -458,6 +464,7 @@ export async function measureService(
           ((tDone ? bank.lastMessageAt : performance.now()) - t0) / 1000,
         ),
       slowestShare,
+      secondsTo90: at90 === undefined ? undefined : (at90 - t0) / 1000,
       complete: tDone,
     };
     bank.onMessage = () => {};
