@@ -23,6 +23,8 @@ import {
 } from "./lib/constants.ts";
 import { parsePublicOrigin } from "./lib/http_head.ts";
 import { startRelay } from "./lib/deno/relay_server.ts";
+import { ClusterBus, NODE_NAME_PATTERN } from "./lib/deno/cluster_bus.ts";
+import { parseRedisUrl } from "./lib/deno/redis_client.ts";
 import { certPaths, DEFAULT_CERTS_DIR, ensureCerts } from "./tools/certs.ts";
 
 const HELP = `deno task relay [flags]   — TLS WebSocket relay (PROTOCOL.md §1)
@@ -52,6 +54,11 @@ const HELP = `deno task relay [flags]   — TLS WebSocket relay (PROTOCOL.md §1
   --header-timeout MS    time allowed for the HTTP request head (default ${DEFAULT_HEADER_TIMEOUT_MS})
   --max-unauth-per-ip N  unregistered connections per client IP (default ${DEFAULT_MAX_UNAUTH_PER_IP};
                          behind a proxy every client has the proxy's IP: raise it)
+  --cluster redis://HOST:PORT
+                         cluster mode: forward to the other relay nodes over this Redis
+                         (sharded pub/sub; PROTOCOL.md §1.8). Needs --node. A Redis that is
+                         not on loopback needs --allow-net for it (see README, Cluster)
+  --node NAME            this node's name in the cluster (letters, digits, . _ -)
   --quiet                no per-connection log lines
   -h, --help             this help`;
 
@@ -91,6 +98,54 @@ function notAServerCertificate(pem: string): string | undefined {
   return undefined;
 }
 
+/** The cluster bus from --cluster/--node, or an exit code after a clear message. */
+async function makeCluster(
+  url: string | undefined,
+  node: string | undefined,
+  maxFrame: string | undefined,
+): Promise<ClusterBus | number> {
+  if (url === undefined || node === undefined) {
+    console.error(
+      "relay: cluster mode needs both --cluster redis://HOST:PORT and --node NAME",
+    );
+    return 2;
+  }
+  if (!NODE_NAME_PATTERN.test(node)) {
+    console.error(
+      `relay: --node must be 1-64 letters, digits, '.', '_' or '-' (got '${node}')`,
+    );
+    return 2;
+  }
+  let target;
+  try {
+    target = parseRedisUrl(url);
+  } catch (e) {
+    console.error(`relay: --cluster: ${(e as Error).message}`);
+    return 2;
+  }
+  const host = target.hostname.includes(":")
+    ? `[${target.hostname}]`
+    : target.hostname;
+  const perm = await Deno.permissions.query({
+    name: "net",
+    host: `${host}:${target.port}`,
+  });
+  if (perm.state !== "granted") {
+    console.error(
+      `relay: not permitted to connect to Redis at ${host}:${target.port}.\n` +
+        `Add it to the relay's network grant, e.g.\n` +
+        `  deno run --v8-flags=--max-semi-space-size=1 --allow-net=127.0.0.1,localhost,[::1],${host}:${target.port} --allow-read=certs --allow-write=certs server.ts ...`,
+    );
+    return 1;
+  }
+  return new ClusterBus({
+    url,
+    node,
+    maxFrame: Number(maxFrame ?? DEFAULT_MAX_FRAME) || DEFAULT_MAX_FRAME,
+    log: (line) => console.error(`${new Date().toISOString()} ${line}`),
+  });
+}
+
 async function main(args: string[]): Promise<number> {
   let parsed;
   try {
@@ -118,6 +173,8 @@ async function main(args: string[]): Promise<number> {
         "idle-timeout": { type: "string" },
         "register-timeout": { type: "string" },
         quiet: { type: "boolean" },
+        cluster: { type: "string" },
+        node: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -129,6 +186,12 @@ async function main(args: string[]): Promise<number> {
   if (v.help) {
     console.log(HELP);
     return 0;
+  }
+  let cluster: ClusterBus | undefined;
+  if (v.cluster !== undefined || v.node !== undefined) {
+    const made = await makeCluster(v.cluster, v.node, v["max-frame"]);
+    if (typeof made === "number") return made;
+    cluster = made;
   }
   let options;
   try {
@@ -200,6 +263,7 @@ async function main(args: string[]): Promise<number> {
         return o;
       }),
       quiet: v.quiet ?? false,
+      cluster,
     };
   } catch (e) {
     console.error(`relay: ${(e as Error).message}`);
@@ -272,6 +336,7 @@ async function main(args: string[]): Promise<number> {
     }
     return 1;
   }
+  cluster?.start();
   // Signal handlers before the "listening" line: whoever waits for it may stop us at once.
   const stop = () => {
     console.error("relay: shutting down");
@@ -287,7 +352,7 @@ async function main(args: string[]): Promise<number> {
       relay.metricsPort === undefined
         ? "metrics off: --metrics-port N"
         : `metrics http://127.0.0.1:${relay.metricsPort}/metrics`
-    })`,
+    })${cluster ? `, cluster node ${cluster.node} via ${v.cluster}` : ""}`,
   );
 
   await relay.finished;

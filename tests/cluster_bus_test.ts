@@ -1,0 +1,224 @@
+/**
+ * Two in-process relays over real TLS joined by a real redis-server
+ * (lib/deno/cluster_bus.ts): cross-node forwarding both ways, peer-offline
+ * from the receiver count, displacement across nodes (4000), Redis down →
+ * local forwarding goes on and /healthz says degraded, Redis back →
+ * cross-node resumes; malformed bus messages are counted and dropped.
+ */
+
+import assert from "node:assert/strict";
+import { ClusterBus } from "../lib/deno/cluster_bus.ts";
+import { RedisClient } from "../lib/deno/redis_client.ts";
+import { channelFor, encodeBusData } from "../lib/cluster_frame.ts";
+import type { Frame } from "../lib/relay_frame.ts";
+import { generateMailboxKey } from "../lib/registration.ts";
+import { RedisProc } from "./helpers/redis_proc.ts";
+import {
+  startTestRelay,
+  type TestRelay,
+  waitFor,
+} from "./helpers/relay_fixture.ts";
+import type { RelayConnection } from "../lib/deno/relay_client.ts";
+
+const FAST = { baseMs: 20, maxMs: 200 };
+
+async function node(
+  name: string,
+  url: string,
+): Promise<{ relay: TestRelay; bus: ClusterBus }> {
+  const bus = new ClusterBus({
+    url,
+    node: name,
+    maxFrame: 65536,
+    backoff: FAST,
+    pingIntervalMs: 500,
+  });
+  const relay = await startTestRelay({ cluster: bus, quiet: true });
+  bus.start();
+  await waitFor(() => bus.status() === "ok", `${name} bus up`, 5000);
+  return { relay, bus };
+}
+
+/** `p`, or a rejection naming `what` after `ms`. */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<never>((_, reject) => {
+      t = setTimeout(
+        () => reject(new Error(`timed out waiting for ${what}`)),
+        ms,
+      );
+    }),
+  ]);
+}
+
+function inbox(c: RelayConnection): Frame[] {
+  const got: Frame[] = [];
+  c.onFrame = (f) => got.push(f);
+  return got;
+}
+
+async function health(r: TestRelay): Promise<Record<string, unknown>> {
+  const client = Deno.createHttpClient({ caCerts: [r.caPem] });
+  try {
+    const res = await fetch(
+      r.url.replace("wss:", "https:").replace("/ws", "/healthz"),
+      { client },
+    );
+    return await res.json();
+  } finally {
+    client.close();
+  }
+}
+
+async function metrics(r: TestRelay): Promise<string> {
+  const client = Deno.createHttpClient({ caCerts: [r.caPem] });
+  try {
+    const res = await fetch(
+      r.url.replace("wss:", "https:").replace("/ws", "/metrics"),
+      { client },
+    );
+    return await res.text();
+  } finally {
+    client.close();
+  }
+}
+
+/** Waits until `id`'s channel has a subscriber on Redis (the registration is visible cluster-wide). */
+async function subscribed(
+  redis: RedisProc,
+  id: Uint8Array,
+  n = 1,
+): Promise<void> {
+  const c = new RedisClient({ url: redis.url, backoff: FAST });
+  c.start();
+  try {
+    await waitFor(() => c.state === "up", "probe up");
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const r = await c.command(["PUBSUB", "SHARDNUMSUB", channelFor(id)]);
+      const count = r.type === "array" && r.items[1].type === "integer"
+        ? r.items[1].value
+        : -1n;
+      if (count === BigInt(n)) return;
+      if (Date.now() > deadline) {
+        throw new Error(`channel has ${count} subscribers, want ${n}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    await c.close();
+  }
+}
+
+Deno.test("cluster bus: cross-node DATA both ways, peer-offline, displacement, Redis outage and recovery", async () => {
+  const redis = await RedisProc.start();
+  const a = await node("a", redis.url);
+  const b = await node("b", redis.url);
+  try {
+    const onA = await a.relay.connect();
+    const onB = await b.relay.connect();
+    const alsoA = await a.relay.connect();
+    const gotA = inbox(onA), gotB = inbox(onB), gotA2 = inbox(alsoA);
+    await subscribed(redis, onA.id);
+    await subscribed(redis, onB.id);
+
+    // Cross-node both ways, in order, sender stamped.
+    for (let i = 0; i < 50; i++) onA.send(onB.id, new Uint8Array([i]));
+    for (let i = 0; i < 50; i++) onB.send(onA.id, new Uint8Array([100 + i]));
+    await waitFor(
+      () => gotB.length === 50 && gotA.length === 50,
+      "100 frames across nodes",
+    );
+    assert.deepEqual(gotB.map((f) => f.type === "data" ? f.payload[0] : -1), [
+      ...Array(50).keys(),
+    ]);
+    assert.ok(
+      gotB.every((f) => f.type === "data" && f.peer.toHex() === onA.id.toHex()),
+    );
+    assert.ok(
+      gotA.every((f) => f.type === "data" && f.peer.toHex() === onB.id.toHex()),
+    );
+
+    // Nobody holds this ID anywhere: peer-offline from the receiver count.
+    const nobody = crypto.getRandomValues(new Uint8Array(16));
+    onA.send(nobody, new Uint8Array([1]));
+    await waitFor(() => gotA.some((f) => f.type === "error"), "peer-offline");
+    const err = gotA.find((f) => f.type === "error")!;
+    assert.equal(err.type === "error" && err.name, "peer-offline");
+    assert.equal(err.type === "error" && err.peer.toHex(), nobody.toHex());
+    gotA.length = 0;
+
+    // The same mailbox key registers on node b: node a's connection closes with 4000.
+    const key = (await generateMailboxKey()).key;
+    const first = await a.relay.connect(key);
+    await subscribed(redis, first.id);
+    const second = await b.relay.connect(key);
+    assert.equal((await within(first.closed, 5000, "close 4000")).code, 4000);
+    await subscribed(redis, second.id); // node a unsubscribed: one subscriber left
+    const gotSecond = inbox(second);
+    onA.send(second.id, new Uint8Array([7]));
+    await waitFor(() => gotSecond.length === 1, "frame to the new holder");
+
+    // Redis down: local forwarding goes on, cross-node is refused, /healthz says degraded.
+    await redis.stop();
+    await waitFor(() => a.bus.status() === "degraded", "degraded");
+    const h = await health(a.relay);
+    assert.equal(h.status, "degraded");
+    assert.equal(h.cluster, "degraded");
+    assert.match(await metrics(a.relay), /relay_cluster_up 0/);
+    gotA2.length = 0;
+    onA.send(alsoA.id, new Uint8Array([42]));
+    await waitFor(() => gotA2.length === 1, "local frame while Redis is down");
+    onA.send(onB.id, new Uint8Array([43]));
+    await waitFor(
+      () => gotA.some((f) => f.type === "error"),
+      "peer-offline while down",
+    );
+
+    // Redis back: both nodes reconnect, re-subscribe, cross-node resumes.
+    await redis.restart();
+    await waitFor(
+      () => a.bus.status() === "ok" && b.bus.status() === "ok",
+      "ok again",
+      5000,
+    );
+    await subscribed(redis, onB.id);
+    gotB.length = 0;
+    onA.send(onB.id, new Uint8Array([44]));
+    await waitFor(() => gotB.length === 1, "cross-node after restart");
+    assert.equal((await health(b.relay)).status, "ok");
+    const m = await metrics(b.relay);
+    assert.match(m, /relay_cluster_up 1/);
+    assert.match(m, /relay_cluster_reconnects_total [1-9]/);
+
+    // A malformed message on a live channel is counted and dropped; nothing breaks.
+    const probe = new RedisClient({ url: redis.url, backoff: FAST });
+    probe.start();
+    await waitFor(() => probe.state === "up", "probe");
+    await probe.command([
+      "SPUBLISH",
+      channelFor(onB.id),
+      new Uint8Array([1, 9, 9]),
+    ]);
+    await probe.command([
+      "SPUBLISH",
+      channelFor(onB.id),
+      encodeBusData(onA.id, new Uint8Array(22)), // wrong channel for this ID, bad frame
+    ]);
+    await probe.close();
+    let text = "";
+    for (let i = 0; i < 100 && !/event="malformed"\} 2/.test(text); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      text = await metrics(b.relay);
+    }
+    assert.match(text, /event="malformed"\} 2/);
+    onA.send(onB.id, new Uint8Array([45]));
+    await waitFor(() => gotB.length === 2, "still forwarding");
+  } finally {
+    await a.relay.close();
+    await b.relay.close();
+    await redis.stop();
+  }
+});
