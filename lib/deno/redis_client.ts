@@ -25,7 +25,7 @@ import {
   type RespValue,
 } from "../resp.ts";
 
-export type { BackoffOptions };
+export type { BackoffOptions, RespLimits, RespValue };
 
 /** Where and how to connect. */
 export interface RedisClientOptions {
