@@ -60,6 +60,11 @@ import {
   type StartServerOptions,
 } from "./server_process.ts";
 import type { ChannelFigures } from "./channel.ts";
+import {
+  type ClusterFigures,
+  clusterSection,
+  renderCluster,
+} from "./cluster.ts";
 import type { E2eFigures } from "./e2e.ts";
 import {
   measureService,
@@ -238,6 +243,7 @@ const SECTIONS = [
   "setup",
   "original",
   "service",
+  "cluster",
 ] as const;
 type Section = typeof SECTIONS[number];
 
@@ -1177,6 +1183,9 @@ function render(out: Record<string, unknown>): string {
   }
   const svc = out.service as ServiceFigures | undefined;
   if (svc) lines.push("", ...renderService(svc));
+  if (out.cluster) {
+    lines.push("", ...renderCluster(out.cluster as ClusterFigures));
+  }
   const vs = out.verdicts as Verdict[] | undefined;
   if (vs?.length) {
     const met = vs.filter((x) => x.met).length;
@@ -1223,6 +1232,7 @@ async function main(args: string[]): Promise<number> {
         "           original = the original design (Python, bench/original/) at 256 B / 4 KiB / 60 KiB vs ours (≥ 2×),\n" +
         "           service = one bank --serve process: memory per idle conversation (100/1,000/10,000), set-ups/s,\n" +
         "           1,000 customers sending at once, relay restart (--quick: 20 customers)\n" +
+        "           cluster = 2 relay nodes on redis-server: same-node vs cross-node, SPUBLISH/s of one Redis\n" +
         "  --quick  smoke run (< 30 s, fewer cells, 200 idle connections)\n" +
         "  --full   also 10,000 idle connections (the default run measures 1,000 and 5,000)\n" +
         "  --json   also write every figure, and verdicts[] (each target MET/MISSED with its margin), to FILE\n" +
@@ -1319,6 +1329,21 @@ async function main(args: string[]): Promise<number> {
     if (only.has("service")) {
       log("bank service");
       out.service = await measureService(plan.service, certs, log);
+    }
+    if (only.has("cluster")) {
+      log("cluster (2 relay nodes + redis-server)");
+      out.cluster = await clusterSection(
+        {
+          warmupMs: plan.warmupMs,
+          measureMs: plan.measureMs,
+          rounds: plan.rounds,
+          pairs: 10,
+          size: 256,
+          inFlight: 32,
+        },
+        certs,
+        log,
+      );
     }
   } finally {
     http?.close();
