@@ -109,6 +109,14 @@ export function encodeBusData(
   return concat(head(BusKind.DATA, recipient), frame);
 }
 
+/** {@link encodeBusData} as two parts (header, frame) for a writer that concatenates anyway. */
+export function busDataParts(
+  recipient: Uint8Array,
+  frame: Uint8Array,
+): Uint8Array[] {
+  return [head(BusKind.DATA, recipient), frame];
+}
+
 /** ERROR: `01 02 ‖ recipient ID (16) ‖ relay ERROR frame`. */
 export function encodeBusError(
   recipient: Uint8Array,

@@ -57,6 +57,7 @@ export class RespProtocolError extends Error {
 }
 
 const CR = 0x0d;
+const EMPTY = new Uint8Array(0);
 const LF = 0x0a;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: false });
@@ -71,26 +72,71 @@ const decoder = new TextDecoder("utf-8", { fatal: false });
  * console.assert(new TextDecoder().decode(bytes) === "*1\r\n$4\r\nPING\r\n");
  * ```
  */
-export function encodeCommand(
-  args: readonly (string | Uint8Array)[],
-): Uint8Array {
-  const parts: Uint8Array[] = [encoder.encode(`*${args.length}\r\n`)];
-  let total = parts[0].length;
-  for (const a of args) {
+export function encodeCommand(args: readonly RespArgument[]): Uint8Array {
+  const bodies: (Uint8Array | readonly Uint8Array[])[] = new Array(args.length);
+  const lengths: number[] = new Array(args.length);
+  let total = 1 + decimalLength(args.length) + 2;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
     const body = typeof a === "string" ? encoder.encode(a) : a;
-    const head = encoder.encode(`$${body.length}\r\n`);
-    parts.push(head, body, CRLF);
-    total += head.length + body.length + 2;
+    let n = 0;
+    if (body instanceof Uint8Array) n = body.length;
+    else for (const part of body) n += part.length;
+    bodies[i] = body;
+    lengths[i] = n;
+    total += 1 + decimalLength(n) + 2 + n + 2;
   }
   const out = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
+  let o = writeHeader(out, 0, 0x2a, args.length); // *
+  for (let i = 0; i < bodies.length; i++) {
+    o = writeHeader(out, o, 0x24, lengths[i]); // $
+    const body = bodies[i];
+    if (body instanceof Uint8Array) {
+      out.set(body, o);
+      o += body.length;
+    } else {
+      for (const part of body) {
+        out.set(part, o);
+        o += part.length;
+      }
+    }
+    out[o++] = CR;
+    out[o++] = LF;
   }
   return out;
 }
-const CRLF = new Uint8Array([CR, LF]);
+
+/** One command argument: text (sent as UTF-8), bytes, or bytes in parts (sent as one bulk string). */
+export type RespArgument = string | Uint8Array | readonly Uint8Array[];
+
+/** Digits of a non-negative integer. */
+function decimalLength(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}
+
+/** Writes `tag ‖ decimal(n) ‖ CRLF` at `o`; returns the offset after it. */
+function writeHeader(
+  out: Uint8Array,
+  o: number,
+  tag: number,
+  n: number,
+): number {
+  out[o++] = tag;
+  const digits = decimalLength(n);
+  for (let i = digits - 1; i >= 0; i--) {
+    out[o + i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  o += digits;
+  out[o++] = CR;
+  out[o++] = LF;
+  return o;
+}
 
 /** An aggregate being filled: what kind, how many children still to come. */
 interface Pending {
@@ -129,7 +175,11 @@ export class RespDecoder {
     return this.#buf.length - this.#pos;
   }
 
-  /** Appends `chunk` and returns every reply it completes, in order. Throws {@link RespProtocolError}. */
+  /**
+   * Appends `chunk` and returns every reply it completes, in order (their
+   * bytes are copies: `chunk` may be reused afterwards). Throws
+   * {@link RespProtocolError}.
+   */
   push(chunk: Uint8Array): RespValue[] {
     if (this.#failed) throw this.#failed;
     if (this.#pos === this.#buf.length) {
@@ -155,10 +205,11 @@ export class RespDecoder {
         : new RespProtocolError(String(e));
       throw this.#failed;
     }
-    if (this.#pos === this.#buf.length) {
-      this.#buf = new Uint8Array(0);
-      this.#pos = 0;
-    }
+    // Keep no reference into `chunk`: the caller may reuse its read buffer.
+    this.#buf = this.#pos === this.#buf.length
+      ? EMPTY
+      : this.#buf.slice(this.#pos);
+    this.#pos = 0;
     return out;
   }
 
@@ -213,7 +264,10 @@ export class RespDecoder {
     const line = this.#line();
     if (line === undefined) return undefined;
     const tag = line[0];
-    const text = decoder.decode(line.subarray(1));
+    // Lengths (the common case: `$`, `*`) are parsed from the bytes directly.
+    const text = tag === 0x24 || tag === 0x2a || tag === 0x3e
+      ? ""
+      : decoder.decode(line.subarray(1));
     switch (tag) {
       case 0x2b: // +
         return { type: "simple", value: text };
@@ -236,7 +290,7 @@ export class RespDecoder {
       case 0x24: // $ bulk
       case 0x21: // ! blob error
       case 0x3d: { // = verbatim
-        const n = this.#length(text, this.#limits.maxBulk, tag === 0x24);
+        const n = this.#length(line, this.#limits.maxBulk, tag === 0x24);
         if (n < 0) return { type: "null" }; // RESP2 null bulk
         if (this.#buf.length - this.#pos < n + 2) return undefined;
         const body = this.#buf.slice(this.#pos, this.#pos + n);
@@ -262,7 +316,7 @@ export class RespDecoder {
       case 0x7e: // ~ set
       case 0x25: // % map
       case 0x7c: { // | attribute
-        const n = this.#length(text, this.#limits.maxItems, tag === 0x2a);
+        const n = this.#length(line, this.#limits.maxItems, tag === 0x2a);
         if (n < 0) return { type: "null" }; // RESP2 null array
         if (this.#stack.length >= this.#limits.maxDepth) {
           throw new RespProtocolError(
@@ -288,12 +342,21 @@ export class RespDecoder {
   }
 
   /** A declared length: a decimal in [0, max], or -1 where RESP2 allows null. */
-  #length(text: string, max: number, nullable: boolean): number {
-    if (nullable && text === "-1") return -1;
-    if (!/^\d{1,10}$/.test(text)) {
-      throw new RespProtocolError(`bad length '${text.slice(0, 20)}'`);
+  #length(line: Uint8Array, max: number, nullable: boolean): number {
+    // line = tag ‖ digits (or "-1" where RESP2 allows a null)
+    if (nullable && line.length === 3 && line[1] === 0x2d && line[2] === 0x31) {
+      return -1;
     }
-    const n = Number(text);
+    let n = 0;
+    if (line.length < 2 || line.length > 11) n = -1;
+    for (let i = 1; i < line.length && n >= 0; i++) {
+      const d = line[i] - 0x30;
+      n = d >= 0 && d <= 9 ? n * 10 + d : -1;
+    }
+    if (n < 0) {
+      const shown = decoder.decode(line.subarray(1, 21));
+      throw new RespProtocolError(`bad length '${shown}'`);
+    }
     if (n > max) throw new RespProtocolError(`length ${n} above limit ${max}`);
     return n;
   }

@@ -23,6 +23,7 @@
  */
 
 import {
+  busDataParts,
   channelFor,
   channelForHex,
   type Claim,
@@ -30,7 +31,6 @@ import {
   compareClaims,
   decodeBusMessage,
   encodeBusClaim,
-  encodeBusData,
   encodeBusError,
 } from "../cluster_frame.ts";
 import { SESSION_ID_LENGTH } from "../constants.ts";
@@ -90,6 +90,8 @@ export interface ClusterBusOptions {
   /** The clock for CLAIM times (default Date.now). */
   now?: () => number;
 }
+
+const SPUBLISH = new TextEncoder().encode("SPUBLISH");
 
 /** Node names a CLAIM may carry. */
 export const NODE_NAME_PATTERN: RegExp = /^[A-Za-z0-9._-]{1,64}$/;
@@ -224,19 +226,18 @@ export class ClusterBus implements ClusterHook {
       return offline();
     }
     this.#c.published++;
-    this.#pub.command([
-      "SPUBLISH",
-      channelFor(recipient),
-      encodeBusData(recipient, frame),
-    ]).then((r) => {
-      if (r.type === "integer" && r.value === 0n) {
-        this.#c.remoteOffline++;
-        offline();
-      }
-    }, () => {
-      this.#c.publishFailed++;
-      offline();
-    });
+    this.#pub.send(
+      [SPUBLISH, channelFor(recipient), busDataParts(recipient, frame)],
+      (r) => {
+        if (r instanceof Error) {
+          this.#c.publishFailed++;
+          offline();
+        } else if (r.type === "integer" && r.value === 0n) {
+          this.#c.remoteOffline++;
+          offline();
+        }
+      },
+    );
   }
 
   async close(): Promise<void> {
@@ -273,6 +274,14 @@ export class ClusterBus implements ClusterHook {
       lines.push(`relay_cluster_messages_total{event="${e}"} ${n}`);
     }
     lines.push(
+      "# HELP relay_cluster_redis_commands_total Commands sent to Redis, by connection.",
+      "# TYPE relay_cluster_redis_commands_total counter",
+      `relay_cluster_redis_commands_total{conn="publish"} ${this.#pub.commands}`,
+      `relay_cluster_redis_commands_total{conn="subscribe"} ${this.#sub.commands}`,
+      "# HELP relay_cluster_redis_writes_total Socket writes to Redis (commands are pipelined), by connection.",
+      "# TYPE relay_cluster_redis_writes_total counter",
+      `relay_cluster_redis_writes_total{conn="publish"} ${this.#pub.writes}`,
+      `relay_cluster_redis_writes_total{conn="subscribe"} ${this.#sub.writes}`,
       "# HELP relay_cluster_reconnects_total Redis connections re-established after a loss.",
       "# TYPE relay_cluster_reconnects_total counter",
       `relay_cluster_reconnects_total ${c.reconnects}`,

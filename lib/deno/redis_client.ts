@@ -16,16 +16,21 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { Backoff, type BackoffOptions } from "../backoff.ts";
 import {
   encodeCommand,
   replyText,
+  type RespArgument,
   RespDecoder,
   type RespLimits,
   type RespValue,
 } from "../resp.ts";
 
-export type { BackoffOptions, RespLimits, RespValue };
+export type { BackoffOptions, RespArgument, RespLimits, RespValue };
+
+/** Receives a command's reply, or why there is none. */
+export type ReplyCallback = (reply: RespValue | Error) => void;
 
 /** Where and how to connect. */
 export interface RedisClientOptions {
@@ -75,13 +80,12 @@ export type RedisState = "connecting" | "up" | "down" | "closed";
 interface Pending {
   /** Upper-case command name (matches pub/sub confirmations). */
   name: string;
-  resolve: (v: RespValue) => void;
-  reject: (e: Error) => void;
+  /** Gets the reply, a RedisReplyError or a RedisUnavailableError. */
+  done: ReplyCallback;
 }
 
 interface Link {
   conn: Deno.TcpConn;
-  writer: WritableStreamDefaultWriter<Uint8Array>;
   decoder: RespDecoder;
   pending: Pending[];
   out: Uint8Array[];
@@ -133,6 +137,8 @@ export class RedisClient {
   #pingOutstanding = false;
   #lastError = "not started";
   #connects = 0;
+  #commands = 0;
+  #writes = 0;
 
   /** Creates a client (no I/O until {@link start}). Throws TypeError on a bad URL. */
   constructor(options: RedisClientOptions) {
@@ -155,6 +161,14 @@ export class RedisClient {
   get connects(): number {
     return this.#connects;
   }
+  /** Commands sent so far. */
+  get commands(): number {
+    return this.#commands;
+  }
+  /** Socket writes so far (commands ÷ writes = pipelining depth). */
+  get writes(): number {
+    return this.#writes;
+  }
   /** Channels this client wants subscribed (re-subscribed after every reconnect). */
   get channels(): ReadonlySet<string> {
     return this.#channels;
@@ -171,14 +185,24 @@ export class RedisClient {
    * {@link RedisReplyError} for an error reply and {@link RedisUnavailableError}
    * while down. Commands of one tick share one write (pipelining).
    */
-  command(args: readonly (string | Uint8Array)[]): Promise<RespValue> {
+  command(args: readonly RespArgument[]): Promise<RespValue> {
+    const { promise, resolve, reject } = Promise.withResolvers<RespValue>();
+    this.send(args, (r) => r instanceof Error ? reject(r) : resolve(r));
+    return promise;
+  }
+
+  /**
+   * {@link command} without a promise (the cluster bus's hot path): `done`
+   * gets the reply or the error (synchronously while down).
+   */
+  send(args: readonly RespArgument[], done: ReplyCallback): void {
     const link = this.#link;
     if (this.#state !== "up" || link === undefined || !link.ready) {
-      return Promise.reject(
+      return done(
         new RedisUnavailableError(`redis ${this.#state}: ${this.#lastError}`),
       );
     }
-    return this.#send(link, args);
+    this.#enqueue(link, args, done);
   }
 
   /** Subscribes to a shard channel (kept across reconnects); resolves on confirmation. */
@@ -212,27 +236,39 @@ export class RedisClient {
     return link?.reading ?? Promise.resolve();
   }
 
-  #send(
+  #send(link: Link, args: readonly RespArgument[]): Promise<RespValue> {
+    const { promise, resolve, reject } = Promise.withResolvers<RespValue>();
+    this.#enqueue(
+      link,
+      args,
+      (r) => r instanceof Error ? reject(r) : resolve(r),
+    );
+    return promise;
+  }
+
+  #enqueue(
     link: Link,
-    args: readonly (string | Uint8Array)[],
-  ): Promise<RespValue> {
+    args: readonly RespArgument[],
+    done: ReplyCallback,
+  ): void {
     const bytes = encodeCommand(args);
     const max = this.#o.maxPendingBytes ?? 16 << 20;
     if (link.outBytes + bytes.length > max) {
-      return Promise.reject(
+      return done(
         new RedisUnavailableError(`redis write queue above ${max} bytes`),
       );
     }
     const name = typeof args[0] === "string" ? args[0].toUpperCase() : "";
-    const { promise, resolve, reject } = Promise.withResolvers<RespValue>();
-    link.pending.push({ name, resolve, reject });
+    link.pending.push({ name, done });
+    this.#commands++;
     link.out.push(bytes);
     link.outBytes += bytes.length;
     if (!link.flushing) {
       link.flushing = true;
-      queueMicrotask(() => this.#flush(link));
+      // After the I/O events of this turn of the event loop: every command
+      // they issue shares one write.
+      setImmediate(() => this.#flush(link));
     }
-    return promise;
   }
 
   async #flush(link: Link): Promise<void> {
@@ -249,7 +285,10 @@ export class RedisClient {
             o += p.length;
           }
         }
-        await link.writer.write(joined);
+        this.#writes++;
+        for (let o = 0; o < joined.length;) {
+          o += await link.conn.write(joined.subarray(o));
+        }
         link.outBytes -= total;
       }
     } catch (e) {
@@ -283,7 +322,6 @@ export class RedisClient {
     conn.setNoDelay(true);
     const link: Link = {
       conn,
-      writer: conn.writable.getWriter(),
       decoder: new RespDecoder(this.#o.limits),
       pending: [],
       out: [],
@@ -340,8 +378,9 @@ export class RedisClient {
   async #read(link: Link): Promise<void> {
     let why = "connection closed by server";
     try {
+      // One buffer for every read: the decoder copies what it keeps.
+      const buf = new Uint8Array(64 * 1024);
       for (;;) {
-        const buf = new Uint8Array(64 * 1024);
         const n = await link.conn.read(buf);
         if (n === null) break;
         for (const v of link.decoder.push(buf.subarray(0, n))) {
@@ -379,8 +418,7 @@ export class RedisClient {
       this.#drop("reply without a command", true);
       return;
     }
-    if (v.type === "error") p.reject(new RedisReplyError(v.value));
-    else p.resolve(v);
+    p.done(v.type === "error" ? new RedisReplyError(v.value) : v);
   }
 
   #onPush(items: RespValue[]): void {
@@ -425,7 +463,7 @@ export class RedisClient {
         link.conn.close();
       } catch { /* already closed */ }
       const err = new RedisUnavailableError(`redis connection lost: ${why}`);
-      for (const p of link.pending.splice(0)) p.reject(err);
+      for (const p of link.pending.splice(0)) p.done(err);
     }
     if (wasUp) this.#o.onState?.("down", why);
     if (retry) this.#retry(why);
