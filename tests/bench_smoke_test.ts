@@ -288,6 +288,23 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
       );
     }
     assert.match(stdout, /Targets \(\d+ of \d+ MET in this run/);
+    // Cluster: two relay nodes on redis-server, same-node and cross-node rows.
+    assert.deepEqual(
+      r.cluster.rows.map((row: { mode: string }) => row.mode),
+      ["same-node", "cross-node"],
+    );
+    for (const row of r.cluster.rows) {
+      for (
+        const k of ["msgsPerSec", "p50Ms", "p99Ms", "maxMs", "relayCpuUsPerMsg"]
+      ) {
+        positive(row[k], `cluster ${row.mode}.${k}`);
+      }
+    }
+    positive(
+      r.cluster.ownClientPublishPerSec,
+      "cluster.ownClientPublishPerSec",
+    );
+    assert.match(stdout, /Cluster \(2 nodes \+ 1 redis-server/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
