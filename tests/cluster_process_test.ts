@@ -228,7 +228,7 @@ Deno.test("cluster processes: same ID on the other node → 4000; Redis stopped 
     // Redis stopped: node a degraded, still forwards locally; cross-node gets peer-offline.
     await redis.stop();
     await waitFor(
-      () => /connection lost/.test(nodes[0].log),
+      () => /connection down/.test(nodes[0].log),
       "node a notices",
       5000,
     );

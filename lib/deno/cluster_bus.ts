@@ -301,7 +301,9 @@ export class ClusterBus implements ClusterHook {
 
   #onState(which: string, state: "up" | "down", why: string): void {
     if (state === "down") {
-      this.#log(`cluster: redis ${which} connection lost (${why}): degraded`);
+      this.#log(
+        `cluster: redis ${which} connection down (${why}): degraded, reconnecting with backoff`,
+      );
       return;
     }
     const client = which === "publish" ? this.#pub : this.#sub;

@@ -138,6 +138,7 @@ export class RedisClient {
   #lastError = "not started";
   #connects = 0;
   #commands = 0;
+  #reported: "up" | "down" | undefined;
   #writes = 0;
 
   /** Creates a client (no I/O until {@link start}). Throws TypeError on a bad URL. */
@@ -344,7 +345,7 @@ export class RedisClient {
     this.#lastError = "";
     this.#backoff.reset();
     this.#startPing(link);
-    this.#o.onState?.("up", `${this.#target.hostname}:${this.#target.port}`);
+    this.#report("up", `${this.#target.hostname}:${this.#target.port}`);
   }
 
   async #handshake(link: Link): Promise<void> {
@@ -465,13 +466,21 @@ export class RedisClient {
       const err = new RedisUnavailableError(`redis connection lost: ${why}`);
       for (const p of link.pending.splice(0)) p.done(err);
     }
-    if (wasUp) this.#o.onState?.("down", why);
+    if (wasUp) this.#report("down", why);
     if (retry) this.#retry(why);
+  }
+
+  /** Tells onState about a change (once per change: not every failed retry). */
+  #report(state: "up" | "down", why: string): void {
+    if (this.#reported === state) return;
+    this.#reported = state;
+    this.#o.onState?.(state, why);
   }
 
   #retry(why: string): void {
     this.#lastError = why;
     if (this.#state === "closed") return;
+    this.#report("down", why);
     this.#state = "down";
     this.#retryTimer = setTimeout(() => this.#attempt(), this.#backoff.next());
   }
