@@ -264,3 +264,34 @@ Deno.test("cluster processes: same ID on the other node → 4000; Redis stopped 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("deno task relay:cluster: a Redis outside the grant is refused with the exact flag; --cluster needs --node", async () => {
+  const run = async (args: string[]) => {
+    const r = await new Deno.Command("deno", {
+      args: ["task", "-q", "relay:cluster", "--port", "0", ...args],
+      cwd: new URL("..", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { code: r.code, err: new TextDecoder().decode(r.stderr) };
+  };
+  const far = await run(["--node", "x", "--cluster", "redis://10.1.2.3:6380"]);
+  assert.equal(far.code, 1, far.err);
+  assert.match(
+    far.err,
+    /not permitted to connect to Redis at 10\.1\.2\.3:6380/,
+  );
+  assert.match(
+    far.err,
+    /--allow-net=127\.0\.0\.1,localhost,\[::1\],10\.1\.2\.3:6380 /,
+  );
+  const noNode = await run([]);
+  assert.equal(noNode.code, 2);
+  assert.match(
+    noNode.err,
+    /needs both --cluster redis:\/\/HOST:PORT and --node NAME/,
+  );
+  const badNode = await run(["--node", "no spaces"]);
+  assert.equal(badNode.code, 2);
+  assert.match(badNode.err, /--node must be/);
+});
