@@ -133,16 +133,21 @@ async function ownPublish(
     }
     await sub.ssubscribe("bench:{x}");
     const payload = new Uint8Array(size);
-    const batch = 256;
+    const channel = new TextEncoder().encode("bench:{x}");
+    const batch = 1024;
     const cpu0 = await cpuUsOf(redisPid);
     const t0 = performance.now();
     let sent = 0;
     while (performance.now() - t0 < ms) {
-      const replies = [];
+      // The relay's way: callbacks, not a promise per command.
+      const { promise, resolve } = Promise.withResolvers<void>();
+      let left = batch;
       for (let i = 0; i < batch; i++) {
-        replies.push(pub.command(["SPUBLISH", "bench:{x}", payload]));
+        pub.send(["SPUBLISH", channel, payload], () => {
+          if (--left === 0) resolve();
+        });
       }
-      await Promise.all(replies);
+      await promise;
       sent += batch;
     }
     const deadline = performance.now() + 3000;

@@ -59,31 +59,20 @@ function inbox(c: RelayConnection): Frame[] {
   return got;
 }
 
-async function health(r: TestRelay): Promise<Record<string, unknown>> {
+/** GET `path` on the relay over TLS; the body as text. */
+async function get(r: TestRelay, path: string): Promise<string> {
   const client = Deno.createHttpClient({ caCerts: [r.caPem] });
   try {
-    const res = await fetch(
-      r.url.replace("wss:", "https:").replace("/ws", "/healthz"),
-      { client },
-    );
-    return await res.json();
+    const url = r.url.replace("wss:", "https:").replace("/ws", path);
+    return await (await fetch(url, { client })).text();
   } finally {
     client.close();
   }
 }
 
-async function metrics(r: TestRelay): Promise<string> {
-  const client = Deno.createHttpClient({ caCerts: [r.caPem] });
-  try {
-    const res = await fetch(
-      r.url.replace("wss:", "https:").replace("/ws", "/metrics"),
-      { client },
-    );
-    return await res.text();
-  } finally {
-    client.close();
-  }
-}
+const health = async (r: TestRelay): Promise<Record<string, unknown>> =>
+  JSON.parse(await get(r, "/healthz"));
+const metrics = (r: TestRelay): Promise<string> => get(r, "/metrics");
 
 /** Waits until `id`'s channel has a subscriber on Redis (the registration is visible cluster-wide). */
 async function subscribed(
