@@ -59,10 +59,12 @@ export interface ClusterHook {
   /** The local registration of `idHex` ended (its connection closed). */
   unregistered(idHex: string): void;
   /**
-   * Forwards a stamped DATA frame to `recipient` on another node;
-   * `offline()` runs when no node holds it (or the bus is down).
+   * Hands a DATA frame (sender's ID already stamped) on towards `recipient`
+   * on another node. `"offline"` at once when the bus is down; otherwise
+   * `"sent"`, and when Redis then reports no receiver, the sender gets an
+   * ERROR `peer-offline` through {@link LocalRelay.deliverError}.
    */
-  forward(recipient: Uint8Array, frame: Uint8Array, offline: () => void): void;
+  forward(recipient: Uint8Array, frame: Uint8Array): "sent" | "offline";
   /** `ok`, or `degraded` while Redis is unreachable. */
   status(): "ok" | "degraded";
   /** Fields added to `/healthz`. */
@@ -220,24 +222,28 @@ export class ClusterBus implements ClusterHook {
     }
   }
 
-  forward(recipient: Uint8Array, frame: Uint8Array, offline: () => void): void {
+  forward(recipient: Uint8Array, frame: Uint8Array): "sent" | "offline" {
     if (this.#pub.state !== "up") {
       this.#c.publishFailed++;
-      return offline();
+      return "offline";
     }
     this.#c.published++;
     this.#pub.send(
       [SPUBLISH, channelFor(recipient), busDataParts(recipient, frame)],
       (r) => {
-        if (r instanceof Error) {
-          this.#c.publishFailed++;
-          offline();
-        } else if (r.type === "integer" && r.value === 0n) {
+        if (r instanceof Error) this.#c.publishFailed++;
+        else if (r.type === "integer" && r.value === 0n) {
           this.#c.remoteOffline++;
-          offline();
-        }
+        } else return;
+        this.#refuse(
+          "peer-offline",
+          recipient,
+          frame,
+          "recipient not connected",
+        );
       },
     );
+    return "sent";
   }
 
   async close(): Promise<void> {
@@ -349,7 +355,15 @@ export class ClusterBus implements ClusterHook {
         const r = local.deliver(idHex, msg.frame);
         if (r === "ok") this.#c.delivered++;
         else if (r === "offline") this.#c.staleDropped++; // the holder just left; e2e retransmits
-        else this.#returnBusy(msg.id, msg.frame);
+        else {
+          this.#c.busyReturned++;
+          this.#refuse(
+            "peer-busy",
+            msg.id,
+            msg.frame,
+            "recipient send buffer full",
+          );
+        }
         return;
       }
       case "error":
@@ -379,23 +393,29 @@ export class ClusterBus implements ClusterHook {
     }
   }
 
-  /** The recipient's buffer is full: tell the sender (its ID is stamped in the frame). */
-  #returnBusy(recipient: Uint8Array, frame: Uint8Array): void {
-    this.#c.busyReturned++;
+  /**
+   * Refuses a stamped DATA frame: the sender (its ID is in the frame) gets an
+   * ERROR naming the recipient and its frame number — directly when it is
+   * connected here, else on its own channel.
+   */
+  #refuse(
+    code: "peer-offline" | "peer-busy",
+    recipient: Uint8Array,
+    frame: Uint8Array,
+    reason: string,
+  ): void {
     const sender = frame.slice(2, 2 + SESSION_ID_LENGTH);
     const frameNo = new DataView(frame.buffer, frame.byteOffset)
       .getUint32(2 + SESSION_ID_LENGTH);
-    const error = encodeError(
-      "peer-busy",
-      recipient,
-      frameNo,
-      "recipient send buffer full",
-    );
+    const error = encodeError(code, recipient, frameNo, reason);
+    const senderHex = sender.toHex();
+    if (this.#mine.has(senderHex)) {
+      return this.#local?.deliverError(senderHex, error);
+    }
     if (this.#pub.state !== "up") return;
-    this.#pub.command([
-      "SPUBLISH",
-      channelFor(sender),
-      encodeBusError(sender, error),
-    ]).catch(() => {});
+    this.#pub.send(
+      [SPUBLISH, channelFor(sender), encodeBusError(sender, error)],
+      () => {},
+    );
   }
 }
