@@ -1,8 +1,9 @@
 /**
  * The relay's cluster bus (PROTOCOL.md §1.8): relay nodes forward to each
  * other over Redis sharded pub/sub, as Signal's server does for its
- * WebSockets. Each node holds two Redis connections (lib/deno/redis_client.ts):
- * one that publishes, one that subscribes.
+ * WebSockets. Each node holds two Redis connections per Redis master
+ * (lib/deno/redis_shards.ts): one that publishes, one that subscribes; on a
+ * Redis Cluster, channels are routed by hash slot.
  *
  * - A connection registers ID X here → SSUBSCRIBE X's channel, then publish a
  *   CLAIM (this node's name, registration time, random nonce) on it.
@@ -36,7 +37,8 @@ import {
 import { SESSION_ID_LENGTH } from "../constants.ts";
 import { encodeError } from "../relay_frame.ts";
 import { shortSessionId } from "../registration.ts";
-import { type BackoffOptions, RedisClient } from "./redis_client.ts";
+import type { BackoffOptions } from "./redis_client.ts";
+import { RedisShards } from "./redis_shards.ts";
 
 export type { BackoffOptions, Claim };
 
@@ -118,8 +120,7 @@ interface BusCounters {
 /** The Redis-backed {@link ClusterHook}. Call {@link start} after the relay attached. */
 export class ClusterBus implements ClusterHook {
   readonly #o: ClusterBusOptions;
-  readonly #pub: RedisClient;
-  readonly #sub: RedisClient;
+  readonly #redis: RedisShards;
   readonly #mine = new Map<string, Claim>();
   readonly #log: (line: string) => void;
   readonly #now: () => number;
@@ -151,23 +152,16 @@ export class ClusterBus implements ClusterHook {
     this.#o = options;
     this.#log = options.log ?? (() => {});
     this.#now = options.now ?? Date.now;
-    const limits = { maxBulk: options.maxFrame + 256 };
-    const common = {
+    this.#redis = new RedisShards({
       url: options.url,
+      clientName: `relay-${options.node}`,
       backoff: options.backoff,
       pingIntervalMs: options.pingIntervalMs ?? 2000,
-      limits,
-    };
-    this.#pub = new RedisClient({
-      ...common,
-      clientName: `relay-${options.node}-pub`,
-      onState: (s, why) => this.#onState("publish", s, why),
-    });
-    this.#sub = new RedisClient({
-      ...common,
-      clientName: `relay-${options.node}-sub`,
+      limits: { maxBulk: options.maxFrame + 256 },
       onMessage: (ch, payload) => this.#onMessage(ch, payload),
-      onState: (s, why) => this.#onState("subscribe", s, why),
+      onState: (addr, role, s, why, reconnected) =>
+        this.#onState(addr, role, s, why, reconnected),
+      log: this.#log,
     });
   }
 
@@ -182,14 +176,11 @@ export class ClusterBus implements ClusterHook {
 
   /** Connects to Redis (and keeps reconnecting until {@link close}). */
   start(): void {
-    this.#pub.start();
-    this.#sub.start();
+    this.#redis.start();
   }
 
   status(): "ok" | "degraded" {
-    return this.#pub.state === "up" && this.#sub.state === "up"
-      ? "ok"
-      : "degraded";
+    return this.#redis.allUp ? "ok" : "degraded";
   }
 
   health(): Record<string, unknown> {
@@ -198,9 +189,7 @@ export class ClusterBus implements ClusterHook {
       node: this.#o.node,
     };
     if (this.status() !== "ok") {
-      h.clusterError = this.#pub.state !== "up"
-        ? this.#pub.lastError
-        : this.#sub.lastError;
+      h.clusterError = this.#redis.lastError;
     }
     return h;
   }
@@ -212,24 +201,26 @@ export class ClusterBus implements ClusterHook {
       nonce: crypto.getRandomValues(new Uint8Array(CLAIM_NONCE_LENGTH)),
     };
     this.#mine.set(idHex, claim);
-    this.#sub.ssubscribe(channelForHex(idHex));
+    this.#redis.ssubscribe(channelForHex(idHex));
     this.#sendClaim(id, idHex, claim);
   }
 
   unregistered(idHex: string): void {
     if (this.#mine.delete(idHex)) {
-      this.#sub.sunsubscribe(channelForHex(idHex));
+      this.#redis.sunsubscribe(channelForHex(idHex));
     }
   }
 
   forward(recipient: Uint8Array, frame: Uint8Array): "sent" | "offline" {
-    if (this.#pub.state !== "up") {
+    const channel = channelFor(recipient);
+    if (!this.#redis.canPublish(channel)) {
       this.#c.publishFailed++;
       return "offline";
     }
     this.#c.published++;
-    this.#pub.send(
-      [SPUBLISH, channelFor(recipient), busDataParts(recipient, frame)],
+    this.#redis.publish(
+      channel,
+      [SPUBLISH, channel, busDataParts(recipient, frame)],
       (r) => {
         if (r instanceof Error) this.#c.publishFailed++;
         else if (r.type === "integer" && r.value === 0n) {
@@ -247,13 +238,14 @@ export class ClusterBus implements ClusterHook {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.#pub.close(), this.#sub.close()]);
+    await this.#redis.close();
   }
 
   metricsText(): string {
     const c = this.#c;
+    const n = this.#redis.counts();
     const lines = [
-      "# HELP relay_cluster_up 1 when both Redis connections of the cluster bus are up, 0 when degraded.",
+      "# HELP relay_cluster_up 1 when every Redis connection of the cluster bus is up, 0 when degraded.",
       "# TYPE relay_cluster_up gauge",
       `relay_cluster_up ${this.status() === "ok" ? 1 : 0}`,
       "# HELP relay_cluster_subscriptions Channels (local registrations) subscribed on Redis.",
@@ -282,12 +274,15 @@ export class ClusterBus implements ClusterHook {
     lines.push(
       "# HELP relay_cluster_redis_commands_total Commands sent to Redis, by connection.",
       "# TYPE relay_cluster_redis_commands_total counter",
-      `relay_cluster_redis_commands_total{conn="publish"} ${this.#pub.commands}`,
-      `relay_cluster_redis_commands_total{conn="subscribe"} ${this.#sub.commands}`,
+      `relay_cluster_redis_commands_total{conn="publish"} ${n.pubCommands}`,
+      `relay_cluster_redis_commands_total{conn="subscribe"} ${n.subCommands}`,
       "# HELP relay_cluster_redis_writes_total Socket writes to Redis (commands are pipelined), by connection.",
       "# TYPE relay_cluster_redis_writes_total counter",
-      `relay_cluster_redis_writes_total{conn="publish"} ${this.#pub.writes}`,
-      `relay_cluster_redis_writes_total{conn="subscribe"} ${this.#sub.writes}`,
+      `relay_cluster_redis_writes_total{conn="publish"} ${n.pubWrites}`,
+      `relay_cluster_redis_writes_total{conn="subscribe"} ${n.subWrites}`,
+      "# HELP relay_cluster_redis_masters Redis masters the bus routes to (1 unless Redis Cluster).",
+      "# TYPE relay_cluster_redis_masters gauge",
+      `relay_cluster_redis_masters ${this.#redis.size}`,
       "# HELP relay_cluster_reconnects_total Redis connections re-established after a loss.",
       "# TYPE relay_cluster_reconnects_total counter",
       `relay_cluster_reconnects_total ${c.reconnects}`,
@@ -296,24 +291,31 @@ export class ClusterBus implements ClusterHook {
   }
 
   #sendClaim(id: Uint8Array, idHex: string, claim: Claim): void {
-    if (this.#pub.state !== "up") return; // re-sent for every registration on reconnect
+    const channel = channelForHex(idHex);
+    // When it cannot go now, it is re-sent for every registration on reconnect.
+    if (!this.#redis.canPublish(channel)) return;
     this.#c.claimsSent++;
-    this.#pub.command([
-      "SPUBLISH",
-      channelForHex(idHex),
-      encodeBusClaim(id, claim),
-    ]).catch(() => {});
+    this.#redis.publish(
+      channel,
+      [SPUBLISH, channel, encodeBusClaim(id, claim)],
+      () => {},
+    );
   }
 
-  #onState(which: string, state: "up" | "down", why: string): void {
+  #onState(
+    addr: string,
+    which: "publish" | "subscribe",
+    state: "up" | "down",
+    why: string,
+    reconnected: boolean,
+  ): void {
     if (state === "down") {
       this.#log(
-        `cluster: redis ${which} connection down (${why}): degraded, reconnecting with backoff`,
+        `cluster: redis ${which} connection down (${addr}: ${why}): degraded, reconnecting with backoff`,
       );
       return;
     }
-    const client = which === "publish" ? this.#pub : this.#sub;
-    if (client.connects > 1) this.#c.reconnects++;
+    if (reconnected) this.#c.reconnects++;
     this.#log(
       `cluster: redis ${which} connection up (${why})${
         this.status() === "ok" ? "" : ", still degraded"
@@ -321,7 +323,7 @@ export class ClusterBus implements ClusterHook {
     );
     // Anything said while the bus was down is lost: repeat every CLAIM so a
     // double registration made during the outage is settled now.
-    if (this.status() === "ok" && client.connects > 1) {
+    if (this.status() === "ok" && reconnected) {
       for (const [idHex, claim] of this.#mine) {
         this.#sendClaim(Uint8Array.fromHex(idHex), idHex, claim);
       }
@@ -376,7 +378,7 @@ export class ClusterBus implements ClusterHook {
         const order = compareClaims(msg.claim, mine);
         if (order > 0) {
           this.#mine.delete(idHex);
-          this.#sub.sunsubscribe(channel);
+          this.#redis.sunsubscribe(channel);
           this.#c.displaced++;
           this.#log(
             `cluster: ${
@@ -412,9 +414,11 @@ export class ClusterBus implements ClusterHook {
     if (this.#mine.has(senderHex)) {
       return this.#local?.deliverError(senderHex, error);
     }
-    if (this.#pub.state !== "up") return;
-    this.#pub.send(
-      [SPUBLISH, channelFor(sender), encodeBusError(sender, error)],
+    const channel = channelFor(sender);
+    if (!this.#redis.canPublish(channel)) return;
+    this.#redis.publish(
+      channel,
+      [SPUBLISH, channel, encodeBusError(sender, error)],
       () => {},
     );
   }
