@@ -14,6 +14,7 @@ import { replyText } from "../lib/resp.ts";
 import type { Frame } from "../lib/relay_frame.ts";
 import type { RelayConnection } from "../lib/deno/relay_client.ts";
 import { freePort } from "./helpers/client_proc.ts";
+import { redisServerArgs } from "./helpers/redis_proc.ts";
 import { startTestRelay, waitFor } from "./helpers/relay_fixture.ts";
 
 const FAST = { baseMs: 20, maxMs: 200 };
@@ -23,22 +24,12 @@ async function startRedisCluster(dir: string) {
   const ports = [freePort(), freePort(), freePort()];
   const children = ports.map((port) =>
     new Deno.Command("redis-server", {
-      args: [
-        "--port",
-        String(port),
-        "--bind",
-        "127.0.0.1",
+      args: redisServerArgs(port, [
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",
         `${dir}/nodes-${port}.conf`,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--protected-mode",
-        "no",
-      ],
+      ]),
       cwd: dir,
       stdin: "null",
       stdout: "null",

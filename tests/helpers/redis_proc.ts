@@ -6,6 +6,25 @@
 
 import { freePort } from "./client_proc.ts";
 
+/** redis-server flags for a test: loopback `port`, no persistence, quiet; `extra` appended. */
+export function redisServerArgs(port: number, extra: string[] = []): string[] {
+  return [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--protected-mode",
+    "no",
+    "--loglevel",
+    "warning",
+    ...extra,
+  ];
+}
+
 /** A redis-server child process; {@link stop} and {@link restart} keep the port. */
 export class RedisProc {
   readonly port: number;
@@ -36,20 +55,7 @@ export class RedisProc {
 
   async #spawn(): Promise<void> {
     this.#child = new Deno.Command("redis-server", {
-      args: [
-        "--port",
-        String(this.port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--protected-mode",
-        "no",
-        "--loglevel",
-        "warning",
-      ],
+      args: redisServerArgs(this.port),
       stdout: "null",
       stderr: "piped",
       stdin: "null",
