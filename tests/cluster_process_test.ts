@@ -132,6 +132,8 @@ Deno.test("cluster via HAProxy: bank and customer on different nodes talk both w
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(bank.events.filter(isType("message")).length, 10);
     assert.equal(customer.events.filter(isType("message")).length, 10);
+    // HAProxy's health checks (GET /healthz with the public Host) kept node b in service.
+    assert.doesNotMatch(haproxy.log, /node-b is DOWN/, haproxy.log);
     await bank.end();
     await customer.end();
     assert.equal(await bank.exit(), 0);

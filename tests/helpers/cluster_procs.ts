@@ -141,7 +141,7 @@ export class HaproxyProc {
     ];
   }
 
-  /** The shipped config with `bind` on 127.0.0.1:`port`, one `server` line per backend, and a small global maxconn. */
+  /** The shipped config with `bind` on 127.0.0.1:`port`, one `server` line per backend, the health check's Host for the test, and a small global maxconn. */
   static configFor(
     port: number,
     servers: { name: string; address: string }[],
@@ -154,6 +154,8 @@ export class HaproxyProc {
         lines.push("    maxconn 2000"); // the shipped 200000 needs a raised fd limit
       } else if (/^\s*bind\s/.test(line)) {
         lines.push(`    bind 127.0.0.1:${port}`);
+      } else if (/^\s*http-check send .* hdr Host /.test(line)) {
+        lines.push(line.replace(/hdr Host \S+/, `hdr Host localhost:${port}`));
       } else if (/^\s*server\s/.test(line)) {
         if (!replaced) {
           for (const s of servers) {
