@@ -45,7 +45,7 @@ export type { BackoffOptions, Claim };
 /** What the bus may do to the relay's local connections. */
 export interface LocalRelay {
   /** Sends a stamped DATA frame to the local holder of `idHex`. */
-  deliver(idHex: string, frame: Uint8Array): "ok" | "offline" | "busy";
+  deliver(idHex: string, frame: Uint8Array): "sent" | "offline" | "busy";
   /** Sends an ERROR frame to the local holder of `idHex`, if any. */
   deliverError(idHex: string, frame: Uint8Array): void;
   /** Closes the local holder of `idHex` with 4000: `by` registered it more recently. */
@@ -57,9 +57,9 @@ export interface ClusterHook {
   /** Called once by the relay when it starts. */
   attach(local: LocalRelay): void;
   /** A local connection registered `id` (after any local replacement). */
-  registered(id: Uint8Array, idHex: string): void;
+  bound(id: Uint8Array, idHex: string): void;
   /** The local registration of `idHex` ended (its connection closed). */
-  unregistered(idHex: string): void;
+  unbound(idHex: string): void;
   /**
    * Hands a DATA frame (sender's ID already stamped) on towards `recipient`
    * on another node. `"offline"` at once when the bus is down; otherwise
@@ -194,7 +194,7 @@ export class ClusterBus implements ClusterHook {
     return h;
   }
 
-  registered(id: Uint8Array, idHex: string): void {
+  bound(id: Uint8Array, idHex: string): void {
     const claim: Claim = {
       node: this.#o.node,
       timeMs: this.#now(),
@@ -205,7 +205,7 @@ export class ClusterBus implements ClusterHook {
     this.#sendClaim(id, idHex, claim);
   }
 
-  unregistered(idHex: string): void {
+  unbound(idHex: string): void {
     if (this.#mine.delete(idHex)) {
       this.#redis.sunsubscribe(channelForHex(idHex));
     }
@@ -355,7 +355,7 @@ export class ClusterBus implements ClusterHook {
     switch (msg.kind) {
       case "data": {
         const r = local.deliver(idHex, msg.frame);
-        if (r === "ok") this.#c.delivered++;
+        if (r === "sent") this.#c.delivered++;
         else if (r === "offline") this.#c.staleDropped++; // the holder just left; e2e retransmits
         else {
           this.#c.busyReturned++;
