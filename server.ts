@@ -23,7 +23,11 @@ import {
 } from "./lib/constants.ts";
 import { parsePublicOrigin } from "./lib/http_head.ts";
 import { startRelay } from "./lib/deno/relay_server.ts";
-import { ClusterBus, NODE_NAME_PATTERN } from "./lib/deno/cluster_bus.ts";
+import {
+  attachRelay,
+  ClusterBus,
+  NODE_NAME_PATTERN,
+} from "./lib/deno/cluster_bus.ts";
 import { parseRedisUrl } from "./lib/deno/redis_client.ts";
 import { certPaths, DEFAULT_CERTS_DIR, ensureCerts } from "./tools/certs.ts";
 
@@ -263,7 +267,7 @@ async function main(args: string[]): Promise<number> {
         return o;
       }),
       quiet: v.quiet ?? false,
-      cluster,
+      remote: cluster,
     };
   } catch (e) {
     console.error(`relay: ${(e as Error).message}`);
@@ -336,6 +340,8 @@ async function main(args: string[]): Promise<number> {
     }
     return 1;
   }
+  // The bus reaches local connections through the relay handle, then connects.
+  if (cluster) attachRelay(cluster, relay);
   cluster?.start();
   // Signal handlers before the "listening" line: whoever waits for it may stop us at once.
   const stop = () => {

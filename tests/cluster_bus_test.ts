@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ClusterBus } from "../lib/deno/cluster_bus.ts";
+import { attachRelay, ClusterBus } from "../lib/deno/cluster_bus.ts";
 import { RedisClient } from "../lib/deno/redis_client.ts";
 import { channelFor, encodeBusData } from "../lib/cluster_frame.ts";
 import type { Frame } from "../lib/relay_frame.ts";
@@ -33,7 +33,8 @@ async function node(
     backoff: FAST,
     pingIntervalMs: 500,
   });
-  const relay = await startTestRelay({ cluster: bus, quiet: true });
+  const relay = await startTestRelay({ remote: bus, quiet: true });
+  attachRelay(bus, relay.relay);
   bus.start();
   await waitFor(() => bus.status() === "ok", `${name} bus up`, 5000);
   return { relay, bus };
@@ -72,7 +73,9 @@ async function get(r: TestRelay, path: string): Promise<string> {
 
 const health = async (r: TestRelay): Promise<Record<string, unknown>> =>
   JSON.parse(await get(r, "/healthz"));
-const metrics = (r: TestRelay): Promise<string> => get(r, "/metrics");
+/** /metrics from the relay's loopback metrics listener. */
+const metrics = async (r: TestRelay): Promise<string> =>
+  await (await fetch(r.metricsUrl)).text();
 
 /** Waits until `id`'s channel has a subscriber on Redis (the registration is visible cluster-wide). */
 async function subscribed(

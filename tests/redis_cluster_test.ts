@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ClusterBus } from "../lib/deno/cluster_bus.ts";
+import { attachRelay, ClusterBus } from "../lib/deno/cluster_bus.ts";
 import { RedisClient } from "../lib/deno/redis_client.ts";
 import { channelFor } from "../lib/cluster_frame.ts";
 import { keySlot, parseClusterSlots } from "../lib/redis_slot.ts";
@@ -118,7 +118,9 @@ Deno.test("cluster bus on a real Redis Cluster: slots match the server, channels
         pingIntervalMs: 500,
       });
       buses.push(bus);
-      relays.push(await startTestRelay({ cluster: bus, quiet: true }));
+      const relay = await startTestRelay({ remote: bus, quiet: true });
+      attachRelay(bus, relay.relay);
+      relays.push(relay);
       bus.start();
     }
     await waitFor(

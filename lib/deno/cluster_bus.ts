@@ -77,6 +77,38 @@ export interface ClusterHook {
   close(): Promise<void>;
 }
 
+/** What {@link attachRelay} needs of a running relay (lib/deno/relay_server.ts's handle). */
+export interface RelayEndpoints {
+  /** Sends a frame to the local connection holding `dst`. */
+  deliver(
+    dst: Uint8Array<ArrayBuffer>,
+    frame: Uint8Array<ArrayBuffer>,
+  ): "sent" | "offline" | "busy";
+  /** Closes the local connection holding `idHex` with 4000. */
+  displace(idHex: string, reason: string): void;
+}
+
+/**
+ * Lets `bus` reach the local connections of `relay` (started with
+ * `remote: bus`); call before {@link ClusterBus.start}.
+ */
+export function attachRelay(bus: ClusterHook, relay: RelayEndpoints): void {
+  // Frames from the bus are fresh copies, so ArrayBuffer-backed.
+  const bytes = (b: Uint8Array) => b as Uint8Array<ArrayBuffer>;
+  bus.attach({
+    deliver: (idHex, frame) =>
+      relay.deliver(Uint8Array.fromHex(idHex), bytes(frame)),
+    deliverError: (idHex, frame) => {
+      relay.deliver(Uint8Array.fromHex(idHex), bytes(frame));
+    },
+    displace: (idHex, by) =>
+      relay.displace(
+        idHex,
+        `session ID registered on a newer connection (node ${by.node})`,
+      ),
+  });
+}
+
 /** Options of a {@link ClusterBus}. */
 export interface ClusterBusOptions {
   /** `redis://HOST:PORT` of the bus. */

@@ -330,6 +330,7 @@ export function frameHandler(ctx: FrameContext): FrameHandler {
       connLog(`replaced ${shortSessionId(id)}…`);
     }
     metrics.registered();
+    remote?.bound?.(id, conn.idKey);
     conn.ws!.send(encodeRegistered(id));
     connLog(`registered ${shortSessionId(id)}… (${registry.size} online)`);
   }

@@ -20,6 +20,18 @@ export type Delivery = "sent" | "offline" | "busy";
 export interface RemoteForwarder {
   /** Hands `frame` on towards `dst`; "offline" when no process holds it. */
   forward(dst: Bytes, frame: Bytes): Delivery;
+  /** A local connection now holds `id` (after any local replacement): a cluster bus subscribes. */
+  bound?(id: Bytes, idHex: string): void;
+  /** The local connection holding `idHex` is gone. */
+  unbound?(idHex: string): void;
+  /** "degraded" while the bus cannot reach the other processes (shown by /healthz). */
+  status?(): "ok" | "degraded";
+  /** Extra `/healthz` fields. */
+  health?(): Record<string, unknown>;
+  /** Extra Prometheus lines for `/metrics`. */
+  metricsText?(): string;
+  /** Stops it when the relay shuts down. */
+  close?(): Promise<void>;
 }
 
 /** Session ID (hex) → the connection bound to it. */

@@ -111,6 +111,8 @@ export interface RelayHandle {
   metricsPort?: number;
   /** Counters behind /metrics. */
   metrics: RelayMetrics;
+  /** Closes the local connection holding `idHex` with 4000 (it registered on another relay process). */
+  displace(idHex: string, reason: string): void;
   /** Delivers a DATA frame (sender already stamped) to a locally connected `dst` (for a cluster bus). */
   deliver(dst: Bytes, frame: Bytes): Delivery;
   /** Closes every socket with 1001 and stops the server. */
@@ -283,11 +285,12 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
         c,
         shuttingDown ? 503 : 200,
         JSON.stringify({
-          status: shuttingDown ? "stopping" : "ok",
+          status: shuttingDown ? "stopping" : remote?.status?.() ?? "ok",
           protocol: RELAY_SUBPROTOCOL,
           connections: conns.size,
           registered: registry.size,
           uptimeSeconds: Math.round(metrics.uptimeSeconds()),
+          ...remote?.health?.(),
         }),
         { "Content-Type": "application/json" },
       );
@@ -355,6 +358,7 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
       onClosed: (code) => {
         const id = c.id;
         const wasBound = c.idKey !== undefined && registry.unbind(c.idKey, c);
+        if (wasBound) remote?.unbound?.(c.idKey!);
         release(c);
         metrics.connectionClosed();
         if (wasBound) {
@@ -525,9 +529,13 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
       },
       (req) =>
         new URL(req.url).pathname === "/metrics"
-          ? new Response(metrics.render(conns.size, registry.size), {
-            headers: { "content-type": "text/plain; version=0.0.4" },
-          })
+          ? new Response(
+            metrics.render(conns.size, registry.size) +
+              (remote?.metricsText?.() ?? ""),
+            {
+              headers: { "content-type": "text/plain; version=0.0.4" },
+            },
+          )
           : new Response("not found\n", { status: 404 }),
     );
     metricsPort = await promise;
@@ -565,6 +573,7 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
       for (const c of sockets) c.ws ? c.ws.abort() : release(c);
       await accepting;
       await metricsServer?.shutdown();
+      await remote?.close?.();
       onFinished();
     })();
     return stopping;
@@ -576,6 +585,12 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     metricsPort,
     metrics,
     deliver: frames.deliver,
+    displace(idHex: string, reason: string) {
+      const c = registry.get(idHex);
+      if (c === undefined || !registry.unbind(idHex, c)) return;
+      c.idKey = undefined; // its close must not unbind or unsubscribe again
+      frames.closeConn(c, CloseCode.REPLACED, reason);
+    },
     shutdown,
     finished,
   };
