@@ -53,7 +53,12 @@ import {
 } from "./relay_registry.ts";
 import { RelaySocket, SocketState } from "./relay_socket.ts";
 import { type Conn, frameHandler } from "./relay_frames.ts";
-import { type FrontConn, TcpFront } from "./tcp_front.ts";
+import {
+  DirectTls,
+  type Front,
+  type FrontConn,
+  TcpFront,
+} from "./tcp_front.ts";
 
 /** Relay configuration; every limit has a default in lib/constants.ts. */
 export interface RelayOptions {
@@ -93,6 +98,12 @@ export interface RelayOptions {
   allowOrigins?: string[];
   /** Serve `/metrics` on 127.0.0.1 at this port (0 = any free port); unset = no metrics listener. */
   metricsPort?: number;
+  /**
+   * Serve TLS from `Deno.listenTls` directly instead of the TCP front
+   * (lib/deno/tcp_front.ts): cheaper per frame, but no TCP_NODELAY and a
+   * client that never finishes its TLS handshake keeps its socket.
+   */
+  directTls?: boolean;
   /** Where frames for IDs not connected here go (a cluster bus); unset = `peer-offline`. */
   remote?: RemoteForwarder;
   /** Where event lines go (default: stderr with a timestamp). */
@@ -467,12 +478,15 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     shed();
   }
 
-  const listener = TcpFront.listen({
+  const listenOptions = {
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? 8765,
     cert: options.cert,
     key: options.key,
-  }, fdExhausted);
+  };
+  const listener: Front = options.directTls
+    ? DirectTls.listen(listenOptions)
+    : TcpFront.listen(listenOptions, fdExhausted);
   const addr = listener.addr as Deno.NetAddr;
 
   async function acceptLoop(): Promise<void> {

@@ -66,8 +66,71 @@ async function pump(
   onEnd();
 }
 
+/** Where the relay's connections come from: {@link TcpFront} or {@link DirectTls}. */
+export interface Front {
+  /** The public address. */
+  readonly addr: Deno.NetAddr;
+  /** The next client (throws EMFILE/ENFILE for the caller to shed). */
+  accept(): Promise<FrontConn>;
+  /** Stops listening. */
+  close(): void;
+}
+
+/**
+ * `Deno.listenTls` alone (`--direct-tls`): one descriptor per client and
+ * no extra copy, but no `TCP_NODELAY`, and a client that never completes
+ * its TLS handshake keeps its socket until it acts (the relay stops
+ * counting it at the deadline; Deno keeps the descriptor).
+ */
+export class DirectTls implements Front {
+  readonly #l: Deno.TlsListener;
+
+  private constructor(l: Deno.TlsListener) {
+    this.#l = l;
+  }
+
+  /** Listens with TLS on `hostname:port`. */
+  static listen(
+    opts: { hostname: string; port: number; cert: string; key: string },
+  ): DirectTls {
+    return new DirectTls(Deno.listenTls(opts));
+  }
+
+  /** The public address. */
+  get addr(): Deno.NetAddr {
+    return this.#l.addr;
+  }
+
+  /** The next client. */
+  async accept(): Promise<FrontConn> {
+    const tls = await this.#l.accept();
+    const close = () => {
+      try {
+        tls.close();
+      } catch {
+        // already closed
+      }
+    };
+    return {
+      remoteAddr: tls.remoteAddr as Deno.NetAddr,
+      tls,
+      destroy: close,
+      end: close,
+    };
+  }
+
+  /** Stops listening. */
+  close(): void {
+    try {
+      this.#l.close();
+    } catch {
+      // closed
+    }
+  }
+}
+
 /** A TCP listener whose connections arrive as TLS connections. */
-export class TcpFront {
+export class TcpFront implements Front {
   readonly #outer: Deno.TcpListener;
   readonly #inner: Deno.TlsListener;
   readonly #innerPort: number;
