@@ -119,15 +119,17 @@ export async function generateIdentity(
 }
 
 /**
- * Generates an identity and its key file in one go. The key is generated
- * extractable only long enough to export PKCS#8; the returned identity holds
- * a non-extractable re-import.
+ * Generates an identity and keeps its PKCS#8 for a later backup: the key is
+ * generated extractable only long enough to export it; the returned
+ * identity holds a non-extractable re-import. The caller wipes `pkcs8`
+ * (`fill(0)`) once the backup is made or no longer possible (the browser
+ * client keeps it in memory on the visit that created the key).
  */
-export async function createIdentity(
-  options: SerializeOptions = {},
-): Promise<CreatedIdentity> {
+export async function generateIdentityWithPkcs8(
+  algorithm: IdentityAlgorithm = IDENTITY_ALGORITHM,
+): Promise<{ identity: Identity; pkcs8: Bytes }> {
   const pair = await crypto.subtle.generateKey(
-    keyParams(options.algorithm ?? IDENTITY_ALGORITHM),
+    keyParams(algorithm),
     true,
     ["sign", "verify"],
   ) as CryptoKeyPair;
@@ -138,8 +140,28 @@ export async function createIdentity(
     await crypto.subtle.exportKey("spki", pair.publicKey),
   );
   try {
-    const identity = await importIdentity(pkcs8, spki, "new identity");
-    const json = await serializeIdentity(pkcs8, spki, options);
+    return {
+      identity: await importIdentity(pkcs8, spki, "new identity"),
+      pkcs8,
+    };
+  } catch (e) {
+    pkcs8.fill(0);
+    throw e;
+  }
+}
+
+/**
+ * Generates an identity and its key file in one go (see
+ * {@link generateIdentityWithPkcs8}); the PKCS#8 is wiped after.
+ */
+export async function createIdentity(
+  options: SerializeOptions = {},
+): Promise<CreatedIdentity> {
+  const { identity, pkcs8 } = await generateIdentityWithPkcs8(
+    options.algorithm ?? IDENTITY_ALGORITHM,
+  );
+  try {
+    const json = await serializeIdentity(pkcs8, identity.spki, options);
     return { identity, json };
   } finally {
     pkcs8.fill(0);

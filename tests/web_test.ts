@@ -132,6 +132,8 @@ async function startWeb(
 async function shot(page: Page, name: string): Promise<void> {
   await Deno.mkdir(OUT, { recursive: true });
   await Deno.writeFile(`${OUT}/${name}.png`, await page.screenshot());
+  // Half-size copies, as committed under docs/ for the README.
+  await Deno.writeFile(`${OUT}/small-${name}.png`, await page.screenshot(0.5));
 }
 
 function errorsIn(page: Page): string[] {
@@ -186,6 +188,19 @@ Deno.test("browser client in a real Chromium", async (t) => {
         const address = await page.text("#my-address");
         assert.match(address, /^wss:\/\/localhost:\d+\/ws#id=[a-z2-7]{26}$/);
         assert.equal(await page.text("#relay-status"), "Connected");
+        // Copy puts the address on the clipboard.
+        await browser.send("Browser.grantPermissions", {
+          origin: new URL(web.url).origin,
+          permissions: ["clipboardReadWrite", "clipboardSanitizedWrite"],
+        });
+        await page.click("#copy-address");
+        await page.waitFor(
+          `document.querySelector("#copy-address").textContent === "Copied"`,
+        );
+        assert.equal(
+          await page.eval(`navigator.clipboard.readText()`),
+          address,
+        );
         assert.deepEqual(await page.eval(UNLABELLED), []);
         await shot(page, "first-start");
         assert.deepEqual(errorsIn(page), []);

@@ -16,8 +16,8 @@
  */
 
 import {
+  generateIdentityWithPkcs8,
   type Identity,
-  importIdentity,
   isEncryptedIdentityFile,
   parseIdentityFile,
   serializeIdentity,
@@ -84,18 +84,7 @@ export class KeyStore {
   }
 
   async #create(): Promise<LoadedKeys> {
-    const ecdsa = { name: "ECDSA", namedCurve: "P-256" };
-    const pair = await crypto.subtle.generateKey(ecdsa, true, [
-      "sign",
-      "verify",
-    ]);
-    const pkcs8 = new Uint8Array(
-      await crypto.subtle.exportKey("pkcs8", pair.privateKey),
-    );
-    const spki = new Uint8Array(
-      await crypto.subtle.exportKey("spki", pair.publicKey),
-    );
-    const identity = await importIdentity(pkcs8, spki, "new identity");
+    const { identity, pkcs8 } = await generateIdentityWithPkcs8();
     const { key: mailbox, pkcs8: mailboxPkcs8 } = await generateMailboxKey();
     mailboxPkcs8.fill(0);
     await this.#put(KEYS, "identity", identity);

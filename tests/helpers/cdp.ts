@@ -460,12 +460,26 @@ export class Page {
     });
   }
 
-  /** A PNG screenshot of the viewport. */
-  async screenshot(): Promise<Uint8Array> {
+  /** A PNG screenshot of the viewport, optionally scaled (0.5 = half size). */
+  async screenshot(scale = 1): Promise<Uint8Array> {
+    const view = await this.eval<
+      { x: number; y: number; w: number; h: number }
+    >(
+      `({ x: scrollX, y: scrollY, w: innerWidth, h: innerHeight })`,
+    );
     const { data } = await this.send<{ data: string }>(
       "Page.captureScreenshot",
       {
         format: "png",
+        ...(scale === 1 ? {} : {
+          clip: {
+            x: view.x,
+            y: view.y,
+            width: view.w,
+            height: view.h,
+            scale,
+          },
+        }),
       },
     );
     return Uint8Array.fromBase64(data);
