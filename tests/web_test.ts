@@ -10,7 +10,14 @@
 import assert from "node:assert/strict";
 import { Browser, type Page, spkiHash } from "./helpers/cdp.ts";
 import { testCerts } from "./helpers/relay_fixture.ts";
-import { freePort, ROOT, taskFlags } from "./helpers/client_proc.ts";
+import {
+  ClientProc,
+  type Ev,
+  flagsWithDir,
+  freePort,
+  ROOT,
+  taskFlags,
+} from "./helpers/client_proc.ts";
 import { contentSecurityPolicy } from "../tools/web.ts";
 import {
   createIdentity,
@@ -307,6 +314,235 @@ Deno.test("browser client in a real Chromium", async (t) => {
       },
     );
 
+    // ── the conversation with a real `deno task bank` process ──────────────
+    const bankDir = `${tmp}/bank`;
+    await Deno.mkdir(bankDir);
+    await Deno.copyFile(`${certs.dir}/ca.pem`, `${tmp}/ca.pem`);
+    const bankArgs = (dir: string, more: string[] = []) => [
+      "--json",
+      "--relay",
+      relay.url,
+      "--ca",
+      `${tmp}/ca.pem`,
+      "--keys",
+      dir,
+      "--cover-rate",
+      "0",
+      ...more,
+    ];
+    let bank = new ClientProc(
+      "bank",
+      bankArgs(bankDir, [
+        "--scenario",
+        "payment",
+        "--transcript",
+        `${bankDir}/bank-transcript.jsonl`,
+      ]),
+      tmp,
+    );
+    extra.push({ stop: () => bank.dispose() });
+    const ready = await bank.waitFor((e) => e.type === "ready", "bank ready");
+    const bankLink = `${web.url}#${ready.address}`;
+    const inPage = (sel: string) =>
+      `[...document.querySelectorAll(${JSON.stringify(sel)})]`;
+
+    await t.step(
+      "the bank's link in the fragment contacts the bank at once; both sides show the same safety number",
+      async () => {
+        await page.goto("about:blank");
+        await page.goto(bankLink);
+        const secure = await bank.waitFor(
+          (e) => e.type === "secure",
+          "bank secure",
+        );
+        await page.waitFor(`document.body.dataset.conversation === "secure"`);
+        assert.equal(await page.text("#safety-number"), secure.safetyNumber);
+        assert.match(secure.safetyNumber, /^(\d{5} ){11}\d{5}$/);
+        assert.equal(await page.text("#trust-state"), "new");
+        assert.equal(
+          (await page.text("#peer-fingerprint")).replaceAll(" ", "")
+            .toLowerCase(),
+          ready.fingerprint,
+        );
+      },
+    );
+
+    await t.step(
+      "messages both ways with delivered marks; peer text neutralised",
+      async () => {
+        await bank.line("Hello from your bank \u202eevil\u0007");
+        await page.waitFor(
+          `${
+            inPage(".msg.in .text")
+          }.some((e) => e.textContent.startsWith("Hello from your bank"))`,
+        );
+        const shown = await page.eval<string>(
+          `${
+            inPage(".msg.in .text")
+          }.find((e) => e.textContent.startsWith("Hello")).textContent`,
+        );
+        assert.equal(shown, "Hello from your bank <U+202E>evil\\x07");
+        await page.type("#compose-text", "Thank you, I will look at it.");
+        await page.press("Enter");
+        const got = await bank.waitFor(
+          (e) =>
+            e.type === "message" && e.text === "Thank you, I will look at it.",
+          "customer message at the bank",
+        );
+        assert.ok(got);
+        await page.waitFor(
+          `document.querySelector('.msg.out [data-state="delivered"]')`,
+          10_000,
+          "delivered mark",
+        );
+        const sent = bank.events.find((e: Ev) =>
+          e.type === "sent" && e.text.startsWith("Hello")
+        );
+        await bank.waitFor(
+          (e) => e.type === "delivered" && e.id === sent?.id,
+          "bank's message delivered",
+        );
+        await page.eval(`document.activeElement.blur(); scrollTo(0, 0)`);
+        await shot(page, "conversation");
+        // Too long for one message: refused with an explanation, nothing sent.
+        await page.eval(
+          `{ const t = document.querySelector("#compose-text"); t.value = "x".repeat(70000); t.focus(); }`,
+        );
+        await page.press("Enter");
+        assert.match(await page.text("#compose-error"), /too long/);
+        await page.eval(`document.querySelector("#compose-text").value = ""`);
+      },
+    );
+
+    await t.step(
+      "a payment request is a card; Approve by a click; the bank receives the signed answer",
+      async () => {
+        await page.waitFor(`document.querySelector("[data-payment]")`);
+        const card = await page.text("[data-payment]");
+        assert.match(card, /125\.00 EUR/);
+        assert.match(card, /ACME Supplies Ltd/);
+        await shot(page, "payment");
+        await page.click(`[data-payment] [data-action="approve"]`);
+        const answer = await bank.waitFor(
+          (e) => e.type === "payment" && e.direction === "received",
+          "payment answer at the bank",
+        );
+        assert.equal(answer.decision, "approved");
+        assert.equal(answer.matches, true);
+        await page.waitFor(
+          `document.querySelector("[data-payment]").dataset.delivered`,
+        );
+      },
+    );
+
+    await t.step(
+      "the downloaded transcript verifies with tools/verify_transcript.ts, and so does the bank's",
+      async () => {
+        await bank.end(); // the bank closes cleanly once everything is acknowledged
+        assert.equal(await bank.exit(), 0);
+        await page.waitFor(`document.body.dataset.conversation === "closed"`);
+        await page.click("#transcript-button");
+        const file = await nextDownload();
+        for (const f of [file, `${bankDir}/bank-transcript.jsonl`]) {
+          const { flags, entry } = flagsWithDir("verify-transcript", tmp);
+          const out = await new Deno.Command("deno", {
+            args: ["run", ...flags, entry, f, "--json"],
+            cwd: ROOT,
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          const text = new TextDecoder().decode(out.stdout);
+          assert.equal(
+            out.code,
+            0,
+            text + new TextDecoder().decode(out.stderr),
+          );
+          const r = JSON.parse(text);
+          assert.equal(r.verdict, "COMPLETE");
+          const texts = r.sessions.flatMap((
+            s: { messages: { text?: string }[] },
+          ) => s.messages.map((m) => m.text ?? ""));
+          assert.ok(
+            texts.some((x: string) => x.includes('"decision":"approved"')),
+            "signed approval",
+          );
+        }
+      },
+    );
+
+    await t.step(
+      "reload keeps the known bank: trust 'known'; the verify flow marks it verified",
+      async () => {
+        bank = new ClientProc("bank", bankArgs(bankDir), tmp);
+        await bank.waitFor((e) => e.type === "ready", "bank ready again");
+        await page.reload();
+        await bank.waitFor((e) => e.type === "secure", "bank secure again");
+        await page.waitFor(`document.body.dataset.conversation === "secure"`);
+        assert.equal(await page.text("#trust-state"), "known");
+        await page.click("#verify-button");
+        assert.equal(
+          await page.text("#verify-number"),
+          await page.text("#safety-number"),
+        );
+        await page.click("#verify-yes");
+        await page.waitFor(
+          `document.querySelector("#trust-state").textContent === "verified"`,
+        );
+        await bank.dispose();
+      },
+    );
+
+    await t.step(
+      "the bank's key changed: a full-page warning blocks everything until an explicit re-trust",
+      async () => {
+        const newKeys = `${tmp}/bank2`;
+        await Deno.mkdir(newKeys);
+        // Same mailbox key (same address), new identity key.
+        await Deno.copyFile(
+          `${bankDir}/bank_mailbox_key.json`,
+          `${newKeys}/bank_mailbox_key.json`,
+        );
+        await Deno.chmod(`${newKeys}/bank_mailbox_key.json`, 0o600);
+        bank = new ClientProc("bank", bankArgs(newKeys), tmp);
+        await bank.waitFor((e) => e.type === "ready", "new bank ready");
+        await page.reload();
+        await page.waitFor(
+          `!document.querySelector("#key-changed").hidden`,
+          10_000,
+          "key-changed warning",
+        );
+        assert.equal(await page.text("#trust-state"), "changed");
+        assert.equal(
+          await page.eval(`document.querySelector("main").inert`),
+          true,
+        );
+        // The page behind is not reachable: a click lands on the warning.
+        assert.equal(
+          await page.eval(
+            `(() => { const r = document.querySelector("#send-button").getBoundingClientRect();
+          return document.elementFromPoint(r.x + 2, r.y + 2)?.closest("#key-changed") !== null; })()`,
+          ),
+          true,
+        );
+        assert.equal(await page.eval(`document.activeElement.id`), "kc-refuse");
+        await shot(page, "key-changed");
+        assert.equal(bank.events.some((e: Ev) => e.type === "secure"), false);
+        await page.click("#kc-trust");
+        await bank.waitFor(
+          (e) => e.type === "secure",
+          "secure with the new key",
+        );
+        await page.waitFor(`document.body.dataset.conversation === "secure"`);
+        assert.equal(await page.text("#trust-state"), "new");
+        assert.equal(
+          await page.eval(`document.querySelector("main").inert`),
+          false,
+        );
+        await bank.dispose();
+        assert.deepEqual(errorsIn(page), []);
+      },
+    );
+
     await t.step("readable on a phone-sized window", async () => {
       await page.viewport(390, 844, true);
       const overflow = await page.eval<number>(
@@ -319,6 +555,28 @@ Deno.test("browser client in a real Chromium", async (t) => {
       await shot(page, "phone");
       await page.send("Emulation.clearDeviceMetricsOverride");
     });
+    await t.step(
+      "peer offline and relay lost are shown; messages wait",
+      async () => {
+        await page.type("#compose-text", "Are you still there?");
+        await page.press("Enter");
+        await page.waitFor(
+          `document.querySelector("#peer-state").textContent.includes("not connected right now")`,
+          10_000,
+          "peer-offline state",
+        );
+        await relay.proc.stop();
+        await page.waitFor(
+          `document.querySelector("#peer-state").textContent.includes("Reconnecting")`,
+          10_000,
+          "reconnecting state",
+        );
+        assert.match(
+          await page.text("#relay-status"),
+          /Reconnecting|Not connected/,
+        );
+      },
+    );
   } finally {
     for (const x of extra) await x.stop();
     await browser.close();

@@ -17,6 +17,7 @@ import type { Bytes } from "../lib/bytes.ts";
 import { $, download, setText } from "./dom.ts";
 import { RelaySocket, type RelayState } from "./relay_socket.ts";
 import { KeyStore, type LoadedKeys } from "./store.ts";
+import { Chat } from "./chat.ts";
 
 /** File name of a backup: the CLI's customer identity file name. */
 const BACKUP_FILE_NAME = "customer_identity_keys.json";
@@ -217,28 +218,61 @@ async function boot(): Promise<void> {
   });
 
   const relay = new RelaySocket(relayUrl, keys.mailbox);
+  const peers = await store.knownPeers();
+  const chat = new Chat({
+    identity: keys.identity,
+    localId: keys.mailbox.id,
+    relay,
+    peers,
+    savePeers: () => store.saveKnownPeers(peers),
+  });
+  const contact = async (text: string) => {
+    const r = checkAddress(text, relayUrl);
+    setText("connect-error", typeof r === "string" ? r : "");
+    if (typeof r === "string") return $("peer-address").focus();
+    $("connect").hidden = true;
+    await chat.contact(r.id);
+  };
+  const linked = fragmentAddress();
+  if (linked !== undefined) {
+    ($("peer-address") as HTMLInputElement).value = linked;
+  }
+  let wasRegistered = false;
+  const failed = (e: unknown) => {
+    problem(
+      `Something went wrong in the conversation: ${
+        (e as Error).message
+      }. Reload the page.`,
+    );
+    console.error(e);
+  };
+  relay.onFrame = (frame) => void chat.frame(frame).catch(failed);
   relay.onState = (state) => {
     const d = describeRelay(state, relayUrl);
     setText("relay-status", d.pill);
     document.body.dataset.relay = state.kind;
     if (d.problem !== undefined) problem(d.problem);
-    ($("connect-button") as HTMLButtonElement).disabled =
-      state.kind !== "registered";
+    const up = state.kind === "registered";
+    ($("connect-button") as HTMLButtonElement).disabled = !up;
+    if (up && !wasRegistered && linked !== undefined && !chat.started) {
+      contact(linked).catch(failed); // the bank's link: contact it at once
+    } else if (chat.started && up !== wasRegistered) {
+      chat.link(up).catch(failed);
+    }
+    wasRegistered = up;
   };
   relay.start();
+  // A bank link opened while the page is already open.
+  addEventListener("hashchange", () => {
+    const a = fragmentAddress();
+    if (a === undefined || chat.started) return;
+    ($("peer-address") as HTMLInputElement).value = a;
+    if (relay.registered) contact(a).catch(failed);
+  });
 
-  const linked = fragmentAddress();
-  if (linked !== undefined) {
-    ($("peer-address") as HTMLInputElement).value = linked;
-  }
   $("connect-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    const r = checkAddress(
-      ($("peer-address") as HTMLInputElement).value,
-      relayUrl,
-    );
-    setText("connect-error", typeof r === "string" ? r : "");
-    if (typeof r === "string") $("peer-address").focus();
+    contact(($("peer-address") as HTMLInputElement).value).catch(failed);
   });
 }
 
