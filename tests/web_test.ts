@@ -556,6 +556,37 @@ Deno.test("browser client in a real Chromium", async (t) => {
       await page.send("Emulation.clearDeviceMetricsOverride");
     });
     await t.step(
+      "a page that waits is contacted by the bank (bank --peer <page address>)",
+      async () => {
+        const other = await Browser.launch({ trustSpki: [trusted] });
+        extra.push({ stop: () => other.close() });
+        const p = await other.newPage();
+        await p.goto(web.url);
+        await p.waitFor(`document.body.dataset.relay === "registered"`);
+        const address = await p.text("#my-address");
+        const dir = `${tmp}/bank3`;
+        await Deno.mkdir(dir);
+        const caller = new ClientProc(
+          "bank",
+          bankArgs(dir, ["--peer", address]),
+          tmp,
+        );
+        extra.push({ stop: () => caller.dispose() });
+        const secure = await caller.waitFor(
+          (e) => e.type === "secure",
+          "bank secure with the waiting page",
+        );
+        await p.waitFor(`document.body.dataset.conversation === "secure"`);
+        assert.equal(await p.text("#safety-number"), secure.safetyNumber);
+        await caller.line("We contacted you.");
+        await p.waitFor(
+          `[...document.querySelectorAll(".msg.in .text")].some((e) => e.textContent === "We contacted you.")`,
+        );
+        await caller.dispose();
+        assert.deepEqual(errorsIn(p), []);
+      },
+    );
+    await t.step(
       "peer offline and relay lost are shown; messages wait",
       async () => {
         await page.type("#compose-text", "Are you still there?");

@@ -20,7 +20,7 @@ import {
 } from "../lib/conversation.ts";
 import { safetyNumber } from "../lib/fingerprint.ts";
 import type { Identity } from "../lib/identity.ts";
-import type { KnownPeers } from "../lib/known_peers.ts";
+import type { KnownPeers, PeerRef } from "../lib/known_peers.ts";
 import {
   encodePaymentMessage,
   parsePaymentMessage,
@@ -102,9 +102,9 @@ export class Chat {
     }, MAX_BODY);
   }
 
-  /** The name a peer is known under: its relay ID. */
-  #name(): string {
-    return formatSessionId(this.#peerId!);
+  /** The peer as the known-peers set knows it: by its relay ID (entries are keyed by fingerprint). */
+  #ref(): PeerRef {
+    return { relayId: formatSessionId(this.#peerId!) };
   }
 
   #options(peerId: Bytes): ConversationOptions {
@@ -119,7 +119,7 @@ export class Chat {
   }
 
   #lookup(fp: string): TrustLookup {
-    const c = this.#d.peers.check(this.#name(), fp);
+    const c = this.#d.peers.check(this.#ref(), fp);
     return c.status === "changed"
       ? { status: "changed", previous: c.previous! }
       : { status: c.status };
@@ -216,7 +216,7 @@ export class Chat {
   async #markVerified(): Promise<void> {
     const fp = this.#conv?.fingerprint;
     if (fp === undefined) return;
-    this.#d.peers.markVerified(this.#name(), fp);
+    this.#d.peers.markVerified(fp);
     await this.#d.savePeers();
     this.#view.setTrust("verified");
   }
@@ -224,7 +224,7 @@ export class Chat {
   async #retrust(): Promise<void> {
     const fp = this.#refusedFp;
     if (fp === undefined || this.#conv === undefined) return;
-    this.#d.peers.retrust(this.#name(), fp, Date.now());
+    this.#d.peers.retrust(this.#ref(), fp, Date.now());
     this.#retrusted = fp;
     await this.#d.savePeers();
     this.#refusedFp = undefined;
@@ -296,7 +296,7 @@ export class Chat {
             at: Date.now(),
           });
         }
-        this.#d.peers.record(this.#name(), e.fingerprint, Date.now());
+        this.#d.peers.record(this.#ref(), e.fingerprint, Date.now());
         await this.#d.savePeers();
         let trust: TrustView = e.trust === "expected" ? "known" : e.trust;
         if (e.fingerprint === this.#retrusted && trust === "known") {
