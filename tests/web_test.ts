@@ -505,7 +505,25 @@ Deno.test("browser client in a real Chromium", async (t) => {
         await Deno.chmod(`${newKeys}/bank_mailbox_key.json`, 0o600);
         bank = new ClientProc("bank", bankArgs(newKeys), tmp);
         await bank.waitFor((e) => e.type === "ready", "new bank ready");
-        await page.reload();
+        // A link that names the old key (fp=): refused outright, no re-trust offered.
+        await page.goto("about:blank");
+        await page.goto(`${bankLink}&fp=${ready.fingerprint}`);
+        await page.waitFor(
+          `!document.querySelector("#key-changed").hidden`,
+          10_000,
+          "pinned-link warning",
+        );
+        assert.equal(
+          await page.eval(`document.querySelector("#kc-trust").hidden`),
+          true,
+        );
+        assert.match(
+          await page.text("#kc-text"),
+          /Ask your bank for a new link/,
+        );
+        // Without fp=: trust on first use, the key recorded earlier changed.
+        await page.goto("about:blank");
+        await page.goto(bankLink);
         await page.waitFor(
           `!document.querySelector("#key-changed").hidden`,
           10_000,

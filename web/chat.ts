@@ -73,6 +73,8 @@ export class Chat {
   }[] = [];
   readonly #created = Date.now();
   #refusedFp: string | undefined;
+  /** The fingerprint the bank's address names (`fp=`), if any. */
+  #expected: string | undefined;
   /** We waited and were contacted (not dialled). */
   #listening = false;
   /** A session was set up at least once. */
@@ -130,12 +132,21 @@ export class Chat {
     return this.#conv !== undefined;
   }
 
-  /** Contacts the bank at `peerId`. */
-  async contact(peerId: Bytes): Promise<void> {
+  /**
+   * Contacts the bank at `peerId`. With `fingerprint` (the `fp=` of its
+   * address) only that identity is accepted: no trust on first use.
+   */
+  async contact(peerId: Bytes, fingerprint?: string): Promise<void> {
     if (this.#conv !== undefined) return;
     this.#peerId = peerId;
+    this.#expected = fingerprint;
     const { conversation, output } = await Conversation.dial(
-      this.#options(peerId),
+      {
+        ...this.#options(peerId),
+        ...(fingerprint === undefined
+          ? {}
+          : { expectFingerprint: fingerprint }),
+      },
       Date.now(),
     );
     this.#conv = conversation;
@@ -342,6 +353,14 @@ export class Chat {
           this.#view.showKeyChanged(
             e.previous,
             Uint8Array.fromHex(e.fingerprint),
+            false,
+          );
+        } else if (e.code === "identity-rejected" && this.#expected) {
+          // The link named the bank's key and another one answered.
+          this.#view.showKeyChanged(
+            this.#expected,
+            Uint8Array.fromHex(e.fingerprint),
+            true,
           );
         } else this.#view.notice(`Refused: ${e.message}`);
         break;

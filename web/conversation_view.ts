@@ -138,9 +138,24 @@ export class ConversationView {
     $("verify-no").focus();
   }
 
-  /** The blocking full-page warning: the peer's key is not the one we trusted. */
-  showKeyChanged(oldFp: string, newFp: Uint8Array): void {
+  /**
+   * The blocking full-page warning: the peer's key is not the one we trusted
+   * (`pinned` false: re-trust offered) or not the one the bank's link names
+   * (`pinned` true: only a new link from the bank can change that).
+   */
+  showKeyChanged(oldFp: string, newFp: Uint8Array, pinned: boolean): void {
     this.#lastFocus = document.activeElement as HTMLElement | null;
+    $("kc-trust").hidden = pinned;
+    setText(
+      "kc-old-label",
+      pinned ? "Key named by your bank's link: " : "Key you trusted: ",
+    );
+    if (pinned) {
+      setText(
+        "kc-text",
+        "The link you followed names your bank's key, and the party answering presents another one. Nothing is sent or shown. Ask your bank for a new link; do not continue with this one.",
+      );
+    }
     setText("kc-old", formatFingerprint(Uint8Array.fromHex(oldFp)));
     setText("kc-new", formatFingerprint(newFp));
     $("key-changed").hidden = false;

@@ -231,7 +231,7 @@ async function boot(): Promise<void> {
     setText("connect-error", typeof r === "string" ? r : "");
     if (typeof r === "string") return $("peer-address").focus();
     $("connect").hidden = true;
-    await chat.contact(r.id);
+    await chat.contact(r.id, r.fp);
   };
   const linked = fragmentAddress();
   if (linked !== undefined) {
