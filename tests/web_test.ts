@@ -301,6 +301,18 @@ Deno.test("browser client in a real Chromium", async (t) => {
         try { document.body.innerHTML = "<b>x</b>"; return false; } catch { return true; } })()`);
         assert.equal(blocked, true, "Trusted Types refuse innerHTML");
 
+        // A page on an origin the relay was not told about (--allow-origin):
+        // refused with 403 before the upgrade — a bare error again, explained.
+        const strangerWeb = await startWeb(relay.url, 0);
+        extra.push(strangerWeb.proc);
+        const p4 = await browser.newPage();
+        await p4.goto(strangerWeb.url);
+        const refused = await p4.waitFor<string>(
+          `!document.querySelector("#problem").hidden && document.querySelector("#problem").textContent`,
+        );
+        assert.match(refused, /does not accept pages from this web site/);
+        await p4.send("Page.close");
+
         // A browser that lacks the relay's CA: the same bare error, the same explanation.
         const untrusting = await Browser.launch();
         extra.push({ stop: () => untrusting.close() });

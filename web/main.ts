@@ -71,6 +71,7 @@ export function describeRelay(state: RelayState, relay: string): {
         pill: "Not connected",
         problem:
           `Cannot reach the message relay ${host}. Either it is down or blocked by your network, ` +
+          `it does not accept pages from this web site, ` +
           `or your browser does not trust its certificate (browsers do not say which). ` +
           `To check the certificate, open https://${host}/healthz in a new tab: a certificate warning ` +
           `means your device lacks the CA your bank gave you. ${retry}`,
