@@ -271,11 +271,24 @@ export interface RunPairsOptions {
   inFlight: number;
   /** Unmeasured warm-up (ms). */
   warmupMs: number;
-  /** Measured window (ms). */
+  /** Measured window (ms); longer on a starved machine, see {@link WINDOW_MAX_FACTOR}. */
   measureMs: number;
   /** Called at the start and end of the measured window (e.g. to read server CPU). */
   onWindow?: (edge: "start" | "end") => Promise<void> | void;
 }
+
+/**
+ * The measured window lasts until every pair's in-flight frames have come
+ * back at least once on average (pairs × inFlight deliveries), at most this
+ * many times `measureMs` (and at least {@link WINDOW_MAX_MIN_MS}). On a
+ * loaded machine a short window could otherwise end before the first frame
+ * came through the pipeline (P=10 × 32 × 4 KiB took > 600 ms per round trip
+ * at load 26 on 2 cores) and report 0 msgs/s; the rate is still deliveries
+ * over the window's real length. A stall longer than the cap still shows 0.
+ */
+export const WINDOW_MAX_FACTOR = 20;
+/** Lower bound of the window's cap (ms), see {@link WINDOW_MAX_FACTOR}. */
+export const WINDOW_MAX_MIN_MS = 10_000;
 
 /** Runs closed-loop pairs for warm-up + window, then drains; bounded in time. */
 export async function runPairs(opts: RunPairsOptions): Promise<LoadResult> {
@@ -342,6 +355,10 @@ export async function runPairs(opts: RunPairsOptions): Promise<LoadResult> {
   measuring = true;
   const t0 = performance.now();
   await sleep(opts.measureMs);
+  const cap = Math.max(opts.measureMs * WINDOW_MAX_FACTOR, WINDOW_MAX_MIN_MS);
+  while (
+    delivered < pairs * inFlight && performance.now() - t0 < cap
+  ) await sleep(20);
   measuring = false;
   const elapsedMs = performance.now() - t0;
   const counted = delivered;
