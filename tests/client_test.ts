@@ -570,6 +570,14 @@ Deno.test("peer offline: messages wait in the bounded outbox; overflow is report
       "peer-offline noticed",
       60_000,
     );
+    // The notice may come from a cover packet's peer-offline before m1 was
+    // sealed; m1 then goes out as the first probe: wait for it to leave the
+    // outbox so that the outbox holds exactly m2..m4.
+    await bank.waitFor(
+      (e) => e.type === "sent" && e.id === 1,
+      "m1 sent",
+      60_000,
+    );
     for (const t of ["m2", "m3", "m4", "m5"]) await bank.line(t);
     const full = await bank.waitFor(
       (e) => e.type === "error" && e.code === "outbox-full",
