@@ -64,7 +64,10 @@ Deno.test("SIGTERM while messages wait for a peer: closed event naming them, exi
   }
 });
 
-Deno.test("SIGTERM in a live conversation flushes and closes cleanly (exit 0, everything delivered)", async () => {
+/** A waiting customer and a bank that contacts it, over a fresh relay; runs `body`, then cleans up. */
+async function withPair(
+  body: (customer: ClientProc, bank: ClientProc) => Promise<void>,
+): Promise<void> {
   const relay = await startTestRelay();
   const dir = await Deno.makeTempDir({ prefix: "client-exit-" });
   const ca = `${relay.certsDir}/ca.pem`;
@@ -84,6 +87,17 @@ Deno.test("SIGTERM in a live conversation flushes and closes cleanly (exit 0, ev
       "--peer",
       ready.address,
     ], grants);
+    await body(customer, bank);
+  } finally {
+    await bank?.dispose();
+    await customer.dispose();
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("SIGTERM in a live conversation flushes and closes cleanly (exit 0, everything delivered)", async () => {
+  await withPair(async (customer, bank) => {
     await bank.waitFor(isType("secure"), "secure");
     for (let i = 0; i < 20; i++) await bank.line(`m${i}`);
     // Every line read and sealed (a line read after the signal would rightly be "not sent").
@@ -99,34 +113,11 @@ Deno.test("SIGTERM in a live conversation flushes and closes cleanly (exit 0, ev
     assert.equal(closed.undelivered, undefined);
     await customer.end();
     assert.equal(await customer.exit(), 0);
-  } finally {
-    await bank?.dispose();
-    await customer.dispose();
-    await relay.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("the peer closes while our stdin still has lines: each one reported not sent, exit 7", async () => {
-  const relay = await startTestRelay();
-  const dir = await Deno.makeTempDir({ prefix: "client-exit-" });
-  const ca = `${relay.certsDir}/ca.pem`;
-  const grants = `${dir},${relay.certsDir}`;
-  const customer = new ClientProc("customer", [
-    ...common(relay.url, ca),
-    "--keys",
-    `${dir}/c`,
-  ], grants);
-  let bank: ClientProc | undefined;
-  try {
-    const ready = await customer.waitFor(isType("ready"), "ready");
-    bank = new ClientProc("bank", [
-      ...common(relay.url, ca),
-      "--keys",
-      `${dir}/b`,
-      "--peer",
-      ready.address,
-    ], grants);
+  await withPair(async (customer, bank) => {
     await bank.waitFor(isType("secure"), "secure");
     await customer.waitFor(isType("secure"), "secure");
     await customer.end(); // the customer closes the conversation
@@ -142,10 +133,5 @@ Deno.test("the peer closes while our stdin still has lines: each one reported no
     assert.equal(lostCount(closed), 5, JSON.stringify(bank.events.slice(-8)));
     // closed is the last event: every not-sent report comes before it.
     assert.equal(bank.events.at(-1)!.type, "closed");
-  } finally {
-    await bank?.dispose();
-    await customer.dispose();
-    await relay.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
