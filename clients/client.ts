@@ -30,6 +30,7 @@ import {
   terminalRenderer,
   writeStdout,
 } from "./ui.ts";
+import { TerminalInput } from "./tty.ts";
 import { formatAddress } from "../lib/address.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import {
@@ -374,16 +375,19 @@ export async function runClient(role: Role, args: string[]): Promise<number> {
   // JSON mode: events of one burst go out in one write (flushed below, and
   // by the listeners if the process dies of an uncaught error).
   const out = o.json ? bufferedWriter(writeStdout) : undefined;
+  // Interactive: typed keys through the line editor (clients/tty.ts), output above the typed line.
+  const tty = o.json ? undefined : new TerminalInput(writeStdout);
   const emit = out
     ? jsonRenderer(out.write)
-    : terminalRenderer(writeStdout, () => peerLabel);
+    : terminalRenderer(tty!.screen, () => peerLabel);
   const flushOnExit = () => out?.flush();
   for (const type of ["unload", "error", "unhandledrejection"]) {
     globalThis.addEventListener(type, flushOnExit);
   }
   try {
-    return await runPrepared(o, emit);
+    return await runPrepared(o, emit, tty);
   } finally {
+    tty?.restore();
     flushOnExit();
     for (const type of ["unload", "error", "unhandledrejection"]) {
       globalThis.removeEventListener(type, flushOnExit);
@@ -427,6 +431,7 @@ async function encryptKey(
 async function runPrepared(
   o: ClientOptions,
   emit: (ev: ClientEvent) => void,
+  tty: TerminalInput | undefined,
 ): Promise<number> {
   let client: ChatClient;
   const input: { pump?: Promise<void> } = {};
@@ -471,16 +476,19 @@ async function runPrepared(
   // SIGINT (Ctrl-C), SIGTERM (systemd, Docker, Kubernetes) and SIGHUP (the
   // terminal went away) all close cleanly: flush, acknowledge, report.
   let interrupts = 0;
+  const onSignal = (sig: Deno.Signal) =>
+    client.quit(
+      ++interrupts > 1 ? `${SIGNAL_NAMES[sig]} twice` : SIGNAL_NAMES[sig],
+    );
   const listeners = CLOSE_SIGNALS.map((sig) => {
-    const fn = () =>
-      client.quit(
-        ++interrupts > 1 ? `${SIGNAL_NAMES[sig]} twice` : SIGNAL_NAMES[sig],
-      );
+    const fn = () => onSignal(sig);
     Deno.addSignalListener(sig, fn);
     return [sig, fn] as const;
   });
   const running = client.run();
-  input.pump = pumpStdin(client);
+  input.pump = tty
+    ? tty.pump(client, () => onSignal("SIGINT"))
+    : pumpStdin(client);
   const code = await running;
   for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
   return code;

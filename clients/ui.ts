@@ -124,13 +124,30 @@ const TRUST_TEXT = {
   expected: "as expected — the identity the peer's address names",
 } as const;
 
-/** Interactive mode: readable lines, a "> " prompt after each. */
+/** Where the terminal renderer shows its lines (clients/tty.ts: above the line being typed). */
+export interface TerminalScreen {
+  /** Shows `text` (one or more lines), then the prompt again. */
+  show(text: string): void;
+  /** Shows `text` as the program's last output: no prompt after it. */
+  end(text: string): void;
+}
+
+/** A {@link TerminalScreen} that writes to `write` with an empty `> ` prompt after each output. */
+export function plainScreen(write: (s: string) => void): TerminalScreen {
+  return {
+    show: (text) => write(`\r\x1b[K${text}\n> `),
+    end: (text) => write(`\r\x1b[K${text}\n`),
+  };
+}
+
+/** Interactive mode: readable lines, the prompt after each (a function `sink` gets {@link plainScreen}). */
 export function terminalRenderer(
-  write: (s: string) => void,
+  sink: TerminalScreen | ((s: string) => void),
   peerLabel: () => string,
 ): (ev: ClientEvent) => void {
+  const screen = typeof sink === "function" ? plainScreen(sink) : sink;
   const texts = new Map<number, string>();
-  const out = (s: string) => write(`\r\x1b[K${s}\n> `);
+  const out = (s: string) => screen.show(s);
   return (ev) => {
     switch (ev.type) {
       case "ready":
@@ -221,16 +238,16 @@ export function terminalRenderer(
         }
         // These end the program: no prompt after them.
         if (/^(tls|relay-unreachable|relay-full)$/.test(ev.code)) {
-          return write(`\r\x1b[K! ${ev.code}: ${safe(ev.message)}\n`);
+          return screen.end(`! ${ev.code}: ${safe(ev.message)}`);
         }
         return out(`! ${ev.code}: ${safe(ev.message)}`);
       case "closed":
-        return write(
-          `\r\x1b[K* closed: ${ev.reason}${
+        return screen.end(
+          `* closed: ${ev.reason}${
             ev.undelivered
               ? ` — NOT delivered: ${ev.undelivered.join(", ")}`
               : ""
-          }\n`,
+          }`,
         );
     }
   };

@@ -2,8 +2,9 @@
  * Interactive mode under a real pseudo-terminal (tmux): the customer runs in
  * a tmux pane with the task's permission flags; the bank is a JSON-mode
  * process. Covers the banner, the secure-session summary, typing a message,
- * delivery marks, /verify with confirmation, /status, /quit, Ctrl-C, and /trust
- * after a CHANGED key.
+ * delivery marks, typed text kept across incoming lines (the line editor,
+ * clients/line_editor.ts), /verify with confirmation, /status, /quit, Ctrl-C,
+ * and /trust after a CHANGED key.
  * Skipped (with a message) when tmux is not installed.
  */
 
@@ -23,11 +24,23 @@ if (!hasTmux) {
   );
 }
 
-/** Our own tmux server socket, so nothing else is touched. */
-const SOCKET = `e2e-client-test-${Deno.pid}`;
+/**
+ * Our own tmux server socket, so nothing else is touched; a new one per test
+ * (a server still exiting after kill-server refuses new sessions).
+ */
+let socket = 0;
+const SOCKET = () => `e2e-client-test-${Deno.pid}-${socket}`;
+
+/** Stops this test's tmux server; the next test starts its own. */
+async function killServer(): Promise<void> {
+  await tmux("kill-server").catch(() => "");
+  socket++;
+}
 
 async function tmux(...args: string[]): Promise<string> {
-  const out = await new Deno.Command("tmux", { args: ["-L", SOCKET, ...args] })
+  const out = await new Deno.Command("tmux", {
+    args: ["-L", SOCKET(), ...args],
+  })
     .output();
   if (!out.success) {
     throw new Error(`tmux ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
@@ -62,7 +75,8 @@ async function screenUntil(
 /**
  * Starts `role` interactively in the tmux pane (named "customer", which
  * `screenUntil` reads) with the task's permission flags plus `grants`; the
- * pane prints EXIT=<code> when the client ends.
+ * pane prints `EXIT=<code> TTY=restored` when the client ends and left the
+ * terminal's mode as it found it (`TTY=changed` otherwise).
  */
 async function startInPane(
   role: "bank" | "customer",
@@ -84,7 +98,7 @@ async function startInPane(
     "60",
     "-c",
     ROOT,
-    `NO_COLOR=1 ${cmd}; echo "EXIT=$?"; sleep 30`,
+    `B=$(stty -g); NO_COLOR=1 ${cmd}; echo "EXIT=$? TTY=$([ "$(stty -g)" = "$B" ] && echo restored || echo changed)"; sleep 30`,
   );
 }
 
@@ -153,6 +167,37 @@ Deno.test({
       assert.equal(msg.text, "hi bank, customer here");
       await screenUntil(/✓ #1 delivered: hi bank/, "delivered mark");
 
+      // Typed text survives incoming output: half a line typed, the peer
+      // sends, the pane shows the incoming line and under it the half line
+      // with the cursor after it; the rest (with a Backspace and ← →) and
+      // Enter send the whole line, once.
+      await tmux("send-keys", "-t", "customer", "-l", "I am typing a long sen");
+      await screenUntil(/> I am typing a long sen\n/, "half line echoed");
+      await bank.line("interrupting you");
+      const redrawn = await screenUntil(
+        /\] bank: interrupting you\n> I am typing a long sen\n/,
+        "incoming line, then the half line redrawn under it",
+      );
+      assert.doesNotMatch(redrawn, /\] bank: interrupting you\n> \n/);
+      assert.equal(
+        (await tmux("display-message", "-p", "-t", "customer", "#{cursor_x}"))
+          .trim(),
+        String("> I am typing a long sen".length),
+        "cursor after the typed text",
+      );
+      await tmux("send-keys", "-t", "customer", "-l", "tencx");
+      await tmux("send-keys", "-t", "customer", "BSpace", "Left", "Right");
+      await tmux("send-keys", "-t", "customer", "-l", "e");
+      await tmux("send-keys", "-t", "customer", "Enter");
+      await screenUntil(/✓ #2 delivered: I am typing/, "second delivered mark");
+      assert.deepEqual(
+        bank.events.filter((e) =>
+          e.type === "message" && e.text.startsWith("I am typing")
+        ).map((e) => e.text),
+        ["I am typing a long sentence"],
+        "the whole line, exactly once",
+      );
+
       await tmux("send-keys", "-t", "customer", "/verify", "Enter");
       await screenUntil(/Type yes to mark bank verified/, "verify prompt");
       await tmux("send-keys", "-t", "customer", "yes", "Enter");
@@ -172,11 +217,14 @@ Deno.test({
       );
 
       await tmux("send-keys", "-t", "customer", "/quit", "Enter");
-      await screenUntil(/closed: conversation closed\s+EXIT=0/, "clean exit");
+      await screenUntil(
+        /closed: conversation closed\s+EXIT=0 TTY=restored/,
+        "clean exit",
+      );
       assert.equal(await bank.exit(), 0);
     } finally {
       await bank?.dispose();
-      await tmux("kill-server").catch(() => {});
+      await killServer();
       await relay.close();
       await Deno.remove(dir, { recursive: true });
     }
@@ -224,12 +272,15 @@ Deno.test({
       );
       await screenUntil(/✓ #1 delivered/, "delivered mark");
       await tmux("send-keys", "-t", "customer", "C-c");
-      await screenUntil(/closed: [^\n]*\s+EXIT=0/, "clean exit after Ctrl-C");
+      await screenUntil(
+        /closed: [^\n]*\s+EXIT=0 TTY=restored/,
+        "clean exit after Ctrl-C",
+      );
       await customer.end();
       assert.equal(await customer.exit(), 0);
     } finally {
       await customer.dispose();
-      await tmux("kill-server").catch(() => {});
+      await killServer();
       await relay.close();
       await Deno.remove(dir, { recursive: true });
     }
@@ -339,14 +390,14 @@ Deno.test({
       );
       await tmux("send-keys", "-t", "customer", "/quit", "Enter");
       await screenUntil(
-        /EXIT=7/,
+        /EXIT=7 TTY=restored/,
         "exit 7: the line typed while refused was not sent",
       );
       await customer.end();
       assert.equal(await customer.exit(), 0);
     } finally {
       await customer.dispose();
-      await tmux("kill-server").catch(() => {});
+      await killServer();
       await relay.close();
       await Deno.remove(dir, { recursive: true });
     }
@@ -417,13 +468,12 @@ Deno.test({
         entries.map((e) => `${e.name}:${e.verified}`).sort(),
         ["bank:true", "customer:true"],
       );
-      for (const pane of ["customer", "bank"]) {
-        await tmux("send-keys", "-t", pane, "/quit", "Enter");
-      }
-      await screenUntil(/EXIT=0/, "customer exit");
-      await screenUntil(/EXIT=0/, "bank exit", 15000, "bank");
+      // The bank ends its input with Ctrl-D (on an empty line): a clean close.
+      await tmux("send-keys", "-t", "bank", "C-d");
+      await screenUntil(/EXIT=0 TTY=restored/, "customer exit");
+      await screenUntil(/EXIT=0 TTY=restored/, "bank exit", 15000, "bank");
     } finally {
-      await tmux("kill-server").catch(() => {});
+      await killServer();
       await relay.close();
       await Deno.remove(dir, { recursive: true });
     }
@@ -496,7 +546,7 @@ Deno.test({
       await screenUntil(/EXIT=0/, "bank exit 0", 15000, "bank");
       await screenUntil(/EXIT=0/, "customer exit 0");
     } finally {
-      await tmux("kill-server").catch(() => "");
+      await killServer();
       await relay.close();
       await Deno.remove(dir, { recursive: true });
     }
