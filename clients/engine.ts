@@ -14,7 +14,9 @@ import type { Bytes } from "../lib/bytes.ts";
 import { Backoff } from "../lib/backoff.ts";
 import { MAX_BODY } from "../lib/constants.ts";
 import {
+  type Conversation,
   type ConversationEvent,
+  type ConversationOutput,
   type SendVerdict,
   type TrustLookup,
 } from "../lib/conversation.ts";
@@ -30,6 +32,7 @@ import type { Frame } from "../lib/relay_frame.ts";
 import { formatSessionId } from "../lib/registration.ts";
 import type { SessionOptions } from "../lib/session.ts";
 import { updateKnownPeers } from "../lib/deno/known_peers_file.ts";
+import { InOrder } from "../lib/in_order.ts";
 import { keyAlgorithm, spkiAlgorithm } from "../lib/suite.ts";
 import { TranscriptFile } from "../lib/deno/transcript_file.ts";
 
@@ -86,7 +89,22 @@ export interface EngineOptions {
   onFatal: (kind: "relay-unreachable" | "replaced", message: string) => void;
   /** Clock (ms); default Date.now. */
   now?: () => number;
+  /** The deadline timer (default setTimeout/clearTimeout; tests pass a fake one with a fake clock). */
+  timers?: Timers;
 }
+
+/** A one-shot timer API. */
+export interface Timers {
+  /** Calls `fn` once after `ms`; returns a handle for {@link clear}. */
+  set(fn: () => void, ms: number): unknown;
+  /** Cancels a timer (an undefined or spent handle is ignored). */
+  clear(handle: unknown): void;
+}
+
+const REAL_TIMERS: Timers = {
+  set: (fn, ms) => setTimeout(fn, ms),
+  clear: (h) => clearTimeout(h as ReturnType<typeof setTimeout> | undefined),
+};
 
 /** Per-conversation driver state (what lib/ does not keep: files, display). */
 interface Peer {
@@ -127,11 +145,22 @@ const hex = (b: Uint8Array) => b.toHex();
 export class Engine {
   #o: EngineOptions;
   readonly #now: () => number;
+  readonly #timers: Timers;
   #set!: Conversations;
+  /**
+   * Every conversation call's output is applied through this, in the order
+   * of the calls per peer, whatever order they finish in (a timer poll
+   * behind a slow handshake must not let the next frame's output overtake
+   * it: messages would show out of order).
+   */
+  readonly #order = new InOrder<ConversationsOutput>(
+    (out) => this.#apply(out),
+    (e) => this.#internal(e),
+  );
   #link?: RelayLink;
   #localId: Bytes = new Uint8Array(16);
   #fp = "";
-  #timer?: ReturnType<typeof setTimeout>;
+  #timer?: unknown;
   #timerAt?: number;
   #reconnecting = false;
   #reconnectDeadline?: number;
@@ -145,6 +174,7 @@ export class Engine {
   constructor(o: EngineOptions) {
     this.#o = o;
     this.#now = o.now ?? Date.now;
+    this.#timers = o.timers ?? REAL_TIMERS;
   }
 
   /** Our relay session ID. */
@@ -206,11 +236,12 @@ export class Engine {
     expectFingerprint?: string,
     waitMs?: number,
   ): Promise<void> {
-    const { output } = await this.#set.dial(peerId, this.#now(), {
+    const dialing = this.#set.dial(peerId, this.#now(), {
       ...(expectFingerprint === undefined ? {} : { expectFingerprint }),
       ...(waitMs ? { waitMs } : {}),
     });
-    this.#apply(output);
+    await this.#inOrder(peerId, dialing.then((d) => d.output));
+    await dialing;
   }
 
   /** Queues user messages for `peerId`; resolves to a verdict per message (`undefined`: no such conversation). */
@@ -220,19 +251,19 @@ export class Engine {
   ): Promise<SendVerdict[] | undefined> {
     const c = this.#set.get(peerId);
     if (!c || c.ended) return undefined;
-    const out = await c.send(
+    const sending = c.send(
       texts.map((t) => UTF8_ENCODER.encode(t)),
       this.#now(),
     );
-    this.#apply(this.#set.tag(c, out));
-    return out.verdicts;
+    await this.#inOrder(peerId, sending.then((out) => this.#set.tag(c, out)));
+    return (await sending).verdicts;
   }
 
   /** Closes the conversation with `peerId` cleanly (`waitForPeer`: also before a session exists). */
   async close(peerId: Bytes, waitForPeer = false): Promise<boolean> {
     const c = this.#set.get(peerId);
     if (!c || c.ended) return false;
-    this.#apply(this.#set.tag(c, await c.close(this.#now(), waitForPeer)));
+    await this.#call(c, c.close(this.#now(), waitForPeer));
     return true;
   }
 
@@ -241,7 +272,7 @@ export class Engine {
     const ref = this.#ref(peerId, this.#peers.get(hex(peerId))?.spki);
     await this.#updatePeers((k) => k.retrust(ref, fp, this.#now()));
     const c = this.#set.get(peerId);
-    if (c) this.#apply(this.#set.tag(c, await c.retry(this.#now())));
+    if (c) await this.#call(c, c.retry(this.#now()));
   }
 
   /** The user compared the safety number: mark the peer's current key verified. */
@@ -263,9 +294,7 @@ export class Engine {
     if (this.#stopped) return;
     this.#stopped = true;
     const open = this.#set?.list().filter((c) => !c.ended) ?? [];
-    await Promise.all(open.map(async (c) => {
-      this.#apply(this.#set.tag(c, await c.close(this.#now())));
-    }));
+    await Promise.all(open.map((c) => this.#call(c, c.close(this.#now()))));
     const deadline = this.#now() + this.#o.closeTimeoutMs + 1000;
     while (
       this.#set?.list().some((c) => !c.ended) && this.#now() < deadline
@@ -273,13 +302,13 @@ export class Engine {
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const c of this.#set?.list() ?? []) {
-      if (!c.ended) this.#apply(this.#set.tag(c, await c.abort("quit")));
+      if (!c.ended) await this.#call(c, c.abort("quit"));
     }
     await Promise.all([...this.#peers.values()].map((p) => p.chain));
     await Promise.all(
       [...this.#peers.values()].map((p) => p.transcript?.close()),
     );
-    clearTimeout(this.#timer);
+    this.#timers.clear(this.#timer);
     const link = this.#link;
     this.#link = undefined;
     await link?.close(1000, "bye").catch(() => {});
@@ -336,6 +365,20 @@ export class Engine {
       deliverTimeoutMs: this.#o.deliverTimeoutMs,
       closeTimeoutMs: this.#o.closeTimeoutMs,
     };
+  }
+
+  /** Applies the output of a call on `peerId`'s conversation in call order (see #order); resolves once applied. */
+  #inOrder(
+    peerId: Bytes,
+    result: Promise<ConversationsOutput>,
+  ): Promise<void> {
+    return this.#order.push(hex(peerId), result);
+  }
+
+  /** A call on `c` (its output tagged and applied in call order); resolves once applied, rejects if it failed. */
+  async #call(c: Conversation, result: Promise<ConversationOutput>) {
+    await this.#inOrder(c.peerId, result.then((out) => this.#set.tag(c, out)));
+    await result;
   }
 
   /** Takes a conversation output: packets out now, events in order per peer. */
@@ -516,15 +559,16 @@ export class Engine {
   #arm(): void {
     const at = this.#set.nextDeadline();
     if (at === this.#timerAt) return;
-    clearTimeout(this.#timer);
+    this.#timers.clear(this.#timer);
     this.#timerAt = at;
     if (at === undefined) return;
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#timers.set(() => {
       this.#timerAt = undefined;
-      this.#set.poll(this.#now()).then(
-        (out) => this.#apply(out),
-        (e) => this.#internal(e),
-      );
+      const now = this.#now();
+      for (const c of this.#set.due(now)) {
+        this.#inOrder(c.peerId, this.#set.pollDue(c, now));
+      }
+      this.#arm();
     }, Math.min(Math.max(0, at - this.#now()), 2 ** 31 - 1));
   }
 
@@ -553,16 +597,16 @@ export class Engine {
           text: `relay error ${frame.name}: ${frame.reason}`,
         });
       }
-      this.#set.relayError(frame.peer, frame.name, now).then(
-        (o) => this.#apply(o),
-        (e) => this.#internal(e),
+      this.#inOrder(
+        frame.peer,
+        this.#set.relayError(frame.peer, frame.name, now),
       );
       return;
     }
     if (frame.type !== "data") return;
-    this.#set.receive(frame.peer, frame.payload, now).then(
-      (o) => this.#apply(o),
-      (e) => this.#internal(e),
+    this.#inOrder(
+      frame.peer,
+      this.#set.receive(frame.peer, frame.payload, now),
     );
   }
 
@@ -599,7 +643,10 @@ export class Engine {
         this.#reconnectBackoff.reset();
         this.#reconnectDeadline = undefined;
         this.#o.emit({ type: "notice", text: "reconnected to the relay" });
-        this.#apply(await this.#set.linkUp(this.#now()));
+        const now = this.#now();
+        for (const c of this.#set.list()) {
+          this.#call(c, c.linkUp(now)).catch(() => {}); // reported by #order
+        }
       } catch (e) {
         this.#reconnecting = false;
         if (this.#stopped) return;

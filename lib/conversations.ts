@@ -88,6 +88,8 @@ export class Conversations {
   #heap: { at: number; c: Conversation }[] = [];
   /** Each conversation's deadline as last registered (after every call that returns its output). */
   readonly #due = new Map<Conversation, number>();
+  /** Conversations returned by {@link due} whose poll has not returned yet (kept off the heap). */
+  readonly #polling = new Set<Conversation>();
 
   /** An empty set. */
   constructor(o: ConversationsOptions) {
@@ -172,9 +174,26 @@ export class Conversations {
 
   /**
    * Runs the due timers of every conversation: O(due · log n) from a
-   * min-heap of deadlines, not a scan of every conversation.
+   * min-heap of deadlines, not a scan of every conversation. The outputs
+   * come merged, once every due conversation is done: a driver that makes
+   * other calls meanwhile (relay frames, input) uses {@link due} and
+   * {@link pollDue} instead and applies each output in its conversation's
+   * call order (lib/in_order.ts), so a slow conversation never holds back
+   * another's output, nor lets a later call's output overtake it.
    */
   async poll(now: number): Promise<ConversationsOutput> {
+    return this.#merge(
+      await Promise.all(this.due(now).map((c) => this.pollDue(c, now))),
+    );
+  }
+
+  /**
+   * The conversations whose deadline has come, each to be polled once with
+   * {@link pollDue}: until that poll's output is back, a conversation is
+   * not returned again (its deadline stays due until the poll runs, behind
+   * its other pending calls).
+   */
+  due(now: number): Conversation[] {
     const picked = new Set<Conversation>();
     while (this.#heap.length > 0 && this.#heap[0].at <= now) {
       const { at, c } = heapPop(this.#heap);
@@ -185,12 +204,24 @@ export class Conversations {
       this.#due.delete(c);
       const at = c.nextDeadline();
       // A deadline that moved later without output (linkDown) is re-registered, not polled.
-      if (at !== undefined && at <= now) due.push(c);
-      else this.#register(c);
+      if (at !== undefined && at <= now) {
+        this.#polling.add(c);
+        due.push(c);
+      } else this.#register(c);
     }
-    return this.#merge(
-      await Promise.all(due.map(async (c) => this.#tag(c, await c.poll(now)))),
-    );
+    return due;
+  }
+
+  /** Runs the timers of `c`, one of {@link due}'s conversations. */
+  async pollDue(c: Conversation, now: number): Promise<ConversationsOutput> {
+    let out: ConversationOutput;
+    try {
+      out = await c.poll(now);
+    } finally {
+      this.#polling.delete(c);
+      this.#register(c);
+    }
+    return this.#tag(c, out);
   }
 
   /**
@@ -214,6 +245,7 @@ export class Conversations {
 
   /** Records `c`'s current deadline in the heap (stale entries are skipped lazily). */
   #register(c: Conversation): void {
+    if (this.#polling.has(c)) return; // registered when its poll returns
     const at = c.ended ? undefined : c.nextDeadline();
     if (at === undefined) {
       this.#due.delete(c);

@@ -59,3 +59,52 @@ Deno.test("conversations: the deadline heap equals the scan over 30 conversation
     check(bank, `after ${k + 1} s`);
   }
 });
+
+Deno.test("conversations: due() hands out a due conversation once until its pollDue() returns, whatever other calls tag it meanwhile", async () => {
+  const net = new Net();
+  const bank = await net.client("bank");
+  const customer = await net.client("customer");
+  await customer.dial(bank);
+  await net.run(() => secure(customer, bank) && secure(bank, customer));
+  // A message the customer never acknowledges: a retransmission deadline.
+  net.verdict = () => "drop";
+  await bank.send(customer, "unacknowledged");
+  const c = bank.set.get(customer.id)!;
+  const at = c.nextDeadline()!;
+  assert.ok(at !== undefined);
+  assert.deepEqual(bank.set.due(at - 1), [], "not due yet");
+  assert.deepEqual(bank.set.due(at), [c]);
+  // The poll waits behind another call, which returns (and is tagged) first.
+  const poll = c.poll.bind(c);
+  const gate = Promise.withResolvers<void>();
+  c.poll = (now) => gate.promise.then(() => poll(now));
+  const polling = bank.set.pollDue(c, at);
+  net.apply(bank, bank.set.tag(c, await c.send([], at)));
+  assert.deepEqual(bank.set.due(at), [], "not handed out again");
+  assert.equal(bank.set.nextDeadline(), undefined, "kept off the heap");
+  gate.resolve();
+  net.apply(bank, await polling);
+  c.poll = poll;
+  check(bank, "after the poll");
+  assert.ok(bank.set.nextDeadline()! > at, "registered again, later");
+  assert.deepEqual(bank.set.due(bank.set.nextDeadline()!), [c]);
+});
+
+Deno.test("conversations: a pollDue() that throws still registers the conversation's deadline again", async () => {
+  const net = new Net();
+  const bank = await net.client("bank");
+  const customer = await net.client("customer");
+  await customer.dial(bank);
+  await net.run(() => secure(customer, bank) && secure(bank, customer));
+  net.verdict = () => "drop";
+  await bank.send(customer, "unacknowledged");
+  const c = bank.set.get(customer.id)!;
+  const at = c.nextDeadline()!;
+  assert.deepEqual(bank.set.due(at), [c]);
+  const poll = c.poll.bind(c);
+  c.poll = () => Promise.reject(new Error("boom"));
+  await assert.rejects(bank.set.pollDue(c, at), /boom/);
+  c.poll = poll;
+  check(bank, "after the failed poll");
+  assert.deepEqual(bank.set.due(at), [c], "due again");
+});
