@@ -349,8 +349,14 @@ async function main(args: string[]): Promise<number> {
   if (cluster) attachRelay(cluster, relay);
   cluster?.start();
   // Signal handlers before the "listening" line: whoever waits for it may stop us at once.
+  // Once: a second signal (Ctrl-C twice, SIGTERM after SIGINT) waits for the same shutdown.
+  let stopping = false;
   const stop = () => {
-    console.error("relay: shutting down");
+    if (stopping) return;
+    stopping = true;
+    console.error(
+      "relay: shutting down (closing every connection with 1001 going away)",
+    );
     relay.shutdown().then(() => Deno.exit(0));
   };
   Deno.addSignalListener("SIGINT", stop);

@@ -10,6 +10,7 @@
  * @module
  */
 
+import { describeClose, isAbnormalClose } from "../lib/close_code.ts";
 import type { Bytes } from "../lib/bytes.ts";
 import { Backoff } from "../lib/backoff.ts";
 import { MAX_BODY } from "../lib/constants.ts";
@@ -622,9 +623,7 @@ export class Engine {
     }
     this.#o.emit({
       type: "notice",
-      text: `relay connection lost (${info.code}${
-        info.reason ? " " + info.reason : ""
-      }); reconnecting`,
+      text: `${describeLinkClose(info)}; reconnecting`,
     });
     this.#reconnectDeadline ??= this.#now() + this.#o.reconnectMs;
     this.#scheduleReconnect();
@@ -673,4 +672,21 @@ export class Engine {
     }
     return this.#iso;
   }
+}
+
+/** Why the relay connection ended, as the notice says it (the relay logs the same code, lib/close_code.ts). */
+export function describeLinkClose(
+  info: { code: number; reason: string; byClient?: boolean },
+): string {
+  if (info.byClient) {
+    return `this client closed the relay connection (${
+      describeClose(info.code, info.reason)
+    })`;
+  }
+  if (isAbnormalClose(info.code)) {
+    return "connection to the relay lost (no close frame: the network failed or the relay stopped abruptly)";
+  }
+  return `the relay closed the connection (${
+    describeClose(info.code, info.reason)
+  })`;
 }

@@ -1,18 +1,21 @@
 /**
  * Messages a person can act on: the clients and the relay as real processes
  * given a relay that is not running, a full relay, an unknown CA, broken key
- * files and bad relay flags; each message must say what to do.
+ * files, bad relay flags, a relay that shuts down or dies; each message must
+ * say what to do or what happened.
  */
 
 import assert from "node:assert/strict";
-import { startTestRelay, testCerts } from "./helpers/relay_fixture.ts";
+import { startTestRelay, testCerts, waitFor } from "./helpers/relay_fixture.ts";
 import {
   ClientProc,
   type Ev,
   flagsWithDir,
   freePort,
+  RelayProc,
   ROOT,
 } from "./helpers/client_proc.ts";
+import { spawnRelay } from "./helpers/relay_process.ts";
 import { createIdentity } from "../lib/identity.ts";
 
 const isType = (t: string) => (e: Ev) => e.type === t;
@@ -282,6 +285,84 @@ Deno.test("protected key, no --passphrase-file, on a terminal → asks for the p
     }
   } finally {
     await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("relay shuts down (SIGINT then SIGTERM) → one shutting-down line, and relay log and client both name 1001 going away; relay killed → the client says no close frame", async () => {
+  const certs = await testCerts();
+  const dir = await tempDir();
+  const port = freePort();
+  const relay = await spawnRelay({
+    certsDir: certs.dir,
+    args: ["--port", String(port)],
+  });
+  const customer = new ClientProc("customer", [
+    "--json",
+    "--relay",
+    `wss://localhost:${port}/ws`,
+    "--ca",
+    `${certs.dir}/ca.pem`,
+    "--keys",
+    dir,
+    "--cover-rate",
+    "0",
+  ], `${dir},${certs.dir}`);
+  let again: RelayProc | undefined;
+  const lost = (n: number) =>
+    customer.waitCount(
+      (e) => e.type === "notice" && /reconnecting$/.test(e.text),
+      n,
+      "relay-lost notice",
+    );
+  try {
+    await customer.waitFor(isType("ready"), "customer ready");
+    await waitFor(
+      () => relay.lines.some((l) => / registered /.test(l)),
+      "registered line",
+    );
+    Deno.kill(relay.pid, "SIGINT");
+    Deno.kill(relay.pid, "SIGTERM");
+    assert.equal(await relay.exited, 0);
+    const [gone] = await lost(1);
+    assert.equal(
+      gone.text,
+      "the relay closed the connection (1001 going away: relay shutting down); reconnecting",
+    );
+    assert.equal(
+      relay.lines.filter((l) => /shutting down/.test(l)).length,
+      1,
+      relay.lines.join("\n"),
+    );
+    assert.ok(
+      relay.lines.some((l) =>
+        /closed [a-z2-7]{6}… by the relay: 1001 going away \(0 online\)/
+          .test(l)
+      ),
+      relay.lines.join("\n"),
+    );
+    again = new RelayProc(
+      port,
+      `${certs.dir}/relay.pem`,
+      `${certs.dir}/relay-key.pem`,
+      certs.dir,
+    );
+    await again.ready;
+    await customer.waitFor(
+      (e) => e.type === "notice" && /reconnected/.test(e.text),
+      "reconnected",
+      30000,
+    );
+    await again.kill(); // SIGKILL: no close frame
+    const [, dead] = await lost(2);
+    assert.match(
+      dead.text,
+      /^connection to the relay lost \(no close frame: the network failed or the relay stopped abruptly\); reconnecting$/,
+    );
+  } finally {
+    await customer.dispose();
+    await again?.kill();
+    await relay.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });

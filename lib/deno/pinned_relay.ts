@@ -313,7 +313,7 @@ export class PinnedRelayConnection {
       new DataView(body.buffer).setUint16(0, code);
       body.set(r, 2);
       this.#sendFrame(OP_CLOSE, body);
-      this.#closeInfo = { code, reason };
+      this.#closeInfo = { code, reason, byClient: true };
       this.#closeTimer = setTimeout(
         () => this.#socket.destroy(),
         CLOSE_GRACE_MS,

@@ -39,6 +39,8 @@ export interface CloseInfo {
   code: number;
   /** Close reason text. */
   reason: string;
+  /** True when this side closed it (e.g. the relay sent a malformed frame); absent when the relay or the network did. */
+  byClient?: boolean;
 }
 
 /** Failure to connect or register, with a specific cause. */

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { describeClose, isAbnormalClose } from "../close_code.ts";
 import type { Bytes } from "../bytes.ts";
 import { shortSessionId } from "../registration.ts";
 import {
@@ -366,17 +367,22 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     const ws = new RelaySocket(c.tcp, maxFrame, RELAY_CLOSE_GRACE_MS, {
       onMessage: (data, text) => onMessage(c, data, text),
       onTooLarge: (length, _op, prefix) => onTooLarge(c, length, prefix),
-      onClosed: (code) => {
+      onClosed: (code, byRelay) => {
         const id = c.id;
         const wasBound = c.idKey !== undefined && registry.unbind(c.idKey, c);
         if (wasBound) remote?.unbound?.(c.idKey!);
         release(c);
         metrics.connectionClosed();
         if (wasBound) {
+          // Who closed, and the code as sent (RFC 6455 names, lib/close_code.ts):
+          // the same code the client reports.
+          const how = byRelay
+            ? ` by the relay: ${describeClose(code)}`
+            : isAbnormalClose(code)
+            ? `: connection dropped (${describeClose(code)})`
+            : ` by the client: ${describeClose(code)}`;
           connLog(
-            `closed ${
-              shortSessionId(id!)
-            }… code ${code} (${registry.size} online)`,
+            `closed ${shortSessionId(id!)}…${how} (${registry.size} online)`,
           );
         }
       },
