@@ -106,6 +106,8 @@ export class ChatClient {
     answer: (yes: boolean) => Promise<void>;
   };
   #scenarioDone = false;
+  /** Our Ed25519 identity's fingerprint (from `ready`), when suite x25519 is enabled. */
+  #ed25519Fingerprint?: string;
   /** What was not delivered, one entry per message id or input line (for the exit code and `closed`). */
   #lost: string[] = [];
   #paymentSent?: { body: string; request: PaymentRequest };
@@ -338,6 +340,7 @@ export class ChatClient {
   // ── events ───────────────────────────────────────────────────────────────
 
   #onEvent(ev: ClientEvent): void {
+    if (ev.type === "ready") this.#ed25519Fingerprint = ev.ed25519Fingerprint;
     const from = ev.peer;
     const mine = this.#peer !== undefined &&
       from === formatSessionId(this.#peer);
@@ -422,9 +425,8 @@ export class ChatClient {
     // Refused until /trust is typed and answered: the confirmation is armed by
     // /trust, not here (a line typed meanwhile is not an answer).
     this.#notice(
-      `Compare the safety number above with the one ${this.#o.peerName} sees ` +
-        "(their secure-session summary or /verify shows it), over another channel. " +
-        "Type /trust to accept the new key, or /quit.",
+      `The conversation with ${this.#o.peerName} stays refused until you decide. ` +
+        "Type /trust to accept the new key (only once the comparison above matched), or /quit.",
     );
   }
 
@@ -454,7 +456,7 @@ export class ChatClient {
         `Trust the NEW key of ${this.#o.peerName} (fingerprint ${
           formatFingerprint(Uint8Array.fromHex(refused.fingerprint))
         })? ` +
-        "Only if you compared the safety number out of band. Type yes to trust it.",
+        `Only if ${this.#o.peerName} read you this same fingerprint over another channel. Type yes to trust it.`,
     });
     this.#prompt = {
       kind: "trust",
@@ -542,8 +544,15 @@ export class ChatClient {
         return;
       }
       case "/verify": {
-        if (!p?.safetyNumber || !p.fingerprint) {
-          return this.#notice("no secure session yet: nothing to verify");
+        const own = this.#ownFingerprints();
+        const c = this.#peer && this.#engine.conversations.get(this.#peer);
+        if (!p?.safetyNumber || !p.fingerprint || !c?.secure) {
+          // The side whose key a peer refused has no session: what it can
+          // compare is its own fingerprint (the peer's "presented" one).
+          return this.#notice(
+            `${own}\nNo secure session, so no safety number yet. A peer warned that your key changed ` +
+              `sees your fingerprint as "presented fingerprint": read it to them over another channel.`,
+          );
         }
         const peer = this.#peer!;
         this.#d.emit({
@@ -552,7 +561,7 @@ export class ChatClient {
           text:
             `Safety number: ${p.safetyNumber}\nPeer fingerprint: ${
               formatFingerprint(Uint8Array.fromHex(p.fingerprint))
-            }\n` +
+            }\n${own}\n` +
             `Does your peer see exactly the same safety number? Type yes to mark ${this.#o.peerName} verified.`,
         });
         this.#prompt = {
@@ -670,6 +679,20 @@ export class ChatClient {
     end();
   }
 
+  /** Our fingerprints as the banner shows them (the Ed25519 one when suite x25519 is enabled). */
+  #ownFingerprints(): string {
+    const line = (label: string, hex: string) =>
+      `${label}${formatFingerprint(Uint8Array.fromHex(hex))}`;
+    return line("Your fingerprint: ", this.#engine.fingerprint) +
+      (this.#ed25519Fingerprint
+        ? "\n" +
+          line(
+            "Your Ed25519 fingerprint (suite x25519): ",
+            this.#ed25519Fingerprint,
+          )
+        : "");
+  }
+
   #notice(text: string): void {
     this.#d.emit({ type: "notice", text });
   }
@@ -700,7 +723,8 @@ export class ChatClient {
 export const COMMAND_HELP = `commands:
   /help     this list
   /status   relay connection, peer, messages queued and awaiting acknowledgement
-  /verify   show the safety number; type yes if your peer sees the same one
+  /verify   show the safety number and both fingerprints (yours alone before a session);
+            type yes if your peer sees the same number
   /trust    accept a peer's CHANGED key (only after comparing safety numbers)
   /quit     deliver what is queued, close and exit (Ctrl-C does the same)
 Any other line is a message to the peer; before a conversation, paste the peer's ID or address.`;

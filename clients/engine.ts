@@ -489,6 +489,7 @@ export class Engine {
           previousFingerprint: ev.previous,
           presentedFingerprint: ev.fingerprint,
           safetyNumber: sn,
+          role: ev.role,
         });
       }
       case "not-sent":

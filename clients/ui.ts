@@ -231,8 +231,11 @@ export function terminalRenderer(
                 readableFingerprint(ev.presentedFingerprint)
               }\n` +
               `  safety number with the new key: ${ev.safetyNumber}\n` +
-              `  Ask ${ev.peerName} for the "Fingerprint" its start-up banner shows (it must equal "presented")\n` +
-              "  and for the safety number its secure-session summary shows, if it got one (it must equal this one).\n" +
+              `  Ask ${ev.peerName}, over another channel, to type /verify: it shows "Your fingerprint",\n` +
+              `  which must equal "presented" (its start-up banner shows it too)` +
+              (ev.role === "responder"
+                ? `, and its safety number,\n  which must equal this one (${ev.peerName} got a secure session before the refusal).\n`
+                : `. ${ev.peerName} has no session\n  (refused before one started), so no safety number yet: both sides show it once you accept the key.\n`) +
               "The session was refused.",
           );
         }

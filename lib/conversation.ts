@@ -507,7 +507,8 @@ export class Conversation {
       out,
       `the peer answered none of the last ${SILENT_HANDSHAKES_HINT} secure-session attempts although we had a session with it: ` +
         "it may be offline, or it may be refusing your identity key if that key changed (a new keys folder or identity file). " +
-        "Ask the peer to compare safety numbers with you (and your fingerprint: the Fingerprint line of your start-up banner) and, if they match, accept your new key (/trust or --trust)",
+        "Give the peer your fingerprint and the safety number over another channel (the clients' /verify shows both; the peer's warning shows them " +
+        'as "presented fingerprint" and "safety number with the new key"): if they match, the peer accepts your new key (/trust or --trust)',
     );
   }
 

@@ -28,7 +28,7 @@ import {
 } from "./conversation_types.ts";
 import { ProtocolError } from "./errors.ts";
 import { Initiator, Responder, type TrustDecision } from "./handshake.ts";
-import type { HandshakeResult } from "./handshake_result.ts";
+import type { HandshakeResult, HandshakeRole } from "./handshake_result.ts";
 import { formatSessionId } from "./registration.ts";
 import { Session } from "./session.ts";
 
@@ -195,7 +195,10 @@ export async function onHs2(
   try {
     r = await ph.hs.receive(p, now);
   } catch (e) {
-    return handshakeFailed(h, e, out, ph.attempt);
+    return handshakeFailed(h, e, out, {
+      attempt: ph.attempt,
+      role: "initiator",
+    });
   }
   out.packets.push(r.send);
   await h.secure(r.session, "initiator", ph.attempt, now, out);
@@ -221,7 +224,10 @@ export async function onHs3(
     r = await answering.hs.receive(p, { now, from: h.o.peerId });
   } catch (e) {
     if (ph.kind === "secure") return besideFailed(h, ph, e, out);
-    return handshakeFailed(h, e, out, answering.attempt);
+    return handshakeFailed(h, e, out, {
+      attempt: answering.attempt,
+      role: "responder",
+    });
   }
   await h.secure(r.session!, "responder", answering.attempt, now, out);
   if (answering.early.length > 0) {
@@ -244,14 +250,15 @@ export function besideFailed(
   );
 }
 
-/** A handshake failed with no session live. */
+/** A handshake failed with no session live (`failed`: the attempt whose identity was checked, and our role in it). */
 export function handshakeFailed(
   h: Host,
   e: unknown,
   out: ConversationOutput,
-  attempt?: Attempt,
+  failed?: { attempt: Attempt; role: HandshakeRole },
 ): void {
   if (!(e instanceof ProtocolError)) throw e;
+  const attempt = failed?.attempt;
   const refused = e.code === "identity-changed" ||
     e.code === "identity-rejected";
   if (refused && attempt?.fingerprint) {
@@ -269,6 +276,7 @@ export function handshakeFailed(
       previous: attempt.lookup?.status === "changed"
         ? attempt.lookup.previous
         : undefined,
+      role: failed!.role,
     });
     return;
   }

@@ -90,6 +90,13 @@ export type ConversationEvent =
     fingerprint: string;
     spki: Bytes;
     previous?: string;
+    /**
+     * Our role in the refused handshake. As initiator we refused at HS2: the
+     * peer has no session and so no safety number (only its fingerprint to
+     * compare). As responder we refused at HS3: the peer holds a session
+     * and shows the same safety number (PROTOCOL.md §2.3).
+     */
+    role: HandshakeRole;
   }
   | { type: "not-sent"; ids: number[]; code: string; message: string }
   | { type: "notice"; text: string }

@@ -406,6 +406,146 @@ Deno.test({
 
 Deno.test({
   name:
+    "a CHANGED key refused by the responder: both sides show the same fingerprint and safety number; /trust + yes after other typing recovers, and the changed side's message is delivered",
+  ignore: !hasTmux,
+  async fn() {
+    const relay = await startTestRelay();
+    const dir = await Deno.makeTempDir({ prefix: "client-tty-" });
+    const ca = `${relay.certsDir}/ca.pem`;
+    const grants = `${dir},${relay.certsDir}`;
+    // The customer recorded another key for the bank: the bank's key "changed".
+    await Deno.mkdir(`${dir}/c`, { mode: 0o700 });
+    await Deno.writeTextFile(
+      `${dir}/c/known_peers.json`,
+      JSON.stringify({
+        version: 1,
+        peers: {
+          bank: {
+            fingerprint: "cd".repeat(32),
+            firstSeen: "2026-01-01T00:00:00.000Z",
+            lastSeen: "2026-01-01T00:00:00.000Z",
+            verified: true,
+          },
+        },
+      }),
+      { mode: 0o600 },
+    );
+    const common = (who: string) => [
+      "--keys",
+      `${dir}/${who}`,
+      "--relay",
+      relay.url,
+      "--ca",
+      ca,
+      "--cover-rate",
+      "0",
+    ];
+    try {
+      await startInPane("customer", common("c"), grants);
+      const banner = await screenUntil(
+        /Share this address[\s\S]*id=[a-z2-7]{26}/,
+        "customer banner",
+      );
+      const address = banner.match(/wss:\/\/\S+id=[a-z2-7]{26}/)![0];
+      // The changed side dials: it is the initiator, the customer refuses at HS3.
+      await startInPane(
+        "bank",
+        [...common("b"), "--peer", address],
+        grants,
+        "bank",
+      );
+      const bankScreen = await screenUntil(
+        /Secure session with customer[\s\S]*Safety number:\s+[0-9 ]{60,}/,
+        "the changed side's secure summary",
+        15000,
+        "bank",
+      );
+      const warning = await screenUntil(
+        /The session was refused\./,
+        "the refusing side's warning",
+      );
+      const bankFp = bankScreen.match(/Fingerprint: ([0-9A-F ]{79})/)![1];
+      const sn = bankScreen.match(/Safety number:\s+([0-9 ]{71})/)![1];
+      assert.ok(warning.includes(`presented fingerprint: ${bankFp}`));
+      assert.ok(warning.includes(`safety number with the new key: ${sn}`));
+      assert.match(
+        warning,
+        /and its safety number,\s+which must equal this one/,
+      );
+      // What the changed side is told to read out: /verify shows both, in the same format.
+      await tmux("send-keys", "-t", "bank", "/verify", "Enter");
+      const verify = await screenUntil(
+        /Type yes to mark customer verified/,
+        "verify on the changed side",
+        15000,
+        "bank",
+      );
+      assert.ok(verify.includes(`Your fingerprint: ${bankFp}`));
+      assert.ok(verify.includes(`Safety number: ${sn}`));
+      await tmux("send-keys", "-t", "bank", "no", "Enter");
+      await screenUntil(/\* not verified/, "not verified", 15000, "bank");
+      await tmux("send-keys", "-t", "bank", "sent with the new key", "Enter");
+      await screenUntil(/#1 sent/, "sent", 15000, "bank");
+      // The refusing side: other typing, then /trust and yes.
+      await tmux("send-keys", "-t", "customer", "something else", "Enter");
+      await screenUntil(
+        /not sent: the conversation with bank is refused/,
+        "refused line",
+      );
+      await tmux("send-keys", "-t", "customer", "/trust", "Enter");
+      await screenUntil(
+        new RegExp(`Trust the NEW key of bank \\(fingerprint ${bankFp}\\)`),
+        "trust question",
+      );
+      await tmux("send-keys", "-t", "customer", "yes", "Enter");
+      await screenUntil(
+        /new key of bank trusted[\s\S]*Secure session with bank/,
+        "customer secure after /trust",
+      );
+      // The changed side is told: its message arrives and is acknowledged.
+      await screenUntil(
+        /\] bank: sent with the new key/,
+        "delivered to the customer",
+      );
+      await screenUntil(
+        /✓ #1 delivered: sent with the new key/,
+        "delivered mark",
+        15000,
+        "bank",
+      );
+      const after = await tmux(
+        "capture-pane",
+        "-p",
+        "-J",
+        "-S",
+        "-200",
+        "-t",
+        "customer",
+      );
+      const sns = [...after.matchAll(/Safety number:\s+([0-9 ]{71})/g)].map((
+        m,
+      ) => m[1]);
+      assert.deepEqual(
+        sns,
+        [sn],
+        "the customer's summary shows the number both compared",
+      );
+      await tmux("send-keys", "-t", "bank", "/quit", "Enter");
+      await screenUntil(/EXIT=0 TTY=restored/, "bank exit", 15000, "bank");
+      await screenUntil(
+        /EXIT=7 TTY=restored/,
+        "customer exit 7: the refused line",
+      );
+    } finally {
+      await killServer();
+      await relay.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
     "bank and customer in ONE keys folder both /verify → yes: both decisions survive in known_peers.json",
   ignore: !hasTmux,
   async fn() {
@@ -527,6 +667,17 @@ Deno.test({
         15000,
         "bank",
       );
+      // No session: /verify shows our fingerprint as the banner does (what a
+      // peer refusing our key compares), and says there is no safety number.
+      await tmux("send-keys", "-t", "bank", "/verify", "Enter");
+      const noSession = await screenUntil(
+        /No secure session, so no safety number yet/,
+        "verify without a session",
+        15000,
+        "bank",
+      );
+      const bannerFp = noSession.match(/Fingerprint: ([0-9A-F ]{79})/)![1];
+      assert.ok(noSession.includes(`Your fingerprint: ${bannerFp}`));
       await tmux("send-keys", "-t", "bank", id, "Enter");
       await screenUntil(/Secure session with/, "bank secure", 15000, "bank");
       await screenUntil(/Secure session with/, "customer secure");

@@ -214,7 +214,8 @@ Deno.test("conversation: a known peer that answers no handshake (it may refuse o
     SILENT_HANDSHAKES_HINT,
     "the hint comes after exactly that many unanswered attempts",
   );
-  assert.match(notices[at], /compare safety numbers/);
+  assert.match(notices[at], /your fingerprint and the safety number/);
+  assert.match(notices[at], /"presented fingerprint"/);
   await net.advance(60_000);
   assert.equal(
     a.of("notice").filter(hint).length,
