@@ -30,6 +30,24 @@ function columns(): number {
   }
 }
 
+/** Adds or removes the SIGWINCH and SIGQUIT listeners (where the platform has those signals). */
+function signals(
+  op: "add" | "remove",
+  onResize: () => void,
+  onQuit: () => void,
+): void {
+  for (
+    const [sig, fn] of [["SIGWINCH", onResize], ["SIGQUIT", onQuit]] as const
+  ) {
+    try {
+      if (op === "add") Deno.addSignalListener(sig, fn);
+      else Deno.removeSignalListener(sig, fn);
+    } catch {
+      // not on this platform
+    }
+  }
+}
+
 /** The line editor on the process's terminal; see the module doc. */
 export class TerminalInput {
   readonly #editor = new LineEditor({ columns: columns() });
@@ -64,8 +82,7 @@ export class TerminalInput {
     for (const type of ["unload", "error", "unhandledrejection"]) {
       globalThis.addEventListener(type, this.#onExit);
     }
-    Deno.addSignalListener("SIGWINCH", this.#onResize);
-    Deno.addSignalListener("SIGQUIT", this.#onQuit);
+    signals("add", this.#onResize, this.#onQuit);
     const decoder = new TextDecoder();
     const buf = new Uint8Array(64 * 1024);
     try {
@@ -95,8 +112,7 @@ export class TerminalInput {
     for (const type of ["unload", "error", "unhandledrejection"]) {
       globalThis.removeEventListener(type, this.#onExit);
     }
-    Deno.removeSignalListener("SIGWINCH", this.#onResize);
-    Deno.removeSignalListener("SIGQUIT", this.#onQuit);
+    signals("remove", this.#onResize, this.#onQuit);
     try {
       Deno.stdin.setRaw(false);
     } catch {
