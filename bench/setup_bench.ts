@@ -3,9 +3,10 @@
  * providers in the same run:
  *
  * - `node`: what the Deno clients run (`--crypto keys|fast`): transcript
- *   SHA-256, HKDF, HMAC, handshake AES-GCM and Ed25519 signing in
- *   node:crypto (lib/deno/node_primitives.ts); DH, P-256 signing and every
- *   signature check in WebCrypto. The targets are judged on these rows.
+ *   SHA-256, HKDF, HMAC, handshake AES-GCM, both suites' ephemerals and DH,
+ *   Ed25519 signing and every signature check in node:crypto
+ *   (lib/deno/node_primitives.ts); P-256 signing in WebCrypto. The targets
+ *   are judged on these rows.
  * - `webcrypto`: the key schedule, MACs, handshake AEAD and signatures in
  *   WebCrypto (the lib default, as a browser runs it; transcript SHA-256 still
  *   via node:crypto, as the clients did before): the baseline.

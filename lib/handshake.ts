@@ -75,8 +75,8 @@ import {
   newEphemeral,
   RESPONDER_SIGNATURE_CONTEXT,
   sharedSecret,
-  type TranscriptHash,
-  transcriptHash,
+  type Transcript,
+  transcript,
   transcriptPrologue,
   type TrustCallback,
 } from "./handshake_keys.ts";
@@ -433,60 +433,60 @@ export class Initiator<S> {
       this.#localId,
       this.#peerId,
     );
-    const t = transcriptHash(this.#hash, prologue);
     const hs1 = this.#hs1;
+    const t = transcript(prologue, this.#hash, this.#keys).with(hs1, prefix);
     const own = this.#ephemerals!.get(suite.id)!;
     this.#ephemerals = null;
     const secrets = await handshakeSecrets(
       await sharedSecret(own, suite.id, peerEphemeral),
-      await t(hs1, prefix),
+      await t.hash(),
       this.#keys,
     );
     try {
-      return await this.#finish(suite, hs1, hs2, prefix, t, secrets);
+      return await this.#finish(suite, hs2, prefix.length, t, secrets);
     } finally {
       secrets.drop();
     }
   }
 
+  /** `t` = the transcript after HS1 ‖ HS2's cleartext prefix (`prefixLength` bytes). */
   async #finish(
     suite: SuiteInfo,
-    hs1: Bytes,
     hs2: Bytes,
-    prefix: Bytes,
-    t: TranscriptHash,
+    prefixLength: number,
+    t: Transcript,
     secrets: HandshakeSecrets,
   ): Promise<InitiatorOutput<S>> {
-    const plain = await secrets.open(
-      "responder",
-      hs2.slice(prefix.length),
-      prefix,
-    );
+    const prefix = hs2.subarray(0, prefixLength);
+    const sealed = hs2.subarray(prefixLength);
+    const plain = await secrets.open("responder", sealed, prefix);
     const peer = await checkProof(
-      parseProof(plain, prefix.length, hs2.length),
+      parseProof(plain, prefixLength, hs2.length),
       suite,
       RESPONDER_SIGNATURE_CONTEXT,
       (tag, data) => secrets.macVerify("responder", tag, data),
-      (...parts) => t(hs1, prefix, ...parts),
+      t,
       this.#trust,
       this.#hash,
       this.#keys,
     );
     const identity = this.#config.identity.get(suite.id)!;
     const hs3Header = new Uint8Array([E2E_VERSION, PACKET_HS3]);
+    // T(HS1 ‖ HS2 ‖ …): HS2 = prefix ‖ sealed, and `t` has absorbed the prefix.
+    const tHs2 = t.with(sealed);
     const proof = await makeProof(
       identity,
       hs3Header.length,
       INITIATOR_SIGNATURE_CONTEXT,
       (data) => secrets.mac("initiator", data),
-      (...parts) => t(hs1, hs2, ...parts),
+      tHs2,
       this.#keys,
     );
     const hs3 = concat(
       hs3Header,
       await secrets.seal("initiator", proof, hs3Header),
     );
-    const sessionHash = await t(hs1, hs2, hs3);
+    const sessionHash = await tHs2.hash(hs3);
     const master = await secrets.master(sessionHash);
     const session = await this.#complete({
       role: "initiator",
@@ -525,9 +525,8 @@ export class Responder<S> {
   // Set by HS1:
   #peerId: Bytes = EMPTY;
   #suite: SuiteInfo | undefined;
-  #prologue: Bytes = EMPTY;
-  #hs1: Bytes = EMPTY;
-  #hs2: Bytes = EMPTY;
+  /** The transcript after HS1 ‖ HS2 (public bytes only). */
+  #tHs2: Transcript | undefined;
   #secrets: HandshakeSecrets | null = null;
 
   private constructor(o: ResponderOptions<S>) {
@@ -636,17 +635,19 @@ export class Responder<S> {
     this.#guard.deadline = now + this.#deadlineMs;
     this.#peerId = from;
     this.#suite = suite;
-    this.#prologue = transcriptPrologue(suite.name, from, this.#localId);
-    this.#hs1 = hs1;
     const ephemeral = this.#config.ephemeral.get(suite.id) ??
       await newEphemeral(suite.id, this.#keys);
     this.#config.ephemeral.clear();
     const random = this.#fixedRandom ?? randomBytes();
     const prefix = encodeHs2Prefix(suite.id, ephemeral.publicRaw, random);
-    const t = transcriptHash(this.#hash, this.#prologue);
+    const t = transcript(
+      transcriptPrologue(suite.name, from, this.#localId),
+      this.#hash,
+      this.#keys,
+    ).with(hs1, prefix);
     const secrets = await handshakeSecrets(
       await sharedSecret(ephemeral, suite.id, offer.ephemeral),
-      await t(hs1, prefix),
+      await t.hash(),
       this.#keys,
     );
     this.#secrets = secrets;
@@ -655,15 +656,12 @@ export class Responder<S> {
       prefix.length,
       RESPONDER_SIGNATURE_CONTEXT,
       (data) => secrets.mac("responder", data),
-      (...parts) => t(hs1, prefix, ...parts),
+      t,
       this.#keys,
     );
-    const hs2 = concat(
-      prefix,
-      await secrets.seal("responder", proof, prefix),
-    );
-    this.#hs2 = hs2;
-    return hs2.slice();
+    const sealed = await secrets.seal("responder", proof, prefix);
+    this.#tHs2 = t.with(sealed);
+    return concat(prefix, sealed);
   }
 
   async #onHs3(hs3: Bytes): Promise<S> {
@@ -673,22 +671,21 @@ export class Responder<S> {
     const suite = this.#suite!;
     const plain = await secrets.open(
       "initiator",
-      hs3.slice(2),
-      hs3.slice(0, 2),
+      hs3.subarray(2),
+      hs3.subarray(0, 2),
     );
-    const t = transcriptHash(this.#hash, this.#prologue);
-    const hs1 = this.#hs1, hs2 = this.#hs2;
+    const t = this.#tHs2!;
     const peer = await checkProof(
       parseProof(plain, 2, hs3.length),
       suite,
       INITIATOR_SIGNATURE_CONTEXT,
       (tag, data) => secrets.macVerify("initiator", tag, data),
-      (...parts) => t(hs1, hs2, ...parts),
+      t,
       this.#trust,
       this.#hash,
       this.#keys,
     );
-    const sessionHash = await t(hs1, hs2, hs3);
+    const sessionHash = await t.hash(hs3);
     const master = await secrets.master(sessionHash);
     secrets.drop();
     this.#secrets = null;

@@ -20,16 +20,19 @@ import type { HandshakeRole } from "./handshake_result.ts";
 import type {
   HandshakeKeyPrimitives,
   ProviderEphemeral,
+  Sha256State,
 } from "./primitives.ts";
 import {
   AEAD_NONCE_LENGTH,
   AEAD_TAG_LENGTH,
+  checkP256Point,
   deriveLabel,
   deriveLabelKey,
   dh,
   type EphemeralKeyPair,
   generateSuiteEphemeral,
   HASH_LENGTH,
+  type IdentityAlgorithm,
   importIdentityPublic,
   importSecret,
   importSuiteEphemeral,
@@ -39,6 +42,8 @@ import {
   open,
   seal,
   sign,
+  spkiAlgorithm,
+  SUITE_X25519,
   type SuiteInfo,
   verify,
   X25519_POINT_LENGTH,
@@ -84,8 +89,9 @@ export type TrustCallback = (
 /**
  * Handshake-phase keys behind one interface; never leave this module. The
  * WebCrypto path holds non-extractable CryptoKeys; with a
- * {@link HandshakeKeyPrimitives} provider the five 32-byte secrets are raw
- * bytes in this object until {@link HandshakeSecrets.drop} zeroes them.
+ * {@link HandshakeKeyPrimitives} provider the DH output is in the provider's
+ * key object and the four derived 32-byte keys are raw bytes in this object
+ * until {@link HandshakeSecrets.drop} zeroes them.
  */
 export interface HandshakeSecrets {
   /** AES-256-GCM with the role's handshake key and the zero nonce. */
@@ -160,24 +166,125 @@ export function transcriptPrologue(
   );
 }
 
-// ── Proofs: spki ‖ signature ‖ key-confirmation MAC ─────────────────────────
-
-export type TranscriptHash = (...tail: Bytes[]) => Promise<Bytes>;
+// ── Transcript ──────────────────────────────────────────────────────────────
 
 /** A SHA-256 provider (`SessionPrimitives.sha256`): synchronous in Deno drivers. */
 export type HashFn = (data: Uint8Array) => Bytes | Promise<Bytes>;
 
 /**
- * T(x) = SHA-256(prologue ‖ x), with the session's hash provider when one is
- * given (the same function; a synchronous one saves a WebCrypto round trip
- * per transcript hash), else WebCrypto.
+ * A position in the transcript: T(x) = SHA-256(prologue ‖ absorbed ‖ x).
+ * Immutable: {@link Transcript.with} returns a longer transcript.
  */
-export function transcriptHash(
-  hash: HashFn | undefined,
+export interface Transcript {
+  /** This transcript extended by `parts` (this one is unchanged). */
+  with(...parts: Bytes[]): Transcript;
+  /** T(absorbed ‖ tail), 32 bytes. */
+  hash(...tail: Bytes[]): Promise<Bytes>;
+}
+
+/**
+ * The transcript after `prologue`. With a provider's incremental SHA-256
+ * (`keys.sha256`), the absorbed part is hashed once and its state copied per
+ * hash (each handshake message is hashed once per side instead of once per
+ * transcript hash); else each hash is SHA-256 of the concatenation, with the
+ * session's hash provider when given (the same function), else WebCrypto.
+ */
+export function transcript(
   prologue: Bytes,
-): TranscriptHash {
-  if (!hash) return (...parts) => sha256(prologue, ...parts);
-  return (...parts) => Promise.resolve(hash(concat(prologue, ...parts)));
+  hash?: HashFn,
+  keys?: HandshakeKeyPrimitives,
+): Transcript {
+  if (keys) return incremental(keys.sha256().update(prologue));
+  return concatenated([prologue], hash);
+}
+
+function incremental(state: Sha256State): Transcript {
+  return {
+    with(...parts) {
+      const next = state.copy();
+      for (const p of parts) next.update(p);
+      return incremental(next);
+    },
+    hash(...tail) {
+      const s = state.copy();
+      for (const p of tail) s.update(p);
+      return Promise.resolve(s.digest());
+    },
+  };
+}
+
+function concatenated(absorbed: Bytes[], hash?: HashFn): Transcript {
+  return {
+    with: (...parts) => concatenated([...absorbed, ...parts], hash),
+    hash: (...tail) =>
+      hash
+        ? Promise.resolve(hash(concat(...absorbed, ...tail)))
+        : sha256(...absorbed, ...tail),
+  };
+}
+
+// ── Peer identities ─────────────────────────────────────────────────────────
+
+/** Peer identity keys kept imported (least recently used dropped first). */
+export const PEER_KEY_CACHE_SIZE = 1024;
+
+/** A peer identity as imported and checked once, with its fingerprint. */
+interface PeerKey {
+  publicKey: CryptoKey;
+  fingerprintHex: string;
+}
+
+/**
+ * SPKI (hex) → imported key and fingerprint: a bank sees the same customers
+ * again (reconnects, re-handshakes), and importing and checking an SPKI
+ * (for P-256 an import, two exports and an on-curve check) is the same
+ * deterministic function of public bytes each time. Bounded; holds public
+ * keys only; the trust callback still decides on every handshake.
+ */
+const peerKeys = new Map<string, PeerKey>();
+
+/**
+ * The peer's identity key of `algorithm` from its SPKI, imported and checked
+ * by `importIdentityPublic` (throws `invalid-public-key`), with its
+ * fingerprint; cached per SPKI (see {@link PEER_KEY_CACHE_SIZE}).
+ */
+export async function importPeerKey(
+  spki: Bytes,
+  algorithm: IdentityAlgorithm,
+  hash?: HashFn,
+): Promise<PeerKey> {
+  const id = spkiAlgorithm(spki) === algorithm ? spki.toHex() : undefined;
+  const cached = id === undefined ? undefined : peerKeys.get(id);
+  if (cached) {
+    peerKeys.delete(id!);
+    peerKeys.set(id!, cached);
+    return cached;
+  }
+  const publicKey = await importIdentityPublic(spki, algorithm);
+  const fingerprintHex = hash
+    ? (await hash(spki)).toHex()
+    : await spkiFingerprintHex(spki);
+  const entry = { publicKey, fingerprintHex };
+  if (id !== undefined) {
+    if (peerKeys.size >= PEER_KEY_CACHE_SIZE) {
+      peerKeys.delete(peerKeys.keys().next().value!);
+    }
+    peerKeys.set(id, entry);
+  }
+  return entry;
+}
+
+// ── Proofs: spki ‖ signature ‖ key-confirmation MAC ─────────────────────────
+
+/** UTF-8 of the two signature contexts, encoded once. */
+const CONTEXT_BYTES = new Map<string, Bytes>(
+  [RESPONDER_SIGNATURE_CONTEXT, INITIATOR_SIGNATURE_CONTEXT].map((
+    c,
+  ) => [c, utf8(c)]),
+);
+
+function contextBytes(context: string): Bytes {
+  return CONTEXT_BYTES.get(context) ?? utf8(context);
 }
 
 /** Signs with the provider when it handles the key's algorithm, else WebCrypto. */
@@ -195,16 +302,17 @@ export async function makeProof(
   header: number,
   context: string,
   finished: (data: Bytes) => Promise<Bytes>,
-  th: TranscriptHash,
+  th: Transcript,
   p?: HandshakeKeyPrimitives,
 ): Promise<Bytes> {
   const spki = identity.spki;
+  const withSpki = th.with(spki);
   const signature = await signWith(
     p,
     identity.privateKey,
-    concat(utf8(context), await th(spki)),
+    concat(contextBytes(context), await withSpki.hash()),
   );
-  const tag = await finished(await th(spki, signature));
+  const tag = await finished(await withSpki.hash(signature));
   return encodeProof(header, spki, signature, tag);
 }
 
@@ -214,16 +322,18 @@ export async function checkProof(
   suite: SuiteInfo,
   context: string,
   finished: (tag: Bytes, data: Bytes) => Promise<boolean>,
-  th: TranscriptHash,
+  th: Transcript,
   trust: TrustCallback,
   hash?: HashFn,
   p?: HandshakeKeyPrimitives,
 ): Promise<{ publicKey: CryptoKey; spki: Bytes }> {
-  const publicKey = await importIdentityPublic(
+  const { publicKey, fingerprintHex } = await importPeerKey(
     proof.spki,
     suite.identityAlgorithm,
+    hash,
   );
-  const signed = concat(utf8(context), await th(proof.spki));
+  const withSpki = th.with(proof.spki);
+  const signed = concat(contextBytes(context), await withSpki.hash());
   const ok = p?.verify(proof.spki, proof.signature, signed) ??
     await verify(publicKey, proof.signature, signed);
   if (!ok) {
@@ -232,16 +342,13 @@ export async function checkProof(
       "peer's handshake signature does not verify",
     );
   }
-  if (!await finished(proof.mac, await th(proof.spki, proof.signature))) {
+  if (!await finished(proof.mac, await withSpki.hash(proof.signature))) {
     throw new ProtocolError(
       "mac-mismatch",
       "peer's key-confirmation MAC does not verify",
     );
   }
-  const fingerprint = hash
-    ? (await hash(proof.spki)).toHex()
-    : await spkiFingerprintHex(proof.spki);
-  const decision = trust(proof.spki.slice(), fingerprint);
+  const decision = trust(proof.spki.slice(), fingerprintHex);
   if (decision !== "ok") {
     const code = decision?.code === "identity-changed"
       ? "identity-changed"
@@ -269,8 +376,9 @@ export async function newEphemeral(
 
 /**
  * DH of `own` with the peer's wire public key of `suite`, validated as in
- * `suite.ts` (`importSuiteEphemeral`, `dh`): a wrong length, a key the
- * provider refuses, or an all-zero X25519 output is `invalid-public-key`.
+ * `suite.ts` (`importSuiteEphemeral`, `dh`): a wrong length, a P-256 point
+ * off the curve, a key the provider refuses, or an all-zero X25519 output is
+ * `invalid-public-key`.
  */
 export async function sharedSecret(
   own: Ephemeral,
@@ -280,7 +388,10 @@ export async function sharedSecret(
   if (!("dh" in own)) {
     return dh(own.privateKey, await importSuiteEphemeral(suite, peerRaw));
   }
-  if (peerRaw.length !== X25519_POINT_LENGTH) {
+  const x25519 = suite === SUITE_X25519;
+  if (!x25519) {
+    checkP256Point(peerRaw);
+  } else if (peerRaw.length !== X25519_POINT_LENGTH) {
     throw new ProtocolError(
       "invalid-public-key",
       "ephemeral key must be a 32-byte X25519 public key",
@@ -292,10 +403,12 @@ export async function sharedSecret(
   } catch {
     throw new ProtocolError(
       "invalid-public-key",
-      "X25519 with this ephemeral key fails (small-order point)",
+      x25519
+        ? "X25519 with this ephemeral key fails (small-order point)"
+        : "ephemeral key is not a point on P-256",
     );
   }
-  if (out.every((b) => b === 0)) {
+  if (x25519 && out.every((b) => b === 0)) {
     throw new ProtocolError(
       "invalid-public-key",
       "X25519 shared secret is all zeros (small-order point)",
@@ -308,9 +421,9 @@ export async function sharedSecret(
 
 /**
  * hs = HKDF key of the ECDH secret; per-role AEAD and finished keys salted
- * with th_hello. With `p`, one synchronous HKDF extract per key (raw bytes,
- * zeroed by `drop`); else non-extractable WebCrypto keys (four derives in
- * parallel). Zeroes `shared` either way.
+ * with th_hello. With `p`, one synchronous HKDF per key from the provider's
+ * key object (raw bytes, zeroed by `drop`); else non-extractable WebCrypto
+ * keys (four derives in parallel). Zeroes `shared` either way.
  */
 export async function handshakeSecrets(
   shared: Bytes,
@@ -347,31 +460,34 @@ export async function handshakeSecrets(
   };
 }
 
-/** The {@link HandshakeSecrets} of a synchronous provider: raw bytes, zeroed by `drop`. */
+/** HKDF infos of the key schedule (deriveLabel with an empty context, 32 bytes), encoded once. */
+const INFO = Object.fromEntries(
+  Object.entries(HANDSHAKE_LABELS).map(([k, label]) => [
+    k,
+    labelInfo(label, EMPTY, 32),
+  ]),
+) as Record<keyof typeof HANDSHAKE_LABELS, Bytes>;
+
+/**
+ * The {@link HandshakeSecrets} of a synchronous provider: the DH output in
+ * the provider's key object (one per handshake), the four derived keys as
+ * raw bytes zeroed by `drop`.
+ */
 function rawSecrets(
   p: HandshakeKeyPrimitives,
   shared: Bytes,
   thHello: Bytes,
 ): HandshakeSecrets {
-  const L = HANDSHAKE_LABELS;
-  const ikm = shared.slice(); // the caller zeroes `shared`
-  const expand = (salt: Bytes, label: string) =>
-    p.hkdf(ikm, salt, labelInfo(label, EMPTY, 32), 32);
+  const hkdf = p.hkdfFrom(shared); // the caller zeroes `shared`
   const keys = {
-    responder: expand(thHello, L.responderKey),
-    initiator: expand(thHello, L.initiatorKey),
+    responder: hkdf(thHello, INFO.responderKey, 32),
+    initiator: hkdf(thHello, INFO.initiatorKey, 32),
   };
   const fins = {
-    responder: expand(thHello, L.responderFinished),
-    initiator: expand(thHello, L.initiatorFinished),
+    responder: hkdf(thHello, INFO.responderFinished, 32),
+    initiator: hkdf(thHello, INFO.initiatorFinished, 32),
   };
-  const all = [
-    ikm,
-    keys.responder,
-    keys.initiator,
-    fins.responder,
-    fins.initiator,
-  ];
+  const all = [keys.responder, keys.initiator, fins.responder, fins.initiator];
   return {
     seal: (r, pt, aad) => Promise.resolve(p.seal(keys[r], ZERO_NONCE, pt, aad)),
     open(r, ct, aad) {
@@ -392,12 +508,7 @@ function rawSecrets(
           constantTimeEqual(p.hmac(fins[r], data), tag),
       ),
     async master(sessionHash) {
-      const raw = p.hkdf(
-        ikm,
-        sessionHash,
-        labelInfo(L.master, EMPTY, 32),
-        32,
-      );
+      const raw = hkdf(sessionHash, INFO.master, 32);
       try {
         return await importSecret(raw);
       } finally {

@@ -14,10 +14,11 @@
  *
  * Results may be synchronous (`Bytes`) or asynchronous (`Promise<Bytes>`);
  * callers must handle both (see {@link isPromise}). DH, signature checks and
- * key generation stay on `lib/suite.ts` (WebCrypto). A provider may add
- * {@link HandshakeKeyPrimitives} (synchronous HKDF/HMAC/AES-GCM over raw
- * bytes, optional synchronous signing) for the handshake's key schedule; the
- * default has none, so the handshake keeps non-extractable CryptoKeys.
+ * key generation default to `lib/suite.ts` (WebCrypto). A provider may add
+ * {@link HandshakeKeyPrimitives} (synchronous HKDF/HMAC/AES-GCM/SHA-256 over
+ * raw bytes, and ephemerals, signing and signature checks where it is
+ * faster) for the handshake; the default has none, so the handshake keeps
+ * non-extractable CryptoKeys.
  * @module
  */
 
@@ -41,35 +42,63 @@ export interface AeadKey {
 
 /** An ephemeral DH key pair held by a provider: the private half never reaches lib/. */
 export interface ProviderEphemeral {
-  /** Public key as on the wire (32 bytes for X25519). */
+  /** Public key as on the wire (32 bytes for X25519, 65-byte uncompressed point for P-256). */
   readonly publicRaw: Bytes;
-  /** Raw DH output with a peer public key of the right length; may throw on a bad key. */
+  /**
+   * Raw DH output (32 bytes) with a peer public key that the caller has
+   * already checked (length; for P-256 on the curve); may throw on a bad key.
+   */
   dh(peerRaw: Bytes): Bytes;
 }
 
 /**
+ * An incremental SHA-256 whose state can be copied: the handshake hashes a
+ * transcript prefix once and forks it for each transcript hash it needs.
+ */
+export interface Sha256State {
+  /** Absorbs `data`; returns this state. */
+  update(data: Uint8Array): Sha256State;
+  /** An independent copy of this state. */
+  copy(): Sha256State;
+  /** SHA-256 of everything absorbed (32 bytes); the state is finished. */
+  digest(): Bytes;
+}
+
+/** HKDF-SHA256 over one input key (see {@link HandshakeKeyPrimitives.hkdfFrom}). */
+export type HkdfFn = (salt: Bytes, info: Bytes, length: number) => Bytes;
+
+/**
  * Synchronous primitives for the handshake's key schedule and proofs
- * (`lib/handshake_keys.ts`), over raw key bytes that the handshake zeroes
- * when it ends. Same functions as the WebCrypto path, so the handshake bytes
- * never depend on the provider (tests/handshake_primitives_test.ts).
+ * (`lib/handshake_keys.ts`). Same functions as the WebCrypto path, so the
+ * handshake bytes never depend on the provider
+ * (tests/vectors_handshake_test.ts, tests/node_primitives_test.ts).
  */
 export interface HandshakeKeyPrimitives {
-  /** HKDF-SHA256: extract with `salt`, expand with `info`, `length` bytes. */
-  hkdf(ikm: Bytes, salt: Bytes, info: Bytes, length: number): Bytes;
+  /**
+   * HKDF-SHA256 (extract with `salt`, expand with `info`) with `ikm` as the
+   * input key: `ikm` is copied into the provider's own key object (the
+   * caller zeroes its bytes), and every derive from it reuses that object.
+   */
+  hkdfFrom(ikm: Bytes): HkdfFn;
   /** HMAC-SHA256 of `data` (32 bytes). */
   hmac(key: Bytes, data: Bytes): Bytes;
   /** AES-256-GCM; returns ciphertext ‖ 16-byte tag. */
   seal(key: Bytes, nonce: Bytes, plaintext: Bytes, aad: Bytes): Bytes;
   /** AES-256-GCM decryption; `null` when authentication fails. */
   open(key: Bytes, nonce: Bytes, sealed: Bytes, aad: Bytes): Bytes | null;
+  /** A fresh incremental SHA-256. */
+  sha256(): Sha256State;
   /**
    * Signature with an identity key when this provider is faster for its
-   * algorithm (same bytes as `suite.ts` `sign`); `null` means "use WebCrypto".
+   * algorithm (same bytes as `suite.ts` `sign` for Ed25519, a valid P1363
+   * signature for P-256); `null` means "use WebCrypto".
    */
   sign(privateKey: CryptoKey, data: Bytes): Bytes | null;
   /**
-   * Checks a signature by an identity SPKI when this provider is faster for
-   * its algorithm (same result as `suite.ts` `verify`); `null` means "use WebCrypto".
+   * Checks a signature by an identity SPKI that `suite.ts`
+   * `importIdentityPublic` already accepted, when this provider is faster
+   * for its algorithm (same result as `suite.ts` `verify`); `null` means
+   * "use WebCrypto".
    */
   verify(spki: Bytes, signature: Bytes, data: Bytes): boolean | null;
   /** A fresh ephemeral of `suite` when this provider is faster for it; `null` means "use WebCrypto". */

@@ -178,13 +178,11 @@ function isOnP256(raw: Uint8Array): boolean {
 }
 
 /**
- * Imports a peer's ephemeral public key, validating it: exactly 65 bytes,
- * uncompressed form, and a point on P-256 (checked explicitly, see
+ * Checks a peer's P-256 ephemeral public key as on the wire: exactly 65
+ * bytes, uncompressed form, and a point on P-256 (checked explicitly, see
  * `isOnP256`). Throws `invalid-public-key`.
  */
-export async function importEphemeralPublic(
-  raw: Bytes,
-): Promise<CryptoKey> {
+export function checkP256Point(raw: Uint8Array): void {
   if (raw.length !== P256_POINT_LENGTH || raw[0] !== 0x04) {
     throw new ProtocolError(
       "invalid-public-key",
@@ -197,6 +195,16 @@ export async function importEphemeralPublic(
       "ephemeral key is not a point on P-256",
     );
   }
+}
+
+/**
+ * Imports a peer's ephemeral public key, validated by
+ * {@link checkP256Point}. Throws `invalid-public-key`.
+ */
+export async function importEphemeralPublic(
+  raw: Bytes,
+): Promise<CryptoKey> {
+  checkP256Point(raw);
   try {
     return await crypto.subtle.importKey("raw", raw, ECDH, true, []);
   } catch {

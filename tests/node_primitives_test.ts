@@ -6,11 +6,17 @@ import type { HandshakeResult } from "../lib/handshake_result.ts";
 import { generateIdentity } from "../lib/identity.ts";
 import {
   deriveLabel,
+  generateEphemeral,
   generateX25519,
+  hkdf,
+  importSecret,
+  sign,
   SUITE_P256,
   SUITE_X25519,
+  verify,
 } from "../lib/suite.ts";
-import { sharedSecret } from "../lib/handshake_keys.ts";
+import { sharedSecret, transcript } from "../lib/handshake_keys.ts";
+import { createHmac, hkdfSync } from "node:crypto";
 import type { Bytes } from "../lib/bytes.ts";
 import { MAX_BODY } from "../lib/constants.ts";
 import {
@@ -273,7 +279,7 @@ Deno.test("constantTimeEqual: equal, one bit off, other length", () => {
 
 Deno.test("node X25519 ephemeral: small-order and wrong-length peer keys are invalid-public-key; DH agrees with WebCrypto", async () => {
   const own = nodeHandshakePrimitives.generateEphemeral(SUITE_X25519)!;
-  assert.equal(nodeHandshakePrimitives.generateEphemeral(SUITE_P256), null);
+  assert.equal(own.publicRaw.length, 32);
   for (
     const bad of [
       new Uint8Array(32),
@@ -295,4 +301,116 @@ Deno.test("node X25519 ephemeral: small-order and wrong-length peer keys are inv
     await sharedSecret(own, SUITE_X25519, wc.publicRaw),
     await sharedSecret(wc, SUITE_X25519, own.publicRaw),
   );
+});
+
+Deno.test("node P-256 ephemeral: off-curve, compressed, wrong-length and out-of-range peer points are invalid-public-key; DH agrees with WebCrypto", async () => {
+  const own = nodeHandshakePrimitives.generateEphemeral(SUITE_P256)!;
+  assert.equal(own.publicRaw.length, 65);
+  assert.equal(own.publicRaw[0], 0x04);
+  const wc = await generateEphemeral();
+  const offCurve = wc.publicRaw.slice();
+  offCurve[64] ^= 1;
+  const compressed = new Uint8Array(65);
+  compressed.set(wc.publicRaw.subarray(0, 33));
+  compressed[0] = 0x02;
+  const xTooBig = wc.publicRaw.slice();
+  xTooBig.fill(0xff, 1, 33); // x ≥ p
+  for (
+    const bad of [
+      offCurve,
+      compressed,
+      xTooBig,
+      new Uint8Array(65).with(0, 4), // (0, 0): not on the curve
+      wc.publicRaw.subarray(0, 64),
+      new Uint8Array(32),
+    ]
+  ) {
+    await assert.rejects(
+      sharedSecret(own, SUITE_P256, bad),
+      (e: unknown) =>
+        e instanceof ProtocolError && e.code === "invalid-public-key",
+    );
+  }
+  assert.deepEqual(
+    await sharedSecret(own, SUITE_P256, wc.publicRaw),
+    await sharedSecret(wc, SUITE_P256, own.publicRaw),
+  );
+});
+
+Deno.test("node handshake HMAC: RFC 4231 case 2 and createHmac for 32-byte and other keys", () => {
+  // RFC 4231 §4.3 (key "Jefe"): not 32 bytes, so the createHmac branch.
+  const jefe = new TextEncoder().encode("Jefe");
+  const msg = new TextEncoder().encode("what do ya want for nothing?");
+  assert.equal(
+    nodeHandshakePrimitives.hmac(jefe, msg).toHex(),
+    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+  );
+  for (const n of [0, 1, 32, 63, 64, 65, 200]) {
+    const key = rand(32), data = rand(n), before = key.slice();
+    const expected = createHmac("sha256", key).update(data).digest();
+    assert.deepEqual(
+      nodeHandshakePrimitives.hmac(key, data),
+      new Uint8Array(expected),
+      `n=${n}`,
+    );
+    assert.deepEqual(key, before, "key left as it was");
+  }
+});
+
+Deno.test("node hkdfFrom equals WebCrypto HKDF and hkdfSync; the caller may zero the IKM at once", async () => {
+  const ikm = rand(32), salt = rand(32), info = rand(40);
+  const web = await hkdf(await importSecret(ikm.slice()), salt, info, 32);
+  const derive = nodeHandshakePrimitives.hkdfFrom(ikm);
+  const expected = new Uint8Array(hkdfSync("sha256", ikm, salt, info, 32));
+  ikm.fill(0);
+  assert.deepEqual(derive(salt, info, 32), web);
+  assert.deepEqual(web, expected);
+  assert.deepEqual(derive(salt, info, 32), web, "reusable");
+});
+
+Deno.test("transcript: incremental (node) and concatenated (WebCrypto) hash the same bytes; `with` leaves its base unchanged", async () => {
+  const prologue = rand(77), a = rand(234), b = rand(100), c = rand(5);
+  const tn = transcript(prologue, undefined, nodeHandshakePrimitives);
+  const tw = transcript(prologue);
+  const th = transcript(prologue, nodePrimitives.sha256);
+  const expected = await webCryptoPrimitives.sha256(
+    new Uint8Array([...prologue, ...a, ...b, ...c]),
+  );
+  for (const t of [tn, tw, th]) {
+    const ta = t.with(a);
+    assert.deepEqual(await ta.with(b).hash(c), expected);
+    assert.deepEqual(await ta.hash(b, c), expected);
+    assert.deepEqual(await t.hash(a, b, c), expected);
+    assert.deepEqual(await ta.with(b, c).hash(), expected);
+    assert.deepEqual(
+      await ta.hash(),
+      await webCryptoPrimitives.sha256(new Uint8Array([...prologue, ...a])),
+      "base unchanged by with()",
+    );
+  }
+});
+
+Deno.test("node identity signatures: Ed25519 from a non-extractable key verifies in WebCrypto; WebCrypto P-256 and Ed25519 ones verify in node; a wrong or malformed one is false", async () => {
+  for (const alg of ["ECDSA-P256-SHA256", "Ed25519"] as const) {
+    const id = await generateIdentity(alg);
+    const data = rand(59);
+    const s = nodeHandshakePrimitives.sign(id.privateKey, data) ??
+      await sign(id.privateKey, data);
+    assert.equal(s.length, 64);
+    assert.ok(await verify(id.publicKey, s, data), `${alg}: WebCrypto accepts`);
+    const w = await sign(id.privateKey, data);
+    assert.equal(nodeHandshakePrimitives.verify(id.spki, w, data), true);
+    const bad = w.slice();
+    bad[10] ^= 1;
+    assert.equal(nodeHandshakePrimitives.verify(id.spki, bad, data), false);
+    assert.equal(
+      nodeHandshakePrimitives.verify(id.spki, w.subarray(0, 63), data),
+      false,
+    );
+    assert.equal(
+      nodeHandshakePrimitives.verify(id.spki, new Uint8Array(64), data),
+      false,
+      `${alg}: all-zero signature`,
+    );
+  }
 });

@@ -2,13 +2,20 @@
  * Wycheproof conformance of the primitives exactly as `lib/suite.ts` wraps
  * them: ECDSA P-256/SHA-256 (P1363) verify, ECDH P-256 (uncompressed points
  * only, invalid points refused), AES-256-GCM (96-bit nonce, 128-bit tag) and
- * HKDF-SHA256. Reads ../shared/vectors/wycheproof/ (or $WYCHEPROOF_DIR);
+ * HKDF-SHA256; and the Deno drivers' handshake provider
+ * (`nodeHandshakePrimitives`: P-256 signature checks and ECDH through
+ * `sharedSecret`). Reads ../shared/vectors/wycheproof/ (or $WYCHEPROOF_DIR);
  * fails, never skips, when absent.
  */
 import { requireWycheproof, WYCHEPROOF_DIR } from "./helpers/wycheproof_dir.ts";
 import assert from "node:assert/strict";
 import { type Bytes, bytesEqual } from "../lib/bytes.ts";
 import { ProtocolError } from "../lib/errors.ts";
+import { sharedSecret } from "../lib/handshake_keys.ts";
+import {
+  importNodeEphemeral,
+  nodeHandshakePrimitives,
+} from "../lib/deno/node_primitives.ts";
 import {
   ecdh,
   hkdf,
@@ -18,6 +25,7 @@ import {
   importSecret,
   open,
   seal,
+  SUITE_P256,
   verify,
 } from "../lib/suite.ts";
 
@@ -81,6 +89,32 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "wycheproof: ECDSA P-256 SHA-256 P1363 through importIdentityPublic + the node provider's verify (same verdicts as WebCrypto)",
+  fn: async () => {
+    const counts = { valid: 0, invalid: 0, acceptable: 0 };
+    for (const group of await load("ecdsa_secp256r1_sha256_p1363_test.json")) {
+      const spki = hex(group.publicKeyDer);
+      const key = await importIdentityPublic(spki);
+      for (const t of group.tests) {
+        const ok = nodeHandshakePrimitives.verify(spki, hex(t.sig), hex(t.msg));
+        assert.equal(
+          ok,
+          await verify(key, hex(t.sig), hex(t.msg)),
+          `${label(t)}: node and WebCrypto disagree`,
+        );
+        if (t.result !== "acceptable") {
+          assert.equal(ok, t.result === "valid", label(t));
+        }
+        counts[t.result]++;
+      }
+    }
+    summary("ECDSA-P256-SHA256-P1363 (node provider)", counts);
+    assert.ok(counts.valid > 0 && counts.invalid > 0);
+  },
+});
+
 /** PKCS#8 for a bare P-256 private scalar (ECPrivateKey without the optional public key). */
 function pkcs8FromScalar(scalarHex: string): Bytes {
   const d = BigInt("0x" + (scalarHex || "0")).toString(16).padStart(64, "0");
@@ -132,6 +166,48 @@ Deno.test({
       }
     }
     summary("ECDH-P256", counts);
+    assert.ok(counts.valid > 0 && counts.invalidRefused > 0);
+  },
+});
+
+Deno.test({
+  name:
+    "wycheproof: ECDH P-256 (ecpoint) through a node provider ephemeral + sharedSecret",
+  fn: async () => {
+    const counts = { valid: 0, invalidRefused: 0, compressedRefused: 0 };
+    for (const group of await load("ecdh_secp256r1_ecpoint_test.json")) {
+      for (const t of group.tests) {
+        const raw = hex(t.public);
+        const compressed = raw.length === 33 && (raw[0] === 2 || raw[0] === 3);
+        const mustRefuse = t.result === "invalid" || compressed;
+        const own = importNodeEphemeral(
+          pkcs8FromScalar(t.private as string),
+          SUITE_P256,
+        );
+        let shared: Bytes;
+        try {
+          shared = await sharedSecret(own, SUITE_P256, raw);
+        } catch (e) {
+          assert.ok(mustRefuse, `${label(t)}: refused a valid point: ${e}`);
+          assert.ok(e instanceof ProtocolError, label(t));
+          assert.equal(e.code, "invalid-public-key", label(t));
+          counts[
+            t.result === "invalid" ? "invalidRefused" : "compressedRefused"
+          ]++;
+          continue;
+        }
+        assert.ok(
+          !mustRefuse,
+          `${label(t)}: accepted a point that must be refused`,
+        );
+        assert.ok(
+          bytesEqual(shared, hex(t.shared)),
+          `${label(t)}: shared secret differs`,
+        );
+        counts.valid++;
+      }
+    }
+    summary("ECDH-P256 (node provider)", counts);
     assert.ok(counts.valid > 0 && counts.invalidRefused > 0);
   },
 });

@@ -25,32 +25,41 @@
  * server-side driver; a browser keeps the WebCrypto default.
  *
  * Handshake ({@link nodeHandshakePrimitives}, in both providers below): the
- * key schedule runs as synchronous `hkdfSync`, `createHmac` and AES-GCM over
- * raw bytes instead of ~20 WebCrypto round trips. The ECDH secret and the
- * four handshake keys are then plain `Uint8Array`s in the JS heap for the
+ * key schedule runs as synchronous `hkdfSync`, HMAC over `hash()`, AES-GCM
+ * and an incremental transcript hash (`createHash` + `copy()`: each message
+ * is hashed once per side) instead of ~20 WebCrypto round trips. The ECDH
+ * output goes into a secret `KeyObject` (outside the JS heap; the raw bytes
+ * zeroed at once) and every HKDF of the handshake derives from that object;
+ * the four handshake keys are plain `Uint8Array`s in the JS heap for the
  * handshake's lifetime (milliseconds, one message each way), zeroed when it
  * ends or fails; the master secret is imported into a non-extractable
  * CryptoKey as before. Ed25519 identity signatures use a `KeyObject` made
  * from the non-extractable CryptoKey (`KeyObject.from`, which Deno allows;
- * cached per key, never exported).
- * X25519 ephemerals are generated and used in node:crypto (their private
- * half in a KeyObject, dropped with the handshake; ~5× less CPU than
- * WebCrypto's generate + export here), and Ed25519 handshake signatures are
- * checked by node:crypto (~⅓ less CPU; the peer's key is still imported
- * into WebCrypto, as the session needs it). P-256 ephemerals, signatures and
- * checks stay on WebCrypto: `node:crypto` is no faster for
- * P-256 here, and the peer's identity must be a CryptoKey for the session.
+ * cached per key, never exported); P-256 identity signatures stay in
+ * WebCrypto (no faster here). Ephemerals of both suites are generated and
+ * used in node:crypto (the private half in a KeyObject, dropped with the
+ * handshake): X25519 ~5× and P-256 ~1.6× less CPU than WebCrypto's generate +
+ * export, P-256 ECDH ~⅓ less than WebCrypto's import + derive. Handshake
+ * signatures of both algorithms are checked by node:crypto with a KeyObject
+ * cached per peer SPKI (bounded; P-256 ~15 % and Ed25519 ~⅓ less CPU); the
+ * peer's key is still imported into WebCrypto once per SPKI
+ * (`importPeerKey` in lib/handshake_keys.ts), as the session needs it.
+ * Peer keys are validated as on the WebCrypto path before any DH
+ * (`sharedSecret`: lengths, the P-256 on-curve check, small-order X25519).
  * @module
  */
 
 import {
   createCipheriv,
   createDecipheriv,
+  createHash,
   createHmac,
+  createPrivateKey,
   createPublicKey,
   createSecretKey,
   diffieHellman,
   generateKeyPairSync,
+  type Hash,
   hash,
   hkdfSync,
   KeyObject,
@@ -64,6 +73,7 @@ import {
   type HandshakeKeyPrimitives,
   type ProviderEphemeral,
   type SessionPrimitives,
+  type Sha256State,
   webCryptoAeadKey,
 } from "../primitives.ts";
 import {
@@ -149,41 +159,151 @@ async function nodeAeadKey(raw: Bytes): Promise<AeadKey> {
 
 /** DER prefix of an X25519 SPKI (RFC 8410: OID 1.3.101.110); the raw key follows. */
 const X25519_SPKI_PREFIX = Uint8Array.fromHex("302a300506032b656e032100");
+/** DER prefix of an uncompressed P-256 SPKI (RFC 5480: id-ecPublicKey, prime256v1); the 65-byte point follows. */
+const P256_SPKI_PREFIX = Uint8Array.fromHex(
+  "3059301306072a8648ce3d020106082a8648ce3d030107034200",
+);
 
-/** A fresh X25519 ephemeral whose private half stays in a node KeyObject (outside the JS heap). */
-function nodeX25519(): ProviderEphemeral {
-  const { privateKey, publicKey } = generateKeyPairSync("x25519");
+/** A public KeyObject from `prefix ‖ raw` (an SPKI). */
+function spkiKey(prefix: Uint8Array, raw: Uint8Array): KeyObject {
+  const der = new Uint8Array(prefix.length + raw.length);
+  der.set(prefix);
+  der.set(raw, prefix.length);
+  return createPublicKey({
+    key: der as Uint8Array as Buffer,
+    format: "der",
+    type: "spki",
+  });
+}
+
+/**
+ * A fresh ephemeral whose private half stays in a node KeyObject (outside
+ * the JS heap): X25519, or P-256 (the public key as its uncompressed point).
+ * The caller validates the peer's key first (lib/handshake_keys.ts
+ * `sharedSecret`); node refuses a P-256 point off the curve too.
+ */
+function nodeEphemeral(x25519: boolean): ProviderEphemeral {
+  const { privateKey, publicKey } = x25519
+    ? generateKeyPairSync("x25519")
+    : generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  return ephemeralOf(x25519, privateKey, publicKey);
+}
+
+function ephemeralOf(
+  x25519: boolean,
+  privateKey: KeyObject,
+  publicKey: KeyObject,
+): ProviderEphemeral {
+  const prefix = x25519 ? X25519_SPKI_PREFIX : P256_SPKI_PREFIX;
   const spki = publicKey.export({ format: "der", type: "spki" });
   return {
-    publicRaw: new Uint8Array(spki.subarray(X25519_SPKI_PREFIX.length)),
+    publicRaw: new Uint8Array(spki.subarray(prefix.length)),
     dh(peerRaw) {
-      const peer = new Uint8Array(X25519_SPKI_PREFIX.length + peerRaw.length);
-      peer.set(X25519_SPKI_PREFIX);
-      peer.set(peerRaw, X25519_SPKI_PREFIX.length);
-      const publicKey = createPublicKey({
-        key: peer as Uint8Array as Buffer,
-        format: "der",
-        type: "spki",
-      });
-      return asBytes(diffieHellman({ privateKey, publicKey }));
+      return asBytes(
+        diffieHellman({ privateKey, publicKey: spkiKey(prefix, peerRaw) }),
+      );
     },
   };
 }
 
-/** Ed25519 identity keys as node KeyObjects, per CryptoKey (never exported). */
+/**
+ * A node ephemeral from a fixed PKCS#8 private key (X25519 or P-256): for
+ * test vectors only (Wycheproof ECDH through `sharedSecret`); a real
+ * handshake generates its ephemeral.
+ */
+export function importNodeEphemeral(
+  pkcs8: Bytes,
+  suite: number,
+): ProviderEphemeral {
+  const key = createPrivateKey({
+    key: pkcs8 as Uint8Array as Buffer,
+    format: "der",
+    type: "pkcs8",
+  });
+  return ephemeralOf(suite === SUITE_X25519, key, createPublicKey(key));
+}
+
+/** Ed25519 identity private keys as node KeyObjects, per CryptoKey (never exported). */
 const signingKeys = new WeakMap<CryptoKey, KeyObject>();
 
-/** The handshake's key schedule and Ed25519 signing over `node:crypto` (see the module doc). */
-export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
-  hkdf(ikm, salt, info, length) {
-    return new Uint8Array(hkdfSync("sha256", ikm, salt, info, length));
-  },
-  hmac(key, data) {
+/** Peer identity SPKIs (hex) → node KeyObjects, least recently used dropped first. */
+const verifyingKeys = new Map<string, KeyObject>();
+/** Bound of {@link verifyingKeys} (public keys only). */
+const VERIFYING_KEYS_MAX = 1024;
+
+function verifyingKey(spki: Bytes): KeyObject {
+  const id = spki.toHex();
+  let key = verifyingKeys.get(id);
+  if (key) {
+    verifyingKeys.delete(id);
+  } else {
+    key = createPublicKey({
+      key: spki as Uint8Array as Buffer,
+      format: "der",
+      type: "spki",
+    });
+    if (verifyingKeys.size >= VERIFYING_KEYS_MAX) {
+      verifyingKeys.delete(verifyingKeys.keys().next().value!);
+    }
+  }
+  verifyingKeys.set(id, key);
+  return key;
+}
+
+/** ECDSA signatures in the wire's IEEE P1363 form (r ‖ s), SHA-256. */
+const P1363 = "ieee-p1363" as const;
+
+/** HMAC's pads (RFC 2104) for a 32-byte key in a 64-byte block. */
+const IPAD = 0x36, OPAD = 0x5c;
+
+/**
+ * HMAC-SHA256 (RFC 2104) with a 32-byte key over two one-shot `hash()`
+ * calls: ~½ the CPU of `createHmac` here, the same function
+ * (tests/node_primitives_test.ts checks RFC 4231 and `createHmac`).
+ */
+function hmac32(key: Bytes, data: Uint8Array): Bytes {
+  if (key.length !== 32) {
     return asBytes(createHmac("sha256", key).update(data).digest());
+  }
+  const inner = new Uint8Array(64 + data.length);
+  for (let i = 0; i < 32; i++) inner[i] = key[i] ^ IPAD;
+  inner.fill(IPAD, 32, 64);
+  inner.set(data, 64);
+  const outer = new Uint8Array(96);
+  for (let i = 0; i < 32; i++) outer[i] = key[i] ^ OPAD;
+  outer.fill(OPAD, 32, 64);
+  outer.set(hash("sha256", inner, "buffer") as Uint8Array, 64);
+  inner.fill(0, 0, 32);
+  const tag = asBytes(hash("sha256", outer, "buffer") as Uint8Array);
+  outer.fill(0, 0, 32);
+  return tag;
+}
+
+/** An incremental SHA-256 over `createHash` (whose state `copy()` forks). */
+function sha256State(h: Hash = createHash("sha256")): Sha256State {
+  return {
+    update(data) {
+      h.update(data);
+      return this;
+    },
+    copy: () => sha256State(h.copy()),
+    digest: () => asBytes(h.digest()),
+  };
+}
+
+/** The handshake's key schedule, ephemerals and signatures over `node:crypto` (see the module doc). */
+export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
+  hkdfFrom(ikm) {
+    const key = createSecretKey(ikm); // copied out of the JS heap
+    return (salt, info, length) =>
+      new Uint8Array(hkdfSync("sha256", key, salt, info, length));
   },
+  hmac: hmac32,
   seal: gcm,
   open: gcmOpen,
+  sha256: () => sha256State(),
   sign(privateKey, data) {
+    // P-256 signing costs the same here as WebCrypto's (~0.75 ms), which keeps the key to itself.
     if (privateKey.algorithm.name !== "Ed25519") return null;
     let key = signingKeys.get(privateKey);
     if (!key) {
@@ -194,21 +314,19 @@ export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
   },
   verify(spki, signature, data) {
     // The SPKI was already imported and checked by suite.ts importIdentityPublic.
-    if (spkiAlgorithm(spki) !== "Ed25519") return null;
-    if (signature.length !== ED25519_SIGNATURE_LENGTH) return false;
+    const ed25519 = spkiAlgorithm(spki) === "Ed25519";
+    if (signature.length !== ED25519_SIGNATURE_LENGTH) return false; // = P-256's 64
     try {
-      const key = createPublicKey({
-        key: spki as Uint8Array as Buffer,
-        format: "der",
-        type: "spki",
-      });
-      return verify(null, data, key, signature);
+      const key = verifyingKey(spki);
+      return ed25519
+        ? verify(null, data, key, signature)
+        : verify("sha256", data, { key, dsaEncoding: P1363 }, signature);
     } catch {
       return false;
     }
   },
   generateEphemeral(suite) {
-    return suite === SUITE_X25519 ? nodeX25519() : null;
+    return nodeEphemeral(suite === SUITE_X25519);
   },
 };
 
