@@ -18,7 +18,13 @@
  *   Ed25519);
  * - the safety number for a new peer (lib/fingerprint.ts, own half cached):
  *   process CPU ms per new peer key, against ≤ 5 ms (wall-clock p50/max
- *   shown too: on a loaded machine they include waiting for a core).
+ *   shown too: on a loaded machine they include waiting for a core);
+ * - the floor: each public-key operation a handshake cannot do without
+ *   (per side: generate the ephemeral, DH with the peer's, sign, verify),
+ *   timed alone on the path the node provider takes, × 2 sides — the most
+ *   handshakes per CPU-second this runtime allows before any hashing, AEAD,
+ *   key schedule or state machine; the rest of a handshake is the
+ *   difference.
  *
  * Run alone: `deno run -A bench/setup_bench.ts [ms]`.
  * @module
@@ -28,8 +34,18 @@ import { Initiator, Responder } from "../lib/handshake.ts";
 import type { HandshakeResult } from "../lib/handshake_result.ts";
 import { safetyNumber } from "../lib/fingerprint.ts";
 import { generateIdentity, type Identity } from "../lib/identity.ts";
-import { SUITE_P256, SUITE_X25519, SUITES } from "../lib/suite.ts";
-import { nodeHashPrimitives } from "../lib/deno/node_primitives.ts";
+import {
+  importSecret,
+  sign,
+  SUITE_P256,
+  SUITE_X25519,
+  SUITES,
+} from "../lib/suite.ts";
+import { sharedSecret, transcript } from "../lib/handshake_keys.ts";
+import {
+  nodeHandshakePrimitives,
+  nodeHashPrimitives,
+} from "../lib/deno/node_primitives.ts";
 import type { SessionPrimitives } from "../lib/primitives.ts";
 import { cpuUsOf } from "./server_process.ts";
 
@@ -67,10 +83,36 @@ export interface SuiteFigures {
   margin: number;
 }
 
+/** One suite's floor: CPU µs of each mandatory public-key operation on the node provider's path. */
+export interface FloorFigures {
+  /** Wire id. */
+  suite: number;
+  /** `--suites` name. */
+  name: string;
+  /** Ephemeral key generation (with the export of its public key). */
+  generateUs: number;
+  /** DH with a peer's wire public key (its validation and import included). */
+  dhUs: number;
+  /** Identity signature over a transcript hash. */
+  signUs: number;
+  /** Check of a peer's signature (its key already imported). */
+  verifyUs: number;
+  /** 2 × (generate + DH + sign + verify): one handshake, both sides. */
+  publicKeyUs: number;
+  /** One side's transcript hashes, key schedule, MACs, AEAD and master import, × 2. */
+  symmetricUs: number;
+  /** publicKeyUs + symmetricUs. */
+  perHandshakeUs: number;
+  /** 1e6 / perHandshakeUs: the most handshakes per CPU-second these primitive calls allow. */
+  ceilingPerSec: number;
+}
+
 /** What {@link measureSetup} returns. */
 export interface SetupFigures {
   /** One entry per suite. */
   suites: SuiteFigures[];
+  /** The floor of each suite (see the module doc). */
+  floor: FloorFigures[];
   /** Safety number for a new peer (own half cached). */
   safetyNumber: {
     /** Peers measured. */
@@ -154,9 +196,105 @@ async function rate(
   return { n, wallS, cpuS };
 }
 
-/** Measures both suites' handshake rates and the safety number for new peers. */
+/** CPU µs per call of `op`, with {@link IN_FLIGHT} calls in flight (as the handshake rows) for about `ms`. */
+async function cpuPerCall(
+  op: () => unknown,
+  ms: number,
+): Promise<number> {
+  for (let i = 0; i < 5; i++) await op(); // warm-up
+  const cpu0 = await cpuUsOf(Deno.pid);
+  const end = performance.now() + ms;
+  let n = 0;
+  await Promise.all(
+    Array.from({ length: IN_FLIGHT }, async () => {
+      while (n < 20 || performance.now() < end) {
+        await op();
+        n++;
+      }
+    }),
+  );
+  return (await cpuUsOf(Deno.pid) - cpu0) / n;
+}
+
+/** The floor of `suite` (see {@link FloorFigures}); each operation timed for `ms`. */
+async function measureFloor(suite: number, ms: number): Promise<FloorFigures> {
+  const info = SUITES.get(suite)!;
+  const p = nodeHandshakePrimitives;
+  const id = await generateIdentity(info.identityAlgorithm);
+  const data = new Uint8Array(27 + 32); // context ‖ transcript hash
+  const signature = p.sign(id.privateKey, data) ??
+    await sign(id.privateKey, data);
+  const own = p.generateEphemeral(suite)!;
+  const peer = p.generateEphemeral(suite)!.publicRaw;
+  const generateUs = await cpuPerCall(() => p.generateEphemeral(suite), ms);
+  const dhUs = await cpuPerCall(() => sharedSecret(own, suite, peer), ms);
+  const signUs = await cpuPerCall(
+    () => p.sign(id.privateKey, data) ?? sign(id.privateKey, data),
+    ms,
+  );
+  const verifyUs = await cpuPerCall(() => {
+    if (p.verify(id.spki, signature, data) !== true) {
+      throw new Error("floor: signature does not verify");
+    }
+  }, ms);
+  const publicKeyUs = 2 * (generateUs + dhUs + signUs + verifyUs);
+  const symmetricUs = 2 * await cpuPerCall(symmetricSide(), ms);
+  const perHandshakeUs = publicKeyUs + symmetricUs;
+  return {
+    suite,
+    name: info.flag,
+    generateUs,
+    dhUs,
+    signUs,
+    verifyUs,
+    publicKeyUs,
+    symmetricUs,
+    perHandshakeUs,
+    ceilingPerSec: 1e6 / perHandshakeUs,
+  };
+}
+
+/**
+ * One side's symmetric calls on the node provider, in a row, on 234-byte
+ * messages (both suites' HS1/HS3 size): the transcript after HS1 ‖ prefix,
+ * th_hello, four handshake keys, own proof (2 transcript hashes, HMAC,
+ * seal), the peer's (open, 2 transcript hashes, HMAC), th_final, the master
+ * (HKDF + import as a CryptoKey).
+ */
+function symmetricSide(): () => Promise<unknown> {
+  const p = nodeHandshakePrimitives;
+  const [prologue, hs1, prefix, sealedTail, hs3] = [77, 234, 69, 165, 234]
+    .map((n) => crypto.getRandomValues(new Uint8Array(n)));
+  const spki = new Uint8Array(44), signature = new Uint8Array(64);
+  const nonce = new Uint8Array(12), proof = new Uint8Array(148);
+  const info = new Uint8Array(30);
+  const peerKey = new Uint8Array(32);
+  const peerSealed = p.seal(peerKey, nonce, proof, prefix);
+  return async () => {
+    const shared = crypto.getRandomValues(new Uint8Array(32));
+    const t = transcript(prologue, undefined, p).with(hs1, prefix);
+    const thHello = await t.hash();
+    const hkdf = p.hkdfFrom(shared);
+    const keys = [0, 1, 2, 3].map(() => hkdf(thHello, info, 32));
+    const own = t.with(spki);
+    await own.hash();
+    p.hmac(keys[2], await own.hash(signature));
+    p.seal(keys[0], nonce, proof, prefix);
+    if (p.open(peerKey, nonce, peerSealed, prefix) === null) {
+      throw new Error("floor: open failed");
+    }
+    const peer = t.with(spki);
+    await peer.hash();
+    p.hmac(keys[3], await peer.hash(signature));
+    const final = await t.with(sealedTail).hash(hs3);
+    await importSecret(hkdf(final, info, 32));
+  };
+}
+
+/** Measures both suites' handshake rates, their floors and the safety number for new peers. */
 export async function measureSetup(ms: number): Promise<SetupFigures> {
   const suites: SuiteFigures[] = [];
+  const floor: FloorFigures[] = [];
   for (const suite of [SUITE_P256, SUITE_X25519]) {
     const alg = SUITES.get(suite)!.identityAlgorithm;
     const [a, b] = [await generateIdentity(alg), await generateIdentity(alg)];
@@ -178,6 +316,8 @@ export async function measureSetup(ms: number): Promise<SetupFigures> {
         margin: perCoreSec - target,
       });
     }
+    // CPU time is read at 10 ms resolution: ≥ 250 ms per operation keeps it within 4 %.
+    floor.push(await measureFloor(suite, Math.max(250, ms / 4)));
   }
   const own = await generateIdentity();
   await safetyNumber(own.spki, (await generateIdentity()).spki); // own half cached
@@ -197,6 +337,7 @@ export async function measureSetup(ms: number): Promise<SetupFigures> {
   const maxMs = times[times.length - 1];
   return {
     suites,
+    floor,
     safetyNumber: {
       peers: SAFETY_PEERS,
       cpuMsPerPeer,
@@ -240,6 +381,48 @@ export function renderSetup(
         })`,
       ]),
     ]),
+    "Floor: the primitive calls a handshake cannot do without, on the node provider's path (CPU µs; public-key operations each timed alone, one side's symmetric calls in a row; × 2 sides):",
+    table([
+      [
+        "suite",
+        "generate",
+        "DH",
+        "sign",
+        "verify",
+        "public-key ×2",
+        "symmetric ×2",
+        "per handshake µs",
+        "ceiling/s",
+        "node row per core/s",
+        "% of ceiling",
+      ],
+      ...f.floor.map((x) => {
+        const row = f.suites.find((r) =>
+          r.suite === x.suite && r.provider === "node"
+        );
+        return [
+          x.name,
+          x.generateUs,
+          x.dhUs,
+          x.signUs,
+          x.verifyUs,
+          x.publicKeyUs,
+          x.symmetricUs,
+          x.perHandshakeUs,
+          x.ceilingPerSec,
+          row?.perCoreSec ?? "—",
+          row ? `${fmt(100 * row.perCoreSec / x.ceilingPerSec)} %` : "—",
+        ];
+      }),
+    ]),
+    ...f.floor.filter((x) => x.ceilingPerSec < HANDSHAKE_TARGETS[x.suite]).map(
+      (x) =>
+        `${x.name}: the target (≥ ${
+          fmt(HANDSHAKE_TARGETS[x.suite])
+        }/s per core) is above the ceiling of its primitive calls alone (${
+          fmt(x.ceilingPerSec)
+        }/s): out of reach with this runtime's primitives.`,
+    ),
     `Target safety number ≤ ${s.targetMs} ms per new peer (own half cached, ${s.peers} new keys, CPU time): ${
       s.met ? "MET" : "MISSED"
     } — ${fmt(s.cpuMsPerPeer)} ms CPU per peer; wall clock p50 ${

@@ -200,6 +200,40 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
       r.setup.suites.map((x: { target: number }) => x.target),
       [250, 250, 1500, 1500],
     );
+    // The floor: each suite's mandatory primitive calls on the node provider's path.
+    assert.deepEqual(
+      r.setup.floor.map((x: { name: string }) => x.name),
+      ["p256", "x25519"],
+    );
+    for (const x of r.setup.floor) {
+      for (
+        const k of [
+          "generateUs",
+          "dhUs",
+          "signUs",
+          "verifyUs",
+          "symmetricUs",
+          "ceilingPerSec",
+        ]
+      ) {
+        positive(x[k], `setup floor ${x.name}.${k}`);
+      }
+      assert.ok(
+        Math.abs(
+          x.publicKeyUs - 2 * (x.generateUs + x.dhUs + x.signUs + x.verifyUs),
+        ) < 1e-6,
+        `${x.name}: public-key part = 2 sides × the four operations`,
+      );
+      assert.ok(
+        Math.abs(x.perHandshakeUs - x.publicKeyUs - x.symmetricUs) < 1e-6,
+        `${x.name}: per handshake = public-key + symmetric`,
+      );
+      assert.ok(
+        Math.abs(x.ceilingPerSec * x.perHandshakeUs - 1e6) < 1e-3,
+        `${x.name}: ceiling = 1 s / per handshake`,
+      );
+    }
+    assert.match(stdout, /Floor: the primitive calls a handshake/);
     positive(r.setup.safetyNumber.maxMs, "setup.safetyNumber.maxMs");
     assert.equal(
       r.setup.safetyNumber.met,
