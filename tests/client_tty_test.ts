@@ -9,8 +9,13 @@
  */
 
 import assert from "node:assert/strict";
-import { startTestRelay } from "./helpers/relay_fixture.ts";
-import { ClientProc, flagsWithDir, ROOT } from "./helpers/client_proc.ts";
+import { startTestRelay, testCerts } from "./helpers/relay_fixture.ts";
+import {
+  ClientProc,
+  flagsWithDir,
+  freePort,
+  ROOT,
+} from "./helpers/client_proc.ts";
 
 const hasTmux = await new Deno.Command("tmux", {
   args: ["-V"],
@@ -699,6 +704,36 @@ Deno.test({
     } finally {
       await killServer();
       await relay.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "interactive customer, relay not running: says to start it, no prompt after it, exit 3, terminal restored",
+  ignore: !hasTmux,
+  async fn() {
+    const { dir: certsDir } = await testCerts();
+    const dir = await Deno.makeTempDir({ prefix: "client-tty-" });
+    try {
+      await startInPane("customer", [
+        "--keys",
+        dir,
+        "--relay",
+        `wss://localhost:${freePort()}/ws`,
+        "--ca",
+        `${certsDir}/ca.pem`,
+      ], `${dir},${certsDir}`);
+      const screen = await screenUntil(/EXIT=\d+ TTY=\w+/, "exit");
+      assert.match(
+        screen,
+        /is the relay running\? start it with `deno task relay`/,
+      );
+      assert.match(screen, /EXIT=3 TTY=restored/);
+      assert.doesNotMatch(screen, /^> /m, "no stray prompt");
+    } finally {
+      await killServer();
       await Deno.remove(dir, { recursive: true });
     }
   },
