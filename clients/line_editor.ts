@@ -10,8 +10,8 @@
  *
  * Keys: printable text (UTF-8, any length; a paste is typing), Enter (CR, LF
  * or CR LF), Backspace, Delete, ← →, Home/End (also Ctrl-A/Ctrl-E),
- * Ctrl-←/→ (word), Ctrl-U/Ctrl-K (delete to start/end), Ctrl-W (word
- * before), Ctrl-L (redraw), Ctrl-C (interrupt, when the terminal delivers it
+ * Ctrl-←/→ (word), Ctrl-U/Ctrl-K (delete to start/end), Ctrl-W or
+ * Alt-Backspace (word before), Tab (a space), Ctrl-L (redraw), Ctrl-C (interrupt, when the terminal delivers it
  * as a key), Ctrl-D (end of input on an empty line, else delete). Other
  * control keys and unknown escape sequences are ignored. Typed characters
  * that could hide or reorder text (lib/display_text.ts) are kept in the line
@@ -160,10 +160,10 @@ export class LineEditor {
       } else if (c === "\x17") {
         dirty = this.#delete(this.#wordStart(), this.#cursor) || dirty;
       } else if (c === "\x0c") dirty = true;
-      else if (c === "\t") dirty = this.#insert(" ") || dirty;
-      else if (HIDDEN_RE.test(c) && c.codePointAt(0)! < 0xa0) continue; // other controls
-      else if (this.#chars.length >= this.#maxChars) bell = true;
-      else dirty = this.#insert(c) || dirty;
+      else if (c !== "\t" && HIDDEN_RE.test(c) && c.codePointAt(0)! < 0xa0) {
+        continue; // other controls
+      } else if (this.#chars.length >= this.#maxChars) bell = true;
+      else dirty = this.#insert(c === "\t" ? " " : c) || dirty;
     }
     if (bell) screen += "\x07";
     if (dirty) screen += this.#redraw();
@@ -234,6 +234,9 @@ export class LineEditor {
 
   /** A complete escape sequence: true if the line changed. */
   #escape(seq: string): boolean {
+    if (seq === "\x1b\x7f") {
+      return this.#delete(this.#wordStart(), this.#cursor); // Alt-Backspace
+    }
     // deno-lint-ignore no-control-regex
     const csi = /^\x1b[[O]([0-9;]*)([A-Za-z~])$/.exec(seq);
     if (!csi) return false; // Alt-key, mouse, bracketed paste marks…: ignored
@@ -309,12 +312,14 @@ export class LineEditor {
 
 /**
  * Length of the escape sequence at `s[i]` (an ESC), or 0 if it is not
- * complete yet. CSI (`ESC [` params final) and SS3 (`ESC O` x); ESC and any
- * other character count as two (an Alt-key, ignored).
+ * complete yet. CSI (`ESC [` params final) and SS3 (`ESC O` x); ESC and a
+ * printable character or DEL count as two (an Alt-key); ESC before another
+ * control key counts alone (Esc then Enter is still an Enter).
  */
 function escapeLength(s: string, i: number): number {
   if (i + 1 >= s.length) return 0;
   const kind = s[i + 1];
+  if (kind < " ") return 1;
   if (kind === "O") return i + 2 < s.length ? 3 : 0;
   if (kind !== "[") {
     return 1 + String.fromCodePoint(s.codePointAt(i + 1)!).length;

@@ -135,6 +135,17 @@ Deno.test("LineEditor: escape sequences and UTF-8 characters split across reads"
   type("\x1bx"); // Alt-x: ignored
   type("\x1b[200~"); // a bracketed-paste mark: ignored
   assert.equal(ed.text, "a€");
+  type(" two words\x1b\x7f"); // Alt-Backspace: the word before
+  assert.equal(ed.text, "a€ two ");
+  type("\tx");
+  assert.equal(ed.text, "a€ two  x", "Tab is a space");
+});
+
+Deno.test("LineEditor: Esc then Enter is still an Enter", () => {
+  const { events, type } = setup();
+  type("hi\x1b");
+  type("\r");
+  assert.deepEqual(events, [{ type: "line", text: "hi" }]);
 });
 
 Deno.test("LineEditor: CR, LF and CR LF are one Enter each; a pasted block gives its lines in order", () => {
