@@ -31,39 +31,56 @@ interface Pair {
   customerId: string;
 }
 
-/** Customer waits, bank contacts it; both through `relay`, no cover traffic unless asked. */
-async function clients(
+/** What a test adds to the clients' default flags. */
+interface Extra {
+  customer?: string[];
+  bank?: string[];
+  dir?: string;
+}
+
+/**
+ * A client process through `relay` with its keys in `dir`, no cover traffic
+ * and a 20 s wait; `args` (the bank's `--peer`) stand after `--keys`, `extra`
+ * last.
+ */
+function clientProc(
+  role: "customer" | "bank",
   relay: MitmRelay,
-  extra: { customer?: string[]; bank?: string[]; dir?: string } = {},
-): Promise<Pair> {
+  dir: string,
+  args: string[],
+  extra: string[] = [],
+): ClientProc {
+  const caDir = relay.caFile.slice(0, relay.caFile.lastIndexOf("/"));
+  return new ClientProc(role, [
+    "--json",
+    "--relay",
+    relay.url,
+    "--ca",
+    relay.caFile,
+    "--keys",
+    `${dir}/${role === "customer" ? "c" : "b"}`,
+    ...args,
+    "--cover-rate",
+    "0",
+    "--wait",
+    "20",
+    ...extra,
+  ], `${dir},${caDir}`);
+}
+
+/** Customer waits, bank contacts it; both through `relay`, no cover traffic unless asked. */
+async function clients(relay: MitmRelay, extra: Extra = {}): Promise<Pair> {
   const dir = extra.dir ??
     await Deno.makeTempDir({ prefix: "mitm-test-" });
-  const caDir = relay.caFile.slice(0, relay.caFile.lastIndexOf("/"));
-  const grants = `${dir},${caDir}`;
-  const common = ["--json", "--relay", relay.url, "--ca", relay.caFile];
-  const customer = new ClientProc("customer", [
-    ...common,
-    "--keys",
-    `${dir}/c`,
-    "--cover-rate",
-    "0",
-    "--wait",
-    "20",
-    ...(extra.customer ?? []),
-  ], grants);
+  const customer = clientProc("customer", relay, dir, [], extra.customer);
   const ready = await customer.waitFor(isType("ready"), "customer ready");
-  const bank = new ClientProc("bank", [
-    ...common,
-    "--keys",
-    `${dir}/b`,
-    "--peer",
-    ready.address,
-    "--cover-rate",
-    "0",
-    "--wait",
-    "20",
-    ...(extra.bank ?? []),
-  ], grants);
+  const bank = clientProc(
+    "bank",
+    relay,
+    dir,
+    ["--peer", ready.address],
+    extra.bank,
+  );
   const b = await bank.waitFor(isType("ready"), "bank ready");
   return {
     customer,
@@ -117,11 +134,56 @@ async function forceRehandshake(q: Pair, relay: MitmRelay): Promise<string[]> {
   return first;
 }
 
-async function dispose(p: Pair | undefined, relay: MitmRelay): Promise<void> {
-  await p?.bank.dispose();
-  await p?.customer.dispose();
-  await relay.close();
+/**
+ * Starts a malicious relay and runs `run` on it; whatever happens, disposes
+ * of the relay and of the last pair `run` handed to `track`.
+ */
+async function withRelay(
+  run: (relay: MitmRelay, track: (p: Pair) => Pair) => Promise<void>,
+): Promise<void> {
+  const relay = await MitmRelay.start();
+  let p: Pair | undefined;
+  try {
+    await run(relay, (next) => (p = next));
+  } finally {
+    await p?.bank.dispose();
+    await p?.customer.dispose();
+    await relay.close();
+  }
 }
+
+/** {@link withRelay} with one pair of {@link clients}, secure before `run` starts. */
+function withSecurePair(
+  run: (
+    q: Pair,
+    relay: MitmRelay,
+    track: (p: Pair) => Pair,
+  ) => Promise<void>,
+  extra?: Extra,
+): Promise<void> {
+  return withRelay(async (relay, track) => {
+    const q = track(await clients(relay, extra));
+    await secure(q);
+    await run(q, relay, track);
+  });
+}
+
+/** Neither side reported an error event. */
+function noErrors(p: Pair): void {
+  assert.deepEqual(errors(p.bank), []);
+  assert.deepEqual(errors(p.customer), []);
+}
+
+const count = (c: ClientProc, type: string) =>
+  c.events.filter(isType(type)).length;
+
+/** Waits for the `undelivered` error event. */
+const undelivered = (c: ClientProc, ms: number) =>
+  c.waitFor(
+    (e) => e.type === "error" && e.code === "undelivered",
+    "undelivered",
+    ms,
+  );
 
 /** Sends `n` messages from `from` and waits until `to` shows them all. */
 async function sendAll(
@@ -144,13 +206,8 @@ async function sendAll(
   return texts;
 }
 
-Deno.test("malicious relay: duplicated, replayed, delayed and reordered records — each message delivered exactly once, in order", async () => {
-  const relay = await MitmRelay.start();
-  let p: Pair | undefined;
-  try {
-    p = await clients(relay);
-    await secure(p);
-    const q = p;
+Deno.test("malicious relay: duplicated, replayed, delayed and reordered records — each message delivered exactly once, in order", () =>
+  withSecurePair(async (q, relay) => {
     // Every DATA record, both ways: delivered twice, delayed by a scrambled
     // amount (reordering), and replayed once more later.
     relay.tamper = (c, r) => {
@@ -193,14 +250,10 @@ Deno.test("malicious relay: duplicated, replayed, delayed and reordered records 
       5,
       6,
     ]);
-    assert.deepEqual(errors(q.bank), []);
-    assert.deepEqual(errors(q.customer), []);
-    assert.equal(q.customer.events.filter(isType("secure")).length, 1);
+    noErrors(q);
+    assert.equal(count(q.customer, "secure"), 1);
     await closeCleanly(q);
-  } finally {
-    await dispose(p, relay);
-  }
-});
+  }));
 
 /** Ways to damage a record; each must be rejected by the receiver without ending the session. */
 const damage: ((b: Uint8Array) => Uint8Array)[] = [
@@ -219,13 +272,8 @@ function flip(b: Uint8Array, i: number, mask: number): Uint8Array {
   return c;
 }
 
-Deno.test("malicious relay: bit flips, truncation, extension — never delivered, the session survives, retransmissions get through", async () => {
-  const relay = await MitmRelay.start();
-  let p: Pair | undefined;
-  try {
-    p = await clients(relay);
-    await secure(p);
-    const q = p;
+Deno.test("malicious relay: bit flips, truncation, extension — never delivered, the session survives, retransmissions get through", () =>
+  withSecurePair(async (q, relay) => {
     const seen = new Set<string>();
     let damaged = 0;
     let dataRecords = 0;
@@ -252,22 +300,13 @@ Deno.test("malicious relay: bit flips, truncation, extension — never delivered
     assert.ok(damaged >= dataRecords, `damaged ${damaged} records`);
     assert.deepEqual(received(q.customer), toCustomer);
     assert.deepEqual(received(q.bank), toBank);
-    assert.deepEqual(errors(q.bank), []);
-    assert.deepEqual(errors(q.customer), []);
+    noErrors(q);
     relay.tamper = () => {};
     await closeCleanly(q);
-  } finally {
-    await dispose(p, relay);
-  }
-});
+  }));
 
-Deno.test("malicious relay: frames re-stamped with forged sender IDs and injected garbage never become messages", async () => {
-  const relay = await MitmRelay.start();
-  let p: Pair | undefined;
-  try {
-    p = await clients(relay);
-    await secure(p);
-    const q = p;
+Deno.test("malicious relay: frames re-stamped with forged sender IDs and injected garbage never become messages", () =>
+  withSecurePair(async (q, relay) => {
     const stranger = crypto.getRandomValues(new Uint8Array(16)).toHex();
     let injected = 0;
     const seen = new Set<string>();
@@ -294,39 +333,24 @@ Deno.test("malicious relay: frames re-stamped with forged sender IDs and injecte
     assert.ok(injected >= 3, `${injected} injected`);
     assert.deepEqual(received(q.customer), toCustomer);
     assert.deepEqual(errors(q.customer), []);
-    assert.equal(q.customer.events.filter(isType("secure")).length, 1);
+    assert.equal(count(q.customer, "secure"), 1);
     relay.tamper = () => {};
     await closeCleanly(q);
-  } finally {
-    await dispose(p, relay);
-  }
-});
+  }));
 
-Deno.test("malicious relay: DATA silently dropped forever (peer still sends cover traffic) → `undelivered` naming the messages", async () => {
-  const relay = await MitmRelay.start();
-  let p: Pair | undefined;
-  try {
-    // The customer keeps sending cover traffic, so the bank keeps hearing
-    // from it: the case where the peer-silence heuristic never fires.
-    p = await clients(relay, {
-      customer: ["--cover-rate", "4"],
-      bank: ["--deliver-timeout", "2.5"],
-    });
-    await secure(p);
-    const q = p;
+Deno.test("malicious relay: DATA silently dropped forever (peer still sends cover traffic) → `undelivered` naming the messages", () =>
+  // The customer keeps sending cover traffic, so the bank keeps hearing
+  // from it: the case where the peer-silence heuristic never fires.
+  withSecurePair(async (q, relay) => {
     relay.tamper = (c) => isDataRecord(c) ? "drop" : undefined;
     const t0 = Date.now();
     for (let i = 1; i <= 3; i++) await q.bank.line(text(i));
-    const e = await q.bank.waitFor(
-      (e) => e.type === "error" && e.code === "undelivered",
-      "undelivered",
-      8000,
-    );
+    const e = await undelivered(q.bank, 8000);
     const took = Date.now() - t0;
     assert.deepEqual(e.ids, [1, 2, 3]);
     assert.match(e.message, /#1, #2, #3/);
     assert.ok(took >= 2000 && took < 6000, `reported after ${took} ms`);
-    assert.equal(q.bank.events.filter(isType("delivered")).length, 0);
+    assert.equal(count(q.bank, "delivered"), 0);
     assert.deepEqual(received(q.customer), []);
     // Retransmission goes on after the report (its timer is independent of it).
     await waitUntil(
@@ -335,63 +359,44 @@ Deno.test("malicious relay: DATA silently dropped forever (peer still sends cove
       "retransmissions of the dropped records",
       10000,
     );
-  } finally {
-    await dispose(p, relay);
-  }
-});
+  }, {
+    customer: ["--cover-rate", "4"],
+    bank: ["--deliver-timeout", "2.5"],
+  }));
 
-Deno.test("malicious relay: every frame from one side dropped after N (ACKs included) → sender gets `undelivered`, a late ACK still gives `delivered`", async () => {
-  const relay = await MitmRelay.start();
-  let p: Pair | undefined;
-  try {
-    p = await clients(relay, { bank: ["--deliver-timeout", "1.5"] });
-    await secure(p);
-    const q = p;
+Deno.test("malicious relay: every frame from one side dropped after N (ACKs included) → sender gets `undelivered`, a late ACK still gives `delivered`", () =>
+  withSecurePair(async (q, relay) => {
     let cut = true;
     relay.tamper = (c) =>
       cut && c.from === q.customerId && c.kind === 4 ? "drop" : undefined;
     await sendAll(q.bank, q.customer, 1, 2); // delivered to the customer, its ACKs dropped
-    const e = await q.bank.waitFor(
-      (e) => e.type === "error" && e.code === "undelivered",
-      "undelivered",
-      6000,
-    );
+    const e = await undelivered(q.bank, 6000);
     assert.deepEqual(e.ids, [1, 2]);
-    assert.equal(q.bank.events.filter(isType("delivered")).length, 0);
+    assert.equal(count(q.bank, "delivered"), 0);
     cut = false; // the relay relents: the next retransmission is re-acknowledged
     await q.bank.waitCount(isType("delivered"), 2, "late delivered", 15000);
     assert.deepEqual(received(q.customer), [text(1), text(2)]);
     await closeCleanly(q);
-  } finally {
-    await dispose(p, relay);
-  }
-});
+  }, { bank: ["--deliver-timeout", "1.5"] }));
 
-Deno.test("malicious relay: tampered HS2 → the bank stops with exit 4 (decrypt-failed); the customer does not crash", async () => {
-  const relay = await MitmRelay.start();
-  let p: Pair | undefined;
-  try {
+Deno.test("malicious relay: tampered HS2 → the bank stops with exit 4 (decrypt-failed); the customer does not crash", () =>
+  withRelay(async (relay, track) => {
     relay.tamper = (c, r) => {
       if (c.kind !== 2) return;
       r.deliver(c.from, c.to, flip(c.payload, 200, 0x01));
       return "drop";
     };
-    p = await clients(relay);
+    const p = track(await clients(relay));
     assert.equal(await p.bank.exit(), 4);
     assert.equal(errors(p.bank)[0]?.code, "decrypt-failed");
-    assert.equal(p.bank.events.filter(isType("secure")).length, 0);
+    assert.equal(count(p.bank, "secure"), 0);
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(errors(p.customer), []);
-    assert.equal(p.customer.events.filter(isType("closed")).length, 0);
-  } finally {
-    await dispose(p, relay);
-  }
-});
+    assert.equal(count(p.customer, "closed"), 0);
+  }));
 
-Deno.test("malicious relay: HS1 spliced under another sender ID → handshake fails with exit 4, nobody gets a session", async () => {
-  const relay = await MitmRelay.start();
-  let p: Pair | undefined;
-  try {
+Deno.test("malicious relay: HS1 spliced under another sender ID → handshake fails with exit 4, nobody gets a session", () =>
+  withRelay(async (relay, track) => {
     const fake = crypto.getRandomValues(new Uint8Array(16)).toHex();
     let bank = "";
     relay.tamper = (c, r) => {
@@ -406,32 +411,24 @@ Deno.test("malicious relay: HS1 spliced under another sender ID → handshake fa
       }
       return undefined;
     };
-    p = await clients(relay);
+    const p = track(await clients(relay));
     assert.equal(await p.bank.exit(), 4);
     assert.equal(errors(p.bank)[0]?.code, "decrypt-failed");
-    assert.equal(p.customer.events.filter(isType("secure")).length, 0);
-    assert.equal(p.customer.events.filter(isType("closed")).length, 0);
-  } finally {
-    await dispose(p, relay);
-  }
-});
+    assert.equal(count(p.customer, "secure"), 0);
+    assert.equal(count(p.customer, "closed"), 0);
+  }));
 
-Deno.test("malicious relay: an old session's HS1/HS3 replayed into a live session does not end it", async () => {
-  const relay = await MitmRelay.start();
-  let p: Pair | undefined;
-  try {
-    // Session 1: record the handshake, close.
-    p = await clients(relay);
-    await secure(p);
+Deno.test("malicious relay: an old session's HS1/HS3 replayed into a live session does not end it", () =>
+  // Session 1: record the handshake, close.
+  withSecurePair(async (p, relay, track) => {
     await sendAll(p.bank, p.customer, 1, 1);
     await closeCleanly(p);
     const old = [...relay.log];
     const oldHs1 = old.find((c) => c.kind === 1)!;
     const oldHs3 = old.find((c) => c.kind === 3)!;
     // Session 2, same keys (same session IDs and identities).
-    p = await clients(relay, { dir: p.dir });
-    await secure(p);
-    const q = p;
+    const q = track(await clients(relay, { dir: p.dir }));
+    await secure(q);
     await q.bank.line(text(2)); // in flight while the replay happens
     relay.deliver(oldHs1.from, oldHs1.to, oldHs1.payload);
     await q.customer.waitFor(
@@ -448,61 +445,31 @@ Deno.test("malicious relay: an old session's HS1/HS3 replayed into a live sessio
     await sendAll(q.customer, q.bank, 10, 1);
     await q.bank.waitCount(isType("delivered"), 3, "bank delivered");
     assert.deepEqual(received(q.customer), [text(2), ...more]);
-    assert.equal(q.customer.events.filter(isType("secure")).length, 1);
+    assert.equal(count(q.customer, "secure"), 1);
     assert.deepEqual(errors(q.customer), []);
     assert.deepEqual(errors(q.bank), []);
     await closeCleanly(q);
-  } finally {
-    await dispose(p, relay);
-  }
-});
+  }));
 
-Deno.test("honest restart still works: the bank restarts with the same keys, the customer switches to the new session", async () => {
-  const relay = await MitmRelay.start();
-  let p: Pair | undefined;
-  try {
-    p = await clients(relay);
-    await secure(p);
-    await sendAll(p.bank, p.customer, 1, 1);
-    p.bank.kill();
-    await p.bank.exit();
-    const caDir = relay.caFile.slice(0, relay.caFile.lastIndexOf("/"));
+Deno.test("honest restart still works: the bank restarts with the same keys, the customer switches to the new session", () =>
+  withSecurePair(async (first, relay, track) => {
+    await sendAll(first.bank, first.customer, 1, 1);
+    first.bank.kill();
+    await first.bank.exit();
     const address =
-      (await p.customer.waitFor(isType("ready"), "ready")).address;
-    const bank = new ClientProc("bank", [
-      "--json",
-      "--relay",
-      relay.url,
-      "--ca",
-      relay.caFile,
-      "--keys",
-      `${p.dir}/b`,
-      "--peer",
-      address,
-      "--cover-rate",
-      "0",
-      "--wait",
-      "20",
-    ], `${p.dir},${caDir}`);
-    p = { ...p, bank };
+      (await first.customer.waitFor(isType("ready"), "ready")).address;
+    const bank = clientProc("bank", relay, first.dir, ["--peer", address]);
+    const p = track({ ...first, bank });
     await bank.waitFor(isType("secure"), "restarted bank secure");
     await p.customer.waitCount(isType("secure"), 2, "customer second session");
     await sendAll(bank, p.customer, 2, 1);
     await sendAll(p.customer, bank, 3, 1);
     assert.deepEqual(received(p.customer), [text(1), text(2)]);
     await closeCleanly(p);
-  } finally {
-    await dispose(p, relay);
-  }
-});
+  }));
 
-Deno.test("malicious relay: ACKs from the customer dropped long enough to force a re-handshake → every message delivered exactly once, the bank gets `delivered` for all", async () => {
-  const relay = await MitmRelay.start();
-  let p: Pair | undefined;
-  try {
-    p = await clients(relay);
-    await secure(p);
-    const q = p;
+Deno.test("malicious relay: ACKs from the customer dropped long enough to force a re-handshake → every message delivered exactly once, the bank gets `delivered` for all", () =>
+  withSecurePair(async (q, relay) => {
     // Every record from the customer (its ACKs) is dropped until the bank
     // gives up on the session and starts a new handshake (HS1).
     let cut = true;
@@ -533,25 +500,16 @@ Deno.test("malicious relay: ACKs from the customer dropped long enough to force 
       ),
       "bank says the peer had them",
     );
-    assert.deepEqual(errors(q.bank), []);
-    assert.deepEqual(errors(q.customer), []);
+    noErrors(q);
     // The new session works both ways.
     const more = await sendAll(q.bank, q.customer, 5, 2);
     await sendAll(q.customer, q.bank, 10, 1);
     assert.deepEqual(received(q.customer), [...first, text(4), ...more]);
     await closeCleanly(q);
-  } finally {
-    await dispose(p, relay);
-  }
-});
+  }));
 
-Deno.test("a user line starting with NUL is refused: it cannot inject a client control message", async () => {
-  const relay = await MitmRelay.start();
-  let p: Pair | undefined;
-  try {
-    p = await clients(relay);
-    await secure(p);
-    const q = p;
+Deno.test("a user line starting with NUL is refused: it cannot inject a client control message", () =>
+  withSecurePair(async (q) => {
     const forged = '\u0000{"kind":"resume","prev":null,"delivered":99}';
     await q.bank.line(forged);
     const e = await q.bank.waitFor(
@@ -580,18 +538,10 @@ Deno.test("a user line starting with NUL is refused: it cannot inject a client c
       q.bank.events.find(isType("closed"))?.undelivered,
       ["#1"],
     );
-  } finally {
-    await dispose(p, relay);
-  }
-});
+  }));
 
-Deno.test("malicious relay: the peer's resume withheld too → after 5 s the held messages go out anyway, the customer drops the copies: each message exactly once, and both close cleanly", async () => {
-  const relay = await MitmRelay.start();
-  let p: Pair | undefined;
-  try {
-    p = await clients(relay);
-    await secure(p);
-    const q = p;
+Deno.test("malicious relay: the peer's resume withheld too → after 5 s the held messages go out anyway, the customer drops the copies: each message exactly once, and both close cleanly", () =>
+  withSecurePair(async (q, relay) => {
     // Drop every record from the customer: first its ACKs (forcing the bank
     // to re-handshake), then, in the new session, its `resume` too — until
     // the bank gives up waiting for it.
@@ -614,7 +564,4 @@ Deno.test("malicious relay: the peer's resume withheld too → after 5 s the hel
     // (PROTOCOL.md §2.4).
     assert.deepEqual(received(q.customer), first);
     await closeCleanly(q);
-  } finally {
-    await dispose(p, relay);
-  }
-});
+  }));
