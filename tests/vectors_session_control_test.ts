@@ -15,14 +15,12 @@
 import assert from "node:assert/strict";
 import type { Bytes } from "../lib/bytes.ts";
 import { ProtocolError } from "../lib/errors.ts";
-import type { HandshakeResult } from "../lib/handshake_result.ts";
 import {
   chainSignatureInput,
   chainStart,
   chainStep,
   chainStepInput,
 } from "../lib/hash_chain.ts";
-import { type Identity, importIdentity } from "../lib/identity.ts";
 import {
   decodeInner,
   decodeRecordHeader,
@@ -47,10 +45,8 @@ import {
   BODY_1,
   BODY_2,
   cat,
-  type DataVector,
   type DirectionKeys,
   type FailVector,
-  type KeysVector,
   refAad,
   refAckBody,
   refBucket,
@@ -76,23 +72,24 @@ import {
   type SessionFailVector,
   T,
 } from "./vectors/generate_session_control.ts";
+import {
+  D,
+  h,
+  initiatorId,
+  K,
+  loadVector,
+  responderId,
+  sessionHash,
+  vectorNames,
+  vectorSession,
+} from "./helpers/session_vectors.ts";
 
-const dir = new URL("./vectors/", import.meta.url);
-const load = async <V>(name: string): Promise<V> =>
-  JSON.parse(await Deno.readTextFile(new URL(name, dir)));
-const K = await load<KeysVector>("good_record_keys.json");
-const D = await load<DataVector>("good_record_data.json");
+const load = loadVector;
 const R = await load<RekeyVector>("good_record_rekey.json");
 const C = await load<CloseVector>("good_record_close.json");
-const sessionFailNames = [...Deno.readDirSync(dir)]
-  .map((e) => e.name)
-  .filter((n) => n.startsWith("fail_session_") && n.endsWith(".json"))
-  .sort();
+const sessionFailNames = vectorNames("fail_session_");
 
-const h = (s: string): Bytes => Uint8Array.fromHex(s);
 const text = new TextEncoder();
-const sessionHash = h(K.sessionHash);
-const initiatorId = h(D.initiatorId), responderId = h(D.responderId);
 const spki = {
   initiator: h(D.initiator.identitySpki),
   responder: h(D.responder.identitySpki),
@@ -495,31 +492,7 @@ Deno.test("vector good_record_rekey: lib reproduces master_1, epoch-1 keys, reco
 
 // ── Sessions on the vectors' fixed inputs ───────────────────────────────────
 
-const identity = (p: DataVector["initiator"]): Promise<Identity> =>
-  importIdentity(h(p.identityPkcs8), h(p.identitySpki), "vector");
-const idI = await identity(D.initiator);
-const idR = await identity(D.responder);
-
-async function session(
-  role: "initiator" | "responder",
-  options: SessionOptions = {},
-): Promise<Session> {
-  const [local, peer] = role === "initiator" ? [idI, idR] : [idR, idI];
-  const result: HandshakeResult = {
-    role,
-    suite: 1,
-    localId: role === "initiator" ? initiatorId : responderId,
-    peerId: role === "initiator" ? responderId : initiatorId,
-    localIdentity: local,
-    peerIdentity: { publicKey: peer.publicKey, spki: peer.spki },
-    sessionHash,
-    master: await importSecret(h(K.master)),
-  };
-  return await Session.fromHandshake(result, {
-    keepTranscript: false,
-    ...options,
-  });
-}
+const session = vectorSession;
 
 /**
  * Makes the next ECDH key generations return the given PKCS#8 keys, in

@@ -12,14 +12,12 @@ import assert from "node:assert/strict";
 import type { Bytes } from "../lib/bytes.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import { fingerprint } from "../lib/fingerprint.ts";
-import type { HandshakeResult } from "../lib/handshake_result.ts";
 import {
   chainSignatureInput,
   chainStart,
   chainStep,
   chainStepInput,
 } from "../lib/hash_chain.ts";
-import { type Identity, importIdentity } from "../lib/identity.ts";
 import {
   decodeInner,
   decodeInnerAll,
@@ -36,7 +34,7 @@ import {
   sealRecord,
   type TrafficKeys,
 } from "../lib/record.ts";
-import { nextMaster, Session, type SessionStats } from "../lib/session.ts";
+import { nextMaster, type SessionStats } from "../lib/session.ts";
 import { importSecret } from "../lib/suite.ts";
 import { ACK_BODY_LENGTH, REKEY_BODY_LENGTH } from "../lib/constants.ts";
 import {
@@ -48,11 +46,9 @@ import {
   cat,
   COALESCED_BODIES,
   type CoalescedVector,
-  type DataVector,
   type DirectionKeys,
   type FailVector,
   INITIATOR_ID,
-  type KeysVector,
   labelInfo,
   LARGE_BODY_LENGTHS,
   largeBody,
@@ -82,26 +78,29 @@ import {
   SESSION_HASH,
   sha,
 } from "./vectors/generate_session.ts";
+import {
+  D,
+  h,
+  idI,
+  initiatorId,
+  K,
+  loadVector,
+  responderId,
+  sessionHash,
+  vectorDir,
+  vectorNames,
+  vectorSession,
+} from "./helpers/session_vectors.ts";
 
-const dir = new URL("./vectors/", import.meta.url);
-const load = async <T>(name: string): Promise<T> =>
-  JSON.parse(await Deno.readTextFile(new URL(name, dir)));
-const K = await load<KeysVector>("good_record_keys.json");
-const D = await load<DataVector>("good_record_data.json");
+const load = loadVector;
 const A = await load<AckVector>("good_record_ack.json");
 const C = await load<CoalescedVector>("good_record_data_coalesced.json");
 const L = await load<LargeVector>("good_record_data_large.json");
-const failNames = [...Deno.readDirSync(dir)]
-  .map((e) => e.name)
-  .filter((n) => n.startsWith("fail_record_") && n.endsWith(".json"))
-  .sort();
+const failNames = vectorNames("fail_record_");
 
-const h = (s: string): Bytes => Uint8Array.fromHex(s);
 const text = new TextEncoder();
 const ECDSA = { name: "ECDSA", namedCurve: "P-256" } as const;
 const [rec1, rec2] = D.records;
-const sessionHash = h(K.sessionHash);
-const initiatorId = h(D.initiatorId), responderId = h(D.responderId);
 
 /** Library traffic keys of `direction` in `epoch` from a raw master. */
 function libKeys(master: CryptoKey, direction: "i2r" | "r2i", epoch: number) {
@@ -403,32 +402,8 @@ Deno.test("vector good_record_ack: reference and lib reproduce the ACK", async (
 
 // ── Sessions built on the vectors' fixed inputs ─────────────────────────────
 
-async function identity(p: DataVector["initiator"]): Promise<Identity> {
-  return await importIdentity(h(p.identityPkcs8), h(p.identitySpki), "vector");
-}
-const idI = await identity(D.initiator);
-const idR = await identity(D.responder);
-
-async function session(
-  role: "initiator" | "responder",
-  signEvery = 64,
-): Promise<Session> {
-  const [local, peer] = role === "initiator" ? [idI, idR] : [idR, idI];
-  const result: HandshakeResult = {
-    role,
-    suite: 1,
-    localId: role === "initiator" ? initiatorId : responderId,
-    peerId: role === "initiator" ? responderId : initiatorId,
-    localIdentity: local,
-    peerIdentity: { publicKey: peer.publicKey, spki: peer.spki },
-    sessionHash,
-    master: await importSecret(h(K.master)),
-  };
-  return await Session.fromHandshake(result, {
-    signEvery,
-    keepTranscript: false,
-  });
-}
+const session = (role: "initiator" | "responder", signEvery = 64) =>
+  vectorSession(role, { signEvery });
 
 Deno.test("vector good_record_*: a Session sends the DATA records and answers with the ACK", async () => {
   const sender = await session("initiator", 2);
@@ -1012,7 +987,7 @@ Deno.test("vectors: an independent Python (cryptography) decoder from PROTOCOL.m
   const out = await new Deno.Command("/usr/bin/python3", {
     args: [
       new URL("./reference/records.py", import.meta.url).pathname,
-      dir.pathname,
+      vectorDir.pathname,
     ],
     stdout: "piped",
     stderr: "piped",

@@ -698,7 +698,10 @@ export async function refEcdh(pkcs8: B, peerPublic: B): Promise<B> {
   );
 }
 
-function hexKeys(k: { key: B; iv: B; keyInfo: B; ivInfo: B }): DirectionKeys {
+/** Hex form of one direction's keys, IVs and their info strings. */
+export function hexKeys(
+  k: { key: B; iv: B; keyInfo: B; ivInfo: B },
+): DirectionKeys {
   return {
     key: k.key.toHex(),
     keyInfo: k.keyInfo.toHex(),
@@ -707,7 +710,12 @@ function hexKeys(k: { key: B; iv: B; keyInfo: B; ivInfo: B }): DirectionKeys {
   };
 }
 
-async function write(dir: URL, name: string, value: unknown): Promise<void> {
+/** Writes a vector file: `value` as JSON, two-space indented, newline-terminated. */
+export async function write(
+  dir: URL,
+  name: string,
+  value: unknown,
+): Promise<void> {
   await Deno.writeTextFile(
     new URL(name, dir),
     JSON.stringify(value, null, 2) + "\n",

@@ -31,6 +31,7 @@ import {
   type DataVector,
   type DirectionKeys,
   type FailVector,
+  hexKeys,
   INITIATOR_ID,
   type KeysVector,
   type RecordVector,
@@ -47,6 +48,7 @@ import {
   RESPONDER_ID,
   SESSION_HASH,
   sha,
+  write,
 } from "./generate_session.ts";
 
 // ── Vector file shapes ──────────────────────────────────────────────────────
@@ -202,22 +204,6 @@ export async function refVerify(spki: B, sig: B, data: B): Promise<boolean> {
 // ── Generation ──────────────────────────────────────────────────────────────
 
 const h = (s: string): B => Uint8Array.fromHex(s);
-
-function hexKeys(k: { key: B; iv: B; keyInfo: B; ivInfo: B }): DirectionKeys {
-  return {
-    key: k.key.toHex(),
-    keyInfo: k.keyInfo.toHex(),
-    iv: k.iv.toHex(),
-    ivInfo: k.ivInfo.toHex(),
-  };
-}
-
-async function write(dir: URL, name: string, value: unknown): Promise<void> {
-  await Deno.writeTextFile(
-    new URL(name, dir),
-    JSON.stringify(value, null, 2) + "\n",
-  );
-}
 
 async function generate(dir: URL): Promise<void> {
   const load = async <V>(name: string): Promise<V> =>
