@@ -11,39 +11,22 @@ Deno.test("compile: fails fast and clearly without the denort download, or build
   const out = await Deno.makeTempDir({ prefix: "compile-test-" });
   try {
     const started = Date.now();
-    const r = await new Deno.Command("deno", {
-      args: [
-        "run",
-        "--no-prompt",
-        `--allow-run=deno,${out}/relay,${out}/bank,${out}/customer`,
-        "--allow-read",
-        `--allow-write=${out}`,
-        "--allow-env",
-        "tools/compile.ts",
-        "--out",
-        out,
-        "--timeout",
-        "60",
-      ],
-      cwd: ROOT,
-      env: { NO_COLOR: "1" },
-    }).output();
-    const stderr = new TextDecoder().decode(r.stderr);
+    const r = await compileWith(out, {});
     if (r.code === 0) {
       for (const name of ["relay", "bank", "customer"]) {
         assert.ok((await Deno.stat(`${out}/${name}`)).isFile);
       }
       return;
     }
-    assert.equal(r.code, 3, stderr);
+    assert.equal(r.code, 3, r.stderr);
     assert.ok(Date.now() - started < 60000);
     assert.match(
-      stderr,
+      r.stderr,
       /could not download the Deno runtime it embeds \(denort\)/,
     );
-    assert.match(stderr, /dl\.deno\.land|dns|lookup/i);
-    assert.match(stderr, /on a machine with internet access/);
-    assert.match(stderr, /DENORT_BIN=/);
+    assert.match(r.stderr, /dl\.deno\.land|dns|lookup/i);
+    assert.match(r.stderr, /on a machine with internet access/);
+    assert.match(r.stderr, /DENORT_BIN=/);
   } finally {
     await Deno.remove(out, { recursive: true });
   }
