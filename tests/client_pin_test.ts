@@ -7,7 +7,6 @@
 
 import assert from "node:assert/strict";
 import { ensureCerts } from "../tools/certs.ts";
-import { startRelay } from "../lib/deno/relay_server.ts";
 import {
   certificateFingerprint,
   generateCertificateAuthority,
@@ -16,20 +15,17 @@ import {
 import { PinnedRelayConnection } from "../lib/deno/pinned_relay.ts";
 import { generateMailboxKey } from "../lib/registration.ts";
 import { ClientProc } from "./helpers/client_proc.ts";
+import { startQuietRelay } from "./helpers/relay_fixture.ts";
 
 Deno.test("pinned client refuses a relay certified by another CA that DENO_CERT makes trusted", async () => {
   const dir = await Deno.makeTempDir({ prefix: "client-pin-" });
   try {
     const pinned = await ensureCerts({ dir: `${dir}/pinned` });
     const other = await ensureCerts({ dir: `${dir}/other` });
-    const relay = await startRelay({
-      hostname: "127.0.0.1",
-      port: 0,
-      cert: await Deno.readTextFile(other.certPath),
-      key: await Deno.readTextFile(other.keyPath),
-      quiet: true,
-      log: () => {},
-    });
+    const relay = await startQuietRelay(
+      await Deno.readTextFile(other.certPath),
+      await Deno.readTextFile(other.keyPath),
+    );
     const url = `wss://localhost:${relay.port}/ws`;
     const pin = await certificateFingerprint(
       await Deno.readTextFile(pinned.caPath),
@@ -128,14 +124,7 @@ Deno.test("pinned transport verifies the host name against the certificate", asy
   const ca = await generateCertificateAuthority({});
   const leaf = await issueServerCertificate(ca, { hosts: ["example.test"] });
   const { key: mailbox } = await generateMailboxKey();
-  const relay = await startRelay({
-    hostname: "127.0.0.1",
-    port: 0,
-    cert: leaf.certPem,
-    key: leaf.keyPem,
-    quiet: true,
-    log: () => {},
-  });
+  const relay = await startQuietRelay(leaf.certPem, leaf.keyPem);
   try {
     await assert.rejects(
       () =>
@@ -160,14 +149,7 @@ Deno.test("a pinned client trusts only the pinned CA of a --ca bundle, never its
     const pinned = await generateCertificateAuthority({});
     const other = await generateCertificateAuthority({});
     const leaf = await issueServerCertificate(other, { hosts: ["localhost"] });
-    const relay = await startRelay({
-      hostname: "127.0.0.1",
-      port: 0,
-      cert: leaf.certPem,
-      key: leaf.keyPem,
-      quiet: true,
-      log: () => {},
-    });
+    const relay = await startQuietRelay(leaf.certPem, leaf.keyPem);
     try {
       const url = `wss://localhost:${relay.port}/ws`;
       const pin = await certificateFingerprint(pinned.certPem);

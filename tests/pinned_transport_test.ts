@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { concat, utf8 } from "../lib/bytes.ts";
 import { RELAY_SUBPROTOCOL } from "../lib/constants.ts";
-import { startRelay } from "../lib/deno/relay_server.ts";
 import { PinnedRelayConnection } from "../lib/deno/pinned_relay.ts";
+import { startQuietRelay } from "./helpers/relay_fixture.ts";
 import {
   encodeChallenge,
   encodeData,
@@ -262,14 +262,7 @@ Deno.test("transport: frames sent in one task leave in one write; a reply in the
 Deno.test("transport: through the real relay, 32 frames in flight, pongs are ignored and every frame arrives in order", async () => {
   const ca = await generateCertificateAuthority({});
   const leaf = await issueServerCertificate(ca, { hosts: ["localhost"] });
-  const relay = await startRelay({
-    hostname: "127.0.0.1",
-    port: 0,
-    cert: leaf.certPem,
-    key: leaf.keyPem,
-    quiet: true,
-    log: () => {},
-  });
+  const relay = await startQuietRelay(leaf.certPem, leaf.keyPem);
   const url = `wss://localhost:${relay.port}/ws`;
   const connect = async () =>
     await PinnedRelayConnection.connect({

@@ -29,6 +29,21 @@ export interface TestRelay {
   close(): Promise<void>;
 }
 
+/** A relay on 127.0.0.1 (a free port) serving `cert` and `key` (PEM), logging nothing. */
+export function startQuietRelay(
+  cert: string,
+  key: string,
+): Promise<RelayHandle> {
+  return startRelay({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert,
+    key,
+    quiet: true,
+    log: () => {},
+  });
+}
+
 /** Generates certificates once per process into a temp dir. */
 let certsCache:
   | Promise<{ dir: string; ca: string; cert: string; key: string }>
