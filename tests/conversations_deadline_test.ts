@@ -60,17 +60,26 @@ Deno.test("conversations: the deadline heap equals the scan over 30 conversation
   }
 });
 
-Deno.test("conversations: due() hands out a due conversation once until its pollDue() returns, whatever other calls tag it meanwhile", async () => {
+/**
+ * A secure bank–customer pair on a lossy-from-now-on net, and a message the
+ * customer never acknowledges: the bank's conversation `c` has a
+ * retransmission deadline `at`.
+ */
+async function unacknowledged() {
   const net = new Net();
   const bank = await net.client("bank");
   const customer = await net.client("customer");
   await customer.dial(bank);
   await net.run(() => secure(customer, bank) && secure(bank, customer));
-  // A message the customer never acknowledges: a retransmission deadline.
   net.verdict = () => "drop";
   await bank.send(customer, "unacknowledged");
   const c = bank.set.get(customer.id)!;
-  const at = c.nextDeadline()!;
+  return { net, bank, c, at: c.nextDeadline()! };
+}
+
+Deno.test("conversations: due() hands out a due conversation once until its pollDue() returns, whatever other calls tag it meanwhile", async () => {
+  // A message the customer never acknowledges: a retransmission deadline.
+  const { net, bank, c, at } = await unacknowledged();
   assert.ok(at !== undefined);
   assert.deepEqual(bank.set.due(at - 1), [], "not due yet");
   assert.deepEqual(bank.set.due(at), [c]);
@@ -91,15 +100,7 @@ Deno.test("conversations: due() hands out a due conversation once until its poll
 });
 
 Deno.test("conversations: a pollDue() that throws still registers the conversation's deadline again", async () => {
-  const net = new Net();
-  const bank = await net.client("bank");
-  const customer = await net.client("customer");
-  await customer.dial(bank);
-  await net.run(() => secure(customer, bank) && secure(bank, customer));
-  net.verdict = () => "drop";
-  await bank.send(customer, "unacknowledged");
-  const c = bank.set.get(customer.id)!;
-  const at = c.nextDeadline()!;
+  const { bank, c, at } = await unacknowledged();
   assert.deepEqual(bank.set.due(at), [c]);
   const poll = c.poll.bind(c);
   c.poll = () => Promise.reject(new Error("boom"));

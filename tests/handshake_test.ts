@@ -318,23 +318,27 @@ Deno.test("handshake: fixed ephemeral and random make HS1 deterministic; keys no
 
 // ── Active attackers ────────────────────────────────────────────────────────
 
+/** A copy of `message` with a fresh ephemeral public key at `at`, and that key pair. */
+async function swapEphemeral(message: Uint8Array, at: number) {
+  const eM = await generateEphemeral();
+  const forged = message.slice();
+  forged.set(eM.publicRaw, at);
+  return { forged, eM };
+}
+
 Deno.test("MITM: responder ephemeral swapped in HS2 → decrypt-failed", async () => {
   // The initiator derives k_hs_r from ECDH(eI, eM) and a th_hello holding eM:
   // not the key R sealed with, so the AEAD tag fails before anything else.
   const { handshake: hi, message: hs1 } = await startI();
   const { send: hs2 } = await createR().receive(hs1, { now: T0, from: ID_A });
-  const eM = await generateEphemeral();
-  const forged = hs2!.slice();
-  forged.set(eM.publicRaw, 4);
+  const { forged } = await swapEphemeral(hs2!, 4);
   await rejects(hi.receive(forged, T0), "decrypt-failed");
   assert.equal(hi.phase, "failed");
 });
 
 Deno.test("MITM: initiator ephemeral swapped in HS1 → initiator decrypt-failed", async () => {
   const { handshake: hi, message: hs1 } = await startI();
-  const eM = await generateEphemeral();
-  const forged = hs1.slice();
-  forged.set(eM.publicRaw, EI);
+  const { forged } = await swapEphemeral(hs1, EI);
   const { send: hs2 } = await createR().receive(forged, {
     now: T0,
     from: ID_A,
@@ -348,9 +352,7 @@ Deno.test("MITM: re-encrypting attacker with both ECDH secrets → bad-signature
   // Alice (she recomputes the MAC). Bob's signature covers a transcript with
   // eM1 and eM2… not Alice's eI: Alice refuses.
   const { handshake: hi, message: hs1 } = await startI();
-  const eM1 = await generateEphemeral();
-  const toBob = hs1.slice();
-  toBob.set(eM1.publicRaw, EI);
+  const { forged: toBob, eM: eM1 } = await swapEphemeral(hs1, EI);
   const { send: hs2b } = await createR().receive(toBob, {
     now: T0,
     from: ID_A,
