@@ -65,6 +65,28 @@ async function pair(
   return { customer, bank, address: ready.address };
 }
 
+/** Ends input on both and expects both to exit 0. */
+async function endBoth(bank: ClientProc, customer: ClientProc): Promise<void> {
+  await bank.end();
+  await customer.end();
+  assert.equal(await bank.exit(), 0);
+  assert.equal(await customer.exit(), 0);
+}
+
+/** A known_peers.json that pins `name` to `fingerprint` (verified, seen on 2026-01-01). */
+const knownPeersFile = (name: string, fingerprint: string) =>
+  JSON.stringify({
+    version: 1,
+    peers: {
+      [name]: {
+        fingerprint,
+        firstSeen: "2026-01-01T00:00:00.000Z",
+        lastSeen: "2026-01-01T00:00:00.000Z",
+        verified: true,
+      },
+    },
+  });
+
 Deno.test("--suites x25519 on the bank: X25519 + Ed25519 session with the default customer, per-key known peers", async () => {
   const relay = await startTestRelay();
   const dir = await tempDir();
@@ -89,10 +111,7 @@ Deno.test("--suites x25519 on the bank: X25519 + Ed25519 session with the defaul
     await bank.line("over the fast suite");
     const [m] = await customer.waitCount(isType("message"), 1, "message");
     assert.equal(m.text, "over the fast suite");
-    await bank.end();
-    await customer.end();
-    assert.equal(await bank.exit(), 0);
-    assert.equal(await customer.exit(), 0);
+    await endBoth(bank, customer);
     const mode =
       (await Deno.stat(`${dir}/b/bank_identity_ed25519_keys.json`)).mode! &
       0o777;
@@ -164,10 +183,7 @@ Deno.test("conversation both ways: secure, same safety number, messages in order
     }
     await bank.waitCount(isType("delivered"), 5, "bank delivered");
     await customer.waitCount(isType("delivered"), 5, "customer delivered");
-    await bank.end();
-    await customer.end();
-    assert.equal(await bank.exit(), 0);
-    assert.equal(await customer.exit(), 0);
+    await endBoth(bank, customer);
     assert.ok(bank.events.some(isType("closed")));
     // Second run: same IDs (mailbox key kept), peer now "known".
     const again = await pair(relay.url, ca, dir);
@@ -341,23 +357,13 @@ Deno.test("changed peer identity is refused with exit 5 (initiator and responder
   const dir = await tempDir();
   const ca = `${relay.certsDir}/ca.pem`;
   const fake = "ab".repeat(32);
-  const peersFile = (name: string) =>
-    JSON.stringify({
-      version: 1,
-      peers: {
-        [name]: {
-          fingerprint: fake,
-          firstSeen: "2026-01-01T00:00:00.000Z",
-          lastSeen: "2026-01-01T00:00:00.000Z",
-          verified: true,
-        },
-      },
-    });
   await Deno.mkdir(`${dir}/b`);
   await Deno.mkdir(`${dir}/c`);
-  await Deno.writeTextFile(`${dir}/b/known_peers.json`, peersFile("customer"), {
-    mode: 0o600,
-  });
+  await Deno.writeTextFile(
+    `${dir}/b/known_peers.json`,
+    knownPeersFile("customer", fake),
+    { mode: 0o600 },
+  );
   const { customer, bank } = await pair(relay.url, ca, dir);
   try {
     assert.equal(await bank.exit(), 5);
@@ -376,9 +382,11 @@ Deno.test("changed peer identity is refused with exit 5 (initiator and responder
     await customer.dispose();
   }
   // Responder side: the customer refuses the bank.
-  await Deno.writeTextFile(`${dir}/c/known_peers.json`, peersFile("bank"), {
-    mode: 0o600,
-  });
+  await Deno.writeTextFile(
+    `${dir}/c/known_peers.json`,
+    knownPeersFile("bank", fake),
+    { mode: 0o600 },
+  );
   await Deno.remove(`${dir}/b/known_peers.json`);
   const second = await pair(relay.url, ca, dir);
   try {
@@ -404,17 +412,7 @@ Deno.test("--trust FINGERPRINT: a changed key with another fingerprint is still 
   await Deno.mkdir(`${dir}/c`);
   await Deno.writeTextFile(
     `${dir}/b/known_peers.json`,
-    JSON.stringify({
-      version: 1,
-      peers: {
-        customer: {
-          fingerprint: fake,
-          firstSeen: "2026-01-01T00:00:00.000Z",
-          lastSeen: "2026-01-01T00:00:00.000Z",
-          verified: true,
-        },
-      },
-    }),
+    knownPeersFile("customer", fake),
     { mode: 0o600 },
   );
   const first = await pair(relay.url, ca, dir, {
@@ -448,10 +446,7 @@ Deno.test("--trust FINGERPRINT: a changed key with another fingerprint is still 
     await bank.line("after --trust");
     const [m] = await customer.waitCount(isType("message"), 1, "message");
     assert.equal(m.text, "after --trust");
-    await bank.end();
-    await customer.end();
-    assert.equal(await bank.exit(), 0);
-    assert.equal(await customer.exit(), 0);
+    await endBoth(bank, customer);
     const peers = JSON.parse(
       await Deno.readTextFile(`${dir}/b/known_peers.json`),
     );
@@ -539,10 +534,7 @@ Deno.test("relay killed and restarted mid-conversation: every message delivered 
         e.type === "notice" && /reconnected/.test(e.text)
       ),
     );
-    await bank.end();
-    await customer.end();
-    assert.equal(await bank.exit(), 0);
-    assert.equal(await customer.exit(), 0);
+    await endBoth(bank, customer);
   } finally {
     await bank.dispose();
     await customer.dispose();
@@ -846,10 +838,7 @@ Deno.test("a waiting customer ignores a stranger's bad handshake and still serve
     await bank.line("still here");
     const [m] = await customer.waitCount(isType("message"), 1, "message");
     assert.equal(m.text, "still here");
-    await bank.end();
-    await customer.end();
-    assert.equal(await bank.exit(), 0);
-    assert.equal(await customer.exit(), 0);
+    await endBoth(bank, customer);
   } finally {
     await bank?.dispose();
     await customer.dispose();
