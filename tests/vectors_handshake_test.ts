@@ -41,6 +41,7 @@ import {
   referenceMaster,
   RESPONDER_SIGNATURE_CONTEXT,
 } from "./vectors/generate.ts";
+import { runReference } from "./helpers/python_reference.ts";
 
 const dir = new URL("./vectors/", import.meta.url);
 const GOOD_NAMES = ["good_handshake.json", "good_handshake_x25519.json"];
@@ -351,16 +352,7 @@ for (const [pname, primitives] of PROVIDERS) {
 }
 
 Deno.test("vectors: an independent Python (cryptography) computation from PROTOCOL.md §2.1 agrees", async () => {
-  const out = await new Deno.Command("/usr/bin/python3", {
-    args: [
-      new URL("./reference/handshake.py", import.meta.url).pathname,
-      dir.pathname,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const ref = JSON.parse(new TextDecoder().decode(out.stdout));
+  const ref = await runReference("handshake.py", dir.pathname);
   for (const g of loaded.values()) {
     const r = ref.good[g.name];
     const D = g.v.deterministic as Record<string, string>;

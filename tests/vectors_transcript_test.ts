@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { verifyConversation } from "../lib/conversation_transcript.ts";
 import { ProtocolError } from "../lib/errors.ts";
+import { runReference } from "./helpers/python_reference.ts";
 
 interface Vector {
   description: string;
@@ -177,16 +178,7 @@ Deno.test("transcript vectors: verifyConversation gives each vector's verdict", 
 });
 
 Deno.test("transcript vectors: an independent Python (cryptography) verifier written from PROTOCOL.md §2.2.10 agrees on every verdict", async () => {
-  const out = await new Deno.Command("/usr/bin/python3", {
-    args: [
-      new URL("./reference/transcripts.py", import.meta.url).pathname,
-      DIR,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const ref = JSON.parse(new TextDecoder().decode(out.stdout));
+  const ref = await runReference("transcripts.py", DIR);
   assert.deepEqual(Object.keys(ref).sort(), names);
   for (const n of names) {
     const v = load(n);
