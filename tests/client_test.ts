@@ -73,19 +73,35 @@ async function endBoth(bank: ClientProc, customer: ClientProc): Promise<void> {
   assert.equal(await customer.exit(), 0);
 }
 
-/** A known_peers.json that pins `name` to `fingerprint` (verified, seen on 2026-01-01). */
-const knownPeersFile = (name: string, fingerprint: string) =>
-  JSON.stringify({
-    version: 1,
-    peers: {
-      [name]: {
-        fingerprint,
-        firstSeen: "2026-01-01T00:00:00.000Z",
-        lastSeen: "2026-01-01T00:00:00.000Z",
-        verified: true,
+/** Writes a known_peers.json (0600) that pins `name` to `fingerprint` (verified, seen on 2026-01-01). */
+async function writeKnownPeers(
+  file: string,
+  name: string,
+  fingerprint: string,
+): Promise<void> {
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({
+      version: 1,
+      peers: {
+        [name]: {
+          fingerprint,
+          firstSeen: "2026-01-01T00:00:00.000Z",
+          lastSeen: "2026-01-01T00:00:00.000Z",
+          verified: true,
+        },
       },
-    },
-  });
+    }),
+    { mode: 0o600 },
+  );
+}
+
+/** Key folders b/ and c/ in `dir`; the bank's known peers pin the customer to `fingerprint`. */
+async function bankPinsCustomer(dir: string, fingerprint: string) {
+  await Deno.mkdir(`${dir}/b`);
+  await Deno.mkdir(`${dir}/c`);
+  await writeKnownPeers(`${dir}/b/known_peers.json`, "customer", fingerprint);
+}
 
 Deno.test("--suites x25519 on the bank: X25519 + Ed25519 session with the default customer, per-key known peers", async () => {
   const relay = await startTestRelay();
@@ -357,13 +373,7 @@ Deno.test("changed peer identity is refused with exit 5 (initiator and responder
   const dir = await tempDir();
   const ca = `${relay.certsDir}/ca.pem`;
   const fake = "ab".repeat(32);
-  await Deno.mkdir(`${dir}/b`);
-  await Deno.mkdir(`${dir}/c`);
-  await Deno.writeTextFile(
-    `${dir}/b/known_peers.json`,
-    knownPeersFile("customer", fake),
-    { mode: 0o600 },
-  );
+  await bankPinsCustomer(dir, fake);
   const { customer, bank } = await pair(relay.url, ca, dir);
   try {
     assert.equal(await bank.exit(), 5);
@@ -382,11 +392,7 @@ Deno.test("changed peer identity is refused with exit 5 (initiator and responder
     await customer.dispose();
   }
   // Responder side: the customer refuses the bank.
-  await Deno.writeTextFile(
-    `${dir}/c/known_peers.json`,
-    knownPeersFile("bank", fake),
-    { mode: 0o600 },
-  );
+  await writeKnownPeers(`${dir}/c/known_peers.json`, "bank", fake);
   await Deno.remove(`${dir}/b/known_peers.json`);
   const second = await pair(relay.url, ca, dir);
   try {
@@ -408,13 +414,7 @@ Deno.test("--trust FINGERPRINT: a changed key with another fingerprint is still 
   const dir = await tempDir();
   const ca = `${relay.certsDir}/ca.pem`;
   const fake = "ab".repeat(32);
-  await Deno.mkdir(`${dir}/b`);
-  await Deno.mkdir(`${dir}/c`);
-  await Deno.writeTextFile(
-    `${dir}/b/known_peers.json`,
-    knownPeersFile("customer", fake),
-    { mode: 0o600 },
-  );
+  await bankPinsCustomer(dir, fake);
   const first = await pair(relay.url, ca, dir, {
     bank: ["--trust", "cd".repeat(32)],
   });
