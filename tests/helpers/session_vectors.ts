@@ -11,7 +11,15 @@ import type { HandshakeResult } from "../../lib/handshake_result.ts";
 import { type Identity, importIdentity } from "../../lib/identity.ts";
 import { Session, type SessionOptions } from "../../lib/session.ts";
 import { importSecret } from "../../lib/suite.ts";
-import type { DataVector, KeysVector } from "../vectors/generate_session.ts";
+import assert from "node:assert/strict";
+import {
+  cat,
+  type DataVector,
+  type KeysVector,
+  type RecordVector,
+  refOpen,
+  refSeal,
+} from "../vectors/generate_session.ts";
 
 /** tests/vectors/. */
 export const vectorDir = new URL("../vectors/", import.meta.url);
@@ -65,4 +73,34 @@ export async function vectorSession(
     keepTranscript: false,
     ...options,
   });
+}
+
+/**
+ * Seals `inner` behind `header` with the reference and the record's nonce and
+ * AAD: the packet must be the record's and fill its bucket (+22 bytes of
+ * relay framing), and open back to the inner plaintext. Returns the packet.
+ */
+export async function checkSealedReference(
+  key: string,
+  r: Pick<
+    RecordVector,
+    "nonce" | "aad" | "packet" | "bucket" | "innerPlaintext"
+  >,
+  header: Bytes,
+  inner: Bytes,
+): Promise<Bytes> {
+  const packet = cat(
+    header,
+    await refSeal(h(key), h(r.nonce), inner, h(r.aad)),
+  );
+  assert.equal(packet.toHex(), r.packet);
+  assert.equal(packet.length + 22, r.bucket);
+  const opened = await refOpen(
+    h(key),
+    h(r.nonce),
+    packet.subarray(14),
+    h(r.aad),
+  );
+  assert.equal(opened?.toHex(), r.innerPlaintext);
+  return packet;
 }
