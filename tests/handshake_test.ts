@@ -136,6 +136,10 @@ async function rejects(p: Promise<unknown>, code: string): Promise<void> {
   });
 }
 
+/** A fresh responder refuses `message` from ID_A with the ProtocolError `code`. */
+const refusedByR = (message: Uint8Array, code: string) =>
+  rejects(createR().receive(message, { now: T0, from: ID_A }), code);
+
 async function errorCode(p: Promise<unknown>): Promise<string> {
   try {
     await p;
@@ -535,16 +539,10 @@ Deno.test("state: wrong message types", async () => {
   );
   const record = hs1.slice();
   record[1] = 0x04;
-  await rejects(
-    createR().receive(record, { now: T0, from: ID_A }),
-    "unexpected-message",
-  );
+  await refusedByR(record, "unexpected-message");
   const unknown = hs1.slice();
   unknown[1] = 0x09;
-  await rejects(
-    createR().receive(unknown, { now: T0, from: ID_A }),
-    "malformed",
-  );
+  await refusedByR(unknown, "malformed");
   // After any failure the object is spent.
   await rejects(hi.receive(hs1, T0), "unexpected-message");
 });
@@ -636,12 +634,9 @@ Deno.test("lengths: truncated or extended messages", async () => {
       concat(hs1, new Uint8Array(1)),
     ]
   ) {
-    await rejects(createR().receive(bad, { now: T0, from: ID_A }), "malformed");
+    await refusedByR(bad, "malformed");
   }
-  await rejects(
-    createR().receive(new Uint8Array(0), { now: T0, from: ID_A }),
-    "malformed",
-  );
+  await refusedByR(new Uint8Array(0), "malformed");
   const { send: hs2 } = await createR({ fixed: true }).receive(hs1, {
     now: T0,
     from: ID_A,
@@ -681,21 +676,12 @@ Deno.test("version and suite: specific errors", async () => {
   const { handshake: hi, message: hs1 } = await startI({ fixed: true });
   const v2 = hs1.slice();
   v2[0] = 2;
-  await rejects(
-    createR().receive(v2, { now: T0, from: ID_A }),
-    "unsupported-version",
-  );
+  await refusedByR(v2, "unsupported-version");
   const s2 = hs1.slice();
   s2[36] = 9; // suite 0x0009: unknown, skipped by its length → nothing accepted
-  await rejects(
-    createR().receive(s2, { now: T0, from: ID_A }),
-    "unsupported-suite",
-  );
+  await refusedByR(s2, "unsupported-suite");
   // Truncated inside the offers → malformed.
-  await rejects(
-    createR().receive(s2.slice(0, 50), { now: T0, from: ID_A }),
-    "malformed",
-  );
+  await refusedByR(s2.slice(0, 50), "malformed");
   await rejects(
     Initiator.start({
       identity: alice,
@@ -784,10 +770,7 @@ Deno.test("invalid ephemeral: hand-made off-curve, infinity, compressed → inva
   const compressed = hs1.slice();
   compressed[EI] = 0x02;
   for (const bad of [offCurve, zeros, compressed]) {
-    await rejects(
-      createR().receive(bad, { now: T0, from: ID_A }),
-      "invalid-public-key",
-    );
+    await refusedByR(bad, "invalid-public-key");
   }
   // And in HS2.
   const { send: hs2 } = await createR({ fixed: true }).receive(hs1, {
