@@ -880,7 +880,9 @@ function renderService(s: ServiceFigures): string[] {
       s.throughput.secondsTo90 === undefined
         ? "(not reached)"
         : `${s.throughput.secondsTo90.toFixed(1)} s`
-    }`,
+    }; CPU µs per message: bank ${fmt(s.throughput.cpuUsPerMsg.bank)}, relay ${
+      fmt(s.throughput.cpuUsPerMsg.relay)
+    }, customers (this process) ${fmt(s.throughput.cpuUsPerMsg.customers)}`,
     `  relay restart: ${s.restart.recovered} of ${s.restart.conversations} conversations delivered a new message in ${
       s.restart.seconds.toFixed(1)
     } s${s.restart.complete ? "" : " (cut at the time bound)"}`,
@@ -1209,6 +1211,15 @@ function render(out: Record<string, unknown>): string {
   return lines.join("\n");
 }
 
+/** A positive integer flag value. */
+function positive(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) {
+    throw new Error(`bench: '${text}' is not a positive integer`);
+  }
+  return n;
+}
+
 async function main(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -1218,6 +1229,10 @@ async function main(args: string[]): Promise<number> {
       json: { type: "string" },
       only: { type: "string" },
       "relay-flag": { type: "string", multiple: true },
+      "service-levels": { type: "string" },
+      "service-senders": { type: "string" },
+      "service-per-sender": { type: "string" },
+      "service-profile": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -1237,6 +1252,8 @@ async function main(args: string[]): Promise<number> {
         "           service = one bank --serve process: memory per idle conversation (100/1,000/10,000), set-ups/s,\n" +
         "           1,000 customers sending at once, relay restart (--quick: 20 customers)\n" +
         "           cluster = 2 relay nodes on redis-server: same-node vs cross-node, SPUBLISH/s of one Redis\n" +
+        "  --service-levels=N,N…  --service-senders=N  --service-per-sender=N  override the service plan\n" +
+        "  --service-profile=FILE  CPU profile of the bank process during the throughput phase (.cpuprofile, DevTools)\n" +
         "  --quick  smoke run (< 30 s, fewer cells, 200 idle connections)\n" +
         "  --full   also 10,000 idle connections (the default run measures 1,000 and 5,000)\n" +
         "  --json   also write every figure, and verdicts[] (each target MET/MISSED with its margin), to FILE\n" +
@@ -1254,6 +1271,21 @@ async function main(args: string[]): Promise<number> {
     }
   }
   const plan = { ...(values.quick ? QUICK_PLAN : FULL_PLAN) };
+  plan.service = {
+    ...plan.service,
+    ...(values["service-levels"] === undefined ? {} : {
+      levels: values["service-levels"].split(",").map((n) => positive(n)),
+    }),
+    ...(values["service-senders"] === undefined
+      ? {}
+      : { senders: positive(values["service-senders"]) }),
+    ...(values["service-per-sender"] === undefined
+      ? {}
+      : { perSender: positive(values["service-per-sender"]) }),
+    ...(values["service-profile"] === undefined
+      ? {}
+      : { profile: values["service-profile"] }),
+  };
   if (values.full && !values.quick) {
     plan.memoryLevels = [...plan.memoryLevels, 10000];
   }

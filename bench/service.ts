@@ -37,7 +37,19 @@ import {
 import { parsePeerAddress } from "../lib/address.ts";
 import type { Bytes } from "../lib/bytes.ts";
 import { RelayConnection } from "../lib/deno/relay_client.ts";
-import { rssKbOf, type ServerProcess, startServer } from "./server_process.ts";
+import { nodePrimitives } from "../lib/deno/node_primitives.ts";
+import {
+  cpuUsOf,
+  rssKbOf,
+  type ServerProcess,
+  startServer,
+} from "./server_process.ts";
+import {
+  freePort,
+  type Profiling,
+  startProfile,
+  summarizeProfile,
+} from "./cpu_profile.ts";
 
 /** Memory target per idle conversation (KB). */
 export const SERVICE_MEMORY_TARGET_KB = 30;
@@ -62,6 +74,8 @@ export interface ServicePlan {
   window: number;
   /** Time bound of each phase (ms). */
   phaseMs: number;
+  /** Write a CPU profile of the bank during the throughput phase to this file (the bank runs with --inspect). */
+  profile?: string;
 }
 
 /** What {@link measureService} returns. */
@@ -88,6 +102,8 @@ export interface ServiceFigures {
     slowestShare: number;
     /** Seconds until 90 % of the messages had arrived (undefined: not reached). */
     secondsTo90?: number;
+    /** CPU time per received message over the phase: the bank, the relay, this process (the customers). */
+    cpuUsPerMsg: { bank: number; relay: number; customers: number };
     complete: boolean;
   };
   /** Relay restart phase. */
@@ -98,6 +114,10 @@ export interface ServiceFigures {
     complete: boolean;
   };
 }
+
+/** How the bank's `message` notification lines start (clients/rpc.ts). */
+const MESSAGE_PREFIX = '{"jsonrpc":"2.0","method":"message",';
+const PEER_KEY = '"peer":"';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -113,11 +133,18 @@ class Bank {
   /** Called on every `message` notification. */
   onMessage: () => void = () => {};
 
-  constructor(relayUrl: string, caPath: string, dir: string, certDir: string) {
+  constructor(
+    relayUrl: string,
+    caPath: string,
+    dir: string,
+    certDir: string,
+    readonly inspectPort?: number,
+  ) {
     this.child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "--quiet",
+        ...(inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : []),
         "--no-prompt",
         "--allow-net=localhost,127.0.0.1",
         `--allow-read=${dir},${certDir}`,
@@ -159,6 +186,17 @@ class Bank {
   }
 
   #line(line: string): void {
+    // The per-message notifications, without JSON.parse (the measuring end
+    // must not be what limits the figure): a JSON string value escapes its
+    // quotes, so the only unescaped `"peer":"` is the key.
+    if (line.startsWith(MESSAGE_PREFIX)) {
+      const at = line.lastIndexOf(PEER_KEY);
+      if (at > 0) {
+        const from = at + PEER_KEY.length;
+        this.#message(line.slice(from, line.indexOf('"', from)));
+        return;
+      }
+    }
     let m: { method?: string; params?: Record<string, unknown> };
     try {
       m = JSON.parse(line);
@@ -172,11 +210,15 @@ class Bank {
       this.lastSecureAt = performance.now();
       this.secureAt.set(peer, this.lastSecureAt);
     } else if (m.method === "message" && peer) {
-      this.received++;
-      this.lastMessageAt = performance.now();
-      this.messages.set(peer, (this.messages.get(peer) ?? 0) + 1);
-      this.onMessage();
+      this.#message(peer);
     }
+  }
+
+  #message(peer: string): void {
+    this.received++;
+    this.lastMessageAt = performance.now();
+    this.messages.set(peer, (this.messages.get(peer) ?? 0) + 1);
+    this.onMessage();
   }
 
   rssKb(): Promise<number> {
@@ -249,7 +291,8 @@ class Customer {
       peerId: this.bankId,
       expectFingerprint: this.bankFp,
       trust: () => ({ status: "new" }),
-      sessionOptions: { coverRate: 0 },
+      // The customers' own CPU is not the bank's: the fastest provider.
+      sessionOptions: { coverRate: 0, primitives: nodePrimitives },
       role: "customer",
     }, Date.now());
     this.conv = conversation;
@@ -339,7 +382,13 @@ export async function measureService(
   });
   const port = relay.port;
   const dir = await Deno.makeTempDir({ prefix: "service-bench-" });
-  const bank = new Bank(relay.url, certs.caPath, dir, certs.certDir);
+  const bank = new Bank(
+    relay.url,
+    certs.caPath,
+    dir,
+    certs.certDir,
+    plan.profile ? freePort() : undefined,
+  );
   const customers: Customer[] = [];
   try {
     const { address } = await Promise.race([
@@ -440,6 +489,11 @@ export async function measureService(
     };
     const pad = "x".repeat(BODY);
     const enc = new TextEncoder();
+    let profiling: Profiling | undefined;
+    if (bank.inspectPort) profiling = await startProfile(bank.inspectPort);
+    const cpu = () =>
+      Promise.all([bank.child.pid, relay!.pid, Deno.pid].map(cpuUsOf));
+    const cpu0 = await cpu();
     const t0 = performance.now();
     await Promise.all(senders.map((c, i) =>
       c.send(
@@ -454,6 +508,15 @@ export async function measureService(
       t0 + plan.phaseMs,
     );
     const received = bank.received - base;
+    const [bankUs, relayUs, selfUs] = (await cpu()).map((us, i) =>
+      (us - cpu0[i]) / Math.max(1, received)
+    );
+    if (profiling) {
+      const profile = await profiling.stop();
+      await Deno.writeTextFile(plan.profile!, JSON.stringify(profile));
+      log(`service: bank CPU profile in ${plan.profile}; self time:`);
+      for (const line of summarizeProfile(profile)) log(`  ${line}`);
+    }
     const throughput = {
       senders: senders.length,
       perSender: plan.perSender,
@@ -465,6 +528,7 @@ export async function measureService(
         ),
       slowestShare,
       secondsTo90: at90 === undefined ? undefined : (at90 - t0) / 1000,
+      cpuUsPerMsg: { bank: bankUs, relay: relayUs, customers: selfUs },
       complete: tDone,
     };
     bank.onMessage = () => {};
