@@ -225,6 +225,14 @@ export const RESUME_WAIT_MS = 5000;
 export const MAX_EARLY_RECORDS = 256;
 /** Messages sealed per `sendMany` batch. */
 export const SEND_BATCH = 64;
+/**
+ * Records a conversation opens per call at most (lib/conversation.ts): the
+ * records that queued up behind a running call are opened in batches of at
+ * most this many, so a customer who floods one conversation gets bounded
+ * work per turn and the other conversations of the process theirs in
+ * between (64 records of 64 messages: 4,096 messages per turn at most).
+ */
+export const MAX_RECORDS_PER_TURN = 64;
 /** Default bound of a conversation's outbox (messages queued, not yet sent or re-queued). */
 export const DEFAULT_OUTBOX = 1000;
 /** Default time (ms) after which a message sent but not acknowledged is reported `undelivered` (retransmission goes on): above the first four retransmission rounds. */

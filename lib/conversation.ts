@@ -20,7 +20,8 @@
  *
  * Calls are serialized internally (each runs after the previous one ends), so
  * a driver may call them as events come; records queued behind a running
- * call are opened together in one `receiveMany`.
+ * call are opened together in one `receiveMany`, at most
+ * MAX_RECORDS_PER_TURN per call (bounded work per turn).
  * @module
  */
 
@@ -30,6 +31,7 @@ import {
   DEFAULT_DELIVER_TIMEOUT_MS,
   DEFAULT_OUTBOX,
   MAX_BODY,
+  MAX_RECORDS_PER_TURN,
   RESPONDER_BURST_PER_PEER,
   RESPONDER_RATE_PER_PEER,
   RESUME_WAIT_MS,
@@ -403,8 +405,12 @@ export class Conversation {
     const out: ConversationOutput = { packets: [], events: [] };
     const run = this.#lock.then(async () => {
       if (this.#rx.length > 0) {
-        const batch = this.#rx;
-        this.#rx = [];
+        // Bounded work per turn: every queued record has a call of its own
+        // behind this one (see receive), so the rest is drained by those.
+        const batch = this.#rx.length <= MAX_RECORDS_PER_TURN
+          ? this.#rx
+          : this.#rx.splice(0, MAX_RECORDS_PER_TURN);
+        if (batch === this.#rx) this.#rx = [];
         await onRecords(this.#host, batch, this.#rxNow, out);
       }
       if (this.#phase.kind !== "closed") await fn(out);

@@ -12,6 +12,7 @@ import { PACKET_HS1, PACKET_HS2, PACKET_RECORD } from "../lib/handshake.ts";
 import { Conversations } from "../lib/conversations.ts";
 import { generateIdentity } from "../lib/identity.ts";
 import {
+  MAX_RECORDS_PER_TURN,
   REHANDSHAKE_AFTER_UNANSWERED,
   RESUME_WAIT_MS,
   SILENT_HANDSHAKES_HINT,
@@ -474,4 +475,36 @@ Deno.test("conversations: HS1s from new IDs beyond the set's bound are ignored; 
   assert.equal(bank.set.size, 1);
   assert.ok(!secure(b, bank), "the second ID was not answered");
   await exchange(net, a, bank, 5);
+});
+
+Deno.test("conversation: records queued behind a running call are opened at most MAX_RECORDS_PER_TURN per call — every message once, in order", async () => {
+  const { net, a, b } = await connected();
+  const n = MAX_RECORDS_PER_TURN * 2 + 10;
+  const held = net.log.length;
+  net.verdict = () => "drop"; // kept for the test to deliver
+  for (let i = 1; i <= n; i++) await a.send(b, `q${i}`); // one record each
+  net.verdict = () => "deliver";
+  const records = net.log.slice(held).filter((p) =>
+    p.packet[1] === PACKET_RECORD
+  );
+  assert.equal(records.length, n, "one record per message");
+  // All arrive while the first is being opened: one call each, as a driver makes them.
+  const outs = await Promise.all(
+    records.map((p) => b.set.receive(a.id, p.packet, net.now)),
+  );
+  const perCall = outs.map((o) =>
+    o.events.filter((e) => e.event.type === "message").length
+  );
+  assert.ok(
+    perCall.every((k) => k <= MAX_RECORDS_PER_TURN),
+    `messages per call: ${perCall.filter((k) => k > 0).join(", ")}`,
+  );
+  assert.equal(
+    perCall[0],
+    MAX_RECORDS_PER_TURN,
+    "the first call takes a full turn",
+  );
+  for (const o of outs) net.apply(b, o);
+  assert.deepEqual(b.texts(a), texts("q", n));
+  await net.run(() => a.delivered(b).length === n, 60_000, "all acknowledged");
 });
