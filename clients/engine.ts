@@ -116,9 +116,25 @@ interface Peer {
   safetyNumber?: string;
   trust?: TrustStatus;
   transcript?: TranscriptFile;
+  /** The relay ID as events name it (formatted once). */
+  name: string;
   /** Serializes the handling of this peer's events (some touch files). */
   chain: Promise<void>;
+  /** Events waiting on {@link chain}; while 0, events that need no file work are emitted at once. */
+  busy: number;
 }
+
+/** Events handled without file work or crypto: emitted at once when nothing is pending before them. */
+const SYNC_EVENTS: ReadonlySet<ConversationEvent["type"]> = new Set([
+  "sent",
+  "delivered",
+  "undelivered",
+  "message",
+  "not-sent",
+  "notice",
+  "session-ended",
+  "peer-closed",
+]);
 
 /** Decodes received bodies (non-fatal: invalid UTF-8 shows as U+FFFD). */
 const UTF8_DECODER = new TextDecoder();
@@ -397,7 +413,13 @@ export class Engine {
     const k = hex(id);
     let p = this.#peers.get(k);
     if (!p) {
-      p = { id, label: this.#o.peerName(id), chain: Promise.resolve() };
+      p = {
+        id,
+        label: this.#o.peerName(id),
+        name: formatSessionId(id),
+        chain: Promise.resolve(),
+        busy: 0,
+      };
       this.#peers.set(k, p);
     }
     return p;
@@ -406,21 +428,96 @@ export class Engine {
   #onEvent(e: PeerEvent): void {
     const p = this.#peerState(e.peer);
     const ev = e.event;
-    // Events that need no file work are emitted at once (in order behind a pending chain).
-    p.chain = p.chain.then(() => this.#handle(p, ev)).catch((err) =>
+    const failed = (err: unknown) =>
       this.#o.emit({
         type: "error",
         code: "internal",
         message: (err as Error)?.message ?? String(err),
-        peer: formatSessionId(p.id),
-      })
+        peer: p.name,
+      });
+    // Events that need no file work are emitted at once, unless one that
+    // does is pending before them (then in order behind it).
+    if (p.busy === 0 && SYNC_EVENTS.has(ev.type)) {
+      try {
+        this.#handleSync(p, ev);
+      } catch (err) {
+        failed(err);
+      }
+      return;
+    }
+    p.busy++;
+    p.chain = p.chain.then(() => this.#handle(p, ev)).catch(failed).finally(
+      () => void p.busy--,
     );
   }
 
+  /** The events of {@link SYNC_EVENTS}. */
+  #handleSync(p: Peer, ev: ConversationEvent): void {
+    const base = { peer: p.name, peerFingerprint: p.fingerprint };
+    const emit = (x: ClientEvent) =>
+      this.#o.emit({ ...x, ...base } as ClientEvent);
+    switch (ev.type) {
+      case "sent": {
+        const at = this.#isoNow();
+        for (const m of ev.messages) {
+          emit({
+            type: "sent",
+            id: m.id,
+            text: UTF8_DECODER.decode(m.body),
+            at,
+          });
+        }
+        return;
+      }
+      case "delivered": {
+        const at = this.#isoNow();
+        for (const id of ev.ids) emit({ type: "delivered", id, at });
+        return;
+      }
+      case "undelivered":
+        return emit({
+          type: "error",
+          code: "undelivered",
+          message: `no delivery confirmation from the peer within ${
+            this.#o.deliverTimeoutMs / 1000
+          } s for message(s) #${
+            ev.ids.join(", #")
+          } — the relay or the network may be dropping them; still retrying`,
+          ids: ev.ids,
+        });
+      case "message":
+        return emit({
+          type: "message",
+          text: UTF8_DECODER.decode(ev.body),
+          ...(ev.id === undefined ? {} : { id: ev.id }),
+          counter: Number(ev.counter),
+          seq: Number(ev.seq),
+          at: this.#isoNow(),
+        });
+      case "not-sent":
+        return emit({
+          type: "error",
+          code: ev.code,
+          message: ev.message,
+          ids: ev.ids,
+        });
+      case "notice":
+        return emit({ type: "notice", text: ev.text });
+      case "session-ended":
+        p.transcript?.endSession(ev.reason, this.#now());
+        return;
+      case "peer-closed":
+        return emit({
+          type: "notice",
+          text: "the peer closed the conversation",
+        });
+    }
+  }
+
   async #handle(p: Peer, ev: ConversationEvent): Promise<void> {
-    const peer = formatSessionId(p.id);
+    if (SYNC_EVENTS.has(ev.type)) return this.#handleSync(p, ev);
+    const peer = p.name;
     const base = { peer, peerFingerprint: p.fingerprint };
-    const at = this.#isoNow();
     const emit = (x: ClientEvent) =>
       this.#o.emit({ ...x, ...base } as ClientEvent);
     switch (ev.type) {
@@ -445,39 +542,6 @@ export class Engine {
           role: ev.role,
         });
       }
-      case "sent":
-        for (const m of ev.messages) {
-          emit({
-            type: "sent",
-            id: m.id,
-            text: UTF8_DECODER.decode(m.body),
-            at,
-          });
-        }
-        return;
-      case "delivered":
-        for (const id of ev.ids) emit({ type: "delivered", id, at });
-        return;
-      case "undelivered":
-        return emit({
-          type: "error",
-          code: "undelivered",
-          message: `no delivery confirmation from the peer within ${
-            this.#o.deliverTimeoutMs / 1000
-          } s for message(s) #${
-            ev.ids.join(", #")
-          } — the relay or the network may be dropping them; still retrying`,
-          ids: ev.ids,
-        });
-      case "message":
-        return emit({
-          type: "message",
-          text: UTF8_DECODER.decode(ev.body),
-          ...(ev.id === undefined ? {} : { id: ev.id }),
-          counter: Number(ev.counter),
-          seq: Number(ev.seq),
-          at,
-        });
       case "refused": {
         p.spki = ev.spki;
         const sn = await safetyNumber(this.#ownSpki(ev.spki), ev.spki);
@@ -492,23 +556,6 @@ export class Engine {
           role: ev.role,
         });
       }
-      case "not-sent":
-        return emit({
-          type: "error",
-          code: ev.code,
-          message: ev.message,
-          ids: ev.ids,
-        });
-      case "notice":
-        return emit({ type: "notice", text: ev.text });
-      case "session-ended":
-        p.transcript?.endSession(ev.reason, this.#now());
-        return;
-      case "peer-closed":
-        return emit({
-          type: "notice",
-          text: "the peer closed the conversation",
-        });
       case "closed": {
         const tf = p.transcript;
         if (tf) {

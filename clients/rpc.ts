@@ -201,6 +201,32 @@ export class RpcDispatcher {
     return { jsonrpc: "2.0", method: type, params };
   }
 
+  /**
+   * `JSON.stringify(notification(ev))`, with the per-message events spelled
+   * out (same bytes, tests/serve_test.ts): numbers, ISO 8601 times, the
+   * base32 relay ID and the hex fingerprint need no escaping.
+   */
+  notificationLine(ev: ClientEvent): string {
+    if (ev.peer === undefined) return JSON.stringify(this.notification(ev));
+    const fp = ev.peerFingerprint ??
+      this.#engine.peer(parseSessionId(ev.peer))?.fingerprint;
+    const tail = `,"peer":"${ev.peer}","fingerprint":${
+      fp === undefined ? "null" : `"${fp}"`
+    }}}`;
+    switch (ev.type) {
+      case "message":
+        return `{"jsonrpc":"2.0","method":"message","params":{"text":${
+          JSON.stringify(ev.text)
+        }${
+          ev.id === undefined ? "" : `,"id":${ev.id}`
+        },"counter":${ev.counter},"seq":${ev.seq},"at":"${ev.at}"${tail}`;
+      case "delivered":
+        return `{"jsonrpc":"2.0","method":"delivered","params":{"id":${ev.id},"at":"${ev.at}"${tail}`;
+      default:
+        return JSON.stringify(this.notification(ev));
+    }
+  }
+
   // ── methods ──────────────────────────────────────────────────────────────
 
   #peerId(p: Params): Bytes {

@@ -42,7 +42,7 @@ export async function runService(
   let http: HttpApi | undefined;
   const emit = (ev: ClientEvent) => {
     if (!rpc) return void early.push(ev);
-    const line = JSON.stringify(rpc.notification(ev));
+    const line = rpc.notificationLine(ev);
     d.writeLine(line);
     http?.broadcast(line);
   };
