@@ -870,7 +870,11 @@ function renderService(s: ServiceFigures): string[] {
         l.complete ? "yes" : `no (target ${l.target})`,
       ]),
     ]),
-    `  ${s.throughput.senders} senders × ${s.throughput.perSender} × 256 B: ${s.throughput.received} received, ${
+    `  ${s.throughput.senders} senders × ${s.throughput.perSender} × 256 B${
+      s.throughput.batch < s.throughput.perSender
+        ? ` (rounds of ${s.throughput.batch} per send)`
+        : ""
+    }: ${s.throughput.received} received, ${
       fmt(s.throughput.msgsPerSec)
     } msgs/s, slowest customer's share at half-time ${
       s.throughput.slowestShare.toFixed(2)
@@ -1232,6 +1236,7 @@ async function main(args: string[]): Promise<number> {
       "service-levels": { type: "string" },
       "service-senders": { type: "string" },
       "service-per-sender": { type: "string" },
+      "service-batch": { type: "string" },
       "service-profile": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -1252,7 +1257,8 @@ async function main(args: string[]): Promise<number> {
         "           service = one bank --serve process: memory per idle conversation (100/1,000/10,000), set-ups/s,\n" +
         "           1,000 customers sending at once, relay restart (--quick: 20 customers)\n" +
         "           cluster = 2 relay nodes on redis-server: same-node vs cross-node, SPUBLISH/s of one Redis\n" +
-        "  --service-levels=N,N…  --service-senders=N  --service-per-sender=N  override the service plan\n" +
+        "  --service-levels=N,N…  --service-senders=N  --service-per-sender=N  override the service plan;\n" +
+        "  --service-batch=N  senders send N messages per call, in rounds (default: all at once)\n" +
         "  --service-profile=FILE  CPU profile of the bank process during the throughput phase (.cpuprofile, DevTools)\n" +
         "  --quick  smoke run (< 30 s, fewer cells, 200 idle connections)\n" +
         "  --full   also 10,000 idle connections (the default run measures 1,000 and 5,000)\n" +
@@ -1282,6 +1288,9 @@ async function main(args: string[]): Promise<number> {
     ...(values["service-per-sender"] === undefined
       ? {}
       : { perSender: positive(values["service-per-sender"]) }),
+    ...(values["service-batch"] === undefined
+      ? {}
+      : { batch: positive(values["service-batch"]) }),
     ...(values["service-profile"] === undefined
       ? {}
       : { profile: values["service-profile"] }),

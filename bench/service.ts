@@ -11,7 +11,8 @@
  * 2. set-ups/s: new customers dialled with a bounded number of handshakes
  *    in flight; rate = conversations the bank reported `secure` ÷ the time
  *    from the first HS1 to the last `secure` notification (largest step).
- * 3. throughput: `senders` customers send `perSender` 256 B messages at once;
+ * 3. throughput: `senders` customers send `perSender` 256 B messages at once
+ *    (in rounds of `batch` per send call, every sender's round before the next);
  *    aggregate = `message` notifications the bank printed ÷ time; the
  *    slowest customer's share = its count ÷ the mean count when half of all
  *    messages had arrived (1 = fair, 0 = starved).
@@ -70,6 +71,12 @@ export interface ServicePlan {
   senders: number;
   /** Messages per sender. */
   perSender: number;
+  /**
+   * Messages per send call (one record when they fit): a sender's messages
+   * go out in rounds of this many, every sender's round r before anyone's
+   * round r + 1 (default perSender: one send each).
+   */
+  batch?: number;
   /** Handshakes in flight at once. */
   window: number;
   /** Time bound of each phase (ms). */
@@ -97,6 +104,7 @@ export interface ServiceFigures {
   throughput: {
     senders: number;
     perSender: number;
+    batch: number;
     received: number;
     msgsPerSec: number;
     slowestShare: number;
@@ -495,14 +503,18 @@ export async function measureService(
       Promise.all([bank.child.pid, relay!.pid, Deno.pid].map(cpuUsOf));
     const cpu0 = await cpu();
     const t0 = performance.now();
-    await Promise.all(senders.map((c, i) =>
-      c.send(
-        Array.from(
-          { length: plan.perSender },
-          (_, k) => enc.encode(`${i}:${k}:${pad}`.slice(0, BODY)),
-        ),
-      )
-    ));
+    const batch = Math.min(plan.batch ?? plan.perSender, plan.perSender);
+    for (let from = 0; from < plan.perSender; from += batch) {
+      const n = Math.min(batch, plan.perSender - from);
+      await Promise.all(senders.map((c, i) =>
+        c.send(
+          Array.from(
+            { length: n },
+            (_, k) => enc.encode(`${i}:${from + k}:${pad}`.slice(0, BODY)),
+          ),
+        )
+      ));
+    }
     const tDone = await until(
       () => bank.received - base >= total,
       t0 + plan.phaseMs,
@@ -520,6 +532,7 @@ export async function measureService(
     const throughput = {
       senders: senders.length,
       perSender: plan.perSender,
+      batch,
       received,
       msgsPerSec: received /
         Math.max(
