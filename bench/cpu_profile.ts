@@ -79,6 +79,31 @@ export async function startProfile(
   };
 }
 
+/** Starts sampling this process (node:inspector's in-process session). */
+export async function startSelfProfile(intervalUs = 250): Promise<Profiling> {
+  const { Session } = await import("node:inspector");
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params: object = {}) =>
+    new Promise<unknown>((resolve, reject) =>
+      session.post(
+        method,
+        params,
+        (e: unknown, r: unknown) => e ? reject(e) : resolve(r),
+      )
+    );
+  await post("Profiler.enable");
+  await post("Profiler.setSamplingInterval", { interval: intervalUs });
+  await post("Profiler.start");
+  return {
+    async stop() {
+      const r = await post("Profiler.stop") as { profile: CpuProfile };
+      session.disconnect();
+      return r.profile;
+    },
+  };
+}
+
 /** Self time per function (top `n`) and total sampled time, for a log line per function. */
 export function summarizeProfile(p: CpuProfile, n = 25): string[] {
   const hits = new Map<string, number>();

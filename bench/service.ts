@@ -49,6 +49,7 @@ import {
   freePort,
   type Profiling,
   startProfile,
+  startSelfProfile,
   summarizeProfile,
 } from "./cpu_profile.ts";
 
@@ -498,7 +499,11 @@ export async function measureService(
     const pad = "x".repeat(BODY);
     const enc = new TextEncoder();
     let profiling: Profiling | undefined;
-    if (bank.inspectPort) profiling = await startProfile(bank.inspectPort);
+    let self: Profiling | undefined;
+    if (bank.inspectPort) {
+      profiling = await startProfile(bank.inspectPort);
+      self = await startSelfProfile();
+    }
     const cpu = () =>
       Promise.all([bank.child.pid, relay!.pid, Deno.pid].map(cpuUsOf));
     const cpu0 = await cpu();
@@ -528,6 +533,10 @@ export async function measureService(
       await Deno.writeTextFile(plan.profile!, JSON.stringify(profile));
       log(`service: bank CPU profile in ${plan.profile}; self time:`);
       for (const line of summarizeProfile(profile)) log(`  ${line}`);
+      const mine = await self!.stop();
+      const path = plan.profile!.replace(/(\.cpuprofile)?$/, ".customers$1");
+      await Deno.writeTextFile(path, JSON.stringify(mine));
+      log(`service: this process's (the customers') CPU profile in ${path}`);
     }
     const throughput = {
       senders: senders.length,
