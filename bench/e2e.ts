@@ -91,6 +91,10 @@ export interface E2eOptions {
   log?: (line: string) => void;
   /** Experiments (`bench/e2e.ts --sizes 61440`): run only size rows of these body sizes, one pair. */
   only?: number[];
+  /** Experiments (`bench/e2e.ts --relay-flag=--direct-tls`): extra relay flags. */
+  relayArgs?: string[];
+  /** Experiments (`bench/e2e.ts --baseline`): the clients talk through the raw forwarder instead of the relay (no wire figures). */
+  baseline?: boolean;
 }
 
 /** One measured stream (or pair of streams). */
@@ -124,7 +128,13 @@ export interface E2eRow {
   /** False when the wall-clock cap ended the stream first. */
   complete: boolean;
   /** CPU time (µs, from /proc, 10 ms resolution) per delivered message over the whole stream, warm-up included. */
-  cpuUsPerMsg?: { bank: number; customer: number; relay: number };
+  cpuUsPerMsg?: {
+    bank: number;
+    customer: number;
+    relay: number;
+    /** The bench process itself (writes stdin, reads both stdouts). */
+    bench?: number;
+  };
   /** Bytes the relay forwarded (every frame, both ways) per delivered body byte, over the whole stream. */
   wireBytesPerBodyByte?: number;
 }
@@ -339,17 +349,28 @@ async function metered(
   relay: Relay,
   make: () => Promise<E2eRow>,
 ): Promise<E2eRow> {
-  const pids = [pair[0].child.pid, pair[1].child.pid, relay.server.pid];
-  const bytes0 = await relayBytes(relay);
+  const pids = [
+    pair[0].child.pid,
+    pair[1].child.pid,
+    relay.server.pid,
+    Deno.pid,
+  ];
+  const metrics = relay.server.metricsUrl !== undefined;
+  const bytes0 = metrics ? await relayBytes(relay) : 0;
   const before = await Promise.all(pids.map(cpuUsOf));
   const r = await make();
   const after = await Promise.all(pids.map(cpuUsOf));
-  const bytes1 = await relayBytes(relay);
+  const bytes1 = metrics ? await relayBytes(relay) : NaN;
   const per = (i: number) =>
     r.delivered > 0 ? (after[i] - before[i]) / r.delivered : 0;
-  r.cpuUsPerMsg = { bank: per(0), customer: per(1), relay: per(2) };
+  r.cpuUsPerMsg = {
+    bank: per(0),
+    customer: per(1),
+    relay: per(2),
+    bench: per(3),
+  };
   const body = r.delivered * r.bodySize;
-  if (body > 0) r.wireBytesPerBodyByte = (bytes1 - bytes0) / body;
+  if (body > 0 && metrics) r.wireBytesPerBodyByte = (bytes1 - bytes0) / body;
   return r;
 }
 
@@ -577,11 +598,13 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
   const forwarderMbPerSec = await measureForwarder(opts.certs, caPem);
   log(`e2e yardstick: raw forwarder ${forwarderMbPerSec.toFixed(0)} MB/s`);
   const relay: Relay = {
-    server: await startServer({
-      kind: "relay",
-      ...opts.certs,
-      args: ["--quiet", "--metrics-port", "0"],
-    }),
+    server: await startServer(
+      opts.baseline ? { kind: "baseline", ...opts.certs } : {
+        kind: "relay",
+        ...opts.certs,
+        args: ["--quiet", "--metrics-port", "0", ...opts.relayArgs ?? []],
+      },
+    ),
     http: Deno.createHttpClient({ caCerts: [caPem] }),
   };
   const dir = await Deno.makeTempDir({ prefix: "e2e-bench-" });
@@ -775,7 +798,13 @@ async function sizeRow(
   log(
     `e2e ${size} B: ${Math.round(r.msgsPerSec)} msgs/s, ${
       r.mbPerSec.toFixed(1)
-    } MB/s, ${r.wireBytesPerBodyByte?.toFixed(3)} wire B per body B`,
+    } MB/s, ${
+      r.wireBytesPerBodyByte?.toFixed(3) ?? "?"
+    } wire B per body B, CPU µs/msg bank ${
+      r.cpuUsPerMsg?.bank.toFixed(0)
+    } customer ${r.cpuUsPerMsg?.customer.toFixed(0)} relay ${
+      r.cpuUsPerMsg?.relay.toFixed(0)
+    } bench ${r.cpuUsPerMsg?.bench?.toFixed(0)}`,
   );
   return r;
 }
@@ -822,6 +851,8 @@ if (import.meta.main) {
       cap: { type: "string", default: "60" },
       prof: { type: "string" },
       sizes: { type: "string" },
+      "relay-flag": { type: "string", multiple: true },
+      baseline: { type: "boolean", default: false },
     },
   });
   const certDir = await Deno.makeTempDir({ prefix: "e2e-bench-certs-" });
@@ -838,6 +869,8 @@ if (import.meta.main) {
       capMs: Number(values.cap) * 1000,
       profileDir: values.prof,
       only: values.sizes?.split(",").map(Number),
+      relayArgs: values["relay-flag"],
+      baseline: values.baseline,
       log: (l) => console.error(l),
     });
     console.log(JSON.stringify(r, null, 1));

@@ -377,7 +377,13 @@ export class Engine {
         return { status: check.status };
       },
       role: this.#o.role,
-      sessionOptions: this.#o.sessionOptions,
+      // The session keeps every message in memory for its transcript only
+      // when a transcript file is written: without one it would only grow
+      // (a 60 KiB body each) and cost the garbage collector.
+      sessionOptions: {
+        keepTranscript: this.#o.transcriptPath?.(peerId) !== undefined,
+        ...this.#o.sessionOptions,
+      },
       outbox: this.#o.outbox,
       deliverTimeoutMs: this.#o.deliverTimeoutMs,
       closeTimeoutMs: this.#o.closeTimeoutMs,
