@@ -93,6 +93,8 @@ export interface E2eOptions {
   only?: number[];
   /** Experiments (`bench/e2e.ts --relay-flag=--direct-tls`): extra relay flags. */
   relayArgs?: string[];
+  /** Experiments (`bench/e2e.ts --deno-flag=--v8-flags=--perf-basic-prof`): extra `deno run` flags of the two clients. */
+  clientDenoArgs?: string[];
   /** Experiments (`bench/e2e.ts --baseline`): the clients talk through the raw forwarder instead of the relay (no wire figures). */
   baseline?: boolean;
 }
@@ -524,10 +526,12 @@ async function startPair(
     "--close-timeout",
     String(CLOSE_TIMEOUT_S),
   ];
-  const prof = (role: string) =>
-    opts.profileDir
+  const prof = (role: string) => [
+    ...opts.clientDenoArgs ?? [],
+    ...(opts.profileDir
       ? ["--cpu-prof", `--cpu-prof-dir=${opts.profileDir}/${role}`]
-      : [];
+      : []),
+  ];
   const dirs = [dir, certs.certDir];
   const pin = await certificateFingerprint(
     await Deno.readTextFile(certs.caPath),
@@ -853,6 +857,7 @@ if (import.meta.main) {
       sizes: { type: "string" },
       "relay-flag": { type: "string", multiple: true },
       baseline: { type: "boolean", default: false },
+      "deno-flag": { type: "string", multiple: true },
     },
   });
   const certDir = await Deno.makeTempDir({ prefix: "e2e-bench-certs-" });
@@ -871,6 +876,7 @@ if (import.meta.main) {
       only: values.sizes?.split(",").map(Number),
       relayArgs: values["relay-flag"],
       baseline: values.baseline,
+      clientDenoArgs: values["deno-flag"],
       log: (l) => console.error(l),
     });
     console.log(JSON.stringify(r, null, 1));

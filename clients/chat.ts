@@ -94,6 +94,7 @@ export class ChatClient {
   #finished = false;
   /** The peer of this run (given by --peer, or the first to complete a handshake). */
   #peer?: Bytes;
+  #peerShown?: { id: Bytes; text: string };
   #secureOnce = false;
   /** Lines typed before a conversation exists. */
   #pending: string[] = [];
@@ -339,11 +340,20 @@ export class ChatClient {
 
   // ── events ───────────────────────────────────────────────────────────────
 
+  /** `#peer` as events name it (formatted once per peer). */
+  #peerText(): string | undefined {
+    const id = this.#peer;
+    if (id === undefined) return undefined;
+    if (this.#peerShown?.id !== id) {
+      this.#peerShown = { id, text: formatSessionId(id) };
+    }
+    return this.#peerShown.text;
+  }
+
   #onEvent(ev: ClientEvent): void {
     if (ev.type === "ready") this.#ed25519Fingerprint = ev.ed25519Fingerprint;
     const from = ev.peer;
-    const mine = this.#peer !== undefined &&
-      from === formatSessionId(this.#peer);
+    const mine = this.#peer !== undefined && from === this.#peerText();
     if (from !== undefined && !mine && ev.type !== "ready") {
       return this.#stranger(ev, from);
     }
@@ -367,7 +377,10 @@ export class ChatClient {
     }
     this.#d.emit(ev);
     if (ev.type === "secure") this.#serial(() => this.#onSecure());
-    if (ev.type === "message") this.#serial(() => this.#onPayment(ev.text));
+    // Only a JSON object can be a payment message (parsePaymentMessage).
+    if (ev.type === "message" && ev.text.startsWith("{")) {
+      this.#serial(() => this.#onPayment(ev.text));
+    }
   }
 
   /** An event of another conversation while waiting for the peer: its first secure one becomes the peer. */

@@ -29,6 +29,7 @@ import {
   jsonRenderer,
   terminalRenderer,
   writeStdout,
+  writeStdoutBytes,
 } from "./ui.ts";
 import { TerminalInput } from "./tty.ts";
 import { formatAddress } from "../lib/address.ts";
@@ -374,7 +375,7 @@ export async function runClient(role: Role, args: string[]): Promise<number> {
   const peerLabel = o.peerName;
   // JSON mode: events of one burst go out in one write (flushed below, and
   // by the listeners if the process dies of an uncaught error).
-  const out = o.json ? bufferedWriter(writeStdout) : undefined;
+  const out = o.json ? bufferedWriter(writeStdoutBytes) : undefined;
   // Interactive: typed keys through the line editor (clients/tty.ts), output above the typed line.
   const tty = o.json ? undefined : new TerminalInput(writeStdout);
   const emit = out
@@ -443,7 +444,7 @@ async function runPrepared(
     }
     if (o.serve) {
       const d = await loadFiles(o);
-      const out = bufferedWriter(writeStdout);
+      const out = bufferedWriter(writeStdoutBytes);
       try {
         return await runService(o, {
           ...d,

@@ -183,6 +183,8 @@ export class Engine {
   #reconnectDeadline?: number;
   readonly #reconnectBackoff = new Backoff(RECONNECT);
   readonly #peers = new Map<string, Peer>();
+  /** The same, by the ID object the conversations tag their output with. */
+  readonly #byIdObject = new WeakMap<Uint8Array, Peer>();
   #stopped = false;
   #isoMs = NaN;
   #iso = "";
@@ -408,14 +410,26 @@ export class Engine {
   #apply(out: ConversationsOutput): void {
     const link = this.#link;
     if (link?.open) { for (const p of out.packets) link.send(p.to, p.packet); }
-    for (const e of out.events) this.#onEvent(e);
-    for (const id of new Set(out.events.map((e) => hex(e.peer)))) {
-      this.#peers.get(id)?.transcript?.sync();
+    let last: Bytes | undefined;
+    let peers: Set<Bytes> | undefined;
+    for (const e of out.events) {
+      this.#onEvent(e);
+      if (last !== undefined && e.peer !== last) {
+        (peers ??= new Set([last])).add(e.peer);
+      }
+      last = e.peer;
+    }
+    // Transcripts of the peers of this output (usually one), once each.
+    for (const id of peers ?? (last ? [last] : [])) {
+      this.#peerState(id).transcript?.sync();
     }
     this.#arm();
   }
 
   #peerState(id: Bytes): Peer {
+    // By the ID object the conversations tag their output with: no hex per event.
+    const known = this.#byIdObject.get(id);
+    if (known) return known;
     const k = hex(id);
     let p = this.#peers.get(k);
     if (!p) {
@@ -428,6 +442,7 @@ export class Engine {
       };
       this.#peers.set(k, p);
     }
+    this.#byIdObject.set(id, p);
     return p;
   }
 
@@ -459,25 +474,35 @@ export class Engine {
 
   /** The events of {@link SYNC_EVENTS}. */
   #handleSync(p: Peer, ev: ConversationEvent): void {
-    const base = { peer: p.name, peerFingerprint: p.fingerprint };
+    const peer = p.name, peerFingerprint = p.fingerprint;
+    const base = { peer, peerFingerprint };
     const emit = (x: ClientEvent) =>
       this.#o.emit({ ...x, ...base } as ClientEvent);
+    // The per-message events are built whole (no spread per message).
     switch (ev.type) {
       case "sent": {
         const at = this.#isoNow();
         for (const m of ev.messages) {
-          emit({
+          const body = m.body;
+          this.#o.emit({
             type: "sent",
             id: m.id,
-            text: UTF8_DECODER.decode(m.body),
+            // Decoded only if read (the JSON renderer does not: the script wrote the text).
+            get text() {
+              return UTF8_DECODER.decode(body);
+            },
             at,
+            peer,
+            peerFingerprint,
           });
         }
         return;
       }
       case "delivered": {
         const at = this.#isoNow();
-        for (const id of ev.ids) emit({ type: "delivered", id, at });
+        for (const id of ev.ids) {
+          this.#o.emit({ type: "delivered", id, at, peer, peerFingerprint });
+        }
         return;
       }
       case "undelivered":
@@ -492,13 +517,15 @@ export class Engine {
           ids: ev.ids,
         });
       case "message":
-        return emit({
+        return this.#o.emit({
           type: "message",
           text: UTF8_DECODER.decode(ev.body),
           ...(ev.id === undefined ? {} : { id: ev.id }),
           counter: Number(ev.counter),
           seq: Number(ev.seq),
           at: this.#isoNow(),
+          peer,
+          peerFingerprint,
         });
       case "not-sent":
         return emit({

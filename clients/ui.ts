@@ -14,18 +14,22 @@ const encoder = new TextEncoder();
 
 /** Writes text to stdout synchronously (so lines never interleave). */
 export function writeStdout(text: string): void {
-  const bytes = encoder.encode(text);
+  writeStdoutBytes(encoder.encode(text));
+}
+
+/** Writes bytes to stdout synchronously, all of them. */
+export function writeStdoutBytes(bytes: Uint8Array): void {
   for (let off = 0; off < bytes.length;) {
     off += Deno.stdout.writeSync(bytes.subarray(off));
   }
 }
 
 /**
- * Buffered output waiting beyond this many UTF-16 units is written at once,
+ * Buffered output waiting beyond this many bytes is written at once,
  * without waiting for the end of the task (bounds memory and latency under a
  * long burst).
  */
-const BUFFER_FLUSH_UNITS = 64 * 1024;
+const BUFFER_FLUSH_BYTES = 64 * 1024;
 
 /** A writer that collects text and writes it in one call; see {@link bufferedWriter}. */
 export interface BufferedWriter {
@@ -36,31 +40,40 @@ export interface BufferedWriter {
 }
 
 /**
- * Collects text for `sink` and writes it in one call at the end of the
- * current task (a zero-delay timer), or at once past
- * {@link BUFFER_FLUSH_UNITS}: one write per burst of JSON events instead of
- * one per event. Call `flush` before exiting.
+ * Collects text for `sink`, UTF-8 encoded into one reused buffer, and
+ * writes it in one call at the end of the current task (a zero-delay timer),
+ * or at once past {@link BUFFER_FLUSH_BYTES}: one write per burst of JSON
+ * events instead of one per event, and no string joined or encoded per
+ * burst. `sink` must consume the bytes before it returns (the buffer is
+ * reused). Call `flush` before exiting.
  */
-export function bufferedWriter(sink: (text: string) => void): BufferedWriter {
-  let parts: string[] = [];
-  let units = 0;
+export function bufferedWriter(
+  sink: (bytes: Uint8Array) => void,
+): BufferedWriter {
+  let buf = new Uint8Array(2 * BUFFER_FLUSH_BYTES);
+  let len = 0;
   let timer: ReturnType<typeof setImmediate> | undefined;
   const flush = () => {
     if (timer !== undefined) {
       clearImmediate(timer);
       timer = undefined;
     }
-    if (parts.length === 0) return;
-    const text = parts.length === 1 ? parts[0] : parts.join("");
-    parts = [];
-    units = 0;
-    sink(text);
+    if (len === 0) return;
+    const out = buf.subarray(0, len);
+    len = 0;
+    sink(out);
   };
   return {
     write(text) {
-      parts.push(text);
-      units += text.length;
-      if (units >= BUFFER_FLUSH_UNITS) flush();
+      // At most 3 UTF-8 bytes per UTF-16 unit.
+      const need = len + 3 * text.length;
+      if (need > buf.length) {
+        const bigger = new Uint8Array(Math.max(2 * buf.length, need));
+        bigger.set(buf.subarray(0, len));
+        buf = bigger;
+      }
+      len += encoder.encodeInto(text, buf.subarray(len)).written;
+      if (len >= BUFFER_FLUSH_BYTES) flush();
       else timer ??= setImmediate(flush);
     },
     flush,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { ClientEvent } from "../clients/engine.ts";
-import { jsonRenderer } from "../clients/ui.ts";
+import { bufferedWriter, jsonRenderer } from "../clients/ui.ts";
 
 /** Renders one event with the scriptable renderer. */
 function render(ev: ClientEvent): string {
@@ -60,4 +60,30 @@ Deno.test("jsonRenderer: a sent line carries id and at, not the text", () => {
   const line = render({ type: "sent", id: 5, text: "secret-ish body", at });
   assert.deepEqual(JSON.parse(line), { type: "sent", id: 5, at });
   assert.ok(!line.includes("secret-ish"));
+});
+
+Deno.test("bufferedWriter: events of one task in one write, in order, UTF-8; at once past 64 KiB; flush empties it", async () => {
+  const writes: string[] = [];
+  const dec = new TextDecoder();
+  // The sink gets a view of a reused buffer: decode it before returning.
+  const w = bufferedWriter((b) => writes.push(dec.decode(b)));
+  w.write("a ");
+  w.write("é😀\n");
+  assert.deepEqual(writes, []);
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(writes, ["a é😀\n"]);
+  const big = "x".repeat(70 * 1024);
+  w.write("b");
+  w.write(big);
+  assert.deepEqual(writes, ["a é😀\n", "b" + big], "written at once");
+  w.write("c");
+  w.write("€".repeat(100_000)); // grows the buffer (3 bytes each)
+  assert.equal(writes.length, 3);
+  assert.equal(writes[2], "c" + "€".repeat(100_000));
+  w.write("tail");
+  w.flush();
+  w.flush();
+  assert.deepEqual(writes.slice(3), ["tail"]);
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(writes.length, 4, "nothing left for the timer");
 });
