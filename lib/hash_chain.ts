@@ -58,6 +58,14 @@ export function chainStepInput(
   return input;
 }
 
+/**
+ * One buffer for the step inputs of every chain in this process: a step is
+ * written into it and hashed at once, and `SessionPrimitives.sha256` reads
+ * its input before it returns (node:crypto hashes it; WebCrypto copies it),
+ * so no step input is allocated per message. Grows to the largest step.
+ */
+let stepScratch = new Uint8Array(STEP_PREFIX_LENGTH + 1024);
+
 /** H_s from H_{s−1}, synchronously when `primitives` hashes synchronously. */
 export function chainStepEager(
   primitives: SessionPrimitives,
@@ -66,7 +74,20 @@ export function chainStepEager(
   innerType: number,
   body: Uint8Array,
 ): MaybePromise<Bytes> {
-  return primitives.sha256(chainStepInput(previous, seq, innerType, body));
+  if (previous.length !== 32) {
+    throw new RangeError("chain head must be 32 bytes");
+  }
+  const n = STEP_PREFIX_LENGTH + body.length;
+  if (n > stepScratch.length) {
+    stepScratch = new Uint8Array(Math.max(n, 2 * stepScratch.length));
+  }
+  const input = stepScratch;
+  input.set(previous);
+  writeU64(input, 32, seq);
+  input[40] = innerType;
+  writeU32(input, 41, body.length);
+  input.set(body, STEP_PREFIX_LENGTH);
+  return primitives.sha256(input.subarray(0, n));
 }
 
 /** H_s from H_{s−1} and the reliable message (seq, innerType, body). */

@@ -109,7 +109,11 @@ export interface HandshakeKeyPrimitives {
 export interface SessionPrimitives {
   /** Short name for diagnostics and benchmarks ("webcrypto", "node"). */
   readonly name: string;
-  /** SHA-256 of `data` (32 bytes). */
+  /**
+   * SHA-256 of `data` (32 bytes). Reads `data` before it returns (hashes it
+   * at once, or copies it as WebCrypto's `digest` does): the caller may
+   * overwrite it right after the call.
+   */
   sha256(data: Uint8Array): MaybePromise<Bytes>;
   /** Imports a 32-byte AES-256-GCM key; the caller zeroes `raw` afterwards. */
   importAeadKey(raw: Bytes): Promise<AeadKey>;

@@ -324,7 +324,7 @@ export function decodeInner(pt: Bytes): InnerMessage {
  * DUMMY/ACK, the body length its type requires, lengths inside the plaintext; several messages only when all
  * are DATA with consecutive seqs (at most MAX_MESSAGES_PER_RECORD); then
  * padding all zero, and the plaintext length equal to the smallest bucket.
- * Throws `malformed`.
+ * Throws `malformed`. Bodies and signatures are views into `pt`.
  */
 export function decodeInnerAll(pt: Bytes): InnerMessage[] {
   const bad = (why: string): never => {
@@ -356,13 +356,14 @@ export function decodeInnerAll(pt: Bytes): InnerMessage[] {
     }
     const end = at + innerLength(bodyLen, signed);
     if (end > pt.length) bad("body runs past the plaintext");
-    const body = pt.slice(
+    // Views into `pt` (no copy per message): the plaintext belongs to the caller.
+    const body = pt.subarray(
       at + INNER_HEADER_LENGTH,
       at + INNER_HEADER_LENGTH + bodyLen,
     );
     const msg: InnerMessage = { type, seq, body };
     if (signed) {
-      msg.signature = pt.slice(at + INNER_HEADER_LENGTH + bodyLen, end);
+      msg.signature = pt.subarray(at + INNER_HEADER_LENGTH + bodyLen, end);
     }
     if (msgs.length > 0) {
       const prev = msgs[msgs.length - 1];

@@ -501,15 +501,11 @@ export class Session {
     }
     this.#touch(now);
     const first = this.#nextSeq;
-    // Copy: the caller may reuse its buffers before the pipelined crypto runs.
+    // The caller may reuse its buffers once this returns: a group whose
+    // bodies are used later (see #sealReliableGroup) seals copies.
     const sealing = all(
       groups.map((g) =>
-        this.#sealReliableGroup(
-          InnerType.DATA,
-          g.map((b) => b.slice()),
-          now,
-          false,
-        )
+        this.#sealReliableGroup(InnerType.DATA, g, now, false, true)
       ),
     );
     const seqs: bigint[] = [];
@@ -707,6 +703,16 @@ export class Session {
     return this.#sealReliableGroup(type, [body], now, forceSign);
   }
 
+  /** Whether one of the next `n` reliable messages will carry a chain signature (what {@link #signNext} decides, without counting). */
+  #signsWithin(n: number, forceSign: boolean, now: number): boolean {
+    if (forceSign) return true;
+    const due = this.#lastSignAt === undefined ||
+      now >= this.#lastSignAt + this.#minSignGapMs;
+    const first = Math.max(1, this.#signEvery - this.#unsignedCount);
+    if (due && first <= n) return true;
+    return MAX_UNSIGNED - this.#unsignedCount <= n;
+  }
+
   /** Decides whether the next reliable message carries a chain signature, and counts it. */
   #signNext(now: number, forceSign: boolean): boolean {
     const signed = forceSign ||
@@ -735,7 +741,19 @@ export class Session {
     bodies: Bytes[],
     now: number,
     forceSign: boolean,
+    borrowed = false,
   ): MaybePromise<Bytes> {
+    // Borrowed bodies (the caller's buffers) are copied when they are used
+    // after this call: kept by the transcript, hashed after an earlier chain
+    // step that is still pending, or sealed after a signature. Otherwise the
+    // chain step and the record's plaintext take their bytes now.
+    if (
+      borrowed &&
+      (this.#transcript !== undefined || isPromise(this.#sendChain) ||
+        this.#signsWithin(bodies.length, forceSign, now))
+    ) {
+      bodies = bodies.map((b) => b.slice());
+    }
     const counter = this.#nextCounter++;
     const keys = this.#sendKeys;
     this.#sentInEpoch++;

@@ -33,6 +33,10 @@ import {
   SESSION_HASH,
 } from "./session_helpers.ts";
 import { Session } from "../lib/session.ts";
+import {
+  nodeHashPrimitives,
+  nodePrimitives,
+} from "../lib/deno/node_primitives.ts";
 import { fixture } from "./session_helpers.ts";
 
 const enc = new TextEncoder();
@@ -62,6 +66,38 @@ Deno.test("round trip of random messages both ways, in order, bucket-sized packe
   }
   assert.equal(a.stats.delivered, 27);
   assert.equal(b.stats.delivered, 27);
+});
+
+Deno.test("sendMany: the caller may overwrite its bodies as soon as the call returns (signed or not, transcript or not, sync or async hashing)", async () => {
+  for (
+    const primitives of [undefined, nodeHashPrimitives, nodePrimitives]
+  ) {
+    for (const signEvery of [1, 3, 64]) {
+      for (const keepTranscript of [false, true]) {
+        for (const coalesce of [false, true]) {
+          const o = { signEvery, keepTranscript, coalesce, primitives };
+          const { a, b } = await pair(o);
+          const rand = prng(signEvery);
+          const sent: Bytes[] = [];
+          const got: Bytes[] = [];
+          for (let round = 0; round < 4; round++) {
+            const bodies = [5, 300, 70, 0, 1000].map((n) => rand(n));
+            sent.push(...bodies.map((x) => x.slice()));
+            const sealing = a.sendMany(bodies, round);
+            for (const x of bodies) x.fill(0xee); // reused by the caller at once
+            const ev = await exchange(a, b, await sealing, round);
+            got.push(...messages(ev.get(b)!));
+          }
+          const what = JSON.stringify({ ...o, primitives: primitives?.name });
+          assert.deepEqual(got, sent, what);
+          const t = a.transcript;
+          if (keepTranscript) {
+            assert.deepEqual(t!.messages.map((m) => m.body), sent, what);
+          } else assert.equal(t, undefined);
+        }
+      }
+    }
+  }
 });
 
 Deno.test("too-large body is refused before anything is assigned", async () => {
