@@ -1,8 +1,8 @@
 /**
  * Channel benchmark, in one process with no network: full handshakes per
  * second (both sides, 16 in parallel) and sealed+opened DATA messages per
- * second through two `Session`s configured like the clients' (transcript
- * kept, chain signing every 64th message or every message), for each
+ * second through two `Session`s configured like the clients' (no transcript
+ * kept in memory, as without `--transcript`; chain signing every 64th message or every message), for each
  * primitive provider: WebCrypto (the lib default, the browser path),
  * `nodeHashPrimitives` (the clients' default, `--crypto keys`) and
  * `nodePrimitives` (`--crypto fast`). The sender keeps several `sendMany`
@@ -153,7 +153,11 @@ async function recordRate(
   primitives: SessionPrimitives | undefined,
   ms: number,
 ): Promise<RecordFigure> {
-  const [a, b] = await handshake(ids[0], ids[1], { signEvery, primitives });
+  const [a, b] = await handshake(ids[0], ids[1], {
+    signEvery,
+    primitives,
+    keepTranscript: false,
+  });
   const bodies = Array.from(
     { length: BATCH },
     () => crypto.getRandomValues(new Uint8Array(bodySize)),

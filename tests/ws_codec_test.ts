@@ -19,6 +19,17 @@ import {
 
 const MASK = new Uint8Array([1, 2, 3, 4]);
 
+/** An event with its data as length and a checksum. */
+function summary(e: WsEvent): string {
+  if (e.kind !== "message" && e.kind !== "ping" && e.kind !== "pong") {
+    return JSON.stringify(e);
+  }
+  let h = 0;
+  for (const b of e.data) h = (h * 31 + b) >>> 0;
+  const op = e.kind === "message" ? e.opcode : "";
+  return `${e.kind}${op} ${e.data.length} ${h}`;
+}
+
 function all(d: WsDecoder): WsEvent[] {
   const out: WsEvent[] = [];
   for (let e = d.next(); e; e = d.next()) out.push(e);
@@ -41,6 +52,58 @@ Deno.test("ws codec: masked client frames decode on the server, unmasked server 
     const c = new WsDecoder("client", 1 << 20);
     c.push(encodeWsFrame(Opcode.BINARY, p));
     assert.deepEqual(all(c), [{ kind: "message", opcode: 2, data: p }]);
+  }
+});
+
+Deno.test("ws codec: large frames split anywhere (payload received in place) give the same events, masked and unmasked, fragmented too", () => {
+  let seed = 7;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed % n;
+  };
+  const big = (n: number, v: number) =>
+    Uint8Array.from({ length: n }, (_, i) => (i * 31 + v) & 0xff);
+  for (const role of ["server", "client"] as const) {
+    const m = role === "server" ? MASK : undefined;
+    const frag = (op: number, p: Uint8Array, fin: boolean) => {
+      const f = encodeWsFrame(op, p, m);
+      if (!fin) f[0] &= 0x7f;
+      return f;
+    };
+    const wire = concat(
+      encodeWsFrame(Opcode.BINARY, big(5000, 1), m),
+      encodeWsFrame(Opcode.PING, new Uint8Array([9]), m),
+      frag(Opcode.BINARY, big(1500, 2), false),
+      encodeWsFrame(Opcode.PONG, new Uint8Array(0), m),
+      frag(Opcode.CONTINUATION, big(3001, 3), true),
+      encodeWsFrame(Opcode.BINARY, big(1023, 4), m),
+      encodeWsFrame(Opcode.BINARY, big(70000, 5), m),
+      encodeWsFrame(Opcode.BINARY, big(10, 6), m),
+    );
+    const whole = new WsDecoder(role, 1 << 20);
+    whole.push(wire);
+    const want = all(whole);
+    assert.equal(want.length, 7);
+    assert.deepEqual(want[3], {
+      kind: "message",
+      opcode: 2,
+      data: concat(big(1500, 2), big(3001, 3)),
+    });
+    for (let round = 0; round < 40; round++) {
+      const d = new WsDecoder(role, 1 << 20);
+      const got: WsEvent[] = [];
+      for (let at = 0; at < wire.length;) {
+        const n = round === 0 ? 1 : 1 + rand(round < 20 ? 9 : 20000);
+        const chunk = wire.slice(at, at + n);
+        d.push(chunk);
+        got.push(...all(d));
+        chunk.fill(0xee); // reused by the caller
+        at += n;
+      }
+      // Compared as short summaries: a diff of 70 KB arrays takes minutes.
+      assert.deepEqual(got.map(summary), want.map(summary), `${role} ${round}`);
+      assert.equal(d.pending, 0);
+    }
   }
 });
 
