@@ -148,6 +148,16 @@ export function encodeRegistered(id: Uint8Array): Bytes {
   return concat(header(FrameType.REGISTERED), id);
 }
 
+/** The DATA header alone (version, type, peer, frame number), for a sender that frames the payload itself. */
+export function encodeDataHeader(peer: Uint8Array, frameNo: number): Bytes {
+  const out = new Uint8Array(DATA_HEADER_LENGTH);
+  out[0] = RELAY_VERSION;
+  out[1] = FrameType.DATA;
+  out.set(peer, 2);
+  new DataView(out.buffer).setUint32(2 + SESSION_ID_LENGTH, frameNo >>> 0);
+  return out;
+}
+
 /** Encodes DATA (the header plus payload in one new buffer). */
 export function encodeData(
   peer: Uint8Array,

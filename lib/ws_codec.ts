@@ -53,8 +53,9 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /**
  * XORs `len` bytes of `src` from `from` with the 4-byte key `m` into `dst`
- * from `to`; four bytes per step where both sides are word-aligned (a 64
- * KiB frame: ~15 µs of CPU instead of ~57).
+ * from `to` (in place when both are the same bytes); four bytes per step
+ * where both sides have the same alignment, from the first word-aligned
+ * byte of `dst` (a 64 KiB frame: ~15 µs of CPU instead of ~57).
  */
 function xorMask(
   src: Uint8Array,
@@ -65,24 +66,27 @@ function xorMask(
   m: Uint8Array,
   mAt: number,
 ): void {
-  const m0 = m[mAt], m1 = m[mAt + 1], m2 = m[mAt + 2], m3 = m[mAt + 3];
   let i = 0;
-  if (
-    LITTLE_ENDIAN && (src.byteOffset + from) % 4 === 0 &&
-    (dst.byteOffset + to) % 4 === 0 && len >= 16
-  ) {
-    const words = len >>> 2;
-    const key = (m0 | m1 << 8 | m2 << 16 | m3 << 24) >>> 0;
-    const o = new Uint32Array(dst.buffer, dst.byteOffset + to, words);
-    const p = new Uint32Array(src.buffer, src.byteOffset + from, words);
+  const s0 = src.byteOffset + from, d0 = dst.byteOffset + to;
+  if (LITTLE_ENDIAN && len >= 16 && ((s0 - d0) & 3) === 0) {
+    for (; ((d0 + i) & 3) !== 0; i++) {
+      dst[to + i] = src[from + i] ^ m[mAt + (i & 3)];
+    }
+    const words = (len - i) >>> 2;
+    const key = (m[mAt + (i & 3)] | m[mAt + ((i + 1) & 3)] << 8 |
+      m[mAt + ((i + 2) & 3)] << 16 | m[mAt + ((i + 3) & 3)] << 24) >>> 0;
+    const o = new Uint32Array(dst.buffer, d0 + i, words);
+    const p = new Uint32Array(src.buffer, s0 + i, words);
     for (let w = 0; w < words; w++) o[w] = p[w] ^ key;
-    i = words << 2;
-  }
-  for (; i + 4 <= len; i += 4) {
-    dst[to + i] = src[from + i] ^ m0;
-    dst[to + i + 1] = src[from + i + 1] ^ m1;
-    dst[to + i + 2] = src[from + i + 2] ^ m2;
-    dst[to + i + 3] = src[from + i + 3] ^ m3;
+    i += words << 2;
+  } else {
+    const m0 = m[mAt], m1 = m[mAt + 1], m2 = m[mAt + 2], m3 = m[mAt + 3];
+    for (; i + 4 <= len; i += 4) {
+      dst[to + i] = src[from + i] ^ m0;
+      dst[to + i + 1] = src[from + i + 1] ^ m1;
+      dst[to + i + 2] = src[from + i + 2] ^ m2;
+      dst[to + i + 3] = src[from + i + 3] ^ m3;
+    }
   }
   for (; i < len; i++) dst[to + i] = src[from + i] ^ m[mAt + (i & 3)];
 }
@@ -436,6 +440,38 @@ export function encodeWsFrame(
   out.set(mask.subarray(0, 4), head);
   xorMask(payload, 0, out, head + 4, len, mask, 0);
   return out;
+}
+
+/** Bytes of a masked (client → server) frame with `len` payload bytes. */
+export function maskedFrameLength(len: number): number {
+  return wsHeaderLength(len) + 4 + len;
+}
+
+/**
+ * Writes one masked frame with FIN set (client → server, RFC 6455 §5.3)
+ * whose payload is `parts` joined, into `out` at `at`: the payload is copied
+ * once and masked in place. Returns the offset after the frame; `out` needs
+ * {@link maskedFrameLength} bytes from `at`.
+ */
+export function writeMaskedFrame(
+  out: Uint8Array,
+  at: number,
+  opcode: number,
+  parts: readonly Uint8Array[],
+  mask: Uint8Array,
+): number {
+  let len = 0;
+  for (const p of parts) len += p.length;
+  let o = at + writeHeader(out.subarray(at), opcode, len, true);
+  out.set(mask.subarray(0, 4), o);
+  o += 4;
+  const start = o;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  xorMask(out, start, out, start, len, mask, 0);
+  return o;
 }
 
 /** A close frame body: `code` then the reason, cut to fit a control frame (RFC 6455 §5.5.1). */

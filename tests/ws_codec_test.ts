@@ -10,7 +10,9 @@ import { concat } from "../lib/bytes.ts";
 import {
   encodeClosePayload,
   encodeWsFrame,
+  maskedFrameLength,
   Opcode,
+  writeMaskedFrame,
   WS_PROTOCOL_ERROR,
   wsAccept,
   WsDecoder,
@@ -103,6 +105,38 @@ Deno.test("ws codec: large frames split anywhere (payload received in place) giv
       // Compared as short summaries: a diff of 70 KB arrays takes minutes.
       assert.deepEqual(got.map(summary), want.map(summary), `${role} ${round}`);
       assert.equal(d.pending, 0);
+    }
+  }
+});
+
+Deno.test("ws codec: writeMaskedFrame builds the same bytes as encodeWsFrame from parts at any alignment, several frames in one buffer", () => {
+  const backing = Uint8Array.from({ length: 70100 }, (_, i) => (i * 7) & 0xff);
+  for (const len of [0, 1, 15, 16, 17, 125, 126, 1000, 65535, 65536, 70000]) {
+    for (const off of [0, 1, 2, 3]) {
+      for (const split of [0, 1, 22, len >> 1]) {
+        if (split > len) continue;
+        const payload = backing.subarray(off, off + len);
+        const parts = [payload.subarray(0, split), payload.subarray(split)];
+        const mask = Uint8Array.of(0x9a, 0x01, 0xff, 0x37 + off);
+        const want = encodeWsFrame(Opcode.BINARY, payload, mask);
+        const pad = 1 + off; // the frame starts unaligned in the buffer
+        const out = new Uint8Array(pad + 2 * maskedFrameLength(len));
+        const end = writeMaskedFrame(out, pad, Opcode.BINARY, parts, mask);
+        assert.equal(end, pad + want.length);
+        assert.ok(
+          out.subarray(pad, end).every((b, i) => b === want[i]),
+          `len ${len} off ${off} split ${split}`,
+        );
+        const end2 = writeMaskedFrame(out, end, Opcode.PONG, [], mask);
+        const d = new WsDecoder("server", 1 << 20);
+        d.push(out.subarray(pad, end2));
+        const evs = all(d);
+        assert.equal(evs.length, 2);
+        const ev = evs[0];
+        assert.ok(ev.kind === "message" && ev.data.length === len);
+        assert.ok(ev.data.every((b, i) => b === payload[i]), `decoded ${len}`);
+        assert.deepEqual(evs[1], { kind: "pong", data: new Uint8Array(0) });
+      }
     }
   }
 });

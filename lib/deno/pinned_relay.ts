@@ -28,14 +28,15 @@ import type { Bytes } from "../bytes.ts";
 import { concat, utf8 } from "../bytes.ts";
 import { RELAY_SUBPROTOCOL } from "../constants.ts";
 import { decodePemAll } from "../pem.ts";
-import { decodeFrame, encodeData, type Frame } from "../relay_frame.ts";
+import { decodeFrame, encodeDataHeader, type Frame } from "../relay_frame.ts";
 import { type MailboxKey, registrationStep } from "../registration.ts";
 import { type CloseInfo, RelayConnectError } from "./relay_client.ts";
 import { netPermissionProblem } from "./net_permission.ts";
 import {
   encodeClosePayload,
-  encodeWsFrame,
+  maskedFrameLength,
   Opcode,
+  writeMaskedFrame,
   WS_NO_STATUS,
   WS_TOO_BIG,
   wsAccept,
@@ -62,7 +63,7 @@ const MAX_HTTP_HEADER = 16 * 1024;
 const CLOSE_GRACE_MS = 1000;
 /** Random bytes drawn at once for frame masks (4 per frame): one `getRandomValues` per 1,024 frames. */
 const MASK_POOL_BYTES = 4096;
-/** An empty frame payload (the ack pong). */
+/** An empty frame payload. */
 const EMPTY = new Uint8Array(0);
 
 const OP_BINARY = Opcode.BINARY,
@@ -87,8 +88,10 @@ export class PinnedRelayConnection {
   #closeTimer?: ReturnType<typeof setTimeout>;
   #closeInfo: CloseInfo = { code: 1006, reason: "" };
   #onMessage: (data: Bytes) => void = () => {};
-  /** Encoded frames waiting for the end of the task (one write). */
-  #out: Uint8Array[] = [];
+  /** Frames waiting for the end of the task (one write): opcode and payload parts. */
+  #out: { op: number; parts: Uint8Array[] }[] = [];
+  /** Bytes of `#out` as masked frames. */
+  #outBytes = 0;
   /** Bytes were read since the last write: answer with a pong if nothing else goes out. */
   #ackDue = false;
   #flushQueued = false;
@@ -300,7 +303,7 @@ export class PinnedRelayConnection {
   send(peer: Uint8Array, payload: Uint8Array): number {
     if (!this.#open) return -1;
     const no = this.#frameNo = (this.#frameNo + 1) >>> 0;
-    this.#sendFrame(OP_BINARY, encodeData(peer, no, payload));
+    this.#sendFrame(OP_BINARY, encodeDataHeader(peer, no), payload);
     return no;
   }
 
@@ -324,20 +327,24 @@ export class PinnedRelayConnection {
     return this.closed;
   }
 
-  #sendFrame(op: number, payload: Uint8Array): void {
-    this.#out.push(this.#encodeFrame(op, payload));
+  /** Queues a frame whose payload is `parts` joined (copied when the task ends: the parts must not change before). */
+  #sendFrame(op: number, ...parts: Uint8Array[]): void {
+    let len = 0;
+    for (const p of parts) len += p.length;
+    this.#out.push({ op, parts });
+    this.#outBytes += maskedFrameLength(len);
     this.#scheduleFlush();
   }
 
-  /** One masked client frame (RFC 6455 §5.2), mask from the pool. */
-  #encodeFrame(op: number, payload: Uint8Array): Uint8Array {
+  /** The next frame's masking key, from the pool. */
+  #nextMask(): Uint8Array {
     if (this.#maskAt + 4 > this.#masks.length) {
       this.#masks = crypto.getRandomValues(new Uint8Array(MASK_POOL_BYTES));
       this.#maskAt = 0;
     }
     const mask = this.#masks.subarray(this.#maskAt, this.#maskAt + 4);
     this.#maskAt += 4;
-    return encodeWsFrame(op, payload, mask);
+    return mask;
   }
 
   /** Writes everything queued in this task at its end, or a pong that acknowledges what was read. */
@@ -347,18 +354,28 @@ export class PinnedRelayConnection {
     queueMicrotask(() => {
       this.#flushQueued = false;
       if (this.#out.length === 0 && this.#ackDue && this.#open) {
-        this.#out.push(this.#encodeFrame(OP_PONG, EMPTY));
+        this.#out.push({ op: OP_PONG, parts: [] });
+        this.#outBytes += maskedFrameLength(0);
       }
       this.#flushNow();
     });
   }
 
-  /** Writes the queued frames now, in one write. */
+  /**
+   * Writes the queued frames now, in one write: each masked frame (RFC 6455
+   * §5.3, a fresh key per frame) is built in place in one buffer, its
+   * payload (relay header and record) copied once.
+   */
   #flushNow(): void {
     this.#ackDue = false;
     if (this.#out.length === 0) return;
-    const chunk = this.#out.length === 1 ? this.#out[0] : concat(...this.#out);
+    const chunk = new Uint8Array(this.#outBytes);
+    let at = 0;
+    for (const f of this.#out) {
+      at = writeMaskedFrame(chunk, at, f.op, f.parts, this.#nextMask());
+    }
     this.#out = [];
+    this.#outBytes = 0;
     if (!this.#socket.destroyed) this.#socket.write(chunk);
   }
 
