@@ -24,6 +24,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { concat } from "../lib/bytes.ts";
 import { DEFAULT_COVER_RATE, DEFAULT_OUTBOX } from "../clients/args.ts";
 import { ensureCerts } from "../tools/certs.ts";
 import { certificateFingerprint } from "../lib/x509.ts";
@@ -190,6 +191,15 @@ const MESSAGE_PREFIX = ASCII.encode('{"type":"message","text":"');
 const SENT_PREFIX = ASCII.encode('{"type":"sent"');
 const DELIVERED_PREFIX = ASCII.encode('{"type":"delivered"');
 
+/** Bytes of an event line enough to tell its type and a message's index. */
+const LINE_HEAD = 64;
+
+/** Whether a line starting with `head` is a message, sent or delivered event (never parsed whole). */
+function isHot(head: Uint8Array): boolean {
+  return startsWith(head, 0, MESSAGE_PREFIX) ||
+    startsWith(head, 0, SENT_PREFIX) || startsWith(head, 0, DELIVERED_PREFIX);
+}
+
 function startsWith(buf: Uint8Array, at: number, prefix: Uint8Array): boolean {
   if (buf.length - at < prefix.length) return false;
   for (let i = 0; i < prefix.length; i++) {
@@ -242,25 +252,42 @@ class Peer {
   }
 
   async #read(): Promise<void> {
-    // Bytes, not text: a 60 KiB message line is only scanned for its end and
-    // its first bytes, never decoded (the bench must not be the bottleneck).
-    let rest = new Uint8Array(0);
+    // Bytes, not text, and no line kept whole unless it must be parsed: a
+    // line's first LINE_HEAD bytes tell a message/sent/delivered line (and
+    // its index), the rest of such a line is only scanned for its end (a
+    // 60 KiB line is never copied or decoded: the bench must not be the
+    // bottleneck). Other lines (ready, secure, error: short) are kept and
+    // parsed.
+    const head = new Uint8Array(LINE_HEAD);
+    let headLen = 0;
+    let hot: boolean | undefined;
+    let parts: Uint8Array[] = [];
+    const add = (seg: Uint8Array) => {
+      let off = 0;
+      if (headLen < LINE_HEAD) {
+        off = Math.min(LINE_HEAD - headLen, seg.length);
+        head.set(seg.subarray(0, off), headLen);
+        headLen += off;
+      }
+      if (hot === undefined && headLen === LINE_HEAD) hot = isHot(head);
+      if (off < seg.length && !hot) parts.push(seg.slice(off));
+    };
     try {
       for await (const chunk of this.child.stdout) {
         const at = performance.now();
-        let buf = chunk;
-        if (rest.length > 0) {
-          buf = new Uint8Array(rest.length + chunk.length);
-          buf.set(rest);
-          buf.set(chunk, rest.length);
-        }
         let start = 0;
-        let i;
-        while ((i = buf.indexOf(NEWLINE, start)) >= 0) {
-          this.#line(buf, start, i, at);
-          start = i + 1;
+        for (;;) {
+          const nl = chunk.indexOf(NEWLINE, start);
+          add(chunk.subarray(start, nl < 0 ? chunk.length : nl));
+          if (nl < 0) break;
+          const line = head.subarray(0, headLen);
+          if (hot ?? isHot(line)) this.#line(line, at);
+          else this.#line(concat(line, ...parts), at);
+          headLen = 0;
+          hot = undefined;
+          parts = [];
+          start = nl + 1;
         }
-        rest = buf.slice(start);
       }
     } catch { /* closed */ }
     const gone = new Error(`${this.role} exited before the session was up`);
@@ -268,22 +295,23 @@ class Peer {
     this.secure.reject(gone);
   }
 
-  #line(buf: Uint8Array, start: number, end: number, at: number): void {
+  /** One line (a hot line: its first LINE_HEAD bytes at most). */
+  #line(buf: Uint8Array, at: number): void {
     // The hot path: message and sent/delivered lines, without JSON.parse.
-    if (startsWith(buf, start, MESSAGE_PREFIX)) {
-      let i = start + MESSAGE_PREFIX.length;
+    if (startsWith(buf, 0, MESSAGE_PREFIX)) {
+      let i = MESSAGE_PREFIX.length;
       let index = 0;
-      while (i < end && buf[i] >= 0x30 && buf[i] <= 0x39) {
+      while (i < buf.length && buf[i] >= 0x30 && buf[i] <= 0x39) {
         index = index * 10 + buf[i++] - 0x30;
       }
-      this.onMessage(i > start + MESSAGE_PREFIX.length ? index : -1, at);
+      this.onMessage(i > MESSAGE_PREFIX.length ? index : -1, at);
       return;
     }
-    if (startsWith(buf, start, SENT_PREFIX)) return;
-    if (startsWith(buf, start, DELIVERED_PREFIX)) return;
+    if (startsWith(buf, 0, SENT_PREFIX)) return;
+    if (startsWith(buf, 0, DELIVERED_PREFIX)) return;
     let ev: Record<string, unknown>;
     try {
-      ev = JSON.parse(DECODER.decode(buf.subarray(start, end)));
+      ev = JSON.parse(DECODER.decode(buf));
     } catch {
       return;
     }
