@@ -88,14 +88,19 @@ export function bufferedWriter(
 export function jsonRenderer(
   write: (s: string) => void,
 ): (ev: ClientEvent) => void {
+  // The last events' peer fields, formatted once (every event of a burst names the same peer).
+  let lastPeer: string | undefined, lastFp: string | undefined, suffix = "";
   return (ev) => {
     // The per-message events are spelled out (same bytes as JSON.stringify,
     // tests/ui_test.ts): numbers and ISO 8601 times need no escaping.
     // `peer` (base32) and `peerFingerprint` (hex) need no escaping either.
-    const peer = (ev.peer === undefined ? "" : `,"peer":"${ev.peer}"`) +
-      (ev.peerFingerprint === undefined
-        ? ""
-        : `,"peerFingerprint":"${ev.peerFingerprint}"`);
+    if (ev.peer !== lastPeer || ev.peerFingerprint !== lastFp) {
+      lastPeer = ev.peer;
+      lastFp = ev.peerFingerprint;
+      suffix = (lastPeer === undefined ? "" : `,"peer":"${lastPeer}"`) +
+        (lastFp === undefined ? "" : `,"peerFingerprint":"${lastFp}"`);
+    }
+    const peer = suffix;
     switch (ev.type) {
       case "sent":
         return write(`{"type":"sent","id":${ev.id},"at":"${ev.at}"${peer}}\n`);

@@ -1169,12 +1169,17 @@ export class Session {
       throw new ProtocolError("malformed", "ACK names a seq never sent");
     }
     const seqs: bigint[] = [];
-    // Same test as `bitmapCovers`, inlined: this loop runs over every packet
-    // in flight (up to the flow window) for every ACK.
+    // Same test as `bitmapCovers`, inlined: this loop runs over the packets
+    // in flight (up to the flow window) for every ACK. They are in seq order,
+    // and a later seq was sealed under a later counter: past `highest` none
+    // is acknowledged.
+    const lowest = highest - ACK_SPAN + 1n;
     for (const o of this.#inflight.values()) {
       if (o.seq <= cumulative) {
         seqs.push(o.seq);
-      } else if (o.counter <= highest && highest - o.counter < ACK_SPAN) {
+      } else if (o.counter > highest) {
+        break;
+      } else if (o.counter >= lowest) {
         const i = Number(highest - o.counter);
         if ((bitmap[i >> 3] >> (i & 7)) & 1) seqs.push(o.seq);
       }
@@ -1215,11 +1220,16 @@ export class Session {
     } else if (this.#peerCloseSeq !== undefined && seq > this.#peerCloseSeq) {
       this.#afterClose(seq, this.#peerCloseSeq);
     }
-    this.#pending.set(seq, { msg, counter });
     const urgent = msg.type !== InnerType.DATA &&
       msg.type !== InnerType.CHECKPOINT;
     this.#wantAck(now, true);
     if (urgent) this.#ackNow = true;
+    if (seq === this.#nextDeliverSeq && this.#pending.size === 0) {
+      // In order (the usual case): delivered without the reorder buffer.
+      this.#nextDeliverSeq = seq + 1n;
+      return this.#deliver({ msg, counter }, events, verifications);
+    }
+    this.#pending.set(seq, { msg, counter });
     for (;;) {
       const next = this.#pending.get(this.#nextDeliverSeq);
       if (!next) break;
