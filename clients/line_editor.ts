@@ -179,9 +179,22 @@ export class LineEditor {
     return `\r\x1b[K${text.replaceAll("\n", "\r\n")}\r\n` + this.#redraw();
   }
 
-  /** The last output of the program: clears the line and prints `text`, no prompt after it. */
+  /**
+   * The last output of the program: clears the line and prints `text`, no
+   * prompt after it. A line still being typed is shown once more under it,
+   * marked not sent, and dropped (it never went anywhere: it must not vanish
+   * unseen).
+   */
   printFinal(text: string): string {
-    return `\r\x1b[K${text.replaceAll("\n", "\r\n")}\r\n`;
+    const draft = this.#chars.length === 0
+      ? ""
+      : `(not sent: the line you were typing: ${
+        this.#chars.map((c) => shown(c)[0]).join("")
+      })\r\n`;
+    this.#chars = [];
+    this.#cursor = 0;
+    this.#scroll = 0;
+    return `\r\x1b[K${text.replaceAll("\n", "\r\n")}\r\n${draft}`;
   }
 
   /** The terminal's width changed: redraws the line for `columns`. */

@@ -276,9 +276,12 @@ Deno.test({
         "message at the customer",
       );
       await screenUntil(/✓ #1 delivered/, "delivered mark");
+      // A half-typed line at Ctrl-C is not a message: shown once more, marked not sent.
+      await tmux("send-keys", "-t", "customer", "-l", "unfinished draft");
+      await screenUntil(/> unfinished draft\n/, "draft echoed");
       await tmux("send-keys", "-t", "customer", "C-c");
       await screenUntil(
-        /closed: [^\n]*\s+EXIT=0 TTY=restored/,
+        /closed: [^\n]*\n\(not sent: the line you were typing: unfinished draft\)\s+EXIT=0 TTY=restored/,
         "clean exit after Ctrl-C",
       );
       await customer.end();

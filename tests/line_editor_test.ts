@@ -227,3 +227,17 @@ Deno.test("LineEditor: resize redraws the line for the new width", () => {
   assert.ok(screen.current[0].startsWith("< "));
   assert.ok(screen.current[0].length < 20);
 });
+
+Deno.test("LineEditor: the program's last output shows a half-typed line once, marked not sent", () => {
+  const { ed, screen, type } = setup(80);
+  type("half a li\u202ene");
+  screen.apply(ed.printFinal("! tls: failed"));
+  screen.apply(ed.printFinal("* closed: failed"));
+  assert.deepEqual(screen.lines, [
+    "! tls: failed",
+    "(not sent: the line you were typing: half a li\ufffdne)",
+    "* closed: failed",
+    "",
+  ]);
+  assert.equal(ed.text, "");
+});
