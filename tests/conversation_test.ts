@@ -353,11 +353,25 @@ Deno.test("conversation: a changed key without a live session is refused; accept
   const r = a.of("refused")[0];
   assert.equal(r.code, "identity-changed");
   assert.equal(r.previous, a.known.get(b.id.toHex()));
+  assert.equal(r.role, "initiator", "refused at HS2: the peer has no session");
   a.known.set(b.id.toHex(), r.fingerprint); // the user accepted the new key
   const c = a.set.get(b.id)!;
   net.apply(a, a.set.tag(c, await c.retry(net.now)));
   await net.run(() => secure(a, b), 10_000);
   assert.equal(a.of("secure").at(-1)!.trust, "known");
+});
+
+Deno.test("conversation: a changed key that dials us is refused as responder (at HS3: the changed side holds a session and the same safety number)", async () => {
+  const { net, a, b } = await connected();
+  await closeBoth(net, a, b);
+  b.reset(await generateIdentity());
+  await b.dial(a);
+  await net.run(() => a.of("refused").length > 0, 10_000);
+  const r = a.of("refused")[0];
+  assert.equal(r.code, "identity-changed");
+  assert.equal(r.role, "responder");
+  assert.notEqual(r.fingerprint, r.previous);
+  assert.ok(b.of("secure").length > 1, "the changed side got a session");
 });
 
 Deno.test("conversation: an address's fingerprint — only that identity is accepted", async () => {
