@@ -137,7 +137,8 @@ function readableFingerprint(v: unknown): string {
 const TRUST_TEXT = {
   new:
     "NEW — first contact: compare the safety number with your peer out of band, then /verify",
-  known: "known — same key as before (not verified yet: /verify)",
+  known:
+    "known — the key known_peers.json records for this peer (not verified yet: /verify)",
   verified: "VERIFIED — same key as the one you verified",
   expected: "as expected — the identity the peer's address names",
 } as const;
