@@ -209,7 +209,8 @@ export function usage(role: Role): string {
 
 Interactive commands: /help  /verify  /trust  /status  /quit   (Ctrl-C closes cleanly)
 Interactive editing: what you type stays on its line while messages arrive; Backspace,
-            Delete, ← →, Home/End (Ctrl-A/E), Ctrl-U/K/W; Ctrl-D on an empty line ends input
+            Delete, ← →, ↑ ↓ (earlier lines), Home/End (Ctrl-A/E), Ctrl-U/K/W;
+            Ctrl-D on an empty line ends input
 Exit codes: 0 clean close, 1 other error, 2 usage, 3 relay unreachable / TLS / pin failure,
             4 handshake failure, 5 peer identity changed (refused), 6 peer never arrived,
             7 ended with input not delivered (each message named)

@@ -9,7 +9,8 @@
  * is hidden to the left), so redrawing never has to know how it wrapped.
  *
  * Keys: printable text (UTF-8, any length; a paste is typing), Enter (CR, LF
- * or CR LF), Backspace, Delete, ← →, Home/End (also Ctrl-A/Ctrl-E),
+ * or CR LF), Backspace, Delete, ← →, ↑ ↓ (the lines entered before, in
+ * memory only), Home/End (also Ctrl-A/Ctrl-E),
  * Ctrl-←/→ (word), Ctrl-U/Ctrl-K (delete to start/end), Ctrl-W or
  * Alt-Backspace (word before), Tab (a space), Ctrl-L (redraw), Ctrl-C (interrupt, when the terminal delivers it
  * as a key), Ctrl-D (end of input on an empty line, else delete). Other
@@ -57,6 +58,8 @@ export interface LineEditorOptions {
 
 /** Longest escape sequence waited for (a longer one is dropped as garbage). */
 const MAX_ESCAPE = 32;
+/** Lines ↑ can recall (kept in memory only, never written anywhere). */
+const HISTORY = 100;
 /** Narrowest line window kept, whatever the terminal says. */
 const MIN_WINDOW = 8;
 
@@ -94,6 +97,12 @@ export class LineEditor {
   #pending = "";
   /** The last key was CR (a following LF is the same Enter). */
   #afterCR = false;
+  /** Lines entered, oldest first (at most HISTORY; in memory only). */
+  #history: string[] = [];
+  /** Which history line is shown (history.length: the line being typed). */
+  #recalled = 0;
+  /** The line being typed when ↑ was first pressed. */
+  #draft: string[] = [];
 
   /** An empty line; nothing is on the screen until the first output. */
   constructor(options: LineEditorOptions) {
@@ -271,14 +280,41 @@ export class LineEditor {
         if (key === "3") return this.#delete(this.#cursor, this.#cursor + 1);
         return false;
       }
+      case "A":
+        return this.#recall(-1);
+      case "B":
+        return this.#recall(1);
       default:
-        return false; // ↑ ↓ and the rest: no history
+        return false; // the rest: ignored
     }
+  }
+
+  /**
+   * ↑ (`step` -1) / ↓ (+1): the previous / next line entered; past the
+   * newest, the line that was being typed when ↑ was first pressed.
+   */
+  #recall(step: number): boolean {
+    const at = this.#recalled + step;
+    if (at < 0 || at > this.#history.length) return false;
+    if (this.#recalled === this.#history.length) this.#draft = this.#chars;
+    this.#recalled = at;
+    this.#chars = at === this.#history.length
+      ? this.#draft
+      : [...this.#history[at]];
+    this.#cursor = this.#chars.length;
+    return true;
   }
 
   /** Enter: the line is reported and a new empty line starts under it. */
   #enter(events: EditorEvent[]): string {
-    events.push({ type: "line", text: this.text });
+    const text = this.text;
+    events.push({ type: "line", text });
+    if (text.trim() !== "" && this.#history.at(-1) !== text) {
+      this.#history.push(text);
+      if (this.#history.length > HISTORY) this.#history.shift();
+    }
+    this.#recalled = this.#history.length;
+    this.#draft = [];
     this.#chars = [];
     this.#cursor = 0;
     this.#scroll = 0;

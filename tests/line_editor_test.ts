@@ -118,7 +118,7 @@ Deno.test("LineEditor: Backspace, ← →, Home/End, Delete, Ctrl-U/K/W edit at 
   assert.equal(ed.text, "Xello ");
   type("\x15"); // Ctrl-U
   assert.equal(ed.text, "");
-  type("\x1b[A\x1b[B"); // ↑ ↓: no history, ignored
+  type("\x1b[A\x1b[B"); // ↑ ↓ with nothing entered yet: nothing to recall
   assert.equal(ed.text, "");
   assert.deepEqual(events, []);
 });
@@ -240,4 +240,25 @@ Deno.test("LineEditor: the program's last output shows a half-typed line once, m
     "",
   ]);
   assert.equal(ed.text, "");
+});
+
+Deno.test("LineEditor: ↑ ↓ recall the lines entered, then the line being typed; a recalled line is sent as edited", () => {
+  const { ed, events, type } = setup();
+  type("first\rsecond\r\r");
+  type("draft");
+  type("\x1b[A");
+  assert.equal(ed.text, "second");
+  type("\x1b[A\x1b[A"); // past the oldest: stays
+  assert.equal(ed.text, "first");
+  type("\x1b[B");
+  assert.equal(ed.text, "second");
+  type("\x1b[B");
+  assert.equal(ed.text, "draft", "back to what was being typed");
+  type("\x1bOA!\r"); // SS3 ↑, edited, Enter
+  assert.deepEqual(
+    events.map((e) => e.type === "line" ? e.text : e.type),
+    ["first", "second", "", "second!"],
+  );
+  type("\x1b[A");
+  assert.equal(ed.text, "second!");
 });
