@@ -141,6 +141,24 @@ Deno.test("ws codec: writeMaskedFrame builds the same bytes as encodeWsFrame fro
   }
 });
 
+Deno.test("ws codec: a masked frame at any byte offset of the socket's chunk unmasks exactly (word-wise, copied-then-word-wise and byte-wise paths)", () => {
+  for (const len of [15, 16, 17, 126, 4096, 4099]) {
+    const p = crypto.getRandomValues(new Uint8Array(len));
+    const frame = encodeWsFrame(Opcode.BINARY, p, MASK);
+    for (const offset of [0, 1, 2, 3, 5]) {
+      const backing = new Uint8Array(offset + frame.length);
+      backing.set(frame, offset);
+      const s = new WsDecoder("server", 1 << 20);
+      s.push(backing.subarray(offset));
+      assert.deepEqual(
+        all(s),
+        [{ kind: "message", opcode: 2, data: p }],
+        `len ${len}, offset ${offset}`,
+      );
+    }
+  }
+});
+
 Deno.test("ws codec: input split at every byte gives the same events (and the caller may reuse its buffer)", () => {
   const wire = concat(
     encodeWsFrame(Opcode.PING, new Uint8Array([9]), MASK),
