@@ -84,12 +84,14 @@ export const PBKDF2_MAX_ITERATIONS = 10_000_000;
 export const PBKDF2_SALT_LENGTH = 16;
 /** Largest identity key file read (bytes): real ones are under 1 KiB. */
 export const MAX_IDENTITY_FILE_SIZE = 64 * 1024;
-/** Largest known-peers file read (bytes): ~200 bytes per peer, so room for thousands. */
-export const MAX_KNOWN_PEERS_FILE_SIZE = 4 * 1024 * 1024;
+/** Largest known-peers file read (bytes): ~380 bytes per peer, so room for MAX_CONVERSATIONS (100,000) peers and more. */
+export const MAX_KNOWN_PEERS_FILE_SIZE = 64 * 1024 * 1024;
 /** Known-peers file format version written (version 1 is migrated on read). */
 export const KNOWN_PEERS_VERSION = 2;
 /** Longest wait for the known-peers file lock before an update fails (ms). */
 export const KNOWN_PEERS_LOCK_TIMEOUT_MS = 10_000;
+/** Most updates applied in one read-modify-write of the known-peers file (group commit; the rest wait for the next). */
+export const KNOWN_PEERS_BATCH_MAX = 4096;
 /** Longest peer name in the known-peers file (characters). */
 export const MAX_PEER_NAME_LENGTH = 256;
 /** PBKDF2-HMAC-SHA512 iterations of the safety-number half per key (PROTOCOL.md §2.3; ~1.5 ms, one native call). */

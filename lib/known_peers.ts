@@ -67,7 +67,77 @@ const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** The set of known peers; mutate with the methods, persist with {@link KnownPeers.serialize}. */
 export class KnownPeers {
-  #peers = new Map<string, KnownPeer>();
+  // Entries, index arrays and texts are never changed in place (a change
+  // replaces them), so a clone shares them: copying the maps is all it costs.
+  #peers = new Map<string, Readonly<KnownPeer>>();
+  /** Index: relay ID → fingerprints of the entries recorded at it (usually one). */
+  #byRelay = new Map<string, readonly string[]>();
+  /** Entries without a relay ID (migrated from version 1, matched by name). */
+  #unbound = 0;
+  /** Each entry's serialized text, UTF-8 (as in {@link serialize}), dropped when the entry changes. */
+  #text = new Map<string, Uint8Array>();
+  /** The sorted fingerprints, dropped when an entry is added or removed. */
+  #sorted?: readonly string[];
+
+  /** An independent copy (changes to one never show in the other); O(n) map copies, no entry copied. */
+  clone(): KnownPeers {
+    const out = new KnownPeers();
+    out.#peers = new Map(this.#peers);
+    out.#byRelay = new Map(this.#byRelay);
+    out.#unbound = this.#unbound;
+    out.#text = new Map(this.#text);
+    out.#sorted = this.#sorted;
+    return out;
+  }
+
+  /** Number of known peers. */
+  get size(): number {
+    return this.#peers.size;
+  }
+
+  /** Adds or replaces the entry of `p.fingerprint` (an existing one keeps its place), keeping the indexes. */
+  #put(p: KnownPeer): void {
+    const old = this.#peers.get(p.fingerprint);
+    if (old) this.#unindex(old);
+    else if (this.#sorted) {
+      const s = this.#sorted;
+      this.#sorted = s.toSpliced(
+        lowerBound(s, p.fingerprint),
+        0,
+        p.fingerprint,
+      );
+    }
+    this.#peers.set(p.fingerprint, p);
+    this.#text.delete(p.fingerprint);
+    this.#index(p);
+  }
+
+  #delete(fp: string): boolean {
+    const old = this.#peers.get(fp);
+    if (!old) return false;
+    this.#unindex(old);
+    this.#peers.delete(fp);
+    this.#text.delete(fp);
+    if (this.#sorted) {
+      this.#sorted = this.#sorted.toSpliced(lowerBound(this.#sorted, fp), 1);
+    }
+    return true;
+  }
+
+  #index(p: Readonly<KnownPeer>): void {
+    if (p.relayId === undefined) return void this.#unbound++;
+    const fps = this.#byRelay.get(p.relayId) ?? [];
+    this.#byRelay.set(p.relayId, [...fps, p.fingerprint]);
+  }
+
+  #unindex(p: Readonly<KnownPeer>): void {
+    if (p.relayId === undefined) return void this.#unbound--;
+    const fps = this.#byRelay.get(p.relayId)?.filter((f) =>
+      f !== p.fingerprint
+    );
+    if (fps?.length) this.#byRelay.set(p.relayId, fps);
+    else this.#byRelay.delete(p.relayId);
+  }
 
   /** Parses a known-peers file (version 2, or version 1 migrated); errors are `bad-known-peers` naming `source`. */
   static parse(json: string, source: string): KnownPeers {
@@ -124,7 +194,7 @@ export class KnownPeers {
         throw fail(`${where}: "verified" is not a boolean`);
       }
       const prior = out.#peers.get(fingerprint);
-      out.#peers.set(fingerprint, {
+      out.#put({
         fingerprint,
         ...(relayId === undefined ? {} : { relayId: relayId as string }),
         ...(name === undefined ? {} : { name: name as string }),
@@ -139,20 +209,61 @@ export class KnownPeers {
 
   /** The file contents, version 2 (stable order: fingerprints sorted). */
   serialize(): string {
-    const peers: Record<string, KnownPeer> = {};
-    for (const fp of this.fingerprints()) {
-      peers[fp] = { ...this.#peers.get(fp)! };
+    return UTF8_DECODER.decode(this.serializeBytes());
+  }
+
+  /**
+   * {@link serialize} as UTF-8 bytes, assembled from each entry's cached
+   * text: only entries changed since the last call are stringified, so a
+   * write after a few changes costs copying the bytes, not O(n) JSON work.
+   */
+  serializeBytes(): Uint8Array {
+    // Exactly JSON.stringify({ version, peers }, null, 2) + "\n".
+    if (this.#peers.size === 0) {
+      return UTF8_ENCODER.encode(
+        JSON.stringify({ version: KNOWN_PEERS_VERSION, peers: {} }, null, 2) +
+          "\n",
+      );
     }
-    return JSON.stringify(
-      { version: KNOWN_PEERS_VERSION, peers },
-      null,
-      2,
-    ) + "\n";
+    const parts = this.#sortedFingerprints().map((fp) => {
+      let t = this.#text.get(fp);
+      if (t === undefined) {
+        const json = JSON.stringify(this.#peers.get(fp), null, 2);
+        t = UTF8_ENCODER.encode(
+          `    ${JSON.stringify(fp)}: ${json.replaceAll("\n", "\n    ")}`,
+        );
+        this.#text.set(fp, t);
+      }
+      return t;
+    });
+    const head = UTF8_ENCODER.encode(
+      `{\n  "version": ${KNOWN_PEERS_VERSION},\n  "peers": {\n`,
+    );
+    const tail = UTF8_ENCODER.encode("\n  }\n}\n");
+    let size = head.length + tail.length + 2 * (parts.length - 1);
+    for (const t of parts) size += t.length;
+    const out = new Uint8Array(size);
+    out.set(head);
+    let off = head.length;
+    for (let i = 0; i < parts.length; i++) {
+      if (i > 0) {
+        out[off++] = 0x2c; // ","
+        out[off++] = 0x0a; // "\n"
+      }
+      out.set(parts[i], off);
+      off += parts[i].length;
+    }
+    out.set(tail, off);
+    return out;
   }
 
   /** Fingerprints of all known peers, sorted. */
   fingerprints(): string[] {
-    return [...this.#peers.keys()].sort();
+    return [...this.#sortedFingerprints()];
+  }
+
+  #sortedFingerprints(): readonly string[] {
+    return this.#sorted ??= [...this.#peers.keys()].sort();
   }
 
   /** A copy of the entry for `fingerprint`, if any. */
@@ -171,15 +282,22 @@ export class KnownPeers {
   }
 
   #find(peer: PeerRef): KnownPeer | undefined {
-    let byName: KnownPeer | undefined;
-    for (const p of this.#peers.values()) {
-      if (peer.relayId !== undefined && p.relayId === peer.relayId) return p;
-      if (
-        byName === undefined && peer.name !== undefined &&
-        p.relayId === undefined && p.name === peer.name
-      ) byName = p;
+    // From the indexes: the entry at the relay ID (the first in insertion
+    // order should several share it), else the first unbound one by name.
+    const fps = peer.relayId === undefined
+      ? undefined
+      : this.#byRelay.get(peer.relayId);
+    if (fps?.length === 1) return this.#peers.get(fps[0]);
+    if (fps) {
+      for (const p of this.#peers.values()) {
+        if (fps.includes(p.fingerprint)) return p;
+      }
     }
-    return byName;
+    if (peer.name === undefined || this.#unbound === 0) return undefined;
+    for (const p of this.#peers.values()) {
+      if (p.relayId === undefined && p.name === peer.name) return p;
+    }
+    return undefined;
   }
 
   /** Compares the key `fingerprint` presented by `peer` with what is recorded; changes nothing. */
@@ -205,7 +323,7 @@ export class KnownPeers {
     const at = new Date(now).toISOString();
     switch (result.status) {
       case "new":
-        this.#peers.set(fp, {
+        this.#put({
           fingerprint: fp,
           ...(peer.relayId === undefined ? {} : { relayId: peer.relayId }),
           ...(peer.name === undefined ? {} : { name: peer.name }),
@@ -217,10 +335,10 @@ export class KnownPeers {
       case "changed":
         throw identityChanged(peer, result.previous!, fp);
       default: {
-        const p = this.#peers.get(fp)!;
-        p.lastSeen = at;
+        const p = { ...this.#peers.get(fp)!, lastSeen: at };
         if (peer.relayId !== undefined) p.relayId = peer.relayId;
         if (p.name === undefined && peer.name !== undefined) p.name = peer.name;
+        this.#put(p);
       }
     }
     return result;
@@ -232,7 +350,7 @@ export class KnownPeers {
     if (p === undefined) {
       throw new RangeError(`no known peer with fingerprint ${fingerprint}`);
     }
-    p.verified = true;
+    this.#put({ ...p, verified: true });
   }
 
   /**
@@ -244,9 +362,9 @@ export class KnownPeers {
     const fp = normalize(fingerprint);
     checkRef(peer);
     const old = this.#find(peer);
-    if (old && old.fingerprint !== fp) this.#peers.delete(old.fingerprint);
+    if (old && old.fingerprint !== fp) this.#delete(old.fingerprint);
     const at = new Date(now).toISOString();
-    this.#peers.set(fp, {
+    this.#put({
       fingerprint: fp,
       ...(peer.relayId === undefined ? {} : { relayId: peer.relayId }),
       ...(peer.name ?? old?.name) === undefined
@@ -260,7 +378,7 @@ export class KnownPeers {
 
   /** Forgets the peer with `fingerprint`; returns whether it was known. */
   remove(fingerprint: string): boolean {
-    return this.#peers.delete(normalize(fingerprint));
+    return this.#delete(normalize(fingerprint));
   }
 }
 
@@ -316,6 +434,21 @@ function checkName(name: string): string | undefined {
   }
   if (CONTROL_RE.test(name)) return "contains control characters";
   return undefined;
+}
+
+const UTF8_ENCODER = new TextEncoder();
+const UTF8_DECODER = new TextDecoder();
+
+/** Index of the first element of sorted `a` that is ≥ `x`. */
+function lowerBound(a: readonly string[], x: string): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -182,3 +182,66 @@ Deno.test("bad inputs to record/retrust are refused", () => {
   assert.throws(() => peers.check(A, "zz"), RangeError);
   assert.deepEqual(peers.fingerprints(), []);
 });
+
+Deno.test("serialize is exactly JSON.stringify(…, null, 2) of the sorted set after any mix of changes; a clone is independent", () => {
+  const v1 = JSON.stringify({
+    version: 1,
+    peers: {
+      "old name": {
+        fingerprint: FP3,
+        firstSeen: new Date(T0).toISOString(),
+        lastSeen: new Date(T0).toISOString(),
+        verified: false,
+      },
+    },
+  });
+  const peers = KnownPeers.parse(v1, "v1");
+  const reference = (p: KnownPeers) => {
+    const all: Record<string, unknown> = {};
+    for (const fp of p.fingerprints()) all[fp] = p.get(fp);
+    return JSON.stringify({ version: 2, peers: all }, null, 2) + "\n";
+  };
+  assert.equal(peers.serialize(), reference(peers));
+  peers.record(A, FP2, T0);
+  peers.record({ relayId: ID_B, name: 'Zoë \u{1f3e6} "bank"' }, FP1, T1);
+  assert.equal(peers.serialize(), reference(peers));
+  const copy = peers.clone();
+  // The migrated entry gains a relay ID (a key added last); another is verified, one re-trusted.
+  copy.record({ relayId: "c".repeat(26), name: "old name" }, FP3, T2);
+  copy.markVerified(FP2);
+  copy.retrust(B, "44".repeat(32), T2);
+  assert.equal(copy.serialize(), reference(copy));
+  assert.deepEqual(Object.keys(copy.get(FP3)!).at(-1), "relayId");
+  assert.deepEqual(copy.check(B, FP1), {
+    status: "changed",
+    previous: "44".repeat(32),
+  });
+  // The original saw none of it.
+  assert.equal(peers.serialize(), reference(peers));
+  assert.equal(peers.get(FP2)!.verified, false);
+  assert.equal(peers.get(FP3)!.relayId, undefined);
+  assert.deepEqual(peers.check(B, FP1), { status: "known" });
+  assert.equal(peers.size, 3);
+  assert.ok(copy.remove(FP2));
+  assert.equal(copy.serialize(), reference(copy));
+  assert.deepEqual(copy.check(A, FP2), { status: "new" });
+  assert.deepEqual(
+    KnownPeers.parse(copy.serialize(), "x").fingerprints(),
+    copy.fingerprints(),
+  );
+  assert.equal(new KnownPeers().serialize(), reference(new KnownPeers()));
+});
+
+Deno.test("the relay-ID index: a key seen again at another relay ID moves its binding; the old ID is then new", () => {
+  const peers = new KnownPeers();
+  peers.record(A, FP1, T0);
+  peers.record(B, FP1, T1); // same key, now at ID_B
+  assert.deepEqual(peers.check(A, FP2), { status: "new" });
+  assert.deepEqual(peers.check(B, FP2), { status: "changed", previous: FP1 });
+  peers.record(A, FP2, T1);
+  peers.record(A, FP1, T2); // FP1 back at ID_A, where FP2 also is: the first recorded wins
+  assert.deepEqual(peers.check(A, FP3), { status: "changed", previous: FP1 });
+  assert.ok(peers.remove(FP1));
+  assert.deepEqual(peers.check(A, FP3), { status: "changed", previous: FP2 });
+  assert.deepEqual(peers.check(B, FP3), { status: "new" });
+});

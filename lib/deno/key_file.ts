@@ -150,14 +150,35 @@ export async function loadOrCreateIdentity(
 
 /** Loads the known-peers file at `path`; an absent file is an empty set. */
 export async function loadKnownPeers(path: string): Promise<KnownPeers> {
-  const text = await readChecked(
+  const bytes = await readKnownPeersFile(path);
+  return bytes === undefined
+    ? new KnownPeers()
+    : parseKnownPeersFile(bytes, path);
+}
+
+/**
+ * The known-peers file's bytes after the checks of {@link loadKnownPeers}
+ * (regular file, not writable by group or others, size limit); undefined
+ * when it does not exist.
+ */
+export function readKnownPeersFile(
+  path: string,
+): Promise<Uint8Array | undefined> {
+  return readCheckedBytes(
     path,
     PEERS_FORBIDDEN_BITS,
     MAX_KNOWN_PEERS_FILE_SIZE,
     "bad-known-peers",
     "group or others can write it, so they could make us trust their key",
   );
-  return text === undefined ? new KnownPeers() : KnownPeers.parse(text, path);
+}
+
+/** Parses the bytes of the known-peers file at `path` (strict UTF-8, then {@link KnownPeers.parse}). */
+export function parseKnownPeersFile(
+  bytes: Uint8Array,
+  path: string,
+): KnownPeers {
+  return KnownPeers.parse(decodeChecked(bytes, path, "bad-known-peers"), path);
 }
 
 /** Saves `peers` to `path` atomically with mode 0600. */
@@ -177,6 +198,36 @@ async function readChecked(
   code: "bad-key-file" | "bad-known-peers",
   why: string,
 ): Promise<string | undefined> {
+  const bytes = await readCheckedBytes(path, forbidden, maxSize, code, why);
+  if (bytes === undefined) return undefined;
+  try {
+    return decodeChecked(bytes, path, code);
+  } finally {
+    bytes.fill(0);
+  }
+}
+
+/** Strict UTF-8 decoding; invalid text is a `code` error naming `path`. */
+function decodeChecked(
+  bytes: Uint8Array,
+  path: string,
+  code: "bad-key-file" | "bad-known-peers",
+): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ProtocolError(code, `${path}: not valid UTF-8 text`);
+  }
+}
+
+/** {@link readChecked} without the decoding: the file's bytes (the caller clears them if secret). */
+async function readCheckedBytes(
+  path: string,
+  forbidden: number,
+  maxSize: number,
+  code: "bad-key-file" | "bad-known-peers",
+  why: string,
+): Promise<Uint8Array | undefined> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -203,35 +254,36 @@ async function readChecked(
         `${path}: file is ${info.size} bytes, larger than the ${maxSize} allowed`,
       );
     }
-    const chunks: Uint8Array[] = [];
+    // Room for the whole file in one read (a known-peers file may be MBs), one byte more to see its end.
+    const buf = new Uint8Array(
+      Math.min(maxSize, Math.max(16 * 1024, info.size)) + 1,
+    );
     let total = 0;
-    const buf = new Uint8Array(16 * 1024);
-    for (;;) {
-      const n = await file.read(buf);
-      if (n === null) break;
-      total += n;
-      if (total > maxSize) {
-        throw new ProtocolError(
-          code,
-          `${path}: file is larger than the ${maxSize} bytes allowed`,
-        );
-      }
-      chunks.push(buf.slice(0, n));
-    }
-    const bytes = new Uint8Array(total);
-    let off = 0;
-    for (const c of chunks) {
-      bytes.set(c, off);
-      off += c.length;
-    }
+    const chunks: Uint8Array[] = [];
     try {
-      return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-    } catch {
-      throw new ProtocolError(code, `${path}: not valid UTF-8 text`);
+      for (;;) {
+        const n = await file.read(buf);
+        if (n === null) break;
+        total += n;
+        if (total > maxSize) {
+          throw new ProtocolError(
+            code,
+            `${path}: file is larger than the ${maxSize} bytes allowed`,
+          );
+        }
+        chunks.push(buf.slice(0, n));
+      }
+      if (chunks.length === 1) return chunks.pop()!;
+      const bytes = new Uint8Array(total);
+      let off = 0;
+      for (const c of chunks) {
+        bytes.set(c, off);
+        off += c.length;
+      }
+      return bytes;
     } finally {
-      bytes.fill(0);
-      for (const c of chunks) c.fill(0);
       buf.fill(0);
+      for (const c of chunks) c.fill(0);
     }
   } finally {
     file.close();
