@@ -44,13 +44,10 @@ Deno.test("pinned client refuses a relay certified by another CA that DENO_CERT 
         "--wait",
         "1",
       ];
+      const customer = (...args: string[]) =>
+        new ClientProc("customer", [...base, ...args], dir, env);
       // Control: without a pin, DENO_CERT makes Deno trust the other CA.
-      const unpinned = new ClientProc(
-        "customer",
-        [...base, "--ca", pinned.caPath],
-        dir,
-        env,
-      );
+      const unpinned = customer("--ca", pinned.caPath);
       const ready = await unpinned.waitFor(
         (e) => e.type === "ready",
         "unpinned connects",
@@ -59,12 +56,7 @@ Deno.test("pinned client refuses a relay certified by another CA that DENO_CERT 
       assert.equal(await unpinned.exit(), 6);
 
       // Pinned via --pin: refused at TLS, exit 3.
-      const viaPin = new ClientProc(
-        "customer",
-        [...base, "--ca", pinned.caPath, "--pin", pin],
-        dir,
-        env,
-      );
+      const viaPin = customer("--ca", pinned.caPath, "--pin", pin);
       assert.equal(await viaPin.exit(), 3);
       const err = viaPin.events.find((e) => e.type === "error")!;
       assert.equal(err.code, "tls");
@@ -90,12 +82,7 @@ Deno.test("pinned client refuses a relay certified by another CA that DENO_CERT 
       assert.equal(await viaAddress.exit(), 3);
 
       // A --ca file that is not the pinned CA: refused before connecting.
-      const mismatch = new ClientProc(
-        "customer",
-        [...base, "--ca", other.caPath, "--pin", pin],
-        dir,
-        env,
-      );
+      const mismatch = customer("--ca", other.caPath, "--pin", pin);
       assert.equal(await mismatch.exit(), 3);
       assert.match(
         mismatch.events.find((e) => e.type === "error")!.message,
@@ -103,12 +90,7 @@ Deno.test("pinned client refuses a relay certified by another CA that DENO_CERT 
       );
 
       // Pinned to the relay's real CA: works (the pinned transport itself is sound).
-      const good = new ClientProc(
-        "customer",
-        [...base, "--ca", other.caPath, "--pin", otherPin],
-        dir,
-        env,
-      );
+      const good = customer("--ca", other.caPath, "--pin", otherPin);
       await good.waitFor((e) => e.type === "ready", "pinned to the right CA");
       assert.equal(await good.exit(), 6);
     } finally {
