@@ -34,6 +34,7 @@ import {
   hexKeys,
   INITIATOR_ID,
   type KeysVector,
+  type MessageChain,
   type RecordVector,
   refAckBody,
   refChainSignatureInput,
@@ -53,20 +54,8 @@ import {
 
 // ── Vector file shapes ──────────────────────────────────────────────────────
 
-/** Where a reliable record sits in its sender's chain (hex). */
-export interface ChainLink {
-  senderRole: "initiator" | "responder";
-  /** H_{s−1}. */
-  prev: string;
-  /** H_{s−1} ‖ u64(s) ‖ u8(innerType) ‖ u32(bodyLen) ‖ body. */
-  stepInput: string;
-  /** H_s = SHA-256(stepInput). */
-  head: string;
-  /** Signed records: the exact chain-signature input over H_s. */
-  signatureInput?: string;
-  /** Signed records: one recorded P1363 signature (verify, do not compare). */
-  signature?: string;
-}
+/** Where a reliable record sits in its sender's chain (hex): the fields of a coalesced message's {@link MessageChain}. */
+export type ChainLink = MessageChain;
 
 /** The signed rekey share in a REKEY_INIT / REKEY_RESP body (hex). */
 export interface RekeyShare {
