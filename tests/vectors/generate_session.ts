@@ -1012,6 +1012,17 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
   };
 
   // ── fail vectors, all i2r at epoch 0, received by the responder
+  /** The two outcomes most fail vectors share: a forgery dropped and counted, an authenticated violation that ends the session. */
+  const FORGED: FailExpectation = {
+    record: "decrypt-failed",
+    session: "dropped",
+    stat: "forgeries",
+  };
+  const MALFORMED: FailExpectation = {
+    record: "malformed",
+    session: "failed",
+    error: "malformed",
+  };
   const p1 = h(rec1.packet);
   const header1 = h(rec1.header);
   const nonce1 = h(rec1.nonce);
@@ -1026,11 +1037,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
       description:
         "data_seq1 with the last tag bit flipped: the AEAD tag does not verify; a relay could do this, so the packet is dropped and counted, the session goes on.",
       packet: p.toHex(),
-      expected: {
-        record: "decrypt-failed",
-        session: "dropped",
-        stat: "forgeries",
-      },
+      expected: FORGED,
     };
   }
   {
@@ -1041,11 +1048,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
       description:
         "data_seq1 sealed with the relay IDs swapped in the AAD (senderId = responder, recipientId = initiator): the receiver's AAD differs, the tag does not verify; dropped and counted.",
       packet: p.toHex(),
-      expected: {
-        record: "decrypt-failed",
-        session: "dropped",
-        stat: "forgeries",
-      },
+      expected: FORGED,
     };
   }
   {
@@ -1056,7 +1059,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
         "data_seq1 whose last padding byte is 0x01, correctly sealed: authenticates, then strict inner decoding fails; an authenticated violation ends the session.",
       packet: (await sealInner(inner)).toHex(),
       innerPlaintext: inner.toHex(),
-      expected: { record: "malformed", session: "failed", error: "malformed" },
+      expected: MALFORMED,
     };
   }
   {
@@ -1066,7 +1069,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
         "data_seq1 padded to the 512-byte bucket (460-byte plaintext) although it fits the 256-byte one: authenticates, then fails strict decoding; ends the session.",
       packet: (await sealInner(inner)).toHex(),
       innerPlaintext: inner.toHex(),
-      expected: { record: "malformed", session: "failed", error: "malformed" },
+      expected: MALFORMED,
     };
   }
   {
@@ -1087,11 +1090,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
         }-byte body) ${why}: authenticates, then fails strict decoding; ends the session.`,
         packet: (await sealInner(inner)).toHex(),
         innerPlaintext: inner.toHex(),
-        expected: {
-          record: "malformed",
-          session: "failed",
-          error: "malformed",
-        },
+        expected: MALFORMED,
       };
     };
     await padded(
@@ -1112,7 +1111,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
         "data_seq1 with flags = 0x02 (an undefined bit): authenticates, then fails strict decoding; ends the session.",
       packet: (await sealInner(inner)).toHex(),
       innerPlaintext: inner.toHex(),
-      expected: { record: "malformed", session: "failed", error: "malformed" },
+      expected: MALFORMED,
     };
   }
   fails.truncated_header = {
@@ -1125,11 +1124,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
     description:
       "data_seq1 without its last 16 bytes (ciphertext cut): the tag does not verify; dropped and counted.",
     packet: p1.slice(0, p1.length - 16).toHex(),
-    expected: {
-      record: "decrypt-failed",
-      session: "dropped",
-      stat: "forgeries",
-    },
+    expected: FORGED,
   };
   {
     const p = p1.slice();
@@ -1170,7 +1165,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
       description,
       packet: (await sealInner(inner)).toHex(),
       innerPlaintext: inner.toHex(),
-      expected: { record: "malformed", session: "failed", error: "malformed" },
+      expected: MALFORMED,
     };
   };
   const data1: RefMessage = { type: 1, seq: 1n, body: body1 };
@@ -1352,11 +1347,7 @@ async function generate(dir: URL, fresh: boolean): Promise<void> {
           `A record (i2r, counter 0) holding ${f.why}; correctly sealed, so it authenticates, then fails strict decoding (§2.2.3); ends the session. The same record with the rule kept is "${c.name}" of good_record_body_lengths.json.`,
         packet: (await sealInner(bad)).toHex(),
         innerPlaintext: bad.toHex(),
-        expected: {
-          record: "malformed",
-          session: "failed",
-          error: "malformed",
-        },
+        expected: MALFORMED,
       };
     }
   }
