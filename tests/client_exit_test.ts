@@ -7,7 +7,12 @@
 
 import assert from "node:assert/strict";
 import { startTestRelay } from "./helpers/relay_fixture.ts";
-import { ClientProc, type Ev } from "./helpers/client_proc.ts";
+import {
+  bankTo,
+  ClientProc,
+  customerIn,
+  type Ev,
+} from "./helpers/client_proc.ts";
 
 const isType = (t: string) => (e: Ev) => e.type === t;
 
@@ -28,11 +33,7 @@ Deno.test("SIGTERM while messages wait for a peer: closed event naming them, exi
   const dir = await Deno.makeTempDir({ prefix: "client-exit-" });
   const ca = `${relay.certsDir}/ca.pem`;
   const grants = `${dir},${relay.certsDir}`;
-  const waiting = new ClientProc("customer", [
-    ...common(relay.url, ca),
-    "--keys",
-    `${dir}/c`,
-  ], grants);
+  const waiting = customerIn(dir, common(relay.url, ca), grants);
   const idle = new ClientProc("bank", [
     ...common(relay.url, ca),
     "--keys",
@@ -72,21 +73,11 @@ async function withPair(
   const dir = await Deno.makeTempDir({ prefix: "client-exit-" });
   const ca = `${relay.certsDir}/ca.pem`;
   const grants = `${dir},${relay.certsDir}`;
-  const customer = new ClientProc("customer", [
-    ...common(relay.url, ca),
-    "--keys",
-    `${dir}/c`,
-  ], grants);
+  const customer = customerIn(dir, common(relay.url, ca), grants);
   let bank: ClientProc | undefined;
   try {
     const ready = await customer.waitFor(isType("ready"), "ready");
-    bank = new ClientProc("bank", [
-      ...common(relay.url, ca),
-      "--keys",
-      `${dir}/b`,
-      "--peer",
-      ready.address,
-    ], grants);
+    bank = bankTo(ready.address, dir, common(relay.url, ca), grants);
     await body(customer, bank);
   } finally {
     await bank?.dispose();

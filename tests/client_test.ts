@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import { startTestRelay, testCerts } from "./helpers/relay_fixture.ts";
 import { parseSessionId } from "../lib/registration.ts";
 import {
+  bankTo,
   ClientProc,
+  customerIn,
   type Ev,
   flagsWithDir,
   freePort,
@@ -43,25 +45,9 @@ async function pair(
     "--wait",
     "20",
   ];
-  const customer = new ClientProc("customer", [
-    ...common,
-    "--keys",
-    `${dir}/c`,
-    ...(extra.customer ?? []),
-  ], grants);
+  const customer = customerIn(dir, common, grants, extra.customer);
   const ready = await customer.waitFor(isType("ready"), "customer ready");
-  const bank = new ClientProc(
-    "bank",
-    [
-      ...common,
-      "--keys",
-      `${dir}/b`,
-      "--peer",
-      ready.address,
-      ...(extra.bank ?? []),
-    ],
-    grants,
-  );
+  const bank = bankTo(ready.address, dir, common, grants, extra.bank);
   return { customer, bank, address: ready.address };
 }
 
@@ -824,13 +810,7 @@ Deno.test("a waiting customer ignores a stranger's bad handshake and still serve
       "notice about the bad handshake",
     );
     assert.deepEqual(customer.events.filter(isType("closed")), []);
-    bank = new ClientProc("bank", [
-      ...common,
-      "--keys",
-      `${dir}/b`,
-      "--peer",
-      ready.address,
-    ], grants);
+    bank = bankTo(ready.address, dir, common, grants);
     await Promise.all([
       bank.waitFor(isType("secure"), "bank secure"),
       customer.waitFor(isType("secure"), "customer secure"),

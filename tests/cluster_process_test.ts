@@ -6,7 +6,13 @@
  */
 
 import assert from "node:assert/strict";
-import { ClientProc, type Ev, freePort } from "./helpers/client_proc.ts";
+import {
+  bankTo,
+  ClientProc,
+  customerIn,
+  type Ev,
+  freePort,
+} from "./helpers/client_proc.ts";
 import { HaproxyProc, NodeProc } from "./helpers/cluster_procs.ts";
 import { RedisProc } from "./helpers/redis_proc.ts";
 import { waitFor } from "./helpers/relay_fixture.ts";
@@ -75,20 +81,10 @@ Deno.test("cluster via HAProxy: bank and customer on different nodes talk both w
       "--wait",
       "20",
     ];
-    const customer = new ClientProc("customer", [
-      ...common,
-      "--keys",
-      `${dir}/c`,
-    ], dir);
+    const customer = customerIn(dir, common, dir);
     clients.push(customer);
     const ready = await customer.waitFor(isType("ready"), "customer ready");
-    const bank = new ClientProc("bank", [
-      ...common,
-      "--keys",
-      `${dir}/b`,
-      "--peer",
-      ready.address,
-    ], dir);
+    const bank = bankTo(ready.address, dir, common, dir);
     clients.push(bank);
     await Promise.all([
       bank.waitFor(isType("secure"), "bank secure"),

@@ -9,7 +9,12 @@
  */
 
 import assert from "node:assert/strict";
-import { ClientProc, type Ev } from "./helpers/client_proc.ts";
+import {
+  bankTo,
+  type ClientProc,
+  customerIn,
+  type Ev,
+} from "./helpers/client_proc.ts";
 import { type Captured, MitmRelay } from "./helpers/mitm_relay.ts";
 import { parseSessionId } from "../lib/registration.ts";
 import { waitFor as waitUntil } from "./helpers/relay_fixture.ts";
@@ -38,49 +43,30 @@ interface Extra {
   dir?: string;
 }
 
-/**
- * A client process through `relay` with its keys in `dir`, no cover traffic
- * and a 20 s wait; `args` (the bank's `--peer`) stand after `--keys`, `extra`
- * last.
- */
-function clientProc(
-  role: "customer" | "bank",
-  relay: MitmRelay,
-  dir: string,
-  args: string[],
-  extra: string[] = [],
-): ClientProc {
+/** The flags and grants of a client through `relay` (keys under `dir`). */
+function through(relay: MitmRelay, dir: string) {
   const caDir = relay.caFile.slice(0, relay.caFile.lastIndexOf("/"));
-  return new ClientProc(role, [
-    "--json",
-    "--relay",
-    relay.url,
-    "--ca",
-    relay.caFile,
-    "--keys",
-    `${dir}/${role === "customer" ? "c" : "b"}`,
-    ...args,
-    "--cover-rate",
-    "0",
-    "--wait",
-    "20",
-    ...extra,
-  ], `${dir},${caDir}`);
+  const common = ["--json", "--relay", relay.url, "--ca", relay.caFile];
+  return { common, grants: `${dir},${caDir}` };
 }
+
+/** No cover traffic, a 20 s wait, then what the test adds. */
+const quiet = (extra: string[] = []) => [
+  "--cover-rate",
+  "0",
+  "--wait",
+  "20",
+  ...extra,
+];
 
 /** Customer waits, bank contacts it; both through `relay`, no cover traffic unless asked. */
 async function clients(relay: MitmRelay, extra: Extra = {}): Promise<Pair> {
   const dir = extra.dir ??
     await Deno.makeTempDir({ prefix: "mitm-test-" });
-  const customer = clientProc("customer", relay, dir, [], extra.customer);
+  const { common, grants } = through(relay, dir);
+  const customer = customerIn(dir, common, grants, quiet(extra.customer));
   const ready = await customer.waitFor(isType("ready"), "customer ready");
-  const bank = clientProc(
-    "bank",
-    relay,
-    dir,
-    ["--peer", ready.address],
-    extra.bank,
-  );
+  const bank = bankTo(ready.address, dir, common, grants, quiet(extra.bank));
   const b = await bank.waitFor(isType("ready"), "bank ready");
   return {
     customer,
@@ -458,7 +444,8 @@ Deno.test("honest restart still works: the bank restarts with the same keys, the
     await first.bank.exit();
     const address =
       (await first.customer.waitFor(isType("ready"), "ready")).address;
-    const bank = clientProc("bank", relay, first.dir, ["--peer", address]);
+    const { common, grants } = through(relay, first.dir);
+    const bank = bankTo(address, first.dir, common, grants, quiet());
     const p = track({ ...first, bank });
     await bank.waitFor(isType("secure"), "restarted bank secure");
     await p.customer.waitCount(isType("secure"), 2, "customer second session");

@@ -10,7 +10,13 @@
  */
 
 import assert from "node:assert/strict";
-import { ClientProc, type Ev, freePort } from "./helpers/client_proc.ts";
+import {
+  bankTo,
+  ClientProc,
+  customerIn,
+  type Ev,
+  freePort,
+} from "./helpers/client_proc.ts";
 import { testCerts } from "./helpers/relay_fixture.ts";
 import { spawnRelay } from "./helpers/relay_process.ts";
 import { certificateFingerprint } from "../lib/x509.ts";
@@ -159,22 +165,12 @@ Deno.test("relay behind nginx on another port: --public-origin makes registratio
         `wss://localhost:${nginx.port}`,
       ],
     });
-    const customer = new ClientProc("customer", [
-      ...common,
-      "--keys",
-      `${dir}/c`,
-    ], grants);
+    const customer = customerIn(dir, common, grants);
     let bank: ClientProc | undefined;
     try {
       const ready = await customer.waitFor(isType("ready"), "customer ready");
       assert.ok(ready.address.startsWith(`${publicUrl}#`), ready.address);
-      bank = new ClientProc("bank", [
-        ...common,
-        "--keys",
-        `${dir}/b`,
-        "--peer",
-        ready.address,
-      ], grants);
+      bank = bankTo(ready.address, dir, common, grants);
       const [sb, sc] = await Promise.all([
         bank.waitFor(isType("secure"), "bank secure"),
         customer.waitFor(isType("secure"), "customer secure"),

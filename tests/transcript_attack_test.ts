@@ -11,7 +11,9 @@
  */
 import assert from "node:assert/strict";
 import {
+  bankTo,
   ClientProc,
+  customerIn,
   type Ev,
   flagsWithDir,
   ROOT,
@@ -45,14 +47,11 @@ Deno.test("withheld ACKs after a payment approval force a re-handshake: both tra
     "payment",
   ];
   let bank: ClientProc | undefined;
-  const customer = new ClientProc("customer", [
-    ...common,
-    "--keys",
-    `${dir}/c`,
+  const customer = customerIn(dir, common, grants, [
     "--approve",
     "--transcript",
     `${dir}/customer.jsonl`,
-  ], grants);
+  ]);
   try {
     const ready = await customer.waitFor(
       isType("ready"),
@@ -89,15 +88,10 @@ Deno.test("withheld ACKs after a payment approval force a re-handshake: both tra
       }
       return undefined;
     };
-    bank = new ClientProc("bank", [
-      ...common,
-      "--keys",
-      `${dir}/b`,
-      "--peer",
-      ready.address,
+    bank = bankTo(ready.address, dir, common, grants, [
       "--transcript",
       `${dir}/bank.jsonl`,
-    ], grants);
+    ]);
     await customer.end();
     await bank.end();
     const [b, c] = await Promise.all([

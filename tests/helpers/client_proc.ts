@@ -193,6 +193,39 @@ export class ClientProc {
   }
 }
 
+/** A waiting customer: the `common` flags (relay, CA, …), its keys in `dir`/c, then `extra`. */
+export function customerIn(
+  dir: string,
+  common: string[],
+  grants: string,
+  extra: string[] = [],
+): ClientProc {
+  return new ClientProc("customer", [
+    ...common,
+    "--keys",
+    `${dir}/c`,
+    ...extra,
+  ], grants);
+}
+
+/** The bank contacting `address`: the `common` flags, its keys in `dir`/b, then `extra`. */
+export function bankTo(
+  address: string,
+  dir: string,
+  common: string[],
+  grants: string,
+  extra: string[] = [],
+): ClientProc {
+  return new ClientProc("bank", [
+    ...common,
+    "--keys",
+    `${dir}/b`,
+    "--peer",
+    address,
+    ...extra,
+  ], grants);
+}
+
 /** A free TCP port on 127.0.0.1 (closed again at once). */
 export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
