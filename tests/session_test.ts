@@ -215,20 +215,21 @@ Deno.test("counter exhaustion: refused before any counter is reused", async () =
   assert.deepEqual(await a.poll(10_000), []);
 });
 
+/**
+ * A fresh `a` has the whole window: one message over it is refused
+ * (window-full), then exactly FLOW_WINDOW empty ones go out. Their packets.
+ */
+async function fillWindow(a: Session): Promise<Bytes[]> {
+  const empty = (n: number) =>
+    Array.from({ length: n }, () => new Uint8Array(0));
+  assert.equal(a.sendCapacity(), FLOW_WINDOW);
+  await rejectsWith(a.sendMany(empty(FLOW_WINDOW + 1), 0), "window-full");
+  return await a.sendMany(empty(FLOW_WINDOW), 0);
+}
+
 Deno.test("flow control: window-full until the peer acknowledges", async () => {
   const { a, b } = await pair();
-  assert.equal(a.sendCapacity(), FLOW_WINDOW);
-  await rejectsWith(
-    a.sendMany(
-      Array.from({ length: FLOW_WINDOW + 1 }, () => new Uint8Array(0)),
-      0,
-    ),
-    "window-full",
-  );
-  const packets = await a.sendMany(
-    Array.from({ length: FLOW_WINDOW }, () => new Uint8Array(0)),
-    0,
-  );
+  const packets = await fillWindow(a);
   assert.equal(a.sendCapacity(), 0);
   await rejectsWith(a.send(new Uint8Array(0), 0), "window-full");
   const ev = await exchange(a, b, packets, 0); // b acks every 32 at once
@@ -797,18 +798,7 @@ Deno.test("coalescing: a lost record holds back its messages only; retransmissio
 
 Deno.test("coalescing: flow control counts messages as well as records", async () => {
   const { a, b } = await pair({ coalesce: true });
-  assert.equal(a.sendCapacity(), FLOW_WINDOW);
-  await rejectsWith(
-    a.sendMany(
-      Array.from({ length: FLOW_WINDOW + 1 }, () => new Uint8Array(0)),
-      0,
-    ),
-    "window-full",
-  );
-  const packets = await a.sendMany(
-    Array.from({ length: FLOW_WINDOW }, () => new Uint8Array(0)),
-    0,
-  );
+  const packets = await fillWindow(a);
   assert.equal(packets.length, FLOW_WINDOW / 64, "64 per record at most");
   assert.equal(a.sendCapacity(), 0);
   await rejectsWith(a.send(new Uint8Array(0), 0), "window-full");
