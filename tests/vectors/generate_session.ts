@@ -594,20 +594,23 @@ export function refAckBody(
   return cat(be(highest, 8), bitmap, be(cumulativeSeq, 8));
 }
 
+/** The fields {@link refRecord} builds one record from. */
+export interface RecordFields {
+  name: string;
+  direction: "i2r" | "r2i";
+  epoch: number;
+  counter: bigint;
+  innerType: number;
+  seq: bigint;
+  body: B;
+  bodyText?: string;
+  signature?: B;
+}
+
 /** Builds every value of one record and seals it. */
 export async function refRecord(
   keys: { key: B; iv: B },
-  r: {
-    name: string;
-    direction: "i2r" | "r2i";
-    epoch: number;
-    counter: bigint;
-    innerType: number;
-    seq: bigint;
-    body: B;
-    bodyText?: string;
-    signature?: B;
-  },
+  r: RecordFields,
   senderId: B,
   recipientId: B,
 ): Promise<RecordVector> {

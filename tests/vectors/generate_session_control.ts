@@ -35,6 +35,7 @@ import {
   INITIATOR_ID,
   type KeysVector,
   type MessageChain,
+  type RecordFields,
   type RecordVector,
   refAckBody,
   refChainSignatureInput,
@@ -285,17 +286,7 @@ async function generate(dir: URL): Promise<void> {
 
   const record = async (
     keys: { key: B; iv: B },
-    r: {
-      name: string;
-      direction: "i2r" | "r2i";
-      epoch: number;
-      counter: bigint;
-      innerType: number;
-      seq: bigint;
-      body: B;
-      bodyText?: string;
-      signature?: B;
-    },
+    r: RecordFields,
   ): Promise<ControlRecord> => {
     const [s, d] = ids[r.direction];
     const { chain: _none, ...rec } = await refRecord(keys, r, s, d);
