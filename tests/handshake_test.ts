@@ -104,6 +104,8 @@ interface Opts {
   trustR?: TrustCallback;
   initiatorIdentity?: Identity;
   responderIdentity?: Identity;
+  /** The initiator's one suite (default: its own choice). */
+  suite?: number;
 }
 
 function startI(o: Opts = {}, now = T0) {
@@ -115,6 +117,7 @@ function startI(o: Opts = {}, now = T0) {
     trust: o.trustI ?? pinned(o.responderIdentity ?? bob),
     complete: asResult,
     ...(o.fixed ? { ephemeral: ephI, random: randomI } : {}),
+    ...(o.suite === undefined ? {} : { suite: o.suite }),
   });
 }
 
@@ -683,28 +686,12 @@ Deno.test("version and suite: specific errors", async () => {
   // Truncated inside the offers → malformed.
   await refusedByR(s2.slice(0, 50), "malformed");
   await rejects(
-    Initiator.start({
-      identity: alice,
-      localId: ID_A,
-      peerId: ID_B,
-      now: T0,
-      trust: anyone,
-      complete: asResult,
-      suite: 9,
-    }),
+    startI({ trustI: anyone, suite: 9 }),
     "unsupported-suite",
   );
   // Suite 0x0002 needs an Ed25519 identity.
   await assert.rejects(
-    Initiator.start({
-      identity: alice,
-      localId: ID_A,
-      peerId: ID_B,
-      now: T0,
-      trust: anyone,
-      complete: asResult,
-      suite: 2,
-    }),
+    startI({ trustI: anyone, suite: 2 }),
     RangeError,
   );
   // The responder answering with another suite than offered (no downgrade).
