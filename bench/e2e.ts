@@ -29,7 +29,12 @@ import { DEFAULT_COVER_RATE, DEFAULT_OUTBOX } from "../clients/args.ts";
 import { ensureCerts } from "../tools/certs.ts";
 import { certificateFingerprint } from "../lib/x509.ts";
 import { closeAll, connectMany, runPairs } from "./load.ts";
-import { cpuUsOf, type ServerProcess, startServer } from "./server_process.ts";
+import {
+  cpuUsOf,
+  type ServerProcess,
+  startServer,
+  statusWithin,
+} from "./server_process.ts";
 
 /** Lines written but not yet delivered: the driver's default outbox bound, so it never refuses one. */
 export const WINDOW = DEFAULT_OUTBOX;
@@ -337,13 +342,7 @@ class Peer {
 
   /** Waits for the exit (SIGKILL after `ms`); resolves to the exit code. */
   async exit(ms: number): Promise<number> {
-    const killer = setTimeout(() => {
-      try {
-        this.child.kill("SIGKILL");
-      } catch { /* exited */ }
-    }, ms);
-    const status = await this.child.status;
-    clearTimeout(killer);
+    const status = await statusWithin(this.child, ms);
     await this.#reading;
     await this.#stderr;
     return status.code;

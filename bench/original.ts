@@ -17,7 +17,7 @@
  * @module
  */
 
-import { cpuUsOf } from "./server_process.ts";
+import { cpuUsOf, statusWithin } from "./server_process.ts";
 
 /** The Python interpreter with Debian's websockets and cryptography. */
 export const PYTHON = "/usr/bin/python3";
@@ -211,29 +211,17 @@ class PyProcess {
 
   /** SIGTERM (then SIGKILL after 3 s) unless it exited; resolves with stderr. */
   async stop(): Promise<string> {
-    const killer = setTimeout(() => {
-      try {
-        this.child.kill("SIGKILL");
-      } catch { /* exited */ }
-    }, 3000);
     try {
       this.child.kill("SIGTERM");
     } catch { /* exited */ }
-    await this.child.status;
-    clearTimeout(killer);
+    await statusWithin(this.child, 3000);
     await this.#reading;
     return await this.stderr;
   }
 
   /** Waits for the exit (SIGKILL after `ms`). */
   async exit(ms: number): Promise<number> {
-    const killer = setTimeout(() => {
-      try {
-        this.child.kill("SIGKILL");
-      } catch { /* exited */ }
-    }, ms);
-    const s = await this.child.status;
-    clearTimeout(killer);
+    const s = await statusWithin(this.child, ms);
     await this.#reading;
     await this.stderr;
     return s.code;

@@ -143,16 +143,27 @@ export async function startServer(
       try {
         child.kill("SIGTERM");
       } catch { /* already exited */ }
-      const killer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* exited */ }
-      }, 3000);
-      await child.status;
-      clearTimeout(killer);
+      await statusWithin(child, 3000);
       await drained;
     },
   };
+}
+
+/** Waits for `child` to exit, with SIGKILL if it still runs after `ms`. */
+export async function statusWithin(
+  child: Deno.ChildProcess,
+  ms: number,
+): Promise<Deno.CommandStatus> {
+  const killer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, ms);
+  try {
+    return await child.status;
+  } finally {
+    clearTimeout(killer);
+  }
 }
 
 /**
