@@ -534,19 +534,22 @@ Deno.test("certs: a certificate whose SAN lacks the host is refused", async () =
 
 // ---------------------------------------------------------------- CLI
 
+/** tools/certs.ts --dir `dir` `args`, granted `dir` only. */
+const certsCli = (dir: string, ...args: string[]) =>
+  run(Deno.execPath(), [
+    "run",
+    `--allow-read=${dir}`,
+    `--allow-write=${dir}`,
+    CERTS_CLI,
+    "--dir",
+    dir,
+    ...args,
+  ]);
+
 Deno.test("certs CLI: writes the four files, one line each, no key material on stdout", async () => {
   const dir = await Deno.makeTempDir({ prefix: "certs_cli_" });
   try {
-    const out = await run(Deno.execPath(), [
-      "run",
-      `--allow-read=${dir}`,
-      `--allow-write=${dir}`,
-      CERTS_CLI,
-      "--dir",
-      dir,
-      "--host",
-      "example.test",
-    ]);
+    const out = await certsCli(dir, "--host", "example.test");
     assert.equal(out.code, 0, out.stderr);
     const lines = out.stdout.trim().split("\n");
     assert.equal(lines.length, 4, out.stdout);
@@ -569,14 +572,7 @@ Deno.test("certs CLI: writes the four files, one line each, no key material on s
     );
     assert.ok(text.stdout.includes("DNS:example.test"));
 
-    const again = await run(Deno.execPath(), [
-      "run",
-      `--allow-read=${dir}`,
-      `--allow-write=${dir}`,
-      CERTS_CLI,
-      "--dir",
-      dir,
-    ]);
+    const again = await certsCli(dir);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /nothing written/);
   } finally {
