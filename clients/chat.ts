@@ -29,6 +29,7 @@ import {
   nodePrimitives,
 } from "../lib/deno/node_primitives.ts";
 import { type ClientOptions, EXIT } from "./args.ts";
+import type { InputLine } from "./stdin_lines.ts";
 import { type ClientEvent, type Connector, Engine } from "./engine.ts";
 
 /** `--crypto` modes → session primitives (undefined = WebCrypto only, the lib default). */
@@ -67,6 +68,15 @@ export interface ClientDeps {
   drainInput?: () => Promise<void>;
 }
 
+const CR = 0x0d;
+/** Decodes an input line's bytes (a BOM there is text, as the stream decoder kept it). */
+const UTF8 = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/** An input line as text (bytes of a line are valid UTF-8). */
+function lineText(line: InputLine): string {
+  return typeof line === "string" ? line : UTF8.decode(line);
+}
+
 /** Error codes that mean some input was not delivered to the peer (exit {@link EXIT.undelivered}). */
 const LOSS_CODES = new Set([
   "not-sent",
@@ -97,7 +107,7 @@ export class ChatClient {
   #peerShown?: { id: Bytes; text: string };
   #secureOnce = false;
   /** Lines typed before a conversation exists. */
-  #pending: string[] = [];
+  #pending: InputLine[] = [];
   #eof = false;
   #closeRequested = false;
   #quitReason?: string;
@@ -238,14 +248,28 @@ export class ChatClient {
     this.inputLines([line]);
   }
 
-  /** Lines read together (a stdin chunk): handled in order, their messages sealed in batches. */
-  inputLines(lines: string[]): void {
+  /**
+   * Lines read together (a stdin chunk): handled in order, their messages
+   * sealed in batches. A line may come as its UTF-8 bytes
+   * (clients/stdin_lines.ts): a message line then needs no string.
+   */
+  inputLines(lines: InputLine[]): void {
     if (lines.length === 0) return;
     this.#serial(async () => {
       if (this.#finished) return this.#notSentAfterEnd(lines.length);
-      let batch: string[] = [];
+      let batch: InputLine[] = [];
       for (const raw of lines) {
-        const text = raw.replace(/\r$/, "");
+        if (typeof raw !== "string") {
+          const bytes = raw.at(-1) === CR ? raw.subarray(0, -1) : raw;
+          // A message as it is, in the usual case (scripted, no question asked).
+          if (this.#o.json && !this.#prompt && !this.#refused) {
+            if (bytes.length > 0) batch.push(bytes);
+            continue;
+          }
+        }
+        const text = typeof raw === "string"
+          ? raw.replace(/\r$/, "")
+          : UTF8.decode(raw.at(-1) === CR ? raw.subarray(0, -1) : raw);
         if (this.#prompt && !text.startsWith("/")) {
           await this.#sendLines(batch);
           batch = [];
@@ -307,7 +331,7 @@ export class ChatClient {
     return this.#peer === undefined || id.toHex() === this.#peer.toHex();
   }
 
-  async #sendLines(texts: string[]): Promise<void> {
+  async #sendLines(texts: InputLine[]): Promise<void> {
     if (texts.length === 0) return;
     if (
       this.#peer === undefined || !this.#engine.conversations.get(this.#peer)
@@ -317,7 +341,7 @@ export class ChatClient {
           this.#error(
             "outbox-full",
             `message not sent: the outbox is full (${this.#o.outbox} messages waiting for the peer)`,
-            { text: t },
+            { text: lineText(t) },
           );
         } else this.#pending.push(t);
       }
@@ -326,7 +350,9 @@ export class ChatClient {
     const verdicts = await this.#engine.send(this.#peer, texts) ?? [];
     verdicts.forEach((v, i) => {
       if (v.ok) return;
-      const extra = v.code === "outbox-full" ? { text: texts[i] } : {};
+      const extra = v.code === "outbox-full"
+        ? { text: lineText(texts[i]) }
+        : {};
       this.#error(
         v.code,
         v.code === "outbox-full"

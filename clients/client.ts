@@ -32,6 +32,7 @@ import {
   writeStdoutBytes,
 } from "./ui.ts";
 import { TerminalInput } from "./tty.ts";
+import { StdinLines } from "./stdin_lines.ts";
 import { formatAddress } from "../lib/address.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import {
@@ -326,28 +327,23 @@ const STDIN_CHUNK = 256 * 1024;
 
 /** Reads stdin line by line into the client; calls `eof` at the end. */
 async function pumpStdin(client: ChatClient): Promise<void> {
-  let rest = "";
-  const decoder = new TextDecoder();
   // Deno.stdin.read into one buffer, not Deno.stdin.readable: the stream
   // costs ~2× the CPU per byte (a new chunk and promise chain per read).
+  // Lines go on as bytes (clients/stdin_lines.ts): no string per message.
   const buf = new Uint8Array(STDIN_CHUNK);
+  const lines = new StdinLines();
   try {
     for (;;) {
       const n = await Deno.stdin.read(buf);
       if (n === null) break;
-      const chunk = buf.subarray(0, n);
-      rest += decoder.decode(chunk, { stream: true });
-      const end = rest.lastIndexOf("\n");
-      if (end < 0) continue;
-      const lines = rest.slice(0, end).split("\n");
-      rest = rest.slice(end + 1);
-      client.inputLines(lines);
+      const got = lines.push(buf.subarray(0, n));
+      if (got.length > 0) client.inputLines(got);
     }
   } catch {
     // stdin closed under us: treat as EOF
   }
-  rest += decoder.decode(); // a truncated character at EOF becomes U+FFFD
-  if (rest.length > 0) client.input(rest);
+  const last = lines.end(); // a truncated character at EOF becomes U+FFFD
+  if (last !== undefined) client.input(last);
   client.eof();
 }
 

@@ -263,15 +263,15 @@ export class Engine {
     await dialing;
   }
 
-  /** Queues user messages for `peerId`; resolves to a verdict per message (`undefined`: no such conversation). */
+  /** Queues user messages for `peerId` (text, or its UTF-8 bytes, kept by the engine); resolves to a verdict per message (`undefined`: no such conversation). */
   async send(
     peerId: Bytes,
-    texts: string[],
+    texts: (string | Uint8Array)[],
   ): Promise<SendVerdict[] | undefined> {
     const c = this.#set.get(peerId);
     if (!c || c.ended) return undefined;
     const sending = c.send(
-      texts.map((t) => UTF8_ENCODER.encode(t)),
+      texts.map((t) => typeof t === "string" ? UTF8_ENCODER.encode(t) : t),
       this.#now(),
     );
     await this.#inOrder(peerId, sending.then((out) => this.#set.tag(c, out)));

@@ -1,0 +1,84 @@
+/**
+ * Splits the scripted clients' stdin into lines without a string per
+ * message: a line that is valid UTF-8 is handed over as its bytes (the
+ * message body as sent), any other line decoded with U+FFFD replacements —
+ * exactly the text a streaming `TextDecoder` and a split on "\n" gave
+ * (a byte-order mark at the very start is dropped, a truncated character at
+ * the end of a line or of the input becomes U+FFFD). Sans-I/O: bytes in,
+ * lines out.
+ * @module
+ */
+
+import { isUtf8 } from "node:buffer";
+import { concat } from "../lib/bytes.ts";
+
+const NEWLINE = 0x0a;
+/** Decodes one line: a BOM inside the input is text (only the input's first one is dropped, by StdinLines). */
+const DECODER = new TextDecoder("utf-8", { ignoreBOM: true });
+const BOM = [0xef, 0xbb, 0xbf] as const;
+
+/** One input line: its bytes (valid UTF-8) or its decoded text (it was not). */
+export type InputLine = Uint8Array | string;
+
+/** Incremental stdin line splitter; see the module doc. */
+export class StdinLines {
+  /** Bytes of the line not yet ended. */
+  #rest: Uint8Array = new Uint8Array(0);
+  /** Whether the start of the input was checked for a byte-order mark. */
+  #started = false;
+
+  /**
+   * The lines that `chunk` completes, in order. `chunk` is only read during
+   * the call (the caller may reuse it): every line returned is its own copy.
+   */
+  push(chunk: Uint8Array): InputLine[] {
+    let data = chunk;
+    if (!this.#started) {
+      data = concat(this.#rest, chunk);
+      this.#rest = new Uint8Array(0);
+      const nl = data.indexOf(NEWLINE);
+      if (data.length < BOM.length && nl < 0) {
+        this.#rest = data; // too short to tell yet
+        return [];
+      }
+      this.#started = true;
+      if (BOM.every((b, i) => data[i] === b)) data = data.subarray(BOM.length);
+    }
+    const end = data.lastIndexOf(NEWLINE);
+    if (end < 0) {
+      this.#rest = concat(this.#rest, data);
+      return [];
+    }
+    const lines: InputLine[] = [];
+    let at = data.indexOf(NEWLINE);
+    lines.push(line(concat(this.#rest, data.subarray(0, at))));
+    // The other complete lines: one validation for all of them.
+    const region = data.subarray(at + 1, end);
+    const valid = isUtf8(region);
+    while (at < end) {
+      const next = data.indexOf(NEWLINE, at + 1);
+      const bytes = data.slice(at + 1, next);
+      lines.push(valid ? bytes : line(bytes));
+      at = next;
+    }
+    this.#rest = data.slice(end + 1);
+    return lines;
+  }
+
+  /** The last line when the input did not end with a newline (undefined when it did). */
+  end(): string | undefined {
+    const rest = this.#rest;
+    this.#rest = new Uint8Array(0);
+    let bytes = rest;
+    if (!this.#started && BOM.every((b, i) => rest[i] === b)) {
+      bytes = rest.subarray(BOM.length);
+    }
+    this.#started = true;
+    return bytes.length > 0 ? DECODER.decode(bytes) : undefined;
+  }
+}
+
+/** A line's bytes when they are valid UTF-8, else its decoded text. */
+function line(bytes: Uint8Array): InputLine {
+  return isUtf8(bytes) ? bytes : DECODER.decode(bytes);
+}
