@@ -63,9 +63,6 @@ const HELP = `deno task relay [flags]   — TLS WebSocket relay (PROTOCOL.md §1
                          (sharded pub/sub; PROTOCOL.md §1.8). Needs --node. A Redis that is
                          not on loopback needs --allow-net for it (see README, Cluster)
   --node NAME            this node's name in the cluster (letters, digits, . _ -)
-  --direct-tls           serve TLS from Deno.listenTls directly, without the TCP front:
-                         less CPU per frame, one descriptor per client, but no TCP_NODELAY
-                         and a client that never finishes its TLS handshake keeps its socket
   --quiet                no per-connection log lines
   -h, --help             this help`;
 
@@ -172,7 +169,6 @@ async function main(args: string[]): Promise<number> {
         "tls-timeout": { type: "string" },
         "header-timeout": { type: "string" },
         "max-unauth-per-ip": { type: "string" },
-        "direct-tls": { type: "boolean" },
         "max-frame": { type: "string" },
         "max-connections": { type: "string" },
         rate: { type: "string" },
@@ -254,7 +250,6 @@ async function main(args: string[]): Promise<number> {
       metricsPort: v["metrics-port"] === undefined
         ? undefined
         : intFlag("metrics-port", v["metrics-port"], 0, 0, 65535),
-      directTls: v["direct-tls"] ?? false,
       names: v.name ?? [],
       publicOrigins: (v["public-origin"] ?? []).map((o) => {
         try {
@@ -329,7 +324,7 @@ async function main(args: string[]): Promise<number> {
         `relay: not permitted to listen on ${options.hostname}:${options.port} (${msg}).\n` +
           `The relay task only grants loopback; for other addresses run\n` +
           `  deno run --v8-flags=--max-semi-space-size=1 --allow-net=${options.hostname}:${options.port},127.0.0.1 --allow-read=certs --allow-write=certs server.ts ...\n` +
-          `(127.0.0.1: the loopback TLS link behind the public socket, and --metrics-port)`,
+          `(127.0.0.1: --metrics-port)`,
       );
     } else if (e instanceof Deno.errors.AddrInUse) {
       console.error(

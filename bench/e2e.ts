@@ -97,7 +97,7 @@ export interface E2eOptions {
   log?: (line: string) => void;
   /** Experiments (`bench/e2e.ts --sizes 61440`): run only size rows of these body sizes, one pair. */
   only?: number[];
-  /** Experiments (`bench/e2e.ts --relay-flag=--direct-tls`): extra relay flags. */
+  /** Experiments (`bench/e2e.ts --relay-flag=--idle-timeout=0`): extra relay flags. */
   relayArgs?: string[];
   /** Experiments (`bench/e2e.ts --deno-flag=--v8-flags=--perf-basic-prof`): extra `deno run` flags of the two clients. */
   clientDenoArgs?: string[];

@@ -1241,14 +1241,14 @@ async function main(args: string[]): Promise<number> {
       help: { type: "boolean", short: "h" },
     },
   });
-  // Extra relay flags for experiments (e.g. --relay-flag=--direct-tls).
+  // Extra relay flags for experiments (e.g. --relay-flag=--idle-timeout=0).
   RELAY_BENCH_FLAGS.push(...(values["relay-flag"] ?? []));
   if (values.help) {
     console.log(
       `deno task bench [--quick] [--full] [--json FILE] [--only ${
         SECTIONS.join(",")
       }]\n` +
-        "  --relay-flag=FLAG  extra relay flag (repeatable), e.g. --relay-flag=--direct-tls\n" +
+        "  --relay-flag=FLAG  extra relay flag (repeatable), e.g. --relay-flag=--idle-timeout=0\n" +
         "  --only   sections to run, comma-separated (default: all): relay = forwarding matrix,\n" +
         "           stall = P=1/256 B/32 in flight target (p99 ≤ 5 ms, max ≤ 10 ms) with our own client,\n" +
         "           unloaded = 1 frame in flight, memory = idle connections, channel = crypto, e2e = real clients,\n" +

@@ -401,6 +401,34 @@ export function encodeWsHeader(opcode: number, len: number): Bytes {
   return out;
 }
 
+/**
+ * Writes an unmasked frame header (FIN set) for `len` payload bytes into
+ * `out` at `offset`, without allocating; returns the offset after it.
+ */
+export function writeWsHeader(
+  out: Uint8Array,
+  offset: number,
+  opcode: number,
+  len: number,
+): number {
+  out[offset] = 0x80 | opcode;
+  if (len < 126) {
+    out[offset + 1] = len;
+    return offset + 2;
+  }
+  if (len < 65536) {
+    out[offset + 1] = 126;
+    out[offset + 2] = len >>> 8;
+    out[offset + 3] = len & 0xff;
+    return offset + 4;
+  }
+  out[offset + 1] = 127;
+  const dv = new DataView(out.buffer, out.byteOffset + offset);
+  dv.setUint32(2, Math.floor(len / 2 ** 32));
+  dv.setUint32(6, len >>> 0);
+  return offset + 10;
+}
+
 function writeHeader(
   out: Uint8Array,
   opcode: number,

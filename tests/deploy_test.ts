@@ -44,7 +44,7 @@ Deno.test("deploy: relay.service has the keys the README promises", async () => 
   assert.match(
     exec,
     /--allow-net=0\.0\.0\.0:443,127\.0\.0\.1 /,
-    "exact bind address + loopback link",
+    "exact bind address + loopback (--metrics-port)",
   );
   assert.match(exec, /--allow-read=certs /);
   assert.doesNotMatch(exec, /--allow-write|-A |--allow-all|ca-key/);

@@ -1,7 +1,9 @@
 /**
  * Attacks on the real relay process over real TLS: file-descriptor
- * exhaustion under a low `ulimit -n`, and six concurrent 63 MiB WebSocket
- * messages (relay RSS bound from /proc, close within 1 s of the header).
+ * exhaustion under a low `ulimit -n`, connections that stop before or
+ * inside the TLS handshake (closed at the deadline, descriptors freed:
+ * /proc/PID/fd), and six concurrent 63 MiB WebSocket messages (relay RSS
+ * bound from /proc, close within 1 s of the header).
  * @module
  */
 
@@ -37,7 +39,7 @@ Deno.test("relay attack: out of file descriptors (ulimit -n 256) the relay logs,
       mailbox: key,
       caCerts: [certs.ca],
     });
-    // Each client costs the relay three descriptors (public socket + loopback link): 300 exhaust 256.
+    // Each client costs the relay two descriptors (lib/deno/tls_front.ts): 300 exhaust 256.
     for (let i = 0; i < 300; i++) {
       held.push(
         await Deno.connect({ hostname: "127.0.0.1", port: relay.port }),
@@ -77,6 +79,92 @@ Deno.test("relay attack: out of file descriptors (ulimit -n 256) the relay logs,
   } finally {
     for (const c of held) c.close();
     assert.equal(await relay.stop(), 0, "exits 0 on SIGTERM");
+  }
+});
+
+/** Descriptors the process `pid` holds (through `ls`: Deno reads another process's /proc only with --allow-all). */
+async function fdCount(pid: number): Promise<number> {
+  const out = await new Deno.Command("ls", {
+    args: [`/proc/${pid}/fd`],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  assert.ok(out.success, `cannot list /proc/${pid}/fd`);
+  return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l)
+    .length;
+}
+
+/** Resolves when the relay ends `conn` (EOF or reset); rejects after `ms`. */
+async function closedBy(conn: Deno.Conn, ms: number): Promise<void> {
+  const buf = new Uint8Array(1024);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, rej) =>
+    timer = setTimeout(() => rej(new Error(`still open after ${ms} ms`)), ms)
+  );
+  try {
+    for (;;) {
+      const n = await Promise.race([conn.read(buf).catch(() => null), timeout]);
+      if (n === null) return;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("relay attack: no ClientHello, or one cut short inside the handshake: closed at --tls-timeout and every descriptor freed", async () => {
+  const certs = await testCerts();
+  const relay = await spawnRelay({
+    certsDir: certs.dir,
+    args: ["--tls-timeout", "2000", "--max-unauth-per-ip", "1000", "--quiet"],
+  });
+  const held: Deno.Conn[] = [];
+  try {
+    const before = await fdCount(relay.pid);
+    // 20 that send nothing, 20 that send the first bytes of a ClientHello
+    // (a handshake record header announcing 256 bytes, then 6 of them).
+    const partialHello = new Uint8Array([
+      0x16,
+      3,
+      1,
+      1,
+      0,
+      1,
+      0,
+      0,
+      0xfc,
+      3,
+      3,
+    ]);
+    for (let i = 0; i < 40; i++) {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: relay.port });
+      if (i % 2) await c.write(partialHello);
+      held.push(c);
+    }
+    // The relay holds them (each costs it descriptors) until the deadline…
+    let during = await fdCount(relay.pid);
+    const seen = performance.now() + 1500;
+    while (during < before + 40 && performance.now() < seen) {
+      await new Promise((r) => setTimeout(r, 50));
+      during = await fdCount(relay.pid);
+    }
+    assert.ok(
+      during >= before + 40,
+      `40 connections held: ${before} → ${during} descriptors`,
+    );
+    // …then closes every one of them (the client reads EOF)…
+    await Promise.all(held.map((c) => closedBy(c, 10_000)));
+    // …and gives back the descriptors, while the clients still hold their ends.
+    let after = await fdCount(relay.pid);
+    const freed = performance.now() + 5000;
+    while (after > before && performance.now() < freed) {
+      await new Promise((r) => setTimeout(r, 50));
+      after = await fdCount(relay.pid);
+    }
+    assert.ok(after <= before, `descriptors ${before} → ${during} → ${after}`);
+    assert.ok(relay.alive());
+  } finally {
+    for (const c of held) c.close();
+    assert.equal(await relay.stop(), 0);
   }
 });
 

@@ -412,26 +412,3 @@ Deno.test("relay limits: --public-origin is accepted as Host and as the signed o
     await plain.close();
   }
 });
-
-Deno.test("relay limits: --direct-tls (no TCP front) registers, forwards and still refuses a giant frame at its header", async () => {
-  const t = await startTestRelay({ directTls: true, maxFrame: 4096 });
-  try {
-    const a = await t.connect();
-    const b = await t.connect();
-    const got = Promise.withResolvers<Uint8Array>();
-    b.onFrame = (f) => f.type === "data" && got.resolve(f.payload);
-    a.send(b.id, new Uint8Array([7, 8, 9]));
-    assert.deepEqual(await got.promise, new Uint8Array([7, 8, 9]));
-    const ws = await RawWs.open({ port: t.relay.port, caPem: t.caPem });
-    await ws.frame(); // CHALLENGE
-    const head = new Uint8Array(14);
-    head[0] = 0x82;
-    head[1] = 0x80 | 127;
-    new DataView(head.buffer).setUint32(6, 63 * 1024 * 1024);
-    await ws.write(head);
-    assert.equal((await ws.closeFrame(2000))?.code, CloseCode.TOO_BIG);
-    ws.close();
-  } finally {
-    await t.close();
-  }
-});

@@ -10,9 +10,11 @@ import { concat } from "../lib/bytes.ts";
 import {
   encodeClosePayload,
   encodeWsFrame,
+  encodeWsHeader,
   maskedFrameLength,
   Opcode,
   writeMaskedFrame,
+  writeWsHeader,
   WS_PROTOCOL_ERROR,
   wsAccept,
   WsDecoder,
@@ -156,6 +158,16 @@ Deno.test("ws codec: a masked frame at any byte offset of the socket's chunk unm
         `len ${len}, offset ${offset}`,
       );
     }
+  }
+});
+
+Deno.test("ws codec: writeWsHeader writes encodeWsHeader's bytes at an offset of a caller's buffer", () => {
+  for (const len of [0, 125, 126, 65535, 65536, 70000]) {
+    const want = encodeWsHeader(Opcode.BINARY, len);
+    const out = new Uint8Array(3 + want.length).fill(0xaa);
+    assert.equal(writeWsHeader(out, 3, Opcode.BINARY, len), 3 + want.length);
+    assert.deepEqual(out.subarray(3), want, `len ${len}`);
+    assert.deepEqual(out.subarray(0, 3), new Uint8Array(3).fill(0xaa));
   }
 });
 

@@ -11,6 +11,7 @@
 import type { Bytes } from "../bytes.ts";
 import { type HeadParse, parseRequestHead } from "../http_head.ts";
 import { MAX_REQUEST_HEAD } from "../constants.ts";
+import type { FrontConn } from "./tls_front.ts";
 
 export type { HeadParse, RequestHead } from "../http_head.ts";
 
@@ -41,54 +42,82 @@ export async function withDeadline<T>(
   }
 }
 
-/** Completes the server side of the TLS handshake. */
+/** Waits for the server side of the TLS handshake. */
 export function tlsHandshake(
-  conn: Deno.TlsConn,
+  conn: FrontConn,
   expire: () => void,
   ms: number,
 ): Promise<StageResult<true>> {
   return withDeadline(expire, ms, async () => {
-    await conn.handshake();
+    await conn.secure;
     return true as const;
   });
 }
 
-/** Reads until one request head is complete (or bad); null at end of stream. */
+/**
+ * Collects bytes until one request head is complete (or bad); null when
+ * the client ends first. The connection is paused once the head is
+ * complete: what follows waits in the socket for the WebSocket.
+ */
 export function readRequestHead(
-  conn: Deno.Conn,
+  conn: FrontConn,
   expire: () => void,
   ms: number,
 ): Promise<StageResult<Exclude<HeadParse, { kind: "incomplete" }>>> {
-  return withDeadline(expire, ms, async () => {
-    const buf = new Uint8Array(MAX_REQUEST_HEAD + 4);
-    let have = 0;
-    for (;;) {
-      const n = await conn.read(buf.subarray(have));
-      if (n === null) return null;
-      have += n;
-      const r = parseRequestHead(buf.subarray(0, have));
-      if (r.kind !== "incomplete") return r;
-      if (have === buf.length) {
-        return {
-          kind: "bad" as const,
-          status: 431 as const,
-          reason: "request head too large",
-        };
-      }
-    }
-  });
+  return withDeadline(
+    expire,
+    ms,
+    () =>
+      new Promise<Exclude<HeadParse, { kind: "incomplete" }> | null>(
+        (resolve) => {
+          let buf: Uint8Array = new Uint8Array(0);
+          const finish = (
+            r: Exclude<HeadParse, { kind: "incomplete" }> | null,
+          ) => {
+            conn.pause();
+            conn.onData = null;
+            conn.onEnd = null;
+            resolve(r);
+          };
+          conn.onEnd = () => resolve(null);
+          conn.onData = (chunk) => {
+            buf = buf.length === 0 ? chunk : concat2(buf, chunk);
+            const r = parseRequestHead(buf);
+            if (r.kind !== "incomplete") return finish(r);
+            if (buf.length >= MAX_REQUEST_HEAD + 4) {
+              finish({
+                kind: "bad",
+                status: 431,
+                reason: "request head too large",
+              });
+            }
+          };
+          conn.resume();
+        },
+      ),
+  );
 }
 
-/** Writes all of `bytes` within `ms`. */
+function concat2(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Writes all of `bytes` within `ms` (until the socket handed them to the kernel). */
 export function writeAll(
-  conn: Deno.Conn,
+  conn: FrontConn,
   bytes: Bytes,
   expire: () => void,
   ms: number,
 ): Promise<StageResult<true>> {
-  return withDeadline(expire, ms, async () => {
-    let off = 0;
-    while (off < bytes.length) off += await conn.write(bytes.subarray(off));
-    return true as const;
-  });
+  return withDeadline(
+    expire,
+    ms,
+    () =>
+      new Promise<true>((resolve, reject) => {
+        conn.write(bytes, (err) => err ? reject(err) : resolve(true));
+      }),
+  );
 }

@@ -29,16 +29,14 @@ import type { TokenBucket } from "../token_bucket.ts";
 import type { RelayMetrics } from "./relay_metrics.ts";
 import type { Delivery, Registry, RemoteForwarder } from "./relay_registry.ts";
 import { type RelaySocket, SocketState } from "./relay_socket.ts";
-import type { FrontConn } from "./tcp_front.ts";
+import type { FrontConn } from "./tls_front.ts";
 
 /** Lifecycle of one accepted socket. */
 export type Stage = "tls" | "http" | "ws" | "registered" | "gone";
 
 /** One accepted socket and, once upgraded, its WebSocket and registration. */
 export interface Conn {
-  /** TLS side of the connection (over the loopback link). */
-  tcp: Deno.TlsConn;
-  /** The public socket in front of `tcp` (lib/deno/tcp_front.ts). */
+  /** The client's TLS socket (lib/deno/tls_front.ts). */
   front: FrontConn;
   /** Client IP address (of the public socket). */
   ip: string;

@@ -1,5 +1,6 @@
 /**
- * The relay (Deno driver): `Deno.listenTls` with our own RFC 6455 framing
+ * The relay (Deno driver): TLS on a `Deno.listen` socket through `node:tls`
+ * (lib/deno/tls_front.ts) with our own RFC 6455 framing
  * (lib/deno/relay_socket.ts over lib/ws_codec.ts), WebSocket endpoint `/ws`
  * and `/healthz`; `/metrics` on a separate loopback listener. It binds
  * self-certifying session IDs to connections and forwards opaque DATA
@@ -54,12 +55,7 @@ import {
 } from "./relay_registry.ts";
 import { RelaySocket, SocketState } from "./relay_socket.ts";
 import { type Conn, frameHandler } from "./relay_frames.ts";
-import {
-  DirectTls,
-  type Front,
-  type FrontConn,
-  TcpFront,
-} from "./tcp_front.ts";
+import { type FrontConn, TlsFront } from "./tls_front.ts";
 
 /** Relay configuration; every limit has a default in lib/constants.ts. */
 export interface RelayOptions {
@@ -99,12 +95,6 @@ export interface RelayOptions {
   allowOrigins?: string[];
   /** Serve `/metrics` on 127.0.0.1 at this port (0 = any free port); unset = no metrics listener. */
   metricsPort?: number;
-  /**
-   * Serve TLS from `Deno.listenTls` directly instead of the TCP front
-   * (lib/deno/tcp_front.ts): cheaper per frame, but no TCP_NODELAY and a
-   * client that never finishes its TLS handshake keeps its socket.
-   */
-  directTls?: boolean;
   /** Where frames for IDs not connected here go (a cluster bus); unset = `peer-offline`. */
   remote?: RemoteForwarder;
   /** Where event lines go (default: stderr with a timestamp). */
@@ -147,6 +137,9 @@ function bracketHost(name: string): string {
 function isGone(c: Conn): boolean {
   return c.stage === "gone";
 }
+
+/** The challenge of a registered connection (no longer needed). */
+const NOTHING = new Uint8Array(0);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -212,12 +205,7 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     releaseUnauth(c);
     sockets.delete(c);
     conns.delete(c);
-    try {
-      c.tcp.close();
-    } catch {
-      // already closed
-    }
-    // What the TLS side wrote still drains to the client; the sockets go within the grace period.
+    // What was written still drains to the client; the socket goes within the grace period.
     c.front.end(RELAY_CLOSE_GRACE_MS);
   }
 
@@ -233,26 +221,25 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     onRegistered: (conn) => {
       releaseUnauth(conn);
       conn.stage = "registered";
+      // What only registration needed goes (bytes per idle connection).
+      clearTimeout(conn.registerTimer);
+      conn.registerTimer = undefined;
+      conn.challenge = NOTHING;
+      conn.origins = [];
     },
   });
   const { onMessage, onTooLarge, closeConn } = frames;
 
   // ── HTTP and upgrade ─────────────────────────────────────────────────────
 
-  /** Writes a plain response, then half-closes and drops the socket. */
-  async function respond(
+  /** Writes a plain response, then drops the socket (after it drained, within the grace period). */
+  function respond(
     c: Conn,
     status: number,
     body: string,
     headers: Record<string, string> = {},
-  ): Promise<void> {
-    await writeAll(
-      c.tcp,
-      encodeResponse(status, headers, body),
-      () => release(c),
-      headerTimeoutMs,
-    );
-    await c.tcp.closeWrite().catch(() => {});
+  ): void {
+    c.front.write(encodeResponse(status, headers, body));
     release(c);
   }
 
@@ -350,7 +337,7 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     };
     if (offered) headers["Sec-WebSocket-Protocol"] = RELAY_SUBPROTOCOL;
     const wrote = await writeAll(
-      c.tcp,
+      c.front,
       encodeResponse(101, headers),
       () => release(c),
       headerTimeoutMs,
@@ -364,7 +351,7 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     ];
     c.bucket = new TokenBucket(rate, burst, performance.now());
     c.abuseWindowStart = performance.now();
-    const ws = new RelaySocket(c.tcp, maxFrame, RELAY_CLOSE_GRACE_MS, {
+    const ws = new RelaySocket(c.front, maxFrame, RELAY_CLOSE_GRACE_MS, {
       onMessage: (data, text) => onMessage(c, data, text),
       onTooLarge: (length, _op, prefix) => onTooLarge(c, length, prefix),
       onClosed: (code, byRelay) => {
@@ -401,6 +388,7 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     }
     ws.send(encodeChallenge(c.challenge, maxFrame));
     c.registerTimer = setTimeout(() => {
+      c.registerTimer = undefined;
       if (c.id === undefined) {
         closeConn(c, CloseCode.REGISTER_TIMEOUT, "registration timeout");
       }
@@ -410,12 +398,8 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
 
   /** One accepted socket: TLS handshake, request head, then route (each stage with its deadline). */
   async function serve(front: FrontConn): Promise<void> {
-    const tcp = front.tls;
     const ip = front.remoteAddr.hostname;
-    const refuse = () => {
-      tcp.close();
-      front.destroy();
-    };
+    const refuse = () => front.destroy();
     if (sockets.size >= maxConnections + SOCKET_HEADROOM || shuttingDown) {
       metrics.dropped("capacity");
       return refuse();
@@ -431,7 +415,6 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     }
     unauthByIp.set(ip, pending + 1);
     const c: Conn = {
-      tcp,
       front,
       ip,
       stage: "tls",
@@ -443,14 +426,14 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
       abuseWindowStart: 0,
     };
     sockets.add(c);
-    const hs = await tlsHandshake(tcp, () => release(c), tlsTimeoutMs);
+    const hs = await tlsHandshake(front, () => release(c), tlsTimeoutMs);
     if (!hs.ok) {
       if (hs.why === "timeout") metrics.dropped("tls-timeout");
       return release(c);
     }
     if (isGone(c)) return;
     c.stage = "http";
-    const r = await readRequestHead(tcp, () => release(c), headerTimeoutMs);
+    const r = await readRequestHead(front, () => release(c), headerTimeoutMs);
     if (!r.ok) {
       if (r.why === "timeout") metrics.dropped("header-timeout");
       return release(c);
@@ -469,7 +452,10 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
       if (c.stage !== "registered") {
         metrics.dropped("shed");
         if (c.ws) c.ws.abort();
-        else release(c);
+        else {
+          c.front.destroy(); // now, not after the close grace: descriptors are short
+          release(c);
+        }
         return;
       }
     }
@@ -490,16 +476,14 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     cert: options.cert,
     key: options.key,
   };
-  const listener: Front = options.directTls
-    ? DirectTls.listen(listenOptions)
-    : TcpFront.listen(listenOptions, fdExhausted);
+  const listener = TlsFront.listen(listenOptions);
   const addr = listener.addr as Deno.NetAddr;
 
   async function acceptLoop(): Promise<void> {
     for (;;) {
-      let tcp: FrontConn;
+      let conn: FrontConn;
       try {
-        tcp = await listener.accept();
+        conn = await listener.accept();
       } catch (e) {
         if (shuttingDown || e instanceof Deno.errors.BadResource) return;
         const code = (e as { code?: string }).code;
@@ -512,7 +496,7 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
         }
         continue;
       }
-      serve(tcp).catch((e) => {
+      serve(conn).catch((e) => {
         log(`connection error: ${e instanceof Error ? e.message : String(e)}`);
       });
     }

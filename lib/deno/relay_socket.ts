@@ -1,6 +1,6 @@
 /**
- * The relay's server side of one WebSocket (RFC 6455) over a `Deno.TlsConn`
- * from `Deno.listenTls`, framed by the shared codec (lib/ws_codec.ts).
+ * The relay's server side of one WebSocket (RFC 6455) over a TLS socket
+ * from lib/deno/tls_front.ts, framed by the shared codec (lib/ws_codec.ts).
  *
  * Why not `Deno.upgradeWebSocket`: Deno's WebSocket buffers every message up
  * to 64 MiB before the application sees it, and that limit cannot be lowered;
@@ -11,6 +11,10 @@
  * Acknowledgement pongs: a read that carried (part of) a message and caused
  * no write is answered with an empty unsolicited pong (RFC 6455 §5.5.3),
  * as the pinned client transport does the other way (PROTOCOL.md §1.6).
+ *
+ * Writes: everything queued in one task goes to the socket as one write
+ * (one TLS record, one TCP segment with `TCP_NODELAY`); frames are encoded
+ * straight into that buffer.
  *
  * Close, as the relay does it (`close()`): stop acting on input, queue the
  * close frame, and once it is written half-close (TLS close_notify + FIN);
@@ -25,19 +29,16 @@ import type { Bytes } from "../bytes.ts";
 import {
   encodeClosePayload,
   encodeWsFrame,
-  encodeWsHeader,
   Opcode,
+  writeWsHeader,
   WsDecoder,
   type WsEvent,
+  wsHeaderLength,
 } from "../ws_codec.ts";
+import type { FrontConn } from "./tls_front.ts";
 
 /** Socket states, as `WebSocket.readyState`. */
 export const SocketState = { OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
-
-/** Smallest read buffer (an idle connection holds one of these). */
-const MIN_READ = 1024;
-/** Largest read buffer (a busy connection grows to it). */
-const MAX_READ = 64 * 1024;
 
 /** An empty unsolicited pong (RFC 6455 §5.5.3): carries the TCP ACK for what was just read. */
 const ACK_PONG = new Uint8Array([0x80 | Opcode.PONG, 0]);
@@ -56,31 +57,32 @@ export interface RelaySocketHandlers {
 export class RelaySocket {
   /** `SocketState` value. */
   readyState: number = SocketState.OPEN;
-  /** Bytes queued or being written. */
-  bufferedAmount = 0;
   /** Set by every read; cleared by the owner's idle sweep. */
   seen = true;
   /** A ping was sent by the idle sweep and nothing was read since. */
   pinged = false;
-  readonly #conn: Deno.TlsConn;
+  readonly #conn: FrontConn;
   readonly #decoder: WsDecoder;
   readonly #handlers: RelaySocketHandlers;
   readonly #closeGraceMs: number;
+  /** Whole frames and binary message payloads (headers encoded at flush) waiting for this task's write. */
   #queue: Uint8Array[] = [];
-  #writing = false;
+  /** For each entry of `#queue`: true when it is a binary message payload (its header is still to be written). */
+  #isPayload: boolean[] = [];
+  /** Bytes `#queue` will write (headers included). */
+  #queued = 0;
   #flushQueued = false;
   #closeCode = 1006;
   #byRelay = false;
   #halfClosed = false;
   #dropTimer?: ReturnType<typeof setTimeout>;
-  #readSize = MIN_READ;
   #dropped = false;
   /** Bytes were read and nothing was written since: answer with an empty pong (ACK piggyback). */
   #ackDue = false;
 
-  /** Wraps an upgraded connection; `initial` holds bytes read after the request head. */
+  /** Wraps an upgraded connection (start it with {@link start}). */
   constructor(
-    conn: Deno.TlsConn,
+    conn: FrontConn,
     maxMessage: number,
     closeGraceMs: number,
     handlers: RelaySocketHandlers,
@@ -91,18 +93,25 @@ export class RelaySocket {
     this.#closeGraceMs = closeGraceMs;
   }
 
+  /** Bytes queued here or in the socket and not yet written. */
+  get bufferedAmount(): number {
+    return this.#queued + this.#conn.writableLength;
+  }
+
   /** Starts reading; `initial` are bytes already read past the HTTP head. */
   start(initial: Bytes): void {
-    if (initial.length) this.#input(initial);
-    this.#readLoop();
+    this.#conn.onEnd = () => this.#drop();
+    this.#conn.onData = (chunk) => this.#read(chunk);
+    if (initial.length) this.#read(initial);
+    this.#conn.resume();
   }
 
   /** Queues a binary message (dropped silently unless open). */
   send(payload: Uint8Array): void {
     if (this.readyState !== SocketState.OPEN) return;
-    const head = encodeWsHeader(Opcode.BINARY, payload.length);
-    this.#queue.push(head, payload);
-    this.bufferedAmount += head.length + payload.length;
+    this.#queue.push(payload);
+    this.#isPayload.push(true);
+    this.#queued += wsHeaderLength(payload.length) + payload.length;
     this.#scheduleFlush();
   }
 
@@ -132,100 +141,66 @@ export class RelaySocket {
   #enqueue(frame: Bytes, force = false): void {
     if (this.readyState !== SocketState.OPEN && !force) return;
     this.#queue.push(frame);
-    this.bufferedAmount += frame.length;
+    this.#isPayload.push(false);
+    this.#queued += frame.length;
     this.#scheduleFlush();
   }
 
   #scheduleFlush(): void {
-    if (this.#flushQueued || this.#writing) return;
+    if (this.#flushQueued) return;
     this.#flushQueued = true;
-    queueMicrotask(() => {
-      this.#flushQueued = false;
-      if (
-        this.#ackDue && this.#queue.length === 0 &&
-        this.readyState === SocketState.OPEN
-      ) {
-        this.#queue.push(ACK_PONG);
-        this.bufferedAmount += ACK_PONG.length;
-      }
-      this.#ackDue = false;
-      this.#flush();
-    });
+    queueMicrotask(() => this.#flush());
   }
 
-  async #flush(): Promise<void> {
-    if (this.#writing || this.#dropped) return;
-    this.#writing = true;
-    try {
-      while (this.#queue.length > 0 && !this.#dropped) {
-        const q = this.#queue;
-        this.#queue = [];
-        let chunk: Uint8Array;
-        if (q.length === 1) chunk = q[0];
-        else {
-          let n = 0;
-          for (const p of q) n += p.length;
-          chunk = new Uint8Array(n);
-          let off = 0;
-          for (const p of q) {
-            chunk.set(p, off);
-            off += p.length;
-          }
-        }
-        let off = 0;
-        while (off < chunk.length) {
-          off += await this.#conn.write(chunk.subarray(off));
-        }
-        this.bufferedAmount -= chunk.length;
-      }
-    } catch {
-      this.#drop();
-      return;
-    } finally {
-      this.#writing = false;
-    }
+  /** Writes everything queued in this task as one buffer. */
+  #flush(): void {
+    this.#flushQueued = false;
+    if (this.#dropped) return;
     if (
-      this.readyState === SocketState.CLOSING && !this.#halfClosed &&
-      !this.#dropped
+      this.#ackDue && this.#queue.length === 0 &&
+      this.readyState === SocketState.OPEN
     ) {
+      this.#enqueue(ACK_PONG);
+      this.#flushQueued = false;
+    }
+    this.#ackDue = false;
+    if (this.#queue.length > 0) {
+      const q = this.#queue, isPayload = this.#isPayload;
+      const out = new Uint8Array(this.#queued);
+      let off = 0;
+      for (let i = 0; i < q.length; i++) {
+        const p = q[i];
+        if (isPayload[i]) {
+          off = writeWsHeader(out, off, Opcode.BINARY, p.length);
+        }
+        out.set(p, off);
+        off += p.length;
+      }
+      this.#queue = [];
+      this.#isPayload = [];
+      this.#queued = 0;
+      this.#conn.write(out);
+    }
+    if (this.readyState === SocketState.CLOSING && !this.#halfClosed) {
       this.#halfClosed = true;
-      this.#conn.closeWrite().catch(() => this.#drop());
+      this.#conn.endWrite();
     }
   }
 
-  async #readLoop(): Promise<void> {
-    let buf = new Uint8Array(this.#readSize);
-    for (;;) {
-      let n: number | null;
-      try {
-        n = await this.#conn.read(buf);
-      } catch {
-        n = null;
-      }
-      if (n === null || this.#dropped) break;
-      this.seen = true;
-      this.pinged = false;
-      if (this.readyState === SocketState.OPEN) {
-        // A read that carried (part of) a message is answered at once, with
-        // the data it caused or else an empty pong: that segment carries the
-        // TCP ACK, so a client running Nagle does not wait for our delayed
-        // ACK. A read of pongs only is not answered (no pong ping-pong with
-        // a client that acknowledges the same way).
-        if (this.#input(buf.subarray(0, n)) && !this.#writing) {
-          this.#ackDue = true;
-          this.#scheduleFlush();
-        }
-      }
-      // Size the next read: grow while reads fill the buffer, shrink back when idle.
-      if (n === buf.length && this.#readSize < MAX_READ) {
-        this.#readSize *= 2;
-        buf = new Uint8Array(this.#readSize);
-      } else if (n < this.#readSize / 8 && this.#readSize > MIN_READ) {
-        this.#readSize /= 2;
-        buf = new Uint8Array(this.#readSize);
-      }
+  #read(chunk: Uint8Array): void {
+    if (this.#dropped) return;
+    this.seen = true;
+    this.pinged = false;
+    if (this.readyState !== SocketState.OPEN) return; // closing: read and discard
+    // A read that carried (part of) a message is answered in this task,
+    // with the data it caused or else an empty pong: that segment carries
+    // the TCP ACK, so a client running Nagle does not wait for our delayed
+    // ACK. A read of pongs only is not answered (no pong ping-pong with a
+    // client that acknowledges the same way).
+    if (this.#input(chunk)) {
+      this.#ackDue = true;
+      this.#scheduleFlush();
     }
-    this.#drop();
   }
 
   /** Decodes and dispatches; true when the bytes carried more than pongs. */
@@ -259,7 +234,6 @@ export class RelaySocket {
           this.readyState = SocketState.CLOSING;
           this.#closeCode = ev.code;
           this.#dropTimer = setTimeout(() => this.#drop(), this.#closeGraceMs);
-          this.#scheduleFlush();
           break;
         case "too-large":
           this.#handlers.onTooLarge(ev.length, ev.opcode, ev.prefix);
@@ -278,11 +252,9 @@ export class RelaySocket {
     clearTimeout(this.#dropTimer);
     this.readyState = SocketState.CLOSED;
     this.#queue = [];
-    try {
-      this.#conn.close();
-    } catch {
-      // already closed
-    }
+    this.#isPayload = [];
+    this.#queued = 0;
+    this.#conn.destroy();
     this.#handlers.onClosed(this.#closeCode, this.#byRelay);
   }
 }

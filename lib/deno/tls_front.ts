@@ -1,0 +1,285 @@
+/**
+ * The relay's public socket: `Deno.listen` accepts plain TCP, and TLS runs
+ * on the accepted socket itself through `node:tls` (a server
+ * `tls.TLSSocket` over a `net.Socket` that wraps the accepted connection).
+ *
+ * Why this shape (README → "Why the relay frames WebSocket itself"):
+ * - `Deno.listen` reports EMFILE/ENFILE from `accept()`, so the relay can
+ *   log, shed and keep serving. `node:net`'s server in Deno 2.9 stops
+ *   accepting for good after one EMFILE, silently (measured: no `error`
+ *   event, new clients time out after the descriptors are back).
+ * - A `Deno.TlsConn` (from `Deno.listenTls`) cannot be closed before its
+ *   handshake finished and has no `setNoDelay`. Here the socket takes
+ *   `TCP_NODELAY` at accept, and `destroy()` closes it at every stage: no
+ *   ClientHello, a stalled handshake, a trickled request head (measured:
+ *   the client reads EOF at once, the descriptors are freed).
+ * - No loopback link: no second TLS listener, no pump copying every chunk,
+ *   and no Nagle stall on a link socket that cannot set `TCP_NODELAY`.
+ *
+ * The accepted `Deno.TcpConn` is handed to `node:net` with the runtime's
+ * `tcp_wrap` binding (`TCP.openFromRid`, the same handle `node:net` uses),
+ * which duplicates the descriptor: a client costs two descriptors (budget
+ * LimitNOFILE for it), and both are closed together by {@link FrontConn}.
+ *
+ * Data is pushed (`onData`), writes are queued in the socket (`write`,
+ * `writableLength` is what waits there): one write per batch is the
+ * caller's job (lib/deno/relay_socket.ts).
+ * @module
+ */
+
+import net from "node:net";
+import process from "node:process";
+import tls from "node:tls";
+import { getSystemErrorName } from "node:util";
+
+/** One accepted client: the TLS server side of its TCP socket. */
+export interface FrontConn {
+  /** The client's address. */
+  readonly remoteAddr: Deno.NetAddr;
+  /** Resolves when the TLS handshake is done; rejects if the connection ends first. */
+  readonly secure: Promise<void>;
+  /** Decrypted bytes as they arrive (null: dropped). */
+  onData: ((chunk: Uint8Array) => void) | null;
+  /** The client ended its side, the socket failed, or it was destroyed; called once. */
+  onEnd: (() => void) | null;
+  /**
+   * Queues bytes for the client (the socket keeps a reference until they
+   * are written: do not reuse the buffer). `done` runs once they were
+   * handed to the kernel, or with an error.
+   */
+  write(bytes: Uint8Array, done?: (err?: Error | null) => void): void;
+  /** Bytes queued in the socket and not yet written. */
+  readonly writableLength: number;
+  /** Stops `onData` (bytes wait in the socket, bounded by its buffer). */
+  pause(): void;
+  /** Resumes `onData`. */
+  resume(): void;
+  /** Sends TLS close_notify and FIN once the queued bytes are out; reading goes on. */
+  endWrite(): void;
+  /** Closes now and frees the descriptors. */
+  destroy(): void;
+  /**
+   * Stops reading (`onEnd` now), lets the queued bytes reach the client,
+   * then destroys: when the client closed too, or after `graceMs` at the
+   * latest (at once before the handshake finished).
+   */
+  end(graceMs: number): void;
+}
+
+/** The runtime's `tcp_wrap` handle (Deno 2.9; not in the public `node:` types). */
+interface TcpHandle {
+  openFromRid(rid: number): number;
+}
+interface TcpWrapBinding {
+  TCP: new (type: number) => TcpHandle;
+  constants: { SOCKET: number };
+}
+
+/** `process.binding` exists in Deno's `node:process` but not in its type declarations. */
+const binding =
+  (process as unknown as { binding(name: string): unknown }).binding;
+
+function tcpWrap(): TcpWrapBinding {
+  const b = binding("tcp_wrap") as Partial<TcpWrapBinding>;
+  if (
+    typeof b.TCP !== "function" ||
+    typeof b.TCP.prototype.openFromRid !== "function" ||
+    typeof b.constants?.SOCKET !== "number"
+  ) {
+    throw new Error(
+      "this Deno has no tcp_wrap TCP.openFromRid: the relay needs Deno 2.9 (see README)",
+    );
+  }
+  return b as TcpWrapBinding;
+}
+
+/** The resource id of a `Deno.TcpConn` (an own symbol property named "Deno.internal.rid"). */
+function ridOf(conn: Deno.TcpConn): number {
+  const sym = Object.getOwnPropertySymbols(conn).find((s) =>
+    s.description === "Deno.internal.rid"
+  );
+  const rid = sym === undefined
+    ? undefined
+    : (conn as unknown as Record<symbol, unknown>)[sym];
+  if (typeof rid !== "number") {
+    throw new Error(
+      "Deno.TcpConn has no resource id: the relay needs Deno 2.9",
+    );
+  }
+  return rid;
+}
+
+/** The errno name (`EPERM`, …) of a libuv-style negative code. */
+function errName(code: number): string {
+  try {
+    return getSystemErrorName(code);
+  } catch {
+    return String(code);
+  }
+}
+
+class NodeTlsConn implements FrontConn {
+  readonly remoteAddr: Deno.NetAddr;
+  readonly secure: Promise<void>;
+  onData: ((chunk: Uint8Array) => void) | null = null;
+  onEnd: (() => void) | null = null;
+  readonly #tcp: Deno.TcpConn;
+  readonly #raw: net.Socket;
+  readonly #tls: tls.TLSSocket;
+  #isSecure = false;
+  #gone = false;
+  #graceTimer?: ReturnType<typeof setTimeout>;
+
+  constructor(tcp: Deno.TcpConn, wrap: TcpWrapBinding, ctx: tls.SecureContext) {
+    this.#tcp = tcp;
+    this.remoteAddr = tcp.remoteAddr;
+    tcp.setNoDelay(true);
+    const handle = new wrap.TCP(wrap.constants.SOCKET);
+    const err = handle.openFromRid(ridOf(tcp));
+    if (err !== 0) {
+      // It duplicates the descriptor, and reports a failed dup (EMFILE) as
+      // -1 (EPERM): nothing else fails for a socket just accepted.
+      tcp.close();
+      throw Object.assign(
+        new Error(`no descriptor left for TLS (openFromRid: ${errName(err)})`),
+        { code: "EMFILE" },
+      );
+    }
+    // `handle` is not in net.Socket's public option types.
+    this.#raw = new net.Socket(
+      { handle } as unknown as net.SocketConstructorOpts,
+    );
+    this.#tls = new tls.TLSSocket(this.#raw, {
+      isServer: true,
+      secureContext: ctx,
+    });
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    promise.catch(() => {}); // a connection that never handshakes is not an error
+    this.secure = promise;
+    const t = this.#tls;
+    // Paused until a reader asks (readRequestHead): bytes that arrive with
+    // the handshake's last flight wait in the socket instead of being lost.
+    t.pause();
+    t.once("secure", () => {
+      this.#isSecure = true;
+      resolve();
+    });
+    t.on("data", (chunk: Uint8Array) => this.onData?.(chunk));
+    t.on("end", () => this.#ended());
+    t.on("error", () => {}); // followed by "close"
+    t.on("close", () => {
+      reject(new Error("closed before the TLS handshake finished"));
+      this.destroy();
+    });
+    this.#raw.on("error", () => {});
+  }
+
+  #ended(): void {
+    const on = this.onEnd;
+    this.onEnd = null;
+    this.onData = null;
+    on?.();
+  }
+
+  write(bytes: Uint8Array, done?: (err?: Error | null) => void): void {
+    if (this.#gone || !this.#tls.writable) {
+      done?.(new Error("socket closed"));
+      return;
+    }
+    this.#tls.write(bytes, done);
+  }
+
+  get writableLength(): number {
+    return this.#tls.writableLength;
+  }
+
+  pause(): void {
+    this.#tls.pause();
+  }
+
+  resume(): void {
+    this.#tls.resume();
+  }
+
+  endWrite(): void {
+    if (!this.#gone) this.#tls.end();
+  }
+
+  destroy(): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    clearTimeout(this.#graceTimer);
+    this.#tls.destroy();
+    this.#raw.destroy();
+    try {
+      this.#tcp.close(); // the runtime's descriptor (openFromRid made the other)
+    } catch {
+      // already closed
+    }
+    this.#ended();
+  }
+
+  end(graceMs: number): void {
+    if (this.#gone || this.#graceTimer !== undefined) return;
+    if (!this.#isSecure) return this.destroy();
+    this.#ended(); // nothing more is read: the reader is done now
+    this.#tls.end();
+    this.#graceTimer = setTimeout(() => this.destroy(), graceMs);
+  }
+}
+
+/** TCP listener whose connections arrive as TLS server sockets ({@link FrontConn}). */
+export class TlsFront {
+  readonly #l: Deno.TcpListener;
+  readonly #ctx: tls.SecureContext;
+  readonly #wrap: TcpWrapBinding;
+
+  private constructor(l: Deno.TcpListener, ctx: tls.SecureContext) {
+    this.#wrap = tcpWrap();
+    this.#l = l;
+    this.#ctx = ctx;
+  }
+
+  /** Listens on `hostname:port` with the certificate chain and key (PEM). */
+  static listen(
+    opts: { hostname: string; port: number; cert: string; key: string },
+  ): TlsFront {
+    const ctx = tls.createSecureContext({ cert: opts.cert, key: opts.key });
+    return new TlsFront(
+      Deno.listen({ hostname: opts.hostname, port: opts.port }),
+      ctx,
+    );
+  }
+
+  /** The public address. */
+  get addr(): Deno.NetAddr {
+    return this.#l.addr;
+  }
+
+  /**
+   * The next client (TLS handshake under way). Throws what
+   * `Deno.TcpListener.accept` throws, EMFILE/ENFILE included (also when
+   * the second descriptor cannot be made): the caller sheds.
+   */
+  async accept(): Promise<FrontConn> {
+    for (;;) {
+      const tcp = await this.#l.accept();
+      try {
+        return new NodeTlsConn(tcp, this.#wrap, this.#ctx);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (code === "EMFILE" || code === "ENFILE") throw e;
+        // any other failure loses this one client only
+      }
+    }
+  }
+
+  /** Stops listening (open connections stay). */
+  close(): void {
+    try {
+      this.#l.close();
+    } catch {
+      // closed
+    }
+  }
+}
