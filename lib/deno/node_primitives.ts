@@ -8,7 +8,10 @@
  * Why: WebCrypto is asynchronous only. Every digest is a thread-pool round
  * trip, so the per-direction hash chain (sequential by construction) runs at
  * ~28k steps/s, and every small seal/open costs ~10 µs of CPU plus a promise.
- * Here SHA-256 of a 256-byte record costs ~1.5 µs and AES-GCM ~5 µs, inline.
+ * Here SHA-256 of a 256-byte record costs ~1.5 µs and AES-GCM ~5 µs, inline
+ * (SHA-256 of up to {@link JS_SHA256_MAX} bytes — a chain step of a short
+ * body — runs in lib/sha256.ts, plain JS: the same function without a
+ * native call, hasher and buffer per step).
  *
  * Measured crossover (Deno 2.9.6, x86-64 with AES-NI): `node:crypto`'s GCM
  * costs ~5 µs + ~4 ns/byte, WebCrypto's ~10 µs + ~1.5 ns/byte of CPU, so
@@ -67,6 +70,7 @@ import {
   verify,
 } from "node:crypto";
 import type { Bytes } from "../bytes.ts";
+import { sha256Js } from "../sha256.ts";
 import {
   type AeadKey,
   checkAeadKeyLength,
@@ -330,10 +334,19 @@ export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
   },
 };
 
+/**
+ * Inputs up to this many bytes are hashed by lib/sha256.ts (plain JS, same
+ * function): a chain step of a body up to 467 bytes. A native `hash()` call
+ * costs more than that in call overhead and a native hasher, buffer and
+ * GC-traced wrapper per call; above, native code is faster per byte.
+ */
+export const JS_SHA256_MAX = 512;
+
 /** Synchronous SHA-256 and (for records up to 2 KiB) AES-256-GCM from `node:crypto`. */
 export const nodePrimitives: SessionPrimitives = {
   name: "node",
   sha256(data) {
+    if (data.length <= JS_SHA256_MAX) return sha256Js(data);
     // One-shot `hash()`: no Hash object per call (~⅓ less CPU per chain step at 256 B than createHash).
     return asBytes(hash("sha256", data, "buffer"));
   },
