@@ -118,17 +118,42 @@ function errName(code: number): string {
   }
 }
 
+/** The TLS socket's back-reference to its {@link NodeTlsConn} (listeners are shared, not closures). */
+const OWNER = Symbol("NodeTlsConn");
+type Owned = tls.TLSSocket & { [OWNER]: NodeTlsConn };
+
 class NodeTlsConn implements FrontConn {
   readonly remoteAddr: Deno.NetAddr;
-  readonly secure: Promise<void>;
   onData: ((chunk: Uint8Array) => void) | null = null;
   onEnd: (() => void) | null = null;
   readonly #tcp: Deno.TcpConn;
   readonly #raw: net.Socket;
   readonly #tls: tls.TLSSocket;
+  /** Settled when the handshake is done or the socket closed (made when asked for). */
+  #secure?: Promise<void>;
+  #settle?: (ok: boolean) => void;
   #isSecure = false;
   #gone = false;
   #graceTimer?: ReturnType<typeof setTimeout>;
+
+  // One set of listeners for every socket: `this` is the TLS socket.
+  static #onSecure(this: Owned): void {
+    const c = this[OWNER];
+    c.#isSecure = true;
+    c.#settle?.(true);
+  }
+  static #onData(this: Owned, chunk: Uint8Array): void {
+    this[OWNER].onData?.(chunk);
+  }
+  static #onEnd(this: Owned): void {
+    this[OWNER].#ended();
+  }
+  static #onClose(this: Owned): void {
+    const c = this[OWNER];
+    c.#settle?.(false);
+    c.destroy();
+  }
+  static #ignore(): void {}
 
   constructor(tcp: Deno.TcpConn, wrap: TcpWrapBinding, ctx: tls.SecureContext) {
     this.#tcp = tcp;
@@ -149,29 +174,40 @@ class NodeTlsConn implements FrontConn {
     this.#raw = new net.Socket(
       { handle } as unknown as net.SocketConstructorOpts,
     );
-    this.#tls = new tls.TLSSocket(this.#raw, {
+    const t = new tls.TLSSocket(this.#raw, {
       isServer: true,
       secureContext: ctx,
-    });
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    promise.catch(() => {}); // a connection that never handshakes is not an error
-    this.secure = promise;
-    const t = this.#tls;
+    }) as Owned;
+    this.#tls = t;
+    t[OWNER] = this;
     // Paused until a reader asks (readRequestHead): bytes that arrive with
     // the handshake's last flight wait in the socket instead of being lost.
     t.pause();
-    t.once("secure", () => {
-      this.#isSecure = true;
-      resolve();
-    });
-    t.on("data", (chunk: Uint8Array) => this.onData?.(chunk));
-    t.on("end", () => this.#ended());
-    t.on("error", () => {}); // followed by "close"
-    t.on("close", () => {
-      reject(new Error("closed before the TLS handshake finished"));
-      this.destroy();
-    });
-    this.#raw.on("error", () => {});
+    t.once("secure", NodeTlsConn.#onSecure);
+    t.on("data", NodeTlsConn.#onData);
+    t.on("end", NodeTlsConn.#onEnd);
+    t.on("error", NodeTlsConn.#ignore); // followed by "close"
+    t.on("close", NodeTlsConn.#onClose);
+    this.#raw.on("error", NodeTlsConn.#ignore);
+  }
+
+  get secure(): Promise<void> {
+    if (this.#secure === undefined) {
+      if (this.#isSecure) this.#secure = Promise.resolve();
+      else if (this.#gone) {
+        this.#secure = Promise.reject(new Error("closed"));
+      } else {
+        this.#secure = new Promise<void>((resolve, reject) => {
+          this.#settle = (ok) => {
+            this.#settle = undefined;
+            if (ok) resolve();
+            else reject(new Error("closed before the TLS handshake finished"));
+          };
+        });
+      }
+      this.#secure.catch(() => {}); // a connection that never handshakes is not an error
+    }
+    return this.#secure;
   }
 
   #ended(): void {
@@ -209,6 +245,7 @@ class NodeTlsConn implements FrontConn {
     if (this.#gone) return;
     this.#gone = true;
     clearTimeout(this.#graceTimer);
+    this.#settle?.(false);
     this.#tls.destroy();
     this.#raw.destroy();
     try {
