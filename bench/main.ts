@@ -857,7 +857,8 @@ function renderService(s: ServiceFigures): string[] {
     table([
       [
         "conversations",
-        "RSS KiB",
+        "RSS KiB (settled)",
+        "RSS KiB 1 s after the step",
         "KB/conversation",
         "set-ups/s (step)",
         "complete",
@@ -865,6 +866,7 @@ function renderService(s: ServiceFigures): string[] {
       ...s.levels.map((l) => [
         String(l.conversations),
         l.rssKb,
+        l.rssAfterStepKb,
         fmt(l.kbPerConversation),
         fmt(l.setupsPerSec),
         l.complete ? "yes" : `no (target ${l.target})`,

@@ -7,7 +7,8 @@
  * {@link Conversation}, speaking the real protocol to the bank.
  *
  * 1. memory: the bank's VmRSS (/proc/PID/status) minus its RSS with one
- *    conversation, per idle secure conversation, at each level.
+ *    conversation, per idle secure conversation, at each level, both once
+ *    the idle bank's RSS settled ({@link settledRssKb}).
  * 2. set-ups/s: new customers dialled with a bounded number of handshakes
  *    in flight; rate = conversations the bank reported `secure` ÷ the time
  *    from the first HS1 to the last `secure` notification (largest step).
@@ -90,11 +91,14 @@ export interface ServicePlan {
 export interface ServiceFigures {
   /** RSS with one conversation (KiB). */
   rss0Kb: number;
-  /** Per level: conversations secure at the bank, RSS, KB per conversation, set-ups/s of the step. */
+  /** Per level: conversations secure at the bank, RSS once settled, KB per conversation, set-ups/s of the step. */
   levels: {
     target: number;
     conversations: number;
+    /** RSS once the idle bank settled (see {@link settledRssKb}). */
     rssKb: number;
+    /** RSS 1 s after the step's last set-up (garbage of the set-ups not yet collected). */
+    rssAfterStepKb: number;
     kbPerConversation: number;
     setupsPerSec: number;
     complete: boolean;
@@ -336,6 +340,36 @@ class Customer {
   }
 }
 
+/** RSS samples 1 s apart: stop after this many without a new low … */
+const SETTLE_STABLE_SAMPLES = 3;
+/** … or after this long. */
+const SETTLE_MAX_MS = 20_000;
+
+/**
+ * The bank's RSS once idle: the lowest of samples 1 s apart, taken until
+ * SETTLE_STABLE_SAMPLES in a row brought no new low (at most SETTLE_MAX_MS).
+ * Right after a burst of set-ups the RSS still holds their garbage (V8 frees
+ * and returns it over the next seconds: 182 MB 1 s after 1,000 set-ups, 113
+ * MB 13 s later, measured); memory per *idle* conversation is the settled
+ * figure. `first` is the first sample.
+ */
+async function settledRssKb(
+  bank: Bank,
+): Promise<{ first: number; settled: number }> {
+  const first = await bank.rssKb();
+  let settled = first;
+  const end = performance.now() + SETTLE_MAX_MS;
+  for (let calm = 0; calm < SETTLE_STABLE_SAMPLES && performance.now() < end;) {
+    await sleep(1000);
+    const kb = await bank.rssKb();
+    if (kb < settled) {
+      settled = kb;
+      calm = 0;
+    } else calm++;
+  }
+  return { first, settled };
+}
+
 /** Runs `fn` over `items` with at most `width` at once; stops starting new ones after `deadline`. */
 async function pool<T>(
   items: T[],
@@ -449,18 +483,21 @@ export async function measureService(
 
     await grow(1);
     await sleep(500);
-    const rss0Kb = await bank.rssKb();
+    const rss0Kb = (await settledRssKb(bank)).settled;
     const levels: ServiceFigures["levels"] = [];
     for (const target of plan.levels) {
       const t = performance.now();
       const step = await grow(target);
       await sleep(1000);
       const conversations = secureCount();
-      const rssKb = await bank.rssKb();
+      const { first: rssAfterStepKb, settled: rssKb } = await settledRssKb(
+        bank,
+      );
       levels.push({
         target,
         conversations,
         rssKb,
+        rssAfterStepKb,
         kbPerConversation: (rssKb - rss0Kb) / Math.max(1, conversations - 1),
         setupsPerSec: step.rate,
         complete: step.complete && conversations >= target,
@@ -468,7 +505,9 @@ export async function measureService(
       log(
         `service: ${conversations} conversations in ${
           ((performance.now() - t) / 1000).toFixed(1)
-        } s, ${step.rate.toFixed(0)} set-ups/s, RSS ${rssKb} KiB`,
+        } s, ${
+          step.rate.toFixed(0)
+        } set-ups/s, RSS ${rssKb} KiB settled (${rssAfterStepKb} KiB 1 s after the step)`,
       );
       if (conversations < target) break;
     }
