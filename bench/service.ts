@@ -340,32 +340,27 @@ class Customer {
   }
 }
 
-/** RSS samples 1 s apart: stop after this many without a new low … */
-const SETTLE_STABLE_SAMPLES = 3;
-/** … or after this long. */
-const SETTLE_MAX_MS = 20_000;
+/** Longest the idle bank's RSS is sampled (1 s apart) for the settled figure. */
+const SETTLE_MAX_MS = 15_000;
 
 /**
- * The bank's RSS once idle: the lowest of samples 1 s apart, taken until
- * SETTLE_STABLE_SAMPLES in a row brought no new low (at most SETTLE_MAX_MS).
- * Right after a burst of set-ups the RSS still holds their garbage (V8 frees
- * and returns it over the next seconds: 182 MB 1 s after 1,000 set-ups, 113
- * MB 13 s later, measured); memory per *idle* conversation is the settled
- * figure. `first` is the first sample.
+ * The bank's RSS once idle: the lowest of samples 1 s apart over `ms`
+ * (SETTLE_MAX_MS, less for short plans). Right after a burst of set-ups the
+ * RSS still holds their garbage, which V8 frees and returns over the next
+ * seconds (at 1,000 conversations: 182 MB 1 s after the step, 124 MB 3 s
+ * later, 113 MB after 13 s, then stable; measured); memory per *idle*
+ * conversation is the settled figure. `first` is the first sample.
  */
 async function settledRssKb(
   bank: Bank,
+  ms: number,
 ): Promise<{ first: number; settled: number }> {
   const first = await bank.rssKb();
   let settled = first;
-  const end = performance.now() + SETTLE_MAX_MS;
-  for (let calm = 0; calm < SETTLE_STABLE_SAMPLES && performance.now() < end;) {
+  const end = performance.now() + ms;
+  while (performance.now() + 1000 <= end) {
     await sleep(1000);
-    const kb = await bank.rssKb();
-    if (kb < settled) {
-      settled = kb;
-      calm = 0;
-    } else calm++;
+    settled = Math.min(settled, await bank.rssKb());
   }
   return { first, settled };
 }
@@ -483,7 +478,8 @@ export async function measureService(
 
     await grow(1);
     await sleep(500);
-    const rss0Kb = (await settledRssKb(bank)).settled;
+    const settleMs = Math.min(SETTLE_MAX_MS, plan.phaseMs / 5);
+    const rss0Kb = (await settledRssKb(bank, settleMs)).settled;
     const levels: ServiceFigures["levels"] = [];
     for (const target of plan.levels) {
       const t = performance.now();
@@ -492,6 +488,7 @@ export async function measureService(
       const conversations = secureCount();
       const { first: rssAfterStepKb, settled: rssKb } = await settledRssKb(
         bank,
+        settleMs,
       );
       levels.push({
         target,
