@@ -27,6 +27,7 @@
 import { sha256 } from "./bytes.ts";
 import { ProtocolError } from "./errors.ts";
 import type { HandshakeRole } from "./handshake_result.ts";
+import { isControl, parseControl } from "./control.ts";
 import { parsePaymentMessage } from "./payment.ts";
 import {
   TRANSCRIPT_FORMAT,
@@ -333,6 +334,12 @@ export interface PaymentLink {
   request: string;
   /** Where the request is (covered by a signature), or undefined: dangling. */
   matched?: { session: number; role: HandshakeRole; seq: bigint };
+  /**
+   * Set when this is a copy of an earlier response re-sent in a later session
+   * (same sender, stream and message id, PROTOCOL.md §2.4): where that one
+   * is. The same decision, not a second one; its receiver dropped the copy.
+   */
+  copyOf?: { session: number; seq: bigint };
 }
 
 /** One verified session of a conversation. */
@@ -542,11 +549,18 @@ export async function verifyConversation(
       });
     }
   }
+  const ids = messageIds(sessions, covered);
+  const firstById = new Map<string, { session: number; seq: bigint }>();
   for (const { s, m } of covered) {
     if (m.type !== "data") continue;
     const p = parsePaymentMessage(m.text);
     if (p?.kind !== "payment-response") continue;
     const matched = requests.get(p.request);
+    const id = ids.get(m);
+    const copyOf = id === undefined ? undefined : firstById.get(id);
+    if (id !== undefined && copyOf === undefined) {
+      firstById.set(id, { session: s, seq: m.seq });
+    }
     payments.push({
       session: s,
       role: m.role,
@@ -554,6 +568,7 @@ export async function verifyConversation(
       decision: p.decision,
       request: p.request,
       matched,
+      ...(copyOf ? { copyOf } : {}),
     });
     if (matched === undefined) {
       missing.push(
@@ -572,4 +587,41 @@ export async function verifyConversation(
     torn: parsed.torn,
     legacy: parsed.legacy,
   };
+}
+
+/**
+ * The message id (PROTOCOL.md §2.4) of each covered user message, as
+ * `sender fingerprint:stream:id`: per session and direction, the sender's
+ * `resume` names its stream and next id, a `next` sets the id, each user
+ * message takes one. Messages of a sender that names no stream get none.
+ */
+function messageIds(
+  sessions: SessionReport[],
+  covered: { s: number; m: VerifiedTranscript["messages"][number] }[],
+): Map<object, string> {
+  const ids = new Map<object, string>();
+  const dirs = new Map<string, { stream?: string; next?: number }>();
+  for (const { s, m } of covered) {
+    if (m.type !== "data") continue;
+    const key = `${s}:${m.role}`;
+    const d = dirs.get(key) ?? {};
+    dirs.set(key, d);
+    if (isControl(m.body)) {
+      let c;
+      try {
+        c = parseControl(m.body);
+      } catch {
+        continue;
+      }
+      if (c?.kind === "resume") {
+        d.stream = c.stream;
+        if (c.next !== undefined) d.next = c.next;
+      } else if (c?.kind === "next") d.next = c.id;
+      continue;
+    }
+    if (d.stream === undefined || d.next === undefined) continue;
+    const fp = sessions[s - 1].verified.fingerprints[m.role];
+    ids.set(m, `${fp}:${d.stream}:${d.next++}`);
+  }
+  return ids;
 }

@@ -279,3 +279,61 @@ Deno.test("a seq with a leading zero, or a record of an unknown session, makes t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("an approval re-sent in the next session (same stream and message id) is one decision: the copy is reported as copyOf, in the library and in the CLI", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "conversation_test_" });
+  try {
+    const { request, approval } = await paymentBodies();
+    // Session 1: the approval's ACK never came back; the customer re-sends
+    // it as message #1 again in session 2 (the bank had it: it drops it).
+    const { customer } = await recordConversation(dir, [
+      {
+        bank: [request],
+        customer: [approval],
+        close: false,
+        next: { bank: 1, customer: 1 },
+      },
+      {
+        bank: [],
+        customer: [approval],
+        close: true,
+        next: { bank: 2, customer: 1 },
+      },
+    ]);
+    const file = await Deno.readTextFile(customer);
+    const r = await verifyConversation(file);
+    assert.equal(r.payments.length, 2);
+    assert.equal(r.payments[0].copyOf, undefined);
+    assert.deepEqual(r.payments[1].copyOf, { session: 1, seq: 2n });
+    assert.deepEqual(r.payments.map((p) => p.matched?.session), [1, 1]);
+    const cli = await verifyCli(
+      dir,
+      JSON.parse(`[${file.trimEnd().split("\n").join(",")}]`),
+    );
+    assert.equal(cli.json.payments[0].copyOf, undefined);
+    assert.deepEqual(cli.json.payments[1].copyOf, { session: 1, seq: 2 });
+    // A new id in the next session is a second decision, not a copy.
+    await Deno.mkdir(`${dir}/again`);
+    const { customer: again } = await recordConversation(`${dir}/again`, [
+      {
+        bank: [request],
+        customer: [approval],
+        close: false,
+        next: { bank: 1, customer: 1 },
+      },
+      {
+        bank: [],
+        customer: [approval],
+        close: true,
+        next: { bank: 2, customer: 2 },
+      },
+    ]);
+    const second = await verifyConversation(await Deno.readTextFile(again));
+    assert.deepEqual(second.payments.map((p) => p.copyOf), [
+      undefined,
+      undefined,
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -145,9 +145,12 @@ function describePayment(
       : `DANGLING: names request ${
         p.request.slice(0, 16)
       }…, which is not a signed request in this file`;
+    const copy = link?.copyOf
+      ? `; a re-sent copy of #${link.copyOf.seq} of session ${link.copyOf.session}, not another decision`
+      : "";
     return `PAYMENT ${p.decision.toUpperCase()} (ref ${
       one(p.reference)
-    }; ${to})`;
+    }; ${to}${copy})`;
   }
   return undefined;
 }
@@ -261,6 +264,9 @@ function toJson(r: ConversationReport) {
       decision: p.decision,
       request: p.request,
       matched: p.matched ? { ...p.matched, seq: Number(p.matched.seq) } : null,
+      ...(p.copyOf
+        ? { copyOf: { ...p.copyOf, seq: Number(p.copyOf.seq) } }
+        : {}),
     })),
   };
 }

@@ -24,7 +24,16 @@ export interface SessionScript {
   bank: string[];
   customer: string[];
   close: boolean;
+  /**
+   * With message ids (PROTOCOL.md §2.4): each side's `resume` names its
+   * stream (fixed per side) and this id as `next`, the id of its first
+   * message in the session.
+   */
+  next?: { bank: number; customer: number };
 }
+
+/** The streams the sides name when a script gives `next`. */
+export const STREAMS = { bank: "b".repeat(32), customer: "c".repeat(32) };
 
 /** The payment request body the bank sends and the approval the customer answers with. */
 export async function paymentBodies(): Promise<
@@ -92,6 +101,14 @@ export async function recordConversation(
         prev,
         delivered: delivered[role],
         role,
+        ...(s.next
+          ? {
+            stream: STREAMS[role],
+            peerStream: null,
+            deliveredId: 0,
+            next: s.next[role],
+          }
+          : {}),
       });
     await exchange(bank, customer, await bank.send(resume("bank"), t), t);
     await exchange(
