@@ -21,7 +21,7 @@ import {
   paymentRequest,
   paymentResponse,
 } from "../lib/payment.ts";
-import { formatSessionId } from "../lib/registration.ts";
+import { formatSessionId, parseSessionId } from "../lib/registration.ts";
 import { parsePeerAddress, type PeerAddress } from "../lib/address.ts";
 import type { SessionPrimitives } from "../lib/primitives.ts";
 import {
@@ -409,19 +409,23 @@ export class ChatClient {
     }
   }
 
-  /** An event of another conversation while waiting for the peer: its first secure one becomes the peer. */
+  /**
+   * An event of another conversation while waiting for the peer: its first
+   * secure one (or identity-changed refusal) becomes the peer. Its ID is the
+   * event's own: the engine reports `secure` after its file work
+   * (known_peers.json under its lock), by when the conversation may have
+   * ended and left the engine's set (the peer sent, closed and left
+   * meanwhile); its messages and `closed`, reported after it, are this run's.
+   */
   #stranger(ev: ClientEvent, from: string): void {
     if (this.#peer !== undefined) return; // the run has its peer: others are not served
-    if (ev.type === "secure") {
-      this.#peer = this.#engine.conversations.list().find((c) =>
-        formatSessionId(c.peerId) === from
-      )?.peerId;
-      return this.#onEvent(ev);
-    }
-    if (ev.type === "error" && ev.code === "identity-changed") {
-      this.#peer = this.#engine.conversations.list().find((c) =>
-        formatSessionId(c.peerId) === from
-      )?.peerId;
+    if (
+      ev.type === "secure" ||
+      (ev.type === "error" && ev.code === "identity-changed")
+    ) {
+      const id = parseSessionId(from);
+      this.#peer = id;
+      this.#peerShown = { id, text: from }; // so this event and the next are `mine`
       return this.#onEvent(ev);
     }
     if (ev.type === "error" && ev.code !== "undelivered") {
