@@ -31,6 +31,7 @@ import {
 import { type ClientOptions, EXIT } from "./args.ts";
 import type { InputLine } from "./stdin_lines.ts";
 import { type ClientEvent, type Connector, Engine } from "./engine.ts";
+import { internalErrorText } from "./events.ts";
 
 /** `--crypto` modes → session primitives (undefined = WebCrypto only, the lib default). */
 export const PRIMITIVES: Record<
@@ -312,7 +313,7 @@ export class ChatClient {
 
   #serial(fn: () => void | Promise<void>): void {
     this.#queue = this.#queue.then(fn).catch((e) => {
-      this.#error("internal", (e as Error)?.message ?? String(e));
+      this.#error("internal", internalErrorText(e));
       this.#finish(EXIT.other, "failed");
     });
   }
@@ -428,6 +429,8 @@ export class ChatClient {
       this.#peerShown = { id, text: from }; // so this event and the next are `mine`
       return this.#onEvent(ev);
     }
+    // A bug is shown as it is, not as a peer's failed attempt.
+    if (ev.type === "error" && ev.code === "internal") return this.#d.emit(ev);
     if (ev.type === "error" && ev.code !== "undelivered") {
       return this.#notice(
         `a handshake attempt failed (${ev.code}): ignored; still waiting for the peer`,

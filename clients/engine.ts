@@ -43,11 +43,12 @@ export type {
   RelayLink,
   TrustStatus,
 } from "./events.ts";
-import type {
-  ClientEvent,
-  Connector,
-  RelayLink,
-  TrustStatus,
+import {
+  type ClientEvent,
+  type Connector,
+  internalErrorText,
+  type RelayLink,
+  type TrustStatus,
 } from "./events.ts";
 
 /** Options of an {@link Engine}. */
@@ -453,7 +454,7 @@ export class Engine {
       this.#o.emit({
         type: "error",
         code: "internal",
-        message: (err as Error)?.message ?? String(err),
+        message: internalErrorText(err),
         peer: p.name,
       });
     // Events that need no file work are emitted at once, unless one that
@@ -658,7 +659,7 @@ export class Engine {
     this.#o.emit({
       type: "error",
       code: "internal",
-      message: (e as Error)?.message ?? String(e),
+      message: internalErrorText(e),
     });
   }
 

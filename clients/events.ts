@@ -105,3 +105,20 @@ export type ClientEvent =
     }
   )
   & { peer?: string; peerFingerprint?: string };
+
+/**
+ * The message of an `internal` error (a bug: an exception no protocol rule
+ * explains): the exception's class and message, and where it was thrown —
+ * the function and file:line of its first stack frame — so that one report
+ * says what threw (e.g. `RangeError: Maximum call stack size exceeded (at
+ * ChatClient.#stranger, chat.ts:420)`). The location is a place in our code
+ * or the runtime's, never data.
+ */
+export function internalErrorText(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  const text = `${e.name}: ${e.message}`;
+  const frame = /\n\s*at (?:(.+?) \()?(?:[^\s()]*\/)?([^/\s()]+:\d+):\d+\)?/
+    .exec(e.stack ?? "");
+  if (!frame) return text;
+  return `${text} (at ${frame[1] ? `${frame[1]}, ` : ""}${frame[2]})`;
+}

@@ -15,7 +15,11 @@
 import assert from "node:assert/strict";
 import { parseClientArgs } from "../clients/args.ts";
 import { ChatClient } from "../clients/chat.ts";
-import type { ClientEvent, RelayLink } from "../clients/events.ts";
+import {
+  type ClientEvent,
+  internalErrorText,
+  type RelayLink,
+} from "../clients/events.ts";
 import type { Bytes } from "../lib/bytes.ts";
 import { Conversation, type ConversationOutput } from "../lib/conversation.ts";
 import { generateIdentity } from "../lib/identity.ts";
@@ -160,4 +164,36 @@ Deno.test("waiting customer: a peer that sent, closed and left before our secure
     lock.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** What `fn` throws. */
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  throw new Error("did not throw");
+}
+
+Deno.test("internalErrorText: an internal error names the exception's class, message and where it was thrown (function, file:line)", () => {
+  class Probe {
+    deep(n: number): number {
+      return this.deep(n + 1) + 1;
+    }
+  }
+  assert.match(
+    internalErrorText(thrown(() => new Probe().deep(0))),
+    /^RangeError: Maximum call stack size exceeded \(at Probe\.deep, chat_waiting_test\.ts:\d+\)$/,
+  );
+  assert.match(
+    internalErrorText(thrown(() => {
+      throw new TypeError("boom");
+    })),
+    /^TypeError: boom \(at (\S+, )?chat_waiting_test\.ts:\d+\)$/,
+  );
+  const bare = new Error("no stack");
+  bare.stack = undefined;
+  assert.equal(internalErrorText(bare), "Error: no stack");
+  assert.equal(internalErrorText("thrown text"), "thrown text");
 });
