@@ -287,22 +287,31 @@ Deno.test("conversations: a stranger flooding HS1s costs bounded responder work"
   const lurker = await net.client("lurker");
   await lurker.dial(b);
   const hs1 = net.log.find((p) => p.from.toHex() === lurker.id.toHex())!;
-  const before =
+  const hs2From = (id: Uint8Array) =>
     net.log.filter((p) =>
-      p.from.toHex() === b.id.toHex() && p.packet[1] === PACKET_HS2
+      p.from.toHex() === b.id.toHex() && p.to.toHex() === id.toHex() &&
+      p.packet[1] === PACKET_HS2
     ).length;
-  // 50 distinct-looking HS1s (replays of one) in one second from the same ID.
+  const before = hs2From(lurker.id);
+  // 50 valid, distinct HS1s in one second from the same ID: each one a
+  // different randomI (bytes 2..33, §2.1), so none is a retransmission and
+  // each would cost a key generation, an ECDH and a signature. (Changing a
+  // padding byte instead makes the HS1 malformed: refused before any work,
+  // which would not test the bound.)
   for (let i = 0; i < 50; i++) {
     const fake = hs1.packet.slice();
-    fake[fake.length - 1] ^= i + 1; // a different random → not a retransmission
+    fake[2] ^= i + 1;
     net.inject({ ...hs1, packet: fake });
   }
   await net.deliver();
-  const answered =
-    net.log.filter((p) =>
-      p.from.toHex() === b.id.toHex() && p.packet[1] === PACKET_HS2
-    ).length - before;
+  const answered = hs2From(lurker.id) - before;
+  assert.ok(answered >= 1, "the valid HS1s were answered at all");
   assert.ok(answered <= 5, `${answered} HS2s for 50 HS1s in one second`);
+  // The bound is per peer ID: another stranger still gets its answer.
+  const other = await net.client("other");
+  await other.dial(b);
+  await net.deliver();
+  assert.equal(hs2From(other.id), 1, "a second stranger is answered");
   await exchange(net, a, b, 5);
 });
 
