@@ -140,7 +140,8 @@ async function reference(file: string): Promise<number> {
 Deno.test("transcript vectors: the set is there", () => {
   assert.ok(names.includes("good_transcript_complete.json"));
   assert.ok(names.includes("good_transcript_two_sessions.json"));
-  assert.ok(names.filter((n) => n.startsWith("fail_")).length >= 9);
+  assert.ok(names.includes("fail_transcript_session_deleted.json"));
+  assert.ok(names.filter((n) => n.startsWith("fail_")).length >= 10);
 });
 
 Deno.test("transcript vectors: the reference (crypto.subtle only) verifies every intact file and rejects the altered ones", async () => {

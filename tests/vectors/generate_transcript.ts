@@ -348,6 +348,20 @@ const endAt = idx((o) => o.record === "end");
   });
 }
 
+{
+  // Session 1 removed and session 2 renumbered 1 (session numbers are not
+  // signed): what remains verifies and is closed, but both signed resumes
+  // name a previous session that is no longer in the file.
+  const f = two.map(parse).filter((o) => o.session !== 1);
+  for (const o of f) if (o.session === 2) o.session = 1;
+  put("fail_transcript_session_deleted", {
+    description:
+      "The first of two sessions deleted (and the second renumbered 1): every record verifies and both directions end with a signed CLOSE, but each side's signed resume names as its previous session a session hash that is not in the file: INCOMPLETE with 2 missing items.",
+    expect: { verdict: "INCOMPLETE", missing: 2 },
+    file: join(f),
+  });
+}
+
 for (const [name, v] of out) {
   await Deno.writeTextFile(
     `${DIR}${name}.json`,
