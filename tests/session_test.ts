@@ -20,7 +20,9 @@ import {
   sealRecord,
 } from "../lib/record.ts";
 import type { SessionEvent } from "../lib/session.ts";
-import { importSecret } from "../lib/suite.ts";
+import { generateEphemeral, importSecret, sign } from "../lib/suite.ts";
+import { rekeySignatureInput } from "../lib/session.ts";
+import { concat } from "../lib/bytes.ts";
 import {
   exchange,
   FakeInitiator,
@@ -40,6 +42,7 @@ import {
 import { fixture } from "./session_helpers.ts";
 
 const enc = new TextEncoder();
+const EMPTY = new Uint8Array(0);
 const dec = new TextDecoder();
 const rejectsWith = (p: Promise<unknown>, code: string) =>
   assert.rejects(
@@ -405,6 +408,42 @@ Deno.test("unsigned-chain: MAX_UNSIGNED unsigned messages in a row end the sessi
     seq: BigInt(MAX_UNSIGNED),
     type: InnerType.DATA,
     body: new Uint8Array(0),
+  });
+  await rejectsWith(b.receive(extra, 0), "unsigned-chain");
+});
+
+Deno.test("unsigned-chain: REKEY_INIT and CHECKPOINT count as unsigned reliable messages like DATA (PROTOCOL.md §2.2.6)", async () => {
+  const fx = await fixture();
+  const b = await Session.fromHandshake(fx.resultR, { rekeyAfterMs: 1e12 });
+  const peer = await FakeInitiator.create(fx);
+  // seq 1: a REKEY_INIT with a valid rekey signature but no chain signature.
+  const eph = await generateEphemeral();
+  const rekeySig = await sign(
+    fx.idI.privateKey,
+    rekeySignatureInput(SESSION_HASH, 1, "initiator", eph.publicRaw),
+  );
+  const packets: Bytes[] = [
+    await peer.seal({
+      seq: 1n,
+      type: InnerType.REKEY_INIT,
+      body: concat(eph.publicRaw, rekeySig),
+    }),
+    // seq 2: an unsigned CHECKPOINT.
+    await peer.seal({ seq: 2n, type: InnerType.CHECKPOINT, body: EMPTY }),
+  ];
+  for (let s = 3n; s < BigInt(MAX_UNSIGNED); s++) {
+    packets.push(
+      await peer.seal({ seq: s, type: InnerType.DATA, body: EMPTY }),
+    );
+  }
+  const r = await b.receiveMany(packets, 0);
+  // 2 control messages + MAX_UNSIGNED − 3 DATA = MAX_UNSIGNED − 1 unsigned: accepted.
+  assert.equal(messages(r.events).length, MAX_UNSIGNED - 3);
+  assert.ok(!b.failed);
+  const extra = await peer.seal({
+    seq: BigInt(MAX_UNSIGNED),
+    type: InnerType.DATA,
+    body: EMPTY,
   });
   await rejectsWith(b.receive(extra, 0), "unsigned-chain");
 });
