@@ -10,8 +10,9 @@
  *   response answers a signed request in the file.
  * - `INCOMPLETE` (exit 3): the signatures hold, but something is missing
  *   (listed: an open direction, an empty one, uncovered messages, a dangling
- *   payment response, a torn last line). Uncovered messages are listed apart,
- *   raw, as assertions of the file's author.
+ *   payment response, a torn last line, a previous session that a signed
+ *   `resume` names but the file lacks or holds short). Uncovered messages
+ *   are listed apart, raw, as assertions of the file's author.
  * - `INVALID` (exit 1): the file is altered or could not have been produced
  *   (broken chain, bad signature, a message after a CLOSE, relabelled roles).
  * - exit 2: usage or the file cannot be read.
