@@ -287,6 +287,16 @@ Deno.test("relay limits: DATA before registration gets not-registered with its p
       e2.type === "error" && e2.name === "unknown-type" && e2.frameNo === 0,
     );
     if (e2.type === "error") assert.deepEqual(e2.peer, new Uint8Array(16));
+    // A DATA-typed frame of another version has no known layout: zeros too.
+    const v2 = encodeData(peer, 99, new Uint8Array(4));
+    v2[0] = 2;
+    await ws.sendFrame(Opcode.BINARY, v2);
+    const e3 = await ws.frame();
+    assert.ok(
+      e3.type === "error" && e3.name === "unsupported-version" &&
+        e3.frameNo === 0,
+    );
+    if (e3.type === "error") assert.deepEqual(e3.peer, new Uint8Array(16));
     ws.close();
   } finally {
     await t.close();
