@@ -13,6 +13,7 @@ import { Initiator, Responder, type TrustCallback } from "../lib/handshake.ts";
 import type { HandshakeResult } from "../lib/handshake_result.ts";
 import { generateIdentity, type Identity } from "../lib/identity.ts";
 import { Session } from "../lib/session.ts";
+import { verifyTranscript } from "../lib/transcript.ts";
 import {
   parseSuiteList,
   SUITE_P256,
@@ -264,6 +265,23 @@ Deno.test("session over the x25519 suite: messages, Ed25519 chain signatures, a 
   assert.deepEqual(got, ["m0", "m1", "m2", "m3", "m4", "m5"]);
   assert.ok(rekeyed >= 2 && si.epoch >= 1, `rekeyed (epoch ${si.epoch})`);
   assert.ok(sr.stats.signaturesVerified >= 6, "Ed25519 chain signatures");
+  // Both transcripts verify offline with the Ed25519 SPKIs (PROTOCOL.md
+  // §2.2.6/§2.2.10: the verifier takes the algorithm from the signer's key),
+  // the rekey messages included; one flipped signature bit is caught.
+  for (const s of [si, sr]) {
+    const json = s.transcript!.toJSON();
+    const v = await verifyTranscript(json);
+    assert.ok(v.signatures >= 6, `${v.signatures} signatures`);
+    assert.ok(v.messages.some((m) => m.type === "rekey-init"));
+    const signed = json.messages.find((m) => m.sig !== undefined)!;
+    const sig = Uint8Array.fromBase64(signed.sig!, { alphabet: "base64url" });
+    sig[7] ^= 1;
+    signed.sig = sig.toBase64({ alphabet: "base64url", omitPadding: true });
+    await assert.rejects(
+      verifyTranscript(json),
+      (e: unknown) => e instanceof ProtocolError && e.code === "bad-signature",
+    );
+  }
   // verify() follows the key: an Ed25519 signature checks out, a zero one not.
   const data = utf8("x");
   const { sign } = await import("../lib/suite.ts");
