@@ -337,3 +337,96 @@ Deno.test("an approval re-sent in the next session (same stream and message id) 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("reader rules of PROTOCOL.md §2.2.10: each listed shape error is INVALID; unknown members are ignored", async () => {
+  const { dir, lines } = await closedPaymentFile();
+  try {
+    const honest = await verifyConversation(text(lines));
+    assert.equal(honest.verdict, "COMPLETE", honest.missing.join("\n"));
+    const sessionAt = lines.findIndex((l) => l.record === "session");
+    const endAt = lines.findIndex((l) => l.record === "end");
+    const firstMsg = lines.findIndex((l) => l.record === "message");
+    const edits: [string, (f: Rec[]) => void, string][] = [
+      [
+        "a line that is not an object",
+        (f) => f.splice(2, 0, [] as never),
+        "malformed",
+      ],
+      [
+        "the conversation record again",
+        (f) => f.splice(2, 0, f[0]),
+        "malformed",
+      ],
+      ["version 2", (f) => void (f[0].version = 2), "malformed"],
+      [
+        "an unknown record",
+        (f) => f.splice(2, 0, { record: "note" }),
+        "malformed",
+      ],
+      ["an unknown dir", (f) => void (f[firstMsg].dir = "x2y"), "malformed"],
+      [
+        "an unknown type",
+        (f) => void (f[firstMsg].type = "dummy"),
+        "malformed",
+      ],
+      [
+        "an unknown end reason",
+        (f) => void (f[endAt].reason = "done"),
+        "malformed",
+      ],
+      [
+        "an unknown localRole",
+        (f) => void (f[sessionAt].localRole = "bank"),
+        "malformed",
+      ],
+      ["session 2 first", (f) => void (f[sessionAt].session = 2), "malformed"],
+      [
+        "an end of a session not begun",
+        (f) => f.push({ record: "end", session: 2, reason: "closed" }),
+        "malformed",
+      ],
+      [
+        "a message after its session's end",
+        (f) => f.push({ ...f[firstMsg] }),
+        "malformed",
+      ],
+      ["a second end", (f) => f.push({ ...f[endAt] }), "malformed"],
+      [
+        "a body that is not base64url",
+        (f) => void (f[firstMsg].body = "!!"),
+        "malformed",
+      ],
+      [
+        "a 31-byte sessionHash",
+        (f) =>
+          void (f[sessionAt].sessionHash = new Uint8Array(31).toBase64(B64)),
+        "malformed",
+      ],
+      [
+        "labels that are not an object",
+        (f) => void (f[sessionAt].labels = "bank" as never),
+        "malformed",
+      ],
+      [
+        "an SPKI that is no identity key",
+        (f) =>
+          void (f[sessionAt].responderSpki = new Uint8Array(91).toBase64(B64)),
+        "invalid-public-key",
+      ],
+    ];
+    for (const [what, edit, code] of edits) {
+      const f = structuredClone(lines);
+      edit(f);
+      await assert.rejects(verifyConversation(text(f)), isCode(code), what);
+    }
+    // Members not listed in §2.2.10 are ignored; end records are claims only.
+    const extra = structuredClone(lines);
+    extra[sessionAt].note = "x";
+    extra[firstMsg].note = "x";
+    extra.splice(endAt, 1);
+    const r = await verifyConversation(text(extra));
+    assert.equal(r.verdict, "COMPLETE", "no end record: still COMPLETE");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
