@@ -15,6 +15,7 @@ import {
   recordConversation,
 } from "./helpers/conversation_fixture.ts";
 import { flagsWithDir, ROOT } from "./helpers/client_proc.ts";
+import { exchange, pair } from "./session_helpers.ts";
 
 type Rec = Record<string, string | number | undefined>;
 const B64 = { alphabet: "base64url", omitPadding: true } as const;
@@ -426,6 +427,52 @@ Deno.test("reader rules of PROTOCOL.md §2.2.10: each listed shape error is INVA
     extra.splice(endAt, 1);
     const r = await verifyConversation(text(extra));
     assert.equal(r.verdict, "COMPLETE", "no end record: still COMPLETE");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("labels only the file claims (no signed resume role) are marked unproven in the text and in --json", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "conversation_test_" });
+  try {
+    // A closed session without resume messages (another implementation, or
+    // raw Sessions): nothing signs a role, the file claims swapped ones.
+    const { a, b } = await pair({ signEvery: 3 });
+    await exchange(a, b, await a.send(enc.encode("hello"), 0), 0);
+    await exchange(a, b, await a.close(10), 10);
+    assert.ok(a.closed && b.closed);
+    const file = {
+      ...a.transcript!.toJSON(),
+      labels: { initiator: "customer", responder: "bank" },
+    };
+    const path = `${dir}/claimed.json`;
+    await Deno.writeTextFile(path, JSON.stringify(file));
+    const r = await verifyConversation(JSON.stringify(file));
+    assert.equal(r.verdict, "COMPLETE", r.missing.join("\n"));
+    assert.deepEqual(r.sessions[0].labels, {}, "nothing proven");
+    const { flags, entry } = flagsWithDir("verify-transcript", dir);
+    const run = async (...extra: string[]) =>
+      new TextDecoder().decode(
+        (await new Deno.Command("deno", {
+          args: ["run", ...flags, entry, ...extra, path],
+          cwd: ROOT,
+          env: { NO_COLOR: "1" },
+        }).output()).stdout,
+      );
+    const json = JSON.parse(await run("--json"));
+    const hello = json.sessions[0].messages.find((m: { text: string }) =>
+      m.text === "hello"
+    );
+    assert.equal(hello.label, "customer");
+    assert.equal(hello.labelProven, false);
+    assert.deepEqual(json.sessions[0].labels.initiator, {
+      label: "customer",
+      proven: false,
+    });
+    assert.match(
+      await run(),
+      /initiator \(customer\?: label claimed by the file, not signed\) #1: "hello"/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -244,6 +244,7 @@ function toJson(r: ConversationReport) {
         .map((m) => ({
           role: m.role,
           label: labelOf(s.labels, s.claimedLabels, m.role).label,
+          labelProven: labelOf(s.labels, s.claimedLabels, m.role).proven,
           seq: Number(m.seq),
           type: m.type,
           text: m.text,
