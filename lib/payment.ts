@@ -96,8 +96,21 @@ export function encodePaymentMessage(
     });
 }
 
-/** Parses a message body as a payment message; undefined when it is not one (or invalid). */
+/**
+ * Parses a message body as a payment message; undefined when it is not one:
+ * invalid fields, or not exactly the canonical encoding of its fields
+ * ({@link encodePaymentMessage}: that key order, no other member, no
+ * whitespace, no escapes but `\"` and `\\`). So a body with a duplicated key,
+ * which JSON parsers resolve differently, is never shown as a payment.
+ */
 export function parsePaymentMessage(
+  text: string,
+): PaymentRequest | PaymentResponse | undefined {
+  const m = parseFields(text);
+  return m !== undefined && encodePaymentMessage(m) === text ? m : undefined;
+}
+
+function parseFields(
   text: string,
 ): PaymentRequest | PaymentResponse | undefined {
   if (!text.startsWith("{")) return undefined;

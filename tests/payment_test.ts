@@ -63,6 +63,34 @@ Deno.test("payment: invalid fields are refused; other text is not a payment", ()
     /control/,
   );
   assert.equal(parsePaymentMessage("hello"), undefined);
+  // Only the exact canonical encoding is a payment (PROTOCOL.md §2.4): a
+  // duplicated key (parsers disagree which one counts), whitespace, an
+  // escaped letter, another key order or an extra member make it plain text.
+  const canonical = encodePaymentMessage(
+    paymentRequest({
+      amount: "1.00",
+      currency: "EUR",
+      payee: "ACME",
+      reference: "r",
+    }),
+  );
+  assert.ok(parsePaymentMessage(canonical));
+  for (
+    const variant of [
+      canonical.replace('"amount":"1.00"', '"amount":"999.00","amount":"1.00"'),
+      canonical.replace('"currency":', ' "currency": '),
+      canonical.replace("ACME", "\\u0041CME"),
+      canonical.replace(
+        '"amount":"1.00","currency":"EUR"',
+        '"currency":"EUR","amount":"1.00"',
+      ),
+      canonical.replace("}", ',"note":"x"}'),
+    ]
+  ) {
+    assert.notEqual(variant, canonical);
+    assert.ok(JSON.parse(variant), variant);
+    assert.equal(parsePaymentMessage(variant), undefined, variant);
+  }
   assert.equal(
     parsePaymentMessage('{"kind":"payment-request","amount":"x"}'),
     undefined,

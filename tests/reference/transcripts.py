@@ -56,7 +56,16 @@ def payment_of(body):
         o = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
-    return o if isinstance(o, dict) and o.get("kind") in ("payment-request", "payment-response") else None
+    if not isinstance(o, dict) or o.get("kind") not in ("payment-request", "payment-response"):
+        return None
+    # §2.4: only the exact canonical encoding (that key order, no whitespace,
+    # no escapes but \" and \\) is a payment message.
+    keys = (["kind", "amount", "currency", "payee", "reference"] if o["kind"] == "payment-request"
+            else ["kind", "decision", "reference", "request"])
+    if list(o.keys()) != keys:
+        return None
+    canonical = json.dumps(o, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return o if canonical == body else None
 
 
 def verify_session(s, msgs):
