@@ -7,12 +7,15 @@
  */
 
 import assert from "node:assert/strict";
+import type { Bytes } from "../lib/bytes.ts";
 import { type Client, Net, secure } from "./helpers/conversation_net.ts";
 import { PACKET_HS1, PACKET_HS2, PACKET_RECORD } from "../lib/handshake.ts";
 import { Conversations } from "../lib/conversations.ts";
 import { generateIdentity } from "../lib/identity.ts";
 import {
   MAX_RECORDS_PER_TURN,
+  NEW_CONVERSATION_BURST,
+  NEW_CONVERSATION_RATE,
   REHANDSHAKE_AFTER_UNANSWERED,
   RESUME_WAIT_MS,
   SILENT_HANDSHAKES_HINT,
@@ -530,4 +533,66 @@ Deno.test("conversation: records queued behind a running call are opened at most
   for (const o of outs) net.apply(b, o);
   assert.deepEqual(b.texts(a), texts("q", n));
   await net.run(() => a.delivered(b).length === n, 60_000, "all acknowledged");
+});
+
+Deno.test("conversations: HS1s from unknown IDs start at most NEW_CONVERSATION_BURST conversations at once, then NEW_CONVERSATION_RATE per second; never more than max", async () => {
+  const t0 = 1_000_000;
+  const me = new Uint8Array(16).fill(0xee);
+  const idOf = (i: number): Bytes => {
+    const id = new Uint8Array(16);
+    new DataView(id.buffer).setUint32(0, i + 1);
+    return id;
+  };
+  const options = () => ({
+    trust: () => ({ status: "new" as const }),
+    sessionOptions: { coverRate: 0 },
+  });
+  const identity = await generateIdentity();
+  /** A valid HS1 to `me` from `from` (a stranger's own dial). */
+  const hs1From = async (from: Bytes) => {
+    const stranger = new Conversations({
+      identity,
+      localId: from,
+      now: t0,
+      options,
+    });
+    const { output } = await stranger.dial(me, t0);
+    return output.packets[0].packet;
+  };
+  const answered = (out: { packets: { packet: Uint8Array }[] }) =>
+    out.packets.some((p) => p.packet[1] === PACKET_HS2);
+
+  const target = new Conversations({
+    identity: await generateIdentity(),
+    localId: me,
+    now: t0,
+    options,
+  });
+  // The burst drained by HS1-typed packets from distinct IDs (the bound is
+  // taken before any parsing or crypto).
+  for (let i = 0; i < NEW_CONVERSATION_BURST; i++) {
+    await target.receive(idOf(i), Uint8Array.of(1, PACKET_HS1), t0);
+  }
+  const late = idOf(NEW_CONVERSATION_BURST);
+  const hs1 = await hs1From(late);
+  assert.ok(!answered(await target.receive(late, hs1, t0)), "over the burst");
+  assert.equal(target.get(late), undefined);
+  // Two tokens back after 2 / NEW_CONVERSATION_RATE seconds.
+  const t1 = t0 + 2000 / NEW_CONVERSATION_RATE;
+  assert.ok(answered(await target.receive(late, hs1, t1)), "refilled");
+
+  // `max`: a full set answers no new ID (valid HS1s, far apart in time).
+  const small = new Conversations({
+    identity: await generateIdentity(),
+    localId: me,
+    now: t0,
+    options,
+    max: 2,
+  });
+  for (let i = 0; i < 3; i++) {
+    const from = idOf(100_000 + i);
+    const out = await small.receive(from, await hs1From(from), t0 + i * 1000);
+    assert.equal(answered(out), i < 2, `conversation ${i + 1} of max 2`);
+  }
+  assert.equal(small.size, 2);
 });
