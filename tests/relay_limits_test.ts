@@ -143,11 +143,13 @@ Deno.test("relay limits: unregistered connections are limited per IP; registered
   }
 });
 
-Deno.test("relay limits: clients that never answer the relay's close do not keep their slots", async () => {
-  const t = await startTestRelay({ maxConnections: 4, registerTimeoutMs: 200 });
+Deno.test("relay limits: clients that never answer the relay's close (4001, 4003, 1008) do not keep their slots", async () => {
+  const t = await startTestRelay({ maxConnections: 4, registerTimeoutMs: 300 });
   const port = t.relay.port;
   try {
-    // Four upgraded connections that never register, never read, never close.
+    // Four upgraded connections that never answer a close, never read
+    // after it, never close: two never register (4001), one signs the
+    // wrong origin (4003), one sends protocol errors (1008).
     const squatters = await Promise.all(
       [0, 1, 2, 3].map(() => RawWs.open({ port, caPem: t.caPem })),
     );
@@ -155,27 +157,48 @@ Deno.test("relay limits: clients that never answer the relay's close do not keep
     const full = await RawWs.open({ port, caPem: t.caPem });
     assert.equal(full.status, 503, "at capacity while they are open");
     full.close();
-    // 200 ms registration timeout + 500 ms grace: the slots come back.
     const started = performance.now();
-    await waitFor(
-      () => t.relay.metrics.closeCount(CloseCode.REGISTER_TIMEOUT) === 4,
-      "4001 sent",
+    const [, , badSig, abuser] = squatters;
+    const r = await badSig.register(
+      (await generateMailboxKey()).key,
+      "wss://elsewhere.example",
     );
-    let c;
-    for (;;) {
+    assert.ok(r.type === "error" && r.name === "bad-registration");
+    const { key } = await generateMailboxKey();
+    assert.equal(
+      (await abuser.register(key, `wss://localhost:${port}`)).type,
+      "registered",
+    );
+    await abuser.write(concat(
+      ...Array.from({ length: 40 }, () =>
+        concat(
+          new Uint8Array([0x82, 0x80 | 2, 0, 0, 0, 0]),
+          new Uint8Array([1, 0x7f]),
+        )),
+    ));
+    await waitFor(
+      () =>
+        t.relay.metrics.closeCount(CloseCode.REGISTER_TIMEOUT) === 2 &&
+        t.relay.metrics.closeCount(CloseCode.REGISTER_FAILED) === 1 &&
+        t.relay.metrics.closeCount(CloseCode.POLICY) === 1,
+      "4001 × 2, 4003 and 1008 sent",
+    );
+    // 300 ms registration timeout + 500 ms grace: every slot comes back.
+    const probes = [];
+    while (probes.length < 4) {
       const probe = await RawWs.open({ port, caPem: t.caPem });
       if (probe.status === 101) {
-        c = probe;
-        break;
+        probes.push(probe);
+        continue;
       }
       probe.close();
       assert.ok(
         performance.now() - started < 3000,
-        "slots freed within the grace period",
+        `slots freed within the grace period (${probes.length} of 4 so far)`,
       );
       await new Promise((r) => setTimeout(r, 100));
     }
-    c.close();
+    for (const p of probes) p.close();
     await t.connect();
     for (const s of squatters) s.close();
   } finally {
@@ -201,6 +224,17 @@ Deno.test("relay limits: a pipelining abuser receives the 1008 close frame (no r
         )),
     );
     await ws.write(bad);
+    // The abuser keeps pipelining without reading for 200 ms (inside the
+    // relay's 500 ms drain): input arrives after the relay's close, and a
+    // relay that dropped the socket at once would answer it with a reset
+    // that destroys the unread close frame (the issue's 1006).
+    const until = performance.now() + 200;
+    let writes = 0;
+    while (performance.now() < until && writes < 100) {
+      writes++;
+      if (!(await ws.write(bad).then(() => true, () => false))) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
     const close = await ws.closeFrame(3000);
     assert.equal(close?.code, CloseCode.POLICY, "the close frame arrived");
     await ws.ended(2000);
@@ -259,6 +293,51 @@ Deno.test("relay limits: a frame above --max-frame is refused at its header: ERR
     await ws.ended(2000);
     assert.equal(t.relay.metrics.droppedCount("too-large"), 1, "counted once");
     ws.close();
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("relay limits: length headers of 64 MiB and more (up to 2^62) get ERROR too-large and the 1009 close frame, not a TCP cut", async () => {
+  const t = await startTestRelay(); // the default --max-frame
+  try {
+    for (const len of [64 * 1024 * 1024, 2 ** 32, 2 ** 62]) {
+      const ws = await RawWs.open({ port: t.relay.port, caPem: t.caPem });
+      const { key } = await generateMailboxKey();
+      await ws.register(key, `wss://localhost:${t.relay.port}`);
+      const head = new Uint8Array(14); // 64-bit length, zero mask
+      head[0] = 0x82;
+      head[1] = 0x80 | 127;
+      const dv = new DataView(head.buffer);
+      dv.setUint32(2, Math.floor(len / 2 ** 32));
+      dv.setUint32(6, len % 2 ** 32);
+      const peer = new Uint8Array(16).fill(5);
+      await ws.write(
+        concat(
+          head,
+          encodeData(peer, 9, new Uint8Array(0)),
+          new Uint8Array(64),
+        ),
+      );
+      const started = performance.now();
+      const err = await ws.frame(2000);
+      assert.ok(
+        err.type === "error" && err.name === "too-large" && err.frameNo === 9,
+        `length ${len}: ${JSON.stringify(err)}`,
+      );
+      assert.equal(
+        (await ws.closeFrame(1000))?.code,
+        CloseCode.TOO_BIG,
+        `length ${len}: the 1009 close frame arrived`,
+      );
+      assert.ok(
+        performance.now() - started < 1000,
+        `length ${len}: closed within 1 s of the header`,
+      );
+      await ws.ended(2000);
+      ws.close();
+    }
+    assert.equal(t.relay.metrics.closeCount(CloseCode.TOO_BIG), 3);
   } finally {
     await t.close();
   }
