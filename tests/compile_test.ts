@@ -112,6 +112,7 @@ Deno.test("compile: --relay-host grants exactly the relay's host to the clients 
 async function compileWith(
   out: string,
   env: Record<string, string>,
+  extra: string[] = [],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const r = await new Deno.Command("deno", {
     args: [
@@ -126,6 +127,7 @@ async function compileWith(
       out,
       "--timeout",
       "60",
+      ...extra,
     ],
     cwd: ROOT,
     env: { NO_COLOR: "1", ...env },
@@ -158,6 +160,80 @@ Deno.test("compile: DENORT_BIN=the deno binary fails the --help smoke test (Deno
       (await Array.fromAsync(Deno.readDir(out))).map((e) => e.name),
       ["relay"],
     );
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+/**
+ * The permissions `deno compile` baked into `binary`: the metadata JSON it
+ * embeds (Deno 2.9: `"permissions":{"allow_net":[…],…}`; no nested objects).
+ */
+async function bakedPermissions(
+  binary: string,
+): Promise<Record<string, string[] | boolean | null>> {
+  const bytes = await Deno.readFile(binary);
+  const marker = new TextEncoder().encode('"permissions":{');
+  // The metadata sits near the end of the file: search backwards.
+  let at = -1;
+  for (
+    let i = bytes.lastIndexOf(marker[0]);
+    i >= 0;
+    i = bytes.lastIndexOf(marker[0], i - 1)
+  ) {
+    if (marker.every((b, j) => bytes[i + j] === b)) {
+      at = i;
+      break;
+    }
+  }
+  assert.ok(at >= 0, `${binary}: no embedded permissions`);
+  const start = at + marker.length - 1;
+  const end = bytes.indexOf("}".charCodeAt(0), start);
+  return JSON.parse(new TextDecoder().decode(bytes.subarray(start, end + 1)));
+}
+
+Deno.test("compile: --relay-host / --relay-bind are baked into the built binaries' permissions (built offline on DENORT_BIN=deno, read from their metadata)", async () => {
+  const out = await Deno.makeTempDir({ prefix: "compile-test-" });
+  try {
+    const flags = [
+      "--relay-host",
+      "relay.bank.example:443",
+      "--relay-bind",
+      "203.0.113.7:443",
+    ];
+    for (const name of ["relay", "bank", "customer"]) {
+      // Built on the deno CLI (offline), the smoke test fails (exit 1) after the build.
+      const r = await compileWith(out, { DENORT_BIN: Deno.execPath() }, [
+        "--only",
+        name,
+        ...flags,
+      ]);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stderr, /prints Deno's help, not ours/);
+      const p = await bakedPermissions(`${out}/${name}`);
+      const net = p.allow_net as string[];
+      if (name === "relay") {
+        assert.deepEqual(net, [
+          "127.0.0.1",
+          "localhost",
+          "[::1]",
+          "203.0.113.7:443",
+        ]);
+        assert.deepEqual(p.allow_write, ["certs"]);
+      } else {
+        assert.deepEqual(net, [
+          "localhost",
+          "127.0.0.1",
+          "relay.bank.example:443",
+        ]);
+        assert.deepEqual(p.allow_read, ["."]);
+        assert.equal(p.prompt, false, `${name}: --no-prompt`);
+      }
+      await Deno.remove(`${out}/${name}`);
+    }
+    const bad = await compileWith(out, {}, ["--only", "relay,server"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--only takes some of relay,bank,customer/);
   } finally {
     await Deno.remove(out, { recursive: true });
   }

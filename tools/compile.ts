@@ -1,6 +1,6 @@
 /**
  * `deno task compile [--out DIR] [--target TRIPLE] [--timeout S]
- * [--relay-host HOST:PORT]… [--relay-bind ADDR:PORT] [--dry-run]`: builds
+ * [--relay-host HOST:PORT]… [--relay-bind ADDR:PORT] [--only NAME,…] [--dry-run]`: builds
  * standalone executables of the relay, the bank and the customer into `dist/`
  * with `deno compile`, baking in the same permission flags as their tasks in
  * deno.json (read from there, so they never drift). A compiled binary cannot
@@ -8,7 +8,8 @@
  * build time, and only it: `--relay-host relay.bank.example:443` (or
  * `RELAY_HOST=…`, comma-separated) adds exactly that host:port to the
  * clients' `--allow-net`; `--relay-bind ADDR:PORT` adds the relay's bind
- * address to the relay binary's. `--dry-run` prints the commands only.
+ * address to the relay binary's. `--only bank,customer` builds only those
+ * (a customer needs only `customer`). `--dry-run` prints the commands only.
  *
  * `deno compile` downloads the `denort` runtime for the target from
  * dl.deno.land on first use. Offline, that download fails: this tool watches
@@ -212,6 +213,7 @@ export async function main(argv: string[]): Promise<number> {
         timeout: { type: "string" },
         "relay-host": { type: "string", multiple: true },
         "relay-bind": { type: "string" },
+        only: { type: "string" },
         "dry-run": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -223,10 +225,11 @@ export async function main(argv: string[]): Promise<number> {
   if (v.help) {
     console.log(
       "deno task compile [--out DIR (default dist)] [--target TRIPLE] [--timeout S]\n" +
-        "                  [--relay-host HOST:PORT]... [--relay-bind ADDR:PORT] [--dry-run]\n" +
+        "                  [--relay-host HOST:PORT]... [--relay-bind ADDR:PORT] [--only NAME,...] [--dry-run]\n" +
         "  --relay-host  the relay's public host:port, added to the bank's and customer's --allow-net\n" +
         "                (repeatable; default $RELAY_HOST, comma-separated; without it: loopback only)\n" +
         "  --relay-bind  address:port the relay binary may listen on besides loopback\n" +
+        "  --only        build only these of relay,bank,customer (comma-separated; default all three)\n" +
         "  --dry-run     print the deno compile commands (with their permission flags) and stop\n" +
         "Each binary is then run with --help and must print our help, or the build fails.\n" +
         "Offline: DENORT_BIN=/path/to/denort (a denort of this Deno version, not the deno binary).",
@@ -249,6 +252,18 @@ export async function main(argv: string[]): Promise<number> {
     console.error((e as Error).message);
     return 2;
   }
+  const names: string[] = TARGETS.map((t) => t.name);
+  const only = v.only === undefined
+    ? names
+    : v.only.split(",").map((n) => n.trim()).filter(Boolean);
+  const unknown = only.filter((n) => !names.includes(n));
+  if (only.length === 0 || unknown.length > 0) {
+    console.error(
+      `--only takes some of ${names.join(",")} (got '${v.only}')`,
+    );
+    return 2;
+  }
+  const targets = TARGETS.filter((t) => only.includes(t.name));
   const out = (v.out ?? "dist").replace(/\/+$/, "");
   const timeoutS = Number(v.timeout ?? DEFAULT_TIMEOUT_S);
   if (!(timeoutS > 0)) {
@@ -276,7 +291,7 @@ export async function main(argv: string[]): Promise<number> {
   const denoJson = await Deno.readTextFile(`${root}deno.json`);
   const existed = await Deno.stat(out).then(() => true, () => false);
   if (!v["dry-run"]) await Deno.mkdir(out, { recursive: true });
-  for (const t of TARGETS) {
+  for (const t of targets) {
     const extra = t.name === "relay"
       ? (relayBind ? [relayBind] : [])
       : relayHosts;
@@ -316,7 +331,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (v["dry-run"]) return 0;
   console.log(
-    `built ${TARGETS.map((t) => `${out}/${t.name}`).join(", ")}` +
+    `built ${targets.map((t) => `${out}/${t.name}`).join(", ")}` +
       (v.target === undefined
         ? " (each one's --help checked)"
         : ` (for ${v.target}: not run here)`),
