@@ -267,6 +267,11 @@ Deno.test("deno task relay:cluster: a Redis outside the grant is refused with th
     far.err,
     /--allow-net=127\.0\.0\.1,localhost,\[::1\],10\.1\.2\.3:6380 /,
   );
+  assert.match(
+    far.err,
+    /deno run --v8-flags=--max-semi-space-size=1 --allow-net=/,
+    "the line keeps the task's V8 flags",
+  );
   const noNode = await run([]);
   assert.equal(noNode.code, 2);
   assert.match(

@@ -9,6 +9,7 @@ import { RelayConnection } from "../lib/deno/relay_client.ts";
 import { generateMailboxKey } from "../lib/registration.ts";
 import type { Frame } from "../lib/relay_frame.ts";
 import { waitFor } from "./helpers/relay_fixture.ts";
+import { taskFlags } from "../tools/compile.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -103,4 +104,37 @@ Deno.test("deno task relay: bad flags exit 2 with a message", async () => {
   }).output();
   assert.equal(r2.code, 2);
   assert.match(new TextDecoder().decode(r2.stderr), /bogus/);
+});
+
+Deno.test("deno task relay: another --host → exit 1 with a deno run line that keeps the task's flags (--v8-flags included) and adds only that address", async () => {
+  const r = await new Deno.Command("deno", {
+    // 192.0.2.1 (TEST-NET-1): refused by the permission check, nothing is bound.
+    args: ["task", "-q", "relay", "--host", "192.0.2.1", "--port", "8443"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const err = new TextDecoder().decode(r.stderr);
+  assert.equal(r.code, 1, err);
+  assert.match(err, /not permitted to listen on 192\.0\.2\.1:8443/);
+  const line = err.split("\n").find((l) => /^\s+deno run /.test(l));
+  assert.ok(line, err);
+  const words = line.trim().split(/\s+/);
+  const flags = words.slice(2, words.indexOf("server.ts"));
+  const task = taskFlags(
+    await Deno.readTextFile(`${ROOT}/deno.json`),
+    "relay",
+    "server.ts",
+  );
+  assert.ok(flags.includes("--v8-flags=--max-semi-space-size=1"), line);
+  // Every flag of the task but --allow-net, unchanged…
+  assert.deepEqual(
+    flags.filter((f) => !f.startsWith("--allow-net=")),
+    task.filter((f) => !f.startsWith("--allow-net=")),
+  );
+  // …and --allow-net with exactly the bind address plus loopback (--metrics-port).
+  assert.deepEqual(
+    flags.filter((f) => f.startsWith("--allow-net=")),
+    ["--allow-net=192.0.2.1:8443,127.0.0.1"],
+  );
 });
