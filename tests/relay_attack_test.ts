@@ -2,7 +2,8 @@
  * Attacks on the real relay process over real TLS: file-descriptor
  * exhaustion under a low `ulimit -n`, connections that stop before or
  * inside the TLS handshake (closed at the deadline, descriptors freed:
- * /proc/PID/fd), and six concurrent 63 MiB WebSocket messages (relay RSS
+ * /proc/PID/fd), slowloris at the later stages (no request, a trickled
+ * head, no registration: each closed at its deadline), and six concurrent 63 MiB WebSocket messages (relay RSS
  * bound from /proc, close within 1 s of the header).
  * @module
  */
@@ -11,6 +12,9 @@ import assert from "node:assert/strict";
 import { RelayConnection } from "../lib/deno/relay_client.ts";
 import { generateMailboxKey } from "../lib/registration.ts";
 import { testCerts } from "./helpers/relay_fixture.ts";
+import { RawWs } from "./helpers/raw_ws.ts";
+import { utf8 } from "../lib/bytes.ts";
+import { CloseCode } from "../lib/relay_frame.ts";
 import {
   GIANT_FRAME_CLOSE,
   giantFrames,
@@ -164,6 +168,97 @@ Deno.test("relay attack: no ClientHello, or one cut short inside the handshake: 
     assert.ok(relay.alive());
   } finally {
     for (const c of held) c.close();
+    assert.equal(await relay.stop(), 0);
+  }
+});
+
+Deno.test("relay attack: slowloris after the handshake (no request, a trickled head, no registration): each closed at its deadline, descriptors freed", async () => {
+  const certs = await testCerts();
+  const relay = await spawnRelay({
+    certsDir: certs.dir,
+    args: [
+      "--header-timeout",
+      "1000",
+      "--register-timeout",
+      "1000",
+      "--max-unauth-per-ip",
+      "1000",
+      "--quiet",
+    ],
+  });
+  const idle: Deno.TlsConn[] = [];
+  const trickled: Deno.TlsConn[] = [];
+  const silent: RawWs[] = [];
+  let stop = false;
+  try {
+    const before = await fdCount(relay.pid);
+    const tls = async () => {
+      const c = await Deno.connectTls({
+        hostname: "localhost",
+        port: relay.port,
+        caCerts: [certs.ca],
+      });
+      await c.handshake();
+      return c;
+    };
+    for (let i = 0; i < 10; i++) {
+      idle.push(await tls()); // handshake done, never a request
+      trickled.push(await tls()); // a request head, one byte every 100 ms
+      silent.push(await RawWs.open({ port: relay.port, caPem: certs.ca })); // upgraded, never registers
+    }
+    const started = performance.now();
+    const head = utf8(
+      `GET /ws HTTP/1.1\r\nHost: localhost:${relay.port}\r\nX-Slow: ${
+        "a".repeat(100)
+      }`,
+    );
+    const trickling = trickled.map(async (c) => {
+      for (let i = 0; i < head.length && !stop; i++) {
+        if (
+          !(await c.write(head.subarray(i, i + 1)).then(
+            () => true,
+            () => false,
+          ))
+        ) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    });
+    assert.deepEqual(silent.map((s) => s.status), Array(10).fill(101));
+    const ms = await Promise.all([
+      ...idle.map((c) =>
+        closedBy(c, 5000).then(() => performance.now() - started)
+      ),
+      ...trickled.map((c) =>
+        closedBy(c, 5000).then(() => performance.now() - started)
+      ),
+    ]);
+    // Deadline 1 s from each one's handshake (all made before `started`), plus scheduling slack.
+    for (const t of ms) assert.ok(t < 3000, `closed after ${t.toFixed(0)} ms`);
+    for (const s of silent) {
+      assert.equal(
+        (await s.closeFrame(5000))?.code,
+        CloseCode.REGISTER_TIMEOUT,
+      );
+      await s.ended(3000);
+    }
+    stop = true;
+    await Promise.all(trickling);
+    let after = await fdCount(relay.pid);
+    const freed = performance.now() + 5000;
+    while (after > before && performance.now() < freed) {
+      await new Promise((r) => setTimeout(r, 50));
+      after = await fdCount(relay.pid);
+    }
+    assert.ok(after <= before, `descriptors ${before} → ${after}`);
+    assert.ok(relay.alive());
+  } finally {
+    stop = true;
+    for (const c of [...idle, ...trickled]) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    for (const s of silent) s.close();
     assert.equal(await relay.stop(), 0);
   }
 });
