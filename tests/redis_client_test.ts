@@ -1,7 +1,8 @@
 /**
  * lib/deno/redis_client.ts against a real redis-server (Debian's): pipelined
  * SPUBLISH, SSUBSCRIBE/SUNSUBSCRIBE churn, a server restart (reconnect with
- * backoff, subscriptions restored), an error reply, RESP3, a bad URL.
+ * backoff, subscriptions restored), an error reply, replies and pushes
+ * split across reads, a reply above the decoder's limit, RESP3, a bad URL.
  */
 
 import assert from "node:assert/strict";
@@ -103,6 +104,65 @@ Deno.test("RedisClient: pipelined SPUBLISH, churn, error reply, restart with res
   } finally {
     await sub.close();
     await pub.close();
+    await redis.stop();
+  }
+});
+
+Deno.test("RedisClient: replies and pushes larger than one 64 KiB read arrive whole (split across reads), pipelined among small ones; a reply above the limit drops the connection, which comes back", async () => {
+  const redis = await RedisProc.start();
+  const big = new Uint8Array(300_000).map((_, i) => (i * 7 + 3) & 0xff);
+  const got: Uint8Array[] = [];
+  const sub = new RedisClient({
+    url: redis.url,
+    backoff: FAST,
+    onMessage: (_ch, p) => got.push(p.slice()),
+  });
+  const pub = new RedisClient({ url: redis.url, backoff: FAST });
+  const small = new RedisClient({
+    url: redis.url,
+    backoff: FAST,
+    limits: { maxBulk: 1000 },
+  });
+  try {
+    await up(sub);
+    await up(pub);
+    await up(small);
+    await sub.ssubscribe("big");
+    assert.equal(replyText(await pub.command(["SET", "big", big])), "OK");
+    // Five 300 KB replies, each split over several reads, between PINGs.
+    const replies = await Promise.all(
+      Array.from(
+        { length: 10 },
+        (_, i) => pub.command(i % 2 ? ["GET", "big"] : ["PING"]),
+      ),
+    );
+    for (const [i, r] of replies.entries()) {
+      if (i % 2 === 0) assert.equal(replyText(r), "PONG");
+      else {
+        assert.equal(r.type, "bulk", `reply ${i}`);
+        assert.deepEqual((r as { value: Uint8Array }).value, big);
+      }
+    }
+    // A 300 KB push (smessage), then a small one: both whole, in order.
+    await pub.command(["SPUBLISH", "big", big]);
+    await pub.command(["SPUBLISH", "big", "tail"]);
+    await waitFor(() => got.length === 2, "two pushes");
+    assert.deepEqual(got[0], big);
+    assert.equal(td.decode(got[1]), "tail");
+    // maxBulk 1000: the 300 KB reply breaks the limit → that command fails,
+    // the connection is dropped and comes back.
+    const before = small.connects;
+    await assert.rejects(small.command(["GET", "big"]), /above limit 1000/);
+    await waitFor(
+      () => small.state === "up" && small.connects > before,
+      "reconnected after the over-limit reply",
+      5000,
+    );
+    assert.equal(replyText(await small.command(["PING"])), "PONG");
+  } finally {
+    await sub.close();
+    await pub.close();
+    await small.close();
     await redis.stop();
   }
 });
