@@ -45,13 +45,17 @@ async function startRedisCluster(dir: string) {
     }
   };
   try {
-    const probe = new RedisClient({
-      url: `redis://127.0.0.1:${ports[0]}`,
-      backoff: FAST,
-    });
-    probe.start();
-    await waitFor(() => probe.state === "up", "cluster node up");
-    await probe.close();
+    // Every node must answer before `redis-cli --cluster create` (one slow
+    // start under load failed the create with exit 1).
+    for (const port of ports) {
+      const probe = new RedisClient({
+        url: `redis://127.0.0.1:${port}`,
+        backoff: FAST,
+      });
+      probe.start();
+      await waitFor(() => probe.state === "up", `cluster node ${port} up`);
+      await probe.close();
+    }
     const made = await new Deno.Command("redis-cli", {
       args: [
         "--cluster",
