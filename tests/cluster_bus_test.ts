@@ -3,7 +3,9 @@
  * (lib/deno/cluster_bus.ts): cross-node forwarding both ways, peer-offline
  * from the receiver count, displacement across nodes (4000), Redis down →
  * local forwarding goes on and /healthz says degraded, Redis back →
- * cross-node resumes; malformed bus messages are counted and dropped.
+ * cross-node resumes; malformed bus messages are counted and dropped; a
+ * recipient on another node that does not read → the sender's ERROR
+ * `peer-busy` travels back over Redis.
  */
 
 import assert from "node:assert/strict";
@@ -19,12 +21,15 @@ import {
   waitFor,
 } from "./helpers/relay_fixture.ts";
 import type { RelayConnection } from "../lib/deno/relay_client.ts";
+import type { RelayOptions } from "../lib/deno/relay_server.ts";
+import { RawWs } from "./helpers/raw_ws.ts";
 
 const FAST = { baseMs: 20, maxMs: 200 };
 
 async function node(
   name: string,
   url: string,
+  opts: Partial<RelayOptions> = {},
 ): Promise<{ relay: TestRelay; bus: ClusterBus }> {
   const bus = new ClusterBus({
     url,
@@ -33,7 +38,7 @@ async function node(
     backoff: FAST,
     pingIntervalMs: 500,
   });
-  const relay = await startTestRelay({ remote: bus, quiet: true });
+  const relay = await startTestRelay({ remote: bus, quiet: true, ...opts });
   attachRelay(bus, relay.relay);
   bus.start();
   await waitFor(() => bus.status() === "ok", `${name} bus up`, 5000);
@@ -209,6 +214,50 @@ Deno.test("cluster bus: cross-node DATA both ways, peer-offline, displacement, R
     onA.send(onB.id, new Uint8Array([45]));
     await waitFor(() => gotB.length === 2, "still forwarding");
   } finally {
+    await a.relay.close();
+    await b.relay.close();
+    await redis.stop();
+  }
+});
+
+Deno.test("cluster bus: a recipient on another node that never reads → peer-busy travels back over Redis to the sender, naming the recipient and the frame", async () => {
+  const redis = await RedisProc.start();
+  const a = await node("a", redis.url, { rate: 1e6, burst: 1e6 });
+  const b = await node("b", redis.url, { highWater: 256 * 1024 });
+  const reader = await RawWs.open({
+    port: b.relay.relay.port,
+    caPem: b.relay.caPem,
+  });
+  try {
+    // Registered on node b, then never reads again.
+    const { key } = await generateMailboxKey();
+    assert.equal(
+      (await reader.register(key, `wss://localhost:${b.relay.relay.port}`))
+        .type,
+      "registered",
+    );
+    await subscribed(redis, key.id);
+    const sender = await a.relay.connect();
+    const inS = inbox(sender);
+    const payload = new Uint8Array(16 * 1024);
+    let busy: Frame | undefined;
+    for (let round = 0; round < 400 && busy === undefined; round++) {
+      for (let i = 0; i < 16; i++) sender.send(key.id, payload);
+      await new Promise((r) => setTimeout(r, 5));
+      busy = inS.find((f) => f.type === "error" && f.name === "peer-busy");
+    }
+    assert.ok(busy?.type === "error", "the sender on node a got peer-busy");
+    assert.equal(busy.peer.toHex(), key.id.toHex(), "names the recipient");
+    assert.ok(busy.frameNo > 0, "and the refused frame");
+    assert.match(await metrics(b.relay), /event="busy_returned"\} [1-9]/);
+    assert.match(await metrics(a.relay), /event="error_received"\} [1-9]/);
+    // The recipient is on node b only: node a never held it.
+    assert.doesNotMatch(
+      await metrics(a.relay),
+      /^relay_frames_dropped_total\{reason="peer-busy"\} [1-9]/m,
+    );
+  } finally {
+    reader.close();
     await a.relay.close();
     await b.relay.close();
     await redis.stop();
