@@ -16,7 +16,8 @@
  * `verifyConversation` checks every session's chains and signatures
  * (lib/transcript.ts) and grades the file: `COMPLETE` only when every
  * session's both directions end with a signed CLOSE, nothing is uncovered
- * and every payment response answers a request in the file; otherwise
+ * and every payment response answers a request in the file sent to its
+ * signer; otherwise
  * `INCOMPLETE` with the list of what is missing. Anything the protocol
  * cannot produce (a message after a CLOSE, a relabelled direction, a broken
  * chain) throws a ProtocolError: the file is INVALID. Pure; safe in a
@@ -332,8 +333,17 @@ export interface PaymentLink {
   decision: "approved" | "declined";
   /** The request hash it names (hex). */
   request: string;
-  /** Where the request is (covered by a signature), or undefined: dangling. */
+  /**
+   * Where the request is (covered by a signature, and sent by the response's
+   * recipient to the response's signer), or undefined: dangling.
+   */
   matched?: { session: number; role: HandshakeRole; seq: bigint };
+  /**
+   * Set when the file holds a request with that hash only between other
+   * identities (sent to someone else than this response's signer): not an
+   * answer to it.
+   */
+  otherIdentity?: { session: number; role: HandshakeRole; seq: bigint };
   /**
    * Set when this is a copy of an earlier response re-sent in a later session
    * (same sender, stream and message id, PROTOCOL.md §2.4): where that one
@@ -532,21 +542,32 @@ export async function verifyConversation(
       );
     }
   }
-  // Payment responses must answer a covered request in the file.
-  const requests = new Map<
-    string,
-    { session: number; role: HandshakeRole; seq: bigint }
-  >();
+  // Payment responses must answer a covered request in the file that the
+  // response's recipient sent to the response's signer (fingerprints).
+  type Request = {
+    at: { session: number; role: HandshakeRole; seq: bigint };
+    from: string;
+    to: string;
+  };
+  const requests = new Map<string, Request[]>();
   const payments: PaymentLink[] = [];
+  const other = (r: HandshakeRole): HandshakeRole =>
+    r === "initiator" ? "responder" : "initiator";
+  const fpsOf = (s: number, sender: HandshakeRole) => {
+    const f = sessions[s - 1].verified.fingerprints;
+    return { from: f[sender], to: f[other(sender)] };
+  };
   for (const { s, m } of covered) {
     if (m.type !== "data") continue;
     const p = parsePaymentMessage(m.text);
     if (p?.kind === "payment-request") {
-      requests.set((await sha256(m.body)).toHex(), {
-        session: s,
-        role: m.role,
-        seq: m.seq,
+      const hash = (await sha256(m.body)).toHex();
+      const list = requests.get(hash) ?? [];
+      list.push({
+        at: { session: s, role: m.role, seq: m.seq },
+        ...fpsOf(s, m.role),
       });
+      requests.set(hash, list);
     }
   }
   const ids = messageIds(sessions, covered);
@@ -555,7 +576,11 @@ export async function verifyConversation(
     if (m.type !== "data") continue;
     const p = parsePaymentMessage(m.text);
     if (p?.kind !== "payment-response") continue;
-    const matched = requests.get(p.request);
+    const me = fpsOf(s, m.role);
+    const candidates = requests.get(p.request) ?? [];
+    const matched = candidates.find((r) => r.from === me.to && r.to === me.from)
+      ?.at;
+    const otherIdentity = matched === undefined ? candidates[0]?.at : undefined;
     const id = ids.get(m);
     const copyOf = id === undefined ? undefined : firstById.get(id);
     if (id !== undefined && copyOf === undefined) {
@@ -568,9 +593,16 @@ export async function verifyConversation(
       decision: p.decision,
       request: p.request,
       matched,
+      ...(otherIdentity ? { otherIdentity } : {}),
       ...(copyOf ? { copyOf } : {}),
     });
-    if (matched === undefined) {
+    if (otherIdentity !== undefined) {
+      missing.push(
+        `session ${s}: the ${m.role}'s payment response #${m.seq} (${p.decision}) names request ${
+          p.request.slice(0, 16)
+        }…, but that request (session ${otherIdentity.session} #${otherIdentity.seq}) was sent to another identity than the one that signed this response (${me.from})`,
+      );
+    } else if (matched === undefined) {
       missing.push(
         `session ${s}: the ${m.role}'s payment response #${m.seq} (${p.decision}) names request ${
           p.request.slice(0, 16)

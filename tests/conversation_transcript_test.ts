@@ -6,16 +6,22 @@
  */
 import assert from "node:assert/strict";
 import {
+  endLine,
+  messageLine,
   ORDER_NOTE,
+  sessionLine,
   verifyConversation,
 } from "../lib/conversation_transcript.ts";
+import { encodeControl } from "../lib/control.ts";
+import { generateIdentity } from "../lib/identity.ts";
+import { Session } from "../lib/session.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import {
   paymentBodies,
   recordConversation,
 } from "./helpers/conversation_fixture.ts";
 import { flagsWithDir, ROOT } from "./helpers/client_proc.ts";
-import { exchange, pair } from "./session_helpers.ts";
+import { exchange, fixture, pair } from "./session_helpers.ts";
 
 type Rec = Record<string, string | number | undefined>;
 const B64 = { alphabet: "base64url", omitPadding: true } as const;
@@ -473,6 +479,84 @@ Deno.test("labels only the file claims (no signed resume role) are marked unprov
       await run(),
       /initiator \(customer\?: label claimed by the file, not signed\) #1: "hello"/,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("forgery: an approval signed by another identity in an appended session does not answer the customer's request", async () => {
+  // The file's author appends a session with a key it controls, labelled
+  // "customer", approving the request session 1 sent to the real customer.
+  // Before: COMPLETE, the approval linked to the request. Now: a request
+  // only counts as answered by the identity it was sent to.
+  const dir = await Deno.makeTempDir({ prefix: "conversation_test_" });
+  try {
+    const { request, approval } = await paymentBodies();
+    const { bank } = await recordConversation(dir, [
+      { bank: [request], customer: ["let me check"], close: true },
+    ]);
+    const lines = (await Deno.readTextFile(bank)).trimEnd().split("\n").map((
+      l,
+    ) => JSON.parse(l));
+    const fx = await fixture();
+    const x = await generateIdentity();
+    const sessionHash = fx.resultI.sessionHash.slice();
+    sessionHash[0] ^= 0xff;
+    const opts = { signEvery: 1, minSignGapMs: 0, coalesce: false };
+    const b = await Session.fromHandshake({
+      ...fx.resultI,
+      sessionHash,
+      peerIdentity: { publicKey: x.publicKey, spki: x.spki },
+    }, opts);
+    const c = await Session.fromHandshake(
+      { ...fx.resultR, sessionHash, localIdentity: x },
+      opts,
+    );
+    const resume = (role: string) =>
+      encodeControl({ kind: "resume", prev: null, delivered: 0, role });
+    await exchange(b, c, await b.send(resume("bank"), 0), 0);
+    await exchange(c, b, await c.send(resume("customer"), 0), 0);
+    await exchange(c, b, await c.send(enc.encode(approval), 0), 0);
+    await exchange(b, c, await b.close(1), 1);
+    assert.ok(b.closed);
+    const forged = text(lines) +
+      sessionLine(2, b.transcript!.context, { initiator: "bank" }, 0) +
+      b.transcript!.messages.map((m) => messageLine(2, m)).join("") +
+      endLine(2, "closed", 1);
+    const r = await verifyConversation(forged);
+    assert.equal(r.verdict, "INCOMPLETE");
+    assert.equal(r.payments.length, 1);
+    assert.equal(r.payments[0].matched, undefined);
+    assert.deepEqual(r.payments[0].otherIdentity, {
+      session: 1,
+      role: "initiator",
+      seq: 2n,
+    });
+    assert.match(r.missing.join("\n"), /sent to another identity/);
+    // The same approval by the customer it was sent to is an answer.
+    await Deno.mkdir(`${dir}/h`);
+    const honest = await recordConversation(`${dir}/h`, [
+      { bank: [request], customer: [approval], close: true },
+    ]);
+    const ok = await verifyConversation(await Deno.readTextFile(honest.bank));
+    assert.equal(ok.verdict, "COMPLETE", ok.missing.join("\n"));
+    assert.ok(ok.payments[0].matched);
+    const path = `${dir}/forged.jsonl`;
+    await Deno.writeTextFile(path, forged);
+    const { flags, entry } = flagsWithDir("verify-transcript", dir);
+    const out = await new Deno.Command("deno", {
+      args: ["run", ...flags, entry, "--json", path],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(out.code, 3);
+    const json = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.equal(json.payments[0].matched, null);
+    assert.deepEqual(json.payments[0].otherIdentity, {
+      session: 1,
+      role: "initiator",
+      seq: 2,
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

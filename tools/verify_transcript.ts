@@ -7,7 +7,7 @@
  *
  * - `COMPLETE` (exit 0): every session's both directions end with a signed
  *   CLOSE, every message is covered by its sender's signature, every payment
- *   response answers a signed request in the file.
+ *   response answers a signed request in the file sent to its signer.
  * - `INCOMPLETE` (exit 3): the signatures hold, but something is missing
  *   (listed: an open direction, an empty one, uncovered messages, a dangling
  *   payment response, a torn last line, a previous session that a signed
@@ -143,6 +143,8 @@ function describePayment(
     );
     const to = link?.matched
       ? `answers the ${link.matched.role}'s request #${link.matched.seq} of session ${link.matched.session}`
+      : link?.otherIdentity
+      ? `DANGLING: names request #${link.otherIdentity.seq} of session ${link.otherIdentity.session}, which was sent to another identity than this response's signer`
       : `DANGLING: names request ${
         p.request.slice(0, 16)
       }…, which is not a signed request in this file`;
@@ -266,6 +268,14 @@ function toJson(r: ConversationReport) {
       decision: p.decision,
       request: p.request,
       matched: p.matched ? { ...p.matched, seq: Number(p.matched.seq) } : null,
+      ...(p.otherIdentity
+        ? {
+          otherIdentity: {
+            ...p.otherIdentity,
+            seq: Number(p.otherIdentity.seq),
+          },
+        }
+        : {}),
       ...(p.copyOf
         ? { copyOf: { ...p.copyOf, seq: Number(p.copyOf.seq) } }
         : {}),

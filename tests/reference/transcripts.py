@@ -156,10 +156,11 @@ def grade(text):
                         if prole and len(prows[prole[0]]) < res.get("delivered", 0):
                             missing.append(f"{s['session']} resume names more than the file holds")
                 p = payment_of(body)
+                # A request is answered only by the identity it was sent to.
                 if p and p["kind"] == "payment-request":
-                    requests.add(sha(body).hex())
+                    requests.add((sha(body).hex(), fp[role], fp[peer]))
                 elif p and p["kind"] == "payment-response":
-                    responses.append(p.get("request"))
+                    responses.append((p.get("request"), fp[peer], fp[role]))
     missing += ["dangling payment" for r in responses if r not in requests]
     return {"verdict": "INCOMPLETE" if missing else "COMPLETE", "missing": missing}
 
