@@ -73,6 +73,7 @@ Deno.test("the honest closed file is COMPLETE (exit 0), states the unproven orde
     assert.equal(cli.json.verdict, "COMPLETE");
     assert.equal(cli.json.valid, true);
     assert.equal(cli.json.order, ORDER_NOTE);
+    assert.deepEqual(cli.json.otherIdentities, []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -557,6 +558,7 @@ Deno.test("forgery: an approval signed by another identity in an appended sessio
       role: "initiator",
       seq: 2,
     });
+    assert.deepEqual(json.otherIdentities, [2], "session 2 has other keys");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

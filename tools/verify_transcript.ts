@@ -158,6 +158,19 @@ function describePayment(
   return undefined;
 }
 
+/**
+ * Sessions whose pair of identity keys differs from session 1's (a changed
+ * key, another suite's key — or a session someone added with a key of their
+ * own): each one's number.
+ */
+function otherIdentities(r: ConversationReport): number[] {
+  const pair = (s: ConversationReport["sessions"][number]) =>
+    [s.verified.fingerprints.initiator, s.verified.fingerprints.responder]
+      .sort().join("|");
+  const first = r.sessions[0] ? pair(r.sessions[0]) : "";
+  return r.sessions.filter((s) => pair(s) !== first).map((s) => s.n);
+}
+
 function printReport(path: string, r: ConversationReport): void {
   const signatures = r.sessions.reduce((n, s) => n + s.verified.signatures, 0);
   console.log(`Transcript ${one(path)}: ${r.verdict}`);
@@ -167,6 +180,14 @@ function printReport(path: string, r: ConversationReport): void {
     }`,
   );
   console.log(`  ${ORDER_NOTE}`);
+  const changed = otherIdentities(r);
+  if (changed.length > 0) {
+    console.log(
+      `  NOTE: session(s) ${
+        changed.join(", ")
+      } are between other identity keys than session 1 (compare the fingerprints below: a changed key, another suite's key, or a session added by someone else)`,
+    );
+  }
   for (const s of r.sessions) {
     const v = s.verified;
     const end = s.end ? `ended: ${s.end.reason}` : "no end record";
@@ -228,6 +249,7 @@ function toJson(r: ConversationReport) {
     complete: r.verdict === "COMPLETE",
     missing: r.missing,
     order: ORDER_NOTE,
+    otherIdentities: otherIdentities(r),
     torn: r.torn,
     legacy: r.legacy,
     sessions: r.sessions.map((s) => ({
