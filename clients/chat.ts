@@ -194,7 +194,7 @@ export class ChatClient {
         if (this.#secureOnce || this.#finished) return;
         this.#error(
           "peer-timeout",
-          `no peer arrived within ${this.#o.waitS} s (is the ID right and is the peer connected to the same relay?)`,
+          `no peer arrived within ${this.#o.waitS} s (did your peer get this client's address, and is it connected to the same relay? --wait 0 waits forever)`,
         );
         this.#finish(EXIT.noPeer, "peer never arrived");
       }, this.#o.waitS * 1000);

@@ -126,3 +126,21 @@ Deno.test("the peer closes while our stdin still has lines: each one reported no
     assert.equal(bank.events.at(-1)!.type, "closed");
   });
 });
+
+Deno.test("a line refused as too-large is not delivered: error naming it, exit 7, the rest delivered", async () => {
+  await withPair(async (customer, bank) => {
+    await bank.waitFor(isType("secure"), "secure");
+    await bank.line("before");
+    await bank.line("x".repeat(70_000)); // more than one message body (MAX_BODY)
+    await bank.line("after");
+    await bank.end();
+    assert.equal(await bank.exit(), 7);
+    const refused = bank.events.find(isType("error"))!;
+    assert.equal(refused.code, "too-large");
+    assert.deepEqual(refused.ids, [2]);
+    assert.deepEqual(bank.events.find(isType("closed"))!.undelivered, ["#2"]);
+    const got = await customer.waitCount(isType("message"), 2, "messages");
+    assert.deepEqual(got.map((e) => e.text), ["before", "after"]);
+    assert.equal(await customer.exit(), 0);
+  });
+});

@@ -337,7 +337,8 @@ Deno.test("unknown peer ID → exit 6 after --wait; malformed peer ID → exit 2
     assert.ok(Date.now() - started < 10000);
     const err = bank.events.find(isType("error"))!;
     assert.equal(err.code, "peer-timeout");
-    assert.match(err.message, /never arrived/);
+    assert.match(err.message, /^the peer never arrived within 1\.5 s/);
+    assert.match(err.message, /is the ID right/);
     const bad = new ClientProc(
       "bank",
       [...base, "--peer", "not-an-id"],
@@ -348,6 +349,12 @@ Deno.test("unknown peer ID → exit 6 after --wait; malformed peer ID → exit 2
     // A waiting customer whose peer never comes.
     const lonely = new ClientProc("customer", [...base, "--wait", "1"], grants);
     assert.equal(await lonely.exit(), 6);
+    // It gave no ID: what to check is whether the peer has its address.
+    const waited = lonely.events.find(isType("error"))!;
+    assert.equal(waited.code, "peer-timeout");
+    assert.match(waited.message, /^no peer arrived within 1 s/);
+    assert.match(waited.message, /did your peer get this client's address/);
+    assert.doesNotMatch(waited.message, /ID right|never/);
   } finally {
     await relay.close();
     await Deno.remove(dir, { recursive: true });

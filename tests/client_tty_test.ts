@@ -668,13 +668,20 @@ Deno.test({
         15000,
         "bank",
       );
+      // Enter alone keeps waiting: no notice, no contact attempt.
+      await tmux("send-keys", "-t", "bank", "Enter");
       await tmux("send-keys", "-t", "bank", "/status", "Enter");
-      await screenUntil(
+      const waiting = await screenUntil(
         /status: waiting, relay connected, no peer yet/,
         "status",
         15000,
         "bank",
       );
+      assert.equal(
+        waiting.match(/not sent: there is no conversation yet/g)?.length,
+        1,
+      );
+      assert.doesNotMatch(waiting, /contacting /);
       // No session: /verify shows our fingerprint as the banner does (what a
       // peer refusing our key compares), and says there is no safety number.
       await tmux("send-keys", "-t", "bank", "/verify", "Enter");

@@ -373,7 +373,7 @@ Deno.test("conversation: a changed key without a live session is refused; accept
   assert.equal(a.of("secure").at(-1)!.trust, "known");
 });
 
-Deno.test("conversation: a changed key that dials us is refused as responder (at HS3: the changed side holds a session and the same safety number)", async () => {
+Deno.test("conversation: a changed key that dials us is refused as responder (at HS3: the changed side holds a session and the same safety number) and, never acknowledged, is told the peer may be refusing its key", async () => {
   const { net, a, b } = await connected();
   await closeBoth(net, a, b);
   b.reset(await generateIdentity());
@@ -384,6 +384,15 @@ Deno.test("conversation: a changed key that dials us is refused as responder (at
   assert.equal(r.role, "responder");
   assert.notEqual(r.fingerprint, r.previous);
   assert.ok(b.of("secure").length > 1, "the changed side got a session");
+  // The changed side is not told on the wire (PROTOCOL.md §2.3), but what it
+  // sends is never acknowledged: after SILENT_HANDSHAKES_HINT attempts the
+  // peer answered with nothing, it says the peer may be refusing its key.
+  await b.send(a, "with the new key");
+  const hint = (n: { text: string }) =>
+    /may be refusing your identity key/.test(n.text);
+  await net.run(() => b.of("notice").some(hint), 300_000, "hint");
+  assert.equal(a.texts(b).includes("with the new key"), false);
+  assert.ok(a.of("refused").length > 1, "each new attempt refused again");
 });
 
 Deno.test("conversation: an address's fingerprint — only that identity is accepted", async () => {
