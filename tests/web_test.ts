@@ -156,6 +156,39 @@ const UNLABELLED =
   .filter((e) => e.tagName === "BUTTON" ? !e.textContent.trim() && !e.ariaLabel
     : e.labels.length === 0 && !e.ariaLabel).map((e) => e.id || e.outerHTML)`;
 
+/** The keys the page keeps in IndexedDB, as the page itself can see them. */
+const STORED_KEYS = `(async () => {
+  const db = await new Promise((ok, no) => {
+    const r = indexedDB.open("e2e-customer");
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => no(r.error);
+  });
+  const get = (k) => new Promise((ok, no) => {
+    const q = db.transaction("keys").objectStore("keys").get(k);
+    q.onsuccess = () => ok(q.result);
+    q.onerror = () => no(q.error);
+  });
+  const identity = await get("identity"), mailbox = await get("mailbox");
+  const exportOf = (k) => crypto.subtle.exportKey("pkcs8", k)
+    .then(() => "exported", (e) => e.name);
+  const out = {
+    types: [identity.privateKey, mailbox.privateKey].map((k) => k.constructor.name),
+    algorithms: [identity.privateKey, mailbox.privateKey].map((k) => k.algorithm.name),
+    extractable: [identity.privateKey.extractable, mailbox.privateKey.extractable],
+    exports: [await exportOf(identity.privateKey), await exportOf(mailbox.privateKey)],
+  };
+  db.close();
+  return out;
+})()`;
+
+/** What STORED_KEYS must find: CryptoKeys no script can read out. */
+const NON_EXTRACTABLE = {
+  types: ["CryptoKey", "CryptoKey"],
+  algorithms: ["ECDSA", "Ed25519"],
+  extractable: [false, false],
+  exports: ["InvalidAccessError", "InvalidAccessError"],
+};
+
 Deno.test("browser client in a real Chromium", async (t) => {
   await buildBundle();
   const certs = await testCerts();
@@ -186,6 +219,21 @@ Deno.test("browser client in a real Chromium", async (t) => {
           contentSecurityPolicy(relay.url),
         );
         assert.equal(doc.headers["cache-control"], "no-cache");
+        // What the policy says: this origin only, no inline code, the relay's origin only.
+        const csp = new Map(
+          doc.headers["content-security-policy"].split(/;\s*/).map((d) => {
+            const [name, ...values] = d.split(" ");
+            return [name, values.join(" ")];
+          }),
+        );
+        assert.equal(csp.get("default-src"), "'none'");
+        assert.equal(csp.get("script-src"), "'self'");
+        assert.equal(csp.get("style-src"), "'self'");
+        assert.equal(
+          csp.get("connect-src"),
+          `wss://${new URL(relay.url).host}`,
+        );
+        assert.doesNotMatch(doc.headers["content-security-policy"], /unsafe/);
         assert.equal(page.responses.get(`${web.url}app.js`)?.status, 200);
         await page.waitFor(
           `document.body.dataset.relay === "registered"`,
@@ -209,6 +257,13 @@ Deno.test("browser client in a real Chromium", async (t) => {
           address,
         );
         assert.deepEqual(await page.eval(UNLABELLED), []);
+        // Identity and mailbox key are in IndexedDB as non-extractable CryptoKeys.
+        assert.deepEqual(await page.eval(STORED_KEYS), NON_EXTRACTABLE);
+        // No third-party resource: everything the page loaded came from its origin.
+        const origins = new Set(
+          [...page.responses.keys()].map((u) => new URL(u).origin),
+        );
+        assert.deepEqual([...origins], [new URL(web.url).origin]);
         await shot(page, "first-start");
         assert.deepEqual(errorsIn(page), []);
       },
@@ -264,6 +319,11 @@ Deno.test("browser client in a real Chromium", async (t) => {
           formatFingerprint(await fingerprint(cli.identity.spki)),
         );
         assert.equal(await page.text("#my-address"), address, "address kept");
+        assert.deepEqual(
+          await page.eval(STORED_KEYS),
+          NON_EXTRACTABLE,
+          "a restored identity is stored non-extractable too",
+        );
         assert.equal(dialogs.length, 2, "each restore asked for confirmation");
         assert.deepEqual(errorsIn(page), []);
       },
@@ -300,6 +360,21 @@ Deno.test("browser client in a real Chromium", async (t) => {
         const blocked = await p2.eval<boolean>(`(() => {
         try { document.body.innerHTML = "<b>x</b>"; return false; } catch { return true; } })()`);
         assert.equal(blocked, true, "Trusted Types refuse innerHTML");
+        // connect-src is live: a WebSocket to any other origin is refused.
+        const elsewhere = await p2.eval<string>(`new Promise((r) => {
+          try { const w = new WebSocket("wss://127.0.0.1:9/ws");
+            w.onerror = () => r("error"); w.onopen = () => r("open"); }
+          catch (e) { r(e.name); } })`);
+        assert.notEqual(elsewhere, "open");
+        const violation = () =>
+          p2.console.some((c) =>
+            /Content Security Policy/.test(c.text) &&
+            c.text.includes("wss://127.0.0.1:9/ws")
+          );
+        for (let i = 0; i < 100 && !violation(); i++) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.ok(violation(), JSON.stringify(p2.console));
 
         // A page on an origin the relay was not told about (--allow-origin):
         // refused with 403 before the upgrade — a bare error again, explained.
@@ -394,6 +469,15 @@ Deno.test("browser client in a real Chromium", async (t) => {
           }.find((e) => e.textContent.startsWith("Hello")).textContent`,
         );
         assert.equal(shown, "Hello from your bank <U+202E>evil\\x07");
+        // Each message shows its time of day.
+        assert.match(
+          await page.eval<string>(
+            `${
+              inPage(".msg.in .text")
+            }.find((e) => e.textContent.startsWith("Hello")).parentElement.querySelector(".meta").textContent`,
+          ),
+          /^\d{1,2}:\d{2}:\d{2}.* · from your bank$/,
+        );
         await page.type("#compose-text", "Thank you, I will look at it.");
         await page.press("Enter");
         const got = await bank.waitFor(
@@ -557,7 +641,20 @@ Deno.test("browser client in a real Chromium", async (t) => {
         assert.equal(await page.eval(`document.activeElement.id`), "kc-refuse");
         await shot(page, "key-changed");
         assert.equal(bank.events.some((e: Ev) => e.type === "secure"), false);
-        await page.click("#kc-trust");
+        // By keyboard: Tab reaches the re-trust button, never the page behind
+        // (inert); Enter presses it.
+        await page.press("Tab");
+        assert.equal(await page.eval(`document.activeElement.id`), "kc-trust");
+        await page.press("Tab");
+        assert.equal(
+          await page.eval(
+            `document.querySelector("main").contains(document.activeElement)`,
+          ),
+          false,
+          "focus never enters the page behind the warning",
+        );
+        await page.eval(`document.querySelector("#kc-trust").focus()`);
+        await page.press("Enter");
         await bank.waitFor(
           (e) => e.type === "secure",
           "secure with the new key",
@@ -574,7 +671,7 @@ Deno.test("browser client in a real Chromium", async (t) => {
     );
 
     await t.step("readable on a phone-sized window", async () => {
-      await page.viewport(390, 844, true);
+      await page.viewport(360, 740, true); // README: readable from 360 px wide
       const overflow = await page.eval<number>(
         `document.documentElement.scrollWidth - window.innerWidth`,
       );
@@ -586,7 +683,7 @@ Deno.test("browser client in a real Chromium", async (t) => {
       await page.send("Emulation.clearDeviceMetricsOverride");
     });
     await t.step(
-      "a page that waits is contacted by the bank (bank --peer <page address>)",
+      "a page that waits is contacted by the bank (bank --peer <page address>); a pasted address contacts a waiting bank, whose payment request is declined",
       async () => {
         const other = await Browser.launch({ trustSpki: [trusted] });
         extra.push({ stop: () => other.close() });
@@ -613,6 +710,77 @@ Deno.test("browser client in a real Chromium", async (t) => {
           `[...document.querySelectorAll(".msg.in .text")].some((e) => e.textContent === "We contacted you.")`,
         );
         await caller.dispose();
+        assert.deepEqual(errorsIn(p), []);
+
+        // The same page, reloaded without a link: the customer pastes the
+        // address of a bank that waits; its payment request is declined by a click.
+        const waitingDir = `${tmp}/bank4`;
+        await Deno.mkdir(waitingDir);
+        const waiting = new ClientProc(
+          "bank",
+          bankArgs(waitingDir, [
+            "--scenario",
+            "payment",
+            "--amount",
+            "9.99",
+            "--currency",
+            "GBP",
+            "--payee",
+            "Corner Shop",
+            "--reference",
+            "REF-4242",
+          ]),
+          tmp,
+        );
+        extra.push({ stop: () => waiting.dispose() });
+        const waitingReady = await waiting.waitFor(
+          (e) => e.type === "ready",
+          "waiting bank ready",
+        );
+        let framesSent = 0;
+        other.on((e) => {
+          if (
+            e.sessionId === p.sessionId &&
+            e.method === "Network.webSocketFrameSent"
+          ) framesSent++;
+        });
+        await p.goto("about:blank");
+        await p.goto(web.url);
+        await p.waitFor(`document.body.dataset.relay === "registered"`);
+        await p.type("#peer-address", waitingReady.address);
+        await p.click("#connect-button");
+        const pasted = await waiting.waitFor(
+          (e) => e.type === "secure",
+          "secure with the page that pasted the address",
+        );
+        await p.waitFor(`document.body.dataset.conversation === "secure"`);
+        assert.equal(await p.text("#safety-number"), pasted.safetyNumber);
+        await p.waitFor(`document.querySelector("[data-payment]")`);
+        const card = await p.text("[data-payment]");
+        for (const field of ["9.99 GBP", "Corner Shop", "REF-4242"]) {
+          assert.ok(card.includes(field), `${field} on the card: ${card}`);
+        }
+        // Cover traffic is on: while the card waits for an answer the page
+        // has nothing to send but the ACK of the request, and the bank sends
+        // nothing more (--cover-rate 0); the page still sends packets (0.5/s
+        // on average: 2 of them take ~4 s; none in 30 s has odds of ~1e-5).
+        const start = framesSent;
+        const deadline = Date.now() + 30_000;
+        while (framesSent < start + 3 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(
+          framesSent >= start + 3,
+          `cover packets from an idle page (${start} → ${framesSent})`,
+        );
+        await p.click(`[data-payment] [data-action="decline"]`);
+        const declined = await waiting.waitFor(
+          (e) => e.type === "payment" && e.direction === "received",
+          "declined answer at the bank",
+        );
+        assert.equal(declined.decision, "declined");
+        assert.equal(declined.matches, true);
+        await waiting.dispose();
         assert.deepEqual(errorsIn(p), []);
       },
     );

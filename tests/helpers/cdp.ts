@@ -125,8 +125,8 @@ export class Browser {
     }).spawn();
     const { promise: urlP, resolve, reject } = Promise.withResolvers<string>();
     const timer = setTimeout(
-      () => reject(new Error("chromium printed no DevTools URL in 15 s")),
-      15_000,
+      () => reject(new Error("chromium printed no DevTools URL in 60 s")),
+      60_000, // a cold start on 2 busy cores has taken more than 15 s
     );
     const stderrDone = (async () => {
       let buf = "";
