@@ -517,6 +517,9 @@ Deno.test("browser client in a real Chromium", async (t) => {
         const card = await page.text("[data-payment]");
         assert.match(card, /125\.00 EUR/);
         assert.match(card, /ACME Supplies Ltd/);
+        // The whole card in view (the message list scrolls inside the page).
+        await page.eval(`document.activeElement.blur();
+          document.querySelector("[data-payment]").scrollIntoView({ block: "center" })`);
         await shot(page, "payment");
         await page.click(`[data-payment] [data-action="approve"]`);
         const answer = await bank.waitFor(
