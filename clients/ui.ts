@@ -33,8 +33,11 @@ const BUFFER_FLUSH_BYTES = 64 * 1024;
 
 /** A writer that collects text and writes it in one call; see {@link bufferedWriter}. */
 export interface BufferedWriter {
-  /** Queues text; it is written, in order, by the next flush. */
-  write(text: string): void;
+  /**
+   * Queues the texts, one after the other; they are written, in order, by
+   * the next flush (never split between two writes).
+   */
+  write(...texts: string[]): void;
   /** Writes everything queued now. */
   flush(): void;
 }
@@ -64,15 +67,20 @@ export function bufferedWriter(
     sink(out);
   };
   return {
-    write(text) {
+    write(...texts) {
       // At most 3 UTF-8 bytes per UTF-16 unit.
-      const need = len + 3 * text.length;
+      let need = len;
+      for (const text of texts) need += 3 * text.length;
       if (need > buf.length) {
         const bigger = new Uint8Array(Math.max(2 * buf.length, need));
         bigger.set(buf.subarray(0, len));
         buf = bigger;
       }
-      len += encoder.encodeInto(text, buf.subarray(len)).written;
+      // Each text encoded as it is: a long one (a 60 KiB message) is never
+      // joined into a rope that encodeInto would first flatten (a copy).
+      for (const text of texts) {
+        len += encoder.encodeInto(text, buf.subarray(len)).written;
+      }
       if (len >= BUFFER_FLUSH_BYTES) flush();
       else timer ??= setImmediate(flush);
     },
@@ -80,13 +88,16 @@ export function bufferedWriter(
   };
 }
 
+/** The start of a `message` line, up to its text. */
+const MESSAGE_HEAD = `{"type":"message","text":`;
+
 /**
  * Scriptable mode: every event as one JSON line. A `sent` line carries only
  * `id` and `at` (the script wrote the text itself; echoing a 60 KiB body
  * cost ~20 % of the throughput).
  */
 export function jsonRenderer(
-  write: (s: string) => void,
+  write: (...texts: string[]) => void,
 ): (ev: ClientEvent) => void {
   // The last events' peer fields, formatted once (every event of a burst names the same peer).
   let lastPeer: string | undefined, lastFp: string | undefined, suffix = "";
@@ -109,8 +120,14 @@ export function jsonRenderer(
           `{"type":"delivered","id":${ev.id},"at":"${ev.at}"${peer}}\n`,
         );
       case "message":
+        // Three pieces, not one template: the body's JSON string stays flat
+        // and is encoded as it is (joined into a rope, encodeInto first
+        // flattens it: decode + JSON + encode of a 60 KiB text took ~37
+        // instead of ~28 µs of CPU).
         return write(
-          `{"type":"message","text":${JSON.stringify(ev.text)}${
+          MESSAGE_HEAD,
+          JSON.stringify(ev.text),
+          `${
             ev.id === undefined ? "" : `,"id":${ev.id}`
           },"counter":${ev.counter},"seq":${ev.seq},"at":"${ev.at}"${peer}}\n`,
         );

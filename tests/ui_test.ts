@@ -5,7 +5,7 @@ import { bufferedWriter, jsonRenderer } from "../clients/ui.ts";
 /** Renders one event with the scriptable renderer. */
 function render(ev: ClientEvent): string {
   let out = "";
-  jsonRenderer((s) => out += s)(ev);
+  jsonRenderer((...s) => out += s.join(""))(ev);
   return out;
 }
 
@@ -80,10 +80,13 @@ Deno.test("bufferedWriter: events of one task in one write, in order, UTF-8; at 
   w.write("€".repeat(100_000)); // grows the buffer (3 bytes each)
   assert.equal(writes.length, 3);
   assert.equal(writes[2], "c" + "€".repeat(100_000));
+  w.write("d", big, "e"); // several texts: one write, never split at 64 KiB
+  assert.equal(writes.length, 4);
+  assert.equal(writes[3], "d" + big + "e");
   w.write("tail");
   w.flush();
   w.flush();
-  assert.deepEqual(writes.slice(3), ["tail"]);
+  assert.deepEqual(writes.slice(4), ["tail"]);
   await new Promise((r) => setTimeout(r, 10));
-  assert.equal(writes.length, 4, "nothing left for the timer");
+  assert.equal(writes.length, 5, "nothing left for the timer");
 });
