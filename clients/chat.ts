@@ -348,7 +348,17 @@ export class ChatClient {
       }
       return;
     }
+    const conv = this.#engine.conversations.get(this.#peer);
     const verdicts = await this.#engine.send(this.#peer, texts) ?? [];
+    const queued = verdicts.filter((v) => v.ok).map((v) => `#${v.id}`);
+    if (!this.#o.json && queued.length > 0 && conv?.secure === false) {
+      // Typed before the session is up: say it waits, and for whom.
+      this.#notice(
+        `${queued.join(", ")} queued for ${this.#o.peerName} ${
+          formatSessionId(this.#peer)
+        }: sent once the secure session is up (/status shows where it is)`,
+      );
+    }
     verdicts.forEach((v, i) => {
       if (v.ok) return;
       const extra = v.code === "outbox-full"
@@ -580,7 +590,7 @@ export class ChatClient {
           type: "status",
           phase: s ? s.phase : "waiting",
           relay: this.#engine.connected ? "connected" : "reconnecting",
-          peerOnline: s !== undefined && !s.peerAway,
+          peerOnline: s?.phase === "secure" && !s.peerAway,
           ...(this.#peer ? { peer: formatSessionId(this.#peer) } : {}),
           outbox: (s?.queued ?? 0) + this.#pending.length,
           unacked: s?.inflight ?? 0,

@@ -83,6 +83,7 @@ export type ClientEvent =
       type: "status";
       phase: string;
       relay: "connected" | "reconnecting";
+      /** True only in a secure session whose peer answers (never before the session is up). */
       peerOnline: boolean;
       outbox: number;
       unacked: number;

@@ -248,6 +248,8 @@ export function terminalRenderer(
           `status: ${ev.phase}, relay ${ev.relay}, ${
             ev.peer === undefined
               ? "no peer yet"
+              : ev.phase !== "secure"
+              ? `peer ${ev.peer}: no secure session yet`
               : `peer ${ev.peer} ${ev.peerOnline ? "online" : "away"}`
           }, ` +
             `outbox ${ev.outbox}, awaiting ack ${ev.unacked}` +

@@ -748,3 +748,55 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "interactive bank contacting an ID nobody holds: /status does not say online, a typed line is queued for that peer (said so), Ctrl-C names it, exit 7",
+  ignore: !hasTmux,
+  async fn() {
+    const relay = await startTestRelay();
+    const dir = await Deno.makeTempDir({ prefix: "client-tty-" });
+    const ca = `${relay.certsDir}/ca.pem`;
+    const absent = "3x4jlupouh6ix257anohc2bm2a";
+    try {
+      await startInPane("bank", [
+        "--keys",
+        dir,
+        "--relay",
+        relay.url,
+        "--ca",
+        ca,
+        "--cover-rate",
+        "0",
+      ], `${dir},${relay.certsDir}`);
+      await screenUntil(/Paste your peer's ID or address/, "hint");
+      await tmux("send-keys", "-t", "customer", absent, "Enter");
+      await screenUntil(new RegExp(`contacting ${absent}`), "contacting");
+      await tmux("send-keys", "-t", "customer", "/status", "Enter");
+      const status = await screenUntil(/status: /, "status");
+      assert.match(
+        status,
+        new RegExp(
+          `status: \\w+, relay connected, peer ${absent}: no secure session yet`,
+        ),
+      );
+      assert.doesNotMatch(status, /online/);
+      await tmux("send-keys", "-t", "customer", "hello?", "Enter");
+      await screenUntil(
+        new RegExp(
+          `#1 queued for customer ${absent}: sent once the secure session is up`,
+        ),
+        "queued notice naming the peer",
+      );
+      await tmux("send-keys", "-t", "customer", "C-c");
+      await screenUntil(
+        /closed: interrupted — NOT delivered: #1\s+EXIT=7 TTY=restored/,
+        "Ctrl-C names the message, exit 7",
+      );
+    } finally {
+      await killServer();
+      await relay.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
