@@ -424,6 +424,9 @@ async function encryptKey(
   }
 }
 
+/** Erases the prompt the screen drew after the last output (the cursor stays on that empty line). */
+const NO_PROMPT = "\r\x1b[K";
+
 /** Loads the client's files and runs it until it ends; resolves to the exit code. */
 async function runPrepared(
   o: ClientOptions,
@@ -435,7 +438,7 @@ async function runPrepared(
   try {
     if (o.encryptKey) {
       await encryptKey(o, emit);
-      if (!o.json) writeStdout("\n");
+      if (!o.json) writeStdout(NO_PROMPT);
       return EXIT.ok;
     }
     if (o.serve) {
@@ -467,7 +470,7 @@ async function runPrepared(
         ? e.message.slice(e.code.length + 2)
         : (e as Error).message,
     });
-    if (!o.json) writeStdout("\n");
+    if (!o.json) writeStdout(NO_PROMPT); // the program ends: no `> ` after its last words
     return code;
   }
   // SIGINT (Ctrl-C), SIGTERM (systemd, Docker, Kubernetes) and SIGHUP (the

@@ -800,3 +800,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "interactive customer, broken identity file: how to recover, no prompt after it, exit 1, terminal restored",
+  ignore: !hasTmux,
+  async fn() {
+    const { dir: certsDir } = await testCerts();
+    const dir = await Deno.makeTempDir({ prefix: "client-tty-" });
+    try {
+      await Deno.writeTextFile(
+        `${dir}/customer_identity_keys.json`,
+        "{ not json",
+        { mode: 0o600 },
+      );
+      await startInPane("customer", [
+        "--keys",
+        dir,
+        "--relay",
+        `wss://localhost:${freePort()}/ws`,
+        "--ca",
+        `${certsDir}/ca.pem`,
+      ], `${dir},${certsDir}`);
+      const screen = await screenUntil(/EXIT=\d+ TTY=\w+/, "exit");
+      assert.match(
+        screen,
+        /! bad-key-file: .*Restore this file from your backup/,
+      );
+      assert.match(screen, /^EXIT=1 TTY=restored/m);
+      assert.doesNotMatch(screen, /^> /m, "no stray prompt");
+    } finally {
+      await killServer();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
