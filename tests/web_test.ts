@@ -478,6 +478,21 @@ Deno.test("browser client in a real Chromium", async (t) => {
           ),
           /^\d{1,2}:\d{2}:\d{2}.* · from your bank$/,
         );
+        // HTML from the peer is text: shown as typed, no element made.
+        const html = `<img src=x onerror="document.title='pwned'"><b>bold</b>`;
+        await bank.line(html);
+        await page.waitFor(
+          `${inPage(".msg.in .text")}.some((e) => e.textContent === ${
+            JSON.stringify(html)
+          })`,
+        );
+        assert.equal(
+          await page.eval(
+            `document.querySelectorAll(".msg img, .msg b").length`,
+          ),
+          0,
+        );
+        assert.notEqual(await page.eval(`document.title`), "pwned");
         await page.type("#compose-text", "Thank you, I will look at it.");
         await page.press("Enter");
         const got = await bank.waitFor(
