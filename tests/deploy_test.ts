@@ -2,12 +2,14 @@
  * The systemd unit in deploy/: `systemd-analyze verify` where systemd is
  * installed, and in every case the keys the README promises (descriptor
  * limit, working directory, least-privilege permissions, the task's V8
- * flags, no CA key on the relay host).
+ * flags, no CA key on the relay host), and its ExecStart run with exactly
+ * its grants (the public address moved to loopback).
  * @module
  */
 
 import assert from "node:assert/strict";
-import { ROOT } from "./helpers/client_proc.ts";
+import { freePort, ROOT } from "./helpers/client_proc.ts";
+import { testCerts, waitFor } from "./helpers/relay_fixture.ts";
 
 const UNIT = `${ROOT}/deploy/relay.service`;
 
@@ -78,4 +80,74 @@ Deno.test("deploy: systemd-analyze verify accepts relay.service (or the unit par
     l.trim() && !/relay-e2e|User=|Group=|not exist|No such file/.test(l)
   );
   assert.deepEqual(problems, [], err);
+});
+
+Deno.test("deploy: relay.service's ExecStart runs with exactly its grants (bind address moved to loopback): serves, /metrics on loopback, exits 0 on SIGTERM", async () => {
+  const unit = parseUnit(await Deno.readTextFile(UNIT));
+  const exec = unit.get("Service")!.get("ExecStart")![0];
+  const port = freePort();
+  // The unit's command with only the public address changed (0.0.0.0:443 → 127.0.0.1:port)
+  // and a free metrics port; every permission flag stays as shipped.
+  const words = exec
+    .replace("--allow-net=0.0.0.0:443,", `--allow-net=127.0.0.1:${port},`)
+    .replace("--host 0.0.0.0 --port 443", `--host 127.0.0.1 --port ${port}`)
+    .replace("--metrics-port 9464", "--metrics-port 0")
+    .split(/\s+/);
+  assert.equal(words[0], "/usr/bin/deno");
+  assert.ok(words.includes(`--allow-net=127.0.0.1:${port},127.0.0.1`), exec);
+  // WorkingDirectory: a folder holding the checkout's code and only the relay's certificate and key.
+  const wd = await Deno.makeTempDir({ prefix: "relay-unit-" });
+  const certs = await testCerts();
+  try {
+    for (const e of ["server.ts", "lib", "tools"]) {
+      await Deno.symlink(`${ROOT}/${e}`, `${wd}/${e}`);
+    }
+    await Deno.mkdir(`${wd}/certs`);
+    for (const f of ["relay.pem", "relay-key.pem"]) {
+      await Deno.copyFile(`${certs.dir}/${f}`, `${wd}/certs/${f}`);
+    }
+    const child = new Deno.Command(Deno.execPath(), {
+      args: words.slice(1),
+      cwd: wd,
+      env: { NO_COLOR: "1" },
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const lines: string[] = [];
+    const reading = (async () => {
+      for await (
+        const chunk of child.stderr.pipeThrough(new TextDecoderStream())
+      ) lines.push(...chunk.split("\n"));
+    })();
+    try {
+      await waitFor(
+        () => lines.some((l) => l.includes("listening on")),
+        "relay listening",
+        20000,
+      );
+      const m = /metrics http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(
+        lines.join("\n"),
+      );
+      assert.ok(m, lines.join("\n"));
+      const client = Deno.createHttpClient({ caCerts: [certs.ca] });
+      const h = await fetch(`https://localhost:${port}/healthz`, { client });
+      assert.equal(h.status, 200);
+      assert.equal((await h.json()).status, "ok");
+      client.close();
+      const metrics = await (await fetch(`http://127.0.0.1:${m[1]}/metrics`))
+        .text();
+      assert.match(metrics, /^relay_connections \d+$/m);
+    } finally {
+      child.kill("SIGTERM");
+      const status = await child.status;
+      await reading;
+      assert.equal(status.code, 0, lines.join("\n"));
+    }
+    assert.ok(
+      !lines.some((l) => /PermissionDenied|NotCapable|Requires/.test(l)),
+      lines.join("\n"),
+    );
+  } finally {
+    await Deno.remove(wd, { recursive: true });
+  }
 });
