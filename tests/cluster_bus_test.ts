@@ -5,7 +5,8 @@
  * local forwarding goes on and /healthz says degraded, Redis back →
  * cross-node resumes; malformed bus messages are counted and dropped; a
  * recipient on another node that does not read → the sender's ERROR
- * `peer-busy` travels back over Redis.
+ * `peer-busy` travels back over Redis; a node started while Redis is
+ * unreachable serves locally, degraded, and joins once Redis is up.
  */
 
 import assert from "node:assert/strict";
@@ -30,6 +31,7 @@ async function node(
   name: string,
   url: string,
   opts: Partial<RelayOptions> = {},
+  waitUp = true,
 ): Promise<{ relay: TestRelay; bus: ClusterBus }> {
   const bus = new ClusterBus({
     url,
@@ -41,7 +43,9 @@ async function node(
   const relay = await startTestRelay({ remote: bus, quiet: true, ...opts });
   attachRelay(bus, relay.relay);
   bus.start();
-  await waitFor(() => bus.status() === "ok", `${name} bus up`, 5000);
+  if (waitUp) {
+    await waitFor(() => bus.status() === "ok", `${name} bus up`, 5000);
+  }
   return { relay, bus };
 }
 
@@ -260,6 +264,42 @@ Deno.test("cluster bus: a recipient on another node that never reads → peer-bu
     reader.close();
     await a.relay.close();
     await b.relay.close();
+    await redis.stop();
+  }
+});
+
+Deno.test("cluster bus: a node started while Redis is unreachable serves its own clients, says degraded, and joins the cluster once Redis comes up", async () => {
+  const redis = await RedisProc.start();
+  await redis.stop(); // nothing listens on its port now
+  const a = await node("a", redis.url, {}, false);
+  let b: Awaited<ReturnType<typeof node>> | undefined;
+  try {
+    const x = await a.relay.connect();
+    const y = await a.relay.connect();
+    const gotY = inbox(y);
+    x.send(y.id, new Uint8Array([1]));
+    await waitFor(() => gotY.length === 1, "local forwarding without Redis");
+    assert.equal(a.bus.status(), "degraded");
+    assert.equal((await health(a.relay)).status, "degraded");
+    assert.match(await metrics(a.relay), /^relay_cluster_up 0$/m);
+    // Redis comes up: node a connects (backoff), subscribes its IDs, serves cross-node.
+    await redis.restart();
+    await waitFor(() => a.bus.status() === "ok", "node a up", 8000);
+    b = await node("b", redis.url);
+    await subscribed(redis, y.id);
+    const onB = await b.relay.connect();
+    const gotB = inbox(onB);
+    await subscribed(redis, onB.id);
+    x.send(onB.id, new Uint8Array([2]));
+    onB.send(y.id, new Uint8Array([3]));
+    await waitFor(
+      () => gotB.length === 1 && gotY.length === 2,
+      "cross-node both ways",
+    );
+    assert.equal((await health(a.relay)).status, "ok");
+  } finally {
+    await a.relay.close();
+    await b?.relay.close();
     await redis.stop();
   }
 });
