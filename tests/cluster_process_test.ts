@@ -143,6 +143,80 @@ Deno.test("cluster via HAProxy: bank and customer on different nodes talk both w
   }
 });
 
+Deno.test("cluster via HAProxy with --public-origin: nodes on their own ports behind HAProxy's; clients land on different nodes and talk both ways; health checks keep both in service", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cluster-test-" });
+  const ca = await certs(dir);
+  const port = freePort(); // HAProxy: the public origin wss://localhost:port
+  const redis = await RedisProc.start();
+  const nodes = ["a", "b"].map((name) =>
+    new NodeProc({
+      name: `node-${name}`,
+      host: "127.0.0.1",
+      port: freePort(),
+      redisUrl: redis.url,
+      certDir: dir,
+      extraArgs: ["--public-origin", `wss://localhost:${port}`],
+    })
+  );
+  let haproxy: HaproxyProc | undefined;
+  const conns: RelayConnection[] = [];
+  try {
+    await Promise.all(nodes.map((n) => n.ready));
+    await Promise.all(
+      nodes.map((n) => n.waitLog(/redis subscribe connection up/)),
+    );
+    haproxy = await HaproxyProc.start(
+      dir,
+      port,
+      nodes.map((n) => ({ name: n.name, address: `127.0.0.1:${n.port}` })),
+    );
+    const connect = async () => {
+      const c = await RelayConnection.connect({
+        url: `wss://localhost:${port}/ws`,
+        mailbox: (await generateMailboxKey()).key,
+        caCerts: [ca],
+      });
+      conns.push(c);
+      const got: Frame[] = [];
+      c.onFrame = (f) => got.push(f);
+      return { c, got };
+    };
+    const x = await connect();
+    await waitFor(
+      () => nodes.some((n) => /registered \S+… \(1 online\)/.test(n.log)),
+      "first registration",
+    );
+    const y = await connect();
+    // leastconn: one registration on each node (each signed wss://localhost:port).
+    for (const n of nodes) await n.waitLog(/registered \S+… \(1 online\)/);
+    for (const n of nodes) assert.doesNotMatch(n.log, /\(2 online\)/);
+    const deliver = async (
+      from: RelayConnection,
+      to: { c: RelayConnection; got: Frame[] },
+      what: string,
+    ) => {
+      const deadline = Date.now() + 8000;
+      while (!to.got.some((f) => f.type === "data")) {
+        if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+        from.send(to.c.id, new Uint8Array([1]));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await deliver(x.c, y, "x → y across nodes");
+    await deliver(y.c, x, "y → x across nodes");
+    // The health checks (GET /healthz, Host localhost:port) passed on both nodes.
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.doesNotMatch(haproxy.log, /is DOWN/, haproxy.log);
+    for (const n of nodes) assert.doesNotMatch(n.log, /refused Host/);
+  } finally {
+    await Promise.all(conns.map((c) => c.close().catch(() => {})));
+    await haproxy?.stop();
+    for (const n of nodes) await n.kill();
+    await redis.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("cluster processes: same ID on the other node → 4000; Redis stopped → local forwarding goes on, degraded; restarted → cross-node resumes", async () => {
   const dir = await Deno.makeTempDir({ prefix: "cluster-test-" });
   const ca = await certs(dir);

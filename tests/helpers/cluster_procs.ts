@@ -36,6 +36,8 @@ export class NodeProc {
     redisUrl: string;
     certDir: string;
     extraHosts?: string[];
+    /** More relay flags (e.g. `--public-origin URL`). */
+    extraArgs?: string[];
   }) {
     this.name = opts.name;
     this.host = opts.host;
@@ -65,6 +67,7 @@ export class NodeProc {
         opts.redisUrl,
         "--node",
         opts.name,
+        ...(opts.extraArgs ?? []),
       ],
       cwd: ROOT,
       stdin: "null",
