@@ -140,49 +140,92 @@ export class Conversation {
       now,
     );
     if (o.waitMs !== undefined) this.#waitUntil = now + o.waitMs;
-    // deno-lint-ignore no-this-alias
-    const self = this;
-    this.#host = {
-      o,
-      outbox: this.#outbox,
-      inbox: this.#inbox,
-      stream: this.#stream,
-      responderBucket: this.#responderBucket,
-      complete: completeFor(o),
-      get phase() {
-        return self.#phase;
-      },
-      set phase(p: Phase) {
-        self.#phase = p;
-      },
-      get dial() {
-        return self.#dial;
-      },
-      set dial(d: boolean) {
-        self.#dial = d;
-      },
-      get lastSecure() {
-        return self.#lastSecure;
-      },
-      get linkUp() {
-        return self.#linkUp;
-      },
-      get closing() {
-        return self.#closing;
-      },
-      notice: (out, text) => this.#notice(out, text),
-      end: (reason, out, code, message) =>
-        this.#end(reason, out, code, message),
-      secure: (est, role, attempt, now, out) =>
-        this.#secure(est, role, attempt, now, out),
-      rehandshake: async (s, now, out) => {
-        this.#silentAttempt(out);
-        this.#dropSession(s, out);
-        this.#dial = true;
-        await startInitiator(this.#host, now, out);
-      },
-    };
+    this.#host = new Conversation.#Host(this);
   }
+
+  /**
+   * The {@link Host} view of one conversation: one small object whose
+   * accessors and methods live on this class's prototype (not ~15 closures
+   * per conversation). Declared inside Conversation, so it reads its
+   * private fields.
+   */
+  static readonly #Host = class implements Host {
+    readonly #c: Conversation;
+    constructor(c: Conversation) {
+      this.#c = c;
+    }
+    get o() {
+      return this.#c.#o;
+    }
+    get outbox() {
+      return this.#c.#outbox;
+    }
+    get inbox() {
+      return this.#c.#inbox;
+    }
+    get stream() {
+      return this.#c.#stream;
+    }
+    get responderBucket() {
+      return this.#c.#responderBucket;
+    }
+    /** Made per handshake (a closure over the options), not kept. */
+    get complete() {
+      return completeFor(this.#c.#o);
+    }
+    get phase() {
+      return this.#c.#phase;
+    }
+    set phase(p: Phase) {
+      this.#c.#phase = p;
+    }
+    get dial() {
+      return this.#c.#dial;
+    }
+    set dial(d: boolean) {
+      this.#c.#dial = d;
+    }
+    get lastSecure() {
+      return this.#c.#lastSecure;
+    }
+    get linkUp() {
+      return this.#c.#linkUp;
+    }
+    get closing() {
+      return this.#c.#closing;
+    }
+    notice(out: ConversationOutput, text: string): void {
+      this.#c.#notice(out, text);
+    }
+    end(
+      reason: EndReason,
+      out: ConversationOutput,
+      code?: string,
+      message?: string,
+    ): void {
+      this.#c.#end(reason, out, code, message);
+    }
+    secure(
+      est: Established,
+      role: HandshakeRole,
+      attempt: Attempt,
+      now: number,
+      out: ConversationOutput,
+    ): Promise<void> {
+      return this.#c.#secure(est, role, attempt, now, out);
+    }
+    async rehandshake(
+      s: Secure,
+      now: number,
+      out: ConversationOutput,
+    ): Promise<void> {
+      const c = this.#c;
+      c.#silentAttempt(out);
+      c.#dropSession(s, out);
+      c.#dial = true;
+      await startInitiator(c.#host, now, out);
+    }
+  };
 
   /** A conversation that waits for the peer's HS1 (pass it to {@link receive}). */
   static listen(o: ConversationOptions, now: number): Conversation {
