@@ -17,6 +17,7 @@
  */
 
 import { UNDELIVERED_COALESCE_MS } from "./constants.ts";
+import { emptyMap, shrink, writable } from "./lazy_map.ts";
 
 /** Where a message is. */
 export type DeliveryState =
@@ -44,14 +45,14 @@ export interface OutMessage {
 /** The sender side: messages by id, the queue, the current session's seq map. */
 export class Outbox {
   /** Every undelivered message, by id (insertion = id order). */
-  readonly #all = new Map<number, OutMessage>();
+  #all = emptyMap<number, OutMessage>();
   /** Queued messages in id order; `#head` is the first live index. */
   #queue: OutMessage[] = [];
   #head = 0;
   /** Current session: seq → message. */
-  #bySeq = new Map<bigint, OutMessage>();
+  #bySeq = emptyMap<bigint, OutMessage>();
   /** Sent, not acknowledged, not reported: id → first sent time (insertion = time order). */
-  readonly #unconfirmed = new Map<number, number>();
+  #unconfirmed = emptyMap<number, number>();
   #nextId = 1;
   readonly #limit: number;
 
@@ -93,7 +94,7 @@ export class Outbox {
       state: { kind: "queued", resent: false },
       reported: false,
     };
-    this.#all.set(m.id, m);
+    (this.#all = writable(this.#all)).set(m.id, m);
     this.#queue.push(m);
     return m.id;
   }
@@ -125,16 +126,19 @@ export class Outbox {
   ): OutMessage[] {
     const batch = this.#queue.slice(this.#head, this.#head + seqs.length);
     this.#head += batch.length;
-    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+    if (this.#head === this.#queue.length) {
+      this.#queue = []; // all sent: the array no longer holds their bodies
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
     }
     batch.forEach((m, i) => {
       m.state = { kind: "sent", session, seq: seqs[i] };
-      this.#bySeq.set(seqs[i], m);
+      (this.#bySeq = writable(this.#bySeq)).set(seqs[i], m);
       if (m.firstSentAt === undefined) m.firstSentAt = now;
       if (!m.reported && !this.#unconfirmed.has(m.id)) {
-        this.#unconfirmed.set(m.id, now);
+        (this.#unconfirmed = writable(this.#unconfirmed)).set(m.id, now);
       }
     });
     return batch;
@@ -150,6 +154,8 @@ export class Outbox {
       this.#forget(m);
       ids.push(m.id);
     }
+    this.#bySeq = shrink(this.#bySeq);
+    this.#shrink();
     return ids;
   }
 
@@ -159,7 +165,7 @@ export class Outbox {
    */
   requeue(): number[] {
     const back = [...this.#bySeq.values()].sort((a, b) => a.id - b.id);
-    this.#bySeq.clear();
+    this.#bySeq = emptyMap();
     for (const m of back) m.state = { kind: "queued", resent: true };
     this.#queue = [...back, ...this.#queue.slice(this.#head)];
     this.#head = 0;
@@ -176,6 +182,8 @@ export class Outbox {
       this.#forget(m);
       ids.push(m.id);
     }
+    this.#bySeq = shrink(this.#bySeq);
+    this.#shrink();
     return ids;
   }
 
@@ -198,6 +206,7 @@ export class Outbox {
     this.#queue = [];
     this.#head = 0;
     for (const m of gone) this.#forget(m);
+    this.#shrink();
     return gone.map((m) => m.id);
   }
 
@@ -228,12 +237,19 @@ export class Outbox {
       this.#unconfirmed.delete(id);
       this.#all.get(id)!.reported = true;
     }
+    this.#unconfirmed = shrink(this.#unconfirmed);
     return ids;
   }
 
   #forget(m: OutMessage): void {
     this.#all.delete(m.id);
     this.#unconfirmed.delete(m.id);
+  }
+
+  /** Frees the tables of maps that emptied (an idle conversation holds none). */
+  #shrink(): void {
+    this.#all = shrink(this.#all);
+    this.#unconfirmed = shrink(this.#unconfirmed);
   }
 }
 

@@ -80,6 +80,8 @@ import {
   type TrafficKeys,
 } from "./record.ts";
 import { ReplayWindow } from "./replay_window.ts";
+import { emptyMap, shrink, writable } from "./lazy_map.ts";
+import { importPeerKey } from "./handshake_keys.ts";
 import {
   deriveLabel,
   ecdh,
@@ -90,6 +92,7 @@ import {
   P256_POINT_LENGTH,
   P256_SIGNATURE_LENGTH,
   sign,
+  spkiAlgorithm,
   verify,
 } from "./suite.ts";
 import { Transcript, type TranscriptMessage } from "./transcript.ts";
@@ -243,6 +246,19 @@ export async function nextMaster(
   return key;
 }
 
+/** Fingerprints of our own identity keys, once per key (every session of an identity shares it). */
+const ownFingerprints = new WeakMap<Uint8Array, Promise<Bytes>>();
+
+function ownFingerprint(spki: Bytes): Promise<Bytes> {
+  let fp = ownFingerprints.get(spki);
+  if (!fp) {
+    fp = fingerprint(spki);
+    ownFingerprints.set(spki, fp);
+    fp.catch(() => ownFingerprints.delete(spki));
+  }
+  return fp;
+}
+
 function defaultRandom(): number {
   const b = new Uint32Array(2);
   crypto.getRandomValues(b);
@@ -256,7 +272,14 @@ export class Session {
   readonly #localId: Bytes;
   readonly #peerId: Bytes;
   readonly #privateKey: CryptoKey;
-  readonly #peerKey: CryptoKey;
+  /**
+   * The peer's identity key as received (SPKI). Its WebCrypto key is taken
+   * from the handshake's bounded per-SPKI cache when a signature is checked
+   * (every signEvery messages, rekeys), not held per session: a CryptoKey
+   * costs ~4.4 KB of process memory in Deno 2.9.6, and an idle session
+   * checks nothing.
+   */
+  readonly #peerSpki: Bytes;
   readonly #localFp: Bytes;
   readonly #peerFp: Bytes;
   readonly #sessionHash: Bytes;
@@ -289,7 +312,7 @@ export class Session {
   #sendChain: MaybePromise<Bytes>;
   #unsignedCount = 0;
   #firstUnsignedAt?: number;
-  #inflight = new Map<bigint, Outgoing>();
+  #inflight = emptyMap<bigint, Outgoing>();
   #closeSeq?: bigint;
   #closeAcked = false;
   #nextCoverAt?: number;
@@ -298,7 +321,8 @@ export class Session {
   #recvKeys = new Map<number, TrafficKeys>();
   #replay = new ReplayWindow();
   #nextDeliverSeq = 1n;
-  #pending = new Map<bigint, Received>();
+  /** Reorder buffer (allocated on first use: in-order records skip it). */
+  #pending = emptyMap<bigint, Received>();
   #recvChain: MaybePromise<Bytes>;
   #unsignedRecv = 0;
   #ackCount = 0;
@@ -346,13 +370,25 @@ export class Session {
   ) {
     this.#role = result.role;
     this.#peerRole = result.role === "initiator" ? "responder" : "initiator";
-    this.#localId = result.localId;
-    this.#peerId = result.peerId;
+    // The five fixed byte strings share one buffer: a Uint8Array with its own
+    // ArrayBuffer costs ~200 B more than a view, per idle session.
+    const fixed = [result.localId, result.peerId, result.sessionHash, ...fps];
+    const packed = new Uint8Array(fixed.reduce((n, b) => n + b.length, 0));
+    const views = fixed.map((b, i, all) => {
+      const at = all.slice(0, i).reduce((n, x) => n + x.length, 0);
+      packed.set(b, at);
+      return packed.subarray(at, at + b.length) as Bytes;
+    });
+    [
+      this.#localId,
+      this.#peerId,
+      this.#sessionHash,
+      this.#localFp,
+      this.#peerFp,
+    ] = views;
     this.#privateKey = result.localIdentity.privateKey;
-    this.#peerKey = result.peerIdentity.publicKey;
-    this.#sessionHash = result.sessionHash;
+    this.#peerSpki = result.peerIdentity.spki;
     this.#master = result.master;
-    [this.#localFp, this.#peerFp] = fps;
     this.#sendDir = directionOf(this.#role);
     this.#recvDir = directionOf(this.#peerRole);
     this.#sendKeys = keys[0];
@@ -406,7 +442,7 @@ export class Session {
     const peerRole = result.role === "initiator" ? "responder" : "initiator";
     const primitives = options.primitives ?? webCryptoPrimitives;
     const [lfp, pfp, sk, rk, sc, rc] = await Promise.all([
-      fingerprint(result.localIdentity.spki),
+      ownFingerprint(result.localIdentity.spki),
       fingerprint(result.peerIdentity.spki),
       deriveTrafficKeys(
         result.master,
@@ -775,7 +811,7 @@ export class Session {
       if (isPromise(head)) head.catch(noop);
       this.#sendChain = head;
       const entry: Outgoing = { seq, counter, epoch: keys.epoch, type };
-      this.#inflight.set(seq, entry);
+      (this.#inflight = writable(this.#inflight)).set(seq, entry);
       entries.push(entry);
       const record = this.#transcript?.add({
         direction: this.#sendDir,
@@ -1188,6 +1224,7 @@ export class Session {
       this.#inflight.delete(s);
       if (s === this.#closeSeq) this.#closeAcked = true;
     }
+    this.#inflight = shrink(this.#inflight);
     if (seqs.length > 0) events.push({ type: "acked", seqs });
   }
 
@@ -1229,7 +1266,7 @@ export class Session {
       this.#nextDeliverSeq = seq + 1n;
       return this.#deliver({ msg, counter }, events, verifications);
     }
-    this.#pending.set(seq, { msg, counter });
+    (this.#pending = writable(this.#pending)).set(seq, { msg, counter });
     for (;;) {
       const next = this.#pending.get(this.#nextDeliverSeq);
       if (!next) break;
@@ -1237,6 +1274,7 @@ export class Session {
       this.#nextDeliverSeq++;
       this.#deliver(next, events, verifications);
     }
+    this.#pending = shrink(this.#pending);
   }
 
   #afterClose(seq: bigint, closeSeq: bigint): never {
@@ -1273,7 +1311,7 @@ export class Session {
       const verification = (async () => {
         const h = await head;
         const ok = await verify(
-          this.#peerKey,
+          await this.#peerKey(),
           signature,
           chainSignatureInput(
             this.#peerRole,
@@ -1322,6 +1360,12 @@ export class Session {
     }
   }
 
+  /** The peer's identity key (see #peerSpki). */
+  async #peerKey(): Promise<CryptoKey> {
+    const spki = this.#peerSpki;
+    return (await importPeerKey(spki, spkiAlgorithm(spki))).publicKey;
+  }
+
   #parseRekeyBody(body: Bytes, epoch: number, role: HandshakeRole) {
     if (body.length !== REKEY_BODY_LENGTH) {
       throw new ProtocolError(
@@ -1335,7 +1379,7 @@ export class Session {
       eph,
       check: async () => {
         const ok = await verify(
-          this.#peerKey,
+          await this.#peerKey(),
           sig,
           rekeySignatureInput(this.#sessionHash, epoch, role, eph),
         );

@@ -40,6 +40,8 @@ import {
   nodePrimitives,
 } from "../lib/deno/node_primitives.ts";
 import { fixture } from "./session_helpers.ts";
+import { generateKeyPairSync } from "node:crypto";
+import { importPeerKey, PEER_KEY_CACHE_SIZE } from "../lib/handshake_keys.ts";
 
 const enc = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -844,4 +846,45 @@ Deno.test("coalescing: flow control counts messages as well as records", async (
   const ev = await exchange(a, b, packets, 0);
   assert.equal(messages(ev.get(b)!).length, FLOW_WINDOW);
   assert.equal(a.sendCapacity(), FLOW_WINDOW);
+});
+
+Deno.test("idle → active: after every packet was acknowledged (tables freed), reordered bursts still arrive once and in order; the peer's chain signature verifies with its key no longer cached", async () => {
+  const { a, b } = await pair();
+  let now = 0;
+  let verifiedBefore = 0;
+  for (let round = 0; round < 3; round++) {
+    const bodies = Array.from(
+      { length: 64 },
+      (_, i) => enc.encode(`r${round}:${i}`),
+    );
+    const packets = await a.sendMany(bodies, now);
+    const rand = prng(round + 1);
+    const order = packets.map((p, i) => ({ p, k: rand(4)[0] * 1000 + i }));
+    order.sort((x, y) => x.k - y.k);
+    const got: Bytes[] = [];
+    const acks: Bytes[] = [];
+    for (const { p } of order) {
+      const r = await b.receive(p, now);
+      got.push(...messages(r.events));
+      acks.push(...r.packets);
+    }
+    assert.deepEqual(got, bodies);
+    // b's ACKs (some at once, the rest after the delay) empty a's in-flight table.
+    now += ACK_DELAY_MS;
+    acks.push(...await b.poll(now));
+    await exchange(b, a, acks, now);
+    assert.deepEqual(a.unacked(), [], `round ${round}: all acknowledged`);
+    if (round === 0) {
+      assert.ok(b.stats.signaturesVerified >= 1, "seq 64 signed and verified");
+      verifiedBefore = b.stats.signaturesVerified;
+      // Push the peer's key out of the handshake's per-SPKI cache.
+      for (let i = 0; i < PEER_KEY_CACHE_SIZE; i++) {
+        const spki = generateKeyPairSync("ec", { namedCurve: "P-256" })
+          .publicKey.export({ type: "spki", format: "der" });
+        await importPeerKey(new Uint8Array(spki), "ECDSA-P256-SHA256");
+      }
+    }
+  }
+  assert.ok(b.stats.signaturesVerified > verifiedBefore, "verified after");
+  assert.equal(b.failed, undefined);
 });
