@@ -853,7 +853,7 @@ function serviceVerdicts(s: ServiceFigures): Verdict[] {
 
 function renderService(s: ServiceFigures): string[] {
   return [
-    `Bank service (one clients/bank.ts --serve --json process, customers simulated with lib/, one relay connection each; baseline RSS ${s.rss0Kb} KiB with 1 conversation):`,
+    `Bank service (one clients/bank.ts --serve --json process, customers simulated with lib/, one relay connection each; baseline RSS ${s.rss0Kb} KiB with 1 conversation after a warm-up of ${s.warmup.closed} of ${s.warmup.customers} customers that set up, sent and closed; ${s.rss0ColdKb} KiB before it):`,
     table([
       [
         "conversations",
@@ -1240,6 +1240,7 @@ async function main(args: string[]): Promise<number> {
       "service-per-sender": { type: "string" },
       "service-batch": { type: "string" },
       "service-profile": { type: "string" },
+      "service-heap": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -1262,6 +1263,7 @@ async function main(args: string[]): Promise<number> {
         "  --service-levels=N,N…  --service-senders=N  --service-per-sender=N  override the service plan;\n" +
         "  --service-batch=N  senders send N messages per call, in rounds (default: all at once)\n" +
         "  --service-profile=FILE  CPU profile of the bank process during the throughput phase (.cpuprofile, DevTools)\n" +
+        "  --service-heap=DIR  heap snapshots of the bank at 1 conversation and at each level (bench/heap_snapshot.ts sums them)\n" +
         "  --quick  smoke run (< 30 s, fewer cells, 200 idle connections)\n" +
         "  --full   also 10,000 idle connections (the default run measures 1,000 and 5,000)\n" +
         "  --json   also write every figure, and verdicts[] (each target MET/MISSED with its margin), to FILE\n" +
@@ -1296,6 +1298,9 @@ async function main(args: string[]): Promise<number> {
     ...(values["service-profile"] === undefined
       ? {}
       : { profile: values["service-profile"] }),
+    ...(values["service-heap"] === undefined
+      ? {}
+      : { heapDir: values["service-heap"] }),
   };
   if (values.full && !values.quick) {
     plan.memoryLevels = [...plan.memoryLevels, 10000];

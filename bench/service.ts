@@ -53,6 +53,8 @@ import {
   startSelfProfile,
   summarizeProfile,
 } from "./cpu_profile.ts";
+import { takeHeapSnapshot } from "./heap_snapshot.ts";
+import { taskFlags } from "../tools/compile.ts";
 
 /** Memory target per idle conversation (KB). */
 export const SERVICE_MEMORY_TARGET_KB = 30;
@@ -81,16 +83,28 @@ export interface ServicePlan {
   batch?: number;
   /** Handshakes in flight at once. */
   window: number;
+  /**
+   * Customers of the warm-up before the baseline: each sets up a
+   * conversation, sends one message and closes it (default: the first
+   * level; 0 = none, a cold baseline).
+   */
+  warmup?: number;
   /** Time bound of each phase (ms). */
   phaseMs: number;
   /** Write a CPU profile of the bank during the throughput phase to this file (the bank runs with --inspect). */
   profile?: string;
+  /** Write a heap snapshot of the bank into this folder at one conversation and at each level, after its settled RSS (the bank runs with --inspect; bench/heap_snapshot.ts summarizes them). */
+  heapDir?: string;
 }
 
 /** What {@link measureService} returns. */
 export interface ServiceFigures {
-  /** RSS with one conversation (KiB). */
+  /** RSS with one conversation, after the warm-up (KiB): the baseline of every level. */
   rss0Kb: number;
+  /** RSS with one conversation before the warm-up (KiB): a cold process. */
+  rss0ColdKb: number;
+  /** Warm-up customers that set up, sent and closed before the baseline. */
+  warmup: { customers: number; closed: number };
   /** Per level: conversations secure at the bank, RSS once settled, KB per conversation, set-ups/s of the step. */
   levels: {
     target: number;
@@ -134,12 +148,30 @@ const PEER_KEY = '"peer":"';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The `--v8-flags=…` of the `bank` task in deno.json: the bench runs the
+ * bank as the task does (BENCH_BANK_V8_FLAGS overrides, for experiments;
+ * empty = none).
+ */
+export const BANK_V8_FLAGS: string[] = (() => {
+  const override = Deno.env.get("BENCH_BANK_V8_FLAGS");
+  if (override !== undefined) {
+    return override === "" ? [] : [`--v8-flags=${override}`];
+  }
+  return taskFlags(
+    Deno.readTextFileSync(new URL("../deno.json", import.meta.url)),
+    "bank",
+    "clients/bank.ts",
+  ).filter((f) => f.startsWith("--v8-flags"));
+})();
 /** The bank service subprocess and what its stdout said. */
 class Bank {
   readonly child: Deno.ChildProcess;
   readonly ready = Promise.withResolvers<{ address: string }>();
   readonly secureAt = new Map<string, number>();
   readonly messages = new Map<string, number>();
+  /** Peers whose conversation the bank reported `closed`. */
+  readonly closed = new Set<string>();
   received = 0;
   lastSecureAt = 0;
   lastMessageAt = 0;
@@ -157,6 +189,7 @@ class Bank {
       args: [
         "run",
         "--quiet",
+        ...BANK_V8_FLAGS,
         ...(inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : []),
         "--no-prompt",
         "--allow-net=localhost,127.0.0.1",
@@ -224,6 +257,8 @@ class Bank {
       this.secureAt.set(peer, this.lastSecureAt);
     } else if (m.method === "message" && peer) {
       this.#message(peer);
+    } else if (m.method === "closed" && peer) {
+      this.closed.add(peer);
     }
   }
 
@@ -330,6 +365,11 @@ class Customer {
     }
   }
 
+  /** Closes the conversation cleanly (CLOSE both ways). */
+  async close(): Promise<void> {
+    this.apply(await this.conv!.close(Date.now()));
+  }
+
   async stop(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -425,8 +465,14 @@ export async function measureService(
     certs.caPath,
     dir,
     certs.certDir,
-    plan.profile ? freePort() : undefined,
+    plan.profile || plan.heapDir ? freePort() : undefined,
   );
+  const snapshot = async (n: number) => {
+    if (!plan.heapDir || !bank.inspectPort) return;
+    const path = `${plan.heapDir}/bank-${n}.heapsnapshot`;
+    await takeHeapSnapshot(bank.inspectPort, path);
+    log(`service: heap snapshot in ${path}`);
+  };
   const customers: Customer[] = [];
   try {
     const { address } = await Promise.race([
@@ -479,7 +525,51 @@ export async function measureService(
     await grow(1);
     await sleep(500);
     const settleMs = Math.min(SETTLE_MAX_MS, plan.phaseMs / 5);
+    const rss0ColdKb = (await settledRssKb(bank, settleMs)).settled;
+    // Warm-up: the baseline is taken at the same level of process activity
+    // as the levels (code compiled, V8's heap and the allocator's arenas
+    // grown by a burst of set-ups), not in a process that never served a
+    // burst. The warm-up conversations end; their known-peers entries stay.
+    const warm = plan.warmup ?? plan.levels[0] ?? 0;
+    const warmed: Customer[] = [];
+    if (warm > 0) {
+      const ready = performance.now() + plan.phaseMs;
+      for (let i = 0; i < warm && performance.now() < ready; i++) {
+        warmed.push(await Customer.create(addr.id, addr.fp!));
+      }
+      await pool(warmed, 100, ready, (c) => c.connect(url, http));
+      const deadline = performance.now() + plan.phaseMs;
+      const enc = new TextEncoder();
+      await pool(
+        warmed.filter((c) => c.conn),
+        plan.window,
+        deadline,
+        async (c) => {
+          await c.dial();
+          await until(() => bank.secureAt.has(c.peerName), deadline);
+          const before = bank.messages.get(c.peerName) ?? 0;
+          await c.send([enc.encode("warm-up")]);
+          await until(
+            () => (bank.messages.get(c.peerName) ?? 0) > before,
+            deadline,
+          );
+          await c.close();
+          await until(() => bank.closed.has(c.peerName), deadline);
+        },
+      );
+      await Promise.all(warmed.map((c) => c.stop()));
+    }
+    const closedWarm = warmed.filter((c) => bank.closed.has(c.peerName))
+      .length;
+    log(
+      `service: warm-up, ${closedWarm} of ${warm} customers set up, sent and closed`,
+    );
+    await sleep(1000);
     const rss0Kb = (await settledRssKb(bank, settleMs)).settled;
+    log(
+      `service: baseline RSS ${rss0Kb} KiB with 1 conversation after the warm-up (${rss0ColdKb} KiB before it)`,
+    );
+    await snapshot(1);
     const levels: ServiceFigures["levels"] = [];
     for (const target of plan.levels) {
       const t = performance.now();
@@ -506,6 +596,7 @@ export async function measureService(
           step.rate.toFixed(0)
         } set-ups/s, RSS ${rssKb} KiB settled (${rssAfterStepKb} KiB 1 s after the step)`,
       );
+      await snapshot(conversations);
       if (conversations < target) break;
     }
 
@@ -536,7 +627,7 @@ export async function measureService(
     const enc = new TextEncoder();
     let profiling: Profiling | undefined;
     let self: Profiling | undefined;
-    if (bank.inspectPort) {
+    if (bank.inspectPort && plan.profile) {
       profiling = await startProfile(bank.inspectPort);
       self = await startSelfProfile();
     }
@@ -636,6 +727,8 @@ export async function measureService(
     const largest = levels[levels.length - 1];
     return {
       rss0Kb,
+      rss0ColdKb,
+      warmup: { customers: warm, closed: closedWarm },
       levels,
       setupsPerSec: largest?.setupsPerSec ?? 0,
       throughput,

@@ -300,6 +300,9 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
     // received by the bank process, every conversation back after the relay restart.
     const svc = r.service;
     positive(svc.rss0Kb, "service.rss0Kb");
+    positive(svc.rss0ColdKb, "service.rss0ColdKb");
+    // The baseline follows a warm-up of the first level's customers, each closed cleanly.
+    assert.deepEqual(svc.warmup, { customers: 20, closed: 20 });
     assert.equal(svc.levels.length, 1);
     assert.equal(svc.levels[0].conversations, 20, "20 conversations secure");
     positive(svc.levels[0].setupsPerSec, "service set-ups/s");
