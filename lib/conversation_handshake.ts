@@ -82,6 +82,9 @@ export async function startInitiator(
     now,
     trust: trustCallback(h, attempt),
     complete: h.complete,
+    // The session's primitives run the handshake too (a provider's
+    // synchronous key schedule, ephemerals and signature checks).
+    sessionOptions: h.o.sessionOptions,
   });
   const backoff = new Backoff({
     baseMs: HANDSHAKE_RETRY_BASE_MS,
@@ -116,6 +119,7 @@ export async function answer(
     localId: h.o.localId,
     trust: trustCallback(h, attempt),
     complete: h.complete,
+    sessionOptions: h.o.sessionOptions,
   });
   const r = await hs.receive(hs1, { now, from: h.o.peerId });
   out.packets.push(r.send!);

@@ -12,6 +12,8 @@ import { type Client, Net, secure } from "./helpers/conversation_net.ts";
 import { PACKET_HS1, PACKET_HS2, PACKET_RECORD } from "../lib/handshake.ts";
 import { Conversations } from "../lib/conversations.ts";
 import { generateIdentity } from "../lib/identity.ts";
+import { nodePrimitives } from "../lib/deno/node_primitives.ts";
+import type { SessionPrimitives } from "../lib/primitives.ts";
 import {
   MAX_RECORDS_PER_TURN,
   NEW_CONVERSATION_BURST,
@@ -100,6 +102,45 @@ Deno.test("conversation: handshake, messages both ways in order, delivered, clea
   await exchange(net, a, b, 200);
   await closeBoth(net, a, b);
   assert.equal(a.set.size, 0, "an ended conversation is forgotten");
+});
+
+Deno.test("conversation: the handshake runs on the session's primitive provider (key schedule, ephemerals)", async () => {
+  // A provider that counts its handshake calls: the conversation must hand
+  // its sessionOptions to the handshake, not only to the session after it.
+  const counted = () => {
+    const calls = { hkdfFrom: 0, generateEphemeral: 0 };
+    const hs = nodePrimitives.handshake!;
+    const primitives: SessionPrimitives = {
+      ...nodePrimitives,
+      handshake: {
+        ...hs,
+        hkdfFrom(ikm) {
+          calls.hkdfFrom++;
+          return hs.hkdfFrom(ikm);
+        },
+        generateEphemeral(suite) {
+          calls.generateEphemeral++;
+          return hs.generateEphemeral(suite);
+        },
+      },
+    };
+    return { calls, primitives };
+  };
+  const [pa, pb] = [counted(), counted()];
+  const net = new Net();
+  const a = await net.client("bank", {
+    sessionOptions: { coverRate: 0, primitives: pa.primitives },
+  });
+  const b = await net.client("customer", {
+    sessionOptions: { coverRate: 0, primitives: pb.primitives },
+  });
+  await a.dial(b);
+  await net.run(() => secure(a, b) && secure(b, a), 10_000, "secure");
+  for (const { calls } of [pa, pb]) {
+    assert.equal(calls.generateEphemeral, 1);
+    assert.ok(calls.hkdfFrom >= 1, "the key schedule ran on the provider");
+  }
+  await exchange(net, a, b, 5);
 });
 
 Deno.test("conversation: 30 % loss, duplicates and reordering — every message once, in order, acknowledged", async () => {
