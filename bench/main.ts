@@ -153,6 +153,7 @@ const FULL_PLAN: Plan = {
     perSender: 20,
     window: 200,
     phaseMs: 120_000,
+    fastSetups: 2000,
   },
 };
 
@@ -175,6 +176,7 @@ const QUICK_PLAN: Plan = {
     perSender: 20,
     window: 20,
     phaseMs: 15_000,
+    fastSetups: 20,
   },
 };
 
@@ -822,12 +824,27 @@ function serviceVerdicts(s: ServiceFigures): Verdict[] {
   const top = s.levels[s.levels.length - 1];
   v.push(verdict(
     "service.setupsPerSec",
-    `new sessions/s into one bank process (step to ${top?.conversations ?? 0})`,
+    `new sessions/s into one bank process, suite p256 (step to ${
+      top?.conversations ?? 0
+    })`,
     s.setupsPerSec,
     SERVICE_SETUP_TARGET,
     "min",
     "/s",
   ));
+  const fast = s.suites?.find((x) => x.suite === "x25519");
+  if (fast) {
+    v.push(verdict(
+      "service.setupsPerSec.x25519",
+      `new sessions/s into one bank process, suite x25519 (${fast.setups} beside ${fast.before}${
+        fast.complete ? "" : ", not all in time"
+      })`,
+      fast.setupsPerSec,
+      SERVICE_SETUP_TARGET,
+      "min",
+      "/s",
+    ));
+  }
   const t = s.throughput;
   v.push(verdict(
     "service.msgsPerSec",
@@ -872,6 +889,35 @@ function renderService(s: ServiceFigures): string[] {
         l.complete ? "yes" : `no (target ${l.target})`,
       ]),
     ]),
+    ...(s.suites?.length
+      ? [
+        `  Set-ups per suite (the bank accepts p256 and x25519, its default --suites; customers offer one suite each; CPU per set-up from /proc over the step; bank-only ceiling = 1 s ÷ the bank's CPU per set-up, what one core of the bank alone could do):`,
+        table([
+          [
+            "suite",
+            "set-ups",
+            "beside",
+            `set-ups/s (target ≥ ${SERVICE_SETUP_TARGET})`,
+            "bank CPU µs/set-up",
+            "relay CPU µs/set-up",
+            "customers CPU µs/set-up",
+            "bank-only ceiling/s per core",
+          ],
+          ...s.suites.map((x) => [
+            x.suite,
+            String(x.setups),
+            String(x.before),
+            `${fmt(x.setupsPerSec)} ${
+              x.setupsPerSec >= SERVICE_SETUP_TARGET ? "MET" : "MISSED"
+            }${x.complete ? "" : " (not all in time)"}`,
+            fmt(x.cpuUsPerSetup.bank),
+            fmt(x.cpuUsPerSetup.relay),
+            fmt(x.cpuUsPerSetup.customers),
+            fmt(1e6 / Math.max(1, x.cpuUsPerSetup.bank)),
+          ]),
+        ]),
+      ]
+      : []),
     `  ${s.throughput.senders} senders × ${s.throughput.perSender} × 256 B${
       s.throughput.batch < s.throughput.perSender
         ? ` (rounds of ${s.throughput.batch} per send)`
@@ -1241,6 +1287,8 @@ async function main(args: string[]): Promise<number> {
       "service-batch": { type: "string" },
       "service-profile": { type: "string" },
       "service-heap": { type: "string" },
+      "service-setup-profile": { type: "string" },
+      "service-fast-setups": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -1264,6 +1312,10 @@ async function main(args: string[]): Promise<number> {
         "  --service-batch=N  senders send N messages per call, in rounds (default: all at once)\n" +
         "  --service-profile=FILE  CPU profile of the bank process during the throughput phase (.cpuprofile, DevTools)\n" +
         "  --service-heap=DIR  heap snapshots of the bank at 1 conversation and at each level (bench/heap_snapshot.ts sums them)\n" +
+        "  --service-setup-profile=FILE  CPU profiles of the bank during the largest level's set-ups (p256) in FILE\n" +
+        "           and during the x25519 step in FILE with .x25519 before .cpuprofile\n" +
+        "  --service-fast-setups=N  customers in the x25519 set-up step after the relay restart (default 2000,\n" +
+        "           --quick 20; 0 = none)\n" +
         "  --quick  smoke run (< 30 s, fewer cells, 200 idle connections)\n" +
         "  --full   also 10,000 idle connections (the default run measures 1,000 and 5,000)\n" +
         "  --json   also write every figure, and verdicts[] (each target MET/MISSED with its margin), to FILE\n" +
@@ -1301,6 +1353,14 @@ async function main(args: string[]): Promise<number> {
     ...(values["service-heap"] === undefined
       ? {}
       : { heapDir: values["service-heap"] }),
+    ...(values["service-setup-profile"] === undefined
+      ? {}
+      : { setupProfile: values["service-setup-profile"] }),
+    ...(values["service-fast-setups"] === undefined ? {} : {
+      fastSetups: values["service-fast-setups"] === "0"
+        ? 0
+        : positive(values["service-fast-setups"]),
+    }),
   };
   if (values.full && !values.quick) {
     plan.memoryLevels = [...plan.memoryLevels, 10000];

@@ -11,7 +11,14 @@
  *    the idle bank's RSS settled ({@link settledRssKb}).
  * 2. set-ups/s: new customers dialled with a bounded number of handshakes
  *    in flight; rate = conversations the bank reported `secure` ÷ the time
- *    from the first HS1 to the last `secure` notification (largest step).
+ *    from the first HS1 to the last `secure` notification (largest step),
+ *    and CPU time per set-up of the bank, the relay and this process (the
+ *    customers) over the step (/proc). The level customers offer suite
+ *    `p256` only (P-256 identities, following the bank's `fp=` address);
+ *    after the relay restart, one more step of `fastSetups` customers with
+ *    Ed25519 identities offers `x25519` only (expecting the bank's Ed25519
+ *    fingerprint from its `ready` notification). The bank runs with its
+ *    default `--suites p256,x25519` (it accepts both).
  * 3. throughput: `senders` customers send `perSender` 256 B messages at once
  *    (in rounds of `batch` per send call, every sender's round before the next);
  *    aggregate = `message` notifications the bank printed ÷ time; the
@@ -39,6 +46,7 @@ import {
 import { parsePeerAddress } from "../lib/address.ts";
 import type { Bytes } from "../lib/bytes.ts";
 import { RelayConnection } from "../lib/deno/relay_client.ts";
+import { SUITE_P256, SUITE_X25519 } from "../lib/suite.ts";
 import { nodePrimitives } from "../lib/deno/node_primitives.ts";
 import {
   cpuUsOf,
@@ -95,6 +103,36 @@ export interface ServicePlan {
   profile?: string;
   /** Write a heap snapshot of the bank into this folder at one conversation and at each level, after its settled RSS (the bank runs with --inspect; bench/heap_snapshot.ts summarizes them). */
   heapDir?: string;
+  /**
+   * Write CPU profiles of the bank during the set-ups of the largest level
+   * (suite p256) to this file, and of the x25519 step to the same name with
+   * `.x25519` before `.cpuprofile` (the bank runs with --inspect).
+   */
+  setupProfile?: string;
+  /** Customers in the fast-suite (x25519) set-up step after the relay restart (0: none). */
+  fastSetups: number;
+}
+
+/** CPU µs per set-up of each process over a set-up step (/proc, 10 ms resolution). */
+export interface SetupCpu {
+  /** The bank service process. */
+  bank: number;
+  /** The relay. */
+  relay: number;
+  /** This process: the simulated customers (their handshakes, TLS, relay connections). */
+  customers: number;
+}
+
+/** One set-up step's figures. */
+export interface SetupStep {
+  /** Conversations the bank reported `secure` in the step. */
+  setups: number;
+  /** Set-ups ÷ (last `secure` − first HS1), wall clock. */
+  setupsPerSec: number;
+  /** CPU µs per set-up, per process. */
+  cpuUsPerSetup: SetupCpu;
+  /** Every customer of the step got secure in time. */
+  complete: boolean;
 }
 
 /** What {@link measureService} returns. */
@@ -115,10 +153,19 @@ export interface ServiceFigures {
     rssAfterStepKb: number;
     kbPerConversation: number;
     setupsPerSec: number;
+    /** CPU µs per set-up of the step (suite p256). */
+    cpuUsPerSetup: SetupCpu;
     complete: boolean;
   }[];
-  /** Set-ups/s of the largest step. */
+  /** Set-ups/s of the largest step (suite p256). */
   setupsPerSec: number;
+  /** Set-ups per suite: p256 = the largest level's step, x25519 = the fast-suite step (absent with fastSetups 0). */
+  suites: ({
+    /** `--suites` name. */
+    suite: "p256" | "x25519";
+    /** Conversations the bank held before the step. */
+    before: number;
+  } & SetupStep)[];
   /** Throughput phase. */
   throughput: {
     senders: number;
@@ -167,7 +214,9 @@ export const BANK_V8_FLAGS: string[] = (() => {
 /** The bank service subprocess and what its stdout said. */
 class Bank {
   readonly child: Deno.ChildProcess;
-  readonly ready = Promise.withResolvers<{ address: string }>();
+  readonly ready = Promise.withResolvers<
+    { address: string; ed25519Fingerprint?: string }
+  >();
   readonly secureAt = new Map<string, number>();
   readonly messages = new Map<string, number>();
   /** Peers whose conversation the bank reported `closed`. */
@@ -251,7 +300,10 @@ class Bank {
     }
     const peer = m.params?.peer as string | undefined;
     if (m.method === "ready") {
-      this.ready.resolve({ address: m.params!.address as string });
+      this.ready.resolve({
+        address: m.params!.address as string,
+        ed25519Fingerprint: m.params!.ed25519Fingerprint as string | undefined,
+      });
     } else if (m.method === "secure" && peer) {
       this.lastSecureAt = performance.now();
       this.secureAt.set(peer, this.lastSecureAt);
@@ -298,14 +350,21 @@ class Customer {
     readonly mailbox: MailboxKey,
     readonly bankId: Bytes,
     readonly bankFp: string,
+    readonly suite: number,
   ) {}
 
-  static async create(bankId: Bytes, bankFp: string): Promise<Customer> {
+  /** A customer offering only `suite` (its identity of that suite's algorithm), accepting only `bankFp`. */
+  static async create(
+    bankId: Bytes,
+    bankFp: string,
+    suite: number = SUITE_P256,
+  ): Promise<Customer> {
     return new Customer(
-      await generateIdentity(),
+      await generateIdentity(suite === SUITE_X25519 ? "Ed25519" : undefined),
       (await generateMailboxKey()).key,
       bankId,
       bankFp,
+      suite,
     );
   }
 
@@ -337,6 +396,7 @@ class Customer {
       identity: this.identity,
       localId: this.conn!.id,
       peerId: this.bankId,
+      suites: [this.suite],
       expectFingerprint: this.bankFp,
       trust: () => ({ status: "new" }),
       // The customers' own CPU is not the bank's: the fastest provider.
@@ -465,7 +525,7 @@ export async function measureService(
     certs.caPath,
     dir,
     certs.certDir,
-    plan.profile || plan.heapDir ? freePort() : undefined,
+    plan.profile || plan.heapDir || plan.setupProfile ? freePort() : undefined,
   );
   const snapshot = async (n: number) => {
     if (!plan.heapDir || !bank.inspectPort) return;
@@ -475,7 +535,7 @@ export async function measureService(
   };
   const customers: Customer[] = [];
   try {
-    const { address } = await Promise.race([
+    const { address, ed25519Fingerprint } = await Promise.race([
       bank.ready.promise,
       sleep(60_000).then(() => {
         throw new Error("bank service not ready in 60 s");
@@ -485,14 +545,22 @@ export async function measureService(
     const url = relay.url;
     const secureCount = () =>
       customers.filter((c) => bank.secureAt.has(c.peerName)).length;
+    const cpu = () =>
+      Promise.all([bank.child.pid, relay!.pid, Deno.pid].map(cpuUsOf));
 
-    // Grows the set to n secure conversations; returns set-ups/s of the step.
-    const grow = async (n: number) => {
+    // Grows the set by customers of `suite` up to n; returns the step's set-up figures.
+    const grow = async (
+      n: number,
+      suite = SUITE_P256,
+      profilePath?: string,
+    ): Promise<SetupStep> => {
       // Keys and relay connections first (bounded on their own): not the bank's work.
       const ready = performance.now() + plan.phaseMs;
+      const fp = suite === SUITE_X25519 ? ed25519Fingerprint : addr.fp;
+      if (fp === undefined) throw new Error("the bank named no fingerprint");
       const fresh: Customer[] = [];
       for (let i = customers.length; i < n && performance.now() < ready; i++) {
-        fresh.push(await Customer.create(addr.id, addr.fp!));
+        fresh.push(await Customer.create(addr.id, fp, suite));
       }
       await pool(fresh, 100, ready, (c) => c.connect(url, http));
       const connected = fresh.filter((c) => c.conn);
@@ -500,27 +568,42 @@ export async function measureService(
       log(
         `service: ${connected.length} more customers connected to the relay`,
       );
+      const profiling = profilePath && bank.inspectPort
+        ? await startProfile(bank.inspectPort)
+        : undefined;
+      const cpu0 = await cpu();
       const deadline = performance.now() + plan.phaseMs;
       const t0 = performance.now();
-      let inFlight = 0;
       await pool(connected, plan.window, deadline, async (c) => {
-        inFlight++;
         await c.dial();
         await until(() => bank.secureAt.has(c.peerName), deadline);
-        inFlight--;
       });
-      void inFlight;
       const ok = connected.filter((c) => bank.secureAt.has(c.peerName));
+      const [bankUs, relayUs, selfUs] = (await cpu()).map((us, i) =>
+        (us - cpu0[i]) / Math.max(1, ok.length)
+      );
+      if (profiling) {
+        const profile = await profiling.stop();
+        await Deno.writeTextFile(profilePath!, JSON.stringify(profile));
+        log(`service: bank CPU profile of the set-ups in ${profilePath}:`);
+        for (const line of summarizeProfile(profile)) log(`  ${line}`);
+      }
       const last = Math.max(
         t0,
         ...ok.map((c) => bank.secureAt.get(c.peerName)!),
       );
       return {
-        rate: ok.length / Math.max(1e-3, (last - t0) / 1000),
+        setups: ok.length,
+        setupsPerSec: ok.length / Math.max(1e-3, (last - t0) / 1000),
+        cpuUsPerSetup: { bank: bankUs, relay: relayUs, customers: selfUs },
         complete: ok.length === connected.length &&
           customers.length === n,
       };
     };
+    const cpuText = (c: SetupCpu) =>
+      `CPU µs per set-up: bank ${c.bank.toFixed(0)}, relay ${
+        c.relay.toFixed(0)
+      }, customers ${c.customers.toFixed(0)}`;
 
     await grow(1);
     await sleep(500);
@@ -571,9 +654,18 @@ export async function measureService(
     );
     await snapshot(1);
     const levels: ServiceFigures["levels"] = [];
-    for (const target of plan.levels) {
+    const suites: ServiceFigures["suites"] = [];
+    for (const [i, target] of plan.levels.entries()) {
       const t = performance.now();
-      const step = await grow(target);
+      const before = secureCount();
+      const step = await grow(
+        target,
+        SUITE_P256,
+        i === plan.levels.length - 1 ? plan.setupProfile : undefined,
+      );
+      if (i === plan.levels.length - 1) {
+        suites.push({ suite: "p256", before, ...step });
+      }
       await sleep(1000);
       const conversations = secureCount();
       const { first: rssAfterStepKb, settled: rssKb } = await settledRssKb(
@@ -586,15 +678,16 @@ export async function measureService(
         rssKb,
         rssAfterStepKb,
         kbPerConversation: (rssKb - rss0Kb) / Math.max(1, conversations - 1),
-        setupsPerSec: step.rate,
+        setupsPerSec: step.setupsPerSec,
+        cpuUsPerSetup: step.cpuUsPerSetup,
         complete: step.complete && conversations >= target,
       });
       log(
         `service: ${conversations} conversations in ${
           ((performance.now() - t) / 1000).toFixed(1)
-        } s, ${
-          step.rate.toFixed(0)
-        } set-ups/s, RSS ${rssKb} KiB settled (${rssAfterStepKb} KiB 1 s after the step)`,
+        } s, ${step.setupsPerSec.toFixed(0)} set-ups/s (${
+          cpuText(step.cpuUsPerSetup)
+        }), RSS ${rssKb} KiB settled (${rssAfterStepKb} KiB 1 s after the step)`,
       );
       await snapshot(conversations);
       if (conversations < target) break;
@@ -631,8 +724,6 @@ export async function measureService(
       profiling = await startProfile(bank.inspectPort);
       self = await startSelfProfile();
     }
-    const cpu = () =>
-      Promise.all([bank.child.pid, relay!.pid, Deno.pid].map(cpuUsOf));
     const cpu0 = await cpu();
     const t0 = performance.now();
     const batch = Math.min(plan.batch ?? plan.perSender, plan.perSender);
@@ -724,6 +815,22 @@ export async function measureService(
         restart.seconds.toFixed(1)
       } s`,
     );
+
+    // The fast suite: customers offering only x25519, into the same bank.
+    if (plan.fastSetups > 0) {
+      const before = secureCount();
+      const step = await grow(
+        customers.length + plan.fastSetups,
+        SUITE_X25519,
+        plan.setupProfile?.replace(/(\.cpuprofile)?$/, ".x25519$1"),
+      );
+      suites.push({ suite: "x25519", before, ...step });
+      log(
+        `service: suite x25519, ${step.setups} set-ups beside ${before} conversations, ${
+          step.setupsPerSec.toFixed(0)
+        } set-ups/s (${cpuText(step.cpuUsPerSetup)})`,
+      );
+    }
     const largest = levels[levels.length - 1];
     return {
       rss0Kb,
@@ -731,6 +838,7 @@ export async function measureService(
       warmup: { customers: warm, closed: closedWarm },
       levels,
       setupsPerSec: largest?.setupsPerSec ?? 0,
+      suites,
       throughput,
       restart,
     };

@@ -330,6 +330,28 @@ export function service(runs: Json[]): string {
       spread(nums(ls, (l) => l.setupsPerSec), num(0))
     } set-ups/s; reached ${spread(nums(ls, (l) => l.conversations), num(0))}`,
   ]);
+  const bySuite = new Map<string, Json[]>();
+  for (const r of runs) {
+    for (const x of rowsOf(r, "service.suites")) {
+      const k = x.suite as string;
+      if (!bySuite.has(k)) bySuite.set(k, []);
+      bySuite.get(k)!.push(x);
+    }
+  }
+  for (const [suite, xs] of bySuite) {
+    const cpu = (k: string) =>
+      spread(nums(xs, (x) => get(x, `cpuUsPerSetup.${k}`)), num(0));
+    rows.push([
+      `set-ups, suite ${suite} (${
+        spread(nums(xs, (x) => x.setups), num(0))
+      } beside ${spread(nums(xs, (x) => x.before), num(0))})`,
+      `${
+        spread(nums(xs, (x) => x.setupsPerSec), num(0))
+      } set-ups/s; CPU µs per set-up: bank ${cpu("bank")}, relay ${
+        cpu("relay")
+      }, customers ${cpu("customers")}`,
+    ]);
+  }
   const t = (k: string) => nums(runs, (r) => get(r, `service.throughput.${k}`));
   rows.push([
     `${spread(t("senders"), num(0))} customers sending at once`,

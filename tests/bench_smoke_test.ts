@@ -292,6 +292,7 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
         "e2e.wire.61440",
         "service.kbPerConversation",
         "service.setupsPerSec",
+        "service.setupsPerSec.x25519",
         "service.msgsPerSec",
         "service.restartSeconds",
       ]
@@ -306,6 +307,17 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
     assert.equal(svc.levels.length, 1);
     assert.equal(svc.levels[0].conversations, 20, "20 conversations secure");
     positive(svc.levels[0].setupsPerSec, "service set-ups/s");
+    // Set-ups per suite: the level's p256 step and 20 x25519 customers, with CPU per set-up.
+    assert.deepEqual(
+      svc.suites.map((x: { suite: string }) => x.suite),
+      ["p256", "x25519"],
+    );
+    for (const x of svc.suites) {
+      assert.equal(x.complete, true, `${x.suite} set-ups complete`);
+      positive(x.setupsPerSec, `service ${x.suite} set-ups/s`);
+      positive(x.cpuUsPerSetup.bank, `service ${x.suite} bank CPU per set-up`);
+    }
+    assert.equal(svc.suites[1].setups, 20);
     assert.equal(svc.throughput.received, 20 * 20, "every message received");
     positive(svc.throughput.msgsPerSec, "service msgs/s");
     assert.equal(svc.restart.recovered, svc.restart.conversations);
