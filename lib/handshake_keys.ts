@@ -20,6 +20,7 @@ import type { HandshakeRole } from "./handshake_result.ts";
 import type {
   HandshakeKeyPrimitives,
   ProviderEphemeral,
+  SecretKey,
   Sha256State,
 } from "./primitives.ts";
 import {
@@ -102,8 +103,11 @@ export interface HandshakeSecrets {
   mac(role: HandshakeRole, data: Bytes): Promise<Bytes>;
   /** Constant-time check of an HMAC with the role's finished key. */
   macVerify(role: HandshakeRole, tag: Bytes, data: Bytes): Promise<boolean>;
-  /** master = HKDF key of deriveLabel(hs, th_final, "master", ∅, 32), non-extractable. */
-  master(sessionHash: Bytes): Promise<CryptoKey>;
+  /**
+   * master = HKDF key of deriveLabel(hs, th_final, "master", ∅, 32):
+   * non-extractable WebCrypto key, or with a provider its secret key object.
+   */
+  master(sessionHash: Bytes): Promise<SecretKey>;
   /** Forgets (zeroes, for raw bytes) every handshake secret. */
   drop(): void;
 }
@@ -471,7 +475,8 @@ const INFO = Object.fromEntries(
 /**
  * The {@link HandshakeSecrets} of a synchronous provider: the DH output in
  * the provider's key object (one per handshake), the four derived keys as
- * raw bytes zeroed by `drop`.
+ * raw bytes zeroed by `drop`; the master in a key object of its own
+ * (`keepMaster`) or a non-extractable WebCrypto key.
  */
 function rawSecrets(
   p: HandshakeKeyPrimitives,
@@ -510,7 +515,12 @@ function rawSecrets(
     async master(sessionHash) {
       const raw = hkdf(sessionHash, INFO.master, 32);
       try {
-        return await importSecret(raw);
+        // keepMaster: in the provider's key object (as `hs` is), so the
+        // session derives from it synchronously; else a non-extractable
+        // WebCrypto key.
+        return p.keepMaster
+          ? { hkdf: p.hkdfFrom(raw) }
+          : await importSecret(raw);
       } finally {
         raw.fill(0);
       }

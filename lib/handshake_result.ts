@@ -8,6 +8,7 @@
 
 import type { Bytes } from "./bytes.ts";
 import type { Identity } from "./identity.ts";
+import type { SecretKey } from "./primitives.ts";
 
 /** A long-term identity key pair (ECDSA P-256): `Identity` of `lib/identity.ts`. */
 export type HandshakeIdentity = Identity;
@@ -39,6 +40,10 @@ export interface HandshakeResult {
   peerIdentity: PeerIdentity;
   /** th_final = T(HS1 ‖ HS2 ‖ HS3), 32 bytes; identical on both sides. */
   sessionHash: Bytes;
-  /** Non-extractable HKDF key: the session's epoch-0 master secret. */
-  master: CryptoKey;
+  /**
+   * The session's epoch-0 master secret: a non-extractable WebCrypto HKDF
+   * key, or (handshake on a provider, e.g. node:crypto) the provider's
+   * secret key object.
+   */
+  master: SecretKey;
 }

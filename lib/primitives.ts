@@ -68,6 +68,20 @@ export interface Sha256State {
 export type HkdfFn = (salt: Bytes, info: Bytes, length: number) => Bytes;
 
 /**
+ * An HKDF input key held by a provider ({@link HandshakeKeyPrimitives.hkdfFrom}):
+ * the session's master secret when the handshake ran on a provider, so the
+ * key schedule derives synchronously instead of through a WebCrypto import
+ * and one round trip per derived key.
+ */
+export interface ProviderSecret {
+  /** HKDF-SHA256 (extract with `salt`, expand with `info`) from this secret. */
+  readonly hkdf: HkdfFn;
+}
+
+/** A secret the key schedule derives from: a non-extractable WebCrypto HKDF key, or a provider's. */
+export type SecretKey = CryptoKey | ProviderSecret;
+
+/**
  * Synchronous primitives for the handshake's key schedule and proofs
  * (`lib/handshake_keys.ts`). Same functions as the WebCrypto path, so the
  * handshake bytes never depend on the provider
@@ -103,6 +117,15 @@ export interface HandshakeKeyPrimitives {
   verify(spki: Bytes, signature: Bytes, data: Bytes): boolean | null;
   /** A fresh ephemeral of `suite` when this provider is faster for it; `null` means "use WebCrypto". */
   generateEphemeral(suite: number): ProviderEphemeral | null;
+  /**
+   * True: the handshake hands the session its master secret in this
+   * provider's key object ({@link ProviderSecret}, from `hkdfFrom`), and the
+   * session's key schedule (traffic keys, rekeys) derives from it
+   * synchronously. For providers whose session keys are the provider's
+   * anyway; absent or false: the master is imported into a non-extractable
+   * WebCrypto HKDF key, as without a provider.
+   */
+  readonly keepMaster?: boolean;
 }
 
 /** Provider of the session's symmetric primitives (see module doc). */

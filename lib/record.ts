@@ -35,6 +35,7 @@ import {
   type AeadKey,
   andThen,
   type MaybePromise,
+  type SecretKey,
   type SessionPrimitives,
   webCryptoPrimitives,
 } from "./primitives.ts";
@@ -126,7 +127,7 @@ export interface TrafficKeys {
  * The key is imported by `primitives` (default: WebCrypto, non-extractable).
  */
 export async function deriveTrafficKeys(
-  master: CryptoKey,
+  master: SecretKey,
   sessionHash: Bytes,
   direction: Direction,
   epoch: number,

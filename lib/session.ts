@@ -61,6 +61,7 @@ import {
   andThen,
   isPromise,
   type MaybePromise,
+  type SecretKey,
   type SessionPrimitives,
   webCryptoPrimitives,
 } from "./primitives.ts";
@@ -228,12 +229,17 @@ export function rekeySignatureInput(
   );
 }
 
-/** master_{e+1} = importSecret(deriveLabel(master_e, ecdh_new, "rekey", u32(e+1), 32)). */
+/**
+ * master_{e+1} = importSecret(deriveLabel(master_e, ecdh_new, "rekey", u32(e+1), 32)):
+ * a WebCrypto key, or the provider's secret when `master_e` is one (the
+ * handshake ran on `primitives.handshake`).
+ */
 export async function nextMaster(
-  master: CryptoKey,
+  master: SecretKey,
   sharedSecret: Bytes,
   newEpoch: number,
-): Promise<CryptoKey> {
+  primitives?: SessionPrimitives,
+): Promise<SecretKey> {
   const raw = await deriveLabel(
     master,
     sharedSecret,
@@ -241,9 +247,13 @@ export async function nextMaster(
     u32(newEpoch),
     32,
   );
-  const key = await importSecret(raw);
-  raw.fill(0);
-  return key;
+  try {
+    const p = primitives?.handshake;
+    if (p && "hkdf" in master) return { hkdf: p.hkdfFrom(raw) };
+    return await importSecret(raw);
+  } finally {
+    raw.fill(0);
+  }
 }
 
 /** Fingerprints of our own identity keys, once per key (every session of an identity shares it). */
@@ -299,7 +309,7 @@ export class Session {
   readonly #primitives: SessionPrimitives;
 
   #failed?: ProtocolError;
-  #master: CryptoKey;
+  #master: SecretKey;
   #epoch = 0;
   #epochStartedAt?: number;
   #sentInEpoch = 0;
@@ -441,9 +451,10 @@ export class Session {
   ): Promise<Session> {
     const peerRole = result.role === "initiator" ? "responder" : "initiator";
     const primitives = options.primitives ?? webCryptoPrimitives;
+    // Ours once per identity key; the peer's with the session's hash provider (synchronous in Deno drivers).
     const [lfp, pfp, sk, rk, sc, rc] = await Promise.all([
       ownFingerprint(result.localIdentity.spki),
-      fingerprint(result.peerIdentity.spki),
+      primitives.sha256(result.peerIdentity.spki),
       deriveTrafficKeys(
         result.master,
         result.sessionHash,
@@ -1049,7 +1060,12 @@ export class Session {
   }
 
   async #deriveEpoch(shared: Bytes, epoch: number) {
-    const master = await nextMaster(this.#master, shared, epoch);
+    const master = await nextMaster(
+      this.#master,
+      shared,
+      epoch,
+      this.#primitives,
+    );
     const [send, recv] = await Promise.all([
       deriveTrafficKeys(
         master,
@@ -1071,7 +1087,7 @@ export class Session {
 
   #switchEpoch(
     next: {
-      master: CryptoKey;
+      master: SecretKey;
       send: TrafficKeys;
       recv: TrafficKeys;
       epoch: number;

@@ -15,6 +15,7 @@
 
 import { type Bytes, bytesEqual, concat, utf8 } from "./bytes.ts";
 import { ProtocolError } from "./errors.ts";
+import type { SecretKey } from "./primitives.ts";
 
 /** Wire identifier of the suite (u16 in handshake message 1). */
 export const SUITE_P256 = 0x0001;
@@ -466,13 +467,17 @@ export function importSecret(raw: Bytes): Promise<CryptoKey> {
   ]);
 }
 
-/** Raw HKDF-SHA256 (extract with `salt`, expand with `info`) to `length` bytes. */
+/**
+ * Raw HKDF-SHA256 (extract with `salt`, expand with `info`) to `length`
+ * bytes, from a WebCrypto HKDF key or a provider's secret (synchronous there).
+ */
 export async function hkdf(
-  secret: CryptoKey,
+  secret: SecretKey,
   salt: Bytes,
   info: Bytes,
   length: number,
 ): Promise<Bytes> {
+  if ("hkdf" in secret) return secret.hkdf(salt, info, length);
   const bits = await crypto.subtle.deriveBits(
     { name: "HKDF", hash: "SHA-256", salt, info },
     secret,
@@ -489,7 +494,7 @@ export const LABEL_PREFIX = "e2e.v1 ";
  * info = u16(length) ‖ u8(len(label)) ‖ "e2e.v1 " ‖ label ‖ u8(len(context)) ‖ context.
  */
 export function deriveLabel(
-  secret: CryptoKey,
+  secret: SecretKey,
   salt: Bytes,
   label: string,
   context: Bytes,

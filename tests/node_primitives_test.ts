@@ -25,10 +25,20 @@ import {
   nodeHashPrimitives,
   nodePrimitives,
 } from "../lib/deno/node_primitives.ts";
-import { isPromise, webCryptoPrimitives } from "../lib/primitives.ts";
+import {
+  isPromise,
+  type SecretKey,
+  webCryptoPrimitives,
+} from "../lib/primitives.ts";
 import { Session, type SessionOptions } from "../lib/session.ts";
 import { verifyTranscript } from "../lib/transcript.ts";
-import { exchange, fixture, messages, prng } from "./session_helpers.ts";
+import {
+  exchange,
+  fixture,
+  MASTER_RAW,
+  messages,
+  prng,
+} from "./session_helpers.ts";
 
 const rand = prng(7);
 
@@ -101,13 +111,19 @@ Deno.test("node AES-256-GCM: byte-identical to WebCrypto both ways, tamper detec
 async function mixedPair(options: SessionOptions, nodeSide: "I" | "R") {
   const fx = await fixture();
   const node = { ...options, primitives: nodePrimitives };
+  // The node side's master as a handshake on the node provider hands it
+  // over: in a node:crypto key object, not a WebCrypto key.
+  const providerMaster = {
+    hkdf: nodePrimitives.handshake!.hkdfFrom(MASTER_RAW.slice()),
+  };
+  const nodeResult = (r: HandshakeResult) => ({ ...r, master: providerMaster });
   return {
     a: await Session.fromHandshake(
-      fx.resultI,
+      nodeSide === "I" ? nodeResult(fx.resultI) : fx.resultI,
       nodeSide === "I" ? node : options,
     ),
     b: await Session.fromHandshake(
-      fx.resultR,
+      nodeSide === "R" ? nodeResult(fx.resultR) : fx.resultR,
       nodeSide === "R" ? node : options,
     ),
   };
@@ -214,6 +230,61 @@ Deno.test("node session: forged and replayed records are dropped and counted, no
   assert.equal(b.failed, undefined);
 });
 
+Deno.test("node handshake: --crypto fast keeps the master in the provider (keepMaster), --crypto keys in a non-extractable WebCrypto key; both sessions talk", async () => {
+  const trust = () => "ok" as const;
+  const complete = (r: HandshakeResult) => r;
+  const ids = [new Uint8Array(16).fill(1), new Uint8Array(16).fill(2)];
+  const [a, b] = [await generateIdentity(), await generateIdentity()];
+  const { handshake: hi, message: hs1 } = await Initiator.start({
+    identity: a,
+    localId: ids[0],
+    peerId: ids[1],
+    now: 0,
+    trust,
+    complete,
+    sessionOptions: { primitives: nodePrimitives },
+  });
+  const hr = Responder.create({
+    identity: b,
+    localId: ids[1],
+    trust,
+    complete,
+    sessionOptions: { primitives: nodeHashPrimitives },
+  });
+  const { send: hs2 } = await hr.receive(hs1, { now: 0, from: ids[0] });
+  const { send: hs3, session: ri } = await hi.receive(hs2!, 0);
+  const { session: rr } = await hr.receive(hs3, { now: 0 });
+  assert.ok("hkdf" in ri.master, "fast: the provider's secret");
+  assert.ok(rr!.master instanceof CryptoKey, "keys: a WebCrypto key");
+  assert.equal(rr!.master.extractable, false);
+  const opts = { minSignGapMs: 0, coalesce: false, rekeyAfterMessages: 20 };
+  const si = await Session.fromHandshake(ri, {
+    ...opts,
+    primitives: nodePrimitives,
+  });
+  const sr = await Session.fromHandshake(rr!, {
+    ...opts,
+    primitives: nodeHashPrimitives,
+  });
+  const bodies = Array.from({ length: 60 }, (_, i) => rand(50 + i));
+  const got: Bytes[] = [];
+  let now = 0;
+  for (let i = 0; i < 6; i++) {
+    now += 5;
+    const part = bodies.slice(i * 10, i * 10 + 10);
+    const out = [...await si.sendMany(part, now), ...await si.poll(now)];
+    got.push(...messages((await exchange(si, sr, out, now)).get(sr)!));
+    const back = [...await sr.send(rand(10), now), ...await sr.poll(now)];
+    await exchange(sr, si, back, now);
+  }
+  assert.deepEqual(got, bodies);
+  assert.ok(
+    si.epoch >= 1,
+    `rekeyed from the provider-held master (epoch ${si.epoch})`,
+  );
+  assert.equal(si.epoch, sr.epoch);
+});
+
 Deno.test("node handshake provider ↔ WebCrypto: both suites, both directions, same session secrets; tampered HS2 still refused", async () => {
   const trust = () => "ok" as const;
   const complete = (r: HandshakeResult) => r;
@@ -260,7 +331,7 @@ Deno.test("node handshake provider ↔ WebCrypto: both suites, both directions, 
       const { send: hs3, session: si } = await hi.receive(hs2!, 0);
       const { session: sr } = await hr.receive(hs3, { now: 0 });
       assert.deepEqual(si.sessionHash, sr!.sessionHash);
-      const probe = (m: CryptoKey) =>
+      const probe = (m: SecretKey) =>
         deriveLabel(m, si.sessionHash, "probe", new Uint8Array(0), 32);
       assert.deepEqual(await probe(si.master), await probe(sr!.master));
       assert.deepEqual(sr!.peerIdentity.spki, a.spki);

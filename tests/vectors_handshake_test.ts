@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { type Bytes, concat, utf8 } from "../lib/bytes.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import { Initiator, Responder } from "../lib/handshake.ts";
-import type { SessionPrimitives } from "../lib/primitives.ts";
+import type { SecretKey, SessionPrimitives } from "../lib/primitives.ts";
 import { nodePrimitives } from "../lib/deno/node_primitives.ts";
 import type { HandshakeResult } from "../lib/handshake_result.ts";
 import {
@@ -127,7 +127,7 @@ function createResponder(
   });
 }
 
-async function check(master: CryptoKey, sessionHash: Bytes): Promise<string> {
+async function check(master: SecretKey, sessionHash: Bytes): Promise<string> {
   return (await deriveLabel(master, sessionHash, "vector check", EMPTY, 32))
     .toHex();
 }

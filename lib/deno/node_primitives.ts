@@ -35,8 +35,12 @@
  * zeroed at once) and every HKDF of the handshake derives from that object;
  * the four handshake keys are plain `Uint8Array`s in the JS heap for the
  * handshake's lifetime (milliseconds, one message each way), zeroed when it
- * ends or fails; the master secret is imported into a non-extractable
- * CryptoKey as before. Ed25519 identity signatures use a `KeyObject` made
+ * ends or fails. The master secret is imported into a non-extractable
+ * CryptoKey as before with {@link nodeHashPrimitives} (`--crypto keys`, whose
+ * traffic keys are non-extractable WebCrypto keys); {@link nodePrimitives}
+ * (`--crypto fast`, traffic keys in KeyObjects already) keeps it in a secret
+ * KeyObject too (`keepMaster`), so traffic keys and rekeys derive from it by
+ * `hkdfSync`: no WebCrypto import, no round trip per derived key. Ed25519 identity signatures use a `KeyObject` made
  * from the non-extractable CryptoKey (`KeyObject.from`, which Deno allows;
  * cached per key, never exported); P-256 identity signatures stay in
  * WebCrypto (no faster here). Ephemerals of both suites are generated and
@@ -351,7 +355,8 @@ export const nodePrimitives: SessionPrimitives = {
     return asBytes(hash("sha256", data, "buffer"));
   },
   importAeadKey: nodeAeadKey,
-  handshake: nodeHandshakePrimitives,
+  // The traffic keys are KeyObjects here: the master may be one too.
+  handshake: { ...nodeHandshakePrimitives, keepMaster: true },
 };
 
 /**
