@@ -39,6 +39,10 @@ export const ED25519_SPKI_LENGTH = 44;
 const ED25519_SPKI_PREFIX = Uint8Array.fromHex("302a300506032b6570032100");
 /** Length of a P-256 SPKI (uncompressed point). */
 export const P256_SPKI_LENGTH = 91;
+/** DER prefix of the canonical P-256 SPKI (RFC 5480: id-ecPublicKey, prime256v1, BIT STRING of 66 bytes); the 65-byte point follows. */
+const P256_SPKI_PREFIX = Uint8Array.fromHex(
+  "3059301306072a8648ce3d020106082a8648ce3d030107034200",
+);
 
 /** Identity key algorithms: one per suite. */
 export type IdentityAlgorithm = "ECDSA-P256-SHA256" | "Ed25519";
@@ -348,30 +352,32 @@ export async function importIdentityPublic(
     }
   }
   let key: CryptoKey;
-  let raw: Uint8Array;
-  let canonical: Uint8Array;
   try {
     key = await crypto.subtle.importKey("spki", spki, ECDSA, true, ["verify"]);
-    raw = new Uint8Array(await crypto.subtle.exportKey("raw", key));
-    canonical = new Uint8Array(await crypto.subtle.exportKey("spki", key));
   } catch {
     throw new ProtocolError(
       "invalid-public-key",
       "identity key is not a valid P-256 SPKI",
     );
   }
-  if (!isOnP256(raw)) {
-    throw new ProtocolError(
-      "invalid-public-key",
-      "identity key is not a point on P-256",
-    );
-  }
   // One key, one encoding: a compressed-point SPKI would give the same key a
-  // second fingerprint and slip past known-peer checks.
-  if (!bytesEqual(canonical, spki)) {
+  // second fingerprint and slip past known-peer checks. The canonical SPKI
+  // (what WebCrypto exports for the key) is the fixed 26-byte prefix and the
+  // uncompressed point: compared here instead of exporting the key twice.
+  if (
+    spki.length !== P256_SPKI_LENGTH ||
+    !bytesEqual(spki.subarray(0, P256_SPKI_PREFIX.length), P256_SPKI_PREFIX) ||
+    spki[P256_SPKI_PREFIX.length] !== 0x04
+  ) {
     throw new ProtocolError(
       "invalid-public-key",
       "identity key must be the canonical uncompressed P-256 SPKI",
+    );
+  }
+  if (!isOnP256(spki.subarray(P256_SPKI_PREFIX.length))) {
+    throw new ProtocolError(
+      "invalid-public-key",
+      "identity key is not a point on P-256",
     );
   }
   return key;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { utf8 } from "../lib/bytes.ts";
+import { type Bytes, utf8 } from "../lib/bytes.ts";
 import { ProtocolError } from "../lib/errors.ts";
 import {
   createIdentity,
@@ -348,4 +348,36 @@ Deno.test("key file: a compressed-point SPKI (same key, other encoding) is refus
     importIdentity(pair.pkcs8, compressed, "c.json"),
     rejectsWith("bad-key-file", "c.json"),
   );
+});
+
+Deno.test("importIdentityPublic (P-256): only the canonical uncompressed SPKI of a point on the curve", async () => {
+  const { spki } = await generateIdentity();
+  const key = await importIdentityPublic(spki);
+  assert.equal(key.algorithm.name, "ECDSA");
+  const refused = async (bad: Bytes, what: string) =>
+    await assert.rejects(
+      importIdentityPublic(bad, "ECDSA-P256-SHA256"),
+      (e: unknown) =>
+        e instanceof ProtocolError && e.code === "invalid-public-key",
+      what,
+    );
+  // The same point compressed (another DER encoding of the same key).
+  const compressed = new Uint8Array([
+    ...Uint8Array.fromHex(
+      "3039301306072a8648ce3d020106082a8648ce3d030107032200",
+    ),
+    2 | (spki[90] & 1),
+    ...spki.subarray(27, 59),
+  ]);
+  await refused(compressed, "compressed point");
+  // Off the curve: y + 1.
+  const off = spki.slice();
+  off[90] ^= 1;
+  await refused(off, "point off the curve");
+  // A trailing byte after the SPKI.
+  await refused(new Uint8Array([...spki, 0]), "trailing byte");
+  // An x coordinate ≥ p (all ones) with the rest unchanged.
+  const big = spki.slice();
+  big.fill(0xff, 27, 59);
+  await refused(big, "coordinate out of range");
 });
