@@ -74,6 +74,8 @@ export class KnownPeers {
   #byRelay = new Map<string, readonly string[]>();
   /** Entries without a relay ID (migrated from version 1, matched by name). */
   #unbound = 0;
+  /** Index: name → fingerprints of the entries without a relay ID under it (e.g. the service's `ID/ed25519` entries). */
+  #unboundByName = new Map<string, readonly string[]>();
   /** Each entry's serialized text, UTF-8 (as in {@link serialize}), dropped when the entry changes. */
   #text = new Map<string, Uint8Array>();
   /** The sorted fingerprints, dropped when an entry is added or removed. */
@@ -85,6 +87,7 @@ export class KnownPeers {
     out.#peers = new Map(this.#peers);
     out.#byRelay = new Map(this.#byRelay);
     out.#unbound = this.#unbound;
+    out.#unboundByName = new Map(this.#unboundByName);
     out.#text = new Map(this.#text);
     out.#sorted = this.#sorted;
     return out;
@@ -125,18 +128,23 @@ export class KnownPeers {
   }
 
   #index(p: Readonly<KnownPeer>): void {
-    if (p.relayId === undefined) return void this.#unbound++;
-    const fps = this.#byRelay.get(p.relayId) ?? [];
-    this.#byRelay.set(p.relayId, [...fps, p.fingerprint]);
+    if (p.relayId === undefined) {
+      this.#unbound++;
+      if (p.name !== undefined) add(this.#unboundByName, p.name, p.fingerprint);
+      return;
+    }
+    add(this.#byRelay, p.relayId, p.fingerprint);
   }
 
   #unindex(p: Readonly<KnownPeer>): void {
-    if (p.relayId === undefined) return void this.#unbound--;
-    const fps = this.#byRelay.get(p.relayId)?.filter((f) =>
-      f !== p.fingerprint
-    );
-    if (fps?.length) this.#byRelay.set(p.relayId, fps);
-    else this.#byRelay.delete(p.relayId);
+    if (p.relayId === undefined) {
+      this.#unbound--;
+      if (p.name !== undefined) {
+        remove(this.#unboundByName, p.name, p.fingerprint);
+      }
+      return;
+    }
+    remove(this.#byRelay, p.relayId, p.fingerprint);
   }
 
   /** Parses a known-peers file (version 2, or version 1 migrated); errors are `bad-known-peers` naming `source`. */
@@ -294,6 +302,9 @@ export class KnownPeers {
       }
     }
     if (peer.name === undefined || this.#unbound === 0) return undefined;
+    const named = this.#unboundByName.get(peer.name);
+    if (named === undefined) return undefined;
+    if (named.length === 1) return this.#peers.get(named[0]);
     for (const p of this.#peers.values()) {
       if (p.relayId === undefined && p.name === peer.name) return p;
     }
@@ -453,4 +464,24 @@ function lowerBound(a: readonly string[], x: string): number {
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Appends `fp` to the index entry `key` (arrays are replaced, never changed: clones share them). */
+function add(
+  index: Map<string, readonly string[]>,
+  key: string,
+  fp: string,
+): void {
+  index.set(key, [...index.get(key) ?? [], fp]);
+}
+
+/** Removes `fp` from the index entry `key` (the entry goes when empty). */
+function remove(
+  index: Map<string, readonly string[]>,
+  key: string,
+  fp: string,
+): void {
+  const fps = index.get(key)?.filter((f) => f !== fp);
+  if (fps?.length) index.set(key, fps);
+  else index.delete(key);
 }

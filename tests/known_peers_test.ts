@@ -245,3 +245,39 @@ Deno.test("the relay-ID index: a key seen again at another relay ID moves its bi
   assert.deepEqual(peers.check(A, FP3), { status: "changed", previous: FP2 });
   assert.deepEqual(peers.check(B, FP3), { status: "new" });
 });
+
+Deno.test("entries by name only (the service's NAME/ed25519 keys): found by their name among many bound ones, a changed key refused, an independent clone", () => {
+  const peers = new KnownPeers();
+  const fp = (i: number) => i.toString(16).padStart(64, "0");
+  const id = (i: number) =>
+    Array.from({ length: 26 }, (_, k) => "abcdefgh"[(i >> (3 * (k % 4))) & 7])
+      .join("");
+  for (let i = 0; i < 200; i++) {
+    peers.record({ relayId: id(i), name: `c${i}` }, fp(i + 1), T0);
+  }
+  const ed = (i: number) => ({ name: `c${i}/ed25519` });
+  assert.deepEqual(peers.record(ed(7), FP1, T0), { status: "new" });
+  assert.deepEqual(peers.record(ed(8), FP2, T0), { status: "new" });
+  assert.deepEqual(peers.check(ed(7), FP1), { status: "known" });
+  assert.deepEqual(peers.check(ed(7), FP3), {
+    status: "changed",
+    previous: FP1,
+  });
+  assert.deepEqual(peers.check(ed(9), FP3), { status: "new" });
+  const copy = peers.clone();
+  peers.retrust(ed(7), FP3, T1);
+  assert.deepEqual(peers.check(ed(7), FP3), { status: "known" });
+  assert.deepEqual(peers.check(ed(7), FP1), {
+    status: "changed",
+    previous: FP3,
+  });
+  // The clone still holds the old binding.
+  assert.deepEqual(copy.check(ed(7), FP1), { status: "known" });
+  assert.ok(peers.remove(FP3));
+  assert.deepEqual(peers.check(ed(7), FP1), { status: "new" });
+  assert.deepEqual(peers.check(ed(8), FP2), { status: "known" });
+  // Seen later at a relay ID: the entry is bound there, no longer by name alone.
+  peers.record({ relayId: ID_A, name: "c8/ed25519" }, FP2, T2);
+  assert.equal(peers.get(FP2)!.relayId, ID_A);
+  assert.deepEqual(peers.check(A, FP2), { status: "known" });
+});
