@@ -45,7 +45,7 @@ import {
 } from "../lib/registration.ts";
 import { parsePeerAddress } from "../lib/address.ts";
 import type { Bytes } from "../lib/bytes.ts";
-import { RelayConnection } from "../lib/deno/relay_client.ts";
+import { PinnedRelayConnection } from "../lib/deno/pinned_relay.ts";
 import { SUITE_P256, SUITE_X25519 } from "../lib/suite.ts";
 import { nodePrimitives } from "../lib/deno/node_primitives.ts";
 import {
@@ -339,12 +339,32 @@ class Bank {
   }
 }
 
-/** One simulated customer: its own keys, relay connection and conversation. */
+/** Reconnect schedule of a simulated customer's relay link (clients/engine.ts RECONNECT). */
+const RECONNECT_BASE_MS = 200;
+const RECONNECT_MAX_MS = 5000;
+
+/**
+ * One simulated customer: its own keys, relay connection and conversation.
+ * Its relay link is the clients' own transport (lib/deno/pinned_relay.ts,
+ * what `deno task customer --peer <bank address>` uses: the bank's address
+ * pins the relay's CA), and it reconnects a lost link as the clients do:
+ * a customer whose link the relay closed must not stay silent (measured
+ * with Deno's built-in WebSocket client here: ~1 % of idle connections
+ * missed the relay's idle-timeout ping while this process ran the set-up
+ * handshakes, and their queued messages never left).
+ */
 class Customer {
-  conn?: RelayConnection;
+  conn?: PinnedRelayConnection;
+  /** Reconnect a lost relay link on its own (off for the relay-restart phase, which reconnects explicitly). */
+  autoReconnect = true;
   conv?: Conversation;
   peerName = "";
+  /** Relay connections lost and reopened (the relay closed them, e.g. idle timeout). */
+  reconnects = 0;
   #timer?: ReturnType<typeof setTimeout>;
+  #reconnectTimer?: ReturnType<typeof setTimeout>;
+  #url = "";
+  #caPem = "";
   constructor(
     readonly identity: Identity,
     readonly mailbox: MailboxKey,
@@ -368,11 +388,13 @@ class Customer {
     );
   }
 
-  async connect(url: string, http: Deno.HttpClient): Promise<void> {
-    const conn = await RelayConnection.connect({
+  async connect(url: string, caPem: string): Promise<void> {
+    this.#url = url;
+    this.#caPem = caPem;
+    const conn = await PinnedRelayConnection.connect({
       url,
       mailbox: this.mailbox,
-      httpClient: http,
+      caPem,
       timeoutMs: 30_000,
     });
     this.conn = conn;
@@ -386,9 +408,23 @@ class Customer {
       }
     };
     conn.closed.then(() => {
-      if (this.conn === conn) this.conv?.linkDown();
+      if (this.conn !== conn) return; // replaced or stopped
+      this.conv?.linkDown();
+      if (!this.autoReconnect) return;
+      this.reconnects++;
+      this.#reconnect(RECONNECT_BASE_MS);
     });
     if (this.conv) this.apply(await this.conv.linkUp(Date.now()));
+  }
+
+  /** As the clients' engine does (clients/engine.ts): a lost relay link is reconnected with backoff, then the conversation resends what is pending. */
+  #reconnect(ms: number): void {
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      this.connect(this.#url, this.#caPem).catch(() =>
+        this.#reconnect(Math.min(2 * ms, RECONNECT_MAX_MS))
+      );
+    }, ms);
   }
 
   async dial(): Promise<void> {
@@ -433,6 +469,8 @@ class Customer {
   async stop(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
     const c = this.conn;
     this.conn = undefined;
     this.conv?.linkDown();
@@ -512,7 +550,6 @@ export async function measureService(
   log: (s: string) => void,
 ): Promise<ServiceFigures> {
   const caPem = await Deno.readTextFile(certs.caPath);
-  const http = Deno.createHttpClient({ caCerts: [caPem] });
   let relay: ServerProcess | undefined = await startServer({
     kind: "relay",
     ...certs,
@@ -562,7 +599,7 @@ export async function measureService(
       for (let i = customers.length; i < n && performance.now() < ready; i++) {
         fresh.push(await Customer.create(addr.id, fp, suite));
       }
-      await pool(fresh, 100, ready, (c) => c.connect(url, http));
+      await pool(fresh, 100, ready, (c) => c.connect(url, caPem));
       const connected = fresh.filter((c) => c.conn);
       customers.push(...connected);
       log(
@@ -620,7 +657,7 @@ export async function measureService(
       for (let i = 0; i < warm && performance.now() < ready; i++) {
         warmed.push(await Customer.create(addr.id, addr.fp!));
       }
-      await pool(warmed, 100, ready, (c) => c.connect(url, http));
+      await pool(warmed, 100, ready, (c) => c.connect(url, caPem));
       const deadline = performance.now() + plan.phaseMs;
       const enc = new TextEncoder();
       await pool(
@@ -775,12 +812,15 @@ export async function measureService(
     log(
       `service: ${received} of ${total} messages, ${
         throughput.msgsPerSec.toFixed(0)
-      } msgs/s, slowest share ${slowestShare.toFixed(2)}`,
+      } msgs/s, slowest share ${slowestShare.toFixed(2)}; ${
+        customers.reduce((n, c) => n + c.reconnects, 0)
+      } customer relay links lost and reconnected so far`,
     );
     await sleep(1000);
 
     // Relay restart: same port, every customer reconnects and sends once.
     const live = customers.filter((c) => bank.secureAt.has(c.peerName));
+    for (const c of customers) c.autoReconnect = false;
     await relay.stop();
     relay = undefined;
     relay = await startServer({
@@ -800,7 +840,7 @@ export async function measureService(
       )
         .length;
     await pool(live, 100, deadline, async (c) => {
-      await c.connect(relay!.url, http);
+      await c.connect(relay!.url, caPem);
       await c.send([enc.encode("after the relay restart")]);
     });
     const rDone = await until(() => recovered() >= live.length, deadline);
@@ -846,7 +886,6 @@ export async function measureService(
     await Promise.all(customers.map((c) => c.stop()));
     await bank.stop();
     await relay?.stop();
-    http.close();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
