@@ -27,6 +27,7 @@ import { runService } from "./serve.ts";
 import {
   bufferedWriter,
   jsonRenderer,
+  queuedSink,
   terminalRenderer,
   writeStdout,
   writeStdoutBytes,
@@ -443,14 +444,20 @@ async function runPrepared(
     }
     if (o.serve) {
       const d = await loadFiles(o);
-      const out = bufferedWriter(writeStdoutBytes);
+      // Written without blocking: a slow API reader must not stop every
+      // conversation (clients/ui.ts queuedSink); its backlog is bounded by
+      // the service (OUTPUT_BACKLOG_MAX).
+      const stdout = queuedSink((b) => Deno.stdout.write(b));
+      const out = bufferedWriter(stdout.sink);
       try {
         return await runService(o, {
           ...d,
           writeLine: (line) => out.write(line + "\n"),
+          outputBacklog: () => stdout.pending,
         }, Deno.stdin.readable);
       } finally {
         out.flush();
+        await stdout.drained();
       }
     }
     client = await prepareClient(o, emit, () => drainStdin(input.pump));

@@ -89,6 +89,14 @@ export interface EngineOptions {
   emit: (event: ClientEvent) => void;
   /** The relay connection failed for good: `kind` relay-unreachable or replaced. */
   onFatal: (kind: "relay-unreachable" | "replaced", message: string) => void;
+  /**
+   * Whether relay DATA frames are taken now (default: always). The service
+   * says no while its API reader is far behind (clients/serve.ts): a frame
+   * not taken is dropped unread, as a lost packet would be — nothing in it
+   * was acknowledged, so its sender retransmits it, and nothing is lost or
+   * delivered twice — which bounds the output waiting for that reader.
+   */
+  admit?: () => boolean;
   /** Clock (ms); default Date.now. */
   now?: () => number;
   /** The deadline timer (default setTimeout/clearTimeout; tests pass a fake one with a fake clock). */
@@ -189,6 +197,9 @@ export class Engine {
   #stopped = false;
   #isoMs = NaN;
   #iso = "";
+
+  /** Relay DATA frames dropped unread because {@link EngineOptions.admit} said no. */
+  framesRefused = 0;
 
   /** Creates the engine; call {@link start}. */
   constructor(o: EngineOptions) {
@@ -687,6 +698,10 @@ export class Engine {
       return;
     }
     if (frame.type !== "data") return;
+    if (this.#o.admit && !this.#o.admit()) {
+      this.framesRefused++;
+      return;
+    }
     this.#inOrder(
       frame.peer,
       this.#set.receive(frame.peer, frame.payload, now),

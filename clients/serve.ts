@@ -19,6 +19,7 @@ import type { ClientDeps } from "./chat.ts";
 import { type ClientEvent, Engine } from "./engine.ts";
 import { MAX_RPC_LINE, RpcDispatcher } from "./rpc.ts";
 import { type HttpApi, loadOrCreateToken, startHttpApi } from "./serve_http.ts";
+import { OUTPUT_BACKLOG_MAX } from "./ui.ts";
 
 /** What {@link runService} needs besides the options: loaded files and I/O. */
 export type ServiceDeps =
@@ -26,6 +27,8 @@ export type ServiceDeps =
   & {
     /** Writes one line (a response or notification) to the API's output. */
     writeLine: (line: string) => void;
+    /** Bytes of API output waiting for its reader (undefined: the output never waits). */
+    outputBacklog?: () => number;
     /** The CA pin to put in our address (undefined = none). */
     caFingerprint?: string;
   };
@@ -78,6 +81,10 @@ export async function runService(
       fatal.resolve(kind === "replaced" ? EXIT.other : EXIT.relay);
     },
     now: d.now,
+    // A reader far behind: relay frames wait at their senders (retransmitted), not here.
+    ...(d.outputBacklog
+      ? { admit: () => d.outputBacklog!() < OUTPUT_BACKLOG_MAX }
+      : {}),
   });
   if (o.transcript !== undefined) {
     await Deno.mkdir(o.transcript, { recursive: true, mode: 0o700 });

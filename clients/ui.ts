@@ -92,6 +92,72 @@ export function bufferedWriter(
 const MESSAGE_HEAD = `{"type":"message","text":`;
 
 /**
+ * Bytes of the service's API output (`--serve --json`) that may wait for a
+ * slow reader; past it the service stops taking relay frames until the
+ * reader catches up (clients/serve.ts), so the backlog stays bounded.
+ */
+export const OUTPUT_BACKLOG_MAX = 8 * 1024 * 1024;
+
+/** Output written without blocking the event loop; see {@link queuedSink}. */
+export interface QueuedSink {
+  /** Queues a copy of `bytes` (a {@link bufferedWriter} sink). */
+  sink(bytes: Uint8Array): void;
+  /** Bytes queued and not yet written. */
+  readonly pending: number;
+  /** Resolves once everything queued so far is written (or the writer failed). */
+  drained(): Promise<void>;
+}
+
+/**
+ * A sink that writes through `write` (an asynchronous write that may take
+ * part of its input and says how much, as `Deno.stdout.write`), one chunk at
+ * a time, in order. A synchronous write to a pipe blocks the whole process
+ * while the reader is behind: the bank service then stopped reading the
+ * relay, acknowledging and answering every conversation because one reader
+ * was slow (measured: 62 % of the bank's samples in `op_write_sync` with
+ * 1,000 customers sending at once). With this sink only the output waits;
+ * `pending` tells the caller how far behind the reader is. A failed write
+ * (the reader went away) drops what is queued.
+ */
+export function queuedSink(
+  write: (bytes: Uint8Array) => Promise<number>,
+): QueuedSink {
+  const queue: Uint8Array[] = [];
+  let pending = 0;
+  let running: Promise<void> | undefined;
+  const run = async () => {
+    try {
+      while (queue.length > 0) {
+        const chunk = queue[0];
+        for (let off = 0; off < chunk.length;) {
+          off += await write(chunk.subarray(off));
+        }
+        queue.shift();
+        pending -= chunk.length;
+      }
+    } catch {
+      queue.length = 0;
+      pending = 0;
+    }
+    running = undefined;
+  };
+  return {
+    sink(bytes) {
+      if (bytes.length === 0) return;
+      queue.push(bytes.slice());
+      pending += bytes.length;
+      running ??= run();
+    },
+    get pending() {
+      return pending;
+    },
+    async drained() {
+      while (running) await running;
+    },
+  };
+}
+
+/**
  * Scriptable mode: every event as one JSON line. A `sent` line carries only
  * `id` and `at` (the script wrote the text itself; echoing a 60 KiB body
  * cost ~20 % of the throughput).
