@@ -191,7 +191,8 @@ export function usage(role: Role): string {
                          (~6x cheaper handshakes); initiating, offer them; answering, accept
                          only them. x25519 uses a second identity, ${role}_identity_ed25519_keys.json
   --close-timeout S      time allowed to flush and close (default ${DEFAULT_CLOSE_TIMEOUT_S})
-  --reconnect-timeout S  time to keep reconnecting to a lost relay (default ${DEFAULT_RECONNECT_S})
+  --reconnect-timeout S  time to keep reconnecting to a lost relay, or retrying a full one
+                         (HTTP 503) at start (default ${DEFAULT_RECONNECT_S})
   --deliver-timeout S    report a sent message still unacknowledged after S seconds as
                          undelivered (error event; retries go on) (default ${DEFAULT_DELIVER_TIMEOUT_S})
   --scenario payment     bank: send a signed payment request; customer: answer it

@@ -10,6 +10,7 @@
  */
 
 import type { Bytes } from "../lib/bytes.ts";
+import { Backoff } from "../lib/backoff.ts";
 import { formatFingerprint } from "../lib/fingerprint.ts";
 import type { Identity } from "../lib/identity.ts";
 import type { KnownPeers } from "../lib/known_peers.ts";
@@ -166,10 +167,15 @@ export class ChatClient {
 
   /** Connects and runs until the conversation ends; resolves to the exit code. */
   async run(): Promise<number> {
-    try {
-      await this.#engine.start();
-    } catch (e) {
-      this.#error(connectErrorCode(e), (e as Error).message);
+    const started = await startRetryingWhenFull(() => this.#engine.start(), {
+      reconnectMs: this.#o.reconnectS * 1000,
+      now: this.#d.now ?? Date.now,
+      notice: (text) => this.#notice(text),
+      stopped: this.#done.promise.then(() => {}),
+    });
+    if (started === "stopped") return this.#done.promise;
+    if (started !== "started") {
+      this.#error(connectErrorCode(started), (started as Error).message);
       return EXIT.relay;
     }
     const peer = this.#o.peer;
@@ -784,6 +790,76 @@ export const COMMAND_HELP = `commands:
   /trust    accept a peer's CHANGED key (only after comparing safety numbers)
   /quit     deliver what is queued, close and exit (Ctrl-C does the same)
 Any other line is a message to the peer; before a conversation, paste the peer's ID or address.`;
+
+/** Backoff between first-connection attempts while the relay is full (HTTP 503). */
+export const FULL_RETRY = { baseMs: 1000, maxMs: 30_000 };
+
+/** What {@link startRetryingWhenFull} needs. */
+export interface StartRetryOptions {
+  /** How long to keep retrying a full relay (the client's `--reconnect-timeout`). */
+  reconnectMs: number;
+  /** Clock (ms). */
+  now: () => number;
+  /** Shows a retry notice. */
+  notice: (text: string) => void;
+  /** Settles when the client is told to stop (Ctrl-C, SIGTERM): no more attempts. */
+  stopped: Promise<void>;
+  /** Waits `ms` (tests inject a fake). */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * Runs the first connection, `start`; while the relay answers that it is at
+ * capacity (HTTP 503), waits with exponential backoff and tries again, for up
+ * to `reconnectMs`. Resolves to `"started"`, to `"stopped"` when `stopped`
+ * settled first, or to the error that ended the attempts (every other error
+ * ends them at once: a relay that is down or a certificate that is wrong does
+ * not fix itself).
+ */
+export async function startRetryingWhenFull(
+  start: () => Promise<void>,
+  o: StartRetryOptions,
+): Promise<"started" | "stopped" | unknown> {
+  const backoff = new Backoff(FULL_RETRY);
+  const giveUp = o.now() + o.reconnectMs;
+  const sleep = o.sleep ??
+    ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  let stopped = false;
+  o.stopped.then(() => stopped = true);
+  for (;;) {
+    try {
+      await start();
+      return "started";
+    } catch (e) {
+      if (stopped) return "stopped";
+      if (connectErrorCode(e) !== "relay-full") return e;
+      const wait = backoff.next();
+      if (o.now() + wait > giveUp) {
+        const tried = backoff.attempt;
+        return Object.assign(
+          new Error(
+            `${(e as Error).message} (gave up after ${tried} attempt(s) in ${
+              Math.round(o.reconnectMs / 1000)
+            } s; --reconnect-timeout S waits longer)`,
+          ),
+          { kind: "full" },
+        );
+      }
+      o.notice(
+        `${(e as Error).message}: trying again in ${
+          (wait / 1000).toFixed(1)
+        } s (for up to ${
+          Math.round(o.reconnectMs / 1000)
+        } s in all: --reconnect-timeout; Ctrl-C stops)`,
+      );
+      const woke = await Promise.race([
+        sleep(wait).then(() => "slept" as const),
+        o.stopped.then(() => "stopped" as const),
+      ]);
+      if (woke === "stopped" || stopped) return "stopped";
+    }
+  }
+}
 
 /** The error code of a failed first connection: `tls`, `relay-full` or `relay-unreachable`. */
 export function connectErrorCode(e: unknown): string {

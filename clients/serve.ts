@@ -14,7 +14,7 @@ import { formatAddress } from "../lib/address.ts";
 import { formatSessionId } from "../lib/registration.ts";
 import type { ClientOptions } from "./args.ts";
 import { EXIT } from "./args.ts";
-import { connectErrorCode, PRIMITIVES } from "./chat.ts";
+import { connectErrorCode, PRIMITIVES, startRetryingWhenFull } from "./chat.ts";
 import type { ClientDeps } from "./chat.ts";
 import { type ClientEvent, Engine } from "./engine.ts";
 import { MAX_RPC_LINE, RpcDispatcher } from "./rpc.ts";
@@ -89,14 +89,35 @@ export async function runService(
   if (o.transcript !== undefined) {
     await Deno.mkdir(o.transcript, { recursive: true, mode: 0o700 });
   }
-  try {
-    await engine.start();
-  } catch (e) {
+  // Written at once (emit holds events until the service has started).
+  const emitNow = (ev: ClientEvent) =>
+    d.writeLine(new RpcDispatcher(engine).notificationLine(ev));
+  // A full relay (HTTP 503) is retried with backoff; a signal meanwhile stops.
+  const earlyStop = Promise.withResolvers<void>();
+  const onEarlySignal = () => earlyStop.resolve();
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(sig, onEarlySignal);
+  }
+  const started = await startRetryingWhenFull(() => engine.start(), {
+    reconnectMs: o.reconnectS * 1000,
+    now: d.now ?? Date.now,
+    notice: (text) => emitNow({ type: "notice", text }),
+    stopped: earlyStop.promise,
+  });
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    Deno.removeSignalListener(sig, onEarlySignal);
+  }
+  if (started === "stopped") {
+    await engine.stop();
+    emitNow({ type: "closed", reason: "stopped" });
+    return EXIT.ok;
+  }
+  if (started !== "started") {
     rpc = new RpcDispatcher(engine);
     emit({
       type: "error",
-      code: connectErrorCode(e),
-      message: (e as Error).message,
+      code: connectErrorCode(started),
+      message: (started as Error).message,
     });
     return EXIT.relay;
   }

@@ -6,7 +6,12 @@
  */
 
 import assert from "node:assert/strict";
-import { startTestRelay, testCerts, waitFor } from "./helpers/relay_fixture.ts";
+import {
+  RawClient,
+  startTestRelay,
+  testCerts,
+  waitFor,
+} from "./helpers/relay_fixture.ts";
 import {
   ClientProc,
   type Ev,
@@ -24,7 +29,7 @@ async function tempDir(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "client-msg-test-" });
 }
 
-Deno.test("relay not running → says to start it, no stray prompt; relay full (503) → at capacity, try later", async () => {
+Deno.test("relay not running → says to start it, no stray prompt; relay full (503) → at capacity, retried, then gives up", async () => {
   const dir = await tempDir();
   const relay = await startTestRelay({ maxConnections: 0 });
   const ca = `${relay.certsDir}/ca.pem`;
@@ -44,15 +49,73 @@ Deno.test("relay not running → says to start it, no stray prompt; relay full (
     const full = new ClientProc("customer", [
       ...base,
       "--json",
+      "--reconnect-timeout",
+      "2",
       "--relay",
       relay.url,
     ], grants);
     assert.equal(await full.exit(), 3);
+    const retry = full.events.find(isType("notice"))!;
+    assert.match(retry.text, /at capacity.*trying again in \d+\.\d s/);
     const err = full.events.find(isType("error"))!;
     assert.equal(err.code, "relay-full");
     assert.match(err.message, /at capacity/);
-    assert.match(err.message, /try again later/);
+    assert.match(err.message, /gave up after \d+ attempt\(s\) in 2 s/);
+    assert.match(err.message, /--reconnect-timeout/);
   } finally {
+    await relay.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("relay full at start → the customer and the bank service retry with backoff and get in when a slot frees; a signal while retrying stops cleanly", async () => {
+  const dir = await tempDir();
+  const relay = await startTestRelay({ maxConnections: 1 });
+  const ca = `${relay.certsDir}/ca.pem`;
+  const grants = `${dir},${relay.certsDir}`;
+  const hold = new RawClient(relay.url, relay.caPem);
+  const procs: ClientProc[] = [];
+  try {
+    await hold.opened; // the only slot
+    await Deno.mkdir(`${dir}/c`);
+    await Deno.mkdir(`${dir}/b`);
+    const base = ["--ca", ca, "--json", "--relay", relay.url];
+    const customer = new ClientProc("customer", [
+      ...base,
+      "--keys",
+      `${dir}/c`,
+    ], grants);
+    procs.push(customer);
+    await customer.waitFor(
+      (e) => e.type === "notice" && /at capacity.*trying again/.test(e.text),
+      "the customer's retry notice",
+    );
+    assert.equal(customer.events.some(isType("ready")), false);
+    await hold.close(); // a slot frees
+    await customer.waitFor(isType("ready"), "the customer registered");
+    customer.signal("SIGTERM");
+    assert.equal(await customer.exit(), 0);
+    // The relay is full again (the customer's slot is held); the service retries too.
+    const hold2 = new RawClient(relay.url, relay.caPem);
+    await hold2.opened;
+    const bank = new ClientProc("bank", [
+      ...base,
+      "--serve",
+      "--keys",
+      `${dir}/b`,
+    ], grants);
+    procs.push(bank);
+    await bank.waitFor(
+      (e) => e.method === "notice" && /at capacity/.test(e.params?.text),
+      "the service's retry notice",
+    );
+    bank.signal("SIGTERM"); // while retrying: stops at once, exit 0
+    assert.equal(await bank.exit(), 0);
+    assert.ok(bank.events.some((e) => e.method === "closed"));
+    await hold2.close();
+  } finally {
+    for (const p of procs) await p.dispose();
+    await hold.close();
     await relay.close();
     await Deno.remove(dir, { recursive: true });
   }
