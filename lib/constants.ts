@@ -92,6 +92,14 @@ export const KNOWN_PEERS_VERSION = 2;
 export const KNOWN_PEERS_LOCK_TIMEOUT_MS = 10_000;
 /** Most updates applied in one read-modify-write of the known-peers file (group commit; the rest wait for the next). */
 export const KNOWN_PEERS_BATCH_MAX = 4096;
+/**
+ * Most entries kept in the known-peers file: anyone can complete a handshake
+ * with a fresh key and become a `new` entry, so the file is bounded (below
+ * MAX_KNOWN_PEERS_FILE_SIZE at ~380 bytes per entry; above MAX_CONVERSATIONS).
+ */
+export const MAX_KNOWN_PEERS = 131_072;
+/** Unverified entries forgotten at once (oldest `lastSeen` first) when a new entry would exceed MAX_KNOWN_PEERS. */
+export const KNOWN_PEERS_EVICT_BATCH = 8_192;
 /** Longest peer name in the known-peers file (characters). */
 export const MAX_PEER_NAME_LENGTH = 256;
 /** PBKDF2-HMAC-SHA512 iterations of the safety-number half per key (PROTOCOL.md §2.3; ~1.5 ms, one native call). */

@@ -20,7 +20,12 @@
  * @module
  */
 
-import { KNOWN_PEERS_VERSION, MAX_PEER_NAME_LENGTH } from "./constants.ts";
+import {
+  KNOWN_PEERS_EVICT_BATCH,
+  KNOWN_PEERS_VERSION,
+  MAX_KNOWN_PEERS,
+  MAX_PEER_NAME_LENGTH,
+} from "./constants.ts";
 import { ProtocolError } from "./errors.ts";
 import { formatFingerprint } from "./fingerprint.ts";
 
@@ -80,10 +85,23 @@ export class KnownPeers {
   #text = new Map<string, Uint8Array>();
   /** The sorted fingerprints, dropped when an entry is added or removed. */
   #sorted?: readonly string[];
+  /** Entries forgotten by the bound on the number of entries. */
+  #evicted = 0;
+  /** The bound (MAX_KNOWN_PEERS, KNOWN_PEERS_EVICT_BATCH); smaller in tests. */
+  #limits: { max: number; batch: number } = {
+    max: MAX_KNOWN_PEERS,
+    batch: KNOWN_PEERS_EVICT_BATCH,
+  };
+
+  /** Creates an empty set; `limits` lowers the bound on entries (tests). */
+  constructor(limits?: { max: number; batch: number }) {
+    if (limits) this.#limits = limits;
+  }
 
   /** An independent copy (changes to one never show in the other); O(n) map copies, no entry copied. */
   clone(): KnownPeers {
-    const out = new KnownPeers();
+    const out = new KnownPeers(this.#limits);
+    out.#evicted = this.#evicted;
     out.#peers = new Map(this.#peers);
     out.#byRelay = new Map(this.#byRelay);
     out.#unbound = this.#unbound;
@@ -334,6 +352,7 @@ export class KnownPeers {
     const at = new Date(now).toISOString();
     switch (result.status) {
       case "new":
+        this.#makeRoom();
         this.#put({
           fingerprint: fp,
           ...(peer.relayId === undefined ? {} : { relayId: peer.relayId }),
@@ -353,6 +372,38 @@ export class KnownPeers {
       }
     }
     return result;
+  }
+
+  /** Entries forgotten by the bound so far (this object and the copies it was cloned from). */
+  get evicted(): number {
+    return this.#evicted;
+  }
+
+  /**
+   * Before a new entry: at `max` entries, forgets the `batch` unverified
+   * entries seen longest ago (all unverified ones if fewer). Strangers can
+   * add entries (any fresh key is `new`), so without a bound they could grow
+   * the file until it can no longer be read. Verified entries are never
+   * forgotten; when every entry is verified the new key is refused.
+   */
+  #makeRoom(): void {
+    const { max, batch } = this.#limits;
+    if (this.#peers.size < max) return;
+    const old = [...this.#peers.values()].filter((p) => !p.verified);
+    if (old.length === 0) {
+      throw new ProtocolError(
+        "bad-known-peers",
+        `known peers full: all ${this.#peers.size} entries are verified (limit ${max}); remove some from known_peers.json`,
+      );
+    }
+    // ISO 8601 UTC strings of one format order as their times do.
+    old.sort((a, b) =>
+      a.lastSeen < b.lastSeen ? -1 : a.lastSeen > b.lastSeen ? 1 : 0
+    );
+    const n = Math.min(old.length, Math.max(batch, this.#peers.size - max + 1));
+    this.#sorted = undefined; // rebuilt once when next needed, not spliced n times
+    for (let i = 0; i < n; i++) this.#delete(old[i].fingerprint);
+    this.#evicted += n;
   }
 
   /** Marks the peer with `fingerprint` verified after the user compared the safety number. */

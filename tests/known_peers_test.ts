@@ -2,6 +2,13 @@ import assert from "node:assert/strict";
 import { ProtocolError } from "../lib/errors.ts";
 import { KnownPeers } from "../lib/known_peers.ts";
 import { formatFingerprint } from "../lib/fingerprint.ts";
+import { formatSessionId } from "../lib/registration.ts";
+import {
+  KNOWN_PEERS_EVICT_BATCH,
+  MAX_CONVERSATIONS,
+  MAX_KNOWN_PEERS,
+  MAX_KNOWN_PEERS_FILE_SIZE,
+} from "../lib/constants.ts";
 
 const FP1 = "11".repeat(32);
 const FP2 = "22".repeat(32);
@@ -280,4 +287,64 @@ Deno.test("entries by name only (the service's NAME/ed25519 keys): found by thei
   peers.record({ relayId: ID_A, name: "c8/ed25519" }, FP2, T2);
   assert.equal(peers.get(FP2)!.relayId, ID_A);
   assert.deepEqual(peers.check(A, FP2), { status: "known" });
+});
+
+Deno.test("bounded: at the limit a new key first forgets the unverified entries seen longest ago (never verified ones); all verified → refused; the file stays readable", () => {
+  const id = (i: number) => formatSessionId(new Uint8Array(16).fill(i));
+  const fp = (i: number) => i.toString(16).padStart(64, "0");
+  const k = new KnownPeers({ max: 10, batch: 3 });
+  const t0 = Date.UTC(2026, 0, 1);
+  for (let i = 1; i <= 10; i++) k.record({ relayId: id(i) }, fp(i), t0 + i);
+  k.markVerified(fp(1)); // the oldest, but verified: kept
+  k.record({ relayId: id(2) }, fp(2), t0 + 100); // seen again: now recent
+  assert.equal(k.size, 10);
+  // The 11th key: the three oldest unverified (3, 4, 5) are forgotten first.
+  k.record({ relayId: id(11) }, fp(11), t0 + 200);
+  assert.equal(k.size, 8);
+  assert.equal(k.evicted, 3);
+  for (const gone of [3, 4, 5]) assert.equal(k.get(fp(gone)), undefined);
+  for (const kept of [1, 2, 6, 11]) assert.ok(k.get(fp(kept)), `kept ${kept}`);
+  assert.equal(k.check({ relayId: id(3) }, fp(3)).status, "new"); // first use again
+  // The serialized set is the entries left, sorted, and parses back.
+  const back = KnownPeers.parse(k.serialize(), "t");
+  assert.deepEqual(back.fingerprints(), k.fingerprints());
+  assert.equal(back.size, 8);
+  // Every entry verified: a new key is refused, nothing else changes.
+  const v = new KnownPeers({ max: 3, batch: 2 });
+  for (let i = 1; i <= 3; i++) {
+    v.record({ relayId: id(i) }, fp(i), t0 + i);
+    v.markVerified(fp(i));
+  }
+  assert.throws(
+    () => v.record({ relayId: id(9) }, fp(9), t0 + 9),
+    (e: unknown) =>
+      e instanceof ProtocolError && e.code === "bad-known-peers" &&
+      /all 3 entries are verified/.test(e.message),
+  );
+  assert.equal(v.size, 3);
+  // A clone keeps the bound.
+  const c = k.clone();
+  for (let i = 20; i < 23; i++) {
+    c.record({ relayId: id(i) }, fp(i), t0 + 300 + i);
+  }
+  assert.ok(c.size <= 10);
+});
+
+Deno.test("bounded: the default bound keeps the largest file below MAX_KNOWN_PEERS_FILE_SIZE and is above MAX_CONVERSATIONS", () => {
+  assert.ok(MAX_KNOWN_PEERS > MAX_CONVERSATIONS);
+  assert.ok(
+    KNOWN_PEERS_EVICT_BATCH > 0 && KNOWN_PEERS_EVICT_BATCH < MAX_KNOWN_PEERS,
+  );
+  // An entry as the clients write it (relay ID, no name: what a stranger can add).
+  const k = new KnownPeers();
+  k.record(
+    { relayId: formatSessionId(new Uint8Array(16)) },
+    "f".repeat(64),
+    Date.now(),
+  );
+  const perEntry = new TextEncoder().encode(k.serialize()).length;
+  assert.ok(
+    perEntry * MAX_KNOWN_PEERS < MAX_KNOWN_PEERS_FILE_SIZE,
+    `${perEntry} B per entry`,
+  );
 });
