@@ -14,6 +14,11 @@
  * opcodes, §5.4 fragmentation, §5.5 control frames) come out as `error`
  * with close code 1002. After `too-large` or `error` the decoder ignores
  * all further input.
+ *
+ * A decoder that owns its input (`ownsInput`: the relay, whose socket hands
+ * over a fresh buffer per read) unmasks payloads in place and returns them
+ * as views, and says when the bytes in front of a payload may take its
+ * outgoing header (`framed`): a relayed message is then never copied.
  * @module
  */
 
@@ -107,8 +112,14 @@ function rotated(m: Uint8Array, at: number): Uint8Array {
 
 /** What {@link WsDecoder.next} returns. */
 export type WsEvent =
-  /** A complete data message (fragments joined, unmasked). */
-  | { kind: "message"; opcode: 0x1 | 0x2; data: Bytes }
+  /**
+   * A complete data message (fragments joined, unmasked). `framed`: the
+   * decoder owns its input ({@link WsDecoderOptions}) and `data` has
+   * {@link wsHeaderLength} free bytes in front of it in its buffer, which
+   * the receiver may overwrite to send `data` on as one frame without a
+   * copy ({@link writeWsHeader} at `data.byteOffset - wsHeaderLength`).
+   */
+  | { kind: "message"; opcode: 0x1 | 0x2; data: Bytes; framed: boolean }
   /** A ping; answer with a pong carrying `data`. */
   | { kind: "ping"; data: Bytes }
   /** A pong (solicited or not). */
@@ -143,12 +154,28 @@ interface PartialFrame {
   filled: number;
   /** The frame's masking key (server side), else undefined. */
   mask?: Uint8Array;
+  /** `payload` has header room in front of it (see the `message` event). */
+  framed: boolean;
+}
+
+/** Options of {@link WsDecoder}. */
+export interface WsDecoderOptions {
+  /**
+   * The caller hands every chunk over for good (a fresh buffer per read,
+   * never touched again): the decoder unmasks payloads in place and
+   * returns them as views into the chunk, with no copy and no allocation.
+   * Such a view has the frame's own header in front of it: the
+   * {@link wsHeaderLength} bytes just before it may be overwritten with
+   * an outgoing header ({@link WsEvent} `framed`).
+   */
+  ownsInput?: boolean;
 }
 
 /** Incremental RFC 6455 frame decoder. */
 export class WsDecoder {
   readonly #role: WsRole;
   readonly #maxMessage: number;
+  readonly #ownsInput: boolean;
   #buf: Uint8Array = new Uint8Array(0);
   #off = 0;
   /** The input chunk is the caller's (may be reused): copy what is left before returning. */
@@ -160,9 +187,14 @@ export class WsDecoder {
   #partial?: PartialFrame;
 
   /** `maxMessage`: largest message payload accepted, in bytes. */
-  constructor(role: WsRole, maxMessage: number) {
+  constructor(
+    role: WsRole,
+    maxMessage: number,
+    options: WsDecoderOptions = {},
+  ) {
     this.#role = role;
     this.#maxMessage = maxMessage;
+    this.#ownsInput = options.ownsInput ?? false;
   }
 
   /** True once a `too-large` or `error` event was returned: input is ignored from then on. */
@@ -181,6 +213,13 @@ export class WsDecoder {
    */
   push(chunk: Uint8Array): void {
     if (this.#failed || chunk.length === 0) return;
+    if (
+      this.#ownsInput && Object.getPrototypeOf(chunk) !== Uint8Array.prototype
+    ) {
+      // A node Buffer's slice() is a view, not a copy: payloads handed out
+      // as views of it must be plain Uint8Arrays.
+      chunk = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
+    }
     const p = this.#partial;
     if (p !== undefined && p.filled < p.payload.length) {
       const take = Math.min(p.payload.length - p.filled, chunk.length);
@@ -203,7 +242,7 @@ export class WsDecoder {
     }
     if (this.#off >= this.#buf.length) {
       this.#buf = chunk;
-      this.#borrowed = true;
+      this.#borrowed = !this.#ownsInput;
     } else {
       this.#buf = concat(this.#buf.subarray(this.#off), chunk);
       this.#borrowed = false;
@@ -218,7 +257,7 @@ export class WsDecoder {
       if (p !== undefined) {
         if (p.filled < p.payload.length) return undefined;
         this.#partial = undefined;
-        const ev = this.#data(p.op, p.fin, p.payload);
+        const ev = this.#data(p.op, p.fin, p.payload, p.framed);
         if (ev) return ev;
         continue;
       }
@@ -297,12 +336,21 @@ export class WsDecoder {
         if (control || len < PARTIAL_MIN || avail < head) return this.#stash();
         // Receive the rest straight into the payload (see PARTIAL_MIN).
         const have = avail - head;
-        const payload = new Uint8Array(len);
+        // With ownsInput, room for an outgoing header goes in front.
+        const room = this.#ownsInput ? wsHeaderLength(len) : 0;
+        const payload = new Uint8Array(room + len).subarray(room);
         const mask = masked ? b.slice(maskAt, maskAt + 4) : undefined;
         if (mask === undefined) {
           payload.set(b.subarray(start + head));
         } else xorMask(b, start + head, payload, 0, have, mask, 0);
-        this.#partial = { op, fin, payload, filled: have, mask };
+        this.#partial = {
+          op,
+          fin,
+          payload,
+          filled: have,
+          mask,
+          framed: this.#ownsInput,
+        };
         this.#off = b.length;
         return this.#stash();
       }
@@ -328,19 +376,24 @@ export class WsDecoder {
         this.#release();
         return { kind: "close", code, reason };
       }
-      const ev = this.#data(op, fin, payload);
+      const ev = this.#data(op, fin, payload, this.#ownsInput);
       if (ev) return ev;
     }
     return undefined;
   }
 
   /** A whole data frame's payload: the message it ends, or undefined (a fragment). */
-  #data(op: number, fin: boolean, payload: Bytes): WsEvent | undefined {
+  #data(
+    op: number,
+    fin: boolean,
+    payload: Bytes,
+    framed: boolean,
+  ): WsEvent | undefined {
     if (op !== Opcode.CONTINUATION) this.#fragmentOp = op;
     if (fin && this.#fragments.length === 0) {
       const opcode = this.#fragmentOp as 0x1 | 0x2;
       this.#fragmentOp = 0;
-      return { kind: "message", opcode, data: payload };
+      return { kind: "message", opcode, data: payload, framed };
     }
     this.#fragments.push(payload);
     this.#fragmentBytes += payload.length;
@@ -350,11 +403,19 @@ export class WsDecoder {
     this.#fragments = [];
     this.#fragmentBytes = 0;
     this.#fragmentOp = 0;
-    return { kind: "message", opcode, data };
+    return { kind: "message", opcode, data, framed: false };
   }
 
-  /** Copies `len` payload bytes at `at` out of `b`, unmasking with the key at `maskAt` (-1: none). */
+  /**
+   * `len` payload bytes at `at` of `b`, unmasked with the key at `maskAt`
+   * (-1: none): a copy, or with `ownsInput` the bytes themselves, unmasked
+   * in place.
+   */
   #unmask(b: Uint8Array, at: number, len: number, maskAt: number): Bytes {
+    if (this.#ownsInput) {
+      if (maskAt >= 0) xorMask(b, at, b, at, len, b, maskAt);
+      return b.subarray(at, at + len) as Bytes;
+    }
     if (maskAt < 0) return b.slice(at, at + len);
     const out = new Uint8Array(len);
     xorMask(b, at, out, 0, len, b, maskAt);

@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { concat } from "../lib/bytes.ts";
 import {
   encodeClosePayload,
@@ -19,6 +20,7 @@ import {
   wsAccept,
   WsDecoder,
   type WsEvent,
+  wsHeaderLength,
 } from "../lib/ws_codec.ts";
 
 const MASK = new Uint8Array([1, 2, 3, 4]);
@@ -50,12 +52,17 @@ Deno.test("ws codec: masked client frames decode on the server, unmasked server 
     s.push(encodeWsFrame(Opcode.BINARY, p, MASK));
     assert.deepEqual(
       all(s),
-      [{ kind: "message", opcode: 2, data: p }],
+      [{ kind: "message", opcode: 2, data: p, framed: false }],
       `len ${len}`,
     );
     const c = new WsDecoder("client", 1 << 20);
     c.push(encodeWsFrame(Opcode.BINARY, p));
-    assert.deepEqual(all(c), [{ kind: "message", opcode: 2, data: p }]);
+    assert.deepEqual(all(c), [{
+      kind: "message",
+      opcode: 2,
+      data: p,
+      framed: false,
+    }]);
   }
 });
 
@@ -92,6 +99,7 @@ Deno.test("ws codec: large frames split anywhere (payload received in place) giv
       kind: "message",
       opcode: 2,
       data: concat(big(1500, 2), big(3001, 3)),
+      framed: false,
     });
     for (let round = 0; round < 40; round++) {
       const d = new WsDecoder(role, 1 << 20);
@@ -154,7 +162,7 @@ Deno.test("ws codec: a masked frame at any byte offset of the socket's chunk unm
       s.push(backing.subarray(offset));
       assert.deepEqual(
         all(s),
-        [{ kind: "message", opcode: 2, data: p }],
+        [{ kind: "message", opcode: 2, data: p, framed: false }],
         `len ${len}, offset ${offset}`,
       );
     }
@@ -188,7 +196,12 @@ Deno.test("ws codec: input split at every byte gives the same events (and the ca
   }
   assert.deepEqual(events, [
     { kind: "ping", data: new Uint8Array([9]) },
-    { kind: "message", opcode: 2, data: new Uint8Array(300).fill(5) },
+    {
+      kind: "message",
+      opcode: 2,
+      data: new Uint8Array(300).fill(5),
+      framed: false,
+    },
     { kind: "close", code: 1000, reason: "bye" },
   ]);
 });
@@ -203,7 +216,12 @@ Deno.test("ws codec: fragments are joined; control frames may come between them"
   );
   assert.deepEqual(all(d), [
     { kind: "pong", data: new Uint8Array(0) },
-    { kind: "message", opcode: 2, data: new Uint8Array([1, 2, 3]) },
+    {
+      kind: "message",
+      opcode: 2,
+      data: new Uint8Array([1, 2, 3]),
+      framed: false,
+    },
   ]);
 });
 
@@ -296,4 +314,101 @@ Deno.test("ws codec: Sec-WebSocket-Accept matches RFC 6455 §1.3's example", asy
     "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
   );
   assert.equal(encodeClosePayload(1000, "é".repeat(100)).length <= 125, true);
+});
+
+Deno.test("ws codec: with ownsInput, payloads are unmasked in place as views, and a framed message takes its outgoing header in front without touching any other message", () => {
+  let seed = 11;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed % n;
+  };
+  const big = (n: number, v: number) =>
+    Uint8Array.from({ length: n }, (_, i) => (i * 29 + v) & 0xff);
+  const frag = (op: number, p: Uint8Array, fin: boolean) => {
+    const f = encodeWsFrame(op, p, MASK);
+    if (!fin) f[0] &= 0x7f;
+    return f;
+  };
+  const wire = concat(
+    encodeWsFrame(Opcode.BINARY, big(4096, 1), MASK),
+    encodeWsFrame(Opcode.BINARY, big(4096, 2), MASK),
+    encodeWsFrame(Opcode.PING, new Uint8Array([9]), MASK),
+    encodeWsFrame(Opcode.BINARY, big(100, 3), MASK),
+    frag(Opcode.BINARY, big(1500, 4), false),
+    frag(Opcode.CONTINUATION, big(3001, 5), true),
+    encodeWsFrame(Opcode.BINARY, big(0, 6), MASK),
+    encodeWsFrame(Opcode.BINARY, big(70000, 7), MASK),
+    encodeWsFrame(Opcode.BINARY, big(125, 8), MASK),
+    encodeWsFrame(Opcode.BINARY, big(126, 9), MASK),
+  );
+  const copying = new WsDecoder("server", 1 << 20);
+  copying.push(wire.slice());
+  const want = all(copying);
+  assert.equal(want.length, 9);
+  assert.ok(want.every((e) => e.kind !== "message" || !e.framed));
+
+  // One chunk: every whole frame is a view into it (no copy).
+  const chunk = wire.slice();
+  const one = new WsDecoder("server", 1 << 20, { ownsInput: true });
+  one.push(chunk);
+  const views = all(one);
+  assert.deepEqual(views.map(summary), want.map(summary));
+  const first = views[0];
+  assert.ok(first.kind === "message" && first.framed);
+  assert.equal(first.data.buffer, chunk.buffer);
+
+  for (let round = 0; round < 30; round++) {
+    const d = new WsDecoder("server", 1 << 20, { ownsInput: true });
+    const got: WsEvent[] = [];
+    for (let at = 0; at < wire.length;) {
+      const n = round === 0 ? 1 : 1 + rand(round < 15 ? 9 : 20000);
+      d.push(wire.slice(at, at + n)); // a fresh buffer, handed over
+      got.push(...all(d));
+      at += n;
+    }
+    assert.deepEqual(got.map(summary), want.map(summary), `round ${round}`);
+    assert.equal(d.pending, 0);
+    // Only the fragmented message (joined by a copy) is not framed.
+    assert.deepEqual(
+      got.filter((e) => e.kind === "message").map((e) =>
+        e.kind === "message" && e.framed
+      ),
+      [true, true, true, false, true, true, true, true],
+    );
+    // Every framed message takes its header in front; then each one reads
+    // as the server frame of its payload, and every payload is intact.
+    const framed: Uint8Array[] = [];
+    for (const e of got) {
+      if (e.kind !== "message" || !e.framed) continue;
+      const h = wsHeaderLength(e.data.length);
+      assert.ok(e.data.byteOffset >= h);
+      const f = new Uint8Array(
+        e.data.buffer,
+        e.data.byteOffset - h,
+        h + e.data.length,
+      );
+      writeWsHeader(f, 0, Opcode.BINARY, e.data.length);
+      framed.push(f);
+    }
+    assert.deepEqual(got.map(summary), want.map(summary), `after headers`);
+    const c = new WsDecoder("client", 1 << 20);
+    for (const f of framed) c.push(f);
+    assert.deepEqual(
+      all(c).map(summary),
+      want.filter((e) => e.kind === "message" && e !== want[4]).map(summary),
+    );
+  }
+});
+
+Deno.test("ws codec: with ownsInput, a node Buffer chunk gives plain Uint8Array payloads (slice() copies)", () => {
+  const payload = Uint8Array.from({ length: 40 }, (_, i) => i);
+  const frame = encodeWsFrame(Opcode.BINARY, payload, MASK);
+  const d = new WsDecoder("server", 1 << 20, { ownsInput: true });
+  d.push(Buffer.from(frame));
+  const [ev] = all(d);
+  assert.ok(ev.kind === "message");
+  assert.equal(Object.getPrototypeOf(ev.data), Uint8Array.prototype);
+  const copy = ev.data.slice(2, 18);
+  ev.data.fill(0xff);
+  assert.deepEqual([...copy], [...payload.subarray(2, 18)]);
 });

@@ -94,8 +94,11 @@ export interface FrameContext {
 
 /** The frame handler of one relay. */
 export interface FrameHandler {
-  /** A complete WebSocket message from `conn`. */
-  onMessage(conn: Conn, bytes: Bytes, text: boolean): void;
+  /**
+   * A complete WebSocket message from `conn`; `framed` as in
+   * {@link RelaySocket.send} (it is sent on without a copy).
+   */
+  onMessage(conn: Conn, bytes: Bytes, text: boolean, framed?: boolean): void;
   /** A frame header above maxFrame (refused at the header). */
   onTooLarge(conn: Conn, length: number, prefix: Bytes): void;
   /** Closes `conn`'s WebSocket with `code` (counted once). */
@@ -176,10 +179,10 @@ export function frameHandler(ctx: FrameContext): FrameHandler {
   }
 
   /** Sends a stamped DATA frame to a local connection. */
-  function deliverTo(target: Conn, frame: Bytes): Delivery {
+  function deliverTo(target: Conn, frame: Bytes, framed: boolean): Delivery {
     const ws = target.ws!;
     if (ws.bufferedAmount > highWater) return "busy";
-    ws.send(frame);
+    ws.send(frame, framed);
     metrics.forwarded(frame.length);
     return "sent";
   }
@@ -188,7 +191,7 @@ export function frameHandler(ctx: FrameContext): FrameHandler {
    * Forwards `bytes` (a DATA frame from `conn`) to the recipient in its
    * header: the local connection holding it, else the remote hook.
    */
-  function forward(conn: Conn, bytes: Bytes): Delivery {
+  function forward(conn: Conn, bytes: Bytes, framed: boolean): Delivery {
     // Hot path: most frames go to the same peer as the previous one. A cached
     // target that closed or was replaced is not OPEN or has lost its idKey.
     let target = conn.lastTarget;
@@ -212,10 +215,15 @@ export function frameHandler(ctx: FrameContext): FrameHandler {
     }
     if (target.ws!.bufferedAmount > highWater) return "busy";
     bytes.set(conn.id!, 2); // stamp the sender: a client cannot spoof it
-    return deliverTo(target, bytes);
+    return deliverTo(target, bytes, framed);
   }
 
-  function onData(conn: Conn, bytes: Bytes, now: number): void {
+  function onData(
+    conn: Conn,
+    bytes: Bytes,
+    now: number,
+    framed: boolean,
+  ): void {
     if (conn.id === undefined) {
       return refuse(conn, "not-registered", bytes, "register first", true, now);
     }
@@ -229,7 +237,7 @@ export function frameHandler(ctx: FrameContext): FrameHandler {
         now,
       );
     }
-    const r = forward(conn, bytes);
+    const r = forward(conn, bytes, framed);
     if (r === "sent") return;
     if (r === "offline") {
       refuse(
@@ -333,7 +341,12 @@ export function frameHandler(ctx: FrameContext): FrameHandler {
     connLog(`registered ${shortSessionId(id)}… (${registry.size} online)`);
   }
 
-  function onMessage(conn: Conn, bytes: Bytes, text: boolean): void {
+  function onMessage(
+    conn: Conn,
+    bytes: Bytes,
+    text: boolean,
+    framed = false,
+  ): void {
     const now = performance.now();
     if (text) {
       return refuse(
@@ -363,7 +376,7 @@ export function frameHandler(ctx: FrameContext): FrameHandler {
     }
     switch (bytes[1]) {
       case FrameType.DATA:
-        return onData(conn, bytes, now);
+        return onData(conn, bytes, now, framed);
       case FrameType.REGISTER:
         onRegister(conn, bytes, now).catch((e) =>
           log(`registration error: ${e}`)
@@ -406,7 +419,7 @@ export function frameHandler(ctx: FrameContext): FrameHandler {
       if (target === undefined || target.ws!.readyState !== SocketState.OPEN) {
         return "offline";
       }
-      return deliverTo(target, frame);
+      return deliverTo(target, frame, false);
     },
   };
 }

@@ -352,7 +352,7 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     c.bucket = new TokenBucket(rate, burst, performance.now());
     c.abuseWindowStart = performance.now();
     const ws = new RelaySocket(c.front, maxFrame, RELAY_CLOSE_GRACE_MS, {
-      onMessage: (data, text) => onMessage(c, data, text),
+      onMessage: (data, text, framed) => onMessage(c, data, text, framed),
       onTooLarge: (length, _op, prefix) => onTooLarge(c, length, prefix),
       onClosed: (code, byRelay) => {
         const id = c.id;

@@ -12,9 +12,13 @@
  * no write is answered with an empty unsolicited pong (RFC 6455 §5.5.3),
  * as the pinned client transport does the other way (PROTOCOL.md §1.6).
  *
- * Writes: everything queued in one task goes to the socket as one write
- * (one TLS record, one TCP segment with `TCP_NODELAY`); frames are encoded
- * straight into that buffer.
+ * Writes: everything queued in one task goes to the socket as one corked
+ * batch (one write to the kernel with `TCP_NODELAY`). A relayed message is
+ * not copied: the decoder owns the chunks the socket hands over (a fresh
+ * buffer per read) and unmasks each payload in place (`ownsInput`), and its
+ * outgoing header is written over the bytes in front of it, where its
+ * incoming header (4 bytes longer: the masking key) was (`framed`). Other
+ * frames are encoded into one buffer.
  *
  * Close, as the relay does it (`close()`): stop acting on input, queue the
  * close frame, and once it is written half-close (TLS close_notify + FIN);
@@ -43,10 +47,24 @@ export const SocketState = { OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
 /** An empty unsolicited pong (RFC 6455 §5.5.3): carries the TCP ACK for what was just read. */
 const ACK_PONG = new Uint8Array([0x80 | Opcode.PONG, 0]);
 
+/** Kinds of queued items. */
+const Item = {
+  /** A whole encoded frame (copied). */
+  FRAME: 0,
+  /** A binary message payload: header and payload copied. */
+  PAYLOAD: 1,
+  /** A binary message payload with header room in front: written in place, not copied. */
+  FRAMED: 2,
+} as const;
+
 /** What the socket reports to its owner. */
 export interface RelaySocketHandlers {
-  /** A complete data message (`text` true for a text message). */
-  onMessage(data: Bytes, text: boolean): void;
+  /**
+   * A complete data message (`text` true for a text message). `framed`:
+   * `data` has room for an outgoing header in front of it (the decoder's
+   * `framed`), so it may be passed to {@link RelaySocket.send} as framed.
+   */
+  onMessage(data: Bytes, text: boolean, framed: boolean): void;
   /** A frame header announced more than the limit (the socket is being closed with 1009 by the owner). */
   onTooLarge(length: number, opcode: number, prefix: Bytes): void;
   /** The socket is gone (`code` the close code sent or received; 1006 when none). */
@@ -67,10 +85,12 @@ export class RelaySocket {
   readonly #closeGraceMs: number;
   /** Whole frames and binary message payloads (headers encoded at flush) waiting for this task's write. */
   #queue: Uint8Array[] = [];
-  /** For each entry of `#queue`: true when it is a binary message payload (its header is still to be written). */
-  #isPayload: boolean[] = [];
+  /** For each entry of `#queue`, one of {@link Item}. */
+  #kinds: number[] = [];
   /** Bytes `#queue` will write (headers included). */
   #queued = 0;
+  /** Of `#queued`, the bytes to be copied into a write buffer (all but framed payloads). */
+  #toCopy = 0;
   #flushQueued = false;
   #closeCode = 1006;
   #byRelay = false;
@@ -88,7 +108,7 @@ export class RelaySocket {
     handlers: RelaySocketHandlers,
   ) {
     this.#conn = conn;
-    this.#decoder = new WsDecoder("server", maxMessage);
+    this.#decoder = new WsDecoder("server", maxMessage, { ownsInput: true });
     this.#handlers = handlers;
     this.#closeGraceMs = closeGraceMs;
   }
@@ -106,12 +126,19 @@ export class RelaySocket {
     this.#conn.resume();
   }
 
-  /** Queues a binary message (dropped silently unless open). */
-  send(payload: Uint8Array): void {
+  /**
+   * Queues a binary message (dropped silently unless open). `framed`: the
+   * {@link wsHeaderLength} bytes in front of `payload` in its buffer are
+   * free (a decoder's `framed` message, sent on once): the header is
+   * written there and `payload` is not copied.
+   */
+  send(payload: Uint8Array, framed = false): void {
     if (this.readyState !== SocketState.OPEN) return;
+    const n = wsHeaderLength(payload.length) + payload.length;
     this.#queue.push(payload);
-    this.#isPayload.push(true);
-    this.#queued += wsHeaderLength(payload.length) + payload.length;
+    this.#kinds.push(framed ? Item.FRAMED : Item.PAYLOAD);
+    this.#queued += n;
+    if (!framed) this.#toCopy += n;
     this.#scheduleFlush();
   }
 
@@ -141,8 +168,9 @@ export class RelaySocket {
   #enqueue(frame: Bytes, force = false): void {
     if (this.readyState !== SocketState.OPEN && !force) return;
     this.#queue.push(frame);
-    this.#isPayload.push(false);
+    this.#kinds.push(Item.FRAME);
     this.#queued += frame.length;
+    this.#toCopy += frame.length;
     this.#scheduleFlush();
   }
 
@@ -152,7 +180,11 @@ export class RelaySocket {
     queueMicrotask(() => this.#flush());
   }
 
-  /** Writes everything queued in this task as one buffer. */
+  /**
+   * Writes everything queued in this task: framed payloads as they are
+   * (their header written in front), everything else copied into one
+   * buffer, handed to the socket in one corked batch.
+   */
   #flush(): void {
     this.#flushQueued = false;
     if (this.#dropped) return;
@@ -165,21 +197,39 @@ export class RelaySocket {
     }
     this.#ackDue = false;
     if (this.#queue.length > 0) {
-      const q = this.#queue, isPayload = this.#isPayload;
-      const out = new Uint8Array(this.#queued);
+      const q = this.#queue, kinds = this.#kinds;
+      const out = this.#toCopy > 0 ? new Uint8Array(this.#toCopy) : undefined;
+      const parts: Uint8Array[] = [];
       let off = 0;
+      let run = 0;
       for (let i = 0; i < q.length; i++) {
         const p = q[i];
-        if (isPayload[i]) {
-          off = writeWsHeader(out, off, Opcode.BINARY, p.length);
+        const kind = kinds[i];
+        if (kind === Item.FRAMED) {
+          if (off > run) parts.push(out!.subarray(run, off));
+          run = off;
+          const h = wsHeaderLength(p.length);
+          const framed = new Uint8Array(
+            p.buffer,
+            p.byteOffset - h,
+            h + p.length,
+          );
+          writeWsHeader(framed, 0, Opcode.BINARY, p.length);
+          parts.push(framed);
+          continue;
         }
-        out.set(p, off);
+        if (kind === Item.PAYLOAD) {
+          off = writeWsHeader(out!, off, Opcode.BINARY, p.length);
+        }
+        out!.set(p, off);
         off += p.length;
       }
+      if (off > run) parts.push(out!.subarray(run, off));
       this.#queue = [];
-      this.#isPayload = [];
+      this.#kinds = [];
       this.#queued = 0;
-      this.#conn.write(out);
+      this.#toCopy = 0;
+      this.#conn.writev(parts);
     }
     if (this.readyState === SocketState.CLOSING && !this.#halfClosed) {
       this.#halfClosed = true;
@@ -214,7 +264,11 @@ export class RelaySocket {
       if (ev.kind !== "pong") worth = true;
       switch (ev.kind) {
         case "message":
-          this.#handlers.onMessage(ev.data, ev.opcode === Opcode.TEXT);
+          this.#handlers.onMessage(
+            ev.data,
+            ev.opcode === Opcode.TEXT,
+            ev.framed,
+          );
           break;
         case "ping":
           this.#enqueue(encodeWsFrame(Opcode.PONG, ev.data));
@@ -252,8 +306,9 @@ export class RelaySocket {
     clearTimeout(this.#dropTimer);
     this.readyState = SocketState.CLOSED;
     this.#queue = [];
-    this.#isPayload = [];
+    this.#kinds = [];
     this.#queued = 0;
+    this.#toCopy = 0;
     this.#conn.destroy();
     this.#handlers.onClosed(this.#closeCode, this.#byRelay);
   }

@@ -21,9 +21,10 @@
  * which duplicates the descriptor: a client costs two descriptors (budget
  * LimitNOFILE for it), and both are closed together by {@link FrontConn}.
  *
- * Data is pushed (`onData`), writes are queued in the socket (`write`,
- * `writableLength` is what waits there): one write per batch is the
- * caller's job (lib/deno/relay_socket.ts).
+ * Data is pushed (`onData`, a fresh buffer per read), writes are queued in
+ * the socket (`write`, or `writev` for a corked batch; `writableLength` is
+ * what waits there): one batch per task is the caller's job
+ * (lib/deno/relay_socket.ts).
  * @module
  */
 
@@ -38,7 +39,12 @@ export interface FrontConn {
   readonly remoteAddr: Deno.NetAddr;
   /** Resolves when the TLS handshake is done; rejects if the connection ends first. */
   readonly secure: Promise<void>;
-  /** Decrypted bytes as they arrive (null: dropped). */
+  /**
+   * Decrypted bytes as they arrive (null: dropped). Each chunk is a fresh
+   * buffer of its own (`node:tls` allocates one per read and never touches
+   * it again): the receiver may keep it and modify it in place. A plain
+   * `Uint8Array` (not a node `Buffer`, whose `slice()` would not copy).
+   */
   onData: ((chunk: Uint8Array) => void) | null;
   /** The client ended its side, the socket failed, or it was destroyed; called once. */
   onEnd: (() => void) | null;
@@ -48,6 +54,12 @@ export interface FrontConn {
    * handed to the kernel, or with an error.
    */
   write(bytes: Uint8Array, done?: (err?: Error | null) => void): void;
+  /**
+   * Queues `parts` in order as one batch (corked: one write of them all
+   * when the socket is idle); `done` runs once all were written (same
+   * rules as {@link write}).
+   */
+  writev(parts: Uint8Array[], done?: (err?: Error | null) => void): void;
   /** Bytes queued in the socket and not yet written. */
   readonly writableLength: number;
   /** Stops `onData` (bytes wait in the socket, bounded by its buffer). */
@@ -143,7 +155,10 @@ class NodeTlsConn implements FrontConn {
     c.#settle?.(true);
   }
   static #onData(this: Owned, chunk: Uint8Array): void {
-    this[OWNER].onData?.(chunk);
+    // A plain Uint8Array over the Buffer's bytes: Buffer's slice() is a view.
+    this[OWNER].onData?.(
+      new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length),
+    );
   }
   static #onEnd(this: Owned): void {
     this[OWNER].#ended();
@@ -223,6 +238,20 @@ class NodeTlsConn implements FrontConn {
       return;
     }
     this.#tls.write(bytes, done);
+  }
+
+  writev(parts: Uint8Array[], done?: (err?: Error | null) => void): void {
+    if (parts.length === 1) return this.write(parts[0], done);
+    if (this.#gone || !this.#tls.writable) {
+      done?.(new Error("socket closed"));
+      return;
+    }
+    const t = this.#tls;
+    t.cork();
+    const last = parts.length - 1;
+    for (let i = 0; i < last; i++) t.write(parts[i]);
+    t.write(parts[last], done);
+    t.uncork();
   }
 
   get writableLength(): number {
