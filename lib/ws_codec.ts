@@ -395,7 +395,8 @@ export class WsDecoder {
       this.#fragmentOp = 0;
       return { kind: "message", opcode, data: payload, framed };
     }
-    this.#fragments.push(payload);
+    // An owned view would keep its whole chunk until the message ends.
+    this.#fragments.push(this.#ownsInput ? payload.slice() : payload);
     this.#fragmentBytes += payload.length;
     if (!fin) return undefined;
     const data = concat(...this.#fragments);
@@ -426,7 +427,8 @@ export class WsDecoder {
   #stash(): undefined {
     if (this.#off >= this.#buf.length) {
       this.#release();
-    } else if (this.#borrowed) {
+    } else if (this.#borrowed || this.#ownsInput) {
+      // Owned too: a few bytes left must not keep a whole chunk alive.
       this.#buf = this.#buf.slice(this.#off);
       this.#off = 0;
       this.#borrowed = false;

@@ -208,10 +208,11 @@ export function frameHandler(ctx: FrameContext): FrameHandler {
     if (target === undefined) {
       if (remote === undefined) return "offline";
       const dst = bytes.slice(2, 2 + SESSION_ID_LENGTH);
-      bytes.set(conn.id!, 2);
-      const r = remote.forward(dst, bytes);
-      if (r !== "sent") bytes.set(dst, 2); // the ERROR names the recipient asked for
-      return r;
+      // A copy: the remote side may keep the frame (a view would keep its
+      // whole read chunk alive).
+      const frame = bytes.slice();
+      frame.set(conn.id!, 2);
+      return remote.forward(dst, frame); // `bytes` still names the recipient for an ERROR
     }
     if (target.ws!.bufferedAmount > highWater) return "busy";
     bytes.set(conn.id!, 2); // stamp the sender: a client cannot spoof it

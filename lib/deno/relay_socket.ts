@@ -47,6 +47,9 @@ export const SocketState = { OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
 /** An empty unsolicited pong (RFC 6455 §5.5.3): carries the TCP ACK for what was just read. */
 const ACK_PONG = new Uint8Array([0x80 | Opcode.PONG, 0]);
 
+/** A framed payload is sent as a view only when its batch holds at least 1/this of its read chunk. */
+const VIEW_MIN_SHARE = 2;
+
 /** Kinds of queued items. */
 const Item = {
   /** A whole encoded frame (copied). */
@@ -198,6 +201,33 @@ export class RelaySocket {
     this.#ackDue = false;
     if (this.#queue.length > 0) {
       const q = this.#queue, kinds = this.#kinds;
+      // A view keeps its whole read chunk alive while it waits in the
+      // socket: framed payloads go out as views only when this batch holds
+      // at least half of their chunk (consecutive payloads of one chunk
+      // count together), so what is retained stays within twice what is
+      // queued (bufferedAmount, bounded by the high-water mark). Others are
+      // copied like any frame.
+      for (let i = 0; i < q.length;) {
+        if (kinds[i] !== Item.FRAMED) {
+          i++;
+          continue;
+        }
+        const buffer = q[i].buffer;
+        let j = i, bytes = 0;
+        while (
+          j < q.length && kinds[j] === Item.FRAMED && q[j].buffer === buffer
+        ) {
+          bytes += q[j].length;
+          j++;
+        }
+        if (bytes * VIEW_MIN_SHARE < buffer.byteLength) {
+          for (let k = i; k < j; k++) {
+            kinds[k] = Item.PAYLOAD;
+            this.#toCopy += wsHeaderLength(q[k].length) + q[k].length;
+          }
+        }
+        i = j;
+      }
       const out = this.#toCopy > 0 ? new Uint8Array(this.#toCopy) : undefined;
       const parts: Uint8Array[] = [];
       let off = 0;
