@@ -10,12 +10,23 @@
  * @module
  */
 
-/** Writes a heap snapshot of the process whose inspector listens on `port` to `path` (a full GC runs first). */
-export async function takeHeapSnapshot(
-  port: number,
-  path: string,
-  waitMs = 30_000,
-): Promise<void> {
+/** Runs a full garbage collection in the process whose inspector listens on `port` (`HeapProfiler.collectGarbage`). */
+export async function collectGarbage(port: number): Promise<void> {
+  const { call, ws } = await inspector(port);
+  await call("HeapProfiler.enable");
+  await call("HeapProfiler.collectGarbage");
+  await call("HeapProfiler.disable");
+  ws.close();
+}
+
+/** A DevTools-protocol connection to the inspector on `port` (retried for `waitMs` while the process starts). */
+async function inspector(port: number, waitMs = 30_000): Promise<{
+  ws: WebSocket;
+  call: (method: string, params?: object) => Promise<unknown>;
+  onEvent: (
+    f: (method: string, params: Record<string, unknown>) => void,
+  ) => void;
+}> {
   const until = performance.now() + waitMs;
   let url: string | undefined;
   while (url === undefined) {
@@ -33,25 +44,13 @@ export async function takeHeapSnapshot(
     ws.onopen = ok;
     ws.onerror = fail;
   });
-  const file = await Deno.open(path, {
-    write: true,
-    create: true,
-    truncate: true,
-  });
-  const enc = new TextEncoder();
-  let writing = Promise.resolve();
   let next = 0;
   const waiting = new Map<number, (result: unknown) => void>();
+  let events = (_m: string, _p: Record<string, unknown>) => {};
   ws.onmessage = (m) => {
     const msg = JSON.parse(m.data as string);
-    if (msg.method === "HeapProfiler.addHeapSnapshotChunk") {
-      const bytes = enc.encode(msg.params.chunk as string);
-      writing = writing.then(async () => {
-        for (let o = 0; o < bytes.length;) {
-          o += await file.write(bytes.subarray(o));
-        }
-      });
-    } else if (msg.id !== undefined) waiting.get(msg.id)?.(msg.result);
+    if (msg.id !== undefined) waiting.get(msg.id)?.(msg.result);
+    else if (msg.method) events(msg.method, msg.params);
   };
   const call = (method: string, params: object = {}) =>
     new Promise<unknown>((resolve) => {
@@ -59,11 +58,37 @@ export async function takeHeapSnapshot(
       waiting.set(id, resolve);
       ws.send(JSON.stringify({ id, method, params }));
     });
+  return { ws, call, onEvent: (f) => void (events = f) };
+}
+
+/** Writes a heap snapshot of the process whose inspector listens on `port` to `path` (a full GC runs first). */
+export async function takeHeapSnapshot(
+  port: number,
+  path: string,
+): Promise<void> {
+  const { call, ws, onEvent } = await inspector(port);
+  const file = await Deno.open(path, {
+    write: true,
+    create: true,
+    truncate: true,
+  });
+  const enc = new TextEncoder();
+  let writing = Promise.resolve();
+  onEvent((method, params) => {
+    if (method !== "HeapProfiler.addHeapSnapshotChunk") return;
+    const bytes = enc.encode(params.chunk as string);
+    writing = writing.then(async () => {
+      for (let o = 0; o < bytes.length;) {
+        o += await file.write(bytes.subarray(o));
+      }
+    });
+  });
   await call("HeapProfiler.enable");
   await call("HeapProfiler.collectGarbage");
   await call("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
   await writing;
   file.close();
+  await call("HeapProfiler.disable");
   ws.close();
 }
 

@@ -807,15 +807,14 @@ export function verdicts(out: Record<string, unknown>): Verdict[] {
 
 function serviceVerdicts(s: ServiceFigures): Verdict[] {
   const v: Verdict[] = [];
-  const worst = s.levels.reduce<ServiceFigures["levels"][number] | undefined>(
-    (a, l) => !a || l.kbPerConversation > a.kbPerConversation ? l : a,
-    undefined,
-  );
-  if (worst) {
+  // The issue's target is for one bank holding 10,000 idle conversations:
+  // judged at the largest level; the smaller ones are the reported curve.
+  const largest = s.levels[s.levels.length - 1];
+  if (largest) {
     v.push(verdict(
       "service.kbPerConversation",
-      `bank service RSS per idle conversation (highest, at ${worst.conversations})`,
-      worst.kbPerConversation,
+      `bank service RSS per idle conversation (largest level, at ${largest.conversations})`,
+      largest.kbPerConversation,
       SERVICE_MEMORY_TARGET_KB,
       "max",
       "KB",
@@ -870,13 +869,15 @@ function serviceVerdicts(s: ServiceFigures): Verdict[] {
 
 function renderService(s: ServiceFigures): string[] {
   return [
-    `Bank service (one clients/bank.ts --serve --json process, customers simulated with lib/, one relay connection each; baseline RSS ${s.rss0Kb} KiB with 1 conversation after a warm-up of ${s.warmup.closed} of ${s.warmup.customers} customers that set up, sent and closed; ${s.rss0ColdKb} KiB before it):`,
+    `Bank service (one clients/bank.ts --serve --json process, customers simulated with lib/, one relay connection each; baseline RSS ${s.rss0Kb} KiB with 1 conversation after a warm-up of ${s.warmup.closed} of ${s.warmup.customers} customers that set up, sent and closed; ${s.rss0ColdKb} KiB before it; ${s.rss0AfterGcKb} KiB after a full GC):`,
     table([
       [
         "conversations",
         "RSS KiB (settled)",
         "RSS KiB 1 s after the step",
         "KB/conversation",
+        "RSS KiB after a full GC",
+        "KB/conversation after GC",
         "set-ups/s (step)",
         "complete",
       ],
@@ -885,6 +886,8 @@ function renderService(s: ServiceFigures): string[] {
         l.rssKb,
         l.rssAfterStepKb,
         fmt(l.kbPerConversation),
+        l.rssAfterGcKb,
+        fmt(l.kbPerConversationAfterGc),
         fmt(l.setupsPerSec),
         l.complete ? "yes" : `no (target ${l.target})`,
       ]),

@@ -8,7 +8,9 @@
  *
  * 1. memory: the bank's VmRSS (/proc/PID/status) minus its RSS with one
  *    conversation, per idle secure conversation, at each level, both once
- *    the idle bank's RSS settled ({@link settledRssKb}).
+ *    the idle bank's RSS settled ({@link settledRssKb}); the one-conversation
+ *    baseline follows a warm-up (customers that set up, send and close), and
+ *    every figure is also taken after a full GC (the bank's inspector).
  * 2. set-ups/s: new customers dialled with a bounded number of handshakes
  *    in flight; rate = conversations the bank reported `secure` ÷ the time
  *    from the first HS1 to the last `secure` notification (largest step),
@@ -61,7 +63,7 @@ import {
   startSelfProfile,
   summarizeProfile,
 } from "./cpu_profile.ts";
-import { takeHeapSnapshot } from "./heap_snapshot.ts";
+import { collectGarbage, takeHeapSnapshot } from "./heap_snapshot.ts";
 import { taskFlags } from "../tools/compile.ts";
 
 /** Memory target per idle conversation (KB). */
@@ -141,6 +143,8 @@ export interface ServiceFigures {
   rss0Kb: number;
   /** RSS with one conversation before the warm-up (KiB): a cold process. */
   rss0ColdKb: number;
+  /** The baseline's RSS after a full GC (KiB). */
+  rss0AfterGcKb: number;
   /** Warm-up customers that set up, sent and closed before the baseline. */
   warmup: { customers: number; closed: number };
   /** Per level: conversations secure at the bank, RSS once settled, KB per conversation, set-ups/s of the step. */
@@ -151,7 +155,12 @@ export interface ServiceFigures {
     rssKb: number;
     /** RSS 1 s after the step's last set-up (garbage of the set-ups not yet collected). */
     rssAfterStepKb: number;
+    /** The settled figure per conversation over the baseline: the measurement. */
     kbPerConversation: number;
+    /** RSS after a full GC requested over the inspector, following the settled samples. */
+    rssAfterGcKb: number;
+    /** The same over the baseline's after-GC RSS: how much of the settled figure was uncollected garbage. */
+    kbPerConversationAfterGc: number;
     setupsPerSec: number;
     /** CPU µs per set-up of the step (suite p256). */
     cpuUsPerSetup: SetupCpu;
@@ -232,14 +241,15 @@ class Bank {
     caPath: string,
     dir: string,
     certDir: string,
-    readonly inspectPort?: number,
+    /** The bank's inspector (loopback): full GCs for the memory figures, profiles, snapshots. */
+    readonly inspectPort: number,
   ) {
     this.child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "--quiet",
         ...BANK_V8_FLAGS,
-        ...(inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : []),
+        `--inspect=127.0.0.1:${inspectPort}`,
         "--no-prompt",
         "--allow-net=localhost,127.0.0.1",
         `--allow-read=${dir},${certDir}`,
@@ -492,7 +502,7 @@ const SETTLE_MAX_MS = 15_000;
 async function settledRssKb(
   bank: Bank,
   ms: number,
-): Promise<{ first: number; settled: number }> {
+): Promise<{ first: number; settled: number; afterGc: number }> {
   const first = await bank.rssKb();
   let settled = first;
   const end = performance.now() + ms;
@@ -500,8 +510,20 @@ async function settledRssKb(
     await sleep(1000);
     settled = Math.min(settled, await bank.rssKb());
   }
-  return { first, settled };
+  // Then a full GC requested over the inspector: what is left is what the
+  // process holds, without the garbage V8 had not collected yet (reported
+  // beside the settled figure, which stays the measurement).
+  await collectGarbage(bank.inspectPort);
+  let afterGc = Infinity;
+  for (let i = 0; i < GC_SAMPLES; i++) {
+    await sleep(1000);
+    afterGc = Math.min(afterGc, await bank.rssKb());
+  }
+  return { first, settled, afterGc };
 }
+
+/** RSS samples (1 s apart) after the full GC; the lowest counts. */
+const GC_SAMPLES = 3;
 
 /** Runs `fn` over `items` with at most `width` at once; stops starting new ones after `deadline`. */
 async function pool<T>(
@@ -562,10 +584,10 @@ export async function measureService(
     certs.caPath,
     dir,
     certs.certDir,
-    plan.profile || plan.heapDir || plan.setupProfile ? freePort() : undefined,
+    freePort(),
   );
   const snapshot = async (n: number) => {
-    if (!plan.heapDir || !bank.inspectPort) return;
+    if (!plan.heapDir) return;
     const path = `${plan.heapDir}/bank-${n}.heapsnapshot`;
     await takeHeapSnapshot(bank.inspectPort, path);
     log(`service: heap snapshot in ${path}`);
@@ -645,7 +667,8 @@ export async function measureService(
     await grow(1);
     await sleep(500);
     const settleMs = Math.min(SETTLE_MAX_MS, plan.phaseMs / 5);
-    const rss0ColdKb = (await settledRssKb(bank, settleMs)).settled;
+    const cold = await settledRssKb(bank, settleMs);
+    const rss0ColdKb = cold.settled;
     // Warm-up: the baseline is taken at the same level of process activity
     // as the levels (code compiled, V8's heap and the allocator's arenas
     // grown by a burst of set-ups), not in a process that never served a
@@ -685,9 +708,11 @@ export async function measureService(
       `service: warm-up, ${closedWarm} of ${warm} customers set up, sent and closed`,
     );
     await sleep(1000);
-    const rss0Kb = (await settledRssKb(bank, settleMs)).settled;
+    const warmBase = await settledRssKb(bank, settleMs);
+    const rss0Kb = warmBase.settled;
+    const rss0AfterGcKb = warmBase.afterGc;
     log(
-      `service: baseline RSS ${rss0Kb} KiB with 1 conversation after the warm-up (${rss0ColdKb} KiB before it)`,
+      `service: baseline RSS ${rss0Kb} KiB with 1 conversation after the warm-up (${rss0ColdKb} KiB before it; ${rss0AfterGcKb} and ${cold.afterGc} KiB after a full GC)`,
     );
     await snapshot(1);
     const levels: ServiceFigures["levels"] = [];
@@ -705,16 +730,20 @@ export async function measureService(
       }
       await sleep(1000);
       const conversations = secureCount();
-      const { first: rssAfterStepKb, settled: rssKb } = await settledRssKb(
-        bank,
-        settleMs,
-      );
+      const {
+        first: rssAfterStepKb,
+        settled: rssKb,
+        afterGc: rssAfterGcKb,
+      } = await settledRssKb(bank, settleMs);
       levels.push({
         target,
         conversations,
         rssKb,
         rssAfterStepKb,
         kbPerConversation: (rssKb - rss0Kb) / Math.max(1, conversations - 1),
+        rssAfterGcKb,
+        kbPerConversationAfterGc: (rssAfterGcKb - rss0AfterGcKb) /
+          Math.max(1, conversations - 1),
         setupsPerSec: step.setupsPerSec,
         cpuUsPerSetup: step.cpuUsPerSetup,
         complete: step.complete && conversations >= target,
@@ -724,7 +753,7 @@ export async function measureService(
           ((performance.now() - t) / 1000).toFixed(1)
         } s, ${step.setupsPerSec.toFixed(0)} set-ups/s (${
           cpuText(step.cpuUsPerSetup)
-        }), RSS ${rssKb} KiB settled (${rssAfterStepKb} KiB 1 s after the step)`,
+        }), RSS ${rssKb} KiB settled (${rssAfterStepKb} KiB 1 s after the step, ${rssAfterGcKb} KiB after a full GC)`,
       );
       await snapshot(conversations);
       if (conversations < target) break;
@@ -757,7 +786,7 @@ export async function measureService(
     const enc = new TextEncoder();
     let profiling: Profiling | undefined;
     let self: Profiling | undefined;
-    if (bank.inspectPort && plan.profile) {
+    if (plan.profile) {
       profiling = await startProfile(bank.inspectPort);
       self = await startSelfProfile();
     }
@@ -875,6 +904,7 @@ export async function measureService(
     return {
       rss0Kb,
       rss0ColdKb,
+      rss0AfterGcKb,
       warmup: { customers: warm, closed: closedWarm },
       levels,
       setupsPerSec: largest?.setupsPerSec ?? 0,

@@ -93,7 +93,10 @@ export function targets(runs: Json[]): string {
     }${unit}`;
     const met = vs.filter((v) => v.met).length;
     // The target text may name the run's own lowest cell: keep the part before it.
-    const name = first.target.replace(/ \((lowest|highest)[^)]*\)/, "");
+    const name = first.target.replace(
+      / \((lowest|highest|largest)[^)]*\)/,
+      "",
+    );
     return [
       name,
       limit,
@@ -326,9 +329,15 @@ export function service(runs: Json[]): string {
     [n, ls],
   ) => [
     `${num(0)(n)} conversations`,
-    `${spread(nums(ls, (l) => l.kbPerConversation), num(0))} KB each; ${
-      spread(nums(ls, (l) => l.setupsPerSec), num(0))
-    } set-ups/s; reached ${spread(nums(ls, (l) => l.conversations), num(0))}`,
+    `${spread(nums(ls, (l) => l.kbPerConversation), num(0))} KB each${
+      ls.some((l) => l.kbPerConversationAfterGc !== undefined)
+        ? ` (${
+          spread(nums(ls, (l) => l.kbPerConversationAfterGc), num(0))
+        } after a full GC)`
+        : ""
+    }; ${spread(nums(ls, (l) => l.setupsPerSec), num(0))} set-ups/s; reached ${
+      spread(nums(ls, (l) => l.conversations), num(0))
+    }`,
   ]);
   const bySuite = new Map<string, Json[]>();
   for (const r of runs) {

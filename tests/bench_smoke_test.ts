@@ -302,6 +302,9 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
     const svc = r.service;
     positive(svc.rss0Kb, "service.rss0Kb");
     positive(svc.rss0ColdKb, "service.rss0ColdKb");
+    positive(svc.rss0AfterGcKb, "service.rss0AfterGcKb");
+    positive(svc.levels[0].rssAfterGcKb, "service RSS after a full GC");
+    assert.equal(typeof svc.levels[0].kbPerConversationAfterGc, "number");
     // The baseline follows a warm-up of the first level's customers, each closed cleanly.
     assert.deepEqual(svc.warmup, { customers: 20, closed: 20 });
     assert.equal(svc.levels.length, 1);
