@@ -174,6 +174,8 @@ export interface ServiceFigures {
     suite: "p256" | "x25519";
     /** Conversations the bank held before the step. */
     before: number;
+    /** Of those, customers taken offline first to leave the relay room (x25519 step). */
+    offline?: number;
   } & SetupStep)[];
   /** Throughput phase. */
   throughput: {
@@ -888,12 +890,26 @@ export async function measureService(
     // The fast suite: customers offering only x25519, into the same bank.
     if (plan.fastSetups > 0) {
       const before = secureCount();
+      // The relay holds two descriptors per connection (lib/deno/tls_front.ts)
+      // and inherits this process's limit: without room the step would only
+      // measure the relay shedding (fd-exhausted). Customers taken offline
+      // for room keep their conversations at the bank (held, peer away).
+      const limit = openFilesLimit();
+      const room = Math.floor((limit - 200) / 2) -
+        customers.filter((c) => c.conn?.open).length;
+      const offline = Math.max(0, plan.fastSetups - room);
+      if (offline > 0) {
+        await Promise.all(customers.slice(-offline).map((c) => c.stop()));
+        log(
+          `service: ${offline} customers offline (their conversations stay at the bank) to leave the relay descriptors for ${plan.fastSetups} new ones (limit ${limit}, two per connection)`,
+        );
+      }
       const step = await grow(
         customers.length + plan.fastSetups,
         SUITE_X25519,
         plan.setupProfile?.replace(/(\.cpuprofile)?$/, ".x25519$1"),
       );
-      suites.push({ suite: "x25519", before, ...step });
+      suites.push({ suite: "x25519", before, offline, ...step });
       log(
         `service: suite x25519, ${step.setups} set-ups beside ${before} conversations, ${
           step.setupsPerSec.toFixed(0)
@@ -917,5 +933,17 @@ export async function measureService(
     await bank.stop();
     await relay?.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** This process's soft limit on open files (`ulimit -n` of a child shell: Deno refuses /proc/self/limits without --allow-all; children inherit it); 1,048,576 when unknown. */
+function openFilesLimit(): number {
+  try {
+    const out = new Deno.Command("sh", { args: ["-c", "ulimit -n"] })
+      .outputSync();
+    const n = Number(new TextDecoder().decode(out.stdout).trim());
+    return Number.isSafeInteger(n) && n > 0 ? n : 1_048_576;
+  } catch {
+    return 1_048_576;
   }
 }
