@@ -32,12 +32,14 @@ export interface CpuProfile {
   endTime: number;
 }
 
-/** Starts sampling the process whose inspector listens on `port` (retries for up to `waitMs` while it starts). */
-export async function startProfile(
-  port: number,
-  waitMs = 30_000,
-  intervalUs = 250,
-): Promise<Profiling> {
+/** A DevTools-protocol connection to the inspector on `port` (retried for `waitMs` while the process starts). */
+export async function connectInspector(port: number, waitMs = 30_000): Promise<{
+  ws: WebSocket;
+  call: (method: string, params?: object) => Promise<unknown>;
+  onEvent: (
+    f: (method: string, params: Record<string, unknown>) => void,
+  ) => void;
+}> {
   const until = performance.now() + waitMs;
   let url: string | undefined;
   while (url === undefined) {
@@ -57,9 +59,11 @@ export async function startProfile(
   });
   let next = 0;
   const waiting = new Map<number, (result: unknown) => void>();
+  let events = (_m: string, _p: Record<string, unknown>) => {};
   ws.onmessage = (m) => {
     const msg = JSON.parse(m.data as string);
     if (msg.id !== undefined) waiting.get(msg.id)?.(msg.result);
+    else if (msg.method) events(msg.method, msg.params);
   };
   const call = (method: string, params: object = {}) =>
     new Promise<unknown>((resolve) => {
@@ -67,6 +71,16 @@ export async function startProfile(
       waiting.set(id, resolve);
       ws.send(JSON.stringify({ id, method, params }));
     });
+  return { ws, call, onEvent: (f) => void (events = f) };
+}
+
+/** Starts sampling the process whose inspector listens on `port` (retries for up to `waitMs` while it starts). */
+export async function startProfile(
+  port: number,
+  waitMs = 30_000,
+  intervalUs = 250,
+): Promise<Profiling> {
+  const { ws, call } = await connectInspector(port, waitMs);
   await call("Profiler.enable");
   await call("Profiler.setSamplingInterval", { interval: intervalUs });
   await call("Profiler.start");

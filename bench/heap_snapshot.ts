@@ -10,55 +10,15 @@
  * @module
  */
 
+import { connectInspector } from "./cpu_profile.ts";
+
 /** Runs a full garbage collection in the process whose inspector listens on `port` (`HeapProfiler.collectGarbage`). */
 export async function collectGarbage(port: number): Promise<void> {
-  const { call, ws } = await inspector(port);
+  const { call, ws } = await connectInspector(port);
   await call("HeapProfiler.enable");
   await call("HeapProfiler.collectGarbage");
   await call("HeapProfiler.disable");
   ws.close();
-}
-
-/** A DevTools-protocol connection to the inspector on `port` (retried for `waitMs` while the process starts). */
-async function inspector(port: number, waitMs = 30_000): Promise<{
-  ws: WebSocket;
-  call: (method: string, params?: object) => Promise<unknown>;
-  onEvent: (
-    f: (method: string, params: Record<string, unknown>) => void,
-  ) => void;
-}> {
-  const until = performance.now() + waitMs;
-  let url: string | undefined;
-  while (url === undefined) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/json/list`);
-      const list = await res.json() as { webSocketDebuggerUrl: string }[];
-      url = list[0]?.webSocketDebuggerUrl;
-    } catch (e) {
-      if (performance.now() > until) throw e;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-  const ws = new WebSocket(url);
-  await new Promise((ok, fail) => {
-    ws.onopen = ok;
-    ws.onerror = fail;
-  });
-  let next = 0;
-  const waiting = new Map<number, (result: unknown) => void>();
-  let events = (_m: string, _p: Record<string, unknown>) => {};
-  ws.onmessage = (m) => {
-    const msg = JSON.parse(m.data as string);
-    if (msg.id !== undefined) waiting.get(msg.id)?.(msg.result);
-    else if (msg.method) events(msg.method, msg.params);
-  };
-  const call = (method: string, params: object = {}) =>
-    new Promise<unknown>((resolve) => {
-      const id = ++next;
-      waiting.set(id, resolve);
-      ws.send(JSON.stringify({ id, method, params }));
-    });
-  return { ws, call, onEvent: (f) => void (events = f) };
 }
 
 /** Writes a heap snapshot of the process whose inspector listens on `port` to `path` (a full GC runs first). */
@@ -66,7 +26,7 @@ export async function takeHeapSnapshot(
   port: number,
   path: string,
 ): Promise<void> {
-  const { call, ws, onEvent } = await inspector(port);
+  const { call, ws, onEvent } = await connectInspector(port);
   const file = await Deno.open(path, {
     write: true,
     create: true,
