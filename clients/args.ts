@@ -150,7 +150,9 @@ export function usage(role: Role): string {
   return `deno task ${role} [flags]   — end-to-end encrypted ${role} client
 
   --peer ID|ADDRESS      contact this peer (an address printed by the ${other}, or a bare ID)
-                         and start the handshake; without it, wait for the peer
+                         and start the handshake; without it, wait for the peer. An
+                         address's fp=/ed= (the bank service prints both) pin the peer's
+                         P-256/Ed25519 keys: only those are accepted, and ed= offers x25519 first
   --peer-name NAME       display name of the peer (default ${other}); known_peers.json
                          keys peers by identity fingerprint, not by this name
   --keys DIR             folder of ${role}_identity_keys.json, ${role}_mailbox_key.json and
@@ -189,7 +191,8 @@ export function usage(role: Role): string {
   --suites LIST          handshake suites in preference order, comma-separated (default
                          ${DEFAULT_SUITES}): p256 = ECDH/ECDSA P-256, x25519 = X25519 + Ed25519
                          (~6x cheaper handshakes); initiating, offer them; answering, accept
-                         only them. x25519 uses a second identity, ${role}_identity_ed25519_keys.json
+                         only them (a --peer address with ed= puts x25519 first). x25519 uses a
+                         second identity, ${role}_identity_ed25519_keys.json
   --close-timeout S      time allowed to flush and close (default ${DEFAULT_CLOSE_TIMEOUT_S})
   --reconnect-timeout S  time to keep reconnecting to a lost relay, or retrying a full one
                          (HTTP 503) at start (default ${DEFAULT_RECONNECT_S})

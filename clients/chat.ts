@@ -181,7 +181,7 @@ export class ChatClient {
     const peer = this.#o.peer;
     if (peer) {
       this.#peer = peer.id.slice();
-      await this.#engine.dial(this.#peer, peer.fp, this.#o.waitS * 1000);
+      await this.#engine.dial(this.#peer, peer, this.#o.waitS * 1000);
     } else {
       if (!this.#o.json) {
         this.#notice(
@@ -246,7 +246,7 @@ export class ChatClient {
     this.#peer = addr.id.slice();
     clearTimeout(this.#waitTimer);
     this.#notice(`contacting ${formatSessionId(this.#peer)}…`);
-    await this.#engine.dial(this.#peer, addr.fp, this.#o.waitS * 1000);
+    await this.#engine.dial(this.#peer, addr, this.#o.waitS * 1000);
     return true;
   }
 

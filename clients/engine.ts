@@ -186,6 +186,7 @@ export class Engine {
   #link?: RelayLink;
   #localId: Bytes = new Uint8Array(16);
   #fp = "";
+  #edFp?: string;
   #timer?: unknown;
   #timerAt?: number;
   #reconnecting = false;
@@ -218,6 +219,11 @@ export class Engine {
     return this.#fp;
   }
 
+  /** Our Ed25519 identity's fingerprint (hex; suite x25519), when we hold one. */
+  get ed25519Fingerprint(): string | undefined {
+    return this.#edFp;
+  }
+
   /** Our address (what a peer pastes to reach us). */
   get address(): string {
     return this.#o.address(this.#localId);
@@ -243,6 +249,10 @@ export class Engine {
     const link = await this.#o.connect();
     this.#localId = link.id.slice();
     this.#fp = (await fingerprint(this.#o.identity.spki)).toHex();
+    const ed = this.#o.identities?.find((i) =>
+      keyAlgorithm(i.privateKey) === "Ed25519"
+    );
+    this.#edFp = ed && (await fingerprint(ed.spki)).toHex();
     this.#set = new Conversations({
       identity: this.#o.identity,
       localId: this.#localId,
@@ -256,19 +266,25 @@ export class Engine {
       role: this.#o.role,
       id: formatSessionId(this.#localId),
       fingerprint: this.#fp,
-      ...await this.#ed25519Fingerprint(),
+      ...(this.#edFp === undefined ? {} : { ed25519Fingerprint: this.#edFp }),
       address: this.#o.address(this.#localId),
     });
   }
 
-  /** Starts a conversation with `peerId` (an address's `fp`, if any, is the only identity accepted; `waitMs`: give up without a session after that long). */
+  /**
+   * Starts a conversation with `peerId`. `pins`: an address's `fp` and `ed`,
+   * if any — only those identities are accepted, and with `ed` suite x25519
+   * is offered first (PROTOCOL.md §1.3). `waitMs`: give up without a session
+   * after that long.
+   */
   async dial(
     peerId: Bytes,
-    expectFingerprint?: string,
+    pins: { fp?: string; ed?: string } = {},
     waitMs?: number,
   ): Promise<void> {
     const dialing = this.#set.dial(peerId, this.#now(), {
-      ...(expectFingerprint === undefined ? {} : { expectFingerprint }),
+      ...(pins.fp === undefined ? {} : { expectFingerprint: pins.fp }),
+      ...(pins.ed === undefined ? {} : { expectEd25519Fingerprint: pins.ed }),
       ...(waitMs ? { waitMs } : {}),
     });
     await this.#inOrder(peerId, dialing.then((d) => d.output));
@@ -354,15 +370,6 @@ export class Engine {
       return { name: `${this.#o.peerName(peerId)}/ed25519` };
     }
     return { relayId: formatSessionId(peerId), name: this.#o.peerName(peerId) };
-  }
-
-  async #ed25519Fingerprint(): Promise<{ ed25519Fingerprint?: string }> {
-    const ed = this.#o.identities?.find((i) =>
-      keyAlgorithm(i.privateKey) === "Ed25519"
-    );
-    return ed
-      ? { ed25519Fingerprint: (await fingerprint(ed.spki)).toHex() }
-      : {};
   }
 
   /** Our identity of the peer key's algorithm (the one the handshake proved). */

@@ -284,7 +284,7 @@ export class RpcDispatcher {
       if (e instanceof RpcError) throw e;
       throw new RpcError("bad-address", (e as Error).message);
     }
-    await this.#engine.dial(addr.id, addr.fp);
+    await this.#engine.dial(addr.id, addr);
     return { peer: formatSessionId(addr.id) };
   }
 

@@ -12,6 +12,7 @@
 
 import { formatAddress } from "../lib/address.ts";
 import { formatSessionId } from "../lib/registration.ts";
+import { SUITE_X25519 } from "../lib/suite.ts";
 import type { ClientOptions } from "./args.ts";
 import { EXIT } from "./args.ts";
 import { connectErrorCode, PRIMITIVES, startRetryingWhenFull } from "./chat.ts";
@@ -57,9 +58,17 @@ export async function runService(
     knownPeers: d.knownPeers,
     knownPeersPath: d.knownPeersPath,
     connect: d.connect,
-    // The service's address names its identity: a customer following it trusts only this key.
+    // The service's address names its identities (fp= P-256; ed= Ed25519,
+    // when it accepts suite x25519): a customer following it trusts only
+    // these keys, and offers x25519 first (PROTOCOL.md §1.3).
     address: (id) =>
-      formatAddress(o.relay, id, d.caFingerprint, engine.fingerprint),
+      formatAddress(
+        o.relay,
+        id,
+        d.caFingerprint,
+        engine.fingerprint,
+        o.suites.includes(SUITE_X25519) ? engine.ed25519Fingerprint : undefined,
+      ),
     // Known peers by relay ID: every customer is its own entry.
     peerName: (id) => formatSessionId(id),
     accept: () => true,

@@ -1,10 +1,11 @@
 /**
  * Shareable peer addresses: the relay URL plus, in the fragment, the SHA-256
  * fingerprint of the relay's CA certificate (`ca=`, a pin) and the peer's
- * relay session ID (`id=`), and optionally the peer's identity fingerprint
- * (`fp=`: a conversation started from the address accepts only that
- * identity), e.g.
- * `wss://localhost:8765/ws#ca=3f…9c&id=mfrggzdfmztwq2lknnwg23tpoa&fp=9a…01`.
+ * relay session ID (`id=`), and optionally the peer's identity fingerprints
+ * (`fp=` its P-256 identity, `ed=` its Ed25519 identity of suite 0x0002: a
+ * conversation started from the address accepts only those identities, and
+ * with `ed=` offers suite x25519 first; PROTOCOL.md §1.3), e.g.
+ * `wss://localhost:8765/ws#ca=3f…9c&id=mfrggzdfmztwq2lknnwg23tpoa&fp=9a…01&ed=c4…7e`.
  * The fragment is never sent to the relay. Pure functions; safe in a browser.
  * @module
  */
@@ -20,8 +21,10 @@ export interface PeerAddress {
   relay?: string;
   /** Pinned CA fingerprint: 64 lower-case hex digits (absent when not pinned). */
   ca?: string;
-  /** The peer's identity fingerprint: 64 lower-case hex digits; only this identity is accepted (absent: trust on first use). */
+  /** The peer's P-256 identity fingerprint: 64 lower-case hex digits; only a pinned identity is accepted (absent with `ed`: trust on first use). */
   fp?: string;
+  /** The peer's Ed25519 identity fingerprint (suite x25519, SHA-256 of its RFC 8410 SPKI): 64 lower-case hex digits; only a pinned identity is accepted, and x25519 is offered first. */
+  ed?: string;
 }
 
 const CA_PIN_RE = /^[0-9a-f]{64}$/;
@@ -52,12 +55,17 @@ export function parseIdentityPin(text: string): string {
   return fp;
 }
 
-/** Formats the address to share: `<relay>#ca=<pin>&id=<id>&fp=<fingerprint>` (`ca=`, `fp=` only when given). */
+/**
+ * Formats the address to share: `<relay>#ca=<pin>&id=<id>&fp=<fp>&ed=<ed>`
+ * (`ca=`, `fp=` — the P-256 identity's fingerprint — and `ed=` — the Ed25519
+ * identity's — only when given).
+ */
 export function formatAddress(
   relay: string,
   id: Uint8Array,
   ca?: string,
   fp?: string,
+  ed?: string,
 ): string {
   const url = new URL(relay);
   url.hash = "";
@@ -65,6 +73,7 @@ export function formatAddress(
   if (ca !== undefined) parts.push(`ca=${parseCaPin(ca)}`);
   parts.push(`id=${formatSessionId(id)}`);
   if (fp !== undefined) parts.push(`fp=${parseIdentityPin(fp)}`);
+  if (ed !== undefined) parts.push(`ed=${parseIdentityPin(ed)}`);
   return `${url.href}#${parts.join("&")}`;
 }
 
@@ -97,7 +106,7 @@ export function parsePeerAddress(text: string): PeerAddress {
   }
   const seen = new Set<string>();
   for (const key of params.keys()) {
-    if (key !== "id" && key !== "ca" && key !== "fp") {
+    if (key !== "id" && key !== "ca" && key !== "fp" && key !== "ed") {
       throw new SyntaxError(`invalid peer address: unknown parameter '${key}'`);
     }
     if (seen.has(key)) {
@@ -107,11 +116,13 @@ export function parsePeerAddress(text: string): PeerAddress {
   }
   const ca = params.get("ca");
   const fp = params.get("fp");
+  const ed = params.get("ed");
   url.hash = "";
   return {
     id: parseSessionId(id),
     relay: url.href,
     ...(ca !== null ? { ca: parseCaPin(ca) } : {}),
     ...(fp !== null ? { fp: parseIdentityPin(fp) } : {}),
+    ...(ed !== null ? { ed: parseIdentityPin(ed) } : {}),
   };
 }

@@ -44,6 +44,7 @@ import {
   onHs2,
   onHs3,
   startInitiator,
+  withAddressSuites,
 } from "./conversation_handshake.ts";
 import {
   after,
@@ -127,7 +128,7 @@ export class Conversation {
   readonly #host: Host;
 
   private constructor(o: ConversationOptions, now: number) {
-    this.#o = o;
+    this.#o = withAddressSuites(o);
     this.#outbox = new Outbox(o.outbox ?? DEFAULT_OUTBOX);
     this.#inbox = new Inbox(o.inbox);
     this.#stream = o.stream ??
@@ -586,7 +587,8 @@ export class Conversation {
   ): Promise<void> {
     const old = this.#phase;
     if (old.kind === "secure") this.#dropSession(old, out); // the new one is authenticated: it replaces the old
-    const trust: TrustStatus = this.#o.expectFingerprint !== undefined
+    const trust: TrustStatus = this.#o.expectFingerprint !== undefined ||
+        this.#o.expectEd25519Fingerprint !== undefined
       ? "expected"
       : attempt.lookup?.status === "verified"
       ? "verified"

@@ -2,7 +2,8 @@
  * The handshake half of lib/conversation.ts: starting and retransmitting
  * HS1, answering HS1 (bounded per peer ID: RESPONDER_RATE_PER_PEER), the
  * simultaneous-open tie-break, HS2/HS3, trust decisions (the address's
- * expected fingerprint, or the caller's known-peers lookup), a new
+ * expected fingerprints, or the caller's known-peers lookup), the address's
+ * suite preference, a new
  * handshake beside a live session that replaces it only once authenticated,
  * and refusals. Functions over the conversation's {@link Host}; sans-I/O.
  * @module
@@ -31,6 +32,7 @@ import { Initiator, Responder, type TrustDecision } from "./handshake.ts";
 import type { HandshakeResult, HandshakeRole } from "./handshake_result.ts";
 import { formatSessionId } from "./registration.ts";
 import { Session } from "./session.ts";
+import { keyAlgorithm, SUITE_X25519, suiteForAlgorithm } from "./suite.ts";
 
 export function trustCallback(
   h: Host,
@@ -39,13 +41,20 @@ export function trustCallback(
   return (spki, fp) => {
     attempt.spki = spki.slice();
     attempt.fingerprint = fp;
-    const expect = h.o.expectFingerprint;
-    if (expect !== undefined) {
-      if (fp === expect) return "ok";
+    // The address's pins (PROTOCOL.md §1.3): a fingerprint hashes the whole
+    // SPKI, algorithm included, so each pin matches only its suite's key; in
+    // a suite the address pins no key of, every identity is refused.
+    const { expectFingerprint: fpPin, expectEd25519Fingerprint: edPin } = h.o;
+    if (fpPin !== undefined || edPin !== undefined) {
+      if (fp === fpPin || fp === edPin) return "ok";
+      const named = [
+        ...(fpPin === undefined ? [] : [`fp=${fpPin}`]),
+        ...(edPin === undefined ? [] : [`ed=${edPin}`]),
+      ].join(", ");
       return {
         code: "identity-rejected",
         message:
-          `the peer presented identity ${fp}, not the ${expect} its address names; refusing`,
+          `the peer presented identity ${fp}, not one its address names (${named}); refusing`,
       };
     }
     const lookup = h.o.trust(fp, spki);
@@ -56,6 +65,27 @@ export function trustCallback(
       message:
         `the peer's identity key has CHANGED (recorded ${lookup.previous}, presented ${fp}); refusing`,
     };
+  };
+}
+
+/**
+ * The options with the address's suite preference applied (PROTOCOL.md
+ * §1.3): with an `ed=` pin, suite x25519 is offered first when it is among
+ * ours (the caller's `suites`, default the identities' suites), the others
+ * after it in their order; otherwise `o` as it is.
+ */
+export function withAddressSuites(
+  o: ConversationOptions,
+): ConversationOptions {
+  if (o.expectEd25519Fingerprint === undefined) return o;
+  const suites = o.suites ??
+    [o.identity, ...(o.identities ?? [])].map((i) =>
+      suiteForAlgorithm(keyAlgorithm(i.privateKey)).id
+    );
+  if (!suites.includes(SUITE_X25519) || suites[0] === SUITE_X25519) return o;
+  return {
+    ...o,
+    suites: [SUITE_X25519, ...suites.filter((s) => s !== SUITE_X25519)],
   };
 }
 

@@ -35,8 +35,19 @@ export interface ConversationOptions {
   localId: Bytes;
   /** The peer's relay session ID (16 bytes). */
   peerId: Bytes;
-  /** Accept only this identity (64 lower-case hex digits: the address's `fp=`); no trust on first use. */
+  /**
+   * The address's `fp=` (64 lower-case hex digits, the peer's P-256
+   * identity): with it (or {@link expectEd25519Fingerprint}) only an
+   * identity whose fingerprint is one of these is accepted, in every suite
+   * and every handshake; no trust on first use (PROTOCOL.md §1.3).
+   */
   expectFingerprint?: string;
+  /**
+   * The address's `ed=` (64 lower-case hex digits, the peer's Ed25519
+   * identity of suite 0x0002): pinned as {@link expectFingerprint} is; with
+   * it, suite x25519 (when among ours) is offered first.
+   */
+  expectEd25519Fingerprint?: string;
   /** Known-peers lookup for a presented fingerprint (synchronous: the caller keeps the file's state in memory). */
   trust: (fingerprintHex: string, spki: Bytes) => TrustLookup;
   /** Options of every session (cover rate, signing, primitives). */

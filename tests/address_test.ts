@@ -96,3 +96,39 @@ Deno.test("parseSessionId() says what is wrong: a typo in the last character, a 
     /25 characters; an ID is 26 base32 characters/,
   );
 });
+
+Deno.test("address: ed= carries the peer's Ed25519 fingerprint beside fp=, in any order, at most once, checked", () => {
+  const id = new Uint8Array(16).fill(9);
+  const fp = "ab".repeat(32);
+  const ed = "c4".repeat(31) + "7e";
+  const sid = formatSessionId(id);
+  const a = formatAddress("wss://h:1/ws", id, "cd".repeat(32), fp, ed);
+  assert.equal(
+    a,
+    `wss://h:1/ws#ca=${"cd".repeat(32)}&id=${sid}&fp=${fp}&ed=${ed}`,
+  );
+  const p = parsePeerAddress(a);
+  assert.deepEqual([p.id, p.fp, p.ed], [id, fp, ed]);
+  // ed= alone, first, in upper case with colons.
+  const upper = ed.toUpperCase().match(/../g)!.join(":");
+  const q = parsePeerAddress(`wss://h:1/ws#ed=${upper}&id=${sid}`);
+  assert.deepEqual([q.id, q.fp, q.ed], [id, undefined, ed]);
+  assert.equal(
+    formatAddress("wss://h:1/ws", id, undefined, undefined, ed),
+    `wss://h:1/ws#id=${sid}&ed=${ed}`,
+  );
+  assert.equal(parsePeerAddress(formatAddress("wss://h/ws", id)).ed, undefined);
+  // Refused: twice (even with the same value), bad hex, wrong length, empty.
+  assert.throws(() => parsePeerAddress(`${a}&ed=${ed}`), /'ed=' given twice/);
+  for (const bad of ["zz".repeat(32), ed.slice(2), ed + "00", ""]) {
+    assert.throws(
+      () => parsePeerAddress(`wss://h:1/ws#id=${sid}&ed=${bad}`),
+      /invalid identity fingerprint/,
+      bad,
+    );
+  }
+  assert.throws(
+    () => formatAddress("wss://h:1/ws", id, undefined, fp, "12"),
+    /invalid identity fingerprint/,
+  );
+});

@@ -78,6 +78,11 @@ Deno.test("bank --serve: 20 customers at once, both ways through JSON-RPC, a str
       ready.params.fingerprint,
       "the bank's address names its identity",
     );
+    assert.equal(
+      addr.ed,
+      ready.params.ed25519Fingerprint,
+      "and its Ed25519 identity (it accepts suite x25519)",
+    );
 
     // A stranger: a valid HS1, then silence.
     const lurker = await relay.connect();
@@ -120,8 +125,12 @@ Deno.test("bank --serve: 20 customers at once, both ways through JSON-RPC, a str
       assert.equal(
         s.trust,
         "expected",
-        "the address's fp was the only key accepted",
+        "the address's fp/ed were the only keys accepted",
       );
+      // The address's ed= made the customer offer the fast suite first
+      // (PROTOCOL.md §1.3), and the bank (p256,x25519) took it.
+      assert.equal(s.suite, "x25519");
+      assert.equal(s.peerFingerprint, addr.ed);
     }
     await bank.proc.waitCount(
       (e) => e.method === "secure",

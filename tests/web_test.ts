@@ -619,9 +619,13 @@ Deno.test("browser client in a real Chromium", async (t) => {
         await Deno.chmod(`${newKeys}/bank_mailbox_key.json`, 0o600);
         bank = new ClientProc("bank", bankArgs(newKeys), tmp);
         await bank.waitFor((e) => e.type === "ready", "new bank ready");
-        // A link that names the old key (fp=): refused outright, no re-trust offered.
+        // A link that names the old keys (fp=, and ed=, which this P-256-only
+        // page accepts and keeps): refused outright, no re-trust offered.
+        assert.match(ready.ed25519Fingerprint, /^[0-9a-f]{64}$/);
         await page.goto("about:blank");
-        await page.goto(`${bankLink}&fp=${ready.fingerprint}`);
+        await page.goto(
+          `${bankLink}&fp=${ready.fingerprint}&ed=${ready.ed25519Fingerprint}`,
+        );
         await page.waitFor(
           `!document.querySelector("#key-changed").hidden`,
           10_000,

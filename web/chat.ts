@@ -134,9 +134,15 @@ export class Chat {
 
   /**
    * Contacts the bank at `peerId`. With `fingerprint` (the `fp=` of its
-   * address) only that identity is accepted: no trust on first use.
+   * address) or `ed25519Fingerprint` (its `ed=`) only those identities are
+   * accepted: no trust on first use. This page speaks suite P-256 only, so
+   * the `ed=` pin never matches here but is kept (PROTOCOL.md §1.3).
    */
-  async contact(peerId: Bytes, fingerprint?: string): Promise<void> {
+  async contact(
+    peerId: Bytes,
+    fingerprint?: string,
+    ed25519Fingerprint?: string,
+  ): Promise<void> {
     if (this.#conv !== undefined) return;
     this.#peerId = peerId;
     this.#expected = fingerprint;
@@ -146,6 +152,9 @@ export class Chat {
         ...(fingerprint === undefined
           ? {}
           : { expectFingerprint: fingerprint }),
+        ...(ed25519Fingerprint === undefined
+          ? {}
+          : { expectEd25519Fingerprint: ed25519Fingerprint }),
       },
       Date.now(),
     );

@@ -117,6 +117,10 @@ export function checkAddress(
       new URL(relay).host
     }. Ask your bank for the address it gives for this page.`;
   }
+  if (addr.ed !== undefined && addr.fp === undefined) {
+    // Pinned to an Ed25519 key only (suite x25519), which this page does not speak.
+    return "This address names only your bank's fast-suite (Ed25519) key, which this page cannot use. Ask your bank for its full address (with fp=).";
+  }
   return addr;
 }
 
@@ -232,7 +236,7 @@ async function boot(): Promise<void> {
     setText("connect-error", typeof r === "string" ? r : "");
     if (typeof r === "string") return $("peer-address").focus();
     $("connect").hidden = true;
-    await chat.contact(r.id, r.fp);
+    await chat.contact(r.id, r.fp, r.ed);
   };
   const linked = fragmentAddress();
   if (linked !== undefined) {
