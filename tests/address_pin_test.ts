@@ -4,14 +4,16 @@
  * (tests/helpers/conversation_net.ts): with `ed=` suite x25519 is offered
  * first and chosen by a bank accepting both; only the pinned identities are
  * accepted (another Ed25519 key, or a suite the address pins no key of →
- * `identity-rejected`, no session); a relay that strips the x25519 offer gets
- * no session, pinned or not.
+ * `identity-rejected`, no session), also in a handshake the peer (or a relay
+ * under its ID) starts; a relay that strips the x25519 offer gets no session.
  */
 
 import assert from "node:assert/strict";
+import type { Bytes } from "../lib/bytes.ts";
 import { type Client, Net } from "./helpers/conversation_net.ts";
 import { PACKET_HS1, PACKET_HS2 } from "../lib/handshake.ts";
 import { generateIdentity, type Identity } from "../lib/identity.ts";
+import { Conversations } from "../lib/conversations.ts";
 import { fingerprint } from "../lib/fingerprint.ts";
 import { spkiAlgorithm, SUITE_P256, SUITE_X25519 } from "../lib/suite.ts";
 
@@ -102,7 +104,7 @@ Deno.test("ed= pin: another Ed25519 key → identity-rejected, before a session 
   assert.equal(bank.of("secure").length, 0, "the refusal came at HS2");
 });
 
-Deno.test("ed= pin alone: a bank (or an impostor) answering in P-256 is refused — no unpinned suite", async () => {
+Deno.test("one pin alone: a bank (or an impostor) answering in the other suite is refused — no unpinned suite", async () => {
   const { net, bank, customer, bankEd } = await pair([SUITE_P256]);
   await customer.dial(bank, { expectEd25519Fingerprint: bankEd });
   await net.run(() => customer.of("refused").length > 0, 10_000);
@@ -111,6 +113,15 @@ Deno.test("ed= pin alone: a bank (or an impostor) answering in P-256 is refused 
   assert.equal(r.code, "identity-rejected");
   assert.equal(r.fingerprint, bank.fp, "the bank's own P-256 key, not pinned");
   assert.equal(customer.of("secure").length, 0);
+
+  // fp= alone and a bank answering in x25519: refused the same way (as before).
+  const b = await pair([SUITE_X25519]);
+  await b.customer.dial(b.bank, { expectFingerprint: b.bank.fp });
+  await b.net.run(() => b.customer.of("refused").length > 0, 10_000);
+  assert.equal(chosen(b.net, b.bank), SUITE_X25519);
+  assert.equal(b.customer.of("refused")[0].code, "identity-rejected");
+  assert.equal(b.customer.of("refused")[0].fingerprint, b.bankEd);
+  assert.equal(b.customer.of("secure").length, 0);
 });
 
 Deno.test("ed= pin: a relay that strips the x25519 offer gets no session (the transcript binds the offers)", async () => {
@@ -146,4 +157,58 @@ Deno.test("ed= pin: a relay that strips the x25519 offer gets no session (the tr
   assert.equal(chosen(net, bank), SUITE_P256, "the bank took the bait");
   assert.equal(customer.of("secure").length, 0);
   assert.equal(bank.of("secure").length, 0);
+});
+
+Deno.test("pins hold in every handshake of the conversation: a relay-forged HS1 under the bank's ID (we answer) is refused", async () => {
+  const { net, bank, customer, bankEd } = await pair();
+  await customer.dial(bank, {
+    expectFingerprint: bank.fp,
+    expectEd25519Fingerprint: bankEd,
+  });
+  await net.run(() => customer.of("secure").length > 0, 10_000);
+  // The relay runs its own handshake with the customer, stamping the bank's
+  // ID on it, with fresh keys of both kinds, the fast suite first.
+  const forger25519 = await generateIdentity("Ed25519");
+  const forger = new Conversations({
+    identity: await generateIdentity(),
+    localId: bank.id,
+    now: net.now,
+    options: () => ({
+      identities: [forger25519],
+      suites: [SUITE_X25519, SUITE_P256],
+      trust: () => ({ status: "new" }),
+      sessionOptions: { coverRate: 0 },
+    }),
+  });
+  const mark = net.log.length;
+  const { output } = await forger.dial(customer.id, net.now);
+  const stamp = (packets: { packet: Bytes }[]) => {
+    for (const p of packets) {
+      net.inject({
+        from: bank.id,
+        to: customer.id,
+        packet: p.packet,
+        at: net.now,
+      });
+    }
+  };
+  stamp(output.packets);
+  net.verdict = (p) =>
+    p.packet[1] === PACKET_HS2 && p.from.toHex() === customer.id.toHex()
+      ? "drop"
+      : "deliver";
+  await net.deliver();
+  const hs2 = net.log.slice(mark).find((p) => p.packet[1] === PACKET_HS2)!;
+  assert.equal((hs2.packet[2] << 8) | hs2.packet[3], SUITE_X25519);
+  stamp((await forger.receive(customer.id, hs2.packet, net.now)).packets);
+  net.verdict = () => "deliver";
+  await net.deliver();
+  assert.ok(
+    customer.of("notice").some((n) =>
+      /new handshake attempt failed \(identity-rejected\)/.test(n.text)
+    ),
+    JSON.stringify(customer.of("notice")),
+  );
+  assert.equal(customer.of("secure").length, 1, "the live session stays");
+  assert.equal(customer.of("secure")[0].fingerprint, bankEd);
 });
