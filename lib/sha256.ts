@@ -4,8 +4,10 @@
  * where a native call costs more in call and allocation overhead than the
  * compression itself (`node:crypto` `hash()` of 301 bytes: ~4 µs and a
  * native hasher object, a buffer and a GC-traced wrapper per call; this:
- * ~3.5 µs and one 32-byte array). Longer inputs belong to native code
- * (~1 GB/s there against ~90 MB/s here). Not constant-time, and needs not be:
+ * ~3 µs and one 32-byte array — the rounds unrolled by eight and the tail
+ * copied by hand took ~15 % off the earlier ~3.5 µs, 5 compressions per
+ * step). Longer inputs belong to native code (~1 GB/s there against
+ * ~130–160 MB/s here). Not constant-time, and needs not be:
  * it hashes public chain inputs, never a secret. Checked against
  * `node:crypto` at every length up to 2 KiB (tests/sha256_test.ts).
  * @module
@@ -98,40 +100,106 @@ const W = new Int32Array(64);
 const S = new Int32Array(8);
 const TAIL = new Uint8Array(128);
 
-/** One compression of the 64-byte block of `b` at `o` into S. */
-function compress(b: Uint8Array, o: number): void {
+/** One compression of the 64-byte block of `p` at `o` into S. */
+function compress(p: Uint8Array, o: number): void {
   const w = W;
   for (let i = 0; i < 16; i++, o += 4) {
-    w[i] = (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
+    w[i] = (p[o] << 24) | (p[o + 1] << 16) | (p[o + 2] << 8) | p[o + 3];
   }
   for (let i = 16; i < 64; i++) {
     const x = w[i - 15], y = w[i - 2];
     const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
-    const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^
-      (y >>> 10);
+    const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
     w[i] = (s0 + w[i - 7] + s1 + w[i - 16]) | 0;
   }
   const s = S;
-  let a = s[0], b1 = s[1], c = s[2], d = s[3];
-  let e = s[4], f = s[5], g = s[6], h = s[7];
-  for (let i = 0; i < 64; i++) {
-    const e1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^
-      ((e >>> 25) | (e << 7));
-    const t1 = (h + e1 + (g ^ (e & (f ^ g))) + K[i] + w[i]) | 0;
-    const a0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^
-      ((a >>> 22) | (a << 10));
-    const t2 = (a0 + ((a & b1) | (c & (a | b1)))) | 0;
-    h = g;
-    g = f;
-    f = e;
-    e = (d + t1) | 0;
-    d = c;
-    c = b1;
-    b1 = a;
-    a = (t1 + t2) | 0;
+  let a = s[0],
+    b = s[1],
+    c = s[2],
+    d = s[3],
+    e = s[4],
+    f = s[5],
+    g = s[6],
+    h = s[7];
+  let t1 = 0;
+  // Eight rounds per iteration, the working variables renamed instead of
+  // shifted (a…h of round i + 1 are h, a…g of round i): no moves.
+  for (let i = 0; i < 64; i += 8) {
+    t1 = (h +
+      (((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^
+        ((e >>> 25) | (e << 7))) +
+      (g ^ (e & (f ^ g))) + K[i] + w[i]) | 0;
+    d = (d + t1) | 0;
+    h = (t1 +
+      (((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^
+        ((a >>> 22) | (a << 10))) +
+      ((a & b) | (c & (a | b)))) | 0;
+    t1 = (g +
+      (((d >>> 6) | (d << 26)) ^ ((d >>> 11) | (d << 21)) ^
+        ((d >>> 25) | (d << 7))) +
+      (f ^ (d & (e ^ f))) + K[i + 1] + w[i + 1]) | 0;
+    c = (c + t1) | 0;
+    g = (t1 +
+      (((h >>> 2) | (h << 30)) ^ ((h >>> 13) | (h << 19)) ^
+        ((h >>> 22) | (h << 10))) +
+      ((h & a) | (b & (h | a)))) | 0;
+    t1 = (f +
+      (((c >>> 6) | (c << 26)) ^ ((c >>> 11) | (c << 21)) ^
+        ((c >>> 25) | (c << 7))) +
+      (e ^ (c & (d ^ e))) + K[i + 2] + w[i + 2]) | 0;
+    b = (b + t1) | 0;
+    f = (t1 +
+      (((g >>> 2) | (g << 30)) ^ ((g >>> 13) | (g << 19)) ^
+        ((g >>> 22) | (g << 10))) +
+      ((g & h) | (a & (g | h)))) | 0;
+    t1 = (e +
+      (((b >>> 6) | (b << 26)) ^ ((b >>> 11) | (b << 21)) ^
+        ((b >>> 25) | (b << 7))) +
+      (d ^ (b & (c ^ d))) + K[i + 3] + w[i + 3]) | 0;
+    a = (a + t1) | 0;
+    e = (t1 +
+      (((f >>> 2) | (f << 30)) ^ ((f >>> 13) | (f << 19)) ^
+        ((f >>> 22) | (f << 10))) +
+      ((f & g) | (h & (f | g)))) | 0;
+    t1 = (d +
+      (((a >>> 6) | (a << 26)) ^ ((a >>> 11) | (a << 21)) ^
+        ((a >>> 25) | (a << 7))) +
+      (c ^ (a & (b ^ c))) + K[i + 4] + w[i + 4]) | 0;
+    h = (h + t1) | 0;
+    d = (t1 +
+      (((e >>> 2) | (e << 30)) ^ ((e >>> 13) | (e << 19)) ^
+        ((e >>> 22) | (e << 10))) +
+      ((e & f) | (g & (e | f)))) | 0;
+    t1 = (c +
+      (((h >>> 6) | (h << 26)) ^ ((h >>> 11) | (h << 21)) ^
+        ((h >>> 25) | (h << 7))) +
+      (b ^ (h & (a ^ b))) + K[i + 5] + w[i + 5]) | 0;
+    g = (g + t1) | 0;
+    c = (t1 +
+      (((d >>> 2) | (d << 30)) ^ ((d >>> 13) | (d << 19)) ^
+        ((d >>> 22) | (d << 10))) +
+      ((d & e) | (f & (d | e)))) | 0;
+    t1 = (b +
+      (((g >>> 6) | (g << 26)) ^ ((g >>> 11) | (g << 21)) ^
+        ((g >>> 25) | (g << 7))) +
+      (a ^ (g & (h ^ a))) + K[i + 6] + w[i + 6]) | 0;
+    f = (f + t1) | 0;
+    b = (t1 +
+      (((c >>> 2) | (c << 30)) ^ ((c >>> 13) | (c << 19)) ^
+        ((c >>> 22) | (c << 10))) +
+      ((c & d) | (e & (c | d)))) | 0;
+    t1 = (a +
+      (((f >>> 6) | (f << 26)) ^ ((f >>> 11) | (f << 21)) ^
+        ((f >>> 25) | (f << 7))) +
+      (h ^ (f & (g ^ h))) + K[i + 7] + w[i + 7]) | 0;
+    e = (e + t1) | 0;
+    a = (t1 +
+      (((b >>> 2) | (b << 30)) ^ ((b >>> 13) | (b << 19)) ^
+        ((b >>> 22) | (b << 10))) +
+      ((b & c) | (d & (b | c)))) | 0;
   }
   s[0] = (s[0] + a) | 0;
-  s[1] = (s[1] + b1) | 0;
+  s[1] = (s[1] + b) | 0;
   s[2] = (s[2] + c) | 0;
   s[3] = (s[3] + d) | 0;
   s[4] = (s[4] + e) | 0;
@@ -146,30 +214,33 @@ export function sha256Js(data: Uint8Array): Bytes {
   const n = data.length;
   let o = 0;
   for (; o + 64 <= n; o += 64) compress(data, o);
-  // Padding (FIPS 180-4 §5.1.1): 0x80, zeros, the bit length as u64.
+  // Padding (FIPS 180-4 §5.1.1): 0x80, zeros, the bit length as u64. The
+  // tail is copied byte by byte (at most 63): cheaper than a subarray + set.
   const r = n - o;
   const end = r < 56 ? 64 : 128;
-  TAIL.fill(0, 0, end);
-  TAIL.set(data.subarray(o), 0);
-  TAIL[r] = 0x80;
+  const t = TAIL;
+  let i = 0;
+  for (; i < r; i++) t[i] = data[o + i];
+  t[i++] = 0x80;
+  for (; i < end - 8; i++) t[i] = 0;
   const hi = Math.floor(n / 0x20000000), lo = (n << 3) >>> 0;
-  TAIL[end - 8] = hi >>> 24;
-  TAIL[end - 7] = hi >>> 16;
-  TAIL[end - 6] = hi >>> 8;
-  TAIL[end - 5] = hi;
-  TAIL[end - 4] = lo >>> 24;
-  TAIL[end - 3] = lo >>> 16;
-  TAIL[end - 2] = lo >>> 8;
-  TAIL[end - 1] = lo;
-  compress(TAIL, 0);
-  if (end === 128) compress(TAIL, 64);
+  t[end - 8] = hi >>> 24;
+  t[end - 7] = hi >>> 16;
+  t[end - 6] = hi >>> 8;
+  t[end - 5] = hi;
+  t[end - 4] = lo >>> 24;
+  t[end - 3] = lo >>> 16;
+  t[end - 2] = lo >>> 8;
+  t[end - 1] = lo;
+  compress(t, 0);
+  if (end === 128) compress(t, 64);
   const out = new Uint8Array(32);
-  for (let i = 0; i < 8; i++) {
-    const v = S[i];
-    out[4 * i] = v >>> 24;
-    out[4 * i + 1] = v >>> 16;
-    out[4 * i + 2] = v >>> 8;
-    out[4 * i + 3] = v;
+  for (let k = 0; k < 8; k++) {
+    const v = S[k];
+    out[4 * k] = v >>> 24;
+    out[4 * k + 1] = v >>> 16;
+    out[4 * k + 2] = v >>> 8;
+    out[4 * k + 3] = v;
   }
   return out;
 }
