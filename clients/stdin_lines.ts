@@ -29,7 +29,9 @@ export class StdinLines {
 
   /**
    * The lines that `chunk` completes, in order. `chunk` is only read during
-   * the call (the caller may reuse it): every line returned is its own copy.
+   * the call (the caller may reuse it): the lines returned are copies (the
+   * lines of one call may be views of one buffer: a line kept keeps that
+   * buffer, at most one chunk, alive).
    */
   push(chunk: Uint8Array): InputLine[] {
     let data = chunk;
@@ -50,16 +52,18 @@ export class StdinLines {
       return [];
     }
     const lines: InputLine[] = [];
-    let at = data.indexOf(NEWLINE);
+    const at = data.indexOf(NEWLINE);
     lines.push(line(concat(this.#rest, data.subarray(0, at))));
-    // The other complete lines: one validation for all of them.
-    const region = data.subarray(at + 1, end);
-    const valid = isUtf8(region);
-    while (at < end) {
-      const next = data.indexOf(NEWLINE, at + 1);
-      const bytes = data.slice(at + 1, next);
+    // The other complete lines: one validation and one copy for all of
+    // them, each line a view of that copy (no buffer per line: a 256-byte
+    // line is a malloc'd backing store the GC tracks and sweeps).
+    const region = data.slice(at + 1, end + 1);
+    const valid = isUtf8(region.subarray(0, region.length - 1));
+    for (let from = 0; from < region.length;) {
+      const next = region.indexOf(NEWLINE, from);
+      const bytes = region.subarray(from, next);
       lines.push(valid ? bytes : line(bytes));
-      at = next;
+      from = next + 1;
     }
     this.#rest = data.slice(end + 1);
     return lines;
