@@ -376,7 +376,7 @@ export async function runClient(role: Role, args: string[]): Promise<number> {
   // Interactive: typed keys through the line editor (clients/tty.ts), output above the typed line.
   const tty = o.json ? undefined : new TerminalInput(writeStdout);
   const emit = out
-    ? jsonRenderer(out.write)
+    ? jsonRenderer(out)
     : terminalRenderer(tty!.screen, () => peerLabel);
   const flushOnExit = () => out?.flush();
   for (const type of ["unload", "error", "unhandledrejection"]) {

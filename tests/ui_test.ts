@@ -62,6 +62,50 @@ Deno.test("jsonRenderer: a sent line carries id and at, not the text", () => {
   assert.ok(!line.includes("secret-ish"));
 });
 
+Deno.test("jsonRenderer over a bufferedWriter: sent and delivered lines as bytes, the same as the string path at every id, time and peer", () => {
+  const got: string[] = [];
+  const dec = new TextDecoder();
+  const w = bufferedWriter((b) => got.push(dec.decode(b)));
+  const fast = jsonRenderer(w);
+  let want = "";
+  const slow = jsonRenderer((...s) => want += s.join(""));
+  const peer = "3x4jlupouh6ix257anohc2bm2a", peerFingerprint = "ab".repeat(32);
+  const ids = [0, 1, 9, 10, 99, 100, 12345, 2 ** 31, 2 ** 53 - 1];
+  const times = [at, at, "2026-12-02T03:04:05.679Z"];
+  for (const id of ids) {
+    for (const t of times) {
+      for (
+        const p of [
+          {},
+          { peer },
+          { peer, peerFingerprint },
+          { peer: "other", peerFingerprint },
+        ]
+      ) {
+        for (const type of ["sent", "delivered"] as const) {
+          const ev: ClientEvent = type === "sent"
+            ? { type, id, text: "body", at: t, ...p }
+            : { type, id, at: t, ...p };
+          fast(ev);
+          slow(ev);
+          if (type === "delivered") {
+            // Interleaved with a string-path line (the writer keeps the order).
+            const n: ClientEvent = { type: "notice", text: `n${id}`, ...p };
+            fast(n);
+            slow(n);
+          }
+        }
+      }
+    }
+  }
+  w.flush();
+  assert.equal(got.join(""), want);
+  const first = JSON.parse(want.split("\n")[0]);
+  assert.deepEqual(first, { type: "sent", id: 0, at });
+  assert.throws(() => w.numberLine(new Uint8Array(0), -1, new Uint8Array(0)));
+  assert.throws(() => w.numberLine(new Uint8Array(0), 1.5, new Uint8Array(0)));
+});
+
 Deno.test("bufferedWriter: events of one task in one write, in order, UTF-8; at once past 64 KiB; flush empties it", async () => {
   const writes: string[] = [];
   const dec = new TextDecoder();
