@@ -405,7 +405,9 @@ export class ChatClient {
     }
     if (ev.type === "delivered") {
       // A late acknowledgement after `undelivered`: it did arrive after all.
-      this.#lost = this.#lost.filter((l) => l !== `#${ev.id}`);
+      if (this.#lost.length > 0) {
+        this.#lost = this.#lost.filter((l) => l !== `#${ev.id}`);
+      }
     }
     if (ev.type === "closed") return this.#ended(ev.reason);
     if (ev.type === "error" && ev.code === "identity-changed") {

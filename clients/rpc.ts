@@ -191,7 +191,18 @@ export class RpcDispatcher {
 
   /** The notification for an engine event (`method` = the event type; `params.peer`/`fingerprint` name the peer). */
   notification(ev: ClientEvent): RpcNotification {
-    const { type, ...rest } = ev;
+    // A `sent` event's text is a getter on its prototype (clients/engine.ts
+    // SentEvent), which a spread does not copy: named here, in its place.
+    const { type, ...rest } = ev.type === "sent"
+      ? {
+        type: ev.type,
+        id: ev.id,
+        text: ev.text,
+        at: ev.at,
+        peer: ev.peer,
+        peerFingerprint: ev.peerFingerprint,
+      }
+      : ev;
     const params: Record<string, unknown> = { ...rest };
     if (ev.peer !== undefined) {
       params.fingerprint = ev.peerFingerprint ??

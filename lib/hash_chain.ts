@@ -65,6 +65,8 @@ export function chainStepInput(
  * so no step input is allocated per message. Grows to the largest step.
  */
 let stepScratch = new Uint8Array(STEP_PREFIX_LENGTH + 1024);
+/** The last step input's view of {@link stepScratch} (bodies of one size in a row reuse it: no view per message). */
+let stepView = stepScratch.subarray(0, 0);
 
 /** H_s from H_{s−1}, synchronously when `primitives` hashes synchronously. */
 export function chainStepEager(
@@ -87,7 +89,10 @@ export function chainStepEager(
   input[40] = innerType;
   writeU32(input, 41, body.length);
   input.set(body, STEP_PREFIX_LENGTH);
-  return primitives.sha256(input.subarray(0, n));
+  if (stepView.length !== n || stepView.buffer !== input.buffer) {
+    stepView = input.subarray(0, n);
+  }
+  return primitives.sha256(stepView);
 }
 
 /** H_s from H_{s−1} and the reliable message (seq, innerType, body). */

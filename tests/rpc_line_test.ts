@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { ClientEvent, Engine } from "../clients/engine.ts";
+import { type ClientEvent, type Engine, SentEvent } from "../clients/engine.ts";
 import { RpcDispatcher } from "../clients/rpc.ts";
 
 const PEER = "7msxtywdr2yol7yql7wj42borm";
@@ -43,4 +43,33 @@ Deno.test("notificationLine(): the same bytes as JSON.stringify(notification()) 
   }
   const m = JSON.parse(unknown.notificationLine(events[6])); // "hello", no fingerprint
   assert.equal(m.params.fingerprint, null, "no fingerprint known: null");
+});
+
+Deno.test("notification(): the engine's sent event (text decoded on demand, clients/engine.ts SentEvent) gives the same line as a plain one, text in its place", () => {
+  const rpc = new RpcDispatcher(
+    { peer: () => ({ fingerprint: FP }) } as unknown as Engine,
+  );
+  const at = "2026-12-02T06:00:00.123Z";
+  for (const text of ["hello", 'é 😀 "q"\n', ""]) {
+    for (const peerFingerprint of [FP, undefined]) {
+      const lazy = new SentEvent(
+        9,
+        new TextEncoder().encode(text),
+        at,
+        PEER,
+        peerFingerprint,
+      );
+      const plain: ClientEvent = {
+        type: "sent",
+        id: 9,
+        text,
+        at,
+        peer: PEER,
+        peerFingerprint,
+      };
+      assert.equal(rpc.notificationLine(lazy), rpc.notificationLine(plain));
+      assert.equal(JSON.parse(rpc.notificationLine(lazy)).params.text, text);
+      assert.equal(lazy.text, text);
+    }
+  }
 });
