@@ -425,8 +425,9 @@ export async function sharedSecret(
 
 /**
  * hs = HKDF key of the ECDH secret; per-role AEAD and finished keys salted
- * with th_hello. With `p`, one synchronous HKDF per key from the provider's
- * key object (raw bytes, zeroed by `drop`); else non-extractable WebCrypto
+ * with th_hello. With `p`, synchronously: one HKDF extract and an expand
+ * per key with the provider's HMAC (see `rawSecrets`; raw bytes, zeroed by
+ * `drop`), the master later from the provider's key object; else non-extractable WebCrypto
  * keys (four derives in parallel). Zeroes `shared` either way.
  */
 export async function handshakeSecrets(
@@ -472,11 +473,24 @@ const INFO = Object.fromEntries(
   ]),
 ) as Record<keyof typeof HANDSHAKE_LABELS, Bytes>;
 
+/** HKDF-Expand's info ‖ 0x01 for each key of the schedule: T(1), all a 32-byte key needs. */
+const EXPAND = Object.fromEntries(
+  Object.entries(INFO).map((
+    [k, info],
+  ) => [k, concat(info, new Uint8Array([1]))]),
+) as Record<keyof typeof HANDSHAKE_LABELS, Bytes>;
+
 /**
  * The {@link HandshakeSecrets} of a synchronous provider: the DH output in
- * the provider's key object (one per handshake), the four derived keys as
- * raw bytes zeroed by `drop`; the master in a key object of its own
- * (`keepMaster`) or a non-extractable WebCrypto key.
+ * the provider's key object (one per handshake, for the master), the four
+ * derived keys as raw bytes zeroed by `drop`; the master in a key object of
+ * its own (`keepMaster`) or a non-extractable WebCrypto key. The four keys
+ * share HKDF's extract (same salt th_hello, same input): it runs once, as
+ * the provider's HMAC (PRK = HMAC(th_hello, shared), RFC 5869 §2.2), and
+ * each key is one HMAC expand (T(1) = HMAC(PRK, info ‖ 0x01), §2.3, as
+ * L = 32): the same bytes as four HKDF calls, for five HMACs instead of
+ * eight. The PRK is zeroed at once; it yields these four keys only (the
+ * master is extracted with th_final from the key object).
  */
 function rawSecrets(
   p: HandshakeKeyPrimitives,
@@ -484,14 +498,16 @@ function rawSecrets(
   thHello: Bytes,
 ): HandshakeSecrets {
   const hkdf = p.hkdfFrom(shared); // the caller zeroes `shared`
+  const prk = p.hmac(thHello, shared);
   const keys = {
-    responder: hkdf(thHello, INFO.responderKey, 32),
-    initiator: hkdf(thHello, INFO.initiatorKey, 32),
+    responder: p.hmac(prk, EXPAND.responderKey),
+    initiator: p.hmac(prk, EXPAND.initiatorKey),
   };
   const fins = {
-    responder: hkdf(thHello, INFO.responderFinished, 32),
-    initiator: hkdf(thHello, INFO.initiatorFinished, 32),
+    responder: p.hmac(prk, EXPAND.responderFinished),
+    initiator: p.hmac(prk, EXPAND.initiatorFinished),
   };
+  prk.fill(0);
   const all = [keys.responder, keys.initiator, fins.responder, fins.initiator];
   return {
     seal: (r, pt, aad) => Promise.resolve(p.seal(keys[r], ZERO_NONCE, pt, aad)),

@@ -28,12 +28,17 @@
  * server-side driver; a browser keeps the WebCrypto default.
  *
  * Handshake ({@link nodeHandshakePrimitives}, in both providers below): the
- * key schedule runs as synchronous `hkdfSync`, HMAC over `hash()`, AES-GCM
- * and an incremental transcript hash (`createHash` + `copy()`: each message
- * is hashed once per side) instead of ~20 WebCrypto round trips. The ECDH
- * output goes into a secret `KeyObject` (outside the JS heap; the raw bytes
- * zeroed at once) and every HKDF of the handshake derives from that object;
- * the four handshake keys are plain `Uint8Array`s in the JS heap for the
+ * key schedule, the MACs and the transcript hash run synchronously in plain
+ * JavaScript (lib/sha256_state.ts: an incremental SHA-256 whose state forks
+ * for free, so each message is hashed once per side, and HMAC-SHA256; a
+ * `node:crypto` hasher or `hkdfSync` call costs more in wrapper objects and
+ * buffers than the few compressions a handshake needs), AES-GCM in
+ * `node:crypto`, instead of ~20 WebCrypto round trips. The ECDH output goes
+ * into a secret `KeyObject` (outside the JS heap), from which the master is
+ * derived by `hkdfSync` at the end; before its raw bytes are zeroed, the
+ * extract salted with th_hello (whose PRK yields the four handshake keys
+ * only, and is zeroed at once) runs on them. The four handshake keys are
+ * plain `Uint8Array`s in the JS heap for the
  * handshake's lifetime (milliseconds, one message each way), zeroed when it
  * ends or fails. The master secret is imported into a non-extractable
  * CryptoKey as before with {@link nodeHashPrimitives} (`--crypto keys`, whose
@@ -59,14 +64,11 @@
 import {
   createCipheriv,
   createDecipheriv,
-  createHash,
-  createHmac,
   createPrivateKey,
   createPublicKey,
   createSecretKey,
   diffieHellman,
   generateKeyPairSync,
-  type Hash,
   hash,
   hkdfSync,
   KeyObject,
@@ -75,13 +77,13 @@ import {
 } from "node:crypto";
 import type { Bytes } from "../bytes.ts";
 import { sha256Js } from "../sha256.ts";
+import { hmacSha256, Sha256Js } from "../sha256_state.ts";
 import {
   type AeadKey,
   checkAeadKeyLength,
   type HandshakeKeyPrimitives,
   type ProviderEphemeral,
   type SessionPrimitives,
-  type Sha256State,
   webCryptoAeadKey,
 } from "../primitives.ts";
 import {
@@ -261,44 +263,6 @@ function verifyingKey(spki: Bytes): KeyObject {
 /** ECDSA signatures in the wire's IEEE P1363 form (r ‖ s), SHA-256. */
 const P1363 = "ieee-p1363" as const;
 
-/** HMAC's pads (RFC 2104) for a 32-byte key in a 64-byte block. */
-const IPAD = 0x36, OPAD = 0x5c;
-
-/**
- * HMAC-SHA256 (RFC 2104) with a 32-byte key over two one-shot `hash()`
- * calls: ~½ the CPU of `createHmac` here, the same function
- * (tests/node_primitives_test.ts checks RFC 4231 and `createHmac`).
- */
-function hmac32(key: Bytes, data: Uint8Array): Bytes {
-  if (key.length !== 32) {
-    return asBytes(createHmac("sha256", key).update(data).digest());
-  }
-  const inner = new Uint8Array(64 + data.length);
-  for (let i = 0; i < 32; i++) inner[i] = key[i] ^ IPAD;
-  inner.fill(IPAD, 32, 64);
-  inner.set(data, 64);
-  const outer = new Uint8Array(96);
-  for (let i = 0; i < 32; i++) outer[i] = key[i] ^ OPAD;
-  outer.fill(OPAD, 32, 64);
-  outer.set(hash("sha256", inner, "buffer") as Uint8Array, 64);
-  inner.fill(0, 0, 32);
-  const tag = asBytes(hash("sha256", outer, "buffer") as Uint8Array);
-  outer.fill(0, 0, 32);
-  return tag;
-}
-
-/** An incremental SHA-256 over `createHash` (whose state `copy()` forks). */
-function sha256State(h: Hash = createHash("sha256")): Sha256State {
-  return {
-    update(data) {
-      h.update(data);
-      return this;
-    },
-    copy: () => sha256State(h.copy()),
-    digest: () => asBytes(h.digest()),
-  };
-}
-
 /** The handshake's key schedule, ephemerals and signatures over `node:crypto` (see the module doc). */
 export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
   hkdfFrom(ikm) {
@@ -306,10 +270,10 @@ export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
     return (salt, info, length) =>
       new Uint8Array(hkdfSync("sha256", key, salt, info, length));
   },
-  hmac: hmac32,
+  hmac: hmacSha256,
   seal: gcm,
   open: gcmOpen,
-  sha256: () => sha256State(),
+  sha256: () => new Sha256Js(),
   sign(privateKey, data) {
     // P-256 signing costs the same here as WebCrypto's (~0.75 ms), which keeps the key to itself.
     if (privateKey.algorithm.name !== "Ed25519") return null;

@@ -1,0 +1,336 @@
+/**
+ * Incremental SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104) in plain
+ * JavaScript, for the handshake's transcript and key schedule on Deno
+ * (lib/deno/node_primitives.ts): the transcript absorbs each message once and
+ * forks its state for every transcript hash, HKDF and the key-confirmation
+ * MACs are HMACs of ≤ 64 bytes. A native hasher costs a `node:crypto` object
+ * per fork and per digest, and each typed array ~0.5 µs in Deno 2.9.6: here
+ * the state is eight numbers and the unabsorbed bytes of a block in plain
+ * arrays, so a fork allocates no typed array, and a digest one (its output).
+ *
+ * Running time depends only on the lengths of the inputs (no branch or table
+ * index depends on their bytes), so HMAC may be keyed with handshake secrets;
+ * {@link hmacSha256} and {@link HmacKey.wipe} zero what the key touched.
+ * Checked against `node:crypto` (tests/sha256_state_test.ts).
+ * @module
+ */
+
+import type { Bytes } from "./bytes.ts";
+import type { Sha256State } from "./primitives.ts";
+
+/** Round constants (FIPS 180-4 §4.2.2). */
+const K = new Int32Array([
+  0x428a2f98,
+  0x71374491,
+  0xb5c0fbcf,
+  0xe9b5dba5,
+  0x3956c25b,
+  0x59f111f1,
+  0x923f82a4,
+  0xab1c5ed5,
+  0xd807aa98,
+  0x12835b01,
+  0x243185be,
+  0x550c7dc3,
+  0x72be5d74,
+  0x80deb1fe,
+  0x9bdc06a7,
+  0xc19bf174,
+  0xe49b69c1,
+  0xefbe4786,
+  0x0fc19dc6,
+  0x240ca1cc,
+  0x2de92c6f,
+  0x4a7484aa,
+  0x5cb0a9dc,
+  0x76f988da,
+  0x983e5152,
+  0xa831c66d,
+  0xb00327c8,
+  0xbf597fc7,
+  0xc6e00bf3,
+  0xd5a79147,
+  0x06ca6351,
+  0x14292967,
+  0x27b70a85,
+  0x2e1b2138,
+  0x4d2c6dfc,
+  0x53380d13,
+  0x650a7354,
+  0x766a0abb,
+  0x81c2c92e,
+  0x92722c85,
+  0xa2bfe8a1,
+  0xa81a664b,
+  0xc24b8b70,
+  0xc76c51a3,
+  0xd192e819,
+  0xd6990624,
+  0xf40e3585,
+  0x106aa070,
+  0x19a4c116,
+  0x1e376c08,
+  0x2748774c,
+  0x34b0bcb5,
+  0x391c0cb3,
+  0x4ed8aa4a,
+  0x5b9cca4f,
+  0x682e6ff3,
+  0x748f82ee,
+  0x78a5636f,
+  0x84c87814,
+  0x8cc70208,
+  0x90befffa,
+  0xa4506ceb,
+  0xbef9a3f7,
+  0xc67178f2,
+]);
+
+/** Initial hash value (FIPS 180-4 §5.3.3). */
+const H0 = [
+  0x6a09e667,
+  0xbb67ae85 | 0,
+  0x3c6ef372,
+  0xa54ff53a | 0,
+  0x510e527f,
+  0x9b05688c | 0,
+  0x1f83d9ab,
+  0x5be0cd19,
+];
+
+/** Message schedule and the block assembled from a state's tail: one each, reused (synchronous). */
+const W = new Int32Array(64);
+const BLOCK = new Uint8Array(64);
+
+/** One compression of the 64-byte block of `b` at `o` into the chaining value `s`. */
+function compress(s: number[], b: Uint8Array, o: number): void {
+  const w = W;
+  for (let i = 0; i < 16; i++, o += 4) {
+    w[i] = (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
+  }
+  for (let i = 16; i < 64; i++) {
+    const x = w[i - 15], y = w[i - 2];
+    const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
+    const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^
+      (y >>> 10);
+    w[i] = (s0 + w[i - 7] + s1 + w[i - 16]) | 0;
+  }
+  let a = s[0] | 0, b1 = s[1] | 0, c = s[2] | 0, d = s[3] | 0;
+  let e = s[4] | 0, f = s[5] | 0, g = s[6] | 0, h = s[7] | 0;
+  for (let i = 0; i < 64; i++) {
+    const e1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^
+      ((e >>> 25) | (e << 7));
+    const t1 = (h + e1 + (g ^ (e & (f ^ g))) + K[i] + w[i]) | 0;
+    const a0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^
+      ((a >>> 22) | (a << 10));
+    const t2 = (a0 + ((a & b1) | (c & (a | b1)))) | 0;
+    h = g;
+    g = f;
+    f = e;
+    e = (d + t1) | 0;
+    d = c;
+    c = b1;
+    b1 = a;
+    a = (t1 + t2) | 0;
+  }
+  s[0] = (s[0] + a) | 0;
+  s[1] = (s[1] + b1) | 0;
+  s[2] = (s[2] + c) | 0;
+  s[3] = (s[3] + d) | 0;
+  s[4] = (s[4] + e) | 0;
+  s[5] = (s[5] + f) | 0;
+  s[6] = (s[6] + g) | 0;
+  s[7] = (s[7] + h) | 0;
+}
+
+/** An incremental SHA-256 whose {@link Sha256Js.copy} is cheap (see the module doc). */
+export class Sha256Js implements Sha256State {
+  /** Chaining value. */
+  #h: number[];
+  /** Absorbed bytes not yet compressed (< 64). */
+  #tail: number[];
+  /** Bytes absorbed in total. */
+  #length: number;
+
+  constructor(h: number[] = H0.slice(), tail: number[] = [], length = 0) {
+    this.#h = h;
+    this.#tail = tail;
+    this.#length = length;
+  }
+
+  /** Absorbs `data`; returns this state. */
+  update(data: Uint8Array): this {
+    const n = data.length;
+    this.#length += n;
+    let o = 0;
+    const tail = this.#tail;
+    if (tail.length > 0) {
+      if (tail.length + n < 64) {
+        for (let i = 0; i < n; i++) tail.push(data[i]);
+        return this;
+      }
+      const have = tail.length;
+      for (let i = 0; i < have; i++) BLOCK[i] = tail[i];
+      o = 64 - have;
+      BLOCK.set(data.subarray(0, o), have);
+      compress(this.#h, BLOCK, 0);
+      tail.length = 0;
+    }
+    for (; o + 64 <= n; o += 64) compress(this.#h, data, o);
+    for (; o < n; o++) tail.push(data[o]);
+    return this;
+  }
+
+  /** An independent copy of this state. */
+  copy(): Sha256Js {
+    return new Sha256Js(this.#h.slice(), this.#tail.slice(), this.#length);
+  }
+
+  /** SHA-256 of everything absorbed (32 bytes); this state must not be used afterwards. */
+  digest(): Bytes {
+    const out = new Uint8Array(32);
+    this.digestInto(out);
+    return out;
+  }
+
+  /** Writes the digest (32 bytes) into `out` at `at`; this state must not be used afterwards. */
+  digestInto(out: Uint8Array, at = 0): void {
+    const n = this.#length, tail = this.#tail, r = tail.length;
+    const h = this.#h;
+    for (let i = 0; i < r; i++) BLOCK[i] = tail[i];
+    BLOCK[r] = 0x80;
+    BLOCK.fill(0, r + 1);
+    if (r >= 56) {
+      compress(h, BLOCK, 0);
+      BLOCK.fill(0);
+    }
+    // Padding (FIPS 180-4 §5.1.1): the bit length as u64 closes the last block.
+    const hi = Math.floor(n / 0x20000000), lo = (n << 3) >>> 0;
+    BLOCK[56] = hi >>> 24;
+    BLOCK[57] = hi >>> 16;
+    BLOCK[58] = hi >>> 8;
+    BLOCK[59] = hi;
+    BLOCK[60] = lo >>> 24;
+    BLOCK[61] = lo >>> 16;
+    BLOCK[62] = lo >>> 8;
+    BLOCK[63] = lo;
+    compress(h, BLOCK, 0);
+    for (let i = 0; i < 8; i++) {
+      const v = h[i];
+      out[at + 4 * i] = v >>> 24;
+      out[at + 4 * i + 1] = v >>> 16;
+      out[at + 4 * i + 2] = v >>> 8;
+      out[at + 4 * i + 3] = v;
+    }
+  }
+
+  /** Zeroes this state (after keyed use). */
+  wipe(): void {
+    this.#h.fill(0);
+    this.#tail.fill(0);
+  }
+}
+
+/** Zeroes the shared schedule and block (after hashing a secret). */
+function wipeScratch(): void {
+  W.fill(0);
+  BLOCK.fill(0);
+}
+
+/**
+ * Hashes `data` as the continuation of the chaining value `h` after `before`
+ * bytes (a multiple of 64) and writes the digest into `out` at `at`; `h` is
+ * overwritten. `data` is read before `out` is written (they may overlap).
+ */
+function finishFrom(
+  h: number[],
+  data: Uint8Array,
+  before: number,
+  out: Uint8Array,
+  at: number,
+): void {
+  const n = data.length;
+  let o = 0;
+  for (; o + 64 <= n; o += 64) compress(h, data, o);
+  const r = n - o;
+  for (let i = 0; i < r; i++) BLOCK[i] = data[o + i];
+  BLOCK[r] = 0x80;
+  BLOCK.fill(0, r + 1);
+  if (r >= 56) {
+    compress(h, BLOCK, 0);
+    BLOCK.fill(0);
+  }
+  const bits = before + n;
+  const hi = Math.floor(bits / 0x20000000), lo = (bits << 3) >>> 0;
+  BLOCK[56] = hi >>> 24;
+  BLOCK[57] = hi >>> 16;
+  BLOCK[58] = hi >>> 8;
+  BLOCK[59] = hi;
+  BLOCK[60] = lo >>> 24;
+  BLOCK[61] = lo >>> 16;
+  BLOCK[62] = lo >>> 8;
+  BLOCK[63] = lo;
+  compress(h, BLOCK, 0);
+  for (let i = 0; i < 8; i++) {
+    const v = h[i];
+    out[at + 4 * i] = v >>> 24;
+    out[at + 4 * i + 1] = v >>> 16;
+    out[at + 4 * i + 2] = v >>> 8;
+    out[at + 4 * i + 3] = v;
+  }
+}
+
+/** The chaining value after one block of `key` (≤ 64 bytes, zero-padded) XOR `x`. */
+function padState(key: Uint8Array, x: number): number[] {
+  for (let i = 0; i < key.length; i++) BLOCK[i] = key[i] ^ x;
+  BLOCK.fill(x, key.length);
+  const h = H0.slice();
+  compress(h, BLOCK, 0);
+  return h;
+}
+
+/**
+ * An HMAC-SHA256 key (RFC 2104; a key over 64 bytes is hashed first) with
+ * its two padded blocks compressed once: each {@link HmacKey.mac} of data up
+ * to 55 bytes costs two compressions. {@link HmacKey.wipe} zeroes the
+ * key-derived states.
+ */
+export class HmacKey {
+  readonly #inner: number[];
+  readonly #outer: number[];
+
+  constructor(key: Uint8Array) {
+    const k = key.length > 64 ? new Sha256Js().update(key).digest() : key;
+    this.#inner = padState(k, 0x36);
+    this.#outer = padState(k, 0x5c);
+    if (k !== key) k.fill(0);
+    wipeScratch();
+  }
+
+  /** HMAC of `data` (32 bytes). */
+  mac(data: Uint8Array): Bytes {
+    const out = new Uint8Array(32);
+    const h = this.#inner.slice();
+    finishFrom(h, data, 64, out, 0);
+    h.fill(0);
+    const g = this.#outer.slice();
+    finishFrom(g, out, 64, out, 0);
+    g.fill(0);
+    wipeScratch();
+    return out;
+  }
+
+  /** Zeroes the key-derived states; the key cannot be used afterwards. */
+  wipe(): void {
+    this.#inner.fill(0);
+    this.#outer.fill(0);
+  }
+}
+
+/** HMAC-SHA256 of `data` with `key` (one use of a {@link HmacKey}). */
+export function hmacSha256(key: Uint8Array, data: Uint8Array): Bytes {
+  const k = new HmacKey(key);
+  const tag = k.mac(data);
+  k.wipe();
+  return tag;
+}
