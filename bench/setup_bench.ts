@@ -272,7 +272,7 @@ async function measureFloor(suite: number, ms: number): Promise<FloorFigures> {
 /**
  * One side's symmetric calls on the node provider, in a row, on 234-byte
  * messages (both suites' HS1/HS3 size): the transcript after HS1 ‖ prefix,
- * th_hello, four handshake keys, own proof (2 transcript hashes, HMAC,
+ * th_hello, four handshake keys (one HKDF extract, four expands), own proof (2 transcript hashes, HMAC,
  * seal), the peer's (open, 2 transcript hashes, HMAC), th_final, the master
  * (HKDF + import as a CryptoKey).
  */
@@ -282,15 +282,16 @@ function symmetricSide(): () => Promise<unknown> {
     .map((n) => crypto.getRandomValues(new Uint8Array(n)));
   const spki = new Uint8Array(44), signature = new Uint8Array(64);
   const nonce = new Uint8Array(12), proof = new Uint8Array(148);
-  const info = new Uint8Array(30);
+  const info = new Uint8Array(31); // HKDF info ‖ 0x01
   const peerKey = new Uint8Array(32);
   const peerSealed = p.seal(peerKey, nonce, proof, prefix);
   return async () => {
     const shared = crypto.getRandomValues(new Uint8Array(32));
     const t = transcript(prologue, undefined, p).with(hs1, prefix);
     const thHello = await t.hash();
-    const hkdf = p.hkdfFrom(shared);
-    const keys = [0, 1, 2, 3].map(() => hkdf(thHello, info, 32));
+    const hkdf = p.hkdfFrom(shared); // the master's key object
+    const prk = p.hmac(thHello, shared); // HKDF extract, once for the four keys
+    const keys = [0, 1, 2, 3].map(() => p.hmac(prk, info)); // one expand each
     const own = t.with(spki);
     await own.hash();
     p.hmac(keys[2], await own.hash(signature));

@@ -155,19 +155,21 @@ export async function spkiFingerprintHex(spki: Bytes): Promise<string> {
   return (await sha256(spki)).toHex();
 }
 
+/** PROLOGUE_LABEL ‖ suite name ‖ 0x00 per suite name, encoded once. */
+const PROLOGUE_HEADS = new Map<string, Bytes>();
+
 /** The transcript prologue: label, suite name, both relay IDs (initiator first). */
 export function transcriptPrologue(
   suiteName: string,
   initiatorId: Bytes,
   responderId: Bytes,
 ): Bytes {
-  return concat(
-    utf8(PROLOGUE_LABEL),
-    utf8(suiteName),
-    new Uint8Array([0]),
-    initiatorId,
-    responderId,
-  );
+  let head = PROLOGUE_HEADS.get(suiteName);
+  if (head === undefined) {
+    head = concat(utf8(PROLOGUE_LABEL), utf8(suiteName), new Uint8Array([0]));
+    if (PROLOGUE_HEADS.size < 16) PROLOGUE_HEADS.set(suiteName, head);
+  }
+  return concat(head, initiatorId, responderId);
 }
 
 // ── Transcript ──────────────────────────────────────────────────────────────

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { type Bytes, concat, u16, view } from "./bytes.ts";
+import { type Bytes, view } from "./bytes.ts";
 import {
   BUCKET_OVERHEAD,
   E2E_VERSION,
@@ -85,13 +85,6 @@ export function paddedHandshakeLength(contentLength: number): number {
     RELAY_DATA_HEADER_LENGTH;
 }
 
-/** Pads `content` with zeros to {@link paddedHandshakeLength}. */
-function pad(content: Bytes): Bytes {
-  const out = new Uint8Array(paddedHandshakeLength(content.length));
-  out.set(content);
-  return out;
-}
-
 /** True when every byte of `b` from `from` on is zero. */
 function zeroFrom(b: Bytes, from: number): boolean {
   for (let i = from; i < b.length; i++) if (b[i] !== 0) return false;
@@ -103,15 +96,23 @@ export function encodeHs1(random: Bytes, offers: readonly Offer[]): Bytes {
   if (offers.length < 1 || offers.length > MAX_SUITE_OFFERS) {
     throw new RangeError(`1..${MAX_SUITE_OFFERS} suite offers`);
   }
-  const parts: Bytes[] = [
-    new Uint8Array([E2E_VERSION, PACKET_HS1]),
-    random,
-    new Uint8Array([offers.length]),
-  ];
+  let content = HS1_HEADER_LENGTH;
+  for (const o of offers) content += 3 + o.ephemeral.length;
+  // One zeroed buffer of the padded length, written in place.
+  const out = new Uint8Array(paddedHandshakeLength(content));
+  out[0] = E2E_VERSION;
+  out[1] = PACKET_HS1;
+  out.set(random, 2);
+  out[HS1_HEADER_LENGTH - 1] = offers.length;
+  let at = HS1_HEADER_LENGTH;
   for (const o of offers) {
-    parts.push(u16(o.suite), new Uint8Array([o.ephemeral.length]), o.ephemeral);
+    out[at] = o.suite >> 8;
+    out[at + 1] = o.suite & 0xff;
+    out[at + 2] = o.ephemeral.length;
+    out.set(o.ephemeral, at + 3);
+    at += 3 + o.ephemeral.length;
   }
-  return pad(concat(...parts));
+  return out;
 }
 
 /**
@@ -166,12 +167,14 @@ export function encodeHs2Prefix(
   ephemeral: Bytes,
   random: Bytes,
 ): Bytes {
-  return concat(
-    new Uint8Array([E2E_VERSION, PACKET_HS2]),
-    u16(suite),
-    ephemeral,
-    random,
-  );
+  const out = new Uint8Array(4 + ephemeral.length + random.length);
+  out[0] = E2E_VERSION;
+  out[1] = PACKET_HS2;
+  out[2] = suite >> 8;
+  out[3] = suite & 0xff;
+  out.set(ephemeral, 4);
+  out.set(random, 4 + ephemeral.length);
+  return out;
 }
 
 /** Length of HS2's prefix for a suite's point length. */
@@ -189,10 +192,14 @@ export function encodeProof(
   signature: Bytes,
   mac: Bytes,
 ): Bytes {
-  const proof = concat(u16(spki.length), spki, signature, mac);
-  const total = paddedHandshakeLength(header + proof.length + AEAD_TAG_LENGTH);
+  const length = 2 + spki.length + signature.length + mac.length;
+  const total = paddedHandshakeLength(header + length + AEAD_TAG_LENGTH);
   const out = new Uint8Array(total - header - AEAD_TAG_LENGTH);
-  out.set(proof);
+  out[0] = spki.length >> 8;
+  out[1] = spki.length & 0xff;
+  out.set(spki, 2);
+  out.set(signature, 2 + spki.length);
+  out.set(mac, 2 + spki.length + signature.length);
   return out;
 }
 

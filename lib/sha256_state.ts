@@ -223,18 +223,6 @@ export class Sha256Js implements Sha256State {
       out[at + 4 * i + 3] = v;
     }
   }
-
-  /** Zeroes this state (after keyed use). */
-  wipe(): void {
-    this.#h.fill(0);
-    this.#tail.fill(0);
-  }
-}
-
-/** Zeroes the shared schedule and block (after hashing a secret). */
-function wipeScratch(): void {
-  W.fill(0);
-  BLOCK.fill(0);
 }
 
 /**
@@ -280,14 +268,33 @@ function finishFrom(
   }
 }
 
-/** The chaining value after one block of `key` (≤ 64 bytes, zero-padded) XOR `x`. */
-function padState(key: Uint8Array, x: number): number[] {
+/** Working chaining value of {@link HmacKey.mac} and {@link hmacSha256}: one, reused (synchronous). */
+const T = H0.slice();
+
+/** Sets `h` to the chaining value after one block of `key` (≤ 64 bytes, zero-padded) XOR `x`. */
+function padState(h: number[], key: Uint8Array, x: number): number[] {
   for (let i = 0; i < key.length; i++) BLOCK[i] = key[i] ^ x;
   BLOCK.fill(x, key.length);
-  const h = H0.slice();
+  for (let i = 0; i < 8; i++) h[i] = H0[i];
   compress(h, BLOCK, 0);
   return h;
 }
+
+/** HMAC's inner then outer hash of `data` from the two pad states (RFC 2104); zeroes the scratch. */
+function hmacFrom(inner: number[], outer: number[], data: Uint8Array): Bytes {
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 8; i++) T[i] = inner[i];
+  finishFrom(T, data, 64, out, 0);
+  for (let i = 0; i < 8; i++) T[i] = outer[i];
+  finishFrom(T, out, 64, out, 0);
+  T.fill(0);
+  W.fill(0);
+  BLOCK.fill(0);
+  return out;
+}
+
+/** Pad states of {@link hmacSha256}: reused (synchronous). */
+const INNER = H0.slice(), OUTER = H0.slice();
 
 /**
  * An HMAC-SHA256 key (RFC 2104; a key over 64 bytes is hashed first) with
@@ -296,28 +303,21 @@ function padState(key: Uint8Array, x: number): number[] {
  * key-derived states.
  */
 export class HmacKey {
-  readonly #inner: number[];
-  readonly #outer: number[];
+  readonly #inner: number[] = [];
+  readonly #outer: number[] = [];
 
   constructor(key: Uint8Array) {
     const k = key.length > 64 ? new Sha256Js().update(key).digest() : key;
-    this.#inner = padState(k, 0x36);
-    this.#outer = padState(k, 0x5c);
+    padState(this.#inner, k, 0x36);
+    padState(this.#outer, k, 0x5c);
     if (k !== key) k.fill(0);
-    wipeScratch();
+    W.fill(0);
+    BLOCK.fill(0);
   }
 
   /** HMAC of `data` (32 bytes). */
   mac(data: Uint8Array): Bytes {
-    const out = new Uint8Array(32);
-    const h = this.#inner.slice();
-    finishFrom(h, data, 64, out, 0);
-    h.fill(0);
-    const g = this.#outer.slice();
-    finishFrom(g, out, 64, out, 0);
-    g.fill(0);
-    wipeScratch();
-    return out;
+    return hmacFrom(this.#inner, this.#outer, data);
   }
 
   /** Zeroes the key-derived states; the key cannot be used afterwards. */
@@ -327,10 +327,14 @@ export class HmacKey {
   }
 }
 
-/** HMAC-SHA256 of `data` with `key` (one use of a {@link HmacKey}). */
+/** HMAC-SHA256 of `data` with `key` (RFC 2104): a {@link HmacKey} used once, without the object. */
 export function hmacSha256(key: Uint8Array, data: Uint8Array): Bytes {
-  const k = new HmacKey(key);
-  const tag = k.mac(data);
-  k.wipe();
+  const k = key.length > 64 ? new Sha256Js().update(key).digest() : key;
+  padState(INNER, k, 0x36);
+  padState(OUTER, k, 0x5c);
+  if (k !== key) k.fill(0);
+  const tag = hmacFrom(INNER, OUTER, data);
+  INNER.fill(0);
+  OUTER.fill(0);
   return tag;
 }
