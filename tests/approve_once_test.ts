@@ -122,11 +122,6 @@ Deno.test("--approve through a relay that withholds ACKs and then the customer's
         // The customer's first record, its `resume`, lets the bank send the
         // request; from here on the bank hears nothing from the customer.
         phase = "withholding";
-        // Forged peer-offlines make both sides probe once a second (a fast re-handshake).
-        setTimeout(() => {
-          relay.reportOffline(customerId, c.from);
-          relay.reportOffline(c.from, customerId);
-        }, 50);
         return undefined;
       }
       if (phase === "withholding" && c.from === customerId && c.kind === 4) {
@@ -148,6 +143,19 @@ Deno.test("--approve through a relay that withholds ACKs and then the customer's
       "--transcript",
       `${dir}/bank.jsonl`,
     ], grants);
+    const bankId = parseSessionId(
+      (await bank.waitFor(isType("ready"), "bank ready", 60_000)).id,
+    ).toHex();
+    // The request reached the customer in the first session (its approval is
+    // being dropped): a forged peer-offline (the customer away, told to the
+    // bank) puts the bank in its fastest probing mode, so after 3 unanswered
+    // probes (~2–4 s instead of ~20 s of RTO backoff) it starts a new session.
+    await customer.waitFor(
+      isType("message"),
+      "the request shown in the first session",
+      60_000,
+    );
+    relay.reportOffline(customerId, bankId);
     const fallback = await bank.waitFor(
       (e) => e.type === "notice" && /no resume from the peer/.test(e.text),
       "the bank's fallback after the resume wait",

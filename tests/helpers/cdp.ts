@@ -460,8 +460,13 @@ export class Page {
     });
   }
 
-  /** A PNG screenshot of the viewport, optionally scaled (0.5 = half size). */
+  /**
+   * A PNG screenshot of the viewport, optionally scaled (0.5 = half size).
+   * The page is brought to the front first: a page hidden behind a newer one
+   * renders no frames, and the capture then waits seconds for one.
+   */
   async screenshot(scale = 1): Promise<Uint8Array> {
+    await this.send("Page.bringToFront");
     const view = await this.eval<
       { x: number; y: number; w: number; h: number }
     >(
