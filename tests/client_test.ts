@@ -324,31 +324,50 @@ Deno.test("unknown peer ID → exit 6 after --wait; malformed peer ID → exit 2
   const ca = `${relay.certsDir}/ca.pem`;
   const grants = `${dir},${relay.certsDir}`;
   try {
-    const base = ["--json", "--relay", relay.url, "--ca", ca, "--keys", dir];
+    const base = (keys: string) => [
+      "--json",
+      "--relay",
+      relay.url,
+      "--ca",
+      ca,
+      "--keys",
+      `${dir}/${keys}`,
+    ];
+    // Three independent clients at once (each its own keys folder): the
+    // waits run side by side instead of one after another.
+    const started = Date.now();
     const bank = new ClientProc("bank", [
-      ...base,
+      ...base("b"),
       "--peer",
       "a".repeat(26),
       "--wait",
       "1.5",
     ], grants);
-    const started = Date.now();
-    assert.equal(await bank.exit(), 6);
+    const bad = new ClientProc(
+      "bank",
+      [...base("bad"), "--peer", "not-an-id"],
+      grants,
+    );
+    // A waiting customer whose peer never comes.
+    const lonely = new ClientProc(
+      "customer",
+      [...base("c"), "--wait", "1"],
+      grants,
+    );
+    const [bankCode, badCode, lonelyCode] = await Promise.all([
+      bank.exit(),
+      bad.exit(),
+      lonely.exit(),
+    ]);
+    assert.equal(bankCode, 6);
     assert.ok(Date.now() - started < 10000);
     const err = bank.events.find(isType("error"))!;
     assert.equal(err.code, "peer-timeout");
     assert.match(err.message, /^the peer never arrived within 1\.5 s/);
     assert.match(err.message, /is the ID right/);
-    const bad = new ClientProc(
-      "bank",
-      [...base, "--peer", "not-an-id"],
-      grants,
-    );
-    assert.equal(await bad.exit(), 2);
+    assert.equal(badCode, 2);
     assert.match(bad.stderr.join(""), /invalid session ID/);
-    // A waiting customer whose peer never comes.
-    const lonely = new ClientProc("customer", [...base, "--wait", "1"], grants);
-    assert.equal(await lonely.exit(), 6);
+    assert.equal(lonelyCode, 6);
     // It gave no ID: what to check is whether the peer has its address.
     const waited = lonely.events.find(isType("error"))!;
     assert.equal(waited.code, "peer-timeout");
