@@ -35,34 +35,23 @@ Deno.test("pinned client refuses a relay certified by another CA that DENO_CERT 
     );
     const env = { DENO_CERT: other.caPath };
     try {
-      const base = [
+      const base = (keys: string) => [
         "--json",
         "--relay",
         url,
         "--keys",
-        `${dir}/k`,
+        `${dir}/${keys}`,
         "--wait",
         "1",
       ];
-      const customer = (...args: string[]) =>
-        new ClientProc("customer", [...base, ...args], dir, env);
+      const customer = (keys: string, ...args: string[]) =>
+        new ClientProc("customer", [...base(keys), ...args], dir, env);
+      // Five independent clients at once, each its own keys folder: their
+      // start-ups and --wait run side by side, not one after another.
       // Control: without a pin, DENO_CERT makes Deno trust the other CA.
-      const unpinned = customer("--ca", pinned.caPath);
-      const ready = await unpinned.waitFor(
-        (e) => e.type === "ready",
-        "unpinned connects",
-      );
-      assert.match(ready.address, new RegExp(`#ca=${pin}&id=`));
-      assert.equal(await unpinned.exit(), 6);
-
+      const unpinned = customer("k1", "--ca", pinned.caPath);
       // Pinned via --pin: refused at TLS, exit 3.
-      const viaPin = customer("--ca", pinned.caPath, "--pin", pin);
-      assert.equal(await viaPin.exit(), 3);
-      const err = viaPin.events.find((e) => e.type === "error")!;
-      assert.equal(err.code, "tls");
-      assert.match(err.message, /does not chain to the pinned CA/);
-      assert.ok(!viaPin.events.some((e) => e.type === "ready"));
-
+      const viaPin = customer("k2", "--ca", pinned.caPath, "--pin", pin);
       // Pinned via the address's ca=… part (the bank given a customer's address).
       const address = `${url}#ca=${pin}&id=${"a".repeat(26)}`;
       const viaAddress = new ClientProc(
@@ -79,20 +68,39 @@ Deno.test("pinned client refuses a relay certified by another CA that DENO_CERT 
         dir,
         env,
       );
-      assert.equal(await viaAddress.exit(), 3);
-
       // A --ca file that is not the pinned CA: refused before connecting.
-      const mismatch = customer("--ca", other.caPath, "--pin", pin);
-      assert.equal(await mismatch.exit(), 3);
+      const mismatch = customer("k3", "--ca", other.caPath, "--pin", pin);
+      // Pinned to the relay's real CA: works (the pinned transport itself is sound).
+      const good = customer("k4", "--ca", other.caPath, "--pin", otherPin);
+      const codes = Promise.all(
+        [unpinned, viaPin, viaAddress, mismatch, good].map((c) => c.exit()),
+      );
+
+      const ready = await unpinned.waitFor(
+        (e) => e.type === "ready",
+        "unpinned connects",
+      );
+      assert.match(ready.address, new RegExp(`#ca=${pin}&id=`));
+      await good.waitFor((e) => e.type === "ready", "pinned to the right CA");
+      const [unpinnedCode, viaPinCode, viaAddressCode, mismatchCode, goodCode] =
+        await codes;
+      assert.equal(unpinnedCode, 6);
+
+      assert.equal(viaPinCode, 3);
+      const err = viaPin.events.find((e) => e.type === "error")!;
+      assert.equal(err.code, "tls");
+      assert.match(err.message, /does not chain to the pinned CA/);
+      assert.ok(!viaPin.events.some((e) => e.type === "ready"));
+
+      assert.equal(viaAddressCode, 3);
+
+      assert.equal(mismatchCode, 3);
       assert.match(
         mismatch.events.find((e) => e.type === "error")!.message,
         /CA pin mismatch/,
       );
 
-      // Pinned to the relay's real CA: works (the pinned transport itself is sound).
-      const good = customer("--ca", other.caPath, "--pin", otherPin);
-      await good.waitFor((e) => e.type === "ready", "pinned to the right CA");
-      assert.equal(await good.exit(), 6);
+      assert.equal(goodCode, 6);
     } finally {
       await relay.shutdown();
       await relay.finished;
@@ -135,26 +143,35 @@ Deno.test("a pinned client trusts only the pinned CA of a --ca bundle, never its
     try {
       const url = `wss://localhost:${relay.port}/ws`;
       const pin = await certificateFingerprint(pinned.certPem);
-      for (
-        const [name, bundle] of [
-          ["pinned first", pinned.certPem + other.certPem],
-          ["pinned second", other.certPem + pinned.certPem],
-        ]
-      ) {
-        const caFile = `${dir}/bundle.pem`;
-        await Deno.writeTextFile(caFile, bundle);
-        const client = new ClientProc(
+      // Three independent clients at once (each its own bundle file and keys
+      // folder): their start-ups run side by side, not one after another.
+      const client = (keys: string, caFile: string, pin: string) =>
+        new ClientProc(
           "customer",
           [
             "--json",
-            ...["--relay", url, "--keys", `${dir}/k`, "--wait", "1"],
+            ...["--relay", url, "--keys", `${dir}/${keys}`, "--wait", "1"],
             ...["--ca", caFile, "--pin", pin],
           ],
           dir,
         );
-        assert.equal(await client.exit(), 3, name);
-        assert.ok(!client.events.some((e) => e.type === "ready"), name);
-        const err = client.events.find((e) => e.type === "error")!;
+      const refused = await Promise.all(
+        [
+          ["pinned first", pinned.certPem + other.certPem],
+          ["pinned second", other.certPem + pinned.certPem],
+        ].map(async ([name, bundle], i) => {
+          const caFile = `${dir}/bundle-${i}.pem`;
+          await Deno.writeTextFile(caFile, bundle);
+          return { name, client: client(`k${i}`, caFile, pin) };
+        }),
+      );
+      // Control: the bundle with the relay's own CA pinned connects.
+      const otherPin = await certificateFingerprint(other.certPem);
+      const good = client("k-good", `${dir}/bundle-1.pem`, otherPin);
+      for (const { name, client: c } of refused) {
+        assert.equal(await c.exit(), 3, name);
+        assert.ok(!c.events.some((e) => e.type === "ready"), name);
+        const err = c.events.find((e) => e.type === "error")!;
         assert.equal(err.code, "tls", name);
         assert.match(err.message, /does not chain to the pinned CA/, name);
       }
@@ -168,17 +185,6 @@ Deno.test("a pinned client trusts only the pinned CA of a --ca bundle, never its
             caPem: pinned.certPem + other.certPem,
           }),
         /exactly one certificate, got 2/,
-      );
-      // Control: the bundle with the relay's own CA pinned connects.
-      const otherPin = await certificateFingerprint(other.certPem);
-      const good = new ClientProc(
-        "customer",
-        [
-          "--json",
-          ...["--relay", url, "--keys", `${dir}/k`, "--wait", "1"],
-          ...["--ca", `${dir}/bundle.pem`, "--pin", otherPin],
-        ],
-        dir,
       );
       const ready = await good.waitFor((e) => e.type === "ready", "bundle ok");
       assert.match(ready.address, new RegExp(`#ca=${otherPin}&id=`));
