@@ -31,7 +31,12 @@ import {
 } from "../lib/deno/node_primitives.ts";
 import { type ClientOptions, EXIT } from "./args.ts";
 import type { InputLine } from "./stdin_lines.ts";
-import { type ClientEvent, type Connector, Engine } from "./engine.ts";
+import {
+  type ClientEvent,
+  type Connector,
+  Engine,
+  IncomingMessageEvent,
+} from "./engine.ts";
 import { internalErrorText } from "./events.ts";
 
 /** `--crypto` modes → session primitives (undefined = WebCrypto only, the lib default). */
@@ -77,6 +82,18 @@ const UTF8 = new TextDecoder("utf-8", { ignoreBOM: true });
 /** An input line as text (bytes of a line are valid UTF-8). */
 function lineText(line: InputLine): string {
   return typeof line === "string" ? line : UTF8.decode(line);
+}
+
+/**
+ * Whether a message's text starts with "{": from the engine's UTF-8 body
+ * when there is one (the decoder drops a leading byte-order mark), else from
+ * the text.
+ */
+function startsLikeObject(ev: ClientEvent & { type: "message" }): boolean {
+  const b = IncomingMessageEvent.bodyOf(ev);
+  if (b === undefined) return ev.text.startsWith("{");
+  const bom = b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf ? 3 : 0;
+  return b[bom] === 0x7b;
 }
 
 /** Error codes that mean some input was not delivered to the peer (exit {@link EXIT.undelivered}). */
@@ -422,8 +439,9 @@ export class ChatClient {
     }
     this.#d.emit(ev);
     if (ev.type === "secure") this.#serial(() => this.#onSecure());
-    // Only a JSON object can be a payment message (parsePaymentMessage).
-    if (ev.type === "message" && ev.text.startsWith("{")) {
+    // Only a JSON object can be a payment message (parsePaymentMessage):
+    // told from the body's first byte, without decoding the text.
+    if (ev.type === "message" && startsLikeObject(ev)) {
       this.#serial(() => this.#onPayment(ev.text));
     }
   }

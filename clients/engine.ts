@@ -201,6 +201,62 @@ export class SentEvent {
   }
 }
 
+/**
+ * A `message` event whose text is decoded only if read, and whose UTF-8
+ * body the JSON renderer can copy as it is ({@link IncomingMessageEvent.bodyOf}):
+ * the scriptable client writes a message line without a string per
+ * message (decoding, `JSON.stringify` and encoding a 256-byte text cost
+ * more than the rest of the line). `text` is a prototype getter: a spread
+ * or `JSON.stringify` of the event has none (clients/rpc.ts names it).
+ */
+export class IncomingMessageEvent {
+  // Own fields in the order of the event's literal shape (type first; `text` is the getter).
+  /** Always "message". */
+  readonly type = "message" as const;
+  /** The sender's message id, once known. */
+  readonly id?: number;
+  /** Record counter. */
+  readonly counter: number;
+  /** Sequence number. */
+  readonly seq: number;
+  /** ISO 8601 time. */
+  readonly at: string;
+  /** Relay ID of the peer. */
+  readonly peer?: string;
+  /** The peer's fingerprint, once known. */
+  readonly peerFingerprint?: string;
+  readonly #body: Uint8Array;
+
+  /** Fields of the `message` event (clients/events.ts); `body` is its UTF-8 text. */
+  constructor(
+    body: Uint8Array,
+    id: number | undefined,
+    counter: number,
+    seq: number,
+    at: string,
+    peer?: string,
+    peerFingerprint?: string,
+  ) {
+    this.id = id; // an own key even when undefined (JSON and the renderers leave it out)
+    this.counter = counter;
+    this.seq = seq;
+    this.at = at;
+    this.peer = peer;
+    this.peerFingerprint = peerFingerprint;
+    this.#body = body;
+  }
+
+  /** The message text (decoded now; invalid UTF-8 shows as U+FFFD, a leading BOM is dropped). */
+  get text(): string {
+    return UTF8_DECODER.decode(this.#body);
+  }
+
+  /** The UTF-8 body of an event made by the engine (undefined for any other object). */
+  static bodyOf(ev: object): Uint8Array | undefined {
+    return #body in ev ? (ev as IncomingMessageEvent).#body : undefined;
+  }
+}
+
 /** Relay reconnect schedule (ms). */
 const RECONNECT = { baseMs: 200, maxMs: 5000 };
 /** Relay error names that mean "the peer cannot take it right now". */
@@ -567,27 +623,18 @@ export class Engine {
           } — the relay or the network may be dropping them; still retrying`,
           ids: ev.ids,
         });
-      case "message": {
-        // Two literals, not a spread of an optional `id`: a spread is a slow
-        // path per message (same keys in the same order).
-        const text = UTF8_DECODER.decode(ev.body);
-        const counter = Number(ev.counter), seq = Number(ev.seq);
-        const at = this.#isoNow();
+      case "message":
         return this.#o.emit(
-          ev.id === undefined
-            ? { type: "message", text, counter, seq, at, peer, peerFingerprint }
-            : {
-              type: "message",
-              text,
-              id: ev.id,
-              counter,
-              seq,
-              at,
-              peer,
-              peerFingerprint,
-            },
+          new IncomingMessageEvent(
+            ev.body,
+            ev.id,
+            Number(ev.counter),
+            Number(ev.seq),
+            this.#isoNow(),
+            peer,
+            peerFingerprint,
+          ),
         );
-      }
       case "not-sent":
         return emit({
           type: "error",

@@ -191,13 +191,25 @@ export class RpcDispatcher {
 
   /** The notification for an engine event (`method` = the event type; `params.peer`/`fingerprint` name the peer). */
   notification(ev: ClientEvent): RpcNotification {
-    // A `sent` event's text is a getter on its prototype (clients/engine.ts
-    // SentEvent), which a spread does not copy: named here, in its place.
+    // The text of a `sent` or `message` event is a getter on its prototype
+    // (clients/engine.ts SentEvent, IncomingMessageEvent), which a spread does not
+    // copy: named here, in its place.
     const { type, ...rest } = ev.type === "sent"
       ? {
         type: ev.type,
         id: ev.id,
         text: ev.text,
+        at: ev.at,
+        peer: ev.peer,
+        peerFingerprint: ev.peerFingerprint,
+      }
+      : ev.type === "message"
+      ? {
+        type: ev.type,
+        text: ev.text,
+        ...(ev.id === undefined ? {} : { id: ev.id }),
+        counter: ev.counter,
+        seq: ev.seq,
         at: ev.at,
         peer: ev.peer,
         peerFingerprint: ev.peerFingerprint,

@@ -5,7 +5,8 @@
  */
 
 import { clearImmediate, setImmediate } from "node:timers";
-import type { ClientEvent } from "./engine.ts";
+import { type ClientEvent, IncomingMessageEvent } from "./engine.ts";
+import { isUtf8 } from "node:buffer";
 import { formatFingerprint } from "../lib/fingerprint.ts";
 import { parsePaymentMessage } from "../lib/payment.ts";
 import { neutralizeText } from "../lib/display_text.ts";
@@ -39,11 +40,16 @@ export interface BufferedWriter {
    */
   write(...texts: string[]): void;
   /**
-   * Queues `head`, the decimal digits of the non-negative integer `n`, then
-   * `tail` (bytes, copied): one line of a per-message event without a
-   * string built or encoded for it (never split between two writes either).
+   * Room for a line built in place: returns the buffer, with at least `n`
+   * bytes free from {@link end} on (valid until the next call); write the
+   * line there, then {@link commit} its end. For per-message lines written
+   * without a string built or encoded for them.
    */
-  numberLine(head: Uint8Array, n: number, tail: Uint8Array): void;
+  reserve(n: number): Uint8Array;
+  /** Where the bytes queued end (the start of a line being built). */
+  readonly end: number;
+  /** Queues the line written into the buffer from {@link end} up to `end`. */
+  commit(end: number): void;
   /** Writes everything queued now. */
   flush(): void;
 }
@@ -95,22 +101,16 @@ export function bufferedWriter(
       }
       queued();
     },
-    numberLine(head, n, tail) {
-      if (!Number.isSafeInteger(n) || n < 0) {
-        throw new RangeError(`not a non-negative integer: ${n}`);
-      }
-      let digits = 1;
-      for (let v = n; v >= 10; v = Math.floor(v / 10)) digits++;
-      room(len + head.length + digits + tail.length);
-      const b = buf;
-      for (let i = 0; i < head.length; i++) b[len++] = head[i];
-      for (let i = len + digits - 1, v = n; i >= len; i--) {
-        b[i] = 0x30 + v % 10;
-        v = Math.floor(v / 10);
-      }
-      len += digits;
-      b.set(tail, len);
-      len += tail.length;
+    reserve(n) {
+      room(len + n);
+      return buf;
+    },
+    get end() {
+      return len;
+    },
+    commit(end) {
+      if (end < len || end > buf.length) throw new RangeError("bad line end");
+      len = end;
       queued();
     },
     flush,
@@ -119,6 +119,7 @@ export function bufferedWriter(
 
 /** The start of a `message` line, up to its text. */
 const MESSAGE_HEAD = `{"type":"message","text":`;
+const MESSAGE_HEAD_BYTES = encoder.encode(MESSAGE_HEAD);
 
 /**
  * Bytes of the service's API output (`--serve --json`) that may wait for a
@@ -188,21 +189,76 @@ export function queuedSink(
 
 const SENT_HEAD = encoder.encode(`{"type":"sent","id":`);
 const DELIVERED_HEAD = encoder.encode(`{"type":"delivered","id":`);
+const ID_KEY = encoder.encode(`","id":`);
+const COUNTER_KEY = encoder.encode(`,"counter":`);
+const NO_ID_COUNTER_KEY = encoder.encode(`","counter":`);
+const SEQ_KEY = encoder.encode(`,"seq":`);
+/** Most bytes of a safe integer in decimal (2^53 − 1). */
+const MAX_DIGITS = 16;
+
+/** Copies `src` into `b` at `at` (short pieces: a loop, no call); returns the end. */
+function put(b: Uint8Array, at: number, src: Uint8Array): number {
+  for (let i = 0; i < src.length; i++) b[at++] = src[i];
+  return at;
+}
+
+/** Writes the non-negative safe integer `n` in decimal (as `String(n)`) at `at`; returns the end. */
+function putDigits(b: Uint8Array, at: number, n: number): number {
+  let digits = 1;
+  for (let v = n; v >= 10; v = Math.floor(v / 10)) digits++;
+  for (let i = at + digits - 1, v = n; i >= at; i--) {
+    b[i] = 0x30 + v % 10;
+    v = Math.floor(v / 10);
+  }
+  return at + digits;
+}
+
+/** Whether `n` is written by {@link putDigits} exactly as a template writes it. */
+const plainInteger = (n: number) => Number.isSafeInteger(n) && n >= 0;
+
+/**
+ * Whether the UTF-8 bytes `body` are, between quotes, the JSON string of
+ * their text as the engine decodes it: valid UTF-8 without a control
+ * character, `"` or `\` (what JSON.stringify escapes; valid UTF-8 has no
+ * lone surrogate), and no leading byte-order mark (the decoder drops it).
+ */
+function jsonSafe(body: Uint8Array): boolean {
+  if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) return false;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    if (c < 0x20 || c === 0x22 || c === 0x5c) return false;
+  }
+  return isUtf8(body);
+}
 
 /**
  * Scriptable mode: every event as one JSON line. A `sent` line carries only
  * `id` and `at` (the script wrote the text itself; echoing a 60 KiB body
- * cost ~20 % of the throughput). Given a {@link BufferedWriter}, the `sent`
- * and `delivered` lines (two per message on the sending side) are written as
- * bytes — a fixed head, the id's digits, and the rest of the line encoded
- * once per millisecond and peer — instead of a string built and encoded per
- * line; same bytes (tests/ui_test.ts).
+ * cost ~20 % of the throughput). Given a {@link BufferedWriter}, the
+ * per-message lines — `sent` and `delivered` on the sending side, `message`
+ * on the receiving one — are built as bytes in the writer's buffer: fixed
+ * keys, the numbers' digits, the engine's body bytes as they are when they
+ * need no escaping (clients/engine.ts IncomingMessageEvent), and the rest of
+ * the line encoded once per millisecond and peer; no string is decoded,
+ * stringified or encoded per message. Same bytes as the string path
+ * (tests/ui_test.ts).
  */
 export function jsonRenderer(
   out: BufferedWriter | ((...texts: string[]) => void),
 ): (ev: ClientEvent) => void {
   const write = typeof out === "function" ? out : out.write;
   const lines = typeof out === "function" ? undefined : out;
+  /** `head`, the id's digits, the tail (`sent`, `delivered`). */
+  const idLine = (
+    w: BufferedWriter,
+    head: Uint8Array,
+    id: number,
+    at: string,
+  ) => {
+    const tail = tailOf(at);
+    const b = w.reserve(head.length + MAX_DIGITS + tail.length);
+    w.commit(put(b, putDigits(b, put(b, w.end, head), id), tail));
+  };
   // The last events' peer fields, formatted once (every event of a burst names the same peer).
   let lastPeer: string | undefined, lastFp: string | undefined, suffix = "";
   // `,"at":"…"` + the peer fields + `}\n` as bytes, for `tailAt` and the current suffix.
@@ -228,16 +284,42 @@ export function jsonRenderer(
     const peer = suffix;
     switch (ev.type) {
       case "sent":
-        if (lines) return lines.numberLine(SENT_HEAD, ev.id, tailOf(ev.at));
+        if (lines && plainInteger(ev.id)) {
+          return idLine(lines, SENT_HEAD, ev.id, ev.at);
+        }
         return write(`{"type":"sent","id":${ev.id},"at":"${ev.at}"${peer}}\n`);
       case "delivered":
-        if (lines) {
-          return lines.numberLine(DELIVERED_HEAD, ev.id, tailOf(ev.at));
+        if (lines && plainInteger(ev.id)) {
+          return idLine(lines, DELIVERED_HEAD, ev.id, ev.at);
         }
         return write(
           `{"type":"delivered","id":${ev.id},"at":"${ev.at}"${peer}}\n`,
         );
-      case "message":
+      case "message": {
+        const body = lines && IncomingMessageEvent.bodyOf(ev);
+        if (
+          body && (ev.id === undefined || plainInteger(ev.id)) &&
+          plainInteger(ev.counter) && plainInteger(ev.seq) && jsonSafe(body)
+        ) {
+          // The usual text: the engine's body bytes as they are.
+          const tail = tailOf(ev.at);
+          const b = lines.reserve(
+            MESSAGE_HEAD_BYTES.length + body.length + 2 + 3 * MAX_DIGITS +
+              ID_KEY.length + COUNTER_KEY.length + SEQ_KEY.length +
+              tail.length,
+          );
+          let at = put(b, lines.end, MESSAGE_HEAD_BYTES);
+          b[at++] = 0x22; // the opening quote; ID_KEY/NO_ID_COUNTER_KEY close it
+          b.set(body, at);
+          at += body.length;
+          if (ev.id !== undefined) {
+            at = putDigits(b, put(b, at, ID_KEY), ev.id);
+            at = put(b, at, COUNTER_KEY);
+          } else at = put(b, at, NO_ID_COUNTER_KEY);
+          at = putDigits(b, at, ev.counter);
+          at = putDigits(b, put(b, at, SEQ_KEY), ev.seq);
+          return lines.commit(put(b, at, tail));
+        }
         // Three pieces, not one template: the body's JSON string stays flat
         // and is encoded as it is (joined into a rope, encodeInto first
         // flattens it: decode + JSON + encode of a 60 KiB text took ~37
@@ -249,6 +331,7 @@ export function jsonRenderer(
             ev.id === undefined ? "" : `,"id":${ev.id}`
           },"counter":${ev.counter},"seq":${ev.seq},"at":"${ev.at}"${peer}}\n`,
         );
+      }
       default:
         return write(JSON.stringify(ev) + "\n");
     }

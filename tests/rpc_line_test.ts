@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type ClientEvent, type Engine, SentEvent } from "../clients/engine.ts";
+import {
+  type ClientEvent,
+  type Engine,
+  IncomingMessageEvent,
+  SentEvent,
+} from "../clients/engine.ts";
 import { RpcDispatcher } from "../clients/rpc.ts";
 
 const PEER = "7msxtywdr2yol7yql7wj42borm";
@@ -45,7 +50,7 @@ Deno.test("notificationLine(): the same bytes as JSON.stringify(notification()) 
   assert.equal(m.params.fingerprint, null, "no fingerprint known: null");
 });
 
-Deno.test("notification(): the engine's sent event (text decoded on demand, clients/engine.ts SentEvent) gives the same line as a plain one, text in its place", () => {
+Deno.test("notification(): the engine's sent and message events (text decoded on demand, clients/engine.ts SentEvent, IncomingMessageEvent) give the same lines as plain ones, text in its place", () => {
   const rpc = new RpcDispatcher(
     { peer: () => ({ fingerprint: FP }) } as unknown as Engine,
   );
@@ -70,6 +75,32 @@ Deno.test("notification(): the engine's sent event (text decoded on demand, clie
       assert.equal(rpc.notificationLine(lazy), rpc.notificationLine(plain));
       assert.equal(JSON.parse(rpc.notificationLine(lazy)).params.text, text);
       assert.equal(lazy.text, text);
+      for (const id of [undefined, 4]) {
+        const m = new IncomingMessageEvent(
+          new TextEncoder().encode(text),
+          id,
+          2,
+          1,
+          at,
+          PEER,
+          peerFingerprint,
+        );
+        const p: ClientEvent = {
+          type: "message",
+          text,
+          ...(id === undefined ? {} : { id }),
+          counter: 2,
+          seq: 1,
+          at,
+          peer: PEER,
+          peerFingerprint,
+        };
+        assert.equal(rpc.notificationLine(m), rpc.notificationLine(p));
+        assert.equal(
+          JSON.stringify(rpc.notification(m)),
+          JSON.stringify(rpc.notification(p)),
+        );
+      }
     }
   }
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { ClientEvent } from "../clients/engine.ts";
+import { type ClientEvent, IncomingMessageEvent } from "../clients/engine.ts";
 import { bufferedWriter, jsonRenderer } from "../clients/ui.ts";
 
 /** Renders one event with the scriptable renderer. */
@@ -70,7 +70,8 @@ Deno.test("jsonRenderer over a bufferedWriter: sent and delivered lines as bytes
   let want = "";
   const slow = jsonRenderer((...s) => want += s.join(""));
   const peer = "3x4jlupouh6ix257anohc2bm2a", peerFingerprint = "ab".repeat(32);
-  const ids = [0, 1, 9, 10, 99, 100, 12345, 2 ** 31, 2 ** 53 - 1];
+  // Past 2^53 − 1 the string path's exponent notation is kept (as a template writes it).
+  const ids = [0, 1, 9, 10, 99, 100, 12345, 2 ** 31, 2 ** 53 - 1, 2 ** 70];
   const times = [at, at, "2026-12-02T03:04:05.679Z"];
   for (const id of ids) {
     for (const t of times) {
@@ -102,8 +103,56 @@ Deno.test("jsonRenderer over a bufferedWriter: sent and delivered lines as bytes
   assert.equal(got.join(""), want);
   const first = JSON.parse(want.split("\n")[0]);
   assert.deepEqual(first, { type: "sent", id: 0, at });
-  assert.throws(() => w.numberLine(new Uint8Array(0), -1, new Uint8Array(0)));
-  assert.throws(() => w.numberLine(new Uint8Array(0), 1.5, new Uint8Array(0)));
+  assert.throws(() => w.commit(w.end - 1));
+});
+
+Deno.test("jsonRenderer over a bufferedWriter: the engine's message events (body bytes copied when they need no escaping) give the same lines as the text through JSON.stringify", () => {
+  const enc = new TextEncoder();
+  const bodies = [
+    ...texts.map((t) => enc.encode(t)),
+    Uint8Array.of(0xef, 0xbb, 0xbf, 0x7b, 0x7d), // a leading BOM: the decoder drops it
+    Uint8Array.of(0x61, 0xff, 0x62), // not UTF-8: U+FFFD
+    Uint8Array.of(0xed, 0xa0, 0x80), // an encoded surrogate: not UTF-8
+    Uint8Array.of(0x7f, 0x20, 0x7e, 0xc2, 0xa0), // DEL and NBSP need no escaping
+  ];
+  const got: string[] = [];
+  const w = bufferedWriter((b) => got.push(new TextDecoder().decode(b)));
+  const fast = jsonRenderer(w);
+  const lines: string[] = [];
+  const peer = "3x4jlupouh6ix257anohc2bm2a", peerFingerprint = "ab".repeat(32);
+  const numbers = [[7, 3], [0, 0], [2 ** 53 - 1, 123456789], [2 ** 64, 1]];
+  for (const body of bodies) {
+    for (
+      const [id, [counter, seq]] of [undefined, 9, 2 ** 60].flatMap((id) =>
+        numbers.map((n) => [id, n] as const)
+      )
+    ) {
+      const ev = new IncomingMessageEvent(
+        body,
+        id,
+        counter,
+        seq,
+        at,
+        peer,
+        peerFingerprint,
+      );
+      const plain: ClientEvent = {
+        type: "message",
+        text: new TextDecoder().decode(body),
+        ...(id === undefined ? {} : { id }),
+        counter,
+        seq,
+        at,
+        peer,
+        peerFingerprint,
+      };
+      fast(ev);
+      lines.push(JSON.stringify(plain) + "\n");
+      assert.equal(ev.text, plain.text);
+    }
+  }
+  w.flush();
+  assert.equal(got.join(""), lines.join(""));
 });
 
 Deno.test("bufferedWriter: events of one task in one write, in order, UTF-8; at once past 64 KiB; flush empties it", async () => {
