@@ -291,7 +291,9 @@ function symmetricSide(): () => Promise<unknown> {
     const thHello = await t.hash();
     const hkdf = p.hkdfFrom(shared); // the master's key object
     const prk = p.hmac(thHello, shared); // HKDF extract, once for the four keys
-    const keys = [0, 1, 2, 3].map(() => p.hmac(prk, info)); // one expand each
+    const expander = p.hmacKey!(prk);
+    const keys = [0, 1, 2, 3].map(() => expander.mac(info)); // one expand each
+    expander.wipe();
     const own = t.with(spki);
     await own.hash();
     p.hmac(keys[2], await own.hash(signature));

@@ -212,6 +212,7 @@ function incremental(state: Sha256State): Transcript {
       return incremental(next);
     },
     hash(...tail) {
+      if (state.digestWith) return Promise.resolve(state.digestWith(tail));
       const s = state.copy();
       for (const p of tail) s.update(p);
       return Promise.resolve(s.digest());
@@ -501,14 +502,17 @@ function rawSecrets(
 ): HandshakeSecrets {
   const hkdf = p.hkdfFrom(shared); // the caller zeroes `shared`
   const prk = p.hmac(thHello, shared);
+  const expander = p.hmacKey?.(prk) ??
+    { mac: (info: Bytes) => p.hmac(prk, info), wipe() {} };
   const keys = {
-    responder: p.hmac(prk, EXPAND.responderKey),
-    initiator: p.hmac(prk, EXPAND.initiatorKey),
+    responder: expander.mac(EXPAND.responderKey),
+    initiator: expander.mac(EXPAND.initiatorKey),
   };
   const fins = {
-    responder: p.hmac(prk, EXPAND.responderFinished),
-    initiator: p.hmac(prk, EXPAND.initiatorFinished),
+    responder: expander.mac(EXPAND.responderFinished),
+    initiator: expander.mac(EXPAND.initiatorFinished),
   };
+  expander.wipe();
   prk.fill(0);
   const all = [keys.responder, keys.initiator, fins.responder, fins.initiator];
   return {

@@ -62,6 +62,8 @@ export interface Sha256State {
   copy(): Sha256State;
   /** SHA-256 of everything absorbed (32 bytes); the state is finished. */
   digest(): Bytes;
+  /** SHA-256 of everything absorbed followed by `parts`, this state unchanged (else: copy, update, digest). */
+  digestWith?(parts: readonly Uint8Array[]): Bytes;
 }
 
 /** HKDF-SHA256 over one input key (see {@link HandshakeKeyPrimitives.hkdfFrom}). */
@@ -96,6 +98,12 @@ export interface HandshakeKeyPrimitives {
   hkdfFrom(ikm: Bytes): HkdfFn;
   /** HMAC-SHA256 of `data` (32 bytes). */
   hmac(key: Bytes, data: Bytes): Bytes;
+  /**
+   * An HMAC-SHA256 key for several MACs (the key schedule's expands from one
+   * PRK), its key-dependent work done once; `wipe` forgets it. Absent: each
+   * MAC is a {@link HandshakeKeyPrimitives.hmac} call.
+   */
+  hmacKey?(key: Bytes): { mac(data: Bytes): Bytes; wipe(): void };
   /** AES-256-GCM; returns ciphertext ‖ 16-byte tag. */
   seal(key: Bytes, nonce: Bytes, plaintext: Bytes, aad: Bytes): Bytes;
   /** AES-256-GCM decryption; `null` when authentication fails. */

@@ -143,113 +143,99 @@ function compress(s: number[], b: Uint8Array, o: number): void {
   s[7] = (s[7] + h) | 0;
 }
 
+/** A block's worth of zeros: the pending bytes of a fresh state. */
+const ZEROS: number[] = new Array(64).fill(0);
+
 /** An incremental SHA-256 whose {@link Sha256Js.copy} is cheap (see the module doc). */
 export class Sha256Js implements Sha256State {
   /** Chaining value. */
   #h: number[];
-  /** Absorbed bytes not yet compressed (< 64). */
-  #tail: number[];
+  /** Absorbed bytes not yet compressed: the first `#length % 64` of these 64. */
+  #block: number[];
   /** Bytes absorbed in total. */
   #length: number;
 
-  constructor(h: number[] = H0.slice(), tail: number[] = [], length = 0) {
+  constructor(h: number[] = H0.slice(), block = ZEROS.slice(), length = 0) {
     this.#h = h;
-    this.#tail = tail;
+    this.#block = block;
     this.#length = length;
   }
 
   /** Absorbs `data`; returns this state. */
   update(data: Uint8Array): this {
-    const n = data.length;
+    const n = data.length, block = this.#block, h = this.#h;
+    let used = this.#length % 64, o = 0;
     this.#length += n;
-    let o = 0;
-    const tail = this.#tail;
-    if (tail.length > 0) {
-      if (tail.length + n < 64) {
-        for (let i = 0; i < n; i++) tail.push(data[i]);
-        return this;
-      }
-      const have = tail.length;
-      for (let i = 0; i < have; i++) BLOCK[i] = tail[i];
-      o = 64 - have;
-      BLOCK.set(data.subarray(0, o), have);
-      compress(this.#h, BLOCK, 0);
-      tail.length = 0;
+    if (used > 0) {
+      const take = Math.min(64 - used, n);
+      for (; o < take; o++) block[used++] = data[o];
+      if (used < 64) return this;
+      for (let i = 0; i < 64; i++) BLOCK[i] = block[i];
+      compress(h, BLOCK, 0);
     }
-    for (; o + 64 <= n; o += 64) compress(this.#h, data, o);
-    for (; o < n; o++) tail.push(data[o]);
+    for (; o + 64 <= n; o += 64) compress(h, data, o);
+    for (let i = 0; o < n; i++, o++) block[i] = data[o];
     return this;
   }
 
   /** An independent copy of this state. */
   copy(): Sha256Js {
-    return new Sha256Js(this.#h.slice(), this.#tail.slice(), this.#length);
+    return new Sha256Js(this.#h.slice(), this.#block.slice(), this.#length);
   }
 
   /** SHA-256 of everything absorbed (32 bytes); this state must not be used afterwards. */
   digest(): Bytes {
-    const out = new Uint8Array(32);
-    this.digestInto(out);
-    return out;
+    return this.digestWith([]);
   }
 
-  /** Writes the digest (32 bytes) into `out` at `at`; this state must not be used afterwards. */
-  digestInto(out: Uint8Array, at = 0): void {
-    const n = this.#length, tail = this.#tail, r = tail.length;
-    const h = this.#h;
-    for (let i = 0; i < r; i++) BLOCK[i] = tail[i];
-    BLOCK[r] = 0x80;
-    BLOCK.fill(0, r + 1);
-    if (r >= 56) {
-      compress(h, BLOCK, 0);
-      BLOCK.fill(0);
+  /**
+   * SHA-256 of everything absorbed followed by `parts` (32 bytes), on the
+   * shared scratch state: this state is unchanged, and nothing but the
+   * output is allocated.
+   */
+  digestWith(parts: readonly Uint8Array[]): Bytes {
+    const t = T;
+    for (let i = 0; i < 8; i++) t[i] = this.#h[i];
+    let used = this.#length % 64, total = this.#length;
+    for (let i = 0; i < used; i++) BLOCK[i] = this.#block[i];
+    for (const data of parts) {
+      const n = data.length;
+      total += n;
+      let o = 0;
+      if (used > 0) {
+        const take = Math.min(64 - used, n);
+        for (; o < take; o++) BLOCK[used++] = data[o];
+        if (used < 64) continue;
+        compress(t, BLOCK, 0);
+        used = 0;
+      }
+      for (; o + 64 <= n; o += 64) compress(t, data, o);
+      for (; o < n; o++) BLOCK[used++] = data[o];
     }
-    // Padding (FIPS 180-4 §5.1.1): the bit length as u64 closes the last block.
-    const hi = Math.floor(n / 0x20000000), lo = (n << 3) >>> 0;
-    BLOCK[56] = hi >>> 24;
-    BLOCK[57] = hi >>> 16;
-    BLOCK[58] = hi >>> 8;
-    BLOCK[59] = hi;
-    BLOCK[60] = lo >>> 24;
-    BLOCK[61] = lo >>> 16;
-    BLOCK[62] = lo >>> 8;
-    BLOCK[63] = lo;
-    compress(h, BLOCK, 0);
-    for (let i = 0; i < 8; i++) {
-      const v = h[i];
-      out[at + 4 * i] = v >>> 24;
-      out[at + 4 * i + 1] = v >>> 16;
-      out[at + 4 * i + 2] = v >>> 8;
-      out[at + 4 * i + 3] = v;
-    }
+    const out = new Uint8Array(32);
+    padAndFinish(t, used, total, out);
+    return out;
   }
 }
 
 /**
- * Hashes `data` as the continuation of the chaining value `h` after `before`
- * bytes (a multiple of 64) and writes the digest into `out` at `at`; `h` is
- * overwritten. `data` is read before `out` is written (they may overlap).
+ * Pads the `used` bytes already in BLOCK (FIPS 180-4 §5.1.1: 0x80, zeros,
+ * the bit length of all `total` bytes as u64), compresses into `h` and
+ * writes the digest into `out`.
  */
-function finishFrom(
+function padAndFinish(
   h: number[],
-  data: Uint8Array,
-  before: number,
+  used: number,
+  total: number,
   out: Uint8Array,
-  at: number,
 ): void {
-  const n = data.length;
-  let o = 0;
-  for (; o + 64 <= n; o += 64) compress(h, data, o);
-  const r = n - o;
-  for (let i = 0; i < r; i++) BLOCK[i] = data[o + i];
-  BLOCK[r] = 0x80;
-  BLOCK.fill(0, r + 1);
-  if (r >= 56) {
+  BLOCK[used] = 0x80;
+  BLOCK.fill(0, used + 1);
+  if (used >= 56) {
     compress(h, BLOCK, 0);
     BLOCK.fill(0);
   }
-  const bits = before + n;
-  const hi = Math.floor(bits / 0x20000000), lo = (bits << 3) >>> 0;
+  const hi = Math.floor(total / 0x20000000), lo = (total << 3) >>> 0;
   BLOCK[56] = hi >>> 24;
   BLOCK[57] = hi >>> 16;
   BLOCK[58] = hi >>> 8;
@@ -261,11 +247,30 @@ function finishFrom(
   compress(h, BLOCK, 0);
   for (let i = 0; i < 8; i++) {
     const v = h[i];
-    out[at + 4 * i] = v >>> 24;
-    out[at + 4 * i + 1] = v >>> 16;
-    out[at + 4 * i + 2] = v >>> 8;
-    out[at + 4 * i + 3] = v;
+    out[4 * i] = v >>> 24;
+    out[4 * i + 1] = v >>> 16;
+    out[4 * i + 2] = v >>> 8;
+    out[4 * i + 3] = v;
   }
+}
+
+/**
+ * Hashes `data` as the continuation of the chaining value `h` after `before`
+ * bytes (a multiple of 64) and writes the digest into `out`; `h` is
+ * overwritten. `data` is read before `out` is written (they may overlap).
+ */
+function finishFrom(
+  h: number[],
+  data: Uint8Array,
+  before: number,
+  out: Uint8Array,
+): void {
+  const n = data.length;
+  let o = 0;
+  for (; o + 64 <= n; o += 64) compress(h, data, o);
+  const r = n - o;
+  for (let i = 0; i < r; i++) BLOCK[i] = data[o + i];
+  padAndFinish(h, r, before + n, out);
 }
 
 /** Working chaining value of {@link HmacKey.mac} and {@link hmacSha256}: one, reused (synchronous). */
@@ -284,9 +289,9 @@ function padState(h: number[], key: Uint8Array, x: number): number[] {
 function hmacFrom(inner: number[], outer: number[], data: Uint8Array): Bytes {
   const out = new Uint8Array(32);
   for (let i = 0; i < 8; i++) T[i] = inner[i];
-  finishFrom(T, data, 64, out, 0);
+  finishFrom(T, data, 64, out);
   for (let i = 0; i < 8; i++) T[i] = outer[i];
-  finishFrom(T, out, 64, out, 0);
+  finishFrom(T, out, 64, out);
   T.fill(0);
   W.fill(0);
   BLOCK.fill(0);

@@ -42,6 +42,30 @@ Deno.test("Sha256Js.copy forks: the copy and the original go on independently", 
   );
 });
 
+Deno.test("Sha256Js.digestWith hashes the state followed by its parts and leaves the state as it was", () => {
+  const data = rand(400);
+  for (
+    const [at, cuts] of [[0, [0]], [59, [5, 64]], [63, [1, 1, 200]], [64, [
+      130,
+    ]], [100, [0, 300]]] as const
+  ) {
+    const base = new Sha256Js().update(data.subarray(0, at));
+    let o = at;
+    const parts = cuts.map((n) => data.subarray(o, o += n));
+    const expected = hash("sha256", data.subarray(0, o), "hex");
+    assert.equal(base.digestWith(parts).toHex(), expected, `at ${at}`);
+    assert.equal(
+      base.digestWith(parts).toHex(),
+      expected,
+      "again: the state is unchanged",
+    );
+    assert.equal(
+      base.digest().toHex(),
+      hash("sha256", data.subarray(0, at), "hex"),
+    );
+  }
+});
+
 Deno.test("hmacSha256 and HmacKey equal createHmac for keys of 0..130 bytes and data of 0..200; RFC 4231 case 2", () => {
   for (let k = 0; k <= 130; k += 3) {
     const key = rand(k), before = key.slice();

@@ -77,7 +77,7 @@ import {
 } from "node:crypto";
 import type { Bytes } from "../bytes.ts";
 import { sha256Js } from "../sha256.ts";
-import { hmacSha256, Sha256Js } from "../sha256_state.ts";
+import { HmacKey, hmacSha256, Sha256Js } from "../sha256_state.ts";
 import {
   type AeadKey,
   checkAeadKeyLength,
@@ -271,6 +271,7 @@ export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
       new Uint8Array(hkdfSync("sha256", key, salt, info, length));
   },
   hmac: hmacSha256,
+  hmacKey: (key) => new HmacKey(key),
   seal: gcm,
   open: gcmOpen,
   sha256: () => new Sha256Js(),
