@@ -15,12 +15,18 @@
  *    in flight; rate = conversations the bank reported `secure` ÷ the time
  *    from the first HS1 to the last `secure` notification (largest step),
  *    and CPU time per set-up of the bank, the relay and this process (the
- *    customers) over the step (/proc). The level customers offer suite
- *    `p256` only (P-256 identities, following the bank's `fp=` address);
- *    after the relay restart, one more step of `fastSetups` customers with
- *    Ed25519 identities offers `x25519` only (expecting the bank's Ed25519
- *    fingerprint from its `ready` notification). The bank runs with its
- *    default `--suites p256,x25519` (it accepts both).
+ *    customers) over the step (/proc). The level customers behave as
+ *    customers following the bank's `ready` address do ({@link linkPolicy}):
+ *    with the address's `ed=` (the bank's Ed25519 identity) they offer
+ *    `x25519,p256` (an identity for each) and get the fast suite, accepting
+ *    only the `ed=` identity; an address without `ed=` gets the clients'
+ *    default order `p256,x25519` under its `fp=`. After the relay restart,
+ *    one more step of `otherSetups` customers offers only the other suite
+ *    (`--suites p256` beside an `ed=` address, accepting only `fp=`; else
+ *    `--suites x25519`, expecting the Ed25519 fingerprint of the bank's
+ *    `ready` notification). The bank runs with its default
+ *    `--suites p256,x25519` (it accepts both); each step's suite is the one
+ *    the bank's `secure` notifications name.
  * 3. throughput: `senders` customers send `perSender` 256 B messages at once
  *    (in rounds of `batch` per send call, every sender's round before the next);
  *    aggregate = `message` notifications the bank printed ÷ time; the
@@ -107,12 +113,12 @@ export interface ServicePlan {
   heapDir?: string;
   /**
    * Write CPU profiles of the bank during the set-ups of the largest level
-   * (suite p256) to this file, and of the x25519 step to the same name with
-   * `.x25519` before `.cpuprofile` (the bank runs with --inspect).
+   * to this file, and of the other suite's step to the same name with
+   * `.<suite>` before `.cpuprofile` (the bank runs with --inspect).
    */
   setupProfile?: string;
-  /** Customers in the fast-suite (x25519) set-up step after the relay restart (0: none). */
-  fastSetups: number;
+  /** Customers in the other suite's set-up step after the relay restart (p256 when the bank's address carries `ed=`; 0: none). */
+  otherSetups: number;
 }
 
 /** CPU µs per set-up of each process over a set-up step (/proc, 10 ms resolution). */
@@ -127,6 +133,8 @@ export interface SetupCpu {
 
 /** One set-up step's figures. */
 export interface SetupStep {
+  /** The suite the bank's `secure` notifications named for the step's customers (`--suites` name). */
+  suite: SuiteName;
   /** Conversations the bank reported `secure` in the step. */
   setups: number;
   /** Set-ups ÷ (last `secure` − first HS1), wall clock. */
@@ -162,19 +170,21 @@ export interface ServiceFigures {
     /** The same over the baseline's after-GC RSS: how much of the settled figure was uncollected garbage. */
     kbPerConversationAfterGc: number;
     setupsPerSec: number;
-    /** CPU µs per set-up of the step (suite p256). */
+    /** The suite of the step's set-ups (what customers following the bank's address negotiate). */
+    suite: SuiteName;
+    /** CPU µs per set-up of the step. */
     cpuUsPerSetup: SetupCpu;
     complete: boolean;
   }[];
-  /** Set-ups/s of the largest step (suite p256). */
+  /** Set-ups/s of the largest step: the default path, customers following the bank's address (`suites[0].suite`). */
   setupsPerSec: number;
-  /** Set-ups per suite: p256 = the largest level's step, x25519 = the fast-suite step (absent with fastSetups 0). */
+  /** What the level customers offered (`--suites` names, in order) and which of the address's fingerprints they accepted. */
+  link: { offered: SuiteName[]; pinned: "ed" | "fp" };
+  /** Set-ups per suite: first the largest level's step (the default path), then the other suite's step (absent with otherSetups 0). */
   suites: ({
-    /** `--suites` name. */
-    suite: "p256" | "x25519";
     /** Conversations the bank held before the step. */
     before: number;
-    /** Of those, customers taken offline first to leave the relay room (x25519 step). */
+    /** Of those, customers taken offline first to leave the relay room (the other suite's step). */
     offline?: number;
   } & SetupStep)[];
   /** Throughput phase. */
@@ -197,6 +207,54 @@ export interface ServiceFigures {
     recovered: number;
     seconds: number;
     complete: boolean;
+  };
+}
+
+/** A suite's `--suites` name. */
+export type SuiteName = "p256" | "x25519";
+const SUITE_NAMES: Record<number, SuiteName> = {
+  [SUITE_P256]: "p256",
+  [SUITE_X25519]: "x25519",
+};
+
+/** What a simulated customer offers and which bank identity it accepts. */
+export interface CustomerPolicy {
+  /** Suites offered, in preference order. */
+  suites: number[];
+  /** The only identity fingerprint accepted (64 hex digits). */
+  expect: string;
+}
+
+/**
+ * What `deno task customer --peer <address>` does with the bank's `ready`
+ * address (`link`): an `ed=` (the bank's Ed25519 identity fingerprint)
+ * makes it offer `x25519,p256` and accept only that identity (the bank
+ * accepts both suites and takes the first offered: x25519); without `ed=` it
+ * offers the clients' default order `p256,x25519` and accepts only `fp=`
+ * (p256). `other`: the suite the link customers do not get, offered alone
+ * (p256 under `fp=`; or x25519 under the `ready` notification's Ed25519
+ * fingerprint `readyEd`, when the address has no `ed=`).
+ */
+export function linkPolicy(
+  addr: { fp?: string; ed?: string },
+  readyEd?: string,
+): { link: CustomerPolicy; pinned: "ed" | "fp"; other?: CustomerPolicy } {
+  if (addr.fp === undefined) {
+    throw new Error("the bank's address names no fingerprint (fp=)");
+  }
+  if (addr.ed !== undefined) {
+    return {
+      link: { suites: [SUITE_X25519, SUITE_P256], expect: addr.ed },
+      pinned: "ed",
+      other: { suites: [SUITE_P256], expect: addr.fp },
+    };
+  }
+  return {
+    link: { suites: [SUITE_P256, SUITE_X25519], expect: addr.fp },
+    pinned: "fp",
+    other: readyEd === undefined
+      ? undefined
+      : { suites: [SUITE_X25519], expect: readyEd },
   };
 }
 
@@ -229,6 +287,8 @@ class Bank {
     { address: string; ed25519Fingerprint?: string }
   >();
   readonly secureAt = new Map<string, number>();
+  /** The suite named by each peer's last `secure` notification. */
+  readonly suiteOf = new Map<string, string>();
   readonly messages = new Map<string, number>();
   /** Peers whose conversation the bank reported `closed`. */
   readonly closed = new Set<string>();
@@ -319,6 +379,7 @@ class Bank {
     } else if (m.method === "secure" && peer) {
       this.lastSecureAt = performance.now();
       this.secureAt.set(peer, this.lastSecureAt);
+      this.suiteOf.set(peer, String(m.params?.suite));
     } else if (m.method === "message" && peer) {
       this.#message(peer);
     } else if (m.method === "closed" && peer) {
@@ -380,23 +441,27 @@ class Customer {
   constructor(
     readonly identity: Identity,
     readonly mailbox: MailboxKey,
+    readonly identities: Identity[],
     readonly bankId: Bytes,
-    readonly bankFp: string,
-    readonly suite: number,
+    readonly policy: CustomerPolicy,
   ) {}
 
-  /** A customer offering only `suite` (its identity of that suite's algorithm), accepting only `bankFp`. */
+  /** A customer offering `policy.suites` (an identity of each suite's algorithm), accepting only `policy.expect`. */
   static async create(
     bankId: Bytes,
-    bankFp: string,
-    suite: number = SUITE_P256,
+    policy: CustomerPolicy,
   ): Promise<Customer> {
+    const [identity, ...identities] = await Promise.all(
+      policy.suites.map((s) =>
+        generateIdentity(s === SUITE_X25519 ? "Ed25519" : undefined)
+      ),
+    );
     return new Customer(
-      await generateIdentity(suite === SUITE_X25519 ? "Ed25519" : undefined),
+      identity,
       (await generateMailboxKey()).key,
+      identities,
       bankId,
-      bankFp,
-      suite,
+      policy,
     );
   }
 
@@ -442,10 +507,11 @@ class Customer {
   async dial(): Promise<void> {
     const { conversation, output } = await Conversation.dial({
       identity: this.identity,
+      identities: this.identities,
       localId: this.conn!.id,
       peerId: this.bankId,
-      suites: [this.suite],
-      expectFingerprint: this.bankFp,
+      suites: this.policy.suites,
+      expectFingerprint: this.policy.expect,
       trust: () => ({ status: "new" }),
       // The customers' own CPU is not the bank's: the fastest provider.
       sessionOptions: { coverRate: 0, primitives: nodePrimitives },
@@ -603,25 +669,34 @@ export async function measureService(
       }),
     ]);
     const addr = parsePeerAddress(address);
+    // `ed=` is read where lib/address.ts knows it; an address without it
+    // gets the clients' default suite order (see linkPolicy).
+    const policy = linkPolicy(
+      addr as { fp?: string; ed?: string },
+      ed25519Fingerprint,
+    );
+    log(
+      `service: customers following the bank's address offer ${
+        policy.link.suites.map((s) => SUITE_NAMES[s]).join(",")
+      } and accept only its ${policy.pinned}= identity`,
+    );
     const url = relay.url;
     const secureCount = () =>
       customers.filter((c) => bank.secureAt.has(c.peerName)).length;
     const cpu = () =>
       Promise.all([bank.child.pid, relay!.pid, Deno.pid].map(cpuUsOf));
 
-    // Grows the set by customers of `suite` up to n; returns the step's set-up figures.
+    // Grows the set by customers of `who` up to n; returns the step's set-up figures.
     const grow = async (
       n: number,
-      suite = SUITE_P256,
+      who: CustomerPolicy,
       profilePath?: string,
     ): Promise<SetupStep> => {
       // Keys and relay connections first (bounded on their own): not the bank's work.
       const ready = performance.now() + plan.phaseMs;
-      const fp = suite === SUITE_X25519 ? ed25519Fingerprint : addr.fp;
-      if (fp === undefined) throw new Error("the bank named no fingerprint");
       const fresh: Customer[] = [];
       for (let i = customers.length; i < n && performance.now() < ready; i++) {
-        fresh.push(await Customer.create(addr.id, fp, suite));
+        fresh.push(await Customer.create(addr.id, who));
       }
       await pool(fresh, 100, ready, (c) => c.connect(url, caPem));
       const connected = fresh.filter((c) => c.conn);
@@ -653,7 +728,20 @@ export async function measureService(
         t0,
         ...ok.map((c) => bank.secureAt.get(c.peerName)!),
       );
+      // The suite the bank named (the first offered that it accepts).
+      const named = new Map<string, number>();
+      for (const c of ok) {
+        const x = bank.suiteOf.get(c.peerName) ?? "?";
+        named.set(x, (named.get(x) ?? 0) + 1);
+      }
+      if (named.size > 1) {
+        log(`service: the step's set-ups named several suites: ${[...named]}`);
+      }
+      const top = [...named].sort((a, b) => b[1] - a[1])[0]?.[0];
       return {
+        suite: top === "p256" || top === "x25519"
+          ? top
+          : SUITE_NAMES[who.suites[0]],
         setups: ok.length,
         setupsPerSec: ok.length / Math.max(1e-3, (last - t0) / 1000),
         cpuUsPerSetup: { bank: bankUs, relay: relayUs, customers: selfUs },
@@ -666,7 +754,7 @@ export async function measureService(
         c.relay.toFixed(0)
       }, customers ${c.customers.toFixed(0)}`;
 
-    await grow(1);
+    await grow(1, policy.link);
     await sleep(500);
     const settleMs = Math.min(SETTLE_MAX_MS, plan.phaseMs / 5);
     const cold = await settledRssKb(bank, settleMs);
@@ -680,7 +768,7 @@ export async function measureService(
     if (warm > 0) {
       const ready = performance.now() + plan.phaseMs;
       for (let i = 0; i < warm && performance.now() < ready; i++) {
-        warmed.push(await Customer.create(addr.id, addr.fp!));
+        warmed.push(await Customer.create(addr.id, policy.link));
       }
       await pool(warmed, 100, ready, (c) => c.connect(url, caPem));
       const deadline = performance.now() + plan.phaseMs;
@@ -724,12 +812,10 @@ export async function measureService(
       const before = secureCount();
       const step = await grow(
         target,
-        SUITE_P256,
+        policy.link,
         i === plan.levels.length - 1 ? plan.setupProfile : undefined,
       );
-      if (i === plan.levels.length - 1) {
-        suites.push({ suite: "p256", before, ...step });
-      }
+      if (i === plan.levels.length - 1) suites.push({ before, ...step });
       await sleep(1000);
       const conversations = secureCount();
       const {
@@ -747,13 +833,14 @@ export async function measureService(
         kbPerConversationAfterGc: (rssAfterGcKb - rss0AfterGcKb) /
           Math.max(1, conversations - 1),
         setupsPerSec: step.setupsPerSec,
+        suite: step.suite,
         cpuUsPerSetup: step.cpuUsPerSetup,
         complete: step.complete && conversations >= target,
       });
       log(
         `service: ${conversations} conversations in ${
           ((performance.now() - t) / 1000).toFixed(1)
-        } s, ${step.setupsPerSec.toFixed(0)} set-ups/s (${
+        } s, ${step.setupsPerSec.toFixed(0)} set-ups/s, suite ${step.suite} (${
           cpuText(step.cpuUsPerSetup)
         }), RSS ${rssKb} KiB settled (${rssAfterStepKb} KiB 1 s after the step, ${rssAfterGcKb} KiB after a full GC)`,
       );
@@ -887,8 +974,10 @@ export async function measureService(
       } s`,
     );
 
-    // The fast suite: customers offering only x25519, into the same bank.
-    if (plan.fastSetups > 0) {
+    // The other suite: customers offering only it (p256 beside an `ed=`
+    // address), into the same bank.
+    const other = policy.other;
+    if (plan.otherSetups > 0 && other) {
       const before = secureCount();
       // The relay holds two descriptors per connection (lib/deno/tls_front.ts)
       // and inherits this process's limit: without room the step would only
@@ -897,21 +986,22 @@ export async function measureService(
       const limit = openFilesLimit();
       const room = Math.floor((limit - 200) / 2) -
         customers.filter((c) => c.conn?.open).length;
-      const offline = Math.max(0, plan.fastSetups - room);
+      const offline = Math.max(0, plan.otherSetups - room);
       if (offline > 0) {
         await Promise.all(customers.slice(-offline).map((c) => c.stop()));
         log(
-          `service: ${offline} customers offline (their conversations stay at the bank) to leave the relay descriptors for ${plan.fastSetups} new ones (limit ${limit}, two per connection)`,
+          `service: ${offline} customers offline (their conversations stay at the bank) to leave the relay descriptors for ${plan.otherSetups} new ones (limit ${limit}, two per connection)`,
         );
       }
+      const name = SUITE_NAMES[other.suites[0]];
       const step = await grow(
-        customers.length + plan.fastSetups,
-        SUITE_X25519,
-        plan.setupProfile?.replace(/(\.cpuprofile)?$/, ".x25519$1"),
+        customers.length + plan.otherSetups,
+        other,
+        plan.setupProfile?.replace(/(\.cpuprofile)?$/, `.${name}$1`),
       );
-      suites.push({ suite: "x25519", before, offline, ...step });
+      suites.push({ before, offline, ...step });
       log(
-        `service: suite x25519, ${step.setups} set-ups beside ${before} conversations, ${
+        `service: suite ${step.suite} (--suites ${name}), ${step.setups} set-ups beside ${before} conversations, ${
           step.setupsPerSec.toFixed(0)
         } set-ups/s (${cpuText(step.cpuUsPerSetup)})`,
       );
@@ -924,6 +1014,10 @@ export async function measureService(
       warmup: { customers: warm, closed: closedWarm },
       levels,
       setupsPerSec: largest?.setupsPerSec ?? 0,
+      link: {
+        offered: policy.link.suites.map((s) => SUITE_NAMES[s]),
+        pinned: policy.pinned,
+      },
       suites,
       throughput,
       restart,

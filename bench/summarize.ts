@@ -335,25 +335,32 @@ export function service(runs: Json[]): string {
           spread(nums(ls, (l) => l.kbPerConversationAfterGc), num(0))
         } after a full GC)`
         : ""
-    }; ${spread(nums(ls, (l) => l.setupsPerSec), num(0))} set-ups/s; reached ${
-      spread(nums(ls, (l) => l.conversations), num(0))
-    }`,
+    }; ${spread(nums(ls, (l) => l.setupsPerSec), num(0))} set-ups/s${
+      suitesOf(ls)
+    }; reached ${spread(nums(ls, (l) => l.conversations), num(0))}`,
   ]);
+  // A run's first set-up step is its largest level's: customers following
+  // the bank's address (the default path); the later ones offer one suite.
   const bySuite = new Map<string, Json[]>();
   for (const r of runs) {
-    for (const x of rowsOf(r, "service.suites")) {
-      const k = x.suite as string;
+    for (const [i, x] of rowsOf(r, "service.suites").entries()) {
+      const k = `${x.suite as string}|${i === 0 ? "link" : "only"}`;
       if (!bySuite.has(k)) bySuite.set(k, []);
       bySuite.get(k)!.push(x);
     }
   }
-  for (const [suite, xs] of bySuite) {
+  for (const [k, xs] of bySuite) {
+    const [suite, how] = k.split("|");
     const cpu = (k: string) =>
       spread(nums(xs, (x) => get(x, `cpuUsPerSetup.${k}`)), num(0));
     rows.push([
-      `set-ups, suite ${suite} (${
-        spread(nums(xs, (x) => x.setups), num(0))
-      } beside ${spread(nums(xs, (x) => x.before), num(0))})`,
+      `set-ups, ${
+        how === "link"
+          ? `customers following the address, suite ${suite}`
+          : `customers offering only suite ${suite}`
+      } (${spread(nums(xs, (x) => x.setups), num(0))} beside ${
+        spread(nums(xs, (x) => x.before), num(0))
+      })`,
       `${
         spread(nums(xs, (x) => x.setupsPerSec), num(0))
       } set-ups/s; CPU µs per set-up: bank ${cpu("bank")}, relay ${
@@ -376,6 +383,12 @@ export function service(runs: Json[]): string {
     } back in ${spread(s("seconds"), sig)} s`,
   ]);
   return table(["bank service", "measured: min–max (median)"], rows);
+}
+
+/** ` (suite x25519)` when the rows name their suites (older files do not). */
+function suitesOf(rows: Json[]): string {
+  const names = [...new Set(rows.map((r) => r.suite).filter((x) => x))];
+  return names.length ? ` (suite ${names.join(", ")})` : "";
 }
 
 /** The cluster rows. */
