@@ -513,8 +513,13 @@ class Customer {
       suites: this.policy.suites,
       expectFingerprint: this.policy.expect,
       trust: () => ({ status: "new" }),
-      // The customers' own CPU is not the bank's: the fastest provider.
-      sessionOptions: { coverRate: 0, primitives: nodePrimitives },
+      // The customers' own CPU is not the bank's: the fastest provider, and
+      // no transcript (as `deno task customer` without --transcript).
+      sessionOptions: {
+        coverRate: 0,
+        primitives: nodePrimitives,
+        keepTranscript: false,
+      },
       role: "customer",
     }, Date.now());
     this.conv = conversation;

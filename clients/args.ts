@@ -186,7 +186,7 @@ export function usage(role: Role): string {
   --crypto MODE          keys (default): SHA-256 via node:crypto, AES-GCM in WebCrypto with
                          non-extractable keys; fast: AES-GCM via node:crypto too (less CPU per record,
                          keys in node:crypto KeyObjects, exportable in-process); keys and fast run the
-                         handshake's HKDF/HMAC/AES-GCM, X25519 and Ed25519 in node:crypto (handshake
+                         handshake's HKDF/HMAC/AES-GCM, X25519, Ed25519 and chain signatures in node:crypto (handshake
                          keys as raw bytes until it ends, zeroed); webcrypto: WebCrypto only
   --suites LIST          handshake suites in preference order, comma-separated (default
                          ${DEFAULT_SUITES}): p256 = ECDH/ECDSA P-256, x25519 = X25519 + Ed25519

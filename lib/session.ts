@@ -856,17 +856,19 @@ export class Session {
       for (const p of parts) {
         if (p.head === undefined) continue;
         const h = await p.head;
-        const signature = await sign(
-          this.#privateKey,
-          chainSignatureInput(
-            this.#role,
-            this.#localFp,
-            this.#peerFp,
-            this.#sessionHash,
-            p.msg.seq,
-            h,
-          ),
+        const input = chainSignatureInput(
+          this.#role,
+          this.#localFp,
+          this.#peerFp,
+          this.#sessionHash,
+          p.msg.seq,
+          h,
         );
+        // The provider's synchronous signature (node:crypto Ed25519, the
+        // handshake's), else WebCrypto's: the same bytes.
+        const signature =
+          this.#primitives.handshake?.sign(this.#privateKey, input) ??
+            await sign(this.#privateKey, input);
         this.stats.signaturesMade++;
         p.msg.signature = signature;
         if (p.record) {
@@ -1326,18 +1328,21 @@ export class Session {
       events.push(event);
       const verification = (async () => {
         const h = await head;
-        const ok = await verify(
-          await this.#peerKey(),
-          signature,
-          chainSignatureInput(
-            this.#peerRole,
-            this.#peerFp,
-            this.#localFp,
-            this.#sessionHash,
-            seq,
-            h,
-          ),
+        const input = chainSignatureInput(
+          this.#peerRole,
+          this.#peerFp,
+          this.#localFp,
+          this.#sessionHash,
+          seq,
+          h,
         );
+        // The provider's synchronous check (node:crypto, as the handshake's
+        // signatures), else WebCrypto's: the same verdict.
+        const ok = this.#primitives.handshake?.verify(
+          this.#peerSpki,
+          signature,
+          input,
+        ) ?? await verify(await this.#peerKey(), signature, input);
         if (!ok) {
           const e = new ProtocolError(
             "chain-mismatch",

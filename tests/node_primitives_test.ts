@@ -485,3 +485,60 @@ Deno.test("node identity signatures: Ed25519 from a non-extractable key verifies
     );
   }
 });
+
+Deno.test("chain signatures on the node provider (Ed25519): packets byte-identical to WebCrypto's, checked both ways; a signature by another key ends the session chain-mismatch", async () => {
+  const ed = () => generateIdentity("Ed25519");
+  const [idI, idR, stranger] = [await ed(), await ed(), await ed()];
+  const result = async (
+    role: "initiator" | "responder",
+    local: typeof idI,
+    peer: typeof idI,
+  ): Promise<HandshakeResult> => ({
+    suite: SUITE_X25519,
+    sessionHash: new Uint8Array(32).fill(0x22),
+    role,
+    localId: new Uint8Array(16).fill(role === "initiator" ? 1 : 2),
+    peerId: new Uint8Array(16).fill(role === "initiator" ? 2 : 1),
+    localIdentity: local,
+    peerIdentity: { publicKey: peer.publicKey, spki: peer.spki },
+    master: await importSecret(MASTER_RAW.slice()),
+  });
+  const opts = { signEvery: 1, keepTranscript: false };
+  const node = { ...opts, primitives: nodeHashPrimitives };
+  const bodies = [rand(10), rand(300), rand(3000)];
+  // Same keys, counters and (deterministic) Ed25519 signatures: same bytes.
+  const viaNode = await Session.fromHandshake(
+    await result("initiator", idI, idR),
+    node,
+  );
+  const viaWeb = await Session.fromHandshake(
+    await result("initiator", idI, idR),
+    opts,
+  );
+  const packets = await viaNode.sendMany(bodies, 0);
+  assert.deepEqual(packets, await viaWeb.sendMany(bodies, 0));
+  assert.equal(viaNode.stats.signaturesMade, 3);
+  // A WebCrypto receiver accepts the node signer's; a node receiver the WebCrypto signer's.
+  for (const receiver of [opts, node]) {
+    const r = await Session.fromHandshake(
+      await result("responder", idR, idI),
+      receiver,
+    );
+    const got = await r.receiveMany(packets, 0);
+    assert.equal(r.stats.signaturesVerified, 3);
+    assert.deepEqual(messages(got.events), bodies);
+  }
+  // Signed by a key that is not the peer's identity: the node check refuses.
+  const forger = await Session.fromHandshake(
+    await result("initiator", stranger, idR),
+    node,
+  );
+  const r = await Session.fromHandshake(
+    await result("responder", idR, idI),
+    node,
+  );
+  await assert.rejects(
+    r.receiveMany(await forger.sendMany([rand(20)], 0), 0),
+    (e: unknown) => e instanceof ProtocolError && e.code === "chain-mismatch",
+  );
+});

@@ -45,7 +45,9 @@
  * traffic keys are non-extractable WebCrypto keys); {@link nodePrimitives}
  * (`--crypto fast`, traffic keys in KeyObjects already) keeps it in a secret
  * KeyObject too (`keepMaster`), so traffic keys and rekeys derive from it by
- * `hkdfSync`: no WebCrypto import, no round trip per derived key. Ed25519 identity signatures use a `KeyObject` made
+ * `hkdfSync`: no WebCrypto import, no round trip per derived key. Ed25519 identity signatures (the handshake's, and the
+ * session's chain signatures, which lib/session.ts makes and checks with
+ * the provider's `sign`/`verify` too) use a `KeyObject` made
  * from the non-extractable CryptoKey (`KeyObject.from`, which Deno allows;
  * cached per key, never exported); P-256 identity signatures stay in
  * WebCrypto (no faster here). Ephemerals of both suites are generated and
