@@ -897,7 +897,9 @@ function renderService(s: ServiceFigures): string[] {
       ? [
         `  Set-ups per suite (the bank accepts p256 and x25519, its default --suites; first the largest level's customers, who follow the bank's address: they offer ${
           s.link.offered.join(",")
-        } and accept only its ${s.link.pinned}= identity; then customers offering only the other suite; CPU per set-up from /proc over the step; bank-only ceiling = 1 s ÷ the bank's CPU per set-up, what one core of the bank alone could do):`,
+        } and accept only the identities its ${
+          s.link.pins.map((p) => `${p}=`).join(" and ")
+        } pin; then customers offering only the other suite; CPU per set-up from /proc over the step; bank-only ceiling = 1 s ÷ the bank's CPU per set-up, what one core of the bank alone could do):`,
         table([
           [
             "suite",

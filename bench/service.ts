@@ -17,14 +17,13 @@
  *    and CPU time per set-up of the bank, the relay and this process (the
  *    customers) over the step (/proc). The level customers behave as
  *    customers following the bank's `ready` address do ({@link linkPolicy}):
- *    with the address's `ed=` (the bank's Ed25519 identity) they offer
- *    `x25519,p256` (an identity for each) and get the fast suite, accepting
- *    only the `ed=` identity; an address without `ed=` gets the clients'
- *    default order `p256,x25519` under its `fp=`. After the relay restart,
+ *    they accept only the identities the address pins (`fp=`, and `ed=`:
+ *    the bank's Ed25519 identity), and with `ed=` offer `x25519,p256` (an
+ *    identity for each) and get the fast suite; an address without `ed=`
+ *    gets the clients' default order `p256,x25519`. After the relay restart,
  *    one more step of `otherSetups` customers offers only the other suite
- *    (`--suites p256` beside an `ed=` address, accepting only `fp=`; else
- *    `--suites x25519`, expecting the Ed25519 fingerprint of the bank's
- *    `ready` notification). The bank runs with its default
+ *    (`--suites p256` beside an `ed=` address; else `--suites x25519`,
+ *    pinned to the Ed25519 fingerprint of the bank's `ready` notification). The bank runs with its default
  *    `--suites p256,x25519` (it accepts both); each step's suite is the one
  *    the bank's `secure` notifications name.
  * 3. throughput: `senders` customers send `perSender` 256 B messages at once
@@ -178,8 +177,8 @@ export interface ServiceFigures {
   }[];
   /** Set-ups/s of the largest step: the default path, customers following the bank's address (`suites[0].suite`). */
   setupsPerSec: number;
-  /** What the level customers offered (`--suites` names, in order) and which of the address's fingerprints they accepted. */
-  link: { offered: SuiteName[]; pinned: "ed" | "fp" };
+  /** What the level customers offered (`--suites` names, in order) and the address's pins they accepted only (`fp`, `ed`). */
+  link: { offered: SuiteName[]; pins: ("fp" | "ed")[] };
   /** Set-ups per suite: first the largest level's step (the default path), then the other suite's step (absent with otherSetups 0). */
   suites: ({
     /** Conversations the bank held before the step. */
@@ -217,44 +216,46 @@ const SUITE_NAMES: Record<number, SuiteName> = {
   [SUITE_X25519]: "x25519",
 };
 
-/** What a simulated customer offers and which bank identity it accepts. */
+/** What a simulated customer offers and which bank identities it accepts. */
 export interface CustomerPolicy {
   /** Suites offered, in preference order. */
   suites: number[];
-  /** The only identity fingerprint accepted (64 hex digits). */
-  expect: string;
+  /** The address's pins: only these identities are accepted (`fp=` P-256, `ed=` Ed25519; 64 hex digits). */
+  pins: { fp?: string; ed?: string };
 }
 
 /**
  * What `deno task customer --peer <address>` does with the bank's `ready`
- * address (`link`): an `ed=` (the bank's Ed25519 identity fingerprint)
- * makes it offer `x25519,p256` and accept only that identity (the bank
- * accepts both suites and takes the first offered: x25519); without `ed=` it
- * offers the clients' default order `p256,x25519` and accepts only `fp=`
- * (p256). `other`: the suite the link customers do not get, offered alone
- * (p256 under `fp=`; or x25519 under the `ready` notification's Ed25519
- * fingerprint `readyEd`, when the address has no `ed=`).
+ * address (`link`): it pins the address's identities (`fp=`, and `ed=`, the
+ * bank's Ed25519 identity), and with `ed=` offers `x25519,p256` (its default
+ * `p256,x25519` with x25519 moved first; the bank accepts both and takes the
+ * first offered: x25519); without `ed=` it offers `p256,x25519` (p256).
+ * `other`: the suite the link customers do not get, offered alone (p256
+ * under the same pins; or x25519 pinned to the `ready` notification's
+ * Ed25519 fingerprint `readyEd`, when the address has no `ed=`).
  */
 export function linkPolicy(
   addr: { fp?: string; ed?: string },
   readyEd?: string,
-): { link: CustomerPolicy; pinned: "ed" | "fp"; other?: CustomerPolicy } {
+): { link: CustomerPolicy; other?: CustomerPolicy } {
   if (addr.fp === undefined) {
     throw new Error("the bank's address names no fingerprint (fp=)");
   }
+  const pins = {
+    fp: addr.fp,
+    ...(addr.ed === undefined ? {} : { ed: addr.ed }),
+  };
   if (addr.ed !== undefined) {
     return {
-      link: { suites: [SUITE_X25519, SUITE_P256], expect: addr.ed },
-      pinned: "ed",
-      other: { suites: [SUITE_P256], expect: addr.fp },
+      link: { suites: [SUITE_X25519, SUITE_P256], pins },
+      other: { suites: [SUITE_P256], pins },
     };
   }
   return {
-    link: { suites: [SUITE_P256, SUITE_X25519], expect: addr.fp },
-    pinned: "fp",
+    link: { suites: [SUITE_P256, SUITE_X25519], pins },
     other: readyEd === undefined
       ? undefined
-      : { suites: [SUITE_X25519], expect: readyEd },
+      : { suites: [SUITE_X25519], pins: { ...pins, ed: readyEd } },
   };
 }
 
@@ -446,7 +447,7 @@ class Customer {
     readonly policy: CustomerPolicy,
   ) {}
 
-  /** A customer offering `policy.suites` (an identity of each suite's algorithm), accepting only `policy.expect`. */
+  /** A customer offering `policy.suites` (an identity of each suite's algorithm), accepting only the identities `policy.pins` names. */
   static async create(
     bankId: Bytes,
     policy: CustomerPolicy,
@@ -511,7 +512,12 @@ class Customer {
       localId: this.conn!.id,
       peerId: this.bankId,
       suites: this.policy.suites,
-      expectFingerprint: this.policy.expect,
+      ...(this.policy.pins.fp === undefined
+        ? {}
+        : { expectFingerprint: this.policy.pins.fp }),
+      ...(this.policy.pins.ed === undefined
+        ? {}
+        : { expectEd25519Fingerprint: this.policy.pins.ed }),
       trust: () => ({ status: "new" }),
       // The customers' own CPU is not the bank's: the fastest provider, and
       // no transcript (as `deno task customer` without --transcript).
@@ -674,16 +680,15 @@ export async function measureService(
       }),
     ]);
     const addr = parsePeerAddress(address);
-    // `ed=` is read where lib/address.ts knows it; an address without it
-    // gets the clients' default suite order (see linkPolicy).
-    const policy = linkPolicy(
-      addr as { fp?: string; ed?: string },
-      ed25519Fingerprint,
-    );
+    // An address without `ed=` (a bank that does not accept x25519) gets
+    // the clients' default suite order (see linkPolicy).
+    const policy = linkPolicy(addr, ed25519Fingerprint);
     log(
       `service: customers following the bank's address offer ${
         policy.link.suites.map((s) => SUITE_NAMES[s]).join(",")
-      } and accept only its ${policy.pinned}= identity`,
+      } and accept only its pinned identities (${
+        Object.keys(policy.link.pins).map((k) => `${k}=`).join(", ")
+      })`,
     );
     const url = relay.url;
     const secureCount = () =>
@@ -1021,7 +1026,7 @@ export async function measureService(
       setupsPerSec: largest?.setupsPerSec ?? 0,
       link: {
         offered: policy.link.suites.map((s) => SUITE_NAMES[s]),
-        pinned: policy.pinned,
+        pins: Object.keys(policy.link.pins) as ("fp" | "ed")[],
       },
       suites,
       throughput,

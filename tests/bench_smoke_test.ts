@@ -313,11 +313,14 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
     // Set-ups per suite, with CPU per set-up: the level's customers follow
     // the bank's address (x25519,p256 under its ed=: the fast suite; without
     // ed= the clients' default p256,x25519 under fp=), then 20 customers
-    // offering only the other suite.
-    const link = svc.link.pinned === "ed" ? "x25519" : "p256";
+    // offering only the other suite. The bank accepts x25519 (its default
+    // --suites): its address carries ed=.
+    const ed = svc.link.pins.includes("ed");
+    assert.ok(ed, "the bank's address pins its Ed25519 identity (ed=)");
+    const link = ed ? "x25519" : "p256";
     assert.deepEqual(
       svc.link.offered,
-      svc.link.pinned === "ed" ? ["x25519", "p256"] : ["p256", "x25519"],
+      ed ? ["x25519", "p256"] : ["p256", "x25519"],
     );
     assert.deepEqual(
       svc.suites.map((x: { suite: string }) => x.suite),
