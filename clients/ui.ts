@@ -196,8 +196,12 @@ const SEQ_KEY = encoder.encode(`,"seq":`);
 /** Most bytes of a safe integer in decimal (2^53 − 1). */
 const MAX_DIGITS = 16;
 
-/** Copies `src` into `b` at `at` (short pieces: a loop, no call); returns the end. */
+/** Copies `src` into `b` at `at` (a short piece by a loop, a longer one by `set`); returns the end. */
 function put(b: Uint8Array, at: number, src: Uint8Array): number {
+  if (src.length > 32) {
+    b.set(src, at);
+    return at + src.length;
+  }
   for (let i = 0; i < src.length; i++) b[at++] = src[i];
   return at;
 }
