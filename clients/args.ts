@@ -176,7 +176,8 @@ export function usage(role: Role): string {
                          (default ${DEFAULT_WAIT_S}; 0 = forever)
   --outbox N             messages kept while the peer is away (default ${DEFAULT_OUTBOX})
   --sign-every N         sign the message chain every N messages (default 64; under load
-                         signatures are at least 10 ms apart, at most 255 messages unsigned)
+                         signatures are at least 10 ms apart, at most 255 messages unsigned;
+                         else within 1 s, a burst after a quiet second by its last message)
   --passphrase-file F    protect the identity key with the passphrase on F's first line
                          (PBKDF2-SHA256 600k + AES-256-GCM); needed to load a protected key
                          (interactive on a terminal: asked for, not echoed, when missing);

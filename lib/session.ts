@@ -551,8 +551,15 @@ export class Session {
     // The caller may reuse its buffers once this returns: a group whose
     // bodies are used later (see #sealReliableGroup) seals copies.
     const sealing = all(
-      groups.map((g) =>
-        this.#sealReliableGroup(InnerType.DATA, g, now, false, true)
+      groups.map((g, i) =>
+        this.#sealReliableGroup(
+          InnerType.DATA,
+          g,
+          now,
+          false,
+          true,
+          i === groups.length - 1,
+        )
       ),
     );
     const seqs: bigint[] = [];
@@ -750,9 +757,27 @@ export class Session {
     return this.#sealReliableGroup(type, [body], now, forceSign);
   }
 
-  /** Whether one of the next `n` reliable messages will carry a chain signature (what {@link #signNext} decides, without counting). */
-  #signsWithin(n: number, forceSign: boolean, now: number): boolean {
-    if (forceSign) return true;
+  /**
+   * Whether the last message of a send is signed because no signature went
+   * out for `signIntervalMs` (PROTOCOL.md §2.2.6): after a quiet second the
+   * message carries its own signature instead of a CHECKPOINT following it
+   * a second later (one record and its ACK each way less per burst, and the
+   * burst non-repudiable at once). Not before a first signature: a new
+   * session signs by count, interval (CHECKPOINT) or CLOSE as before.
+   */
+  #quietDue(now: number): boolean {
+    return this.#lastSignAt !== undefined &&
+      now >= this.#lastSignAt + this.#signIntervalMs;
+  }
+
+  /** Whether one of the next `n` reliable messages will carry a chain signature (what {@link #signNext} decides, without counting; `quietEnd`: they end a send). */
+  #signsWithin(
+    n: number,
+    forceSign: boolean,
+    now: number,
+    quietEnd = false,
+  ): boolean {
+    if (forceSign || (quietEnd && this.#quietDue(now))) return true;
     const due = this.#lastSignAt === undefined ||
       now >= this.#lastSignAt + this.#minSignGapMs;
     const first = Math.max(1, this.#signEvery - this.#unsignedCount);
@@ -760,9 +785,9 @@ export class Session {
     return MAX_UNSIGNED - this.#unsignedCount <= n;
   }
 
-  /** Decides whether the next reliable message carries a chain signature, and counts it. */
-  #signNext(now: number, forceSign: boolean): boolean {
-    const signed = forceSign ||
+  /** Decides whether the next reliable message carries a chain signature, and counts it (`quiet`: it ends a send after a quiet interval, see {@link #quietDue}). */
+  #signNext(now: number, forceSign: boolean, quiet = false): boolean {
+    const signed = forceSign || quiet ||
       (this.#unsignedCount + 1 >= this.#signEvery &&
         (this.#lastSignAt === undefined ||
           now >= this.#lastSignAt + this.#minSignGapMs ||
@@ -782,6 +807,8 @@ export class Session {
    * Seals reliable messages of `type` into ONE record (one counter; several
    * only for DATA, see {@link coalesce}): seqs, chain steps, signature
    * decisions and transcript entries are assigned synchronously in order.
+   * `last`: the group ends a send (its last message may be signed, see
+   * {@link #quietDue}, when the signature still fits the record).
    */
   #sealReliableGroup(
     type: number,
@@ -789,6 +816,7 @@ export class Session {
     now: number,
     forceSign: boolean,
     borrowed = false,
+    last = false,
   ): MaybePromise<Bytes> {
     // Borrowed bodies (the caller's buffers) are copied when they are used
     // after this call: kept by the transcript, hashed after an earlier chain
@@ -797,7 +825,7 @@ export class Session {
     if (
       borrowed &&
       (this.#transcript !== undefined || isPromise(this.#sendChain) ||
-        this.#signsWithin(bodies.length, forceSign, now))
+        this.#signsWithin(bodies.length, forceSign, now, last))
     ) {
       bodies = bodies.map((b) => b.slice());
     }
@@ -812,9 +840,13 @@ export class Session {
       head?: MaybePromise<Bytes>;
       record?: TranscriptMessage;
     }[] = [];
-    for (const body of bodies) {
+    let plaintext = 0;
+    for (const [i, body] of bodies.entries()) {
       const seq = this.#nextSeq++;
-      const signed = this.#signNext(now, forceSign);
+      const quiet = last && i === bodies.length - 1 && this.#quietDue(now) &&
+        plaintext + innerLength(body.length, true) <= COALESCE_PLAINTEXT_MAX;
+      const signed = this.#signNext(now, forceSign, quiet);
+      plaintext += innerLength(body.length, signed);
       const head = andThen(
         this.#sendChain,
         (prev) => chainStepEager(primitives, prev, seq, type, body),

@@ -302,6 +302,42 @@ Deno.test("signatures: every N messages, after the interval (CHECKPOINT), and on
   assert.ok(a.closed && b.closed, "both sides closed");
 });
 
+Deno.test("signatures after a quiet interval: the last message of a send is signed itself (no CHECKPOINT a second later); within the interval the CHECKPOINT stays; a new session signs by count, interval or close as before", async () => {
+  // Coalesced as the clients send: 20 messages in one record.
+  const { a, b } = await pair({ signEvery: 64, coalesce: true });
+  const verified = (e: SessionEvent[]) =>
+    e.flatMap((x) => x.type === "signature-verified" ? [x.seq] : []);
+  const burst = (n: number) =>
+    Array.from({ length: n }, (_, i) => enc.encode(`q${i}`));
+  // No signature yet: unsigned, and the interval's CHECKPOINT signs it.
+  let ev = await exchange(a, b, await a.sendMany(burst(3), 0), 0);
+  assert.deepEqual(verified(ev.get(b)!), []);
+  assert.equal(a.nextDeadline(), 1000);
+  ev = await exchange(a, b, await a.poll(1000), 1000);
+  assert.deepEqual(verified(ev.get(b)!), [4n]);
+  // Quiet for the interval since that signature: the burst's last message carries one.
+  const quiet = await a.sendMany(burst(20), 2000);
+  assert.equal(quiet.length, 1, "one record");
+  ev = await exchange(a, b, quiet, 2000);
+  assert.equal(messages(ev.get(b)!).length, 20);
+  assert.deepEqual(verified(ev.get(b)!), [24n]);
+  // Nothing unsigned: no CHECKPOINT due (next: the rekey after 10 minutes).
+  assert.equal(a.nextDeadline(), 600_000);
+  assert.deepEqual(await a.poll(3500), []);
+  // Within the interval: unsigned, the CHECKPOINT follows as before.
+  ev = await exchange(a, b, await a.sendMany(burst(5), 2500), 2500);
+  assert.deepEqual(verified(ev.get(b)!), []);
+  assert.equal(a.nextDeadline(), 3500);
+  ev = await exchange(a, b, await a.poll(3500), 3500);
+  assert.deepEqual(verified(ev.get(b)!), [30n]);
+  assert.equal(b.stats.signaturesVerified, a.stats.signaturesMade);
+  assert.equal(b.failed, undefined);
+  // One message at a time after a quiet interval: each signed, no CHECKPOINT.
+  ev = await exchange(a, b, await a.send(enc.encode("x"), 5000), 5000);
+  assert.deepEqual(verified(ev.get(b)!), [31n]);
+  assert.equal(a.nextDeadline(), 600_000);
+});
+
 Deno.test("signatures under load: a due signature waits for the minimum gap, never past MAX_UNSIGNED − 1 unsigned, then a CHECKPOINT", async () => {
   const { a, b } = await pair({ signEvery: 64, minSignGapMs: 10 });
   const verified = (e: SessionEvent[]) =>
