@@ -15,8 +15,8 @@
 
 import type { Bytes } from "./bytes.ts";
 
-/** Round constants: the first 32 bits of the fractional parts of the cube roots of the first 64 primes. */
-const K = new Int32Array([
+/** Round constants (FIPS 180-4 §4.2.2): the first 32 bits of the fractional parts of the cube roots of the first 64 primes; lib/sha256_state.ts uses them too. */
+export const K = new Int32Array([
   0x428a2f98,
   0x71374491,
   0xb5c0fbcf,
