@@ -100,9 +100,8 @@ const W = new Int32Array(64);
 const S = new Int32Array(8);
 const TAIL = new Uint8Array(128);
 
-/** One compression of the 64-byte block of `p` at `o` into S. */
-function compress(p: Uint8Array, o: number): void {
-  const w = W;
+/** The message schedule W[0..63] of the 64-byte block of `p` at `o` (FIPS 180-4 §6.2.2 step 1); lib/sha256_state.ts uses it too. */
+export function messageSchedule(w: Int32Array, p: Uint8Array, o: number): void {
   for (let i = 0; i < 16; i++, o += 4) {
     w[i] = (p[o] << 24) | (p[o + 1] << 16) | (p[o + 2] << 8) | p[o + 3];
   }
@@ -112,6 +111,12 @@ function compress(p: Uint8Array, o: number): void {
     const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
     w[i] = (s0 + w[i - 7] + s1 + w[i - 16]) | 0;
   }
+}
+
+/** One compression of the 64-byte block of `p` at `o` into S. */
+function compress(p: Uint8Array, o: number): void {
+  const w = W;
+  messageSchedule(w, p, o);
   const s = S;
   let a = s[0],
     b = s[1],

@@ -17,7 +17,7 @@
 
 import type { Bytes } from "./bytes.ts";
 import type { Sha256State } from "./primitives.ts";
-import { K } from "./sha256.ts";
+import { K, messageSchedule } from "./sha256.ts";
 
 /** Initial hash value (FIPS 180-4 §5.3.3). */
 const H0 = [
@@ -38,16 +38,7 @@ const BLOCK = new Uint8Array(64);
 /** One compression of the 64-byte block of `b` at `o` into the chaining value `s`. */
 function compress(s: number[], b: Uint8Array, o: number): void {
   const w = W;
-  for (let i = 0; i < 16; i++, o += 4) {
-    w[i] = (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
-  }
-  for (let i = 16; i < 64; i++) {
-    const x = w[i - 15], y = w[i - 2];
-    const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
-    const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^
-      (y >>> 10);
-    w[i] = (s0 + w[i - 7] + s1 + w[i - 16]) | 0;
-  }
+  messageSchedule(w, b, o);
   let a = s[0] | 0, b1 = s[1] | 0, c = s[2] | 0, d = s[3] | 0;
   let e = s[4] | 0, f = s[5] | 0, g = s[6] | 0, h = s[7] | 0;
   for (let i = 0; i < 64; i++) {
