@@ -378,7 +378,8 @@ export async function newEphemeral(
   suite: number,
   p?: HandshakeKeyPrimitives,
 ): Promise<Ephemeral> {
-  return p?.generateEphemeral(suite) ?? await generateSuiteEphemeral(suite);
+  return (await p?.generateEphemeral(suite)) ??
+    await generateSuiteEphemeral(suite);
 }
 
 /**
@@ -406,7 +407,7 @@ export async function sharedSecret(
   }
   let out: Bytes;
   try {
-    out = own.dh(peerRaw);
+    out = await own.dh(peerRaw);
   } catch {
     throw new ProtocolError(
       "invalid-public-key",

@@ -41,6 +41,7 @@ import {
   importAeadKey,
   importIdentityPublic,
   open,
+  p256Pkcs8Parts,
   seal,
   sign,
   spkiAlgorithm,
@@ -104,10 +105,20 @@ const PROBE_MESSAGE = "e2e.v1 identity key check\0";
 const PEM_PUBLIC = "PUBLIC KEY";
 const PEM_PRIVATE = "PRIVATE KEY";
 
-/** Generates a fresh identity (default ECDSA P-256) whose private key is non-extractable (not savable). */
+/**
+ * Generates a fresh identity (default ECDSA P-256) whose private key is
+ * non-extractable (not savable). A P-256 key is imported as a loaded key file
+ * is (see {@link importIdentity}: its PKCS#8 passes through memory once and
+ * is zeroed), so it signs as cheaply as one.
+ */
 export async function generateIdentity(
   algorithm: IdentityAlgorithm = IDENTITY_ALGORITHM,
 ): Promise<Identity> {
+  if (algorithm !== IDENTITY_ALGORITHM_ED25519) {
+    const { identity, pkcs8 } = await generateIdentityWithPkcs8(algorithm);
+    pkcs8.fill(0);
+    return identity;
+  }
   const pair = await crypto.subtle.generateKey(keyParams(algorithm), false, [
     "sign",
     "verify",
@@ -201,13 +212,7 @@ export async function importIdentity(
   }
   let privateKey: CryptoKey;
   try {
-    privateKey = await crypto.subtle.importKey(
-      "pkcs8",
-      pkcs8,
-      keyParams(algorithm),
-      false,
-      ["sign"],
-    );
+    privateKey = await importSigningKey(pkcs8, algorithm);
   } catch {
     throw keyFileError(
       source,
@@ -222,6 +227,42 @@ export async function importIdentity(
     );
   }
   return { privateKey, publicKey, spki: spki.slice() };
+}
+
+/**
+ * Imports an identity's PKCS#8 as a non-extractable signing key. A P-256 key
+ * is imported from its private scalar alone (`p256Pkcs8Parts`; the copy is
+ * zeroed): Deno's WebCrypto would otherwise re-check the embedded public key
+ * with a scalar multiplication on every signature (~⅓ of its CPU). A runtime
+ * that refuses that form (some browsers want the public key) gets the PKCS#8
+ * as it is. The caller's probe signature checks the pair either way.
+ */
+async function importSigningKey(
+  pkcs8: Bytes,
+  algorithm: IdentityAlgorithm,
+): Promise<CryptoKey> {
+  const params = keyParams(algorithm);
+  const parts = algorithm === IDENTITY_ALGORITHM_ED25519
+    ? null
+    : p256Pkcs8Parts(pkcs8);
+  if (parts) {
+    try {
+      return await crypto.subtle.importKey(
+        "pkcs8",
+        parts.scalarOnly,
+        params,
+        false,
+        ["sign"],
+      );
+    } catch {
+      // Refused here: import the PKCS#8 as given.
+    } finally {
+      parts.scalarOnly.fill(0);
+    }
+  }
+  return await crypto.subtle.importKey("pkcs8", pkcs8, params, false, [
+    "sign",
+  ]);
 }
 
 /** Builds the key-file JSON for PKCS#8 and SPKI DER, encrypting the private key when a passphrase is given. */

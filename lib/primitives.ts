@@ -46,9 +46,10 @@ export interface ProviderEphemeral {
   readonly publicRaw: Bytes;
   /**
    * Raw DH output (32 bytes) with a peer public key that the caller has
-   * already checked (length; for P-256 on the curve); may throw on a bad key.
+   * already checked (length; for P-256 on the curve); may throw (or reject)
+   * on a bad key.
    */
-  dh(peerRaw: Bytes): Bytes;
+  dh(peerRaw: Bytes): MaybePromise<Bytes>;
 }
 
 /**
@@ -124,7 +125,7 @@ export interface HandshakeKeyPrimitives {
    */
   verify(spki: Bytes, signature: Bytes, data: Bytes): boolean | null;
   /** A fresh ephemeral of `suite` when this provider is faster for it; `null` means "use WebCrypto". */
-  generateEphemeral(suite: number): ProviderEphemeral | null;
+  generateEphemeral(suite: number): MaybePromise<ProviderEphemeral | null>;
   /**
    * True: the handshake hands the session its master secret in this
    * provider's key object ({@link ProviderSecret}, from `hkdfFrom`), and the

@@ -14,6 +14,7 @@
  */
 
 import { type Bytes, bytesEqual, concat, utf8 } from "./bytes.ts";
+import { readChildren, readOnly, Tag } from "./der.ts";
 import { ProtocolError } from "./errors.ts";
 import type { SecretKey } from "./primitives.ts";
 
@@ -43,6 +44,76 @@ export const P256_SPKI_LENGTH = 91;
 const P256_SPKI_PREFIX = Uint8Array.fromHex(
   "3059301306072a8648ce3d020106082a8648ce3d030107034200",
 );
+
+/** DER of the P-256 AlgorithmIdentifier (id-ecPublicKey, prime256v1) in a PKCS#8 or SPKI. */
+const P256_ALGORITHM_ID = P256_SPKI_PREFIX.subarray(2, 23);
+/**
+ * A P-256 PKCS#8 up to the 32-byte private scalar (RFC 5208 / RFC 5915):
+ * PrivateKeyInfo { 0, id-ecPublicKey prime256v1, OCTET STRING {
+ * ECPrivateKey { 1, OCTET STRING d } } }, with the optional parameters and
+ * public key left out.
+ */
+const P256_SCALAR_PKCS8_PREFIX = Uint8Array.fromHex(
+  "3041020100" + P256_ALGORITHM_ID.toHex() + "042730250201010420",
+);
+
+/** What {@link p256Pkcs8Parts} finds in a P-256 PKCS#8. */
+export interface P256Pkcs8Parts {
+  /** The same private key as a PKCS#8 of its scalar only (a fresh copy: the caller zeroes it). */
+  scalarOnly: Bytes;
+  /** The public point (65 bytes, uncompressed) when the PKCS#8 carries it. */
+  publicRaw?: Bytes;
+}
+
+/**
+ * Splits a P-256 PKCS#8 into a PKCS#8 of the private scalar alone and the
+ * public point it carries; `null` when `pkcs8` is not a P-256 key in the
+ * usual form (the caller then uses it as it is).
+ *
+ * Why: Deno 2.9.6's WebCrypto (the RustCrypto `p256` crate) decodes the
+ * PKCS#8 on every `sign` and `deriveBits`, and when the optional public key
+ * is present it recomputes d·G to check it — a scalar multiplication, ~⅓ of
+ * a signature's CPU and ~½ of a key agreement's. The scalar alone is the
+ * same key.
+ */
+export function p256Pkcs8Parts(pkcs8: Bytes): P256Pkcs8Parts | null {
+  try {
+    const [version, algorithm, privateKey, ...rest] = readChildren(
+      readOnly(pkcs8, Tag.SEQUENCE).content,
+    );
+    if (
+      rest.length > 0 || version.tag !== Tag.INTEGER ||
+      algorithm.tag !== Tag.SEQUENCE ||
+      !bytesEqual(algorithm.encoded, P256_ALGORITHM_ID) ||
+      privateKey.tag !== Tag.OCTET_STRING
+    ) return null;
+    const [ecVersion, d, ...optional] = readChildren(
+      readOnly(privateKey.content, Tag.SEQUENCE).content,
+    );
+    if (
+      ecVersion.tag !== Tag.INTEGER || ecVersion.content.length !== 1 ||
+      ecVersion.content[0] !== 1 || d.tag !== Tag.OCTET_STRING ||
+      d.content.length !== 32
+    ) return null;
+    let publicRaw: Bytes | undefined;
+    for (const field of optional) {
+      // [1] publicKey BIT STRING: 0 unused bits ‖ the uncompressed point.
+      if (field.tag !== 0xa1) continue;
+      const bits = readOnly(field.content, Tag.BIT_STRING).content;
+      if (
+        bits.length === P256_POINT_LENGTH + 1 && bits[0] === 0 && bits[1] === 4
+      ) {
+        publicRaw = bits.slice(1);
+      }
+    }
+    const scalarOnly = new Uint8Array(P256_SCALAR_PKCS8_PREFIX.length + 32);
+    scalarOnly.set(P256_SCALAR_PKCS8_PREFIX);
+    scalarOnly.set(d.content, P256_SCALAR_PKCS8_PREFIX.length);
+    return { scalarOnly, publicRaw };
+  } catch {
+    return null;
+  }
+}
 
 /** Identity key algorithms: one per suite. */
 export type IdentityAlgorithm = "ECDSA-P256-SHA256" | "Ed25519";

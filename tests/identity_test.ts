@@ -9,7 +9,12 @@ import {
   parseIdentityFile,
   serializeIdentity,
 } from "../lib/identity.ts";
-import { importIdentityPublic, sign, verify } from "../lib/suite.ts";
+import {
+  importIdentityPublic,
+  p256Pkcs8Parts,
+  sign,
+  verify,
+} from "../lib/suite.ts";
 
 /** Cheap KDF settings so passphrase tests stay fast (production minimum is enforced separately). */
 const FAST = { iterations: 1000 };
@@ -380,4 +385,50 @@ Deno.test("importIdentityPublic (P-256): only the canonical uncompressed SPKI of
   const big = spki.slice();
   big.fill(0xff, 27, 59);
   await refused(big, "coordinate out of range");
+});
+
+Deno.test("P-256 PKCS#8 split (p256Pkcs8Parts): the scalar-only form is the same key, its public point is the SPKI's; an imported identity signs verifiably; other keys and malformed DER → null", async () => {
+  const pair = await crypto.subtle.generateKey(
+    { name: "ECDSA", namedCurve: "P-256" },
+    true,
+    ["sign", "verify"],
+  ) as CryptoKeyPair;
+  const pkcs8 = new Uint8Array(
+    await crypto.subtle.exportKey("pkcs8", pair.privateKey),
+  );
+  const spki = new Uint8Array(
+    await crypto.subtle.exportKey("spki", pair.publicKey),
+  );
+  const parts = p256Pkcs8Parts(pkcs8)!;
+  assert.ok(parts, "a WebCrypto P-256 PKCS#8 splits");
+  assert.deepEqual(parts.publicRaw, spki.subarray(26));
+  assert.equal(parts.scalarOnly.length, 67);
+  const scalarKey = await crypto.subtle.importKey(
+    "pkcs8",
+    parts.scalarOnly,
+    { name: "ECDSA", namedCurve: "P-256" },
+    false,
+    ["sign"],
+  );
+  const data = utf8("scalar-only key");
+  assert.ok(await verify(pair.publicKey, await sign(scalarKey, data), data));
+  // The scalar alone splits again (no public point to report).
+  const again = p256Pkcs8Parts(parts.scalarOnly)!;
+  assert.deepEqual(again.scalarOnly, parts.scalarOnly);
+  assert.equal(again.publicRaw, undefined);
+  const id = await importIdentity(pkcs8, spki, "test");
+  assert.ok(await verify(id.publicKey, await sign(id.privateKey, data), data));
+  const ed = await crypto.subtle.generateKey("Ed25519", true, [
+    "sign",
+    "verify",
+  ]) as CryptoKeyPair;
+  const edPkcs8 = new Uint8Array(
+    await crypto.subtle.exportKey("pkcs8", ed.privateKey),
+  );
+  assert.equal(p256Pkcs8Parts(edPkcs8), null);
+  assert.equal(p256Pkcs8Parts(pkcs8.subarray(0, 40)), null);
+  assert.equal(p256Pkcs8Parts(new Uint8Array(0)), null);
+  const tampered = pkcs8.slice();
+  tampered[pkcs8.indexOf(0x20, 30) - 1] = 0x03; // d's OCTET STRING tag → BIT STRING
+  assert.equal(p256Pkcs8Parts(tampered), null);
 });

@@ -49,14 +49,17 @@
  * session's chain signatures, which lib/session.ts makes and checks with
  * the provider's `sign`/`verify` too) use a `KeyObject` made
  * from the non-extractable CryptoKey (`KeyObject.from`, which Deno allows;
- * cached per key, never exported); P-256 identity signatures stay in
- * WebCrypto (no faster here). Ephemerals of both suites are generated and
- * used in node:crypto (the private half in a KeyObject, dropped with the
- * handshake): X25519 ~5× and P-256 ~1.6× less CPU than WebCrypto's generate +
- * export, P-256 ECDH ~⅓ less than WebCrypto's import + derive. Handshake
- * signatures of both algorithms are checked by node:crypto with a KeyObject
- * cached per peer SPKI (bounded; P-256 ~15 % and Ed25519 ~⅓ less CPU); the
- * peer's key is still imported into WebCrypto once per SPKI
+ * cached per key, never exported). X25519 ephemerals are generated and used
+ * in node:crypto (the private half in a KeyObject, dropped with the
+ * handshake: ~5× less CPU than WebCrypto's generate + export), and Ed25519
+ * handshake signatures are checked by node:crypto with a KeyObject cached
+ * per peer SPKI (bounded; ~⅓ less CPU). P-256 is the other way round: its
+ * signatures, their checks and its ephemerals (`p256Ephemeral`) go through
+ * WebCrypto, which costs less CPU here for each of them than node:crypto
+ * (which derives the public key again on every signature and uses no
+ * precomputed table for key generation); lib/identity.ts imports P-256
+ * identity keys so that a signature does not recompute their public key
+ * either. The peer's key is imported into WebCrypto once per SPKI
  * (`importPeerKey` in lib/handshake_keys.ts), as the session needs it.
  * Peer keys are validated as on the WebCrypto path before any DH
  * (`sharedSecret`: lengths, the P-256 on-curve check, small-order X25519).
@@ -91,6 +94,7 @@ import {
 import {
   AEAD_TAG_LENGTH,
   ED25519_SIGNATURE_LENGTH,
+  p256Pkcs8Parts,
   spkiAlgorithm,
   SUITE_X25519,
 } from "../suite.ts";
@@ -189,24 +193,92 @@ function spkiKey(prefix: Uint8Array, raw: Uint8Array): KeyObject {
 }
 
 /**
- * A fresh ephemeral whose private half stays in a node KeyObject (outside
- * the JS heap): X25519, or P-256 (the public key as its uncompressed point).
- * The caller validates the peer's key first (lib/handshake_keys.ts
- * `sharedSecret`); node refuses a P-256 point off the curve too.
+ * A fresh X25519 ephemeral whose private half stays in a node KeyObject
+ * (outside the JS heap). The caller validates the peer's key first
+ * (lib/handshake_keys.ts `sharedSecret`).
  */
-function nodeEphemeral(x25519: boolean): ProviderEphemeral {
-  const { privateKey, publicKey } = x25519
-    ? generateKeyPairSync("x25519")
-    : generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-  return ephemeralOf(x25519, privateKey, publicKey);
+function nodeEphemeral(): ProviderEphemeral {
+  const { privateKey, publicKey } = generateKeyPairSync("x25519");
+  return ephemeralOf(privateKey, publicKey);
 }
 
+const ECDH_P256 = { name: "ECDH", namedCurve: "P-256" } as const;
+
+/**
+ * A fresh P-256 ephemeral, cheapest path measured in Deno 2.9.6 (CPU per
+ * key pair + one DH, 4 alternating rounds: ~330 µs, against ~700 µs for
+ * node's `generateKeyPairSync` + `diffieHellman`): WebCrypto's `generateKey`
+ * (ring: a fixed-base multiplication with precomputed tables, ~60 µs; node
+ * and WebCrypto's export of the public key use a generic one, ~300 µs),
+ * exported once as PKCS#8 to read the public point from it, and re-imported
+ * non-extractable from the private scalar alone (`p256Pkcs8Parts`: with the
+ * public key in it, every `deriveBits` would re-check it with a
+ * multiplication). The exported bytes and the scalar copy are zeroed at once.
+ * The scalar is in the JS heap for those few microseconds, as the DH output
+ * and the handshake keys are for the whole handshake (Deno's WebCrypto keeps
+ * key bytes in the JS heap anyway).
+ */
+async function p256Ephemeral(): Promise<ProviderEphemeral | null> {
+  const pair = await crypto.subtle.generateKey(ECDH_P256, true, [
+    "deriveBits",
+  ]) as CryptoKeyPair;
+  const pkcs8 = new Uint8Array(
+    await crypto.subtle.exportKey("pkcs8", pair.privateKey),
+  );
+  const parts = p256Pkcs8Parts(pkcs8);
+  pkcs8.fill(0);
+  if (!parts) return null; // not the expected form: the WebCrypto path
+  return await p256EphemeralOf(
+    parts.scalarOnly,
+    parts.publicRaw ??
+      new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey)),
+  );
+}
+
+/** The P-256 ephemeral of a scalar-only PKCS#8 (zeroed here) and its public point. */
+async function p256EphemeralOf(
+  scalarOnly: Bytes,
+  publicRaw: Bytes,
+): Promise<ProviderEphemeral> {
+  let privateKey: CryptoKey;
+  try {
+    privateKey = await crypto.subtle.importKey(
+      "pkcs8",
+      scalarOnly,
+      ECDH_P256,
+      false,
+      ["deriveBits"],
+    );
+  } finally {
+    scalarOnly.fill(0);
+  }
+  return {
+    publicRaw,
+    async dh(peerRaw) {
+      const publicKey = await crypto.subtle.importKey(
+        "raw",
+        peerRaw,
+        ECDH_P256,
+        false,
+        [],
+      );
+      return new Uint8Array(
+        await crypto.subtle.deriveBits(
+          { name: "ECDH", public: publicKey },
+          privateKey,
+          256,
+        ),
+      );
+    },
+  };
+}
+
+/** The X25519 ephemeral of a node key pair. */
 function ephemeralOf(
-  x25519: boolean,
   privateKey: KeyObject,
   publicKey: KeyObject,
 ): ProviderEphemeral {
-  const prefix = x25519 ? X25519_SPKI_PREFIX : P256_SPKI_PREFIX;
+  const prefix = X25519_SPKI_PREFIX;
   const spki = publicKey.export({ format: "der", type: "spki" });
   return {
     publicRaw: new Uint8Array(spki.subarray(prefix.length)),
@@ -219,20 +291,30 @@ function ephemeralOf(
 }
 
 /**
- * A node ephemeral from a fixed PKCS#8 private key (X25519 or P-256): for
- * test vectors only (Wycheproof ECDH through `sharedSecret`); a real
- * handshake generates its ephemeral.
+ * A provider ephemeral from a fixed PKCS#8 private key (X25519 or P-256),
+ * held as {@link nodeHandshakePrimitives} holds a generated one: for test
+ * vectors only (Wycheproof ECDH through `sharedSecret`); a real handshake
+ * generates its ephemeral.
  */
-export function importNodeEphemeral(
+export async function importNodeEphemeral(
   pkcs8: Bytes,
   suite: number,
-): ProviderEphemeral {
+): Promise<ProviderEphemeral> {
   const key = createPrivateKey({
     key: pkcs8 as Uint8Array as Buffer,
     format: "der",
     type: "pkcs8",
   });
-  return ephemeralOf(suite === SUITE_X25519, key, createPublicKey(key));
+  if (suite === SUITE_X25519) {
+    return ephemeralOf(key, createPublicKey(key));
+  }
+  const parts = p256Pkcs8Parts(pkcs8);
+  if (!parts) throw new RangeError("not a P-256 PKCS#8 key");
+  const spki = createPublicKey(key).export({ format: "der", type: "spki" });
+  return await p256EphemeralOf(
+    parts.scalarOnly,
+    new Uint8Array(spki.subarray(P256_SPKI_PREFIX.length)),
+  );
 }
 
 /** Ed25519 identity private keys as node KeyObjects, per CryptoKey (never exported). */
@@ -262,9 +344,6 @@ function verifyingKey(spki: Bytes): KeyObject {
   return key;
 }
 
-/** ECDSA signatures in the wire's IEEE P1363 form (r ‖ s), SHA-256. */
-const P1363 = "ieee-p1363" as const;
-
 /** The handshake's key schedule, ephemerals and signatures over `node:crypto` (see the module doc). */
 export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
   hkdfFrom(ikm) {
@@ -278,7 +357,9 @@ export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
   open: gcmOpen,
   sha256: () => new Sha256Js(),
   sign(privateKey, data) {
-    // P-256 signing costs the same here as WebCrypto's (~0.75 ms), which keeps the key to itself.
+    // P-256: WebCrypto's signature costs less here (node's derives the
+    // public key on every call; lib/identity.ts imports the key so that
+    // WebCrypto's does not), and keeps the key to itself.
     if (privateKey.algorithm.name !== "Ed25519") return null;
     let key = signingKeys.get(privateKey);
     if (!key) {
@@ -288,20 +369,19 @@ export const nodeHandshakePrimitives: HandshakeKeyPrimitives = {
     return asBytes(sign(null, data, key));
   },
   verify(spki, signature, data) {
-    // The SPKI was already imported and checked by suite.ts importIdentityPublic.
-    const ed25519 = spkiAlgorithm(spki) === "Ed25519";
-    if (signature.length !== ED25519_SIGNATURE_LENGTH) return false; // = P-256's 64
+    // P-256: WebCrypto's check costs less CPU here (~450–540 µs against
+    // node's ~600–720, 3 alternating rounds).
+    if (spkiAlgorithm(spki) !== "Ed25519") return null;
+    if (signature.length !== ED25519_SIGNATURE_LENGTH) return false;
     try {
-      const key = verifyingKey(spki);
-      return ed25519
-        ? verify(null, data, key, signature)
-        : verify("sha256", data, { key, dsaEncoding: P1363 }, signature);
+      // The SPKI was already imported and checked by suite.ts importIdentityPublic.
+      return verify(null, data, verifyingKey(spki), signature);
     } catch {
       return false;
     }
   },
   generateEphemeral(suite) {
-    return nodeEphemeral(suite === SUITE_X25519);
+    return suite === SUITE_X25519 ? nodeEphemeral() : p256Ephemeral();
   },
 };
 
