@@ -373,8 +373,11 @@ export class ChatClient {
     }
     const conv = this.#engine.conversations.get(this.#peer);
     const verdicts = await this.#engine.send(this.#peer, texts) ?? [];
-    const queued = verdicts.filter((v) => v.ok).map((v) => `#${v.id}`);
-    if (!this.#o.json && queued.length > 0 && conv?.secure === false) {
+    // (Only for that notice: no string per message in the usual case.)
+    const queued = !this.#o.json && conv?.secure === false
+      ? verdicts.filter((v) => v.ok).map((v) => `#${v.id}`)
+      : [];
+    if (queued.length > 0) {
       // Typed before the session is up: say it waits, and for whom.
       this.#notice(
         `${queued.join(", ")} queued for ${this.#o.peerName} ${
@@ -382,8 +385,9 @@ export class ChatClient {
         }: sent once the secure session is up (/status shows where it is)`,
       );
     }
-    verdicts.forEach((v, i) => {
-      if (v.ok) return;
+    for (let i = 0; i < verdicts.length; i++) {
+      const v = verdicts[i];
+      if (v.ok) continue;
       const extra = v.code === "outbox-full"
         ? { text: lineText(texts[i]) }
         : {};
@@ -394,7 +398,7 @@ export class ChatClient {
           : v.message,
         { ids: [v.id], ...extra },
       );
-    });
+    }
     if (verdicts.length === 0) this.#notSentAfterEnd(texts.length);
   }
 

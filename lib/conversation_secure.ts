@@ -237,10 +237,8 @@ export async function pump(
     s.nextId = expect;
     budget -= sent.length;
     out.packets.push(...await sealing);
-    out.events.push({
-      type: "sent",
-      messages: sent.map((m) => ({ id: m.id, body: m.body })),
-    });
+    // The outbox's own records (id, body): no object per message here.
+    out.events.push({ type: "sent", messages: sent });
   }
 }
 

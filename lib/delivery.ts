@@ -133,14 +133,20 @@ export class Outbox {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
     }
-    batch.forEach((m, i) => {
-      m.state = { kind: "sent", session, seq: seqs[i] };
-      (this.#bySeq = writable(this.#bySeq)).set(seqs[i], m);
-      if (m.firstSentAt === undefined) m.firstSentAt = now;
-      if (!m.reported && !this.#unconfirmed.has(m.id)) {
+    if (batch.length === 0) return batch;
+    const bySeq = this.#bySeq = writable(this.#bySeq);
+    for (let i = 0; i < batch.length; i++) {
+      const m = batch[i];
+      const seq = seqs[i];
+      m.state = { kind: "sent", session, seq };
+      bySeq.set(seq, m);
+      // Never sent before: not in #unconfirmed yet (only this method adds to it, with firstSentAt).
+      const first = m.firstSentAt === undefined;
+      if (first) m.firstSentAt = now;
+      if (!m.reported && (first || !this.#unconfirmed.has(m.id))) {
         (this.#unconfirmed = writable(this.#unconfirmed)).set(m.id, now);
       }
-    });
+    }
     return batch;
   }
 

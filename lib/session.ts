@@ -834,47 +834,57 @@ export class Session {
     this.#sentInEpoch++;
     this.stats.packetsSent++;
     const primitives = this.#primitives;
-    const entries: Outgoing[] = [];
-    const parts: {
+    const epoch = keys.epoch;
+    const transcript = this.#transcript;
+    const inflight = this.#inflight = writable(this.#inflight);
+    // Per message: its inner message and its in-flight entry; the signed
+    // ones (a few per record at most) also get a part with their chain head.
+    const n = bodies.length;
+    const msgs: InnerMessage[] = new Array(n);
+    const entries: Outgoing[] = new Array(n);
+    const signedParts: {
       msg: InnerMessage;
-      head?: MaybePromise<Bytes>;
+      head: MaybePromise<Bytes>;
       record?: TranscriptMessage;
     }[] = [];
     let plaintext = 0;
-    for (const [i, body] of bodies.entries()) {
+    let chain = this.#sendChain;
+    for (let i = 0; i < n; i++) {
+      const body = bodies[i];
       const seq = this.#nextSeq++;
-      const quiet = last && i === bodies.length - 1 && this.#quietDue(now) &&
+      const quiet = last && i === n - 1 && this.#quietDue(now) &&
         plaintext + innerLength(body.length, true) <= COALESCE_PLAINTEXT_MAX;
       const signed = this.#signNext(now, forceSign, quiet);
       plaintext += innerLength(body.length, signed);
-      const head = andThen(
-        this.#sendChain,
-        (prev) => chainStepEager(primitives, prev, seq, type, body),
-      );
-      if (isPromise(head)) head.catch(noop);
-      this.#sendChain = head;
-      const entry: Outgoing = { seq, counter, epoch: keys.epoch, type };
-      (this.#inflight = writable(this.#inflight)).set(seq, entry);
-      entries.push(entry);
-      const record = this.#transcript?.add({
+      // The usual case (a synchronous chain): the step without a closure.
+      chain = isPromise(chain)
+        ? andThen(
+          chain,
+          (prev) => chainStepEager(primitives, prev, seq, type, body),
+        )
+        : chainStepEager(primitives, chain, seq, type, body);
+      if (isPromise(chain)) chain.catch(noop);
+      const entry: Outgoing = { seq, counter, epoch, type };
+      inflight.set(seq, entry);
+      entries[i] = entry;
+      const msg: InnerMessage = { type, seq, body };
+      msgs[i] = msg;
+      const record = transcript?.add({
         direction: this.#sendDir,
         seq,
         type,
         body,
         pending: signed,
       });
-      parts.push({
-        msg: { type, seq, body },
-        head: signed ? head : undefined,
-        record,
-      });
+      if (signed) signedParts.push({ msg, head: chain, record });
     }
+    this.#sendChain = chain;
     const seal = (): MaybePromise<Bytes> =>
       andThen(
         sealRecordEager(
           keys,
           counter,
-          encodeInnerMany(parts.map((p) => p.msg)),
+          encodeInnerMany(msgs),
           this.#localId,
           this.#peerId,
         ),
@@ -883,10 +893,9 @@ export class Session {
           return packet;
         },
       );
-    if (!parts.some((p) => p.head !== undefined)) return seal();
+    if (signedParts.length === 0) return seal();
     return (async () => {
-      for (const p of parts) {
-        if (p.head === undefined) continue;
+      for (const p of signedParts) {
         const h = await p.head;
         const input = chainSignatureInput(
           this.#role,
@@ -1341,10 +1350,14 @@ export class Session {
   ): void {
     const { seq, type, body, signature } = msg;
     const primitives = this.#primitives;
-    const head = andThen(
-      this.#recvChain,
-      (prev) => chainStepEager(primitives, prev, seq, type, body),
-    );
+    const prev = this.#recvChain;
+    // The usual case (a synchronous chain): the step without a closure.
+    const head = isPromise(prev)
+      ? andThen(
+        prev,
+        (p) => chainStepEager(primitives, p, seq, type, body),
+      )
+      : chainStepEager(primitives, prev, seq, type, body);
     if (isPromise(head)) head.catch(noop);
     this.#recvChain = head;
     const record = this.#transcript?.add({
