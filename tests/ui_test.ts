@@ -155,6 +155,28 @@ Deno.test("jsonRenderer over a bufferedWriter: the engine's message events (body
   assert.equal(got.join(""), lines.join(""));
 });
 
+Deno.test("jsonRenderer over a bufferedWriter: a byte that needs escaping is found at every position and alignment of a body (the check reads four bytes at a time)", () => {
+  const at2 = "2026-12-02T03:04:05.678Z";
+  // Bytes that need escaping, and their neighbours that do not.
+  const probes = [0x00, 0x01, 0x1f, 0x22, 0x5c, 0x20, 0x21, 0x23, 0x5b, 0x5d];
+  for (let offset = 0; offset < 4; offset++) {
+    for (let pos = 0; pos < 23; pos++) {
+      for (const probe of probes) {
+        const buf = new Uint8Array(offset + 23).fill(0x61);
+        const body = buf.subarray(offset);
+        body[pos] = probe;
+        let got = "";
+        const w = bufferedWriter((b) => got += new TextDecoder().decode(b));
+        jsonRenderer(w)(new IncomingMessageEvent(body, 1, 2, 3, at2));
+        w.flush();
+        const text = new TextDecoder().decode(body);
+        const want = { type: "message", text, id: 1, counter: 2, seq: 3 };
+        assert.equal(got, JSON.stringify({ ...want, at: at2 }) + "\n");
+      }
+    }
+  }
+});
+
 Deno.test("bufferedWriter: events of one task in one write, in order, UTF-8; at once past 64 KiB; flush empties it", async () => {
   const writes: string[] = [];
   const dec = new TextDecoder();
