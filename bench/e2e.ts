@@ -17,7 +17,10 @@
  * `--crypto keys` (the default); `--cover-rate 0` for the throughput rows and
  * the default cover rate for one row. The raw forwarder
  * (bench/baseline_forwarder.ts) is measured in the same run at 64 KiB
- * frames, one pair, 32 in flight, as the yardstick of the 60 KiB row. Every
+ * frames, one pair, 32 in flight, as the yardstick of the 60 KiB row, and
+ * the floor (bench/floor_client.ts in place of the two clients: the same
+ * processes, pipes, transport and relay with no protocol work) at 60 KiB as
+ * the best that row could do on this machine. Every
  * run is bounded in messages, bytes and wall-clock time and ends with a clean
  * close (stdin EOF).
  * @module
@@ -103,6 +106,12 @@ export interface E2eOptions {
   clientDenoArgs?: string[];
   /** Experiments (`bench/e2e.ts --baseline`): the clients talk through the raw forwarder instead of the relay (no wire figures). */
   baseline?: boolean;
+  /**
+   * The floor (`bench/e2e.ts --floor`): bench/floor_client.ts instead of the
+   * two clients — the same processes, pipes, transport and relay, no
+   * protocol work (size rows only).
+   */
+  floor?: boolean;
 }
 
 /** One measured stream (or pair of streams). */
@@ -145,6 +154,8 @@ export interface E2eRow {
   };
   /** Bytes the relay forwarded (every frame, both ways) per delivered body byte, over the whole stream. */
   wireBytesPerBodyByte?: number;
+  /** True for the floor row (bench/floor_client.ts instead of the clients: no protocol work). */
+  floor?: boolean;
 }
 
 /** Everything the e2e section measured. */
@@ -167,6 +178,8 @@ export interface E2eFigures {
   largeMbPerSec?: number;
   /** Target of the 60 KiB row (MB/s). */
   targetLargeMbPerSec?: number;
+  /** The floor row (bench/floor_client.ts, 60 KiB, no protocol work): body MB/s. */
+  floorMbPerSec?: number;
   /** The raw forwarder in the same run: MB/s of 64 KiB frames, one pair, 32 in flight. */
   forwarderMbPerSec?: number;
   /** largeMbPerSec / forwarderMbPerSec. */
@@ -233,9 +246,12 @@ class Peer {
     args: string[],
     dirs: string[],
     denoArgs: string[],
+    floor = false,
   ) {
     this.role = role;
-    const script = new URL(`../clients/${role}.ts`, import.meta.url);
+    const script = floor
+      ? new URL("./floor_client.ts", import.meta.url)
+      : new URL(`../clients/${role}.ts`, import.meta.url);
     this.child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -594,6 +610,7 @@ async function startPair(
     [...common("customer"), "--pin", pin],
     dirs,
     prof("customer"),
+    opts.floor,
   );
   let bank: Peer | undefined;
   try {
@@ -603,6 +620,7 @@ async function startPair(
       [...common("bank"), "--peer", address],
       dirs,
       prof("bank"),
+      opts.floor,
     );
     await withTimeout(
       Promise.all([bank.secure.promise, customer.secure.promise]),
@@ -784,15 +802,42 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
       exitCodes.push(...await closePair(pair));
       for (const p of pair) mergeErrors(clientErrors, p.errors);
     }
+    // Pair 4: the floor at 60 KiB — the same processes, pipes, transport and
+    // relay with no protocol work (bench/floor_client.ts): what the real
+    // clients' 60 KiB row could reach at best on this machine.
+    pair = await startPair(relay.server.url, opts.certs, `${dir}/d`, 0, {
+      ...opts,
+      floor: true,
+    });
+    try {
+      const r = await sizeRow(
+        pair,
+        relay,
+        LARGE_BODY_SIZE,
+        n,
+        opts.capMs,
+        (l) => log(`floor: ${l}`),
+      );
+      r.name =
+        `floor (bench/floor_client.ts: no protocol), ${LARGE_BODY_SIZE} B`;
+      r.floor = true;
+      rows.push(r);
+    } finally {
+      exitCodes.push(...await closePair(pair));
+      for (const p of pair) mergeErrors(clientErrors, p.errors);
+    }
   } finally {
     await relay.server.stop();
     relay.http.close();
     await Deno.remove(dir, { recursive: true });
   }
   const one = rows[0];
-  const large = rows.find((r) => r.bodySize === LARGE_BODY_SIZE)!;
+  const large = rows.find((r) => r.bodySize === LARGE_BODY_SIZE && !r.floor)!;
+  const floor = rows.find((r) => r.floor);
   const wire = rows
-    .filter((r) => r.bodySize >= 1024 && r.wireBytesPerBodyByte !== undefined)
+    .filter((r) =>
+      r.bodySize >= 1024 && r.wireBytesPerBodyByte !== undefined && !r.floor
+    )
     .map((r) => ({
       bodySize: r.bodySize,
       wireBytesPerBodyByte: r.wireBytesPerBodyByte!,
@@ -806,6 +851,7 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
     targetMsgsPerSec: TARGET_MSGS_PER_SEC,
     ofTarget: one.msgsPerSec / TARGET_MSGS_PER_SEC,
     largeMbPerSec: large.mbPerSec,
+    floorMbPerSec: floor?.mbPerSec,
     targetLargeMbPerSec: TARGET_LARGE_MB_PER_SEC,
     forwarderMbPerSec,
     ofForwarder: forwarderMbPerSec > 0 ? large.mbPerSec / forwarderMbPerSec : 0,
@@ -910,6 +956,7 @@ if (import.meta.main) {
       sizes: { type: "string" },
       "relay-flag": { type: "string", multiple: true },
       baseline: { type: "boolean", default: false },
+      floor: { type: "boolean", default: false },
       "deno-flag": { type: "string", multiple: true },
     },
   });
@@ -926,9 +973,11 @@ if (import.meta.main) {
       messages: Number(values.messages),
       capMs: Number(values.cap) * 1000,
       profileDir: values.prof,
-      only: values.sizes?.split(",").map(Number),
+      only: values.sizes?.split(",").map(Number) ??
+        (values.floor ? [...SIZE_ROWS] : undefined),
       relayArgs: values["relay-flag"],
       baseline: values.baseline,
+      floor: values.floor,
       clientDenoArgs: values["deno-flag"],
       log: (l) => console.error(l),
     });

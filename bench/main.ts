@@ -25,7 +25,9 @@
  *    subprocesses fed on stdin (bench/e2e.ts): messages/s one way and both
  *    ways, send → delivery latency, against the 40,000 msgs/s target; MB/s
  *    and wire bytes per body byte at 1 KiB, 4 KiB and 60 KiB, against the
- *    raw forwarder at 64 KiB frames measured in the same run.
+ *    raw forwarder at 64 KiB frames measured in the same run, and the floor
+ *    at 60 KiB (bench/floor_client.ts: the same processes and I/O with no
+ *    protocol work).
  * 6b. setup: handshakes/s per suite (P-256, X25519 + Ed25519) per core
  *    and the safety number per new peer, against their targets
  *    (bench/setup_bench.ts).
@@ -1365,7 +1367,8 @@ async function main(args: string[]): Promise<number> {
         "  --relay-flag=FLAG  extra relay flag (repeatable), e.g. --relay-flag=--idle-timeout=0\n" +
         "  --only   sections to run, comma-separated (default: all): relay = forwarding matrix,\n" +
         "           stall = P=1/256 B/32 in flight target (p99 ≤ 5 ms, max ≤ 10 ms) with our own client,\n" +
-        "           unloaded = 1 frame in flight, memory = idle connections, channel = crypto, e2e = real clients,\n" +
+        "           unloaded = 1 frame in flight, memory = idle connections, channel = crypto, e2e = real clients\n" +
+        "           (and their floor at 60 KiB: bench/floor_client.ts, the same processes and I/O, no protocol work),\n" +
         "           setup = handshakes/s per suite and safety number per new peer (targets),\n" +
         "           original = the original design (Python, bench/original/) at 256 B / 4 KiB / 60 KiB vs ours (≥ 2×),\n" +
         "           service = one bank --serve process: memory per idle conversation (100/1,000/10,000), set-ups/s,\n" +

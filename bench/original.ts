@@ -98,6 +98,8 @@ export interface OursRow {
   coverRate: number;
   /** `--crypto` mode. */
   crypto: string;
+  /** True for bench/e2e.ts's floor row (no protocol work: never compared). */
+  floor?: boolean;
   /** Lines in flight at most (1 = the low-load latency row). */
   window: number;
   /** Messages/s. */
@@ -402,7 +404,7 @@ export function compareWithOriginal(
     const mine = ours.find((r) =>
       (r.bodySize ?? defaultBodySize) === o.bodySize &&
       r.direction === o.direction && r.coverRate === 0 &&
-      r.crypto === "keys" && r.window > 1
+      r.crypto === "keys" && r.window > 1 && !r.floor
     );
     const ratio = mine && o.msgsPerSec > 0 && !o.error
       ? mine.msgsPerSec / o.msgsPerSec

@@ -157,7 +157,7 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
     positive(r.e2e.ofTarget, "e2e.ofTarget");
     assert.deepEqual(
       r.e2e.exitCodes,
-      [0, 0, 0, 0, 0, 0],
+      [0, 0, 0, 0, 0, 0, 0, 0],
       "every client closed cleanly",
     );
     assert.deepEqual(r.e2e.clientErrors, {}, "no client errors");
@@ -181,6 +181,16 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
     assert.ok(
       r.e2e.rows.some((row: { coverRate: number }) => row.coverRate > 0),
       "a row at the default cover rate",
+    );
+    // The floor row: bench/floor_client.ts at 60 KiB through the same relay.
+    const floors = r.e2e.rows.filter((row: { floor?: boolean }) => row.floor);
+    assert.equal(floors.length, 1, "one floor row");
+    assert.equal(floors[0].bodySize, 61440);
+    assert.equal(r.e2e.floorMbPerSec, floors[0].mbPerSec);
+    assert.ok(
+      floors[0].wireBytesPerBodyByte > 1 &&
+        floors[0].wireBytesPerBodyByte < 1.01,
+      "floor: the lines as they are, a frame header and an ACK more",
     );
 
     // Session set-up: both suites' handshake rates per provider and the safety number.
