@@ -130,6 +130,78 @@ function errName(code: number): string {
   }
 }
 
+/**
+ * Own properties `node:tls` puts on every socket's `TLSWrap` handle (Deno
+ * 2.9.6, `TLSSocket.prototype._wrapHandle`) that an accepted server socket
+ * never uses: the TCP handle's methods bound onto it (for a client socket
+ * that connects through it) and the hooks for a parent that connects later.
+ * Measured per idle connection: the bound functions and the handle's
+ * dictionary of properties are ~1.6 KB of JS heap.
+ */
+const UNUSED_HANDLE_PROPS = [
+  "setNetPermToken",
+  "getsockname",
+  "getpeername",
+  "connect",
+  "connect6",
+  "bind",
+  "bind6",
+  "listen",
+  "ref",
+  "unref",
+  "setNoDelay",
+  "setKeepAlive",
+  "_attachNativeHandle",
+  "_installNativeOnread",
+];
+
+/** Deletes {@link UNUSED_HANDLE_PROPS} from the socket's handle (bytes per idle connection). */
+function dropUnusedHandleMethods(t: tls.TLSSocket): void {
+  const handle = (t as unknown as { _handle?: Record<string, unknown> })
+    ._handle;
+  if (handle === undefined || handle === null) return;
+  for (const k of UNUSED_HANDLE_PROPS) delete handle[k];
+}
+
+/**
+ * What every {@link parentOf} shares: a `net.Socket` to `node:tls` (which
+ * takes the handle of a `net.Socket` parent as its transport) without the
+ * socket's streams and listeners. In Deno 2.9.6 `node:tls` listens on its
+ * parent ("close", "connect", "error") and reads `readableLength` (bytes
+ * read before the TLS socket took over: none). The parent never emits, so
+ * `on`/`once` register nothing.
+ */
+const PARENT_PROTO: object = Object.create(net.Socket.prototype, {
+  on: { value: returnThis },
+  once: { value: returnThis },
+  // Nothing was read through the parent before the TLS socket took over.
+  readableLength: { value: 0 },
+});
+
+function returnThis<T>(this: T): T {
+  return this;
+}
+
+/**
+ * A stand-in `net.Socket` over `handle` for `new tls.TLSSocket(parent)`:
+ * a real `net.Socket` is ~1.3 KB of JS heap per idle connection (its
+ * readable and writable states, listeners) and is never read or written.
+ * Once the TLS socket exists, detach the handle ({@link detach}): the TLS
+ * socket's handle then closes the TCP handle itself when it closes
+ * (`TLSWrap.prototype.close` in Deno 2.9.6 waits for a parent that still
+ * holds the handle to be destroyed, else closes `_nativeTcpHandle`).
+ */
+function parentOf(handle: TcpHandle): net.Socket {
+  const p = Object.create(PARENT_PROTO) as { _handle: TcpHandle | null };
+  p._handle = handle;
+  return p as unknown as net.Socket;
+}
+
+/** Detaches a {@link parentOf} parent from its handle (see there). */
+function detach(parent: net.Socket): void {
+  (parent as unknown as { _handle: TcpHandle | null })._handle = null;
+}
+
 /** The TLS socket's back-reference to its {@link NodeTlsConn} (listeners are shared, not closures). */
 const OWNER = Symbol("NodeTlsConn");
 type Owned = tls.TLSSocket & { [OWNER]: NodeTlsConn };
@@ -139,7 +211,6 @@ class NodeTlsConn implements FrontConn {
   onData: ((chunk: Uint8Array) => void) | null = null;
   onEnd: (() => void) | null = null;
   readonly #tcp: Deno.TcpConn;
-  readonly #raw: net.Socket;
   readonly #tls: tls.TLSSocket;
   /** Settled when the handshake is done or the socket closed (made when asked for). */
   #secure?: Promise<void>;
@@ -185,16 +256,15 @@ class NodeTlsConn implements FrontConn {
         { code: "EMFILE" },
       );
     }
-    // `handle` is not in net.Socket's public option types.
-    this.#raw = new net.Socket(
-      { handle } as unknown as net.SocketConstructorOpts,
-    );
-    const t = new tls.TLSSocket(this.#raw, {
+    const parent = parentOf(handle);
+    const t = new tls.TLSSocket(parent, {
       isServer: true,
       secureContext: ctx,
     }) as Owned;
+    detach(parent);
     this.#tls = t;
     t[OWNER] = this;
+    dropUnusedHandleMethods(t);
     // Paused until a reader asks (readRequestHead): bytes that arrive with
     // the handshake's last flight wait in the socket instead of being lost.
     t.pause();
@@ -203,7 +273,6 @@ class NodeTlsConn implements FrontConn {
     t.on("end", NodeTlsConn.#onEnd);
     t.on("error", NodeTlsConn.#ignore); // followed by "close"
     t.on("close", NodeTlsConn.#onClose);
-    this.#raw.on("error", NodeTlsConn.#ignore);
   }
 
   get secure(): Promise<void> {
@@ -275,8 +344,7 @@ class NodeTlsConn implements FrontConn {
     this.#gone = true;
     clearTimeout(this.#graceTimer);
     this.#settle?.(false);
-    this.#tls.destroy();
-    this.#raw.destroy();
+    this.#tls.destroy(); // closes the TCP handle too (see parentOf)
     try {
       this.#tcp.close(); // the runtime's descriptor (openFromRid made the other)
     } catch {
