@@ -61,8 +61,10 @@ export const TARGET_OF_FORWARDER = 0.4;
 export const TARGET_WIRE_RATIO = 1.15;
 /** Body bytes undelivered at most in the size rows (well below the relay's 4 MiB high-water mark). */
 const WINDOW_BYTES = 2 * 1024 * 1024;
-/** Body bytes per size row, per message of the plan's 256-B rows: 20,000 messages → 80 MiB (1,333 of 60 KiB). */
+/** Body bytes per size row, per message of the plan's 256-B rows (at most {@link ROW_MESSAGES} counted): 20,000 messages → 80 MiB (1,333 of 60 KiB). */
 const ROW_BYTES_PER_MESSAGE = 4 * 1024;
+/** The plan's 256-B messages that size the size rows at most (longer 256-B rows do not lengthen them). */
+const ROW_MESSAGES = 20_000;
 /** The forwarder yardstick: frame size, frames in flight, warm-up and window (ms). */
 const FORWARDER = { size: 65536, inFlight: 32, warmupMs: 300, measureMs: 1500 };
 /** Fraction of each stream's first messages left out of the figures (JIT warm-up, handshake tail). */
@@ -71,6 +73,8 @@ const WARMUP_FRACTION = 0.05;
 const SECURE_TIMEOUT_MS = 30_000;
 /** Time allowed for the clean close after the last message. */
 const CLOSE_TIMEOUT_S = 10;
+/** Unmeasured messages each way on each new pair of clients before its first row. */
+export const WARMUP_MESSAGES = 20_000;
 /** Messages of the low-load latency row (one line in flight). */
 const LOW_LOAD_MESSAGES = 300;
 
@@ -92,6 +96,13 @@ export interface E2eOptions {
   certs: E2eCerts;
   /** Messages per direction in the throughput rows. */
   messages: number;
+  /**
+   * Unmeasured messages each way on every new pair of clients before its
+   * first row (JIT warm-up: the clients compile ~0.2 s of hot code; a cold
+   * 20,000-message row measured start-up). Default {@link WARMUP_MESSAGES},
+   * capped at `messages`.
+   */
+  warmupMessages?: number;
   /** Wall-clock cap of one stream (ms): the row is reported incomplete past it. */
   capMs: number;
   /** Write CPU profiles of the two clients into this folder (`--cpu-prof`). */
@@ -166,6 +177,10 @@ export interface E2eFigures {
   reason?: string;
   /** One direction, cover rate 0: messages/s. */
   msgsPerSec?: number;
+  /** Unmeasured messages each way on each new pair before its first row. */
+  warmupMessages?: number;
+  /** The first pair's first warm-up stream (one direction, from the clients' start: JIT cold), messages/s. */
+  coldMsgsPerSec?: number;
   /** Both directions at once, cover rate 0: messages/s of both together. */
   bothMsgsPerSec?: number;
   /** One direction: latency p50 (ms). */
@@ -687,6 +702,9 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
   const exitCodes: number[] = [];
   const clientErrors: Record<string, number> = {};
   const n = opts.messages;
+  const warmN = Math.min(opts.warmupMessages ?? WARMUP_MESSAGES, n);
+  const say = opts.log ?? (() => {});
+  let cold = 0;
   try {
     // Pair 1: no cover traffic — throughput one way, both ways, low load.
     let pair = await startPair(
@@ -698,12 +716,18 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
     );
     let [bank, customer] = pair;
     try {
+      cold = await warmUp(pair, warmN, opts.capMs, say);
       let cap = performance.now() + opts.capMs;
       if (opts.only) {
         for (const size of opts.only) {
           rows.push(await sizeRow(pair, relay, size, n, opts.capMs, log));
         }
-        return { available: true, rows };
+        return {
+          available: true,
+          rows,
+          warmupMessages: warmN,
+          coldMsgsPerSec: cold,
+        };
       }
       rows.push(
         await metered(
@@ -763,6 +787,7 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
     );
     [bank, customer] = pair;
     try {
+      await warmUp(pair, warmN, opts.capMs, say);
       const cap = performance.now() + opts.capMs;
       rows.push(
         await metered(pair, relay, async () =>
@@ -787,6 +812,7 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
     ]);
     [bank, customer] = pair;
     try {
+      await warmUp(pair, warmN, opts.capMs, say);
       const cap = performance.now() + opts.capMs;
       rows.push(
         await metered(
@@ -845,6 +871,8 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
   return {
     available: true,
     msgsPerSec: one.msgsPerSec,
+    warmupMessages: warmN,
+    coldMsgsPerSec: cold,
     bothMsgsPerSec: rows[1].msgsPerSec,
     p50Ms: one.p50Ms,
     p99Ms: one.p99Ms,
@@ -883,7 +911,10 @@ async function sizeRow(
 ): Promise<E2eRow> {
   const count = Math.max(
     100,
-    Math.min(n, Math.floor(n * ROW_BYTES_PER_MESSAGE / size)),
+    Math.min(
+      n,
+      Math.floor(Math.min(n, ROW_MESSAGES) * ROW_BYTES_PER_MESSAGE / size),
+    ),
   );
   const window = Math.min(WINDOW, Math.max(8, Math.floor(WINDOW_BYTES / size)));
   const cap = performance.now() + capMs;
@@ -910,6 +941,32 @@ async function sizeRow(
     } bench ${r.cpuUsPerMsg?.bench?.toFixed(0)}`,
   );
   return r;
+}
+
+/**
+ * Streams `n` unmeasured messages each way (one direction after the other)
+ * on a new pair, so its rows measure the clients' steady state rather than
+ * their start-up (JIT compilation). Returns the first stream's messages/s:
+ * the cold start, kept in the JSON.
+ */
+async function warmUp(
+  pair: [Peer, Peer],
+  n: number,
+  capMs: number,
+  log: (line: string) => void,
+): Promise<number> {
+  if (n <= 0) return 0;
+  const [bank, customer] = pair;
+  const cold = row("warm-up", "one", 0, "keys", n, WINDOW, [
+    await stream(bank, customer, n, WINDOW, performance.now() + capMs),
+  ]);
+  await stream(customer, bank, n, WINDOW, performance.now() + capMs);
+  log(
+    `e2e warm-up: ${n} messages each way, cold ${
+      Math.round(cold.msgsPerSec)
+    } msgs/s`,
+  );
+  return cold.msgsPerSec;
 }
 
 /** MB/s (10^6 bytes of whole frames) of the raw forwarder at 64 KiB frames: the yardstick of the 60 KiB row. */
@@ -950,7 +1007,8 @@ if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
-      messages: { type: "string", default: "20000" },
+      messages: { type: "string", default: "50000" },
+      warmup: { type: "string", default: String(WARMUP_MESSAGES) },
       cap: { type: "string", default: "60" },
       prof: { type: "string" },
       sizes: { type: "string" },
@@ -971,6 +1029,7 @@ if (import.meta.main) {
         caPath: c.caPath,
       },
       messages: Number(values.messages),
+      warmupMessages: Number(values.warmup),
       capMs: Number(values.cap) * 1000,
       profileDir: values.prof,
       only: values.sizes?.split(",").map(Number) ??

@@ -127,6 +127,8 @@ interface Plan {
   rounds: number;
   /** e2e: messages per direction per row. */
   e2eMessages: number;
+  /** e2e: unmeasured messages each way on each new pair of clients before its rows (JIT warm-up). */
+  e2eWarmup: number;
   /** e2e: wall-clock cap of one row (ms). */
   e2eCapMs: number;
   /** original: body sizes. */
@@ -146,7 +148,8 @@ const FULL_PLAN: Plan = {
   unloadedMs: 2000,
   memoryLevels: [1000, 5000],
   channelMs: 1500,
-  e2eMessages: 20_000,
+  e2eMessages: 50_000,
+  e2eWarmup: 20_000,
   e2eCapMs: 30_000,
   originalSizes: [256, 4096, 61440],
   originalMessages: 5_000,
@@ -170,6 +173,7 @@ const QUICK_PLAN: Plan = {
   memoryLevels: [200],
   channelMs: 300,
   e2eMessages: 2_000,
+  e2eWarmup: 200,
   e2eCapMs: 15_000,
   originalSizes: [256],
   originalMessages: 300,
@@ -658,6 +662,7 @@ async function e2eSection(plan: Plan, certs: Certs): Promise<E2eFigures> {
     return await measureE2e({
       certs,
       messages: plan.e2eMessages,
+      warmupMessages: plan.e2eWarmup,
       capMs: plan.e2eCapMs,
       log,
     });
@@ -1278,7 +1283,11 @@ function render(out: Record<string, unknown>): string {
           gap >= 1
             ? ""
             : ` (${fmt(e2e.targetMsgsPerSec! - e2e.msgsPerSec!)} short)`
-        }; client exits ${e2e.exitCodes!.join(",")}${
+        }; each pair of clients first streamed ${
+          fmt(e2e.warmupMessages ?? 0)
+        } unmeasured messages each way (JIT warm-up; from a cold start ${
+          fmt(e2e.coldMsgsPerSec ?? 0)
+        } msgs/s); client exits ${e2e.exitCodes!.join(",")}${
           Object.keys(e2e.clientErrors ?? {}).length
             ? `; client errors ${JSON.stringify(e2e.clientErrors)}`
             : ""

@@ -230,7 +230,19 @@ export function e2e(runs: Json[]): string {
     "CPU µs/msg: bank",
     "customer",
     "relay",
-  ], rows);
+  ], rows) + coldLine(runs);
+}
+
+/** The e2e warm-up's first stream (fresh clients, JIT cold), when the runs carry it. */
+function coldLine(runs: Json[]): string {
+  const cold = nums(runs, (r) => get(r, "e2e.coldMsgsPerSec"));
+  if (!cold.length) return "";
+  const warm = nums(runs, (r) => get(r, "e2e.warmupMessages"));
+  return `\n\nEach pair of clients first streams ${
+    spread(warm, num(0))
+  } unmeasured messages each way (JIT warm-up); that warm-up's first stream, from a cold start: ${
+    spread(cold, num(0))
+  } msgs/s.`;
 }
 
 /** Session set-up per suite and provider, and the safety number. */
