@@ -453,6 +453,7 @@ async function runPrepared(
         return await runService(o, {
           ...d,
           writeLine: (line) => out.write(line + "\n"),
+          lines: out,
           outputBacklog: () => stdout.pending,
         }, Deno.stdin.readable);
       } finally {

@@ -14,7 +14,33 @@ import { parsePeerAddress } from "../lib/address.ts";
 import type { Bytes } from "../lib/bytes.ts";
 import { MAX_BODY } from "../lib/constants.ts";
 import { formatSessionId, parseSessionId } from "../lib/registration.ts";
-import type { ClientEvent, Engine } from "./engine.ts";
+import {
+  type ClientEvent,
+  type Engine,
+  IncomingMessageEvent,
+} from "./engine.ts";
+import {
+  type BufferedWriter,
+  jsonSafe,
+  MAX_DIGITS,
+  plainInteger,
+  put,
+  putDigits,
+} from "./ui.ts";
+
+const encoder = new TextEncoder();
+/** The `message` notification up to its text's opening quote. */
+const MESSAGE_HEAD = encoder.encode(
+  '{"jsonrpc":"2.0","method":"message","params":{"text":"',
+);
+/** The `delivered` notification up to its id. */
+const DELIVERED_HEAD = encoder.encode(
+  '{"jsonrpc":"2.0","method":"delivered","params":{"id":',
+);
+const ID_KEY = encoder.encode('","id":');
+const COUNTER_KEY = encoder.encode(',"counter":');
+const NO_ID_COUNTER_KEY = encoder.encode('","counter":');
+const SEQ_KEY = encoder.encode(',"seq":');
 
 /** JSON-RPC error codes: the standard ones, then ours (each also named in `error.data.code`). */
 export const RPC_ERRORS = {
@@ -248,6 +274,70 @@ export class RpcDispatcher {
       default:
         return JSON.stringify(this.notification(ev));
     }
+  }
+
+  // The last tail of writeNotification: `,"at":…` with the peer fields and `}}\n`, as bytes.
+  #tail = new Uint8Array(0);
+  #tailAt = "";
+  #tailPeer = "";
+  #tailFp = "";
+
+  /** `,"at":"…","peer":"…","fingerprint":"…"}}\n` as bytes, encoded once per millisecond and peer. */
+  #tailOf(at: string, peer: string, fp: string): Uint8Array {
+    if (at !== this.#tailAt || peer !== this.#tailPeer || fp !== this.#tailFp) {
+      this.#tail = encoder.encode(
+        `,"at":"${at}","peer":"${peer}","fingerprint":"${fp}"}}\n`,
+      );
+      this.#tailAt = at;
+      this.#tailPeer = peer;
+      this.#tailFp = fp;
+    }
+    return this.#tail;
+  }
+
+  /**
+   * Writes `notificationLine(ev) + "\n"` into `w` as bytes, for the
+   * per-message events — `message` (made by the engine, its text valid
+   * UTF-8 that needs no escaping) and `delivered` — when they carry the
+   * peer's fingerprint: fixed keys, the numbers' digits, the engine's body
+   * bytes as they are (clients/engine.ts IncomingMessageEvent), the rest of
+   * the line encoded once per millisecond and peer; no string is decoded,
+   * stringified or encoded per message (the same bytes,
+   * tests/rpc_line_test.ts). Returns false, having written nothing, for any
+   * other event: write its {@link notificationLine} instead.
+   */
+  writeNotification(ev: ClientEvent, w: BufferedWriter): boolean {
+    if (ev.peer === undefined || ev.peerFingerprint === undefined) return false;
+    if (ev.type === "delivered") {
+      if (!plainInteger(ev.id)) return false;
+      const tail = this.#tailOf(ev.at, ev.peer, ev.peerFingerprint);
+      const b = w.reserve(DELIVERED_HEAD.length + MAX_DIGITS + tail.length);
+      w.commit(
+        put(b, putDigits(b, put(b, w.end, DELIVERED_HEAD), ev.id), tail),
+      );
+      return true;
+    }
+    if (ev.type !== "message") return false;
+    const body = IncomingMessageEvent.bodyOf(ev);
+    if (
+      !body || (ev.id !== undefined && !plainInteger(ev.id)) ||
+      !plainInteger(ev.counter) || !plainInteger(ev.seq) || !jsonSafe(body)
+    ) return false;
+    const tail = this.#tailOf(ev.at, ev.peer, ev.peerFingerprint);
+    const b = w.reserve(
+      MESSAGE_HEAD.length + body.length + 3 * MAX_DIGITS + ID_KEY.length +
+        COUNTER_KEY.length + SEQ_KEY.length + tail.length,
+    );
+    let at = put(b, w.end, MESSAGE_HEAD);
+    b.set(body, at);
+    at += body.length;
+    if (ev.id !== undefined) {
+      at = put(b, putDigits(b, put(b, at, ID_KEY), ev.id), COUNTER_KEY);
+    } else at = put(b, at, NO_ID_COUNTER_KEY);
+    at = putDigits(b, at, ev.counter);
+    at = putDigits(b, put(b, at, SEQ_KEY), ev.seq);
+    w.commit(put(b, at, tail));
+    return true;
   }
 
   // ── methods ──────────────────────────────────────────────────────────────

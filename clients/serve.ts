@@ -20,7 +20,7 @@ import type { ClientDeps } from "./chat.ts";
 import { type ClientEvent, Engine } from "./engine.ts";
 import { MAX_RPC_LINE, RpcDispatcher } from "./rpc.ts";
 import { type HttpApi, loadOrCreateToken, startHttpApi } from "./serve_http.ts";
-import { OUTPUT_BACKLOG_MAX } from "./ui.ts";
+import { type BufferedWriter, OUTPUT_BACKLOG_MAX } from "./ui.ts";
 
 /** What {@link runService} needs besides the options: loaded files and I/O. */
 export type ServiceDeps =
@@ -28,6 +28,13 @@ export type ServiceDeps =
   & {
     /** Writes one line (a response or notification) to the API's output. */
     writeLine: (line: string) => void;
+    /**
+     * The writer behind `writeLine`, if it is one: the per-message
+     * notifications are then built in its buffer as bytes
+     * ({@link RpcDispatcher.writeNotification}; not with `--http`, whose
+     * event stream needs each line as a string too).
+     */
+    lines?: BufferedWriter;
     /** Bytes of API output waiting for its reader (undefined: the output never waits). */
     outputBacklog?: () => number;
     /** The CA pin to put in our address (undefined = none). */
@@ -46,6 +53,7 @@ export async function runService(
   let http: HttpApi | undefined;
   const emit = (ev: ClientEvent) => {
     if (!rpc) return void early.push(ev);
+    if (!http && d.lines && rpc.writeNotification(ev, d.lines)) return;
     const line = rpc.notificationLine(ev);
     d.writeLine(line);
     http?.broadcast(line);

@@ -194,10 +194,10 @@ const COUNTER_KEY = encoder.encode(`,"counter":`);
 const NO_ID_COUNTER_KEY = encoder.encode(`","counter":`);
 const SEQ_KEY = encoder.encode(`,"seq":`);
 /** Most bytes of a safe integer in decimal (2^53 − 1). */
-const MAX_DIGITS = 16;
+export const MAX_DIGITS = 16;
 
 /** Copies `src` into `b` at `at` (a short piece by a loop, a longer one by `set`); returns the end. */
-function put(b: Uint8Array, at: number, src: Uint8Array): number {
+export function put(b: Uint8Array, at: number, src: Uint8Array): number {
   if (src.length > 32) {
     b.set(src, at);
     return at + src.length;
@@ -207,7 +207,7 @@ function put(b: Uint8Array, at: number, src: Uint8Array): number {
 }
 
 /** Writes the non-negative safe integer `n` in decimal (as `String(n)`) at `at`; returns the end. */
-function putDigits(b: Uint8Array, at: number, n: number): number {
+export function putDigits(b: Uint8Array, at: number, n: number): number {
   let digits = 1;
   for (let v = n; v >= 10; v = Math.floor(v / 10)) digits++;
   for (let i = at + digits - 1, v = n; i >= at; i--) {
@@ -218,7 +218,8 @@ function putDigits(b: Uint8Array, at: number, n: number): number {
 }
 
 /** Whether `n` is written by {@link putDigits} exactly as a template writes it. */
-const plainInteger = (n: number) => Number.isSafeInteger(n) && n >= 0;
+export const plainInteger = (n: number): boolean =>
+  Number.isSafeInteger(n) && n >= 0;
 
 /**
  * Whether the UTF-8 bytes `body` are, between quotes, the JSON string of
@@ -226,7 +227,7 @@ const plainInteger = (n: number) => Number.isSafeInteger(n) && n >= 0;
  * character, `"` or `\` (what JSON.stringify escapes; valid UTF-8 has no
  * lone surrogate), and no leading byte-order mark (the decoder drops it).
  */
-function jsonSafe(body: Uint8Array): boolean {
+export function jsonSafe(body: Uint8Array): boolean {
   if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) return false;
   const n = body.length;
   // Bytes up to a 4-byte boundary one by one, then four at a time (a 60 KiB

@@ -6,6 +6,7 @@ import {
   SentEvent,
 } from "../clients/engine.ts";
 import { RpcDispatcher } from "../clients/rpc.ts";
+import { bufferedWriter } from "../clients/ui.ts";
 
 const PEER = "7msxtywdr2yol7yql7wj42borm";
 const FP = "ab".repeat(32);
@@ -103,4 +104,91 @@ Deno.test("notification(): the engine's sent and message events (text decoded on
       }
     }
   }
+});
+
+Deno.test("writeNotification(): the per-message notifications as bytes are notificationLine() + newline, byte for byte; any other event is left to notificationLine()", () => {
+  const rpc = new RpcDispatcher(
+    { peer: () => ({ fingerprint: FP }) } as unknown as Engine,
+  );
+  const chunks: Uint8Array[] = [];
+  const w = bufferedWriter((b) => chunks.push(b.slice()));
+  const expected: string[] = [];
+  const ats = ["2026-12-02T06:00:00.123Z", "2026-12-02T06:00:00.124Z"];
+  const fast = [
+    "hello",
+    "é 😀 \u2028 \u007f ✓",
+    "",
+    "x".repeat(300),
+  ];
+  const slow = ['quote "', "backslash \\", "newline \n", "nul \u0000"];
+  const bom = new Uint8Array([0xef, 0xbb, 0xbf, 0x61]);
+  const invalid = new Uint8Array([0x61, 0xff, 0x62]);
+  let written = 0, declined = 0;
+  const emit = (ev: ClientEvent, bytesPath: boolean) => {
+    const line = rpc.notificationLine(ev) + "\n";
+    expected.push(line);
+    if (rpc.writeNotification(ev, w)) {
+      written++;
+      assert.ok(bytesPath, `${ev.type} written as bytes`);
+    } else {
+      declined++;
+      assert.ok(!bytesPath, `${ev.type} declined`);
+      w.write(line);
+    }
+  };
+  for (const at of ats) {
+    for (const peer of [PEER, "aaaaaaaaaaaaaaaaaaaaaaaaaa"]) {
+      for (const peerFingerprint of [FP, "cd".repeat(32), undefined]) {
+        const known = peerFingerprint !== undefined;
+        const bodies: [Uint8Array, boolean][] = [
+          ...fast.map((t) => [new TextEncoder().encode(t), known] as const),
+          ...slow.map((t) => [new TextEncoder().encode(t), false] as const),
+          [bom, false],
+          [invalid, false],
+        ] as [Uint8Array, boolean][];
+        for (const [body, bytesPath] of bodies) {
+          for (const id of [undefined, 0, 7, 123456789]) {
+            emit(
+              new IncomingMessageEvent(
+                body,
+                id,
+                12,
+                2 ** 40,
+                at,
+                peer,
+                peerFingerprint,
+              ),
+              bytesPath,
+            );
+          }
+        }
+        for (const id of [0, 42, 2 ** 52]) {
+          emit({ type: "delivered", id, at, peer, peerFingerprint }, known);
+        }
+        // A plain message object (not the engine's: no body bytes), a sent and a notice event.
+        emit({
+          type: "message",
+          text: "hi",
+          counter: 1,
+          seq: 1,
+          at,
+          peer,
+          peerFingerprint,
+        }, false);
+        emit(new SentEvent(3, new TextEncoder().encode("x"), at, peer), false);
+        emit({ type: "notice", text: "n", peer, peerFingerprint }, false);
+      }
+    }
+  }
+  w.flush();
+  let n = 0;
+  for (const c of chunks) n += c.length;
+  const all = new Uint8Array(n);
+  n = 0;
+  for (const c of chunks) {
+    all.set(c, n);
+    n += c.length;
+  }
+  assert.equal(new TextDecoder().decode(all), expected.join(""));
+  assert.ok(written > 100 && declined > 100, `${written} / ${declined}`);
 });
