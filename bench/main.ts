@@ -916,7 +916,9 @@ function serviceVerdicts(s: ServiceFigures): Verdict[] {
 
 function renderService(s: ServiceFigures): string[] {
   return [
-    `Bank service (one clients/bank.ts --serve --json process, customers simulated with lib/, one relay connection each; baseline RSS ${s.rss0Kb} KiB with 1 conversation after a warm-up of ${s.warmup.closed} of ${s.warmup.customers} customers that set up, sent and closed; ${s.rss0ColdKb} KiB before it; ${s.rss0AfterGcKb} KiB after a full GC):`,
+    `Bank service (one clients/bank.ts --serve --json process, customers simulated with lib/, one relay connection each, in ${
+      s.workers ? `${s.workers} worker threads` : "the main thread"
+    }; baseline RSS ${s.rss0Kb} KiB with 1 conversation after a warm-up of ${s.warmup.closed} of ${s.warmup.customers} customers that set up, sent and closed; ${s.rss0ColdKb} KiB before it; ${s.rss0AfterGcKb} KiB after a full GC):`,
     table([
       [
         "conversations",
@@ -1363,6 +1365,7 @@ async function main(args: string[]): Promise<number> {
       "service-heap": { type: "string" },
       "service-setup-profile": { type: "string" },
       "service-other-setups": { type: "string" },
+      "service-workers": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -1392,6 +1395,8 @@ async function main(args: string[]): Promise<number> {
         "  --service-other-setups=N  customers in the other suite's set-up step after the relay restart: the level\n" +
         "           customers follow the bank's address (x25519,p256 with its ed=), these offer only p256\n" +
         "           (only x25519 when the address has no ed=); default 2000, --quick 20; 0 = none\n" +
+        "  --service-workers=N  Worker threads the simulated customers run in (default 0: the bench's own\n" +
+        "           thread, where --service-profile's customers profile sees them)\n" +
         "  --quick  smoke run (< 30 s, fewer cells, 200 idle connections)\n" +
         "  --full   also 10,000 idle connections (the default run measures 1,000 and 5,000)\n" +
         "  --json   also write every figure, and verdicts[] (each target MET/MISSED with its margin), to FILE\n" +
@@ -1436,6 +1441,11 @@ async function main(args: string[]): Promise<number> {
       otherSetups: values["service-other-setups"] === "0"
         ? 0
         : positive(values["service-other-setups"]),
+    }),
+    ...(values["service-workers"] === undefined ? {} : {
+      workers: values["service-workers"] === "0"
+        ? 0
+        : positive(values["service-workers"]),
     }),
   };
   if (values.full && !values.quick) {

@@ -4,7 +4,9 @@
  * subprocess, one `clients/bank.ts --serve --json` subprocess, and the
  * customers simulated in this process by lib/ directly — each customer its
  * own identity, mailbox key, relay connection (its own relay ID) and
- * {@link Conversation}, speaking the real protocol to the bank.
+ * Conversation, speaking the real protocol to the bank (bench/service_customer.ts),
+ * in this thread or spread over `workers` Worker threads of this process
+ * (default {@link DEFAULT_WORKERS}; /proc CPU of this process counts them all).
  *
  * 1. memory: the bank's VmRSS (/proc/PID/status) minus its RSS with one
  *    conversation, per idle secure conversation, at each level, both once
@@ -42,19 +44,13 @@
  * @module
  */
 
-import { Conversation } from "../lib/conversation.ts";
-import type { ConversationOutput } from "../lib/conversation_types.ts";
-import { generateIdentity, type Identity } from "../lib/identity.ts";
-import {
-  formatSessionId,
-  generateMailboxKey,
-  type MailboxKey,
-} from "../lib/registration.ts";
 import { parsePeerAddress } from "../lib/address.ts";
-import type { Bytes } from "../lib/bytes.ts";
-import { PinnedRelayConnection } from "../lib/deno/pinned_relay.ts";
 import { SUITE_P256, SUITE_X25519 } from "../lib/suite.ts";
-import { nodePrimitives } from "../lib/deno/node_primitives.ts";
+import {
+  type CustomerPolicy,
+  CustomerThreads,
+  type SimulatedCustomer,
+} from "./service_customer.ts";
 import {
   cpuUsOf,
   rssKbOf,
@@ -79,6 +75,14 @@ export const SERVICE_MSGS_TARGET = 20_000;
 export const SERVICE_SETUP_TARGET = 200;
 /** Relay-restart recovery target (s). */
 export const SERVICE_RESTART_TARGET_S = 60;
+/**
+ * Worker threads of the simulated customers by default: none. On this
+ * 2-core machine two workers cost more CPU per message in every process
+ * (1,000 senders, 3 alternating rounds: customers 75–87 instead of 46–59 µs,
+ * bank 50–58 instead of 34–46, relay 14–15 instead of 9–10): the customers'
+ * threads then compete with the bank and the relay for the two cores.
+ */
+export const DEFAULT_WORKERS = 0;
 /** Body size of the throughput phase. */
 const BODY = 256;
 
@@ -98,6 +102,12 @@ export interface ServicePlan {
   batch?: number;
   /** Handshakes in flight at once. */
   window: number;
+  /**
+   * Worker threads the simulated customers run in (default
+   * {@link DEFAULT_WORKERS}; 0: in this thread, where `profile`'s
+   * customers profile sees them).
+   */
+  workers?: number;
   /**
    * Customers of the warm-up before the baseline: each sets up a
    * conversation, sends one message and closes it (default: the first
@@ -146,6 +156,8 @@ export interface SetupStep {
 
 /** What {@link measureService} returns. */
 export interface ServiceFigures {
+  /** Worker threads the simulated customers ran in (0: the bench's main thread). */
+  workers: number;
   /** RSS with one conversation, after the warm-up (KiB): the baseline of every level. */
   rss0Kb: number;
   /** RSS with one conversation before the warm-up (KiB): a cold process. */
@@ -211,18 +223,11 @@ export interface ServiceFigures {
 
 /** A suite's `--suites` name. */
 export type SuiteName = "p256" | "x25519";
+export type { CustomerPolicy };
 const SUITE_NAMES: Record<number, SuiteName> = {
   [SUITE_P256]: "p256",
   [SUITE_X25519]: "x25519",
 };
-
-/** What a simulated customer offers and which bank identities it accepts. */
-export interface CustomerPolicy {
-  /** Suites offered, in preference order. */
-  suites: number[];
-  /** The address's pins: only these identities are accepted (`fp=` P-256, `ed=` Ed25519; 64 hex digits). */
-  pins: { fp?: string; ed?: string };
-}
 
 /**
  * What `deno task customer --peer <address>` does with the bank's `ready`
@@ -413,160 +418,6 @@ class Bank {
   }
 }
 
-/** Reconnect schedule of a simulated customer's relay link (clients/engine.ts RECONNECT). */
-const RECONNECT_BASE_MS = 200;
-const RECONNECT_MAX_MS = 5000;
-
-/**
- * One simulated customer: its own keys, relay connection and conversation.
- * Its relay link is the clients' own transport (lib/deno/pinned_relay.ts,
- * what `deno task customer --peer <bank address>` uses: the bank's address
- * pins the relay's CA), and it reconnects a lost link as the clients do:
- * a customer whose link the relay closed must not stay silent (measured
- * with Deno's built-in WebSocket client here: ~1 % of idle connections
- * missed the relay's idle-timeout ping while this process ran the set-up
- * handshakes, and their queued messages never left).
- */
-class Customer {
-  conn?: PinnedRelayConnection;
-  /** Reconnect a lost relay link on its own (off for the relay-restart phase, which reconnects explicitly). */
-  autoReconnect = true;
-  conv?: Conversation;
-  peerName = "";
-  /** Relay connections lost and reopened (the relay closed them, e.g. idle timeout). */
-  reconnects = 0;
-  #timer?: ReturnType<typeof setTimeout>;
-  #reconnectTimer?: ReturnType<typeof setTimeout>;
-  #url = "";
-  #caPem = "";
-  constructor(
-    readonly identity: Identity,
-    readonly mailbox: MailboxKey,
-    readonly identities: Identity[],
-    readonly bankId: Bytes,
-    readonly policy: CustomerPolicy,
-  ) {}
-
-  /** A customer offering `policy.suites` (an identity of each suite's algorithm), accepting only the identities `policy.pins` names. */
-  static async create(
-    bankId: Bytes,
-    policy: CustomerPolicy,
-  ): Promise<Customer> {
-    const [identity, ...identities] = await Promise.all(
-      policy.suites.map((s) =>
-        generateIdentity(s === SUITE_X25519 ? "Ed25519" : undefined)
-      ),
-    );
-    return new Customer(
-      identity,
-      (await generateMailboxKey()).key,
-      identities,
-      bankId,
-      policy,
-    );
-  }
-
-  async connect(url: string, caPem: string): Promise<void> {
-    this.#url = url;
-    this.#caPem = caPem;
-    const conn = await PinnedRelayConnection.connect({
-      url,
-      mailbox: this.mailbox,
-      caPem,
-      timeoutMs: 30_000,
-    });
-    this.conn = conn;
-    this.peerName = formatSessionId(conn.id);
-    conn.onFrame = (f) => {
-      if (!this.conv) return;
-      if (f.type === "data") {
-        this.conv.receive(f.payload, Date.now()).then((o) => this.apply(o));
-      } else if (f.type === "error") {
-        this.conv.relayError(f.name, Date.now()).then((o) => this.apply(o));
-      }
-    };
-    conn.closed.then(() => {
-      if (this.conn !== conn) return; // replaced or stopped
-      this.conv?.linkDown();
-      if (!this.autoReconnect) return;
-      this.reconnects++;
-      this.#reconnect(RECONNECT_BASE_MS);
-    });
-    if (this.conv) this.apply(await this.conv.linkUp(Date.now()));
-  }
-
-  /** As the clients' engine does (clients/engine.ts): a lost relay link is reconnected with backoff, then the conversation resends what is pending. */
-  #reconnect(ms: number): void {
-    this.#reconnectTimer = setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      this.connect(this.#url, this.#caPem).catch(() =>
-        this.#reconnect(Math.min(2 * ms, RECONNECT_MAX_MS))
-      );
-    }, ms);
-  }
-
-  async dial(): Promise<void> {
-    const { conversation, output } = await Conversation.dial({
-      identity: this.identity,
-      identities: this.identities,
-      localId: this.conn!.id,
-      peerId: this.bankId,
-      suites: this.policy.suites,
-      ...(this.policy.pins.fp === undefined
-        ? {}
-        : { expectFingerprint: this.policy.pins.fp }),
-      ...(this.policy.pins.ed === undefined
-        ? {}
-        : { expectEd25519Fingerprint: this.policy.pins.ed }),
-      trust: () => ({ status: "new" }),
-      // The customers' own CPU is not the bank's: the fastest provider, and
-      // no transcript (as `deno task customer` without --transcript).
-      sessionOptions: {
-        coverRate: 0,
-        primitives: nodePrimitives,
-        keepTranscript: false,
-      },
-      role: "customer",
-    }, Date.now());
-    this.conv = conversation;
-    this.apply(output);
-  }
-
-  async send(bodies: Uint8Array[]): Promise<void> {
-    this.apply(await this.conv!.send(bodies, Date.now()));
-  }
-
-  apply(out: ConversationOutput): void {
-    if (this.conn?.open) {
-      for (const p of out.packets) this.conn.send(this.bankId, p);
-    }
-    clearTimeout(this.#timer);
-    const at = this.conv?.nextDeadline();
-    if (at !== undefined && !this.conv!.ended) {
-      this.#timer = setTimeout(
-        () => this.conv!.poll(Date.now()).then((o) => this.apply(o)),
-        Math.max(0, at - Date.now()),
-      );
-    }
-  }
-
-  /** Closes the conversation cleanly (CLOSE both ways). */
-  async close(): Promise<void> {
-    this.apply(await this.conv!.close(Date.now()));
-  }
-
-  async stop(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
-    const c = this.conn;
-    this.conn = undefined;
-    this.conv?.linkDown();
-    await c?.close().catch(() => {});
-  }
-}
-
 /** Longest the idle bank's RSS is sampled (1 s apart) for the settled figure. */
 const SETTLE_MAX_MS = 15_000;
 
@@ -671,7 +522,8 @@ export async function measureService(
     await takeHeapSnapshot(bank.inspectPort, path);
     log(`service: heap snapshot in ${path}`);
   };
-  const customers: Customer[] = [];
+  const threads = new CustomerThreads(plan.workers ?? DEFAULT_WORKERS);
+  const customers: SimulatedCustomer[] = [];
   try {
     const { address, ed25519Fingerprint } = await Promise.race([
       bank.ready.promise,
@@ -704,9 +556,9 @@ export async function measureService(
     ): Promise<SetupStep> => {
       // Keys and relay connections first (bounded on their own): not the bank's work.
       const ready = performance.now() + plan.phaseMs;
-      const fresh: Customer[] = [];
+      const fresh: SimulatedCustomer[] = [];
       for (let i = customers.length; i < n && performance.now() < ready; i++) {
-        fresh.push(await Customer.create(addr.id, who));
+        fresh.push(await threads.create(addr.id, who));
       }
       await pool(fresh, 100, ready, (c) => c.connect(url, caPem));
       const connected = fresh.filter((c) => c.conn);
@@ -774,11 +626,11 @@ export async function measureService(
     // grown by a burst of set-ups), not in a process that never served a
     // burst. The warm-up conversations end; their known-peers entries stay.
     const warm = plan.warmup ?? plan.levels[0] ?? 0;
-    const warmed: Customer[] = [];
+    const warmed: SimulatedCustomer[] = [];
     if (warm > 0) {
       const ready = performance.now() + plan.phaseMs;
       for (let i = 0; i < warm && performance.now() < ready; i++) {
-        warmed.push(await Customer.create(addr.id, policy.link));
+        warmed.push(await threads.create(addr.id, policy.link));
       }
       await pool(warmed, 100, ready, (c) => c.connect(url, caPem));
       const deadline = performance.now() + plan.phaseMs;
@@ -881,8 +733,17 @@ export async function measureService(
       const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
       slowestShare = mean > 0 ? Math.min(...counts) / mean : 0;
     };
-    const pad = "x".repeat(BODY);
     const enc = new TextEncoder();
+    // `${sender}:${message}:` then "x" up to BODY bytes; one buffer per
+    // send call, each body a view of it (not a string and an encoding each).
+    const bodiesOf = (i: number, from: number, n: number) => {
+      const buf = new Uint8Array(n * BODY).fill(0x78);
+      return Array.from({ length: n }, (_, k) => {
+        const b = buf.subarray(k * BODY, (k + 1) * BODY);
+        enc.encodeInto(`${i}:${from + k}:`, b);
+        return b;
+      });
+    };
     let profiling: Profiling | undefined;
     let self: Profiling | undefined;
     if (plan.profile) {
@@ -896,10 +757,7 @@ export async function measureService(
       const n = Math.min(batch, plan.perSender - from);
       await Promise.all(senders.map((c, i) =>
         c.send(
-          Array.from(
-            { length: n },
-            (_, k) => enc.encode(`${i}:${from + k}:${pad}`.slice(0, BODY)),
-          ),
+          bodiesOf(i, from, n),
         )
       ));
     }
@@ -948,7 +806,7 @@ export async function measureService(
 
     // Relay restart: same port, every customer reconnects and sends once.
     const live = customers.filter((c) => bank.secureAt.has(c.peerName));
-    for (const c of customers) c.autoReconnect = false;
+    await Promise.all(customers.map((c) => c.setAutoReconnect(false)));
     await relay.stop();
     relay = undefined;
     relay = await startServer({
@@ -1018,6 +876,7 @@ export async function measureService(
     }
     const largest = levels[levels.length - 1];
     return {
+      workers: threads.n,
       rss0Kb,
       rss0ColdKb,
       rss0AfterGcKb,
@@ -1033,7 +892,8 @@ export async function measureService(
       restart,
     };
   } finally {
-    await Promise.all(customers.map((c) => c.stop()));
+    await Promise.all(customers.map((c) => c.stop().catch(() => {})));
+    threads.terminate();
     await bank.stop();
     await relay?.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
