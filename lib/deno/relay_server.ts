@@ -53,7 +53,11 @@ import {
   Registry,
   type RemoteForwarder,
 } from "./relay_registry.ts";
-import { RelaySocket, SocketState } from "./relay_socket.ts";
+import {
+  RelaySocket,
+  type RelaySocketHandlers,
+  SocketState,
+} from "./relay_socket.ts";
 import { type Conn, frameHandler } from "./relay_frames.ts";
 import { type FrontConn, TlsFront } from "./tls_front.ts";
 
@@ -230,6 +234,44 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
   });
   const { onMessage, onTooLarge, closeConn } = frames;
 
+  /**
+   * One connection's socket handlers: methods on a shared prototype over
+   * the connection, not three closures and an object per connection (bytes
+   * per idle connection).
+   */
+  class ConnHandlers implements RelaySocketHandlers {
+    readonly #c: Conn;
+    constructor(c: Conn) {
+      this.#c = c;
+    }
+    onMessage(data: Bytes, text: boolean, framed: boolean): void {
+      onMessage(this.#c, data, text, framed);
+    }
+    onTooLarge(length: number, _opcode: number, prefix: Bytes): void {
+      onTooLarge(this.#c, length, prefix);
+    }
+    onClosed(code: number, byRelay: boolean): void {
+      const c = this.#c;
+      const id = c.id;
+      const wasBound = c.idKey !== undefined && registry.unbind(c.idKey, c);
+      if (wasBound) remote?.unbound?.(c.idKey!);
+      release(c);
+      metrics.connectionClosed();
+      if (wasBound) {
+        // Who closed, and the code as sent (RFC 6455 names, lib/close_code.ts):
+        // the same code the client reports.
+        const how = byRelay
+          ? ` by the relay: ${describeClose(code)}`
+          : isAbnormalClose(code)
+          ? `: connection dropped (${describeClose(code)})`
+          : ` by the client: ${describeClose(code)}`;
+        connLog(
+          `closed ${shortSessionId(id!)}…${how} (${registry.size} online)`,
+        );
+      }
+    }
+  }
+
   // ── HTTP and upgrade ─────────────────────────────────────────────────────
 
   /** Writes a plain response, then drops the socket (after it drained, within the grace period). */
@@ -351,29 +393,12 @@ export async function startRelay(options: RelayOptions): Promise<RelayHandle> {
     ];
     c.bucket = new TokenBucket(rate, burst, performance.now());
     c.abuseWindowStart = performance.now();
-    const ws = new RelaySocket(c.front, maxFrame, RELAY_CLOSE_GRACE_MS, {
-      onMessage: (data, text, framed) => onMessage(c, data, text, framed),
-      onTooLarge: (length, _op, prefix) => onTooLarge(c, length, prefix),
-      onClosed: (code, byRelay) => {
-        const id = c.id;
-        const wasBound = c.idKey !== undefined && registry.unbind(c.idKey, c);
-        if (wasBound) remote?.unbound?.(c.idKey!);
-        release(c);
-        metrics.connectionClosed();
-        if (wasBound) {
-          // Who closed, and the code as sent (RFC 6455 names, lib/close_code.ts):
-          // the same code the client reports.
-          const how = byRelay
-            ? ` by the relay: ${describeClose(code)}`
-            : isAbnormalClose(code)
-            ? `: connection dropped (${describeClose(code)})`
-            : ` by the client: ${describeClose(code)}`;
-          connLog(
-            `closed ${shortSessionId(id!)}…${how} (${registry.size} online)`,
-          );
-        }
-      },
-    });
+    const ws = new RelaySocket(
+      c.front,
+      maxFrame,
+      RELAY_CLOSE_GRACE_MS,
+      new ConnHandlers(c),
+    );
     c.ws = ws;
     conns.add(c);
     metrics.connectionOpened();
