@@ -92,3 +92,33 @@ Deno.test("relay socket: framed payloads go out as views only when the batch hol
     "the 100 B message is copied out of its 10 KB chunk",
   );
 });
+
+Deno.test("relay socket: framed payloads under 1 KiB are copied into one part even when they are all of their chunk", async () => {
+  const conn = fakeConn();
+  const ws = new RelaySocket(conn, 1 << 20, 1000, {
+    onMessage() {},
+    onTooLarge() {},
+    onClosed() {},
+  });
+  ws.start(new Uint8Array(0));
+  const mask = new Uint8Array([1, 2, 3, 4]);
+  const small = [1, 2, 3, 4].map((v) => new Uint8Array(250).fill(v));
+  const d = new WsDecoder("server", 1 << 20, { ownsInput: true });
+  const chunk = Uint8Array.from(
+    small.flatMap((x) => [...encodeWsFrame(Opcode.BINARY, x, mask)]),
+  );
+  d.push(chunk);
+  const got = [];
+  for (let e = d.next(); e; e = d.next()) {
+    assert.ok(e.kind === "message" && e.framed);
+    got.push(e.data);
+  }
+  assert.equal(got.length, 4);
+  for (const m of got) ws.send(m, true);
+  await Promise.resolve();
+  assert.equal(conn.written.length, 1, "one batch");
+  const parts = conn.written[0];
+  assert.equal(parts.length, 1, "one part: the four messages copied together");
+  assert.notEqual(parts[0].buffer, chunk.buffer, "a copy, not a view");
+  assert.deepEqual(decoded(parts), small.map((x) => [...x]));
+});

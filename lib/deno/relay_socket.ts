@@ -13,12 +13,14 @@
  * as the pinned client transport does the other way (PROTOCOL.md §1.6).
  *
  * Writes: everything queued in one task goes to the socket as one corked
- * batch (one write to the kernel with `TCP_NODELAY`). A relayed message is
- * not copied: the decoder owns the chunks the socket hands over (a fresh
- * buffer per read) and unmasks each payload in place (`ownsInput`), and its
- * outgoing header is written over the bytes in front of it, where its
- * incoming header (4 bytes longer: the masking key) was (`framed`). Other
- * frames are encoded into one buffer.
+ * batch (one write to the kernel with `TCP_NODELAY`). A relayed message of
+ * 1 KiB or more is not copied: the decoder owns the chunks the socket hands
+ * over (a fresh buffer per read) and unmasks each payload in place
+ * (`ownsInput`), and its outgoing header is written over the bytes in front
+ * of it, where its incoming header (4 bytes longer: the masking key) was
+ * (`framed`). Smaller messages and other frames are encoded into one
+ * buffer: copying a few hundred bytes costs less than one more part of the
+ * corked write.
  *
  * Close, as the relay does it (`close()`): stop acting on input, queue the
  * close frame, and once it is written half-close (TLS close_notify + FIN);
@@ -49,6 +51,14 @@ const ACK_PONG = new Uint8Array([0x80 | Opcode.PONG, 0]);
 
 /** A framed payload is sent as a view only when its batch holds at least 1/this of its read chunk. */
 const VIEW_MIN_SHARE = 2;
+
+/**
+ * Framed payloads shorter than this are copied into the batch's buffer
+ * rather than written as views: a copy of a few hundred bytes costs less
+ * than one more part in the socket's corked write (one more stream write
+ * and a part of the native writev).
+ */
+const VIEW_MIN_BYTES = 1024;
 
 /** Kinds of queued items. */
 const Item = {
@@ -220,7 +230,10 @@ export class RelaySocket {
           bytes += q[j].length;
           j++;
         }
-        if (bytes * VIEW_MIN_SHARE < buffer.byteLength) {
+        if (
+          bytes * VIEW_MIN_SHARE < buffer.byteLength ||
+          bytes < VIEW_MIN_BYTES * (j - i)
+        ) {
           for (let k = i; k < j; k++) {
             kinds[k] = Item.PAYLOAD;
             this.#toCopy += wsHeaderLength(q[k].length) + q[k].length;
