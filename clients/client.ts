@@ -446,7 +446,7 @@ async function runPrepared(
       const d = await loadFiles(o);
       // Written without blocking: a slow API reader must not stop every
       // conversation (clients/ui.ts queuedSink); its backlog is bounded by
-      // the service (OUTPUT_BACKLOG_MAX).
+      // the service (OUTPUT_BACKLOG_MAX: relay frames wait unread past it).
       const stdout = queuedSink((b) => Deno.stdout.write(b));
       const out = bufferedWriter(stdout.sink);
       try {
@@ -455,6 +455,7 @@ async function runPrepared(
           writeLine: (line) => out.write(line + "\n"),
           lines: out,
           outputBacklog: () => stdout.pending,
+          onOutputWritten: (listener) => stdout.onWritten = listener,
         }, Deno.stdin.readable);
       } finally {
         out.flush();

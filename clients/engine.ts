@@ -91,16 +91,36 @@ export interface EngineOptions {
   onFatal: (kind: "relay-unreachable" | "replaced", message: string) => void;
   /**
    * Whether relay DATA frames are taken now (default: always). The service
-   * says no while its API reader is far behind (clients/serve.ts): a frame
-   * not taken is dropped unread, as a lost packet would be — nothing in it
-   * was acknowledged, so its sender retransmits it, and nothing is lost or
-   * delivered twice — which bounds the output waiting for that reader.
+   * says no while its API reader is far behind (clients/serve.ts). A frame
+   * not taken waits, unread, in arrival order, with every frame after it
+   * (so no peer's records overtake each other), until {@link Engine.resume}
+   * finds `admit` saying yes again; nothing in a waiting frame is
+   * acknowledged. Past {@link EngineOptions.heldMaxBytes} of waiting frames a
+   * frame is dropped unread, as a lost packet would be: its sender
+   * retransmits it (nothing is lost or delivered twice). This bounds the
+   * output waiting for that reader without a retransmission delay.
    */
   admit?: () => boolean;
+  /** Bytes of relay DATA frames that may wait for {@link admit} (default {@link HELD_FRAMES_MAX_BYTES}). */
+  heldMaxBytes?: number;
   /** Clock (ms); default Date.now. */
   now?: () => number;
   /** The deadline timer (default setTimeout/clearTimeout; tests pass a fake one with a fake clock). */
   timers?: Timers;
+}
+
+/**
+ * Bytes of relay DATA frames held unread while {@link EngineOptions.admit}
+ * says no (see there): room for a burst of every customer's record (1,000
+ * customers × one ~6 KB record of 20 messages) while the API reader catches
+ * up; past it a frame is dropped unread and its sender retransmits it.
+ */
+export const HELD_FRAMES_MAX_BYTES = 16 * 1024 * 1024;
+
+/** A relay DATA frame waiting for {@link EngineOptions.admit}. */
+interface HeldFrame {
+  peer: Bytes;
+  payload: Bytes;
 }
 
 /** A one-shot timer API. */
@@ -298,8 +318,15 @@ export class Engine {
   #isoMs = NaN;
   #iso = "";
 
-  /** Relay DATA frames dropped unread because {@link EngineOptions.admit} said no. */
-  framesRefused = 0;
+  /** Relay DATA frames waiting for {@link EngineOptions.admit}, oldest first from {@link #heldHead}. */
+  #held: (HeldFrame | undefined)[] = [];
+  #heldHead = 0;
+  #heldBytes = 0;
+
+  /** Relay DATA frames that waited for {@link EngineOptions.admit} (taken later, in order). */
+  framesHeld = 0;
+  /** Relay DATA frames dropped unread: {@link EngineOptions.heldMaxBytes} of frames were already waiting. */
+  framesDropped = 0;
 
   /** Creates the engine; call {@link start}. */
   constructor(o: EngineOptions) {
@@ -439,6 +466,9 @@ export class Engine {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    // Frames waiting for the API reader are taken now: what they carry is
+    // acknowledged before the conversations close (the output is flushed at exit).
+    if (this.#set) this.resume();
     const open = this.#set?.list().filter((c) => !c.ended) ?? [];
     await Promise.all(open.map((c) => this.#call(c, c.close(this.#now()))));
     const deadline = this.#now() + this.#o.closeTimeoutMs + 1000;
@@ -794,14 +824,63 @@ export class Engine {
       return;
     }
     if (frame.type !== "data") return;
-    if (this.#o.admit && !this.#o.admit()) {
-      this.framesRefused++;
-      return;
+    // Behind a waiting frame every frame waits: records stay in order.
+    // Once stopping, every frame is taken (the conversations close now).
+    if (
+      this.#o.admit && !this.#stopped &&
+      (this.#heldHead < this.#held.length || !this.#o.admit())
+    ) {
+      return this.#hold(frame.peer, frame.payload);
     }
     this.#inOrder(
       frame.peer,
       this.#set.receive(frame.peer, frame.payload, now),
     );
+  }
+
+  #hold(peer: Bytes, payload: Bytes): void {
+    const max = this.#o.heldMaxBytes ?? HELD_FRAMES_MAX_BYTES;
+    if (this.#heldBytes + payload.length > max) {
+      this.framesDropped++;
+      return;
+    }
+    this.#held.push({ peer, payload });
+    this.#heldBytes += payload.length;
+    this.framesHeld++;
+  }
+
+  /** Bytes of relay DATA frames waiting for {@link EngineOptions.admit}. */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
+  /**
+   * Takes the relay DATA frames that wait for {@link EngineOptions.admit},
+   * in arrival order, while it says yes (all of them once stopping). The
+   * service calls it as its API output drains (clients/serve.ts); nothing
+   * happens when no frame waits.
+   */
+  resume(): void {
+    if (this.#heldHead === this.#held.length) return;
+    const now = this.#now();
+    while (
+      this.#heldHead < this.#held.length &&
+      (this.#stopped || !this.#o.admit || this.#o.admit())
+    ) {
+      const f = this.#held[this.#heldHead]!;
+      this.#held[this.#heldHead++] = undefined;
+      this.#heldBytes -= f.payload.length;
+      this.#inOrder(f.peer, this.#set.receive(f.peer, f.payload, now));
+    }
+    if (this.#heldHead === this.#held.length) {
+      this.#held = [];
+      this.#heldHead = 0;
+    } else if (
+      this.#heldHead >= 1024 && 2 * this.#heldHead > this.#held.length
+    ) {
+      this.#held = this.#held.slice(this.#heldHead);
+      this.#heldHead = 0;
+    }
   }
 
   #onLinkClosed(link: RelayLink, info: { code: number; reason: string }): void {

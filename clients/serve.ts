@@ -20,7 +20,11 @@ import type { ClientDeps } from "./chat.ts";
 import { type ClientEvent, Engine } from "./engine.ts";
 import { MAX_RPC_LINE, RpcDispatcher } from "./rpc.ts";
 import { type HttpApi, loadOrCreateToken, startHttpApi } from "./serve_http.ts";
-import { type BufferedWriter, OUTPUT_BACKLOG_MAX } from "./ui.ts";
+import {
+  type BufferedWriter,
+  OUTPUT_BACKLOG_MAX,
+  OUTPUT_BACKLOG_RESUME,
+} from "./ui.ts";
 
 /** What {@link runService} needs besides the options: loaded files and I/O. */
 export type ServiceDeps =
@@ -37,6 +41,8 @@ export type ServiceDeps =
     lines?: BufferedWriter;
     /** Bytes of API output waiting for its reader (undefined: the output never waits). */
     outputBacklog?: () => number;
+    /** Registers the call made whenever the output backlog went down (with {@link outputBacklog}). */
+    onOutputWritten?: (listener: () => void) => void;
     /** The CA pin to put in our address (undefined = none). */
     caFingerprint?: string;
   };
@@ -98,11 +104,10 @@ export async function runService(
       fatal.resolve(kind === "replaced" ? EXIT.other : EXIT.relay);
     },
     now: d.now,
-    // A reader far behind: relay frames wait at their senders (retransmitted), not here.
-    ...(d.outputBacklog
-      ? { admit: () => d.outputBacklog!() < OUTPUT_BACKLOG_MAX }
-      : {}),
+    // A reader far behind: relay frames wait unread (bounded), taken again as it catches up.
+    ...(d.outputBacklog ? { admit: outputGate(d.outputBacklog) } : {}),
   });
+  d.onOutputWritten?.(() => engine.resume());
   if (o.transcript !== undefined) {
     await Deno.mkdir(o.transcript, { recursive: true, mode: 0o700 });
   }
@@ -190,6 +195,26 @@ export async function runService(
   await http?.close();
   void reading;
   return code;
+}
+
+/**
+ * Whether the service takes relay frames now, given its API output backlog:
+ * no from `max` bytes waiting on, yes again once the reader brought it down
+ * to `resumeAt` (hysteresis: no switching per written chunk). Frames not
+ * taken wait in the engine (clients/engine.ts `admit`, `resume`).
+ */
+export function outputGate(
+  backlog: () => number,
+  max = OUTPUT_BACKLOG_MAX,
+  resumeAt = OUTPUT_BACKLOG_RESUME,
+): () => boolean {
+  let holding = false;
+  return () => {
+    const n = backlog();
+    if (n >= max) holding = true;
+    else if (n <= resumeAt) holding = false;
+    return !holding;
+  };
 }
 
 /** Calls `onLine` per line of `input` (without its `\n` / `\r\n`); resolves at the end. */

@@ -123,10 +123,13 @@ const MESSAGE_HEAD_BYTES = encoder.encode(MESSAGE_HEAD);
 
 /**
  * Bytes of the service's API output (`--serve --json`) that may wait for a
- * slow reader; past it the service stops taking relay frames until the
- * reader catches up (clients/serve.ts), so the backlog stays bounded.
+ * slow reader; past it the service holds relay frames unread until the
+ * reader has caught up to {@link OUTPUT_BACKLOG_RESUME} (clients/serve.ts),
+ * so the backlog stays bounded.
  */
 export const OUTPUT_BACKLOG_MAX = 8 * 1024 * 1024;
+/** Output backlog at or below which held relay frames are taken again (half the bound: no switching per written chunk). */
+export const OUTPUT_BACKLOG_RESUME = OUTPUT_BACKLOG_MAX / 2;
 
 /** Output written without blocking the event loop; see {@link queuedSink}. */
 export interface QueuedSink {
@@ -136,6 +139,8 @@ export interface QueuedSink {
   readonly pending: number;
   /** Resolves once everything queued so far is written (or the writer failed). */
   drained(): Promise<void>;
+  /** Called after each chunk is written (and once a write failed): {@link pending} went down. */
+  onWritten: () => void;
 }
 
 /**
@@ -164,14 +169,22 @@ export function queuedSink(
         }
         queue.shift();
         pending -= chunk.length;
+        written();
       }
     } catch {
       queue.length = 0;
       pending = 0;
+      written();
     }
     running = undefined;
   };
-  return {
+  // A listener's failure is not the writer's: the output goes on.
+  const written = () => {
+    try {
+      self.onWritten();
+    } catch { /* the listener's own error */ }
+  };
+  const self: QueuedSink = {
     sink(bytes) {
       if (bytes.length === 0) return;
       queue.push(bytes.slice());
@@ -184,7 +197,9 @@ export function queuedSink(
     async drained() {
       while (running) await running;
     },
+    onWritten: () => {},
   };
+  return self;
 }
 
 const SENT_HEAD = encoder.encode(`{"type":"sent","id":`);
