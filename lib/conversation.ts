@@ -50,7 +50,6 @@ import {
   after,
   maybeClose,
   onRecords,
-  pump,
   retransmit,
   tickSecure,
 } from "./conversation_secure.ts";
@@ -330,7 +329,10 @@ export class Conversation {
     now: number,
   ): Promise<ConversationOutput & { verdicts: SendVerdict[] }> {
     const verdicts = bodies.map((b) => this.#accept(b));
-    return this.#run((out) => pump(this.#host, now, out)).then((o) => ({
+    // `after`, not only `pump`: what goes out arms the retransmission timer
+    // now — an idle conversation had none, and a lost record then waited
+    // for the next timer of any kind (the 30 s undelivered report).
+    return this.#run((out) => after(this.#host, now, out)).then((o) => ({
       ...o,
       verdicts,
     }));

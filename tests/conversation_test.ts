@@ -20,6 +20,7 @@ import {
   NEW_CONVERSATION_RATE,
   REHANDSHAKE_AFTER_UNANSWERED,
   RESUME_WAIT_MS,
+  RETRANSMIT_BASE_MS,
   SILENT_HANDSHAKES_HINT,
 } from "../lib/constants.ts";
 
@@ -645,4 +646,38 @@ Deno.test("conversations: HS1s from unknown IDs start at most NEW_CONVERSATION_B
     assert.equal(answered(out), i < 2, `conversation ${i + 1} of max 2`);
   }
   assert.equal(small.size, 2);
+});
+
+Deno.test("conversation: a send from an idle conversation arms the retransmission timer — its record, lost once, is resent after RETRANSMIT_BASE_MS, not at the next unrelated timer (the 30 s undelivered report)", async () => {
+  const { net, a: bank, b: customer } = await pair();
+  await customer.dial(bank);
+  await net.run(
+    () => secure(bank, customer) && secure(customer, bank),
+    10_000,
+    "secure",
+  );
+  // Idle: no timer of the customer's is armed (nothing awaits an ACK).
+  await net.advance(120_000);
+  // Its next record is lost once; the retransmission brings it.
+  let lost = 0;
+  net.verdict = (p) =>
+    p.from.toHex() === customer.id.toHex() && p.packet[1] === PACKET_RECORD &&
+      lost++ === 0
+      ? "drop"
+      : "deliver";
+  const sentAt = net.now;
+  const [id] = await customer.send(bank, "after a quiet while");
+  await net.run(
+    () => bank.texts(customer).includes("after a quiet while"),
+    60_000,
+    "retransmitted",
+  );
+  assert.equal(lost >= 1, true);
+  assert.ok(
+    net.now - sentAt <= RETRANSMIT_BASE_MS,
+    `first retransmission after ${
+      net.now - sentAt
+    } ms (≤ ${RETRANSMIT_BASE_MS})`,
+  );
+  await net.run(() => customer.delivered(bank).includes(id), 10_000, "acked");
 });
