@@ -27,7 +27,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { concat } from "../lib/bytes.ts";
+import { concat, indexOfByte } from "../lib/bytes.ts";
 import { DEFAULT_COVER_RATE, DEFAULT_OUTBOX } from "../clients/args.ts";
 import { ensureCerts } from "../tools/certs.ts";
 import { certificateFingerprint } from "../lib/x509.ts";
@@ -322,7 +322,7 @@ class Peer {
         const at = performance.now();
         let start = 0;
         for (;;) {
-          const nl = chunk.indexOf(NEWLINE, start);
+          const nl = indexOfByte(chunk, NEWLINE, start);
           add(chunk.subarray(start, nl < 0 ? chunk.length : nl));
           if (nl < 0) break;
           const line = head.subarray(0, headLen);
