@@ -78,9 +78,11 @@ export const SERVICE_RESTART_TARGET_S = 60;
 /**
  * Worker threads of the simulated customers by default: none. On this
  * 2-core machine two workers cost more CPU per message in every process
- * (1,000 senders, 3 alternating rounds: customers 75–87 instead of 46–59 µs,
- * bank 50–58 instead of 34–46, relay 14–15 instead of 9–10): the customers'
- * threads then compete with the bank and the relay for the two cores.
+ * (1,000 senders, 4 rounds alternating with 5 in the main thread, medians:
+ * customers 78 instead of 48 µs, bank 53 instead of 40, relay 14 instead of
+ * 9.5; one of the 4 rounds was as cheap as the main thread's): the
+ * customers' threads then compete with the bank and the relay for the two
+ * cores.
  */
 export const DEFAULT_WORKERS = 0;
 /** Body size of the throughput phase. */
