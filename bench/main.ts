@@ -1500,8 +1500,8 @@ async function main(args: string[]): Promise<number> {
     }
     if (only.has("setup")) {
       log("session set-up");
-      const { measureSetup } = await import("./setup_bench.ts");
-      out.setup = await measureSetup(plan.channelMs * 2);
+      const { measureSetupSubprocess } = await import("./setup_bench.ts");
+      out.setup = await measureSetupSubprocess(plan.channelMs * 2);
     }
     if (only.has("original")) {
       log("original design baseline");

@@ -205,6 +205,10 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
         positive(x[k], `setup ${x.name}.${k}`);
       }
       assert.equal(x.met, x.perCoreSec >= x.target, `${x.name} verdict`);
+      // The per-core rate is the median of the windows' rates.
+      assert.equal(x.perCoreWindows.length, 5, `${x.name} windows`);
+      const w = [...x.perCoreWindows].sort((a: number, b: number) => a - b);
+      assert.equal(x.perCoreSec, w[2], `${x.name} median of the windows`);
     }
     assert.deepEqual(
       r.setup.suites.map((x: { target: number }) => x.target),
