@@ -13,7 +13,8 @@
  * 256 bytes, then one row per size of {@link SIZE_ROWS} (1 KiB, 4 KiB,
  * 60 KiB: MB/s, and wire bytes per body byte from the relay's
  * `relay_bytes_forwarded_total` — every frame both ways, ACKs included —
- * over the row's body bytes); chain signing every 64 (the default);
+ * over the row's body bytes) and a both-directions row per size of
+ * {@link BOTH_SIZE_ROWS} (4 KiB, 60 KiB); chain signing every 64 (the default);
  * `--crypto keys` (the default); `--cover-rate 0` for the throughput rows and
  * the default cover rate for one row. The raw forwarder
  * (bench/baseline_forwarder.ts) is measured in the same run at 64 KiB
@@ -49,6 +50,8 @@ const CHUNK_BYTES = 1 << 20;
 export const BODY_SIZE = 256;
 /** Body sizes of the size rows (one direction, no cover traffic). */
 export const SIZE_ROWS = [1024, 4096, 61440] as const;
+/** Body sizes that also get a both-directions row (no cover traffic): the original design's sizes above 256 B, so ours ÷ it is judged both ways at every size. */
+export const BOTH_SIZE_ROWS = [4096, 61440] as const;
 /** The large-message body size (60 KiB). */
 export const LARGE_BODY_SIZE = 61440;
 /** Target throughput (messages/s one direction, 256 B, chain signing). */
@@ -773,6 +776,11 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
       for (const size of SIZE_ROWS) {
         rows.push(await sizeRow(pair, relay, size, n, opts.capMs, log));
       }
+      for (const size of BOTH_SIZE_ROWS) {
+        rows.push(
+          await sizeRow(pair, relay, size, n, opts.capMs, log, "both"),
+        );
+      }
     } finally {
       exitCodes.push(...await closePair(pair));
       for (const p of pair) mergeErrors(clientErrors, p.errors);
@@ -858,11 +866,14 @@ export async function measureE2e(opts: E2eOptions): Promise<E2eFigures> {
     await Deno.remove(dir, { recursive: true });
   }
   const one = rows[0];
-  const large = rows.find((r) => r.bodySize === LARGE_BODY_SIZE && !r.floor)!;
+  const large = rows.find((r) =>
+    r.bodySize === LARGE_BODY_SIZE && !r.floor && r.direction === "one"
+  )!;
   const floor = rows.find((r) => r.floor);
   const wire = rows
     .filter((r) =>
-      r.bodySize >= 1024 && r.wireBytesPerBodyByte !== undefined && !r.floor
+      r.bodySize >= 1024 && r.wireBytesPerBodyByte !== undefined &&
+      !r.floor && r.direction === "one"
     )
     .map((r) => ({
       bodySize: r.bodySize,
@@ -908,6 +919,7 @@ async function sizeRow(
   n: number,
   capMs: number,
   log: (line: string) => void,
+  direction: "one" | "both" = "one",
 ): Promise<E2eRow> {
   const count = Math.max(
     100,
@@ -918,21 +930,29 @@ async function sizeRow(
   );
   const window = Math.min(WINDOW, Math.max(8, Math.floor(WINDOW_BYTES / size)));
   const cap = performance.now() + capMs;
+  const [bank, customer] = pair;
   const r = await metered(pair, relay, async () =>
     row(
-      `bank→customer, ${size} B`,
-      "one",
+      direction === "one"
+        ? `bank→customer, ${size} B`
+        : `both directions, ${size} B`,
+      direction,
       0,
       "keys",
       count,
       window,
-      [await stream(pair[0], pair[1], count, window, cap, size)],
+      direction === "one"
+        ? [await stream(bank, customer, count, window, cap, size)]
+        : await Promise.all([
+          stream(bank, customer, count, window, cap, size),
+          stream(customer, bank, count, window, cap, size),
+        ]),
       size,
     ));
   log(
-    `e2e ${size} B: ${Math.round(r.msgsPerSec)} msgs/s, ${
-      r.mbPerSec.toFixed(1)
-    } MB/s, ${
+    `e2e ${size} B${direction === "both" ? " both directions" : ""}: ${
+      Math.round(r.msgsPerSec)
+    } msgs/s, ${r.mbPerSec.toFixed(1)} MB/s, ${
       r.wireBytesPerBodyByte?.toFixed(3) ?? "?"
     } wire B per body B, CPU µs/msg bank ${
       r.cpuUsPerMsg?.bank.toFixed(0)

@@ -75,6 +75,7 @@ import {
   SERVICE_MSGS_TARGET,
   SERVICE_RESTART_TARGET_S,
   SERVICE_SETUP_TARGET,
+  SERVICE_SHARE_TARGET,
   type ServiceFigures,
   type ServicePlan,
 } from "./service.ts";
@@ -902,6 +903,14 @@ function serviceVerdicts(s: ServiceFigures): Verdict[] {
     "min",
     "msgs/s",
   ));
+  v.push(verdict(
+    "service.slowestShare",
+    `no customer starved: the slowest of ${t.senders} senders' rate ÷ the median sender's (a uniform one-after-the-other order gives 0.5)`,
+    t.complete ? t.slowestShare : 0,
+    SERVICE_SHARE_TARGET,
+    "min",
+    "×",
+  ));
   const r = s.restart;
   v.push(verdict(
     "service.restartSeconds",
@@ -980,9 +989,13 @@ function renderService(s: ServiceFigures): string[] {
         : ""
     }: ${s.throughput.received} received, ${
       fmt(s.throughput.msgsPerSec)
-    } msgs/s, slowest customer's share at half-time ${
+    } msgs/s, slowest customer's rate ${
       s.throughput.slowestShare.toFixed(2)
-    } of the mean${
+    } of the median's (done after ${
+      s.throughput.customerSeconds?.slowest.toFixed(2) ?? "?"
+    } s vs ${
+      s.throughput.customerSeconds?.median.toFixed(2) ?? "?"
+    } s; share at half-time ${s.throughput.shareAtHalf?.toFixed(2) ?? "?"})${
       s.throughput.complete ? "" : " (cut at the time bound)"
     }; 90 % arrived after ${
       s.throughput.secondsTo90 === undefined

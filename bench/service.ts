@@ -31,8 +31,14 @@
  * 3. throughput: `senders` customers send `perSender` 256 B messages at once
  *    (in rounds of `batch` per send call, every sender's round before the next);
  *    aggregate = `message` notifications the bank printed ÷ time; the
- *    slowest customer's share = its count ÷ the mean count when half of all
- *    messages had arrived (1 = fair, 0 = starved).
+ *    slowest customer's share = its rate ÷ the median customer's rate, a
+ *    customer's rate being its messages ÷ the time from the phase's start
+ *    to its last message's arrival (1 = all finished together, 0.5 = served
+ *    one after the other in a uniform order, near 0 = starved; target
+ *    ≥ {@link SERVICE_SHARE_TARGET}). The share at half-time (its count ÷
+ *    the mean count when half of all messages had arrived) is kept as
+ *    `shareAtHalf`: it reads 0 whenever a customer's burst travels as one
+ *    record, so it does not tell starvation apart from order.
  * 4. relay restart: the relay is stopped and started on the same port; each
  *    customer reconnects and sends one message; time from the new relay
  *    listening until the bank received every customer's message (the
@@ -75,6 +81,39 @@ export const SERVICE_MSGS_TARGET = 20_000;
 export const SERVICE_SETUP_TARGET = 200;
 /** Relay-restart recovery target (s). */
 export const SERVICE_RESTART_TARGET_S = 60;
+/** Target: the slowest sender's rate ≥ this fraction of the median sender's (0.5 is a uniform one-after-the-other order; below a quarter, a customer waited more than twice as long as the one in the middle). */
+export const SERVICE_SHARE_TARGET = 0.25;
+
+/**
+ * The throughput phase's fairness: each sender's rate is its messages ÷ the
+ * seconds from `t0` (ms) to its last message's arrival (`lastAt`, ms); the
+ * share is the slowest rate ÷ the median rate (a sender with no message
+ * has rate 0). Also the median and the slowest sender's seconds to done
+ * (`endAt`, the phase's end, for a sender with no message).
+ */
+export function shareOf(
+  senders: readonly { count: number; lastAt: number }[],
+  t0: number,
+  endAt: number,
+): { share: number; seconds: { median: number; slowest: number } } {
+  if (senders.length === 0) {
+    return { share: 0, seconds: { median: 0, slowest: 0 } };
+  }
+  const secs = senders.map((s) => Math.max(1e-3, (s.lastAt - t0) / 1000));
+  const rates = senders.map((s, i) => s.count / secs[i]).sort((a, b) => a - b);
+  const mid = rates.length >> 1;
+  const median = rates.length % 2
+    ? rates[mid]
+    : (rates[mid - 1] + rates[mid]) / 2;
+  const done = senders
+    .map((s, i) => (s.count > 0 ? secs[i] : (endAt - t0) / 1000))
+    .sort((a, b) => a - b);
+  const dm = done.length % 2 ? done[mid] : (done[mid - 1] + done[mid]) / 2;
+  return {
+    share: median > 0 ? rates[0] / median : 0,
+    seconds: { median: dm, slowest: done[done.length - 1] },
+  };
+}
 /**
  * Worker threads of the simulated customers by default: none. On this
  * 2-core machine two workers cost more CPU per message in every process
@@ -207,7 +246,12 @@ export interface ServiceFigures {
     batch: number;
     received: number;
     msgsPerSec: number;
+    /** The slowest customer's rate ÷ the median customer's (see the module doc). */
     slowestShare: number;
+    /** The slowest customer's count ÷ the mean count when half of all messages had arrived. */
+    shareAtHalf: number;
+    /** Seconds from the phase's start until the median and the slowest customer had all their messages. */
+    customerSeconds: { median: number; slowest: number };
     /** Seconds until 90 % of the messages had arrived (undefined: not reached). */
     secondsTo90?: number;
     /** CPU time per received message over the phase: the bank, the relay, this process (the customers). */
@@ -305,6 +349,8 @@ class Bank {
   lastMessageAt = 0;
   /** Called on every `message` notification. */
   onMessage: () => void = () => {};
+  /** Per peer: when its last `message` notification was read. */
+  readonly lastMessageOf = new Map<string, number>();
 
   constructor(
     relayUrl: string,
@@ -398,6 +444,7 @@ class Bank {
   #message(peer: string): void {
     this.received++;
     this.lastMessageAt = performance.now();
+    this.lastMessageOf.set(peer, this.lastMessageAt);
     this.messages.set(peer, (this.messages.get(peer) ?? 0) + 1);
     this.onMessage();
   }
@@ -720,7 +767,7 @@ export async function measureService(
     );
     const total = senders.length * plan.perSender;
     const base = bank.received;
-    let slowestShare = 0;
+    let shareAtHalf = 0;
     let half = false;
     let at90: number | undefined;
     bank.onMessage = () => {
@@ -733,7 +780,7 @@ export async function measureService(
         (bank.messages.get(c.peerName) ?? 0) - before.get(c.peerName)!
       );
       const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
-      slowestShare = mean > 0 ? Math.min(...counts) / mean : 0;
+      shareAtHalf = mean > 0 ? Math.min(...counts) / mean : 0;
     };
     const enc = new TextEncoder();
     // `${sender}:${message}:` then "x" up to BODY bytes; one buffer per
@@ -768,6 +815,14 @@ export async function measureService(
       t0 + plan.phaseMs,
     );
     const received = bank.received - base;
+    const fairness = shareOf(
+      senders.map((c) => ({
+        count: (bank.messages.get(c.peerName) ?? 0) - before.get(c.peerName)!,
+        lastAt: bank.lastMessageOf.get(c.peerName) ?? t0,
+      })),
+      t0,
+      performance.now(),
+    );
     const [bankUs, relayUs, selfUs] = (await cpu()).map((us, i) =>
       (us - cpu0[i]) / Math.max(1, received)
     );
@@ -791,7 +846,9 @@ export async function measureService(
           1e-3,
           ((tDone ? bank.lastMessageAt : performance.now()) - t0) / 1000,
         ),
-      slowestShare,
+      slowestShare: fairness.share,
+      shareAtHalf,
+      customerSeconds: fairness.seconds,
       secondsTo90: at90 === undefined ? undefined : (at90 - t0) / 1000,
       cpuUsPerMsg: { bank: bankUs, relay: relayUs, customers: selfUs },
       complete: tDone,
@@ -800,7 +857,11 @@ export async function measureService(
     log(
       `service: ${received} of ${total} messages, ${
         throughput.msgsPerSec.toFixed(0)
-      } msgs/s, slowest share ${slowestShare.toFixed(2)}; ${
+      } msgs/s, slowest share ${
+        fairness.share.toFixed(2)
+      } (customers done after ${fairness.seconds.median.toFixed(2)} s median, ${
+        fairness.seconds.slowest.toFixed(2)
+      } s slowest; share at half-time ${shareAtHalf.toFixed(2)}); ${
         customers.reduce((n, c) => n + c.reconnects, 0)
       } customer relay links lost and reconnected so far`,
     );

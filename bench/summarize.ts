@@ -385,7 +385,11 @@ export function service(runs: Json[]): string {
     `${spread(t("senders"), num(0))} customers sending at once`,
     `${spread(t("msgsPerSec"), num(0))} msgs/s; slowest share ${
       spread(t("slowestShare"), num(2))
-    }; 90 % after ${spread(t("secondsTo90"), sig)} s`,
+    } of the median's rate; 90 % after ${
+      spread(t("secondsTo90"), sig)
+    } s, the slowest customer done after ${
+      spread(t("customerSeconds.slowest"), sig)
+    } s`,
   ]);
   const s = (k: string) => nums(runs, (r) => get(r, `service.restart.${k}`));
   rows.push([

@@ -182,6 +182,15 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
       r.e2e.rows.some((row: { coverRate: number }) => row.coverRate > 0),
       "a row at the default cover rate",
     );
+    // Both directions at every size the original design is measured at.
+    for (const size of [256, 4096, 61440]) {
+      assert.ok(
+        r.e2e.rows.some((row: { bodySize: number; direction: string }) =>
+          row.bodySize === size && row.direction === "both"
+        ),
+        `a both-directions row at ${size} B`,
+      );
+    }
     // The floor row: bench/floor_client.ts at 60 KiB through the same relay.
     const floors = r.e2e.rows.filter((row: { floor?: boolean }) => row.floor);
     assert.equal(floors.length, 1, "one floor row");
@@ -308,6 +317,7 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
         "service.setupsPerSec",
         `service.setupsPerSec.${r.service.suites[1]?.suite}`,
         "service.msgsPerSec",
+        "service.slowestShare",
         "service.restartSeconds",
       ]
     ) assert.ok(keys.includes(k), `verdict ${k}`);
@@ -349,6 +359,15 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
     assert.equal(svc.suites[1].setups, 20);
     assert.equal(svc.throughput.received, 20 * 20, "every message received");
     positive(svc.throughput.msgsPerSec, "service msgs/s");
+    // Fairness: the slowest sender's rate ÷ the median's, and both senders' seconds to done.
+    const share = svc.throughput.slowestShare;
+    assert.ok(share > 0 && share <= 1, `slowest share ${share}`);
+    const secs = svc.throughput.customerSeconds;
+    assert.ok(
+      secs.median > 0 && secs.median <= secs.slowest,
+      "seconds to done",
+    );
+    assert.equal(typeof svc.throughput.shareAtHalf, "number");
     assert.equal(svc.restart.recovered, svc.restart.conversations);
     assert.ok(svc.restart.complete, "relay restart recovered");
     assert.match(stdout, /Bank service \(one clients\/bank.ts --serve/);
