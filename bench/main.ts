@@ -892,25 +892,34 @@ function serviceVerdicts(s: ServiceFigures): Verdict[] {
       "/s",
     ));
   }
-  const t = s.throughput;
-  v.push(verdict(
-    "service.msgsPerSec",
-    `${t.senders} customers sending at once, ${256} B, msgs/s received by the bank${
-      t.complete ? "" : ` (${t.received} of ${t.senders * t.perSender} in time)`
-    }`,
-    t.msgsPerSec,
-    SERVICE_MSGS_TARGET,
-    "min",
-    "msgs/s",
-  ));
-  v.push(verdict(
-    "service.slowestShare",
-    `no customer starved: the slowest of ${t.senders} senders' rate ÷ the median sender's (a uniform one-after-the-other order gives 0.5)`,
-    t.complete ? t.slowestShare : 0,
-    SERVICE_SHARE_TARGET,
-    "min",
-    "×",
-  ));
+  const phases: [string, ServiceFigures["throughput"] | undefined][] = [
+    ["service.msgsPerSec.atSenders", s.throughputAtSenders],
+    ["service.msgsPerSec", s.throughput],
+  ];
+  for (const [key, t] of phases) {
+    if (!t) continue;
+    const among = t.conversations ? ` of ${t.conversations} conversations` : "";
+    v.push(verdict(
+      key,
+      `${t.senders} customers${among} sending at once, ${256} B, msgs/s received by the bank${
+        t.complete
+          ? ""
+          : ` (${t.received} of ${t.senders * t.perSender} in time)`
+      }`,
+      t.msgsPerSec,
+      SERVICE_MSGS_TARGET,
+      "min",
+      "msgs/s",
+    ));
+    v.push(verdict(
+      key.replace("msgsPerSec", "slowestShare"),
+      `no customer starved: the slowest of ${t.senders} senders${among}: its rate ÷ the median sender's (a uniform one-after-the-other order gives 0.5)`,
+      t.complete ? t.slowestShare : 0,
+      SERVICE_SHARE_TARGET,
+      "min",
+      "×",
+    ));
+  }
   const r = s.restart;
   v.push(verdict(
     "service.restartSeconds",
@@ -983,32 +992,36 @@ function renderService(s: ServiceFigures): string[] {
         ]),
       ]
       : []),
-    `  ${s.throughput.senders} senders × ${s.throughput.perSender} × 256 B${
-      s.throughput.batch < s.throughput.perSender
-        ? ` (rounds of ${s.throughput.batch} per send)`
-        : ""
-    }: ${s.throughput.received} received, ${
-      fmt(s.throughput.msgsPerSec)
-    } msgs/s, slowest customer's rate ${
-      s.throughput.slowestShare.toFixed(2)
-    } of the median's (done after ${
-      s.throughput.customerSeconds?.slowest.toFixed(2) ?? "?"
-    } s vs ${
-      s.throughput.customerSeconds?.median.toFixed(2) ?? "?"
-    } s; share at half-time ${s.throughput.shareAtHalf?.toFixed(2) ?? "?"})${
-      s.throughput.complete ? "" : " (cut at the time bound)"
-    }; 90 % arrived after ${
-      s.throughput.secondsTo90 === undefined
-        ? "(not reached)"
-        : `${s.throughput.secondsTo90.toFixed(1)} s`
-    }; CPU µs per message: bank ${fmt(s.throughput.cpuUsPerMsg.bank)}, relay ${
-      fmt(s.throughput.cpuUsPerMsg.relay)
-    }, customers (this process) ${fmt(s.throughput.cpuUsPerMsg.customers)}`,
+    ...[s.throughputAtSenders, s.throughput].filter((t) => t !== undefined)
+      .map(throughputLine),
     `  relay restart: ${s.restart.recovered} of ${s.restart.conversations} conversations delivered a new message in ${
       s.restart.seconds.toFixed(1)
     } s${s.restart.complete ? "" : " (cut at the time bound)"}`,
     "",
   ];
+}
+
+/** One line of the service's throughput phase. */
+function throughputLine(t: ServiceFigures["throughput"]): string {
+  return `  ${t.senders} senders${
+    t.conversations ? ` of ${t.conversations} conversations` : ""
+  } × ${t.perSender} × 256 B${
+    t.batch < t.perSender ? ` (rounds of ${t.batch} per send)` : ""
+  }: ${t.received} received, ${
+    fmt(t.msgsPerSec)
+  } msgs/s, slowest customer's rate ${
+    t.slowestShare.toFixed(2)
+  } of the median's (done after ${
+    t.customerSeconds?.slowest.toFixed(2) ?? "?"
+  } s vs ${t.customerSeconds?.median.toFixed(2) ?? "?"} s; share at half-time ${
+    t.shareAtHalf?.toFixed(2) ?? "?"
+  })${t.complete ? "" : " (cut at the time bound)"}; 90 % arrived after ${
+    t.secondsTo90 === undefined
+      ? "(not reached)"
+      : `${t.secondsTo90.toFixed(1)} s`
+  }; CPU µs per message: bank ${fmt(t.cpuUsPerMsg.bank)}, relay ${
+    fmt(t.cpuUsPerMsg.relay)
+  }, customers (this process) ${fmt(t.cpuUsPerMsg.customers)}`;
 }
 
 function fmt(n: number): string {

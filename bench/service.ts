@@ -239,8 +239,10 @@ export interface ServiceFigures {
     /** Of those, customers taken offline first to leave the relay room (the other suite's step). */
     offline?: number;
   } & SetupStep)[];
-  /** Throughput phase. */
+  /** Throughput phase, after the largest level. */
   throughput: {
+    /** Conversations the bank held during the phase (the senders among them). */
+    conversations: number;
     senders: number;
     perSender: number;
     batch: number;
@@ -258,6 +260,8 @@ export interface ServiceFigures {
     cpuUsPerMsg: { bank: number; relay: number; customers: number };
     complete: boolean;
   };
+  /** The same phase when the bank held as many conversations as there are senders (the level equal to `senders`, when it is not the largest): 1,000 customers, all sending at once. */
+  throughputAtSenders?: ServiceFigures["throughput"];
   /** Relay restart phase. */
   restart: {
     conversations: number;
@@ -716,7 +720,122 @@ export async function measureService(
       `service: baseline RSS ${rss0Kb} KiB with 1 conversation after the warm-up (${rss0ColdKb} KiB before it; ${rss0AfterGcKb} and ${cold.afterGc} KiB after a full GC)`,
     );
     await snapshot(1);
+    // Throughput: the first `senders` customers send at once.
+    const enc = new TextEncoder();
+    const throughputPhase = async (
+      withProfile: boolean,
+    ): Promise<ServiceFigures["throughput"]> => {
+      const senders = customers.filter((c) => bank.secureAt.has(c.peerName))
+        .slice(0, plan.senders);
+      const before = new Map(
+        senders.map((c) => [c.peerName, bank.messages.get(c.peerName) ?? 0]),
+      );
+      const total = senders.length * plan.perSender;
+      const base = bank.received;
+      let shareAtHalf = 0;
+      let half = false;
+      let at90: number | undefined;
+      bank.onMessage = () => {
+        if (at90 === undefined && bank.received - base >= total * 0.9) {
+          at90 = performance.now();
+        }
+        if (half || bank.received - base < total / 2) return;
+        half = true;
+        const counts = senders.map((c) =>
+          (bank.messages.get(c.peerName) ?? 0) - before.get(c.peerName)!
+        );
+        const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
+        shareAtHalf = mean > 0 ? Math.min(...counts) / mean : 0;
+      };
+      // `${sender}:${message}:` then "x" up to BODY bytes; one buffer per
+      // send call, each body a view of it (not a string and an encoding each).
+      const bodiesOf = (i: number, from: number, n: number) => {
+        const buf = new Uint8Array(n * BODY).fill(0x78);
+        return Array.from({ length: n }, (_, k) => {
+          const b = buf.subarray(k * BODY, (k + 1) * BODY);
+          enc.encodeInto(`${i}:${from + k}:`, b);
+          return b;
+        });
+      };
+      let profiling: Profiling | undefined;
+      let self: Profiling | undefined;
+      if (plan.profile && withProfile) {
+        profiling = await startProfile(bank.inspectPort);
+        self = await startSelfProfile();
+      }
+      const cpu0 = await cpu();
+      const t0 = performance.now();
+      const batch = Math.min(plan.batch ?? plan.perSender, plan.perSender);
+      for (let from = 0; from < plan.perSender; from += batch) {
+        const n = Math.min(batch, plan.perSender - from);
+        await Promise.all(senders.map((c, i) =>
+          c.send(
+            bodiesOf(i, from, n),
+          )
+        ));
+      }
+      const tDone = await until(
+        () => bank.received - base >= total,
+        t0 + plan.phaseMs,
+      );
+      const received = bank.received - base;
+      const fairness = shareOf(
+        senders.map((c) => ({
+          count: (bank.messages.get(c.peerName) ?? 0) - before.get(c.peerName)!,
+          lastAt: bank.lastMessageOf.get(c.peerName) ?? t0,
+        })),
+        t0,
+        performance.now(),
+      );
+      const [bankUs, relayUs, selfUs] = (await cpu()).map((us, i) =>
+        (us - cpu0[i]) / Math.max(1, received)
+      );
+      if (profiling) {
+        const profile = await profiling.stop();
+        await Deno.writeTextFile(plan.profile!, JSON.stringify(profile));
+        log(`service: bank CPU profile in ${plan.profile}; self time:`);
+        for (const line of summarizeProfile(profile)) log(`  ${line}`);
+        const mine = await self!.stop();
+        const path = plan.profile!.replace(/(\.cpuprofile)?$/, ".customers$1");
+        await Deno.writeTextFile(path, JSON.stringify(mine));
+        log(`service: this process's (the customers') CPU profile in ${path}`);
+      }
+      const throughput: ServiceFigures["throughput"] = {
+        senders: senders.length,
+        perSender: plan.perSender,
+        batch,
+        received,
+        conversations: secureCount(),
+        msgsPerSec: received /
+          Math.max(
+            1e-3,
+            ((tDone ? bank.lastMessageAt : performance.now()) - t0) / 1000,
+          ),
+        slowestShare: fairness.share,
+        shareAtHalf,
+        customerSeconds: fairness.seconds,
+        secondsTo90: at90 === undefined ? undefined : (at90 - t0) / 1000,
+        cpuUsPerMsg: { bank: bankUs, relay: relayUs, customers: selfUs },
+        complete: tDone,
+      };
+      bank.onMessage = () => {};
+      log(
+        `service: ${received} of ${total} messages beside ${throughput.conversations} conversations, ${
+          throughput.msgsPerSec.toFixed(0)
+        } msgs/s, slowest share ${
+          fairness.share.toFixed(2)
+        } (customers done after ${
+          fairness.seconds.median.toFixed(2)
+        } s median, ${
+          fairness.seconds.slowest.toFixed(2)
+        } s slowest; share at half-time ${shareAtHalf.toFixed(2)}); ${
+          customers.reduce((n, c) => n + c.reconnects, 0)
+        } customer relay links lost and reconnected so far`,
+      );
+      return throughput;
+    };
     const levels: ServiceFigures["levels"] = [];
+    let throughputAtSenders: ServiceFigures["throughput"] | undefined;
     const suites: ServiceFigures["suites"] = [];
     for (const [i, target] of plan.levels.entries()) {
       const t = performance.now();
@@ -757,114 +876,19 @@ export async function measureService(
       );
       await snapshot(conversations);
       if (conversations < target) break;
+      // 1,000 customers and 1,000 senders: the phase as the target states it,
+      // before the bank grows further (the phase after the largest level
+      // below measures 1,000 senders among all its conversations).
+      if (
+        target === plan.senders && i < plan.levels.length - 1 &&
+        plan.senders > 0
+      ) {
+        throughputAtSenders = await throughputPhase(false);
+        await sleep(1000);
+      }
     }
 
-    // Throughput: the first `senders` customers send at once.
-    const senders = customers.filter((c) => bank.secureAt.has(c.peerName))
-      .slice(0, plan.senders);
-    const before = new Map(
-      senders.map((c) => [c.peerName, bank.messages.get(c.peerName) ?? 0]),
-    );
-    const total = senders.length * plan.perSender;
-    const base = bank.received;
-    let shareAtHalf = 0;
-    let half = false;
-    let at90: number | undefined;
-    bank.onMessage = () => {
-      if (at90 === undefined && bank.received - base >= total * 0.9) {
-        at90 = performance.now();
-      }
-      if (half || bank.received - base < total / 2) return;
-      half = true;
-      const counts = senders.map((c) =>
-        (bank.messages.get(c.peerName) ?? 0) - before.get(c.peerName)!
-      );
-      const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
-      shareAtHalf = mean > 0 ? Math.min(...counts) / mean : 0;
-    };
-    const enc = new TextEncoder();
-    // `${sender}:${message}:` then "x" up to BODY bytes; one buffer per
-    // send call, each body a view of it (not a string and an encoding each).
-    const bodiesOf = (i: number, from: number, n: number) => {
-      const buf = new Uint8Array(n * BODY).fill(0x78);
-      return Array.from({ length: n }, (_, k) => {
-        const b = buf.subarray(k * BODY, (k + 1) * BODY);
-        enc.encodeInto(`${i}:${from + k}:`, b);
-        return b;
-      });
-    };
-    let profiling: Profiling | undefined;
-    let self: Profiling | undefined;
-    if (plan.profile) {
-      profiling = await startProfile(bank.inspectPort);
-      self = await startSelfProfile();
-    }
-    const cpu0 = await cpu();
-    const t0 = performance.now();
-    const batch = Math.min(plan.batch ?? plan.perSender, plan.perSender);
-    for (let from = 0; from < plan.perSender; from += batch) {
-      const n = Math.min(batch, plan.perSender - from);
-      await Promise.all(senders.map((c, i) =>
-        c.send(
-          bodiesOf(i, from, n),
-        )
-      ));
-    }
-    const tDone = await until(
-      () => bank.received - base >= total,
-      t0 + plan.phaseMs,
-    );
-    const received = bank.received - base;
-    const fairness = shareOf(
-      senders.map((c) => ({
-        count: (bank.messages.get(c.peerName) ?? 0) - before.get(c.peerName)!,
-        lastAt: bank.lastMessageOf.get(c.peerName) ?? t0,
-      })),
-      t0,
-      performance.now(),
-    );
-    const [bankUs, relayUs, selfUs] = (await cpu()).map((us, i) =>
-      (us - cpu0[i]) / Math.max(1, received)
-    );
-    if (profiling) {
-      const profile = await profiling.stop();
-      await Deno.writeTextFile(plan.profile!, JSON.stringify(profile));
-      log(`service: bank CPU profile in ${plan.profile}; self time:`);
-      for (const line of summarizeProfile(profile)) log(`  ${line}`);
-      const mine = await self!.stop();
-      const path = plan.profile!.replace(/(\.cpuprofile)?$/, ".customers$1");
-      await Deno.writeTextFile(path, JSON.stringify(mine));
-      log(`service: this process's (the customers') CPU profile in ${path}`);
-    }
-    const throughput = {
-      senders: senders.length,
-      perSender: plan.perSender,
-      batch,
-      received,
-      msgsPerSec: received /
-        Math.max(
-          1e-3,
-          ((tDone ? bank.lastMessageAt : performance.now()) - t0) / 1000,
-        ),
-      slowestShare: fairness.share,
-      shareAtHalf,
-      customerSeconds: fairness.seconds,
-      secondsTo90: at90 === undefined ? undefined : (at90 - t0) / 1000,
-      cpuUsPerMsg: { bank: bankUs, relay: relayUs, customers: selfUs },
-      complete: tDone,
-    };
-    bank.onMessage = () => {};
-    log(
-      `service: ${received} of ${total} messages, ${
-        throughput.msgsPerSec.toFixed(0)
-      } msgs/s, slowest share ${
-        fairness.share.toFixed(2)
-      } (customers done after ${fairness.seconds.median.toFixed(2)} s median, ${
-        fairness.seconds.slowest.toFixed(2)
-      } s slowest; share at half-time ${shareAtHalf.toFixed(2)}); ${
-        customers.reduce((n, c) => n + c.reconnects, 0)
-      } customer relay links lost and reconnected so far`,
-    );
+    const throughput = await throughputPhase(true);
     await sleep(1000);
 
     // Relay restart: same port, every customer reconnects and sends once.
@@ -952,6 +976,7 @@ export async function measureService(
       },
       suites,
       throughput,
+      throughputAtSenders,
       restart,
     };
   } finally {

@@ -380,17 +380,23 @@ export function service(runs: Json[]): string {
       }, customers ${cpu("customers")}`,
     ]);
   }
-  const t = (k: string) => nums(runs, (r) => get(r, `service.throughput.${k}`));
-  rows.push([
-    `${spread(t("senders"), num(0))} customers sending at once`,
-    `${spread(t("msgsPerSec"), num(0))} msgs/s; slowest share ${
-      spread(t("slowestShare"), num(2))
-    } of the median's rate; 90 % after ${
-      spread(t("secondsTo90"), sig)
-    } s, the slowest customer done after ${
-      spread(t("customerSeconds.slowest"), sig)
-    } s`,
-  ]);
+  for (const phase of ["throughputAtSenders", "throughput"]) {
+    const t = (k: string) => nums(runs, (r) => get(r, `service.${phase}.${k}`));
+    if (t("msgsPerSec").length === 0) continue;
+    const among = t("conversations");
+    rows.push([
+      `${spread(t("senders"), num(0))} customers sending at once${
+        among.length ? ` (of ${spread(among, num(0))} conversations)` : ""
+      }`,
+      `${spread(t("msgsPerSec"), num(0))} msgs/s; slowest share ${
+        spread(t("slowestShare"), num(2))
+      } of the median's rate; 90 % after ${
+        spread(t("secondsTo90"), sig)
+      } s, the slowest customer done after ${
+        spread(t("customerSeconds.slowest"), sig)
+      } s`,
+    ]);
+  }
   const s = (k: string) => nums(runs, (r) => get(r, `service.restart.${k}`));
   rows.push([
     "relay restart",
