@@ -45,6 +45,15 @@
  *    sessions survive: the relay only forwards; what is measured is the
  *    bank and customers being back in working secure conversations).
  *
+ * The simulated customers all live in this process, so its heap holds
+ * ~10,000 of them (300–490 MB): `deno task bench` runs it with
+ * `--v8-flags=--initial-old-space-size=2048`, so V8 does not start marking
+ * that heap inside the ~1 s throughput phase (150–280 ms of incremental
+ * marking there, `--trace-gc`, which 1,000 separate customer devices would
+ * not spend; 1,000 of ~10,000 senders went from 13.8–16.5k to 23–26k msgs/s,
+ * the customers' CPU per message from 62–73 to ~25 µs). The bank and the
+ * relay run with their own tasks' flags.
+ *
  * Every phase is bounded in count and time; a phase that runs out of time
  * reports what it reached (`complete: false`).
  * @module
