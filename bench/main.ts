@@ -70,7 +70,7 @@ import {
 } from "./cluster.ts";
 import type { E2eFigures } from "./e2e.ts";
 import {
-  measureService,
+  measureServiceSubprocess,
   SERVICE_MEMORY_TARGET_KB,
   SERVICE_MSGS_TARGET,
   SERVICE_RESTART_TARGET_S,
@@ -1552,7 +1552,7 @@ async function main(args: string[]): Promise<number> {
     }
     if (only.has("service")) {
       log("bank service");
-      out.service = await measureService(plan.service, certs, log);
+      out.service = await measureServiceSubprocess(plan.service, certs, log);
     }
     if (only.has("cluster")) {
       log("cluster (2 relay nodes + redis-server)");
