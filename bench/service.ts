@@ -558,10 +558,18 @@ const RELAY_FLAGS = [
   "30000",
 ];
 
+/** The relay's certificate files (bench/main.ts `Certs`). */
+export type ServiceCerts = {
+  certDir: string;
+  certPath: string;
+  keyPath: string;
+  caPath: string;
+};
+
 /** Runs the four phases; see the module doc. */
 export async function measureService(
   plan: ServicePlan,
-  certs: { certDir: string; certPath: string; keyPath: string; caPath: string },
+  certs: ServiceCerts,
   log: (s: string) => void,
 ): Promise<ServiceFigures> {
   const caPem = await Deno.readTextFile(certs.caPath);
@@ -1028,7 +1036,7 @@ export const SERVICE_PROCESS_V8_FLAGS = [
  */
 export async function measureServiceSubprocess(
   plan: ServicePlan,
-  certs: { certDir: string; certPath: string; keyPath: string; caPath: string },
+  certs: ServiceCerts,
   log: (s: string) => void,
 ): Promise<ServiceFigures> {
   const dir = await Deno.makeTempDir({ prefix: "service-bench-" });
