@@ -61,6 +61,7 @@
  */
 
 import { parsePeerAddress } from "../lib/address.ts";
+import { median } from "./setup_bench.ts";
 import { SUITE_P256, SUITE_X25519 } from "../lib/suite.ts";
 import {
   type CustomerPolicy,
@@ -110,20 +111,17 @@ export function shareOf(
     return { share: 0, seconds: { median: 0, slowest: 0 } };
   }
   const secs = senders.map((s) => Math.max(1e-3, (s.lastAt - t0) / 1000));
-  const rates = senders.map((s, i) => s.count / secs[i]).sort((a, b) => a - b);
-  const mid = rates.length >> 1;
-  const median = rates.length % 2
-    ? rates[mid]
-    : (rates[mid - 1] + rates[mid]) / 2;
-  const done = senders
-    .map((s, i) => (s.count > 0 ? secs[i] : (endAt - t0) / 1000))
-    .sort((a, b) => a - b);
-  const dm = done.length % 2 ? done[mid] : (done[mid - 1] + done[mid]) / 2;
+  const rates = senders.map((s, i) => s.count / secs[i]);
+  const done = senders.map((s, i) =>
+    s.count > 0 ? secs[i] : (endAt - t0) / 1000
+  );
+  const mid = median(rates);
   return {
-    share: median > 0 ? rates[0] / median : 0,
-    seconds: { median: dm, slowest: done[done.length - 1] },
+    share: mid > 0 ? Math.min(...rates) / mid : 0,
+    seconds: { median: median(done), slowest: Math.max(...done) },
   };
 }
+
 /**
  * Worker threads of the simulated customers by default: none. On this
  * 2-core machine two workers cost more CPU per message in every process

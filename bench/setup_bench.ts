@@ -220,7 +220,7 @@ async function rate(
 }
 
 /** The median of `v` (mean of the middle two when even). */
-function median(v: number[]): number {
+export function median(v: number[]): number {
   const s = [...v].sort((x, y) => x - y);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
