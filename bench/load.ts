@@ -259,6 +259,54 @@ export interface LoadResult {
   maxMs: number;
   /** ERROR frames the senders received (refused frames; each was replaced). */
   errors: number;
+  /**
+   * With `probeLoop`: the load generator's own longest event-loop gap in the
+   * window (ms; a 1 ms interval timer that ran late), and the longest such gap
+   * that overlapped the slowest frame's flight (0: none did). A gap is time
+   * this process did not run: every frame in flight then waits for it,
+   * whatever the server does.
+   */
+  loopGapMaxMs?: number;
+  maxFrameLoopGapMs?: number;
+}
+
+/** Gaps longer than this (ms) between 1 ms probe ticks are kept. */
+export const LOOP_GAP_MIN_MS = 2;
+/** At most this many gaps are kept (the longest always is). */
+const LOOP_GAPS_KEPT = 10_000;
+
+/**
+ * The event-loop gaps a 1 ms interval timer sees: each tick's distance from
+ * the previous one, kept when longer than {@link LOOP_GAP_MIN_MS}.
+ */
+export class LoopGaps {
+  #last: number;
+  #gaps: [start: number, length: number][] = [];
+  #max = 0;
+  constructor(now: number) {
+    this.#last = now;
+  }
+  /** One probe tick at `now` (ms). */
+  tick(now: number): void {
+    const gap = now - this.#last;
+    this.#last = now;
+    if (gap > this.#max) this.#max = gap;
+    if (gap > LOOP_GAP_MIN_MS && this.#gaps.length < LOOP_GAPS_KEPT) {
+      this.#gaps.push([now - gap, gap]);
+    }
+  }
+  /** Longest gap seen (ms). */
+  get max(): number {
+    return this.#max;
+  }
+  /** Longest kept gap that overlaps [from, to] (ms), 0 if none. */
+  longestOverlapping(from: number, to: number): number {
+    let best = 0;
+    for (const [start, length] of this.#gaps) {
+      if (start < to && start + length > from && length > best) best = length;
+    }
+    return best;
+  }
 }
 
 /** Options of {@link runPairs}. */
@@ -275,6 +323,8 @@ export interface RunPairsOptions {
   measureMs: number;
   /** Called at the start and end of the measured window (e.g. to read server CPU). */
   onWindow?: (edge: "start" | "end") => Promise<void> | void;
+  /** Watch this process's own event loop in the window (see {@link LoadResult.loopGapMaxMs}). */
+  probeLoop?: boolean;
 }
 
 /**
@@ -302,11 +352,15 @@ export async function runPairs(opts: RunPairsOptions): Promise<LoadResult> {
   let outstanding = 0;
   let seen = 0;
   let maxMs = 0;
+  let maxSentAt = 0;
   const samples = new Float64Array(MAX_SAMPLES);
   let kept = 0;
   const record = (ms: number) => {
     seen++;
-    if (ms > maxMs) maxMs = ms;
+    if (ms > maxMs) {
+      maxMs = ms;
+      maxSentAt = performance.now() - ms;
+    }
     if (kept < MAX_SAMPLES) samples[kept++] = ms;
     else {
       const j = Math.floor(Math.random() * seen);
@@ -354,12 +408,17 @@ export async function runPairs(opts: RunPairsOptions): Promise<LoadResult> {
   await opts.onWindow?.("start");
   measuring = true;
   const t0 = performance.now();
+  const gaps = opts.probeLoop ? new LoopGaps(t0) : undefined;
+  const probe = gaps
+    ? setInterval(() => gaps.tick(performance.now()), 1)
+    : undefined;
   await sleep(opts.measureMs);
   const cap = Math.max(opts.measureMs * WINDOW_MAX_FACTOR, WINDOW_MAX_MIN_MS);
   while (
     delivered < pairs * inFlight && performance.now() - t0 < cap
   ) await sleep(20);
   measuring = false;
+  clearInterval(probe);
   const elapsedMs = performance.now() - t0;
   const counted = delivered;
   await opts.onWindow?.("end");
@@ -386,5 +445,14 @@ export async function runPairs(opts: RunPairsOptions): Promise<LoadResult> {
     p99Ms: pct(0.99),
     maxMs,
     errors,
+    ...(gaps
+      ? {
+        loopGapMaxMs: gaps.max,
+        maxFrameLoopGapMs: gaps.longestOverlapping(
+          maxSentAt,
+          maxSentAt + maxMs,
+        ),
+      }
+      : {}),
   };
 }

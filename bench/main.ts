@@ -14,7 +14,10 @@
  *    `TCP_NODELAY`, one write per task, ack pongs) — against the relay and
  *    the baseline started in the same run, and the same cell with Deno's
  *    built-in WebSocket client (no `TCP_NODELAY`: 40 ms Nagle/delayed-ACK
- *    stalls) for comparison; a MET / MISSED verdict line.
+ *    stalls) for comparison; a MET / MISSED verdict line. Beside each
+ *    cell: the host's steal over its window (bench/host_steal.ts) and the
+ *    load generator's own event-loop gaps (bench/load.ts `LoopGaps`), the
+ *    longest overall and the longest during the slowest frame's flight.
  * 3. unloaded: one frame in flight, one pair: latency.
  * 4. memory: relay RSS with 1,000 and 5,000 idle registered connections
  *    (10,000 with --full), counted after a warm-up of 10 % of the first
@@ -80,6 +83,12 @@ import {
   type ServicePlan,
 } from "./service.ts";
 import { renderSetup, type SetupFigures } from "./setup_bench.ts";
+import {
+  type CpuTicks,
+  readCpuTicks,
+  stealPct,
+  withSteal,
+} from "./host_steal.ts";
 import {
   compareWithOriginal,
   measureOriginal,
@@ -230,6 +239,16 @@ interface StallFigures {
   baselineP99Ms: number;
   baselineMaxMs: number;
   baselineCpuUsPerMsg: number;
+  /** Host steal during the relay's measured window, % of all CPU time (bench/host_steal.ts). */
+  stealPct: number | null;
+  /** The same during the baseline's window. */
+  baselineStealPct: number | null;
+  /** The load generator's longest event-loop gap in the relay's window (ms; bench/load.ts LoopGaps). */
+  loopGapMaxMs: number;
+  /** Its longest gap that overlapped the relay's slowest frame (ms; 0: none). */
+  maxFrameLoopGapMs: number;
+  baselineLoopGapMaxMs: number;
+  baselineMaxFrameLoopGapMs: number;
   errors: number;
 }
 
@@ -291,7 +310,11 @@ async function machine(): Promise<Record<string, unknown>> {
 
 /** Runs one closed-loop measurement against `server`, with its CPU per message. */
 /** One measured run of a server. */
-type Measured = LoadResult & { cpuUsPerMsg: number };
+type Measured = LoadResult & {
+  cpuUsPerMsg: number;
+  /** Host steal over the measured window, % of all CPU time (null: no /proc/stat). */
+  stealPct: number | null;
+};
 
 /** The run with more messages per second (the other is kept out of the figures). */
 function best(a: Measured | undefined, b: Measured): Measured {
@@ -305,23 +328,31 @@ async function measure(
   inFlight: number,
   warmupMs: number,
   measureMs: number,
+  probeLoop = false,
 ): Promise<Measured> {
   let cpu0 = 0;
   let cpu1 = 0;
+  let ticks0: CpuTicks | null = null;
+  let ticks1: CpuTicks | null = null;
   const r = await runPairs({
     clients,
     size,
     inFlight,
     warmupMs,
     measureMs,
+    probeLoop,
     onWindow: async (edge) => {
-      if (edge === "start") cpu0 = await server.cpuUs();
-      else cpu1 = await server.cpuUs();
+      if (edge === "start") {
+        [cpu0, ticks0] = await Promise.all([server.cpuUs(), readCpuTicks()]);
+      } else {
+        [cpu1, ticks1] = await Promise.all([server.cpuUs(), readCpuTicks()]);
+      }
     },
   });
   return {
     ...r,
     cpuUsPerMsg: r.delivered > 0 ? (cpu1 - cpu0) / r.delivered : 0,
+    stealPct: stealPct(ticks0, ticks1),
   };
 }
 
@@ -457,6 +488,7 @@ async function stallCell(
       IN_FLIGHT,
       plan.warmupMs,
       plan.measureMs,
+      true,
     );
   const r = await run(relay, rc);
   const b = await run(baseline, bc);
@@ -471,6 +503,12 @@ async function stallCell(
     baselineP99Ms: b.p99Ms,
     baselineMaxMs: b.maxMs,
     baselineCpuUsPerMsg: b.cpuUsPerMsg,
+    stealPct: r.stealPct,
+    baselineStealPct: b.stealPct,
+    loopGapMaxMs: r.loopGapMaxMs ?? 0,
+    maxFrameLoopGapMs: r.maxFrameLoopGapMs ?? 0,
+    baselineLoopGapMaxMs: b.loopGapMaxMs ?? 0,
+    baselineMaxFrameLoopGapMs: b.maxFrameLoopGapMs ?? 0,
     errors: r.errors + b.errors,
   };
 }
@@ -491,7 +529,9 @@ async function stallSection(
         fmt(f.p99Ms)
       } ms max ${fmt(f.maxMs)} ms; baseline ${
         fmt(f.baselineMsgsPerSec)
-      } msgs/s p99 ${fmt(f.baselineP99Ms)} ms max ${fmt(f.baselineMaxMs)} ms`;
+      } msgs/s p99 ${fmt(f.baselineP99Ms)} ms max ${
+        fmt(f.baselineMaxMs)
+      } ms; host steal ${pct(f.stealPct)} / ${pct(f.baselineStealPct)}`;
     log(line("own client", own));
     const webSocket = await stallCell(plan, relay, baseline, http, all);
     log(line("WebSocket client", webSocket));
@@ -1029,6 +1069,11 @@ function fmt(n: number): string {
   return n.toFixed(n >= 10 ? 1 : 2);
 }
 
+/** A host steal percentage (bench/host_steal.ts); "n/a" where /proc/stat was not readable. */
+function pct(n: number | null | undefined): string {
+  return n === null || n === undefined ? "n/a" : `${n.toFixed(1)} %`;
+}
+
 /** Like fmt, with three decimals below 10 (ratios such as 1.047 or 0.93). */
 function fmtV(n: number): string {
   return Math.abs(n) < 10 ? n.toFixed(3).replace(/\.?0+$/, "") : fmt(n);
@@ -1119,6 +1164,9 @@ function render(out: Record<string, unknown>): string {
         f.p99Ms,
         f.maxMs,
         f.cpuUsPerMsg,
+        pct(f.stealPct),
+        f.loopGapMaxMs,
+        f.maxFrameLoopGapMs,
       ],
       [
         client,
@@ -1128,6 +1176,9 @@ function render(out: Record<string, unknown>): string {
         f.baselineP99Ms,
         f.baselineMaxMs,
         f.baselineCpuUsPerMsg,
+        pct(f.baselineStealPct),
+        f.baselineLoopGapMaxMs,
+        f.baselineMaxFrameLoopGapMs,
       ],
     ];
     const against = (value: number, limit: number) =>
@@ -1147,6 +1198,9 @@ function render(out: Record<string, unknown>): string {
           "p99 ms",
           "max ms",
           "CPU µs/msg",
+          "host steal",
+          "bench gap ms",
+          "gap in max",
         ],
         ...row("own", st),
         ...row("WebSocket", st.webSocket),
@@ -1164,6 +1218,7 @@ function render(out: Record<string, unknown>): string {
           ? `; ${st.errors + st.webSocket.errors} ERROR frames`
           : ""
       }`,
+      `  bench gap = the load generator's (this process's) longest event-loop gap in the window, a 1 ms timer running late; gap in max = its longest gap during the slowest frame's flight (0: none): that long, the bench itself was not running to read the reply. Host steal = CPU time the hypervisor took (/proc/stat).`,
       "",
     );
   }
@@ -1342,6 +1397,8 @@ function render(out: Record<string, unknown>): string {
   if (out.cluster) {
     lines.push("", ...renderCluster(out.cluster as ClusterFigures));
   }
+  const host = out.host as HostSteal | undefined;
+  if (host) lines.push(...renderHost(host), "");
   const vs = out.verdicts as Verdict[] | undefined;
   if (vs?.length) {
     const met = vs.filter((x) => x.met).length;
@@ -1363,6 +1420,32 @@ function render(out: Record<string, unknown>): string {
     );
   }
   return lines.join("\n");
+}
+
+/** The host's steal over the run and per section (`host` in the JSON). */
+interface HostSteal {
+  stealPct: number | null;
+  sections: Record<string, number | null>;
+}
+
+/** Above this share of stolen CPU time the run's figures are the host's, not the code's. */
+const STEAL_WARN_PCT = 2;
+
+function renderHost(h: HostSteal): string[] {
+  if (h.stealPct === null) {
+    return ["Host steal: n/a (/proc/stat not readable on this system)"];
+  }
+  const per = Object.entries(h.sections).map(([k, v]) => `${k} ${pct(v)}`);
+  return [
+    `Host steal (CPU time the hypervisor gave to other guests while this VM had work, /proc/stat): ${
+      pct(h.stealPct)
+    } of all CPU time over the run${per.length ? ` (${per.join(", ")})` : ""}`,
+    ...(h.stealPct > STEAL_WARN_PCT
+      ? [
+        `  WARNING: above ${STEAL_WARN_PCT} %: a descheduled vCPU stops every process on it, so maxima and absolute rates here are the host's; compare ratios measured in this run, or rerun on a quiet host.`,
+      ]
+      : []),
+  ];
 }
 
 /** A positive integer flag value. */
@@ -1479,6 +1562,14 @@ async function main(args: string[]): Promise<number> {
   }
 
   const t0 = performance.now();
+  const ticks0 = await readCpuTicks();
+  const steal: Record<string, number | null> = {};
+  /** Runs one section and keeps the host's steal over it. */
+  const timed = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
+    const r = await withSteal(f);
+    steal[name] = r.stealPct;
+    return r.value;
+  };
   const certDir = await Deno.makeTempDir({ prefix: "relay-bench-certs-" });
   const out: Record<string, unknown> = { machine: await machine() };
   let http: Deno.HttpClient | undefined;
@@ -1491,56 +1582,73 @@ async function main(args: string[]): Promise<number> {
       keyPath: c.keyPath,
       caPath: c.caPath,
     };
-    http = Deno.createHttpClient({
+    const httpClient = Deno.createHttpClient({
       caCerts: [await Deno.readTextFile(c.caPath)],
     });
+    http = httpClient;
     // The stall cell first: after the 50-pair relay runs this process's V8
     // heap runs old-space mark-compacts every 30-70 ms and its event loop
     // lags 15-25 ms (measured with --trace-gc and a 1 ms interval timer),
     // which shows up as 25-38 ms maxima for relay and baseline alike.
     if (only.has("stall")) {
       log("latency stalls (own client transport)");
-      out.stall = await stallSection(plan, certs, http);
+      out.stall = await timed(
+        "stall",
+        () => stallSection(plan, certs, httpClient),
+      );
     }
     if (only.has("relay")) {
       out.relayRounds = plan.rounds;
-      out.relay = await relaySection(plan, certs, http);
+      out.relay = await timed(
+        "relay",
+        () => relaySection(plan, certs, httpClient),
+      );
     }
     if (only.has("unloaded")) {
       log("unloaded latency");
-      out.unloaded = await unloadedSection(plan, certs, http);
+      out.unloaded = await timed(
+        "unloaded",
+        () => unloadedSection(plan, certs, httpClient),
+      );
     }
     if (only.has("memory")) {
       log("memory");
-      out.memory = await memorySection(plan, certs, http, !values.quick);
+      out.memory = await timed(
+        "memory",
+        () => memorySection(plan, certs, httpClient, !values.quick),
+      );
     }
     if (only.has("channel")) {
       log("channel");
-      const ch = await channelSection(plan);
+      const ch = await timed("channel", () => channelSection(plan));
       out.channel = ch;
       out.handshakesPerSec = ch.handshakesPerSec ?? null;
     }
     if (only.has("e2e")) {
       log("e2e");
-      out.e2e = await e2eSection(plan, certs);
+      out.e2e = await timed("e2e", () => e2eSection(plan, certs));
     }
     if (only.has("setup")) {
       log("session set-up");
       const { measureSetupSubprocess } = await import("./setup_bench.ts");
-      out.setup = await measureSetupSubprocess(plan.channelMs * 2);
+      out.setup = await timed(
+        "setup",
+        () => measureSetupSubprocess(plan.channelMs * 2),
+      );
     }
     if (only.has("original")) {
       log("original design baseline");
-      const o = await measureOriginal({
-        ...certs,
-        sizes: plan.originalSizes,
-        messages: (size) =>
-          size <= 4096
-            ? plan.originalMessages
-            : Math.ceil(plan.originalMessages / 10),
-        capMs: plan.e2eCapMs,
-        log,
-      });
+      const o = await timed("original", () =>
+        measureOriginal({
+          ...certs,
+          sizes: plan.originalSizes,
+          messages: (size) =>
+            size <= 4096
+              ? plan.originalMessages
+              : Math.ceil(plan.originalMessages / 10),
+          capMs: plan.e2eCapMs,
+          log,
+        }));
       out.original = o;
       const e2e = out.e2e as E2eFigures | undefined;
       const { BODY_SIZE } = await import("./e2e.ts");
@@ -1552,27 +1660,35 @@ async function main(args: string[]): Promise<number> {
     }
     if (only.has("service")) {
       log("bank service");
-      out.service = await measureServiceSubprocess(plan.service, certs, log);
+      out.service = await timed(
+        "service",
+        () => measureServiceSubprocess(plan.service, certs, log),
+      );
     }
     if (only.has("cluster")) {
       log("cluster (2 relay nodes + redis-server)");
-      out.cluster = await clusterSection(
-        {
-          warmupMs: plan.warmupMs,
-          measureMs: plan.measureMs,
-          rounds: plan.rounds,
-          pairs: 10,
-          size: 256,
-          inFlight: 32,
-        },
-        certs,
-        log,
-      );
+      out.cluster = await timed("cluster", () =>
+        clusterSection(
+          {
+            warmupMs: plan.warmupMs,
+            measureMs: plan.measureMs,
+            rounds: plan.rounds,
+            pairs: 10,
+            size: 256,
+            inFlight: 32,
+          },
+          certs,
+          log,
+        ));
     }
   } finally {
     http?.close();
     await Deno.remove(certDir, { recursive: true });
   }
+  out.host = {
+    stealPct: stealPct(ticks0, await readCpuTicks()),
+    sections: steal,
+  };
   out.verdicts = verdicts(out);
   out.elapsedSeconds = (performance.now() - t0) / 1000;
   console.log(render(out));

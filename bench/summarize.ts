@@ -182,16 +182,51 @@ export function stall(runs: Json[]): string {
       spread(f("p99Ms"), sig),
       spread(f("maxMs"), sig),
       spread(f("cpuUsPerMsg"), sig),
+      spread(f("stealPct"), sig),
+      spread(f("loopGapMaxMs"), sig),
+      spread(f("maxFrameLoopGapMs"), sig),
     ];
   };
   return table(
-    ["client", "server", "msgs/s", "p50 ms", "p99 ms", "max ms", "CPU µs/msg"],
+    [
+      "client",
+      "server",
+      "msgs/s",
+      "p50 ms",
+      "p99 ms",
+      "max ms",
+      "CPU µs/msg",
+      "host steal %",
+      "bench gap ms",
+      "gap in max ms",
+    ],
     [
       row("own", "relay", "", false),
       row("own", "baseline", "", true),
       row("WebSocket", "relay", "webSocket", false),
       row("WebSocket", "baseline", "webSocket", true),
     ],
+  );
+}
+
+/** Host steal (bench/host_steal.ts): the whole run and each section, % of all CPU time. */
+export function host(runs: Json[]): string {
+  const names: string[] = [];
+  for (const r of runs) {
+    const s = get(r, "host.sections");
+    if (s && typeof s === "object") {
+      for (const k of Object.keys(s)) if (!names.includes(k)) names.push(k);
+    }
+  }
+  return table(
+    ["host steal %", "whole run", ...names],
+    [[
+      "min–max (median)",
+      spread(nums(runs, (r) => get(r, "host.stealPct")), sig),
+      ...names.map((k) =>
+        spread(nums(runs, (r) => get(r, `host.sections.${k}`)), sig)
+      ),
+    ]],
   );
 }
 
@@ -471,5 +506,6 @@ if (import.meta.main) {
   section("Original design", any("originalComparison"), () => original(runs));
   section("Bank service", any("service"), () => service(runs));
   section("Cluster", any("cluster.rows"), () => cluster(runs));
+  section("Host steal", any("host.stealPct"), () => host(runs));
   console.log(out.join("\n"));
 }

@@ -89,7 +89,34 @@ Deno.test("bench --quick writes positive figures in the documented shape", async
         );
       }
       assert.equal(f.errors, 0, `${at}: no ERROR frames`);
+      // The load generator's own event-loop gaps: measured, and the one in
+      // the slowest frame's flight cannot be longer than that frame's latency
+      // by more than the 1 ms probe's resolution.
+      for (const server of ["", "baseline"]) {
+        const key = (k: string) =>
+          server ? `${server}${k[0].toUpperCase()}${k.slice(1)}` : k;
+        positive(f[key("loopGapMaxMs")], `${at}.${key("loopGapMaxMs")}`);
+        const inMax = f[key("maxFrameLoopGapMs")];
+        assert.ok(
+          inMax >= 0 && inMax <= f[key("loopGapMaxMs")] &&
+            inMax <= f[key("maxMs")] + 2,
+          `${at}.${key("maxFrameLoopGapMs")} = ${inMax}`,
+        );
+      }
+      // Host steal over each measured window (Linux: /proc/stat is readable).
+      for (const k of ["stealPct", "baselineStealPct"]) {
+        assert.ok(
+          typeof f[k] === "number" && f[k] >= 0 && f[k] <= 100,
+          `${at}.${k} = ${f[k]}`,
+        );
+      }
     }
+    // ...and over the whole run and each section that ran.
+    assert.ok(r.host.stealPct >= 0 && r.host.stealPct <= 100, "host.stealPct");
+    for (const s of ["stall", "relay", "e2e"]) {
+      assert.equal(typeof r.host.sections[s], "number", `host.sections.${s}`);
+    }
+    assert.match(stdout, /Host steal \(CPU time the hypervisor/);
     assert.equal(
       r.stall.met,
       r.stall.p99Ms <= 5 && r.stall.maxMs <= 10,
