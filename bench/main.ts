@@ -83,6 +83,7 @@ import {
   type ServicePlan,
 } from "./service.ts";
 import { renderSetup, type SetupFigures } from "./setup_bench.ts";
+import { STALL_COLUMNS } from "./summarize.ts";
 import {
   type CpuTicks,
   readCpuTicks,
@@ -308,11 +309,10 @@ async function machine(): Promise<Record<string, unknown>> {
   };
 }
 
-/** Runs one closed-loop measurement against `server`, with its CPU per message. */
 /** One measured run of a server. */
 type Measured = LoadResult & {
   cpuUsPerMsg: number;
-  /** Host steal over the measured window, % of all CPU time (null: no /proc/stat). */
+  /** With `probe`: host steal over the measured window, % of all CPU time (else null). */
   stealPct: number | null;
 };
 
@@ -321,6 +321,11 @@ function best(a: Measured | undefined, b: Measured): Measured {
   return a === undefined || b.msgsPerSec > a.msgsPerSec ? b : a;
 }
 
+/**
+ * Runs one closed-loop measurement against `server`, with its CPU per message;
+ * with `probe`, also the host's steal and this process's event-loop gaps over
+ * the window (the stall cell).
+ */
 async function measure(
   server: ServerProcess,
   clients: BenchClient[],
@@ -328,7 +333,7 @@ async function measure(
   inFlight: number,
   warmupMs: number,
   measureMs: number,
-  probeLoop = false,
+  probe = false,
 ): Promise<Measured> {
   let cpu0 = 0;
   let cpu1 = 0;
@@ -340,13 +345,12 @@ async function measure(
     inFlight,
     warmupMs,
     measureMs,
-    probeLoop,
+    probeLoop: probe,
     onWindow: async (edge) => {
-      if (edge === "start") {
-        [cpu0, ticks0] = await Promise.all([server.cpuUs(), readCpuTicks()]);
-      } else {
-        [cpu1, ticks1] = await Promise.all([server.cpuUs(), readCpuTicks()]);
-      }
+      const ticks = probe ? readCpuTicks() : null;
+      const [cpu, t] = await Promise.all([server.cpuUs(), ticks]);
+      if (edge === "start") [cpu0, ticks0] = [cpu, t];
+      else [cpu1, ticks1] = [cpu, t];
     },
   });
   return {
@@ -1164,7 +1168,7 @@ function render(out: Record<string, unknown>): string {
         f.p99Ms,
         f.maxMs,
         f.cpuUsPerMsg,
-        pct(f.stealPct),
+        f.stealPct ?? "n/a",
         f.loopGapMaxMs,
         f.maxFrameLoopGapMs,
       ],
@@ -1176,7 +1180,7 @@ function render(out: Record<string, unknown>): string {
         f.baselineP99Ms,
         f.baselineMaxMs,
         f.baselineCpuUsPerMsg,
-        pct(f.baselineStealPct),
+        f.baselineStealPct ?? "n/a",
         f.baselineLoopGapMaxMs,
         f.baselineMaxFrameLoopGapMs,
       ],
@@ -1190,18 +1194,7 @@ function render(out: Record<string, unknown>): string {
     lines.push(
       `Latency stalls (P=${st.pairs}, ${st.size} B, ${st.inFlight} frames in flight; own = lib/deno/pinned_relay.ts with TCP_NODELAY and ack pongs, WebSocket = Deno's built-in client):`,
       table([
-        [
-          "client",
-          "server",
-          "msgs/s",
-          "p50 ms",
-          "p99 ms",
-          "max ms",
-          "CPU µs/msg",
-          "host steal",
-          "bench gap ms",
-          "gap in max",
-        ],
+        [...STALL_COLUMNS],
         ...row("own", st),
         ...row("WebSocket", st.webSocket),
       ]),

@@ -164,6 +164,20 @@ export function memory(runs: Json[]): string {
   return table(["idle connections", "relay KB/conn", "baseline KB/conn"], rows);
 }
 
+/** Columns of the stall table, here and in the bench's own text output. */
+export const STALL_COLUMNS = [
+  "client",
+  "server",
+  "msgs/s",
+  "p50 ms",
+  "p99 ms",
+  "max ms",
+  "CPU µs/msg",
+  "host steal %",
+  "bench gap ms",
+  "gap in max ms",
+] as const;
+
 /** The stall cell and its WebSocket-client comparison. */
 export function stall(runs: Json[]): string {
   const row = (name: string, server: string, pre: string, base: boolean) => {
@@ -188,18 +202,7 @@ export function stall(runs: Json[]): string {
     ];
   };
   return table(
-    [
-      "client",
-      "server",
-      "msgs/s",
-      "p50 ms",
-      "p99 ms",
-      "max ms",
-      "CPU µs/msg",
-      "host steal %",
-      "bench gap ms",
-      "gap in max ms",
-    ],
+    [...STALL_COLUMNS],
     [
       row("own", "relay", "", false),
       row("own", "baseline", "", true),
