@@ -27,7 +27,14 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import {
+  parseFlags,
+  positiveInt,
+  positiveNumber,
+  runCli,
+  UsageError,
+} from "./cli.ts";
+import { MAX_BODY } from "../lib/constants.ts";
 import { concat, indexOfByte } from "../lib/bytes.ts";
 import { DEFAULT_COVER_RATE, DEFAULT_OUTBOX } from "../clients/args.ts";
 import { ensureCerts } from "../tools/certs.ts";
@@ -1023,9 +1030,22 @@ function mergeErrors(
   for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
+/** `deno run -A bench/e2e.ts --help`. */
+const E2E_USAGE =
+  `deno run -A bench/e2e.ts [flags]   the end-to-end section alone (JSON on stdout, progress on stderr)
+  --messages N      messages per 256-B row (default 50000)
+  --warmup N        unmeasured messages each way on each new pair of clients (default ${WARMUP_MESSAGES})
+  --cap S           bound of each row in seconds (default 60)
+  --sizes B,B       only the size rows of these body sizes (bytes, ≤ ${MAX_BODY})
+  --floor           the floor rows (bench/floor_client.ts in place of the clients: the same
+                    processes, pipes, transport and relay, no protocol work); alone: every size
+  --baseline        the clients talk through the raw forwarder instead of the relay
+  --prof DIR        write CPU profiles of the two clients to DIR (.cpuprofile)
+  --relay-flag F    extra relay flag (repeatable), e.g. --relay-flag=--idle-timeout=0
+  --deno-flag F     extra \`deno run\` flag of the two clients (repeatable)`;
+
+async function e2eMain(): Promise<number> {
+  const { values } = parseFlags(Deno.args, {
     options: {
       messages: { type: "string", default: "50000" },
       warmup: { type: "string", default: String(WARMUP_MESSAGES) },
@@ -1036,7 +1056,24 @@ if (import.meta.main) {
       baseline: { type: "boolean", default: false },
       floor: { type: "boolean", default: false },
       "deno-flag": { type: "string", multiple: true },
+      help: { type: "boolean", short: "h" },
     },
+  });
+  if (values.help) {
+    console.log(E2E_USAGE);
+    return 0;
+  }
+  const messages = positiveInt(values.messages, "--messages");
+  const warmup = values.warmup === "0"
+    ? 0
+    : positiveInt(values.warmup, "--warmup");
+  const capMs = positiveNumber(values.cap, "--cap") * 1000;
+  const sizes = values.sizes?.split(",").map((t) => {
+    const n = positiveInt(t, "--sizes");
+    if (n > MAX_BODY) {
+      throw new UsageError(`--sizes: ${n} is above ${MAX_BODY}`);
+    }
+    return n;
   });
   const certDir = await Deno.makeTempDir({ prefix: "e2e-bench-certs-" });
   try {
@@ -1048,12 +1085,11 @@ if (import.meta.main) {
         keyPath: c.keyPath,
         caPath: c.caPath,
       },
-      messages: Number(values.messages),
-      warmupMessages: Number(values.warmup),
-      capMs: Number(values.cap) * 1000,
+      messages,
+      warmupMessages: warmup,
+      capMs,
       profileDir: values.prof,
-      only: values.sizes?.split(",").map(Number) ??
-        (values.floor ? [...SIZE_ROWS] : undefined),
+      only: sizes ?? (values.floor ? [...SIZE_ROWS] : undefined),
       relayArgs: values["relay-flag"],
       baseline: values.baseline,
       floor: values.floor,
@@ -1064,4 +1100,7 @@ if (import.meta.main) {
   } finally {
     await Deno.remove(certDir, { recursive: true });
   }
+  return 0;
 }
+
+if (import.meta.main) await runCli("bench/e2e.ts", e2eMain);

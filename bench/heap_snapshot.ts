@@ -311,59 +311,83 @@ function print(title: string, t: Tally, per: number, top: number): void {
 }
 
 if (import.meta.main) {
-  const { parseArgs } = await import("node:util");
-  const { values, positionals } = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    options: {
-      per: { type: "string", default: "1" },
-      top: { type: "string", default: "40" },
-      owner: { type: "string", multiple: true, default: [] },
-      who: { type: "string", multiple: true, default: [] },
-    },
+  const { parseFlags, positiveInt, runCli, UsageError } = await import(
+    "./cli.ts"
+  );
+  await runCli("bench/heap_snapshot.ts", async () => {
+    const { values, positionals } = parseFlags(Deno.args, {
+      allowPositionals: true,
+      options: {
+        per: { type: "string", default: "1" },
+        top: { type: "string", default: "40" },
+        owner: { type: "string", multiple: true, default: [] },
+        who: { type: "string", multiple: true, default: [] },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+    if (values.help) {
+      console.log(
+        "deno run --allow-read bench/heap_snapshot.ts [A.heapsnapshot] B.heapsnapshot [--per N] [--top K] [--owner CLASS]... [--who CLASS]...\n" +
+          "  (B − A) / N: self size by class, retained size by outermost class, --owner's retained size by field, --who's holders",
+      );
+      return 0;
+    }
+    if (positionals.length < 1 || positionals.length > 2) {
+      throw new UsageError("one or two .heapsnapshot files");
+    }
+    const per = positiveInt(values.per, "--per");
+    const top = positiveInt(values.top, "--top");
+    const owners = values.owner as string[];
+    const who = values.who as string[];
+    const sums = await Promise.all(positionals.map(async (p) => {
+      let text: string;
+      try {
+        text = await Deno.readTextFile(p);
+      } catch (e) {
+        throw new UsageError(`${p}: ${(e as Error).message}`);
+      }
+      return analyze(text, owners, who);
+    }));
+    const [a, b] = sums.length === 2 ? sums : [undefined, sums[0]];
+    const empty: HeapSummary = {
+      total: 0,
+      self: new Map(),
+      retained: new Map(),
+      breakdown: new Map(),
+      holders: new Map(),
+    };
+    const base = a ?? empty;
+    console.log(
+      `total self size: ${
+        ((b.total - base.total) / per).toFixed(0)
+      } B per ${per}`,
+    );
+    print("self size by class", diff(base.self, b.self), per, top);
+    print(
+      "retained by class (outermost instances)",
+      diff(base.retained, b.retained),
+      per,
+      top,
+    );
+    for (const o of owners) {
+      print(
+        `${o}: retained by field`,
+        diff(
+          base.breakdown.get(o) ?? new Map(),
+          b.breakdown.get(o) ?? new Map(),
+        ),
+        per,
+        top,
+      );
+    }
+    for (const w of who) {
+      print(
+        `${w}: held by`,
+        diff(base.holders.get(w) ?? new Map(), b.holders.get(w) ?? new Map()),
+        per,
+        top,
+      );
+    }
+    return 0;
   });
-  const per = Number(values.per);
-  const top = Number(values.top);
-  const owners = values.owner as string[];
-  const who = values.who as string[];
-  const sums = positionals.map((p) =>
-    analyze(Deno.readTextFileSync(p), owners, who)
-  );
-  const [a, b] = sums.length === 2 ? sums : [undefined, sums[0]];
-  const empty: HeapSummary = {
-    total: 0,
-    self: new Map(),
-    retained: new Map(),
-    breakdown: new Map(),
-    holders: new Map(),
-  };
-  const base = a ?? empty;
-  console.log(
-    `total self size: ${
-      ((b.total - base.total) / per).toFixed(0)
-    } B per ${per}`,
-  );
-  print("self size by class", diff(base.self, b.self), per, top);
-  print(
-    "retained by class (outermost instances)",
-    diff(base.retained, b.retained),
-    per,
-    top,
-  );
-  for (const o of owners) {
-    print(
-      `${o}: retained by field`,
-      diff(base.breakdown.get(o) ?? new Map(), b.breakdown.get(o) ?? new Map()),
-      per,
-      top,
-    );
-  }
-  for (const w of who) {
-    print(
-      `${w}: held by`,
-      diff(base.holders.get(w) ?? new Map(), b.holders.get(w) ?? new Map()),
-      per,
-      top,
-    );
-  }
 }

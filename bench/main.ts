@@ -49,7 +49,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseFlags, positiveInt, runCli } from "./cli.ts";
 import { ensureCerts } from "../tools/certs.ts";
 import {
   type BenchClient,
@@ -1441,18 +1441,8 @@ function renderHost(h: HostSteal): string[] {
   ];
 }
 
-/** A positive integer flag value. */
-function positive(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) {
-    throw new Error(`bench: '${text}' is not a positive integer`);
-  }
-  return n;
-}
-
 async function main(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
+  const { values } = parseFlags(args, {
     options: {
       quick: { type: "boolean", default: false },
       full: { type: "boolean", default: false },
@@ -1519,17 +1509,22 @@ async function main(args: string[]): Promise<number> {
   plan.service = {
     ...plan.service,
     ...(values["service-levels"] === undefined ? {} : {
-      levels: values["service-levels"].split(",").map((n) => positive(n)),
+      levels: values["service-levels"].split(",").map((n) =>
+        positiveInt(n, "--service-levels")
+      ),
     }),
-    ...(values["service-senders"] === undefined
-      ? {}
-      : { senders: positive(values["service-senders"]) }),
-    ...(values["service-per-sender"] === undefined
-      ? {}
-      : { perSender: positive(values["service-per-sender"]) }),
+    ...(values["service-senders"] === undefined ? {} : {
+      senders: positiveInt(values["service-senders"], "--service-senders"),
+    }),
+    ...(values["service-per-sender"] === undefined ? {} : {
+      perSender: positiveInt(
+        values["service-per-sender"],
+        "--service-per-sender",
+      ),
+    }),
     ...(values["service-batch"] === undefined
       ? {}
-      : { batch: positive(values["service-batch"]) }),
+      : { batch: positiveInt(values["service-batch"], "--service-batch") }),
     ...(values["service-profile"] === undefined
       ? {}
       : { profile: values["service-profile"] }),
@@ -1542,12 +1537,12 @@ async function main(args: string[]): Promise<number> {
     ...(values["service-other-setups"] === undefined ? {} : {
       otherSetups: values["service-other-setups"] === "0"
         ? 0
-        : positive(values["service-other-setups"]),
+        : positiveInt(values["service-other-setups"], "--service-other-setups"),
     }),
     ...(values["service-workers"] === undefined ? {} : {
       workers: values["service-workers"] === "0"
         ? 0
-        : positive(values["service-workers"]),
+        : positiveInt(values["service-workers"], "--service-workers"),
     }),
   };
   if (values.full && !values.quick) {
@@ -1691,4 +1686,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) await runCli("bench", () => main(Deno.args));

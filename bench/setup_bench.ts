@@ -518,7 +518,18 @@ export async function measureSetupSubprocess(
 }
 
 if (import.meta.main) {
-  console.log(
-    JSON.stringify(await measureSetup(Number(Deno.args[0] ?? 2000)), null, 1),
-  );
+  const { positiveInt, runCli, UsageError } = await import("./cli.ts");
+  await runCli("bench/setup_bench.ts", async () => {
+    const [arg = "2000", ...rest] = Deno.args;
+    if (arg === "--help" || arg === "-h") {
+      console.log(
+        "deno run bench/setup_bench.ts [MS]   the session set-up figures alone, MS (default 2000) per window, JSON on stdout",
+      );
+      return 0;
+    }
+    if (rest.length) throw new UsageError(`unexpected '${rest[0]}'`);
+    const ms = positiveInt(arg, "MS");
+    console.log(JSON.stringify(await measureSetup(ms), null, 1));
+    return 0;
+  });
 }
