@@ -239,18 +239,12 @@ export async function measureChannel(ms: number): Promise<ChannelFigures> {
 }
 
 if (import.meta.main) {
-  const { positiveInt, runCli, UsageError } = await import("./cli.ts");
-  await runCli("bench/channel.ts", async () => {
-    const [arg = "1000", ...rest] = Deno.args;
-    if (arg === "--help" || arg === "-h") {
-      console.log(
-        "deno run -A bench/channel.ts [MS]   the channel figures alone, MS (default 1000) per figure, JSON on stdout",
-      );
-      return 0;
-    }
-    if (rest.length) throw new UsageError(`unexpected '${rest[0]}'`);
-    const ms = positiveInt(arg, "MS");
-    console.log(JSON.stringify(await measureChannel(ms), null, 1));
-    return 0;
-  });
+  const { runWithMs } = await import("./cli.ts");
+  await runWithMs(
+    "bench/channel.ts",
+    "deno run -A bench/channel.ts [MS]   the channel figures alone, MS (default 1000) per figure, JSON on stdout",
+    1000,
+    async (ms) =>
+      console.log(JSON.stringify(await measureChannel(ms), null, 1)),
+  );
 }

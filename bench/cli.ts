@@ -64,6 +64,28 @@ export async function runCli(
 }
 
 /**
+ * A script whose one optional argument is a duration in ms (default
+ * `defaultMs`): `--help` prints `usage`; `f(ms)` prints the figures.
+ */
+export function runWithMs(
+  name: string,
+  usage: string,
+  defaultMs: number,
+  f: (ms: number) => Promise<void>,
+): Promise<never> {
+  return runCli(name, async () => {
+    const [arg = String(defaultMs), ...rest] = Deno.args;
+    if (arg === "--help" || arg === "-h") {
+      console.log(usage);
+      return 0;
+    }
+    if (rest.length) throw new UsageError(`unexpected '${rest[0]}'`);
+    await f(positiveInt(arg, "MS"));
+    return 0;
+  });
+}
+
+/**
  * For a top-level script: runs its flag parsing `f`; a {@link UsageError}
  * prints `name: message (--help: usage)` and exits {@link USAGE_EXIT}.
  */

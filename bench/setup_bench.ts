@@ -518,18 +518,11 @@ export async function measureSetupSubprocess(
 }
 
 if (import.meta.main) {
-  const { positiveInt, runCli, UsageError } = await import("./cli.ts");
-  await runCli("bench/setup_bench.ts", async () => {
-    const [arg = "2000", ...rest] = Deno.args;
-    if (arg === "--help" || arg === "-h") {
-      console.log(
-        "deno run bench/setup_bench.ts [MS]   the session set-up figures alone, MS (default 2000) per window, JSON on stdout",
-      );
-      return 0;
-    }
-    if (rest.length) throw new UsageError(`unexpected '${rest[0]}'`);
-    const ms = positiveInt(arg, "MS");
-    console.log(JSON.stringify(await measureSetup(ms), null, 1));
-    return 0;
-  });
+  const { runWithMs } = await import("./cli.ts");
+  await runWithMs(
+    "bench/setup_bench.ts",
+    "deno run bench/setup_bench.ts [MS]   the session set-up figures alone, MS (default 2000) per window, JSON on stdout",
+    2000,
+    async (ms) => console.log(JSON.stringify(await measureSetup(ms), null, 1)),
+  );
 }
