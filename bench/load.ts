@@ -272,7 +272,7 @@ export interface LoadResult {
 
 /** Gaps longer than this (ms) between 1 ms probe ticks are kept. */
 export const LOOP_GAP_MIN_MS = 2;
-/** At most this many gaps are kept (the longest always is). */
+/** At most this many gaps are kept for {@link LoopGaps.longestOverlapping}; later ones count in `max` only. */
 const LOOP_GAPS_KEPT = 10_000;
 
 /**

@@ -5,6 +5,7 @@ import {
   positiveNumber,
   UsageError,
 } from "../bench/cli.ts";
+import { ROOT } from "./helpers/client_proc.ts";
 
 Deno.test("bench cli: numbers are checked and name their flag", () => {
   assert.equal(positiveInt("12", "--n"), 12);
@@ -28,8 +29,6 @@ Deno.test("bench cli: an unknown flag or a missing value is a UsageError", () =>
   assert.throws(() => parseFlags(["--ms"], config), UsageError);
   assert.throws(() => parseFlags(["stray"], config), UsageError);
 });
-
-const ROOT = new URL("..", import.meta.url).pathname;
 
 async function run(args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
